@@ -1,0 +1,32 @@
+# FrameFleet: `make run` sets up and runs the demo on the embedded stack; `make test` sets up and tests.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test test-sqlite test-postgres lint typecheck bench clean up
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/framefleet demo --up
+
+up: $(STAMP)
+	$(BIN)/framefleet up
+
+test: $(STAMP)
+	$(BIN)/python -m tests.run_suites
+
+lint: $(STAMP)
+	$(BIN)/ruff check framefleet tests bench
+	$(BIN)/mypy framefleet
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.run_all
+
+clean:
+	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,62 @@
+"""The FastAPI application: `uvicorn --factory framefleet.api.app:create_app`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from celery import Celery
+from fastapi import FastAPI
+
+from framefleet.api import errors
+from framefleet.api.middleware import RequestContextMiddleware
+from framefleet.api.routes import health, jobs
+from framefleet.config import Settings, get_settings
+from framefleet.logging import configure_logging, get_logger
+
+# Job specs are small; anything near this is a mistake or an attack.
+MAX_BODY_BYTES = 1024 * 1024
+
+DESCRIPTION = """Submit transcoding jobs, follow their progress and read their results.
+
+Authenticate with `X-API-Key: <key>` or `Authorization: Bearer <key>`. Errors are RFC 7807
+`application/problem+json` documents whose `type` URI is stable per error kind."""
+
+
+def _celery_for(settings: Settings) -> Celery:
+    """The process-wide Celery app when it uses this broker, else one bound to these settings."""
+    from framefleet.celery_app import app, make_celery
+
+    return app if app.conf.broker_url == settings.redis_url else make_celery(settings)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the API for `settings` (default: from the environment)."""
+    settings = settings or get_settings()
+    configure_logging(settings.log_format, settings.log_level)
+    log = get_logger("framefleet.api")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        log.info("api started", env=settings.env, public_url=settings.public_url)
+        yield
+        probe = getattr(app.state, "redis_probe", None)
+        if probe is not None:
+            probe.close()
+
+    app = FastAPI(
+        title="FrameFleet",
+        version="1",
+        description=DESCRIPTION,
+        openapi_url="/v1/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.celery = _celery_for(settings)
+    errors.install(app)
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=MAX_BODY_BYTES)
+    app.include_router(jobs.router)
+    app.include_router(health.router)
+    return app

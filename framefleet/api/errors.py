@@ -1,0 +1,203 @@
+"""RFC 7807 problem+json for every error the API returns, each kind with a stable `type` URI.
+
+Clients branch on `type` (never on `title` or `detail`), so a slug, once published, never changes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+PROBLEM_BASE = "https://framefleet.dev/problems/"
+
+# slug -> (status, title)
+KINDS: dict[str, tuple[int, str]] = {
+    "bad-request": (400, "Bad request"),
+    "unauthorized": (401, "Authentication required"),
+    "forbidden": (403, "Not allowed"),
+    "not-found": (404, "Not found"),
+    "method-not-allowed": (405, "Method not allowed"),
+    "conflict": (409, "Conflict"),
+    "idempotency-conflict": (409, "Idempotency-Key reused with a different request"),
+    "job-finished": (409, "Job already finished"),
+    "payload-too-large": (413, "Request body too large"),
+    "unsupported-media-type": (415, "Unsupported media type"),
+    "validation": (422, "Invalid request"),
+    "rate-limited": (429, "Too many requests"),
+    "internal": (500, "Internal server error"),
+    "unavailable": (503, "Service unavailable"),
+}
+_SLUG_FOR_STATUS: dict[int, str] = {}
+for _slug, (_status, _title) in KINDS.items():
+    _SLUG_FOR_STATUS.setdefault(_status, _slug)
+
+WWW_AUTHENTICATE = 'Bearer realm="framefleet"'
+
+
+def problem_type(slug: str) -> str:
+    """The stable `type` URI of a problem kind."""
+    return PROBLEM_BASE + slug
+
+
+class Problem(Exception):
+    """An error answered as problem+json; raise it from a route or dependency."""
+
+    def __init__(
+        self,
+        slug: str,
+        detail: str,
+        *,
+        status: int | None = None,
+        title: str | None = None,
+        errors: Sequence[Mapping[str, Any]] | None = None,
+        headers: Mapping[str, str] | None = None,
+        extensions: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        default_status, default_title = KINDS[slug]
+        self.slug = slug
+        self.detail = detail
+        self.status = status or default_status
+        self.title = title or default_title
+        self.errors = list(errors) if errors is not None else None
+        self.headers = dict(headers or {})
+        self.extensions = dict(extensions or {})
+
+
+def validation_problem(field: str, message: str) -> Problem:
+    """A 422 naming one field, for checks made outside pydantic (cursor, Last-Event-ID)."""
+    return Problem("validation", f"{field}: {message}", errors=[{"field": field, "message": message}])
+
+
+def problem_body(
+    *,
+    slug: str,
+    status: int,
+    title: str,
+    detail: str | None,
+    instance: str,
+    errors: Sequence[Mapping[str, Any]] | None = None,
+    extensions: Mapping[str, Any] | None = None,
+) -> bytes:
+    body: dict[str, Any] = {
+        "type": problem_type(slug) if slug else "about:blank",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "instance": instance,
+    }
+    if errors is not None:
+        body["errors"] = list(errors)
+    if extensions:
+        body.update({k: v for k, v in extensions.items() if k not in body})
+    return json.dumps(body, separators=(",", ":"), default=str).encode()
+
+
+def problem_response(problem: Problem, instance: str) -> Response:
+    body = problem_body(
+        slug=problem.slug,
+        status=problem.status,
+        title=problem.title,
+        detail=problem.detail,
+        instance=instance,
+        errors=problem.errors,
+        extensions=problem.extensions,
+    )
+    return Response(body, status_code=problem.status, headers=problem.headers, media_type=PROBLEM_MEDIA_TYPE)
+
+
+def field_path(loc: Sequence[str | int], ctx: Mapping[str, Any] | None) -> str:
+    """The dotted field a pydantic error points at, inside the body/query/header it came from.
+
+    A whole-model check names its sub-field in ctx["field"] (see core.spec.spec_error); it is appended.
+    """
+    parts = [str(p) for p in loc[1:]] if len(loc) > 1 else [str(p) for p in loc]
+    sub = (ctx or {}).get("field")
+    if sub:
+        parts.append(str(sub))
+    return ".".join(parts)
+
+
+def validation_errors(raw: Sequence[Any]) -> list[dict[str, str]]:
+    """pydantic/FastAPI error dicts as [{field, message, type}]."""
+    found: list[dict[str, str]] = []
+    for error in raw:
+        loc = tuple(error.get("loc", ()))
+        ctx = error.get("ctx")
+        kind = str(error.get("type", ""))
+        if kind == "json_invalid":
+            position = loc[1] if len(loc) > 1 else "?"
+            reason = (ctx or {}).get("error", "invalid JSON")
+            found.append(
+                {
+                    "field": "body",
+                    "message": f"malformed JSON: {reason} (at character {position})",
+                    "type": kind,
+                }
+            )
+            continue
+        found.append({"field": field_path(loc, ctx), "message": str(error.get("msg", "")), "type": kind})
+    return found
+
+
+def _summary(errors: Sequence[Mapping[str, str]]) -> str:
+    if not errors:
+        return "the request is not valid"
+    first = errors[0]
+    text = f"{first['field']}: {first['message']}" if first["field"] else first["message"]
+    if len(errors) > 1:
+        text += f" (and {len(errors) - 1} more)"
+    return text
+
+
+async def _on_problem(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, Problem)
+    return problem_response(exc, request.url.path)
+
+
+async def _on_validation(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    errors = validation_errors(exc.errors())
+    return problem_response(Problem("validation", _summary(errors), errors=errors), request.url.path)
+
+
+async def _on_http(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    slug = _SLUG_FOR_STATUS.get(exc.status_code, "")
+    title = KINDS[slug][1] if slug else HTTPStatus(exc.status_code).phrase
+    # Framework details are generic ("Not Found"); say something more useful for the common cases.
+    detail = {404: f"no resource at {request.url.path}", 405: f"{request.method} is not allowed here"}.get(
+        exc.status_code, str(exc.detail)
+    )
+    body = problem_body(
+        slug=slug, status=exc.status_code, title=title, detail=detail, instance=request.url.path
+    )
+    headers = dict(exc.headers or {})
+    return Response(body, status_code=exc.status_code, headers=headers, media_type=PROBLEM_MEDIA_TYPE)
+
+
+def internal_error_body(instance: str) -> bytes:
+    """The 500 answer: nothing about the cause (it is logged with the request id instead)."""
+    status, title = KINDS["internal"]
+    return problem_body(
+        slug="internal",
+        status=status,
+        title=title,
+        detail="an unexpected error occurred; it has been logged",
+        instance=instance,
+    )
+
+
+def install(app: FastAPI) -> None:
+    """Answer every error kind as problem+json."""
+    app.add_exception_handler(Problem, _on_problem)
+    app.add_exception_handler(RequestValidationError, _on_validation)
+    app.add_exception_handler(StarletteHTTPException, _on_http)

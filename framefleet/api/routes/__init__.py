@@ -1,0 +1,1 @@
+"""Routers: each parses and authorizes a request, then calls the service."""

@@ -1,0 +1,107 @@
+"""Liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import redis
+import sqlalchemy as sa
+from fastapi import APIRouter, Request
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from starlette.responses import Response
+
+from framefleet.api.deps import SettingsDep
+from framefleet.api.errors import Problem
+from framefleet.api.responses import json_response
+from framefleet.config import Settings
+from framefleet.db.session import engine_for
+from framefleet.logging import get_logger
+
+router = APIRouter(tags=["health"])
+log = get_logger(__name__)
+
+PROBE_TIMEOUT_SECONDS = 3.0
+
+
+@router.get("/healthz", summary="Liveness")
+async def healthz() -> dict[str, str]:
+    """The process answers."""
+    return {"status": "ok"}
+
+
+def _check_database(settings: Settings, _request: Request) -> None:
+    with engine_for(settings.database_url).connect() as connection:
+        connection.execute(sa.text("SELECT 1"))
+
+
+def _probe_client(settings: Settings, request: Request) -> redis.Redis:
+    # A client of its own with short timeouts: a readiness probe must answer even when Redis hangs.
+    state = request.app.state
+    client: redis.Redis | None = getattr(state, "redis_probe", None)
+    if client is None:
+        client = redis.Redis.from_url(
+            settings.redis_url,
+            socket_connect_timeout=PROBE_TIMEOUT_SECONDS,
+            socket_timeout=PROBE_TIMEOUT_SECONDS,
+        )
+        state.redis_probe = client
+    return client
+
+
+def _check_redis(settings: Settings, request: Request) -> None:
+    if not _probe_client(settings, request).ping():
+        raise RuntimeError("PING was not answered")
+
+
+def _check_storage(settings: Settings, _request: Request) -> None:
+    # Imported here: storage backends pull in optional SDKs the rest of the API does not need.
+    from framefleet.storage import backend_for
+
+    backend_for(settings.output_root, settings).check()
+
+
+CHECKS: dict[str, Callable[[Settings, Request], None]] = {
+    "database": _check_database,
+    "redis": _check_redis,
+    "storage": _check_storage,
+}
+
+
+def _run_checks(settings: Settings, request: Request) -> dict[str, dict[str, str]]:
+    results: dict[str, dict[str, str]] = {}
+    for name, check in CHECKS.items():
+        try:
+            check(settings, request)
+        except Exception as exc:
+            log.warning("readiness check failed", component=name, error=f"{type(exc).__name__}: {exc}")
+            # The error class only: messages can carry hosts and credentials; the log has the rest.
+            results[name] = {"status": "error", "error": type(exc).__name__}
+        else:
+            results[name] = {"status": "ok"}
+    return results
+
+
+@router.get(
+    "/readyz",
+    summary="Readiness: database, Redis and storage",
+    responses={503: {"description": "A component is down (problem+json with `components`)"}},
+)
+async def readyz(request: Request, settings: SettingsDep) -> Response:
+    """200 when every component answers; 503 naming the failing ones otherwise."""
+    components: dict[str, Any] = await anyio.to_thread.run_sync(_run_checks, settings, request)
+    failing = [name for name, result in components.items() if result["status"] != "ok"]
+    if failing:
+        raise Problem(
+            "unavailable",
+            f"not ready: {', '.join(failing)} unavailable",
+            extensions={"components": components},
+        )
+    return json_response({"status": "ok", "components": components})
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+def prometheus_metrics() -> Response:
+    """Prometheus text exposition of the API's counters and histograms."""
+    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,258 @@
+"""Job routes: parse, authorize, call framefleet.jobs.service, answer."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import anyio
+from fastapi import APIRouter, Header, Query, Request
+from starlette.responses import Response, StreamingResponse
+
+from framefleet.api import metrics
+from framefleet.api.deps import CurrentPrincipal, RedisDep, SessionDep, SettingsDep, SubmitterPrincipal
+from framefleet.api.errors import Problem, validation_problem
+from framefleet.api.responses import json_response
+from framefleet.api.schemas import JobHistory, JobPage, JobView, ProblemView
+from framefleet.api.sse import job_event_stream
+from framefleet.core.spec import JobSpec, Priority
+from framefleet.core.states import TERMINAL, JobState
+from framefleet.db.models import Job
+from framefleet.db.session import session_scope
+from framefleet.events import is_valid_id
+from framefleet.jobs import service, state_machine
+from framefleet.jobs.dispatch import dispatch
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+Responses = dict[int | str, dict[str, Any]]
+_AUTH: Responses = {401: {"model": ProblemView, "description": "Missing or unknown API key"}}
+_NOT_FOUND: Responses = {404: {"model": ProblemView, "description": "No such job for this tenant"}}
+_INVALID: Responses = {
+    422: {"model": ProblemView, "description": "Invalid request; `errors` names each field"}
+}
+_FORBIDDEN: Responses = {403: {"model": ProblemView, "description": "The key's role may not change jobs"}}
+
+
+def _not_found(job_id: str) -> Problem:
+    return Problem("not-found", f"no job {job_id}")
+
+
+def _location(job: Job) -> str:
+    return f"/v1/jobs/{job.id}"
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=JobView,
+    responses={
+        200: {"model": JobView, "description": "Replay: this Idempotency-Key already created the job"},
+        409: {"model": ProblemView, "description": "Idempotency-Key reused with a different body"},
+        **_AUTH,
+        **_FORBIDDEN,
+        **_INVALID,
+    },
+    summary="Submit a job",
+)
+def submit(
+    spec: JobSpec,
+    session: SessionDep,
+    principal: SubmitterPrincipal,
+    request: Request,
+    idempotency_key: Annotated[
+        str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)
+    ] = None,
+) -> Response:
+    """Validate and record a job, then hand it to its queue. 201 when created, 200 on an idempotent replay."""
+    try:
+        job, created = service.submit_job(
+            session, principal=principal, spec=spec, idempotency_key=idempotency_key
+        )
+    except service.IdempotencyConflict as exc:
+        raise Problem("idempotency-conflict", str(exc)) from exc
+    headers = {"Location": _location(job)}
+    if not created:
+        return json_response(service.job_view(job, service.outputs_of(session, job.id)), 200, headers)
+    # The row is committed, so a failed publish only delays the job: the reconciler publishes it again.
+    dispatch(job, celery=request.app.state.celery)
+    metrics.JOBS_SUBMITTED.labels(job.priority).inc()
+    return json_response(service.job_view(job, []), 201, headers)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    # A time without an offset is taken as UTC.
+    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+
+@router.get("", response_model=JobPage, responses={**_AUTH, **_INVALID}, summary="List jobs")
+def list_jobs(
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    state: JobState | None = None,
+    priority: Priority | None = None,
+    created_after: Annotated[datetime | None, Query(description="ISO 8601; without an offset, UTC")] = None,
+    created_before: Annotated[datetime | None, Query(description="ISO 8601; without an offset, UTC")] = None,
+    limit: Annotated[int, Query(ge=1, le=service.MAX_PAGE)] = 50,
+    cursor: Annotated[
+        str | None, Query(max_length=512, description="next_cursor of the previous page")
+    ] = None,
+) -> Response:
+    """The tenant's jobs, newest first, a page at a time."""
+    filters = service.JobFilter(
+        state=state,
+        priority=priority,
+        created_after=_aware(created_after),
+        created_before=_aware(created_before),
+    )
+    try:
+        if cursor and service.decode_cursor(cursor)[0].tzinfo is None:
+            # Every cursor this API hands out carries a UTC offset; a naive one was made by hand.
+            raise service.BadCursor("cursor is not one this API returned")
+        jobs, next_cursor = service.list_jobs(
+            session, principal=principal, filters=filters, limit=limit, cursor=cursor
+        )
+    except service.BadCursor as exc:
+        raise validation_problem("cursor", str(exc)) from exc
+    return json_response({"items": [service.job_view(job) for job in jobs], "next_cursor": next_cursor})
+
+
+@router.get("/{job_id}", response_model=JobView, responses={**_AUTH, **_NOT_FOUND}, summary="Get a job")
+def get_job(job_id: str, session: SessionDep, principal: CurrentPrincipal) -> Response:
+    """A job with its outputs."""
+    try:
+        job = service.get_job(session, principal=principal, job_id=job_id)
+    except service.JobNotFound as exc:
+        raise _not_found(job_id) from exc
+    return json_response(service.job_view(job, service.outputs_of(session, job.id)))
+
+
+@router.get(
+    "/{job_id}/history", response_model=JobHistory, responses={**_AUTH, **_NOT_FOUND}, summary="State history"
+)
+def job_history(job_id: str, session: SessionDep, principal: CurrentPrincipal) -> Response:
+    """Every state transition of a job, oldest first."""
+    try:
+        job = service.get_job(session, principal=principal, job_id=job_id)
+    except service.JobNotFound as exc:
+        raise _not_found(job_id) from exc
+    items = [
+        {
+            "from_state": t.from_state,
+            "to_state": t.to_state,
+            "at": t.at,
+            "reason": t.reason,
+            "worker": t.worker,
+            "attempt": t.attempt,
+        }
+        for t in service.history_of(session, job.id)
+    ]
+    return json_response({"job_id": job.id, "items": items})
+
+
+@router.post(
+    "/{job_id}/cancel",
+    response_model=JobView,
+    responses={
+        202: {"model": JobView, "description": "Running job: its worker was told to stop (cancel_requested)"},
+        409: {"model": ProblemView, "description": "The job already ended"},
+        **_AUTH,
+        **_FORBIDDEN,
+        **_NOT_FOUND,
+    },
+    summary="Cancel a job",
+)
+def cancel(
+    job_id: str, session: SessionDep, principal: SubmitterPrincipal, redis: RedisDep, settings: SettingsDep
+) -> Response:
+    """200 when a waiting job is canceled; 202 when a running job is being stopped; 409 once it ended."""
+    try:
+        job = service.cancel_job(session, redis, principal=principal, job_id=job_id)
+    except service.JobNotFound as exc:
+        raise _not_found(job_id) from exc
+    except service.JobFinished as exc:
+        raise Problem("job-finished", str(exc), extensions={"state": exc.state}) from exc
+    if job.state == JobState.canceled:
+        # cancel_job returns a canceled job only when this call canceled it: tell the event stream.
+        state_machine.announce(
+            redis, job, reason="canceled by client", ttl_seconds=settings.events_ttl_seconds
+        )
+        return json_response(service.job_view(job), 200)
+    return json_response(service.job_view(job), 202)
+
+
+def _end_payload(job: Job, reason: str) -> dict[str, Any]:
+    # Same fields as state_machine.announce publishes.
+    return {
+        "state": job.state,
+        "reason": reason,
+        "attempt": job.attempt,
+        "failure_class": job.failure_class,
+        "error": job.error,
+    }
+
+
+def _ended(database_url: str, job_id: str) -> dict[str, Any] | None:
+    """The final-state payload if the job has ended, else None."""
+    with session_scope(database_url) as session:
+        job = session.get(Job, job_id)
+        if job is None or JobState(job.state) not in TERMINAL:
+            return None
+        history = service.history_of(session, job_id)
+        return _end_payload(job, history[-1].reason if history else "")
+
+
+@router.get(
+    "/{job_id}/events",
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "state, progress, output, metrics, done"},
+        **_AUTH,
+        **_NOT_FOUND,
+        **_INVALID,
+    },
+    summary="Follow a job (Server-Sent Events)",
+)
+def job_events(
+    job_id: str,
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    settings: SettingsDep,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=64)] = None,
+    last_event_id_query: Annotated[
+        str | None,
+        Query(alias="last_event_id", max_length=64, description="for clients that cannot set headers"),
+    ] = None,
+) -> StreamingResponse:
+    """The job's events as SSE, resumable with Last-Event-ID; ends after `done`."""
+    try:
+        job = service.get_job(session, principal=principal, job_id=job_id)
+    except service.JobNotFound as exc:
+        raise _not_found(job_id) from exc
+    after = last_event_id or last_event_id_query or None
+    if after is not None and not is_valid_id(after):
+        raise validation_problem(
+            "Last-Event-ID", "must be an event id this stream sent (like 1700000000000-0)"
+        )
+    ended = None
+    if JobState(job.state) in TERMINAL:
+        history = service.history_of(session, job.id)
+        ended = _end_payload(job, history[-1].reason if history else "")
+    database_url = settings.database_url
+
+    async def check_ended() -> dict[str, Any] | None:
+        return await anyio.to_thread.run_sync(_ended, database_url, job.id)
+
+    stream = job_event_stream(
+        redis_url=settings.redis_url,
+        job_id=job.id,
+        after=after,
+        keepalive_seconds=settings.sse_keepalive_seconds,
+        ended=ended,
+        check_ended=check_ended,
+    )
+    return StreamingResponse(
+        stream,
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

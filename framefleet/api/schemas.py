@@ -1,0 +1,76 @@
+"""Response shapes, for the OpenAPI document. Routes answer with job_view dicts of exactly these fields."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+
+
+class OutputView(BaseModel):
+    name: str
+    uri: str
+    container: str
+    size_bytes: int
+    duration_seconds: float | None
+    bitrate_kbps: float | None
+    width: int | None
+    height: int | None
+    video_codec: str | None
+    audio_codec: str | None
+    metrics: dict[str, Any] | None
+    metrics_log_uri: str | None
+
+
+class JobView(BaseModel):
+    id: str
+    state: str
+    priority: str
+    hardware: str
+    pool: str
+    attempt: int
+    progress: float
+    cancel_requested: bool
+    failure_class: str | None
+    error: str | None
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    spec: dict[str, Any]
+    outputs: list[OutputView] | None = None
+
+
+class JobPage(BaseModel):
+    items: list[JobView]
+    next_cursor: str | None
+
+
+class TransitionView(BaseModel):
+    from_state: str | None
+    to_state: str
+    at: datetime
+    reason: str
+    worker: str | None
+    attempt: int
+
+
+class JobHistory(BaseModel):
+    job_id: str
+    items: list[TransitionView]
+
+
+class ValidationItem(BaseModel):
+    field: str
+    message: str
+    type: str
+
+
+class ProblemView(BaseModel):
+    type: str
+    title: str
+    status: int
+    detail: str | None
+    instance: str
+    errors: list[ValidationItem] | None = None

@@ -1,0 +1,142 @@
+"""Client commands: `submit`, `watch`, `get` and `cancel` a job through the HTTP API."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+import httpx
+
+from framefleet.cli.client import ApiClient, ApiError, default_api_key, default_api_url
+from framefleet.cli.progress import RESULT_HEADERS, ProgressDisplay, format_table, result_rows
+from framefleet.config import get_settings
+
+EXIT_OK = 0
+EXIT_JOB_FAILED = 1
+EXIT_ERROR = 2
+
+
+def add_api_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--api", metavar="URL", help="API base URL (default: FRAMEFLEET_API_URL or public_url)"
+    )
+    parser.add_argument("--key", metavar="KEY", help="API key (default: FRAMEFLEET_API_KEY or the demo key)")
+
+
+def client_from(args: argparse.Namespace) -> ApiClient:
+    """An API client from --api/--key, falling back to the environment and the demo key file."""
+    settings = get_settings()
+    return ApiClient(args.api or default_api_url(settings), args.key or default_api_key(settings))
+
+
+def watch_job(client: ApiClient, job_id: str, out: TextIO | None = None) -> dict[str, Any]:
+    """Follow the job's event stream with a live progress display; returns the finished job."""
+    display = ProgressDisplay(out or sys.stdout)
+    try:
+        for event in client.events(job_id):
+            try:
+                data = event.json()
+            except ValueError:
+                continue
+            display.event(event.event, data if isinstance(data, dict) else {})
+    finally:
+        display.close()
+    return client.get(job_id)
+
+
+def report_result(job: dict[str, Any], out: TextIO | None = None) -> int:
+    """Print how the job ended (a table of outputs, or the failure) and return the exit status."""
+    out = out or sys.stdout
+    state = job.get("state")
+    if state == "succeeded":
+        out.write(f"Job {job.get('id')} succeeded.\n\n")
+        out.write(format_table(RESULT_HEADERS, result_rows(job.get("outputs") or [])) + "\n")
+        return EXIT_OK
+    out.write(f"Job {job.get('id')} {state}")
+    if job.get("failure_class"):
+        out.write(f": {job['failure_class']}")
+    if job.get("error"):
+        out.write(f" - {job['error']}")
+    out.write("\n")
+    return EXIT_JOB_FAILED
+
+
+def _read_spec(path: str) -> dict[str, Any]:
+    text = sys.stdin.read() if path == "-" else Path(path).read_text()
+    spec = json.loads(text)
+    if not isinstance(spec, dict):
+        raise ValueError("a job spec must be a JSON object")
+    return spec
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    """Submit a job spec file; with --wait, follow it to the end."""
+    try:
+        spec = _read_spec(args.spec)
+    except (OSError, ValueError) as exc:
+        print(f"cannot read job spec {args.spec}: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    with client_from(args) as client:
+        job = client.submit(spec, idempotency_key=args.idempotency_key)
+        print(f"Job {job['id']} {job.get('state', 'submitted')} (priority {job.get('priority', '-')}).")
+        if not args.wait:
+            return EXIT_OK
+        return report_result(watch_job(client, job["id"]))
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    """Follow a job live, then print its result."""
+    with client_from(args) as client:
+        return report_result(watch_job(client, args.job_id))
+
+
+def cmd_get(args: argparse.Namespace) -> int:
+    """Print a job as JSON."""
+    with client_from(args) as client:
+        job = client.get(args.job_id)
+    print(json.dumps(job, indent=2, default=str))
+    return EXIT_OK
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    """Cancel a job."""
+    with client_from(args) as client:
+        job = client.cancel(args.job_id)
+    pending = " (the worker is stopping it)" if job.get("state") == "running" else ""
+    print(f"Job {job.get('id', args.job_id)}: {job.get('state')}{pending}")
+    return EXIT_OK
+
+
+def run_api_command(handler: Any, args: argparse.Namespace) -> int:
+    """Run a client command, turning API and connection errors into a message and exit status 2."""
+    try:
+        return int(handler(args))
+    except ApiError as exc:
+        print(f"API error: {exc}", file=sys.stderr)
+    except httpx.TransportError as exc:
+        url = args.api or default_api_url(get_settings())
+        print(f"cannot reach the API at {url}: {exc} (is `framefleet up` running?)", file=sys.stderr)
+    return EXIT_ERROR
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    """Register submit, watch, get and cancel."""
+    submit = sub.add_parser("submit", help="submit a job spec (JSON file, or - for stdin)")
+    submit.add_argument("spec", metavar="SPEC.json")
+    submit.add_argument("--wait", action="store_true", help="follow the job and print its result")
+    submit.add_argument("--idempotency-key", metavar="K", help="repeat-safe submission key")
+    add_api_options(submit)
+    submit.set_defaults(handler=lambda a: run_api_command(cmd_submit, a))
+
+    for name, handler, text in (
+        ("watch", cmd_watch, "follow a job's progress live, then show its result"),
+        ("get", cmd_get, "print a job as JSON"),
+        ("cancel", cmd_cancel, "cancel a queued or running job"),
+    ):
+        parser = sub.add_parser(name, help=text)
+        parser.add_argument("job_id", metavar="JOB_ID")
+        add_api_options(parser)
+        parser.set_defaults(handler=lambda a, h=handler: run_api_command(h, a))

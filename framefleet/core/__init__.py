@@ -1,0 +1,1 @@
+"""The domain: job spec, states, failure classes. Pure code, no I/O."""

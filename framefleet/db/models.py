@@ -1,0 +1,120 @@
+"""The schema. The database is the source of truth for every job; Redis only carries messages."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite forgets the zone otherwise)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: sa.JSON()}
+
+
+class Tenant(Base):
+    __tablename__ = "tenants"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(sa.ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    prefix: Mapped[str] = mapped_column(sa.String(16))
+    key_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    role: Mapped[str] = mapped_column(sa.String(16), default="admin")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    __table_args__ = (
+        sa.UniqueConstraint("tenant_id", "idempotency_key", name="uq_jobs_tenant_idempotency"),
+        sa.Index("ix_jobs_tenant_created", "tenant_id", "created_at", "id"),
+        sa.Index("ix_jobs_state", "state"),
+    )
+
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(sa.ForeignKey("tenants.id", ondelete="CASCADE"))
+    state: Mapped[str] = mapped_column(sa.String(16))
+    priority: Mapped[str] = mapped_column(sa.String(16))
+    hardware: Mapped[str] = mapped_column(sa.String(8))
+    pool: Mapped[str] = mapped_column(sa.String(8))
+    spec: Mapped[dict[str, Any]] = mapped_column()
+    spec_hash: Mapped[str] = mapped_column(sa.String(64))
+    idempotency_key: Mapped[str | None] = mapped_column(sa.String(255), default=None)
+    attempt: Mapped[int] = mapped_column(default=0)
+    worker: Mapped[str | None] = mapped_column(sa.String(255), default=None)
+    cancel_requested: Mapped[bool] = mapped_column(default=False)
+    progress: Mapped[float] = mapped_column(default=0.0)
+    failure_class: Mapped[str | None] = mapped_column(sa.String(32), default=None)
+    error: Mapped[str | None] = mapped_column(sa.Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class JobTransition(Base):
+    __tablename__ = "job_transitions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[str] = mapped_column(sa.ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    from_state: Mapped[str | None] = mapped_column(sa.String(16))
+    to_state: Mapped[str] = mapped_column(sa.String(16))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    reason: Mapped[str] = mapped_column(sa.Text, default="")
+    worker: Mapped[str | None] = mapped_column(sa.String(255), default=None)
+    attempt: Mapped[int] = mapped_column(default=0)
+
+
+class JobOutput(Base):
+    __tablename__ = "job_outputs"
+    __table_args__ = (sa.UniqueConstraint("job_id", "name", name="uq_job_outputs_name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[str] = mapped_column(sa.ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(sa.String(64))
+    uri: Mapped[str] = mapped_column(sa.Text)
+    container: Mapped[str] = mapped_column(sa.String(8))
+    size_bytes: Mapped[int] = mapped_column(sa.BigInteger)
+    duration_seconds: Mapped[float | None] = mapped_column(default=None)
+    bitrate_kbps: Mapped[float | None] = mapped_column(default=None)
+    width: Mapped[int | None] = mapped_column(default=None)
+    height: Mapped[int | None] = mapped_column(default=None)
+    video_codec: Mapped[str | None] = mapped_column(sa.String(32), default=None)
+    audio_codec: Mapped[str | None] = mapped_column(sa.String(32), default=None)
+    metrics: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON, default=None)
+    metrics_log_uri: Mapped[str | None] = mapped_column(sa.Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

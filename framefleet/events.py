@@ -1,0 +1,62 @@
+"""Job events: one Redis Stream per job, read by the SSE endpoint and the CLI.
+
+Event types: state, progress, output, metrics, done. The stream id is the SSE event id, so a client
+resumes with Last-Event-ID and a late client replays the whole history.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+EVENT_TYPES = ("state", "progress", "output", "metrics", "done")
+STREAM_MAXLEN = 10_000
+
+
+def stream_key(job_id: str) -> str:
+    return f"framefleet:job:{job_id}:events"
+
+
+@dataclass(frozen=True)
+class Event:
+    id: str
+    type: str
+    data: dict[str, Any]
+
+
+def publish(client: redis.Redis, job_id: str, event_type: str, data: dict[str, Any]) -> str:
+    if event_type not in EVENT_TYPES:
+        raise ValueError(f"unknown event type {event_type!r}")
+    fields = {"type": event_type, "data": json.dumps(data, default=str, separators=(",", ":"))}
+    return str(client.xadd(stream_key(job_id), fields, maxlen=STREAM_MAXLEN, approximate=True))
+
+
+def expire(client: redis.Redis, job_id: str, ttl_seconds: int) -> None:
+    client.expire(stream_key(job_id), ttl_seconds)
+
+
+def _decode(entries: list[tuple[str, dict[str, str]]]) -> list[Event]:
+    return [Event(id=entry_id, type=f["type"], data=json.loads(f["data"])) for entry_id, f in entries]
+
+
+def history(client: redis.Redis, job_id: str, after: str | None = None) -> list[Event]:
+    """Every event after `after` (exclusive), or from the start."""
+    start = f"({after}" if after else "-"
+    return _decode(client.xrange(stream_key(job_id), min=start, max="+"))
+
+
+def wait(client: redis.Redis, job_id: str, after: str, block_ms: int) -> list[Event]:
+    """Block up to `block_ms` for events after `after` ('0' for from the start)."""
+    answer = client.xread({stream_key(job_id): after}, block=block_ms, count=100)
+    if not answer:
+        return []
+    _key, entries = answer[0]
+    return _decode(entries)
+
+
+def is_valid_id(value: str) -> bool:
+    left, sep, right = value.partition("-")
+    return left.isdigit() and (not sep or right.isdigit())

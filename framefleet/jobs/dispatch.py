@@ -1,0 +1,38 @@
+"""Hand a queued job to its Celery queue. The API, the worker's retries and the reconciler all use this."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from framefleet.logging import get_logger
+from framefleet.queues import queue_for
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+    from framefleet.db.models import Job
+
+log = get_logger(__name__)
+
+
+def dispatch(job: Job, *, celery: Celery | None = None) -> bool:
+    """Publish the job's run task on `<pool>.<priority>`; False (logged) when the broker cannot be reached.
+
+    A failed publish loses nothing: the job stays queued in the database and the reconciler publishes it
+    again. `celery` defaults to the process-wide app.
+    """
+    from framefleet.celery_app import RUN_JOB_TASK
+
+    if celery is None:
+        # Imported late: the app reads settings (the broker URL) when first imported.
+        from framefleet.celery_app import app
+
+        celery = app
+    try:
+        celery.send_task(RUN_JOB_TASK, args=[job.id], queue=queue_for(job.pool, job.priority))
+    except Exception as exc:
+        log.error(
+            "dispatch failed; the job stays queued", job_id=job.id, error=f"{type(exc).__name__}: {exc}"
+        )
+        return False
+    return True

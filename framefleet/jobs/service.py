@@ -1,0 +1,246 @@
+"""Job service: submit, read, list and cancel jobs for a tenant. The API routes only call these."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import redis
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from framefleet.core.spec import JobSpec, Priority
+from framefleet.core.states import TERMINAL, JobState, TransitionError
+from framefleet.db.models import Job, JobOutput, JobTransition, utcnow
+from framefleet.jobs import state_machine
+from framefleet.keys import Principal
+from framefleet.queues import pool_for
+
+MAX_PAGE = 100
+
+
+class JobNotFound(Exception):
+    pass
+
+
+class IdempotencyConflict(Exception):
+    pass
+
+
+class JobFinished(Exception):
+    def __init__(self, state: str) -> None:
+        super().__init__(f"the job already ended ({state}); only a queued or running job can be canceled")
+        self.state = state
+
+
+class BadCursor(ValueError):
+    pass
+
+
+def cancel_key(job_id: str) -> str:
+    """Redis key a worker polls to learn that its running job was canceled."""
+    return f"framefleet:job:{job_id}:cancel"
+
+
+def spec_hash(spec: JobSpec) -> str:
+    return hashlib.sha256(spec.canonical_json().encode()).hexdigest()
+
+
+def submit_job(
+    session: Session, *, principal: Principal, spec: JobSpec, idempotency_key: str | None = None
+) -> tuple[Job, bool]:
+    """Record a new queued job and return (job, created). Commits; the caller dispatches it afterwards.
+
+    With an idempotency key, the same key and body return the first job (created=False); the same key
+    with a different body raises IdempotencyConflict.
+    """
+    digest = spec_hash(spec)
+    if idempotency_key is not None:
+        existing = _by_idempotency_key(session, principal.tenant_id, idempotency_key)
+        if existing is not None:
+            return _replay(existing, digest), False
+    now = utcnow()
+    job = Job(
+        id=str(uuid.uuid4()),
+        tenant_id=principal.tenant_id,
+        state=JobState.queued.value,
+        priority=spec.priority.value,
+        hardware=spec.hardware.value,
+        pool=pool_for(spec),
+        spec=spec.model_dump(mode="json"),
+        spec_hash=digest,
+        idempotency_key=idempotency_key,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(job)
+    session.add(JobTransition(job_id=job.id, from_state=None, to_state="queued", at=now, reason="submitted"))
+    try:
+        session.commit()
+    except IntegrityError:
+        # A concurrent request with the same idempotency key won the insert.
+        session.rollback()
+        existing = _by_idempotency_key(session, principal.tenant_id, idempotency_key or "")
+        if existing is None:
+            raise
+        return _replay(existing, digest), False
+    return job, True
+
+
+def _by_idempotency_key(session: Session, tenant_id: int, key: str) -> Job | None:
+    return session.scalar(sa.select(Job).where(Job.tenant_id == tenant_id, Job.idempotency_key == key))
+
+
+def _replay(existing: Job, digest: str) -> Job:
+    if existing.spec_hash != digest:
+        raise IdempotencyConflict("this Idempotency-Key was already used with a different request body")
+    return existing
+
+
+def get_job(session: Session, *, principal: Principal, job_id: str) -> Job:
+    """The tenant's job; another tenant's job is reported as missing."""
+    job = session.get(Job, job_id) if _is_uuid(job_id) else None
+    if job is None or job.tenant_id != principal.tenant_id:
+        raise JobNotFound(job_id)
+    return job
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class JobFilter:
+    state: JobState | None = None
+    priority: Priority | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+
+
+def encode_cursor(job: Job) -> str:
+    raw = f"{job.created_at.isoformat()}|{job.id}"
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        stamp, job_id = raw.split("|", 1)
+        return datetime.fromisoformat(stamp), job_id
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadCursor("cursor is not one this API returned") from exc
+
+
+def list_jobs(
+    session: Session, *, principal: Principal, filters: JobFilter, limit: int = 50, cursor: str | None = None
+) -> tuple[list[Job], str | None]:
+    """The tenant's jobs, newest first, and the cursor of the next page (None on the last page)."""
+    limit = max(1, min(limit, MAX_PAGE))
+    query = sa.select(Job).where(Job.tenant_id == principal.tenant_id)
+    if filters.state is not None:
+        query = query.where(Job.state == filters.state.value)
+    if filters.priority is not None:
+        query = query.where(Job.priority == filters.priority.value)
+    if filters.created_after is not None:
+        query = query.where(Job.created_at > filters.created_after)
+    if filters.created_before is not None:
+        query = query.where(Job.created_at < filters.created_before)
+    if cursor:
+        created_at, job_id = decode_cursor(cursor)
+        query = query.where(
+            sa.or_(Job.created_at < created_at, sa.and_(Job.created_at == created_at, Job.id < job_id))
+        )
+    rows = list(session.scalars(query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)))
+    next_cursor = encode_cursor(rows[limit - 1]) if len(rows) > limit else None
+    return rows[:limit], next_cursor
+
+
+def cancel_job(session: Session, redis_client: redis.Redis, *, principal: Principal, job_id: str) -> Job:
+    """Cancel a job: a waiting job is canceled at once; a running job's worker is told to kill ffmpeg."""
+    job = get_job(session, principal=principal, job_id=job_id)
+    reason = "canceled by client"
+    for _ in range(3):
+        state = JobState(job.state)
+        if state in TERMINAL:
+            raise JobFinished(state.value)
+        if state is JobState.running:
+            session.execute(sa.update(Job).where(Job.id == job.id).values(cancel_requested=True))
+            session.commit()
+            redis_client.set(cancel_key(job.id), "1", ex=24 * 3600)
+            session.refresh(job)
+            return job
+        try:
+            job = state_machine.transition(
+                session, job.id, JobState.canceled, reason=reason, values={"cancel_requested": True}
+            )
+        except TransitionError:
+            session.rollback()
+            job = get_job(session, principal=principal, job_id=job_id)
+            continue
+        session.commit()
+        return job
+    raise JobFinished(job.state)
+
+
+def outputs_of(session: Session, job_id: str) -> list[JobOutput]:
+    return list(
+        session.scalars(sa.select(JobOutput).where(JobOutput.job_id == job_id).order_by(JobOutput.id))
+    )
+
+
+def history_of(session: Session, job_id: str) -> list[JobTransition]:
+    return list(
+        session.scalars(
+            sa.select(JobTransition).where(JobTransition.job_id == job_id).order_by(JobTransition.id)
+        )
+    )
+
+
+def job_view(job: Job, outputs: list[JobOutput] | None = None) -> dict[str, Any]:
+    """The public representation of a job."""
+    view: dict[str, Any] = {
+        "id": job.id,
+        "state": job.state,
+        "priority": job.priority,
+        "hardware": job.hardware,
+        "pool": job.pool,
+        "attempt": job.attempt,
+        "progress": round(job.progress, 2),
+        "cancel_requested": job.cancel_requested,
+        "failure_class": job.failure_class,
+        "error": job.error,
+        "created_at": job.created_at,
+        "updated_at": job.updated_at,
+        "started_at": job.started_at,
+        "finished_at": job.finished_at,
+        "spec": job.spec,
+    }
+    if outputs is not None:
+        view["outputs"] = [output_view(o) for o in outputs]
+    return view
+
+
+def output_view(output: JobOutput) -> dict[str, Any]:
+    return {
+        "name": output.name,
+        "uri": output.uri,
+        "container": output.container,
+        "size_bytes": output.size_bytes,
+        "duration_seconds": output.duration_seconds,
+        "bitrate_kbps": output.bitrate_kbps,
+        "width": output.width,
+        "height": output.height,
+        "video_codec": output.video_codec,
+        "audio_codec": output.audio_codec,
+        "metrics": output.metrics,
+        "metrics_log_uri": output.metrics_log_uri,
+    }

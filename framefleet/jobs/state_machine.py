@@ -1,0 +1,93 @@
+"""The one place job states change.
+
+Each transition is a compare-and-set on the job row (`UPDATE ... WHERE state IN (allowed sources)`), so
+two attempts can never both own a job, terminal states never change, and every change is recorded in
+job_transitions (from, to, at, reason, worker, attempt) and announced on the job's event stream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import redis
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from framefleet import events
+from framefleet.core.states import TERMINAL, JobState, TransitionError, sources_for
+from framefleet.db.models import Job, JobTransition, utcnow
+
+
+def transition(
+    session: Session,
+    job_id: str,
+    target: JobState,
+    *,
+    reason: str,
+    expect: Iterable[JobState] | None = None,
+    worker: str | None = None,
+    attempt: int | None = None,
+    values: dict[str, Any] | None = None,
+) -> Job:
+    """Move a job to `target` if it is in one of `expect` (default: any allowed source); flush, don't commit.
+
+    `attempt`, when given, must match the row: a stale attempt cannot change a job it no longer owns.
+    """
+    allowed = sources_for(target)
+    sources = allowed if expect is None else allowed & frozenset(expect)
+    now = utcnow()
+    update: dict[str, Any] = {"state": target.value, "updated_at": now, **(values or {})}
+    if target in TERMINAL:
+        update.setdefault("finished_at", now)
+    for _ in range(5):
+        current = session.execute(sa.select(Job.state, Job.attempt).where(Job.id == job_id)).one_or_none()
+        if current is None:
+            raise TransitionError(job_id, None, target, "no such job")
+        state_now = JobState(current.state)
+        if state_now not in sources:
+            raise TransitionError(job_id, state_now, target, f"cannot move a {state_now} job to {target}")
+        if attempt is not None and current.attempt != attempt:
+            raise TransitionError(job_id, state_now, target, f"attempt {attempt} no longer owns the job")
+        # Compare-and-set on the exact state read: a concurrent change makes this match no row.
+        result = session.execute(
+            sa.update(Job)
+            .where(Job.id == job_id, Job.state == current.state, Job.attempt == current.attempt)
+            .values(**update)
+        )
+        if result.rowcount == 1:  # type: ignore[attr-defined]
+            break
+    else:
+        raise TransitionError(job_id, None, target, "job kept changing under us")
+    recorded_attempt = update.get("attempt", attempt if attempt is not None else current.attempt)
+    session.add(
+        JobTransition(
+            job_id=job_id,
+            from_state=current.state,
+            to_state=target.value,
+            at=now,
+            reason=reason,
+            worker=worker,
+            attempt=recorded_attempt,
+        )
+    )
+    session.flush()
+    job = session.get(Job, job_id, populate_existing=True)
+    assert job is not None
+    return job
+
+
+def announce(client: redis.Redis, job: Job, *, reason: str, ttl_seconds: int) -> None:
+    """Publish the job's new state (after commit), and the final `done` event for a terminal state."""
+    state = JobState(job.state)
+    payload = {
+        "state": state.value,
+        "reason": reason,
+        "attempt": job.attempt,
+        "failure_class": job.failure_class,
+        "error": job.error,
+    }
+    events.publish(client, job.id, "state", payload)
+    if state in TERMINAL:
+        events.publish(client, job.id, "done", payload)
+        events.expire(client, job.id, ttl_seconds)

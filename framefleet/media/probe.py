@@ -1,0 +1,255 @@
+"""Media probing with PyAV: what an input holds, and proof that its first stream really decodes.
+
+Every way a file can be unusable (empty, text, truncated, random bytes, no audio or video) ends in
+JobFailure(input_invalid) with a sentence a user understands; no other exception escapes for bad media.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import av.container
+import av.stream
+
+from framefleet.core.failures import FailureClass, JobFailure
+
+# Bounded probing so hostile input cannot make the demuxer read or analyse forever.
+PROBE_OPTIONS = {"probesize": str(20 * 1024 * 1024), "analyzeduration": str(10_000_000)}
+OPEN_TIMEOUT_SECONDS = 15.0
+READ_TIMEOUT_SECONDS = 15.0
+# How much of the first stream to demux while looking for one decoded frame.
+DECODE_CHECK_PACKETS = 300
+DECODE_CHECK_SECONDS = 20.0
+# Demuxers that turn plain text into a "video" stream; a text file is never a valid input.
+TEXT_FORMATS = frozenset({"tty", "bintext", "xbin", "adf", "idf", "srt", "webvtt", "ass", "subviewer"})
+TEXT_CODECS = frozenset({"ansi", "bintext", "xbin", "idf", "text", "subrip", "webvtt", "ass", "ssa"})
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    codec: str
+    width: int
+    height: int
+    fps: float | None
+    pix_fmt: str | None
+    rotation: int
+    frames: int | None
+    bit_rate: int | None
+    sample_aspect_ratio: float = 1.0
+
+    @property
+    def display_width(self) -> int:
+        """Width as shown, after the rotation ffmpeg applies when decoding."""
+        return self.height if self.rotation in (90, 270) else self.width
+
+    @property
+    def display_height(self) -> int:
+        """Height as shown, after the rotation ffmpeg applies when decoding."""
+        return self.width if self.rotation in (90, 270) else self.height
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    codec: str
+    channels: int
+    sample_rate: int
+    bit_rate: int | None
+    layout: str | None = None
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    format_name: str
+    duration: float | None
+    size_bytes: int
+    bit_rate: int | None
+    video: VideoInfo | None
+    audio: AudioInfo | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict."""
+        return asdict(self)
+
+
+def _invalid(message: str) -> JobFailure:
+    return JobFailure(FailureClass.input_invalid, message)
+
+
+def _positive_int(value: Any) -> int | None:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        return None
+    return number if number > 0 else None
+
+
+def _rate(value: Fraction | None) -> float | None:
+    if value is None or value <= 0:
+        return None
+    return float(value)
+
+
+def _normalise_rotation(degrees: float) -> int:
+    # Snap to the nearest quarter turn: containers store matrices with small float errors.
+    return (round(degrees / 90.0) * 90) % 360
+
+
+def _stream_rotation(stream: av.stream.Stream) -> int:
+    """Rotation from the legacy `rotate` tag, used when no decoded frame carries a display matrix."""
+    tag = stream.metadata.get("rotate")
+    if tag is None:
+        return 0
+    try:
+        return _normalise_rotation(float(tag))
+    except ValueError:
+        return 0
+
+
+def _is_cover(stream: av.stream.Stream) -> bool:
+    return bool(stream.disposition & av.stream.Disposition.attached_pic)
+
+
+def _first_frame(container: av.container.InputContainer, stream: Any) -> Any:
+    """Demux the start of `stream` and return its first decoded frame, or None if nothing decodes."""
+    deadline = time.monotonic() + DECODE_CHECK_SECONDS
+    seen = 0
+    try:
+        for packet in container.demux(stream):
+            # A damaged packet is skipped as ffmpeg itself would; only "nothing decodes at all" is fatal.
+            # The last packet of demux() is an empty flush packet that drains buffered frames.
+            try:
+                frames = packet.decode()
+            except av.FFmpegError:
+                frames = []
+            if frames:
+                return frames[0]
+            seen += 1
+            if seen >= DECODE_CHECK_PACKETS or time.monotonic() > deadline:
+                return None
+    except av.FFmpegError:
+        return None
+    return None
+
+
+def _codec_name(ctx: Any) -> str:
+    # The codec's own name (av1, mp3), not the decoder implementation's (libdav1d, mp3float).
+    return str(ctx.codec.canonical_name or ctx.name)
+
+
+def _video_info(stream: Any, frame: Any) -> VideoInfo:
+    ctx = stream.codec_context
+    rotation = _normalise_rotation(float(getattr(frame, "rotation", 0) or 0)) or _stream_rotation(stream)
+    sar = stream.sample_aspect_ratio
+    width = int(ctx.width or frame.width)
+    height = int(ctx.height or frame.height)
+    if width <= 0 or height <= 0:
+        raise _invalid("the video stream has no picture size")
+    return VideoInfo(
+        codec=_codec_name(ctx),
+        width=width,
+        height=height,
+        fps=_rate(stream.average_rate) or _rate(stream.guessed_rate),
+        pix_fmt=ctx.pix_fmt or getattr(frame.format, "name", None),
+        rotation=rotation,
+        frames=_positive_int(stream.frames),
+        bit_rate=_positive_int(stream.bit_rate or ctx.bit_rate),
+        sample_aspect_ratio=float(sar) if sar and sar > 0 else 1.0,
+    )
+
+
+def _audio_info(stream: Any) -> AudioInfo:
+    ctx = stream.codec_context
+    layout = getattr(ctx, "layout", None)
+    channels = int(getattr(ctx, "channels", 0) or (len(layout.channels) if layout is not None else 0))
+    if channels <= 0 or not ctx.sample_rate:
+        raise _invalid("the audio stream has no channels or sample rate")
+    return AudioInfo(
+        codec=_codec_name(ctx),
+        channels=channels,
+        sample_rate=int(ctx.sample_rate),
+        bit_rate=_positive_int(stream.bit_rate or ctx.bit_rate),
+        layout=getattr(layout, "name", None),
+    )
+
+
+def _duration(container: av.container.InputContainer, streams: list[Any]) -> float | None:
+    if container.duration is not None and container.duration > 0:
+        return container.duration / av.time_base
+    for stream in streams:
+        if stream is not None and stream.duration and stream.time_base:
+            return float(stream.duration * stream.time_base)
+    return None
+
+
+def _probe_open(path: Path, size: int) -> MediaInfo:
+    with av.open(
+        str(path), mode="r", options=PROBE_OPTIONS, timeout=(OPEN_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS)
+    ) as container:
+        format_name = container.format.name
+        if format_name in TEXT_FORMATS:
+            raise _invalid("the input is a text file, not audio or video")
+        # Cover art is stored as a one-picture "video" stream; it is not the input's video.
+        # (ffmpeg's `V` stream specifier skips it the same way, see command.py.)
+        video_stream = next((s for s in container.streams.video if not _is_cover(s)), None)
+        audio_stream = next(iter(container.streams.audio), None)
+        for stream in (video_stream, audio_stream):
+            if stream is not None and _codec_name(stream.codec_context) in TEXT_CODECS:
+                raise _invalid("the input is a text file, not audio or video")
+        if video_stream is None and audio_stream is None:
+            raise _invalid("the input has no audio or video stream")
+
+        checked = video_stream if video_stream is not None else audio_stream
+        frame = _first_frame(container, checked)
+        if frame is None:
+            kind = "video" if checked is video_stream else "audio"
+            raise _invalid(f"the {kind} stream does not decode (the file is truncated or corrupt)")
+        video = _video_info(video_stream, frame) if video_stream is not None else None
+        audio = _audio_info(audio_stream) if audio_stream is not None else None
+        return MediaInfo(
+            format_name=format_name,
+            duration=_duration(container, [video_stream, audio_stream]),
+            size_bytes=size,
+            bit_rate=_positive_int(container.bit_rate),
+            video=video,
+            audio=audio,
+        )
+
+
+def probe(path: Path) -> MediaInfo:
+    """Describe the media file at `path`; raise JobFailure(input_invalid) when it is not usable media."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise _invalid("the input file does not exist") from None
+    except OSError as exc:
+        raise _invalid(f"the input file cannot be read: {exc.strerror or exc}") from None
+    if not path.is_file():
+        raise _invalid("the input is not a regular file")
+    if size == 0:
+        raise _invalid("the input file is empty")
+    try:
+        return _probe_open(path, size)
+    except JobFailure:
+        raise
+    except av.FFmpegError as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise _invalid(f"the input is not readable audio or video ({reason})") from None
+    except (
+        OSError,
+        EOFError,
+        ValueError,
+        TypeError,
+        KeyError,
+        IndexError,
+        OverflowError,
+        ZeroDivisionError,
+        UnicodeError,
+        AttributeError,
+    ) as exc:
+        # PyAV surfaces some malformed-media cases through plain Python errors (odd metadata, bad rates).
+        raise _invalid(f"the input is not readable audio or video ({type(exc).__name__}: {exc})") from None

@@ -1,0 +1,194 @@
+"""The ffmpeg process edge: run it in its own process group, stream progress, cancel and time out for real.
+
+Whatever happens on the caller's side (cancel, timeout, an exception in a progress callback), the whole
+process group is gone before run_ffmpeg returns or raises: no zombie, no orphan encoder left burning CPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import IO
+
+from framefleet.media.progress import Progress, ProgressParser
+
+STDERR_TAIL_BYTES = 8192
+TERM_GRACE_SECONDS = 1.0
+# Encoder libraries that print their own banners get the same "errors only" treatment as ffmpeg.
+QUIET_ENV = {"SVT_LOG": "1"}
+
+
+@dataclass
+class FfmpegResult:
+    returncode: int
+    stderr_tail: str
+    canceled: bool
+    timed_out: bool
+    last_progress: Progress | None = None
+    elapsed_seconds: float = 0.0
+    pid: int = 0
+
+
+_EOF = object()
+
+
+def _read_progress(stream: IO[bytes], parser: ProgressParser, samples: queue.Queue[object]) -> None:
+    try:
+        for raw in stream:
+            sample = parser.feed(raw.decode("utf-8", errors="replace"))
+            if sample is not None:
+                samples.put(sample)
+    except (OSError, ValueError):
+        pass  # the pipe was closed under us while stopping the process
+    finally:
+        samples.put(_EOF)
+
+
+def _read_tail(stream: IO[bytes], tail: bytearray, lock: threading.Lock) -> None:
+    try:
+        while chunk := os.read(stream.fileno(), 4096):
+            with lock:
+                tail.extend(chunk)
+                if len(tail) > STDERR_TAIL_BYTES:
+                    del tail[: len(tail) - STDERR_TAIL_BYTES]
+    except (OSError, ValueError):
+        return
+
+
+def _has_exited(proc: subprocess.Popen[bytes]) -> bool:
+    """True once the leader has exited, WITHOUT reaping it: while it is a zombie its pid still names our
+    process group, so signalling the group can never hit an unrelated process that reused the number."""
+    if proc.returncode is not None:
+        return True
+    try:
+        return os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
+        return True
+
+
+def _wait_exit(proc: subprocess.Popen[bytes], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not _has_exited(proc):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def _kill_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+    if proc.returncode is not None:
+        return  # reaped: the group id may already belong to someone else
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)
+
+
+def stop_process_group(proc: subprocess.Popen[bytes], grace: float = TERM_GRACE_SECONDS) -> None:
+    """SIGTERM the process group, SIGKILL it after `grace` seconds, then reap the leader."""
+    if not _has_exited(proc):
+        _kill_group(proc, signal.SIGTERM)
+        if not _wait_exit(proc, grace):
+            _kill_group(proc, signal.SIGKILL)
+            _wait_exit(proc, 10.0)
+    # Anything the leader started is still in the group; the unreaped leader keeps the id ours.
+    _kill_group(proc, signal.SIGKILL)
+    proc.wait()
+
+
+def run_ffmpeg(
+    argv: list[str],
+    *,
+    on_progress: Callable[[Progress], None] | None,
+    duration: float | None,
+    should_cancel: Callable[[], bool] | None = None,
+    poll_interval: float = 0.2,
+    timeout: float | None = None,
+) -> FfmpegResult:
+    """Run ffmpeg (`argv` includes the binary), reporting progress; cancel or time out by killing its group.
+
+    `on_progress` and `should_cancel` are called on the caller's thread, so an exception they raise
+    propagates after the process group has been killed.
+    """
+    parser = ProgressParser(duration)
+    samples: queue.Queue[object] = queue.Queue()
+    tail = bytearray()
+    tail_lock = threading.Lock()
+    canceled = timed_out = False
+    last: Progress | None = None
+    started = time.monotonic()
+    deadline = started + timeout if timeout is not None else None
+
+    proc = subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        env={**os.environ, **{k: v for k, v in QUIET_ENV.items() if k not in os.environ}},
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    readers = [
+        threading.Thread(target=_read_progress, args=(proc.stdout, parser, samples), daemon=True),
+        threading.Thread(target=_read_tail, args=(proc.stderr, tail, tail_lock), daemon=True),
+    ]
+    for reader in readers:
+        reader.start()
+    try:
+        progress_open = True
+        while True:
+            if not progress_open and _has_exited(proc):
+                break
+            if should_cancel is not None and should_cancel():
+                canceled = True
+                break
+            if deadline is not None and time.monotonic() >= deadline:
+                timed_out = True
+                break
+            wait = poll_interval
+            if deadline is not None:
+                wait = max(0.0, min(wait, deadline - time.monotonic()))
+            if not progress_open:
+                # Progress pipe closed: ffmpeg is exiting; wait for it without reaping (see _has_exited).
+                _wait_exit(proc, wait)
+                continue
+            try:
+                item = samples.get(timeout=wait)
+            except queue.Empty:
+                continue
+            while True:
+                if item is _EOF:
+                    progress_open = False
+                elif isinstance(item, Progress):
+                    last = item
+                    if on_progress is not None:
+                        on_progress(item)
+                try:
+                    item = samples.get_nowait()
+                except queue.Empty:
+                    break
+    finally:
+        # Runs on every exit path: a finished ffmpeg is just reaped, a live one is stopped first.
+        stop_process_group(proc)
+        for reader in readers:
+            reader.join(timeout=2.0)
+        for pipe in (proc.stdout, proc.stderr):
+            with contextlib.suppress(OSError):
+                pipe.close()
+    with tail_lock:
+        stderr_tail = tail.decode("utf-8", errors="replace")
+    return FfmpegResult(
+        returncode=proc.returncode,
+        stderr_tail=stderr_tail,
+        canceled=canceled,
+        timed_out=timed_out,
+        # Not parser.last: a stopped ffmpeg still prints a final "progress=end" block that claims 100 %.
+        last_progress=last,
+        elapsed_seconds=round(time.monotonic() - started, 3),
+        pid=proc.pid,
+    )

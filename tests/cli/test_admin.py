@@ -1,0 +1,82 @@
+"""`framefleet keys create` and `framefleet db upgrade`, run as the commands they are."""
+
+from __future__ import annotations
+
+import stat
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from framefleet.keys import KEY_PREFIX
+
+
+def framefleet(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "framefleet.cli.main", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def head_revision() -> str | None:
+    from alembic.script import ScriptDirectory
+
+    from framefleet.db.migrate import alembic_config
+
+    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+
+
+def test_keys_create_prints_a_working_key_once(test_env: dict[str, str]) -> None:
+    from framefleet.db.models import ApiKey
+    from framefleet.db.session import session_scope
+    from framefleet.keys import authenticate, hash_key
+
+    tenant = f"cli-{uuid.uuid4().hex[:8]}"
+    result = framefleet("keys", "create", "--tenant", tenant, "--role", "submitter", env=test_env)
+    assert result.returncode == 0, result.stderr
+    keys = [line for line in result.stdout.splitlines() if line.startswith(KEY_PREFIX)]
+    assert len(keys) == 1, result.stdout
+    raw = keys[0]
+    assert "cannot be shown again" in result.stdout
+
+    with session_scope() as session:
+        principal = authenticate(session, raw)
+        stored = session.scalars(sa.select(ApiKey).where(ApiKey.key_hash == hash_key(raw))).one()
+        assert raw not in (stored.key_hash, stored.prefix)
+    assert principal is not None
+    assert (principal.tenant, principal.role) == (tenant, "submitter")
+
+
+def test_keys_create_refuses_an_unknown_role(test_env: dict[str, str]) -> None:
+    result = framefleet("keys", "create", "--tenant", "x", "--role", "root", env=test_env)
+    assert result.returncode == 2
+    assert "invalid choice" in result.stderr
+
+
+def test_db_upgrade_creates_the_schema_on_a_fresh_sqlite_file(test_env: dict[str, str], tmp_path: Path) -> None:
+    path = tmp_path / "nested" / "fresh.db"
+    env = {**test_env, "FRAMEFLEET_DATABASE_URL": f"sqlite:///{path}"}
+    result = framefleet("db", "upgrade", env=env)
+    assert result.returncode == 0, result.stderr
+    assert str(path) in result.stdout
+
+    engine = sa.create_engine(f"sqlite:///{path}")
+    try:
+        tables = set(sa.inspect(engine).get_table_names())
+        with engine.connect() as connection:
+            version = connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one()
+    finally:
+        engine.dispose()
+    assert {"tenants", "api_keys", "jobs", "job_transitions", "job_outputs"} <= tables
+    assert version == head_revision()
+
+    # Running it again is a no-op.
+    again = framefleet("db", "upgrade", env=env)
+    assert again.returncode == 0, again.stderr
+    assert stat.S_ISREG(path.stat().st_mode)

