@@ -38,7 +38,6 @@ class Settings(BaseSettings):
     api_port: int = 8000
     public_url: str = ""
     sse_keepalive_seconds: float = 15.0
-    idempotency_ttl_seconds: int = 24 * 3600
 
     # Worker
     pool: Literal["cpu", "gpu"] = "cpu"

@@ -30,7 +30,10 @@ class Event:
 def publish(client: redis.Redis, job_id: str, event_type: str, data: dict[str, Any]) -> str:
     if event_type not in EVENT_TYPES:
         raise ValueError(f"unknown event type {event_type!r}")
-    fields = {"type": event_type, "data": json.dumps(data, default=str, separators=(",", ":"))}
+    fields: dict[Any, Any] = {
+        "type": event_type,
+        "data": json.dumps(data, default=str, separators=(",", ":")),
+    }
     return str(client.xadd(stream_key(job_id), fields, maxlen=STREAM_MAXLEN, approximate=True))
 
 
@@ -38,8 +41,9 @@ def expire(client: redis.Redis, job_id: str, ttl_seconds: int) -> None:
     client.expire(stream_key(job_id), ttl_seconds)
 
 
-def _decode(entries: list[tuple[str, dict[str, str]]]) -> list[Event]:
-    return [Event(id=entry_id, type=f["type"], data=json.loads(f["data"])) for entry_id, f in entries]
+def _decode(entries: Any) -> list[Event]:
+    # The client decodes responses, so ids and fields are str (redis-py's stubs cannot express that).
+    return [Event(id=entry_id, type=f["type"], data=json.loads(f["data"])) for entry_id, f in entries or []]
 
 
 def history(client: redis.Redis, job_id: str, after: str | None = None) -> list[Event]:
@@ -50,7 +54,7 @@ def history(client: redis.Redis, job_id: str, after: str | None = None) -> list[
 
 def wait(client: redis.Redis, job_id: str, after: str, block_ms: int) -> list[Event]:
     """Block up to `block_ms` for events after `after` ('0' for from the start)."""
-    answer = client.xread({stream_key(job_id): after}, block=block_ms, count=100)
+    answer: Any = client.xread({stream_key(job_id): after}, block=block_ms, count=100)
     if not answer:
         return []
     _key, entries = answer[0]

@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -127,6 +128,7 @@ class PostgresServer:
             capture_output=True,
             check=False,
         )
+        shutil.rmtree(self.datadir.parent, ignore_errors=True)
 
 
 def start_postgres(root: Path) -> PostgresServer:
@@ -143,6 +145,8 @@ def start_postgres(root: Path) -> PostgresServer:
             user = pwd.getpwnam("postgres")
         except KeyError:
             pytest.fail("running as root but there is no 'postgres' user to own the test cluster")
+        # The pytest temp tree is private to root, so the cluster lives in its own folder under /tmp.
+        root = Path(tempfile.mkdtemp(prefix="framefleet-pg-"))
         os.chown(root, user.pw_uid, user.pw_gid)
         run_as = ["runuser", "-u", "postgres", "--"]
     datadir = root / "data"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 import sqlalchemy as sa
 
@@ -33,9 +34,15 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
     from framefleet.db.session import session_scope
     from framefleet.keys import create_key
 
-    with session_scope() as session:
-        raw, key = create_key(session, tenant=args.tenant, role=args.role)
-        key_id = key.id
+    try:
+        with session_scope() as session:
+            raw, key = create_key(session, tenant=args.tenant, role=args.role)
+            key_id = key.id
+    except (sa.exc.OperationalError, sa.exc.ProgrammingError) as exc:
+        url = display_url(get_settings().database_url)
+        print(f"cannot create the key in {url}: {exc.orig}", file=sys.stderr)
+        print("Is the schema there? Run `framefleet db upgrade` first.", file=sys.stderr)
+        return 1
     print(f"Created {args.role} key {key_id} for tenant {args.tenant!r}:")
     print(raw)
     print("Store it now: only its hash is kept, so it cannot be shown again.")

@@ -50,7 +50,8 @@ def default_api_key(settings: Settings) -> str | None:
         return None
 
 
-def _raise_for_problem(response: httpx.Response) -> None:
+def raise_for_problem(response: httpx.Response) -> None:
+    """Raise ApiError for an error answer, with the problem details the server sent."""
     if response.is_success:
         return
     title, detail = response.reason_phrase, ""
@@ -96,19 +97,19 @@ class ApiClient:
         """Submit a job spec; returns the job (the first one again for a repeated idempotency key)."""
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         response = self._http.post("/v1/jobs", json=spec, headers=headers)
-        _raise_for_problem(response)
+        raise_for_problem(response)
         return dict(response.json())
 
     def get(self, job_id: str) -> dict[str, Any]:
         """The job, with its outputs."""
         response = self._http.get(f"/v1/jobs/{job_id}")
-        _raise_for_problem(response)
+        raise_for_problem(response)
         return dict(response.json())
 
     def cancel(self, job_id: str) -> dict[str, Any]:
         """Ask the API to cancel the job; returns the job as it stands."""
         response = self._http.post(f"/v1/jobs/{job_id}/cancel")
-        _raise_for_problem(response)
+        raise_for_problem(response)
         return dict(response.json())
 
     def events(self, job_id: str) -> Iterator[SseEvent]:
@@ -126,7 +127,7 @@ class ApiClient:
                 ) as response:
                     if not response.is_success:
                         response.read()
-                        _raise_for_problem(response)
+                        raise_for_problem(response)
                     for event in iter_events(response.iter_lines(), parser):
                         failures = 0
                         yield event

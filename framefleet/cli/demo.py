@@ -152,12 +152,12 @@ def _guarded(action: Any, url: str) -> int:
 
 
 def _demo_on_embedded_stack(settings: Settings, clip: Path) -> int:
-    from framefleet.cli.supervisor import EmbeddedStack, StackError
+    from framefleet.cli.supervisor import AlreadyRunning, EmbeddedStack, StackError
 
     print("Starting the embedded stack ...", flush=True)
     try:
         with EmbeddedStack(settings, echo_logs=False) as stack:
-            print("\n".join(stack.summary()) + "\n", flush=True)
+            stack.print_block("\n".join(stack.summary()) + "\n")
             try:
                 with stack.interrupt_on_failure():
                     code = _guarded(lambda: _run_with(stack.api_url, stack.api_key, clip), stack.api_url)
@@ -167,6 +167,9 @@ def _demo_on_embedded_stack(settings: Settings, clip: Path) -> int:
                 print(f"\n{stack.describe_failure(stack.failure)}", file=sys.stderr, flush=True)
                 code = EXIT_ERROR
             print("Stopping the embedded stack ...", flush=True)
+    except AlreadyRunning as exc:
+        print(f"{exc}\nTo run the demo on that stack: framefleet demo", file=sys.stderr)
+        return EXIT_ERROR
     except StackError as exc:
         print(f"The embedded stack could not start: {exc}", file=sys.stderr)
         return EXIT_ERROR

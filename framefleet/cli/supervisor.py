@@ -52,6 +52,10 @@ class StackError(RuntimeError):
     """The stack could not start, or a part of it failed."""
 
 
+class AlreadyRunning(StackError):
+    """Another live supervisor holds this data directory."""
+
+
 # ---------------------------------------------------------------- pid file
 
 
@@ -89,7 +93,9 @@ def acquire_pid_file(path: Path) -> None:
     """Claim the data directory for this process; refuses if a live FrameFleet supervisor holds it."""
     pid = read_pid(path)
     if pid is not None and pid != os.getpid() and is_framefleet_process(pid):
-        raise StackError(f"FrameFleet is already running from this data directory (pid {pid}, see {path})")
+        raise AlreadyRunning(
+            f"FrameFleet is already running from this data directory (pid {pid}, see {path})"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}")
     tmp.write_text(f"{os.getpid()}\n")
@@ -247,15 +253,21 @@ def child_env(settings: Settings) -> dict[str, str]:
 # ---------------------------------------------------------------- the stack
 
 
+def _interrupt_main_thread() -> None:
+    """Raise KeyboardInterrupt in the main thread, waking it from a blocking read (a real SIGINT on POSIX)."""
+    if hasattr(signal, "pthread_kill"):
+        signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+    else:
+        _thread.interrupt_main()
+
+
 class EmbeddedStack:
     """Redis, API, a CPU worker, beat and Flower as supervised child processes.
 
-    Use as `with EmbeddedStack(settings) as stack: ...` (stack.api_url, stack.api_key). Inside the block,
-    SIGTERM raises KeyboardInterrupt in the main thread, so both Ctrl-C and SIGTERM leave through the
-    block's exit, which stops every child.
+    Use as `with EmbeddedStack(settings) as stack: ...` (stack.api_url, stack.api_key) from the main
+    thread. Inside the block, SIGTERM and SIGHUP raise KeyboardInterrupt, so Ctrl-C, a kill and a closed
+    terminal all leave through the block's exit, which stops every child.
     """
-
-    SERVICES = ("redis", "api", "worker", "beat", "flower")
 
     def __init__(
         self,
@@ -315,7 +327,8 @@ class EmbeddedStack:
         def _terminate(signum: int, frame: FrameType | None) -> None:
             raise KeyboardInterrupt(f"signal {signum}")
 
-        self._saved_handlers[signal.SIGTERM] = signal.signal(signal.SIGTERM, _terminate)
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            self._saved_handlers[signum] = signal.signal(signum, _terminate)
 
     def _restore_signal_handlers(self) -> None:
         for signum, handler in self._saved_handlers.items():
@@ -375,9 +388,9 @@ class EmbeddedStack:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        self.children[name] = child
         child.reader = threading.Thread(target=self._pump, args=(child,), name=f"log-{name}", daemon=True)
         child.reader.start()
-        self.children[name] = child
         return child
 
     def _pump(self, child: Child) -> None:
@@ -402,6 +415,10 @@ class EmbeddedStack:
                 self.out.flush()
             except (OSError, ValueError):
                 pass  # the console went away (closed pipe); the log files still have everything
+
+    def print_block(self, text: str) -> None:
+        """Print lines to the stack's console without interleaving them with the children's output."""
+        self._write(text.rstrip("\n") + "\n")
 
     def _say(self, text: str) -> None:
         self._write(f"{'up':<6} | {text}\n" if self.echo_logs else f"{text}\n")
@@ -443,8 +460,8 @@ class EmbeddedStack:
 
     @contextlib.contextmanager
     def interrupt_on_failure(self) -> Iterator[None]:
-        """Within the block, a child's death interrupts the main thread (KeyboardInterrupt) and is kept in
-        `self.failure`, so a client waiting on the stack does not wait forever."""
+        """Within the block, a child's death raises KeyboardInterrupt in the main thread; see .failure."""
+        # A client blocked on the stack (an event stream, say) would otherwise wait forever for a dead worker.
         done = threading.Event()
         guard = threading.Lock()
 
@@ -454,7 +471,7 @@ class EmbeddedStack:
                 with guard:
                     if dead is not None and not done.is_set():
                         self.failure = dead
-                        _thread.interrupt_main()
+                        _interrupt_main_thread()
                         return
 
         watcher = threading.Thread(target=_watch, name="stack-watchdog", daemon=True)
@@ -521,7 +538,7 @@ class EmbeddedStack:
         def _hurry(signum: int, frame: FrameType | None) -> None:
             self._hurry = True
 
-        return {sig: signal.signal(sig, _hurry) for sig in (signal.SIGINT, signal.SIGTERM)}
+        return {sig: signal.signal(sig, _hurry) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
 
     def _stop_group_of(self, children: list[Child]) -> None:
         running = [c for c in children if not c.exited()]
@@ -544,8 +561,7 @@ def run_up(settings: Settings | None = None) -> int:
     stack = EmbeddedStack(settings)
     try:
         with stack:
-            print("\n".join(stack.summary()), flush=True)
-            print("Press Ctrl-C to stop.", flush=True)
+            stack.print_block("\n".join([*stack.summary(), "Press Ctrl-C to stop."]))
             dead = stack.wait()
             if dead is not None:
                 print(f"\n{stack.describe_failure(dead)}\nStopping everything.", file=sys.stderr, flush=True)

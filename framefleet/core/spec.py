@@ -14,7 +14,7 @@ from typing import Annotated, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-SPEC_VERSION = 1
+SPEC_VERSION: Literal[1] = 1
 URI_SCHEMES = ("file", "s3", "http", "https")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -170,11 +170,6 @@ class VideoSpec(_Strict):
             return self
         if self.crf is not None and self.bitrate_kbps is not None:
             raise spec_error("rate_control", "set crf or bitrate_kbps, not both", "crf")
-        if codec is not None and self.crf is not None and self.crf > MAX_CRF[codec]:
-            raise spec_error("crf", f"crf for {codec.value} must be at most {MAX_CRF[codec]}", "crf")
-        if codec is VideoCodec.h264 and self.pix_fmt is PixFmt.yuv420p10le:
-            # x264 builds are 8-bit in the embedded ffmpeg; refuse rather than fail at run time.
-            raise spec_error("pix_fmt", "10-bit output needs hevc, av1 or vp9", "pix_fmt")
         return self
 
 
@@ -240,6 +235,12 @@ class OutputSpec(_Strict):
             raise spec_error(
                 "container_codec", f"{self.container.value} cannot hold {acodec.value} audio", "audio.codec"
             )
+        video = self.video
+        if vcodec in MAX_CRF and video.crf is not None and video.crf > MAX_CRF[vcodec]:
+            raise spec_error("crf", f"crf for {vcodec.value} must be at most {MAX_CRF[vcodec]}", "video.crf")
+        if vcodec is VideoCodec.h264 and video.pix_fmt is PixFmt.yuv420p10le:
+            # The embedded x264 is 8-bit only; refuse now rather than fail at run time.
+            raise spec_error("pix_fmt", "10-bit output needs hevc, av1 or vp9", "video.pix_fmt")
         if vcodec is VideoCodec.none and acodec is AudioCodec.none:
             raise spec_error("empty_output", "an output needs video or audio", "video.codec")
         if acodec is AudioCodec.opus and self.audio.sample_rate is None:

@@ -150,7 +150,8 @@ def _num(value: float) -> str:
     return f"{value:.6g}"
 
 
-def _fps_value(fps: float) -> str:
+def fps_value(fps: float) -> str:
+    """A frame rate for an fps= filter; broadcast rates become their exact fractions."""
     for rate, fraction in NTSC_RATES.items():
         if abs(fps - rate) < 0.0005:
             return fraction
@@ -194,7 +195,7 @@ def _video_filters(output: OutputSpec, video: VideoInfo) -> list[str]:
     filters: list[str] = []
     fps = output.video.fps
     if fps is not None and (video.fps is None or abs(video.fps - fps) > 1e-3):
-        filters.append(f"fps={_fps_value(fps)}")
+        filters.append(f"fps={fps_value(fps)}")
     size = target_size(output, video)
     if size is not None:
         filters.append(f"scale={size[0]}:{size[1]}:flags=bicubic")

@@ -22,8 +22,8 @@ from framefleet.core.failures import FailureClass, JobFailure
 PROBE_OPTIONS = {"probesize": str(20 * 1024 * 1024), "analyzeduration": str(10_000_000)}
 OPEN_TIMEOUT_SECONDS = 15.0
 READ_TIMEOUT_SECONDS = 15.0
-# How much of the first stream to demux while looking for one decoded frame.
-DECODE_CHECK_PACKETS = 300
+# How much of the file to demux (packets of all streams) while looking for one decoded frame.
+DECODE_CHECK_PACKETS = 2000
 DECODE_CHECK_SECONDS = 20.0
 # Demuxers that turn plain text into a "video" stream; a text file is never a valid input.
 TEXT_FORMATS = frozenset({"tty", "bintext", "xbin", "adf", "idf", "srt", "webvtt", "ass", "subviewer"})
@@ -119,16 +119,19 @@ def _first_frame(container: av.container.InputContainer, stream: Any) -> Any:
     deadline = time.monotonic() + DECODE_CHECK_SECONDS
     seen = 0
     try:
-        for packet in container.demux(stream):
-            # A damaged packet is skipped as ffmpeg itself would; only "nothing decodes at all" is fatal.
-            # The last packet of demux() is an empty flush packet that drains buffered frames.
-            try:
-                frames = packet.decode()
-            except av.FFmpegError:
-                frames = []
-            if frames:
-                return frames[0]
+        # Demux every stream, not just this one, so the limits also bound a file whose declared stream
+        # never gets a packet.
+        for packet in container.demux():
             seen += 1
+            if packet.stream.index == stream.index:
+                # A damaged packet is skipped as ffmpeg itself would; only "nothing decodes" is fatal.
+                # demux() ends with an empty flush packet per stream, which drains buffered frames.
+                try:
+                    frames = packet.decode()
+                except av.FFmpegError:
+                    frames = []
+                if frames:
+                    return frames[0]
             if seen >= DECODE_CHECK_PACKETS or time.monotonic() > deadline:
                 return None
     except av.FFmpegError:

@@ -11,6 +11,7 @@ from typing import Any
 
 from framefleet.core.failures import FailureClass, JobFailure
 from framefleet.core.spec import Metric, QualitySpec
+from framefleet.media.command import fps_value
 
 # libvmaf's name for each metric in its per-frame and pooled output.
 LOG_KEYS: dict[Metric, str] = {Metric.vmaf: "vmaf", Metric.psnr: "psnr_y", Metric.ssim: "float_ssim"}
@@ -32,10 +33,6 @@ def escape_graph_text(text: str) -> str:
     return "".join(f"\\{c}" if c in _GRAPH_SPECIAL else c for c in text)
 
 
-def _num(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else f"{value:.6g}"
-
-
 def build_quality(
     distorted: Path,
     reference: Path,
@@ -50,15 +47,15 @@ def build_quality(
 ) -> list[str]:
     """ffmpeg arguments (without the binary) scoring `distorted` against `reference` into a JSON log.
 
-    The reference is brought to the distorted picture's size (and frame rate when `fps` is given); both
-    start at time zero and share one pixel format: 10-bit when `pix_fmt` (the output's) is 10-bit.
-    `threads` <= 0 means one libvmaf thread per CPU.
+    `width`/`height` are the distorted picture's size as decoded (after rotation). The reference is
+    brought to that size, and to the output frame rate when `fps` is given; both start at time zero and
+    share one pixel format, 10-bit when `pix_fmt` (the output's) is. `threads` <= 0: one per CPU.
     """
     work_fmt = "yuv420p10le" if pix_fmt and "10" in pix_fmt else "yuv420p"
     dist_chain = ["setpts=PTS-STARTPTS", f"format={work_fmt}"]
     ref_chain = ["setpts=PTS-STARTPTS"]
     if fps is not None:
-        ref_chain.append(f"fps={_num(fps)}")
+        ref_chain.append(f"fps={fps_value(fps)}")
     ref_chain += [f"scale={width}:{height}:flags=bicubic", f"format={work_fmt}"]
 
     n_threads = threads if threads > 0 else (os.cpu_count() or 1)

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO
 
+from framefleet.core.failures import FailureClass, JobFailure
 from framefleet.media.progress import Progress, ProgressParser
 
 STDERR_TAIL_BYTES = 8192
@@ -113,7 +114,8 @@ def run_ffmpeg(
     """Run ffmpeg (`argv` includes the binary), reporting progress; cancel or time out by killing its group.
 
     `on_progress` and `should_cancel` are called on the caller's thread, so an exception they raise
-    propagates after the process group has been killed.
+    propagates after the process group has been killed. A binary that cannot start raises
+    JobFailure(hardware_unavailable).
     """
     parser = ProgressParser(duration)
     samples: queue.Queue[object] = queue.Queue()
@@ -124,14 +126,18 @@ def run_ffmpeg(
     started = time.monotonic()
     deadline = started + timeout if timeout is not None else None
 
-    proc = subprocess.Popen(
-        argv,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-        env={**os.environ, **{k: v for k, v in QUIET_ENV.items() if k not in os.environ}},
-    )
+    try:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            env={**os.environ, **{k: v for k, v in QUIET_ENV.items() if k not in os.environ}},
+        )
+    except OSError as exc:
+        # This worker's ffmpeg is missing or not executable; another worker may have a working one.
+        raise JobFailure(FailureClass.hardware_unavailable, f"cannot start {argv[0]}: {exc}") from None
     assert proc.stdout is not None and proc.stderr is not None
     readers = [
         threading.Thread(target=_read_progress, args=(proc.stdout, parser, samples), daemon=True),

@@ -67,7 +67,8 @@ class ProgressReporter:
         self.event_interval = settings.progress_event_interval
         self.db_interval = settings.progress_db_interval
         self._last_event = 0.0
-        self._last_db = 0.0
+        # The claim already wrote progress 0; the first database write can wait a whole interval.
+        self._last_db = time.monotonic()
 
     def report(self, percent: float, sample: Progress | None, phase: str, *, force: bool = False) -> None:
         now = time.monotonic()
@@ -155,6 +156,7 @@ def _encode(
         reporter.report((sample.percent or 0.0) * share, sample, "encode", force=sample.done)
 
     log.info("ffmpeg starting", outputs=len(spec.outputs))
+    reporter.report(0.0, None, "encode")  # tells watchers (and the dispatch benchmark) that ffmpeg starts now
     result = run_ffmpeg(
         argv,
         on_progress=on_progress,
@@ -214,9 +216,10 @@ def _score(
             *build_quality(
                 output.local,
                 source,
-                width=video.width,
-                height=video.height,
+                width=video.display_width,
+                height=video.display_height,
                 fps=output.spec.video.fps,
+                pix_fmt=output.spec.video.pix_fmt.value if output.spec.video.pix_fmt else None,
                 quality=spec.quality,
                 log_path=log_path,
                 threads=threads,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+from typing import Any
 
 import structlog
 from celery.signals import worker_process_init
@@ -16,7 +17,7 @@ from framefleet.celery_app import RUN_JOB_TASK, app
 from framefleet.config import get_settings
 from framefleet.core.failures import FailureClass, JobFailure
 from framefleet.core.states import JobState, TransitionError
-from framefleet.db.models import Job, utcnow
+from framefleet.db.models import Job, Tenant, utcnow
 from framefleet.db.session import dispose_all, session_scope
 from framefleet.jobs import state_machine
 from framefleet.jobs.service import cancel_key
@@ -63,25 +64,27 @@ def run_job(self: object, job_id: str) -> None:
                 worker=worker,
                 values={"attempt": attempt, "worker": worker, "started_at": utcnow(), "progress": 0.0},
             )
-            tenant_id = job.tenant_id
+            tenant = session.get(Tenant, job.tenant_id)
+            tenant_name = tenant.name if tenant else str(job.tenant_id)
     except TransitionError as exc:
         # Canceled while queued, or another delivery already owns it: this message has nothing to do.
         log.info("job not claimable; skipping", job_id=job_id, reason=exc.reason)
         return
-    structlog.contextvars.bind_contextvars(job_id=job_id, tenant=tenant_id, attempt=attempt, worker=worker)
+    structlog.contextvars.bind_contextvars(job_id=job_id, tenant=tenant_name, attempt=attempt, worker=worker)
     state_machine.announce(
         redis_client, job, reason="picked up by worker", ttl_seconds=settings.events_ttl_seconds
     )
     log.info("job started", priority=job.priority)
 
-    target, reason, values = JobState.succeeded, "all outputs published", {"progress": 100.0}
+    values: dict[str, Any] = {"progress": 100.0}
+    target, reason = JobState.succeeded, "all outputs published"
     try:
         run_pipeline(job, settings=settings, redis_client=redis_client, attempt=attempt)
     except JobCanceled:
         target, reason, values = (
             JobState.canceled,
             "canceled by client",
-            {"failure_class": FailureClass.canceled},
+            {"failure_class": FailureClass.canceled.value},
         )
     except JobFailure as failure:
         target, reason = JobState.failed, failure.message
@@ -95,7 +98,9 @@ def run_job(self: object, job_id: str) -> None:
     structlog.contextvars.clear_contextvars()
 
 
-def finish(job_id: str, target: JobState, *, reason: str, worker: str, attempt: int, values: dict) -> None:
+def finish(
+    job_id: str, target: JobState, *, reason: str, worker: str, attempt: int, values: dict[str, Any]
+) -> None:
     """Record the attempt's ending, unless the job was taken from this attempt meanwhile."""
     settings = get_settings()
     try:

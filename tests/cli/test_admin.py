@@ -59,7 +59,9 @@ def test_keys_create_refuses_an_unknown_role(test_env: dict[str, str]) -> None:
     assert "invalid choice" in result.stderr
 
 
-def test_db_upgrade_creates_the_schema_on_a_fresh_sqlite_file(test_env: dict[str, str], tmp_path: Path) -> None:
+def test_db_upgrade_creates_the_schema_on_a_fresh_sqlite_file(
+    test_env: dict[str, str], tmp_path: Path
+) -> None:
     path = tmp_path / "nested" / "fresh.db"
     env = {**test_env, "FRAMEFLEET_DATABASE_URL": f"sqlite:///{path}"}
     result = framefleet("db", "upgrade", env=env)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from typing import Any
 
 from framefleet.cli.progress import (
     RESULT_HEADERS,
@@ -92,7 +93,7 @@ def test_metric_means_accepts_both_shapes() -> None:
 
 
 def test_result_table() -> None:
-    outputs = [
+    outputs: list[dict[str, Any]] = [
         {
             "name": "h264-720p",
             "uri": "file:///media/out/h264-720p.mp4",
@@ -130,6 +131,8 @@ def test_event_descriptions() -> None:
     assert describe_event("metrics", {"name": "a", "metrics": METRICS}) == (
         "quality a: VMAF 95.77, PSNR 43.29, SSIM 0.9987"
     )
-    output = describe_event("output", {"name": "a", "uri": "file:///x", "size_bytes": 2048, "duration_seconds": 2})
+    output = describe_event(
+        "output", {"name": "a", "uri": "file:///x", "size_bytes": 2048, "duration_seconds": 2}
+    )
     assert output == "output a: file:///x (2.0 KiB, 2.00 s)"
     assert describe_event("done", {"state": "succeeded"}) is None

@@ -38,7 +38,9 @@ def test_blank_line_without_data_dispatches_nothing_and_resets_the_type() -> Non
 
 def test_last_event_id_carries_over_and_nul_ids_are_ignored() -> None:
     parser = SseParser()
-    events = list(iter_events(["id: 5-0", "data: a", "", "data: b", "", "id: bad\0id", "data: c", ""], parser))
+    events = list(
+        iter_events(["id: 5-0", "data: a", "", "data: b", "", "id: bad\0id", "data: c", ""], parser)
+    )
     assert [e.id for e in events] == ["5-0", "5-0", "5-0"]
     assert parser.last_event_id == "5-0"
 

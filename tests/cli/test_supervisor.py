@@ -6,6 +6,7 @@ directory, and records every descendant process from /proc to check that none su
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -101,7 +102,7 @@ class Up:
 
 @pytest.fixture()
 def up_env(tmp_path: Path, database_url: str) -> dict[str, str]:
-    """A stack of its own: fresh data dir and free ports; the database is the suite's (SQLite or PostgreSQL)."""
+    """A stack of its own: fresh data dir and free ports; the suite's database (SQLite or PostgreSQL)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FRAMEFLEET_")}
     env.update(
         {
@@ -149,11 +150,10 @@ def start_up(tmp_path: Path) -> Iterator[StartUp]:
                 up.proc.wait(STOP_TIMEOUT)
             except subprocess.TimeoutExpired:
                 up.proc.kill()
-            for pid, _ in left:
-                try:
-                    os.killpg(pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
+            for identity in left:
+                if alive(identity):
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.kill(identity[0], signal.SIGKILL)
 
 
 def framefleet(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -175,7 +175,9 @@ def assert_all_gone(processes: set[Identity]) -> None:
     assert not left, f"processes left behind: {left}"
 
 
-def test_up_serves_and_stops_cleanly_on_ctrl_c(start_up: StartUp, up_env: dict[str, str], ffmpeg: str) -> None:
+def test_up_serves_and_stops_cleanly_on_ctrl_c(
+    start_up: StartUp, up_env: dict[str, str], ffmpeg: str
+) -> None:
     from framefleet.db.session import session_scope
     from framefleet.keys import authenticate
 

@@ -53,7 +53,14 @@ qsv
 
 def test_encoders_are_read_after_the_legend() -> None:
     assert parse_encoders(ENCODERS) == {
-        "a64multi", "libx264", "libsvtav1", "bitpacked", "avui", "aac", "libopus", "srt",
+        "a64multi",
+        "libx264",
+        "libsvtav1",
+        "bitpacked",
+        "avui",
+        "aac",
+        "libopus",
+        "srt",
     }
 
 

@@ -23,23 +23,41 @@ INPUT = Path("/work/in/clip.mp4")
 
 def video(width: int = 1920, height: int = 1080, **kw: Any) -> VideoInfo:
     fields: dict[str, Any] = dict(
-        codec="h264", width=width, height=height, fps=25.0, pix_fmt="yuv420p", rotation=0, frames=250,
+        codec="h264",
+        width=width,
+        height=height,
+        fps=25.0,
+        pix_fmt="yuv420p",
+        rotation=0,
+        frames=250,
         bit_rate=4_000_000,
     )
     fields.update(kw)
     return VideoInfo(**fields)
 
 
-def audio(channels: int = 2, sample_rate: int = 48000, codec: str = "aac", layout: str | None = None) -> AudioInfo:
+def audio(
+    channels: int = 2, sample_rate: int = 48000, codec: str = "aac", layout: str | None = None
+) -> AudioInfo:
     default_layout = {1: "mono", 2: "stereo", 6: "5.1"}.get(channels)
     return AudioInfo(
-        codec=codec, channels=channels, sample_rate=sample_rate, bit_rate=128_000, layout=layout or default_layout
+        codec=codec,
+        channels=channels,
+        sample_rate=sample_rate,
+        bit_rate=128_000,
+        layout=layout or default_layout,
     )
 
 
 def media(v: VideoInfo | None = None, a: AudioInfo | None = None, duration: float | None = 10.0) -> MediaInfo:
-    return MediaInfo(format_name="mov,mp4,m4a,3gp,3g2,mj2", duration=duration, size_bytes=1000, bit_rate=None,
-                     video=v, audio=a)
+    return MediaInfo(
+        format_name="mov,mp4,m4a,3gp,3g2,mj2",
+        duration=duration,
+        size_bytes=1000,
+        bit_rate=None,
+        video=v,
+        audio=a,
+    )
 
 
 def job(*outputs: dict[str, Any]) -> JobSpec:
@@ -85,7 +103,14 @@ def test_global_options_keep_stderr_for_errors_and_progress_on_stdout() -> None:
     spec = job({"name": "a", "container": "mp4"})
     argv = build(spec, media(video(), audio()))
     assert argv[: argv.index("-i")] == [
-        "-hide_banner", "-nostdin", "-y", "-nostats", "-progress", "pipe:1", "-loglevel", "error",
+        "-hide_banner",
+        "-nostdin",
+        "-y",
+        "-nostats",
+        "-progress",
+        "pipe:1",
+        "-loglevel",
+        "error",
     ]
     assert value(argv, "-i") == str(INPUT)
     assert argv.count("-i") == 1
@@ -154,7 +179,16 @@ def test_copy_maps_input_streams_without_filtering() -> None:
     argv = build(spec, media(video(codec="hevc"), audio()))
     assert "-filter_complex" not in argv
     assert output_args(argv, paths(spec)["c"]) == [
-        "-map", "0:V:0", "-c:v", "copy", "-map", "0:a:0", "-c:a", "copy", "-f", "matroska",
+        "-map",
+        "0:V:0",
+        "-c:v",
+        "copy",
+        "-map",
+        "0:a:0",
+        "-c:a",
+        "copy",
+        "-f",
+        "matroska",
     ]
 
 
@@ -203,7 +237,16 @@ def test_audio_only_input_to_audio_only_output() -> None:
     spec = job({"name": "a", "container": "mp4", "video": {"codec": "none"}, "audio": {"bitrate_kbps": 192}})
     argv = build(spec, media(None, audio()))
     assert output_args(argv, paths(spec)["a"]) == [
-        "-map", "0:a:0", "-c:a", "aac", "-b:a", "192k", "-f", "mp4", "-movflags", "+faststart",
+        "-map",
+        "0:a:0",
+        "-c:a",
+        "aac",
+        "-b:a",
+        "192k",
+        "-f",
+        "mp4",
+        "-movflags",
+        "+faststart",
     ]
 
 
@@ -227,13 +270,17 @@ def test_output_left_empty_by_a_silent_input_is_unsupported() -> None:
 
 
 def test_missing_encoder_is_unsupported() -> None:
-    caps = Capabilities(encoders=ALL_CAPS.encoders - {"libsvtav1"}, filters=ALL_CAPS.filters, hwaccels=frozenset())
+    caps = Capabilities(
+        encoders=ALL_CAPS.encoders - {"libsvtav1"}, filters=ALL_CAPS.filters, hwaccels=frozenset()
+    )
     spec = job({"name": "a", "container": "mp4", "video": {"codec": "av1"}})
     assert "libsvtav1" in expect_unsupported(spec, media(video(), audio()), caps)
 
 
 def test_missing_filter_is_unsupported() -> None:
-    caps = Capabilities(encoders=ALL_CAPS.encoders, filters=ALL_CAPS.filters - {"split"}, hwaccels=frozenset())
+    caps = Capabilities(
+        encoders=ALL_CAPS.encoders, filters=ALL_CAPS.filters - {"split"}, hwaccels=frozenset()
+    )
     spec = job({"name": "a", "container": "mp4", "video": {"width": 640}}, {"name": "b", "container": "mp4"})
     assert "split" in expect_unsupported(spec, media(video(), audio()), caps)
 
@@ -287,7 +334,11 @@ def test_fps_filter_comes_first_and_uses_exact_ntsc_fractions() -> None:
 def test_bitrate_mode_caps_the_rate_except_for_svtav1() -> None:
     spec = job(
         {"name": "x", "container": "mp4", "video": {"bitrate_kbps": 2500}},
-        {"name": "a", "container": "mp4", "video": {"codec": "av1", "bitrate_kbps": 1500, "preset": "ultrafast"}},
+        {
+            "name": "a",
+            "container": "mp4",
+            "video": {"codec": "av1", "bitrate_kbps": 1500, "preset": "ultrafast"},
+        },
         {"name": "v", "container": "webm", "video": {"bitrate_kbps": 1000, "preset": "ultrafast"}},
     )
     argv = build(spec, media(video(), audio()))
@@ -299,7 +350,10 @@ def test_bitrate_mode_caps_the_rate_except_for_svtav1() -> None:
     assert "-maxrate" not in a and "-crf" not in a
     v = output_args(argv, paths(spec)["v"])
     assert (value(v, "-b:v"), value(v, "-maxrate"), value(v, "-deadline"), value(v, "-cpu-used")) == (
-        "1000k", "1000k", "realtime", "8",
+        "1000k",
+        "1000k",
+        "realtime",
+        "8",
     )
 
 

@@ -55,7 +55,8 @@ def test_clock_fallback_and_clamping() -> None:
 @pytest.mark.parametrize("raw", ["N/A", "", "nan", "garbage", "inf"])
 def test_unreadable_values_are_none(raw: str) -> None:
     sample = samples(
-        ProgressParser(5.0), [f"frame={raw}", f"fps={raw}", f"speed={raw}", f"out_time_us={raw}", "progress=continue"]
+        ProgressParser(5.0),
+        [f"frame={raw}", f"fps={raw}", f"speed={raw}", f"out_time_us={raw}", "progress=continue"],
     )[0]
     assert (sample.frame, sample.fps, sample.speed, sample.out_time, sample.percent) == (None,) * 5
     assert not sample.done
@@ -76,6 +77,11 @@ def test_lines_without_a_value_are_ignored_and_to_dict_is_json_ready() -> None:
     sample = parser.feed("progress=end")
     assert sample is not None and parser.last is sample
     assert sample.to_dict() == {
-        "percent": 100.0, "fps": None, "speed": None, "eta_seconds": 0.0, "frame": None, "out_time": None,
+        "percent": 100.0,
+        "fps": None,
+        "speed": None,
+        "eta_seconds": 0.0,
+        "frame": None,
+        "out_time": None,
         "done": True,
     }

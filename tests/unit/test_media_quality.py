@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from framefleet.core.failures import FailureClass, JobFailure
-from framefleet.core.spec import Metric, QualitySpec
+from framefleet.core.spec import Metric, QualitySpec, VmafModel
 from framefleet.media.quality import build_quality, escape_graph_text, escape_option_value, parse_vmaf_log
 
 LOG = Path(__file__).parent / "data" / "vmaf_log.json"
@@ -24,10 +24,25 @@ def graph_of(args: list[str]) -> str:
 
 def test_distorted_first_reference_scaled_to_its_size() -> None:
     args = build_quality(
-        Path("/w/out.mp4"), Path("/w/in.mov"), width=640, height=360, fps=None,
-        quality=QualitySpec(), log_path=Path("/w/vmaf.json"), threads=2,
+        Path("/w/out.mp4"),
+        Path("/w/in.mov"),
+        width=640,
+        height=360,
+        fps=None,
+        quality=QualitySpec(),
+        log_path=Path("/w/vmaf.json"),
+        threads=2,
     )
-    assert args[:8] == ["-hide_banner", "-nostdin", "-y", "-nostats", "-progress", "pipe:1", "-loglevel", "error"]
+    assert args[:8] == [
+        "-hide_banner",
+        "-nostdin",
+        "-y",
+        "-nostats",
+        "-progress",
+        "pipe:1",
+        "-loglevel",
+        "error",
+    ]
     inputs = [args[i + 1] for i, a in enumerate(args) if a == "-i"]
     assert inputs == ["/w/out.mp4", "/w/in.mov"]
     assert args[-5:] == ["-map", "[scored]", "-f", "null", "-"]
@@ -41,14 +56,24 @@ def test_distorted_first_reference_scaled_to_its_size() -> None:
 
 
 def test_fps_model_subsample_metrics_and_ten_bit() -> None:
-    quality = QualitySpec(metrics=[Metric.ssim, Metric.vmaf], vmaf_model="vmaf_4k_v0.6.1", subsample=5)
+    quality = QualitySpec(metrics=[Metric.ssim, Metric.vmaf], vmaf_model=VmafModel.uhd, subsample=5)
     args = build_quality(
-        Path("d.mkv"), Path("r.mkv"), width=3840, height=2160, fps=29.97, quality=quality,
-        log_path=Path("l.json"), threads=4, pix_fmt="yuv420p10le",
+        Path("d.mkv"),
+        Path("r.mkv"),
+        width=3840,
+        height=2160,
+        fps=29.97,
+        quality=quality,
+        log_path=Path("l.json"),
+        threads=4,
+        pix_fmt="yuv420p10le",
     )
     dist, ref, vmaf = graph_of(args).split(";")
     assert dist.endswith("format=yuv420p10le[dist]")
-    assert ref == "[1:V:0]setpts=PTS-STARTPTS,fps=29.97,scale=3840:2160:flags=bicubic,format=yuv420p10le[ref]"
+    assert (
+        ref
+        == "[1:V:0]setpts=PTS-STARTPTS,fps=30000/1001,scale=3840:2160:flags=bicubic,format=yuv420p10le[ref]"
+    )
     assert "model=version=vmaf_4k_v0.6.1:feature=name=float_ssim:" in vmaf
     assert "n_threads=4:n_subsample=5" in vmaf
     assert args.count("-threads") == 2
@@ -56,8 +81,14 @@ def test_fps_model_subsample_metrics_and_ten_bit() -> None:
 
 def test_vmaf_only_asks_for_no_extra_features() -> None:
     args = build_quality(
-        Path("d"), Path("r"), width=2, height=2, fps=None, quality=QualitySpec(metrics=[Metric.vmaf]),
-        log_path=Path("l"), threads=0,
+        Path("d"),
+        Path("r"),
+        width=2,
+        height=2,
+        fps=None,
+        quality=QualitySpec(metrics=[Metric.vmaf]),
+        log_path=Path("l"),
+        threads=0,
     )
     assert "feature=" not in graph_of(args)
     assert "-threads" not in args
@@ -69,7 +100,14 @@ def test_log_path_escaping_survives_both_parser_levels() -> None:
     assert escape_option_value(raw) == "/tmp/we\\'ird\\:dir,\\ [x];\\\\\\ y/\\ lo\\ g=1.json\\ "
     assert escape_graph_text("a'b[c],d;e\\f") == "a\\'b\\[c\\]\\,d\\;e\\\\f"
     args = build_quality(
-        Path("d"), Path("r"), width=2, height=2, fps=None, quality=QualitySpec(), log_path=Path(raw), threads=1
+        Path("d"),
+        Path("r"),
+        width=2,
+        height=2,
+        fps=None,
+        quality=QualitySpec(),
+        log_path=Path(raw),
+        threads=1,
     )
     graph = graph_of(args)
     # No unescaped graph separator may remain inside the libvmaf arguments.
