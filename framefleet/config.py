@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     api_port: int = 8000
     public_url: str = ""
     sse_keepalive_seconds: float = 15.0
+    # An authenticated key is remembered this long per API process; a revoked key works at most this long.
+    api_key_cache_seconds: float = 5.0
 
     # Worker
     pool: Literal["cpu", "gpu"] = "cpu"

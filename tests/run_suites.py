@@ -12,8 +12,8 @@ import sys
 
 SUITES: list[tuple[str, list[str]]] = [
     ("sqlite", ["tests"]),
-    # The pure unit tests touch no database; everything else runs again on PostgreSQL.
-    ("postgres", ["tests", "--ignore=tests/unit"]),
+    # Pure unit tests and ffmpeg-only media tests touch no database; the rest runs again on PostgreSQL.
+    ("postgres", ["tests", "--ignore=tests/unit", "--ignore=tests/media"]),
 ]
 SUMMARY = re.compile(r"(\d+) (passed|failed|error|errors)")
 

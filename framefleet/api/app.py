@@ -9,6 +9,7 @@ from celery import Celery
 from fastapi import FastAPI
 
 from framefleet.api import errors
+from framefleet.api.key_cache import KeyCache
 from framefleet.api.middleware import RequestContextMiddleware
 from framefleet.api.routes import health, jobs
 from framefleet.config import Settings, get_settings
@@ -55,6 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.celery = _celery_for(settings)
+    app.state.key_cache = KeyCache(settings.api_key_cache_seconds)
     errors.install(app)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=MAX_BODY_BYTES)
     app.include_router(jobs.router)

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 import redis
 from fastapi import Depends, Request, Security
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from framefleet.api.errors import WWW_AUTHENTICATE, Problem
+from framefleet.api.key_cache import KeyCache
 from framefleet.config import Settings
 from framefleet.db.session import session_factory
 from framefleet.keys import Principal, authenticate
@@ -31,13 +33,18 @@ async def get_app_settings(request: Request) -> Settings:
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 
 
-def get_session(settings: SettingsDep) -> Iterator[Session]:
+async def get_session(settings: SettingsDep) -> AsyncIterator[Session]:
     """A session for one request; routes commit through the service, the rest is rolled back."""
+    # Async so that opening it costs no thread hop (no I/O happens until the first query).
     session = session_factory(settings.database_url)()
     try:
         yield session
     finally:
-        session.close()
+        if session.in_transaction():
+            # Ending an open transaction talks to the database: not on the event loop.
+            await run_in_threadpool(session.close)
+        else:
+            session.close()
 
 
 # Function scope: the session closes as soon as the endpoint returns, so a long SSE stream holds no
@@ -58,18 +65,23 @@ def _unauthorized(detail: str, *, invalid: bool) -> Problem:
     return Problem("unauthorized", detail, headers={"WWW-Authenticate": challenge})
 
 
-def get_principal(
+async def get_principal(
+    request: Request,
     session: SessionDep,
     api_key: Annotated[str | None, Security(_api_key_header)],
     bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
 ) -> Principal:
     """The caller behind X-API-Key or `Authorization: Bearer <key>`; 401 when missing or unknown."""
-    raw = api_key or (bearer.credentials if bearer is not None else None)
+    raw = (api_key or (bearer.credentials if bearer is not None else None) or "").strip()
     if not raw:
         raise _unauthorized("send an API key in X-API-Key or as `Authorization: Bearer <key>`", invalid=False)
-    principal = authenticate(session, raw.strip())
+    cache: KeyCache = request.app.state.key_cache
+    principal = cache.get(raw)
     if principal is None:
-        raise _unauthorized("the API key is unknown or revoked", invalid=True)
+        principal = await run_in_threadpool(authenticate, session, raw)
+        if principal is None:
+            raise _unauthorized("the API key is unknown or revoked", invalid=True)
+        cache.put(raw, principal)
     return principal
 
 

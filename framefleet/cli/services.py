@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib.util
 import os
 from pathlib import Path
@@ -22,6 +23,8 @@ def run_api(*, host: str | None = None, port: int | None = None) -> int:
 
     settings = get_settings()
     _logging(settings)
+    # Everything imported so far lives for the whole process: keep it out of the garbage collector's scans.
+    gc.freeze()
     uvicorn.run(
         "framefleet.api.app:create_app",
         factory=True,

@@ -135,9 +135,13 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         stamp, job_id = raw.split("|", 1)
-        return datetime.fromisoformat(stamp), job_id
+        created_at = datetime.fromisoformat(stamp)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadCursor("cursor is not one this API returned") from exc
+    if created_at.tzinfo is None:
+        # Every cursor this API hands out carries a UTC offset; a naive one was made by hand.
+        raise BadCursor("cursor is not one this API returned")
+    return created_at, job_id
 
 
 def list_jobs(
@@ -164,7 +168,9 @@ def list_jobs(
     return rows[:limit], next_cursor
 
 
-def cancel_job(session: Session, redis_client: redis.Redis, *, principal: Principal, job_id: str) -> Job:
+def cancel_job(
+    session: Session, redis_client: redis.Redis, *, principal: Principal, job_id: str, events_ttl_seconds: int
+) -> Job:
     """Cancel a job: a waiting job is canceled at once; a running job's worker is told to kill ffmpeg."""
     job = get_job(session, principal=principal, job_id=job_id)
     reason = "canceled by client"
@@ -187,6 +193,7 @@ def cancel_job(session: Session, redis_client: redis.Redis, *, principal: Princi
             job = get_job(session, principal=principal, job_id=job_id)
             continue
         session.commit()
+        state_machine.announce(redis_client, job, reason=reason, ttl_seconds=events_ttl_seconds)
         return job
     raise JobFinished(job.state)
 

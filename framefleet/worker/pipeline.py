@@ -8,6 +8,7 @@ this attempt is left at the destinations.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shutil
 import time
@@ -40,6 +41,7 @@ from framefleet.storage.base import StorageError
 log = get_logger("framefleet.worker")
 
 ENCODE_SHARE_WITH_QUALITY = 0.6
+PROGRESS_FIELDS = tuple(f.name for f in dataclasses.fields(Progress))
 
 
 class JobCanceled(Exception):
@@ -74,7 +76,7 @@ class ProgressReporter:
         now = time.monotonic()
         if force or now - self._last_event >= self.event_interval:
             self._last_event = now
-            data: dict[str, Any] = sample.to_dict() if sample else {}
+            data: dict[str, Any] = sample.to_dict() if sample else dict.fromkeys(PROGRESS_FIELDS)
             data.update(percent=round(percent, 2), phase=phase)
             events.publish(self.redis, self.job_id, "progress", data)
         if force or now - self._last_db >= self.db_interval:

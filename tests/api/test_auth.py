@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import sqlalchemy as sa
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from framefleet.api.key_cache import KeyCache
 from framefleet.db.models import ApiKey
 from framefleet.db.session import session_scope
-from framefleet.keys import hash_key, revoke_key
+from framefleet.keys import Principal, hash_key, revoke_key
 from tests.api.conftest import KeyMaker, job_body, submit
 
 
@@ -28,14 +31,31 @@ def test_unknown_key_is_401(client: TestClient) -> None:
         assert 'error="invalid_token"' in response.headers["WWW-Authenticate"]
 
 
-def test_revoked_key_is_401(client: TestClient, tenant_key: tuple[str, str]) -> None:
+def test_revoked_key_is_401(api_app: FastAPI, client: TestClient, tenant_key: tuple[str, str]) -> None:
     headers = {"X-API-Key": tenant_key[1]}
     assert client.get("/v1/jobs", headers=headers).status_code == 200
     with session_scope() as session:
         key_id = session.scalar(sa.select(ApiKey.id).where(ApiKey.key_hash == hash_key(tenant_key[1])))
         assert key_id is not None
         revoke_key(session, key_id)
+    # This process remembers the key for a few seconds; forgetting it applies the revocation at once.
+    assert client.get("/v1/jobs", headers=headers).status_code == 200
+    api_app.state.key_cache.clear()
     assert client.get("/v1/jobs", headers=headers).status_code == 401
+
+
+def test_key_cache_forgets_after_its_ttl(tenant_key: tuple[str, str]) -> None:
+    principal = Principal(tenant_id=1, tenant="t", key_id=1, role="viewer")
+    cache = KeyCache(ttl_seconds=0.05)
+    cache.put(tenant_key[1], principal)
+    assert cache.get(tenant_key[1]) == principal
+    assert cache.get(tenant_key[1] + "x") is None
+    time.sleep(0.06)
+    assert cache.get(tenant_key[1]) is None
+
+    disabled = KeyCache(ttl_seconds=0)
+    disabled.put(tenant_key[1], principal)
+    assert disabled.get(tenant_key[1]) is None
 
 
 def test_basic_auth_is_not_a_key(client: TestClient) -> None:

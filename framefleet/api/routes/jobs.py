@@ -20,7 +20,7 @@ from framefleet.core.states import TERMINAL, JobState
 from framefleet.db.models import Job
 from framefleet.db.session import session_scope
 from framefleet.events import is_valid_id
-from framefleet.jobs import service, state_machine
+from framefleet.jobs import service
 from framefleet.jobs.dispatch import dispatch
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -106,9 +106,6 @@ def list_jobs(
         created_before=_aware(created_before),
     )
     try:
-        if cursor and service.decode_cursor(cursor)[0].tzinfo is None:
-            # Every cursor this API hands out carries a UTC offset; a naive one was made by hand.
-            raise service.BadCursor("cursor is not one this API returned")
         jobs, next_cursor = service.list_jobs(
             session, principal=principal, filters=filters, limit=limit, cursor=cursor
         )
@@ -167,16 +164,14 @@ def cancel(
 ) -> Response:
     """200 when a waiting job is canceled; 202 when a running job is being stopped; 409 once it ended."""
     try:
-        job = service.cancel_job(session, redis, principal=principal, job_id=job_id)
+        job = service.cancel_job(
+            session, redis, principal=principal, job_id=job_id, events_ttl_seconds=settings.events_ttl_seconds
+        )
     except service.JobNotFound as exc:
         raise _not_found(job_id) from exc
     except service.JobFinished as exc:
         raise Problem("job-finished", str(exc), extensions={"state": exc.state}) from exc
     if job.state == JobState.canceled:
-        # cancel_job returns a canceled job only when this call canceled it: tell the event stream.
-        state_machine.announce(
-            redis, job, reason="canceled by client", ttl_seconds=settings.events_ttl_seconds
-        )
         return json_response(service.job_view(job), 200)
     return json_response(service.job_view(job), 202)
 
