@@ -301,9 +301,6 @@ class JobSpec(_Strict):
             seen.add(output.name)
         return outputs
 
-    def canonical_json(self) -> str:
-        """The normalised spec as stable JSON: same meaning, same bytes (used for idempotency)."""
-        return self.model_dump_json(exclude_none=False)
 
 
 def output_extension(container: Container) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -47,8 +48,10 @@ def cancel_key(job_id: str) -> str:
     return f"framefleet:job:{job_id}:cancel"
 
 
-def spec_hash(spec: JobSpec) -> str:
-    return hashlib.sha256(spec.canonical_json().encode()).hexdigest()
+def spec_hash(spec_document: dict[str, Any]) -> str:
+    """Digest of a normalised spec: same meaning, same digest (key order does not matter)."""
+    canonical = json.dumps(spec_document, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def submit_job(
@@ -59,7 +62,8 @@ def submit_job(
     With an idempotency key, the same key and body return the first job (created=False); the same key
     with a different body raises IdempotencyConflict.
     """
-    digest = spec_hash(spec)
+    document = spec.model_dump(mode="json")
+    digest = spec_hash(document)
     if idempotency_key is not None:
         existing = _by_idempotency_key(session, principal.tenant_id, idempotency_key)
         if existing is not None:
@@ -72,7 +76,7 @@ def submit_job(
         priority=spec.priority.value,
         hardware=spec.hardware.value,
         pool=pool_for(spec),
-        spec=spec.model_dump(mode="json"),
+        spec=document,
         spec_hash=digest,
         idempotency_key=idempotency_key,
         created_at=now,

@@ -229,3 +229,25 @@ def test_canceled_queued_job_never_starts(worker: Any, api: Any, tenant_key: tup
     history = api.get(f"/v1/jobs/{waiting['id']}/history", headers={"X-API-Key": key}).json()
     states = [h["to_state"] for h in (history["items"] if isinstance(history, dict) else history)]
     assert states == ["queued", "canceled"]
+
+
+def test_s3_input_and_output(worker: Any, api: Any, tenant_key: tuple[str, str], clip: Path,
+                             moto_endpoint: str, worker_env: dict[str, str]) -> None:
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1",
+                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    s3.create_bucket(Bucket="media-in")
+    s3.create_bucket(Bucket="media-out")
+    s3.upload_file(str(clip), "media-in", "clips/clip.mp4")
+    _, key = tenant_key
+    spec = {"input": "s3://media-in/clips/clip.mp4",
+            "outputs": [{"name": "small", "container": "mp4", "video": {"height": 120},
+                         "destination": "s3://media-out/renditions/small.mp4"}]}
+    job = run_to_end(api, key, spec)
+    assert job["state"] == "succeeded", job
+    assert job["outputs"][0]["uri"] == "s3://media-out/renditions/small.mp4"
+    head = s3.head_object(Bucket="media-out", Key="renditions/small.mp4")
+    assert head["ContentLength"] == job["outputs"][0]["size_bytes"] > 0
+    listed = s3.list_objects_v2(Bucket="media-out")["Contents"]
+    assert [o["Key"] for o in listed] == ["renditions/small.mp4"]

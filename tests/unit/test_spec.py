@@ -34,10 +34,14 @@ def test_defaults_are_written_in() -> None:
     assert job.outputs[1].audio.sample_rate == 48000
 
 
-def test_canonical_json_is_stable() -> None:
+def test_spec_hash_ignores_key_order_and_spelled_out_defaults() -> None:
+    from framefleet.jobs.service import spec_hash
+
     a = JobSpec.model_validate(spec(metadata={"b": "2", "a": "1"}))
-    b = JobSpec.model_validate(spec(metadata={"b": "2", "a": "1"}))
-    assert a.canonical_json() == b.canonical_json()
+    b = JobSpec.model_validate({**spec(metadata={"a": "1", "b": "2"}), "priority": "normal"})
+    c = JobSpec.model_validate(spec(priority="high"))
+    assert spec_hash(a.model_dump(mode="json")) == spec_hash(b.model_dump(mode="json"))
+    assert spec_hash(a.model_dump(mode="json")) != spec_hash(c.model_dump(mode="json"))
 
 
 @pytest.mark.parametrize(
