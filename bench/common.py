@@ -39,7 +39,7 @@ def bench_stack(**overrides: str) -> Iterator[tuple[EmbeddedStack, Settings]]:
         reset_settings_cache()
         try:
             settings = Settings()
-            with EmbeddedStack(settings, echo_logs=False, out=open(os.devnull, "w")) as stack:  # noqa: SIM115
+            with EmbeddedStack(settings, echo_logs=False, out=open(os.devnull, "w")) as stack:
                 yield stack, settings
         finally:
             for key, old in saved.items():
@@ -53,10 +53,30 @@ def bench_stack(**overrides: str) -> Iterator[tuple[EmbeddedStack, Settings]]:
 def make_clip(path: Path, *, seconds: float, size: str, rate: int = 25) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run(
-        [ffmpeg_path(), "-hide_banner", "-loglevel", "error", "-y",
-         "-f", "lavfi", "-i", f"testsrc2=size={size}:rate={rate}:duration={seconds}",
-         "-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={seconds}",
-         "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-c:a", "aac", str(path)],
+        [
+            ffmpeg_path(),
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            f"testsrc2=size={size}:rate={rate}:duration={seconds}",
+            "-f",
+            "lavfi",
+            "-i",
+            f"sine=frequency=440:sample_rate=48000:duration={seconds}",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            str(path),
+        ],
         check=True,
     )
     return path

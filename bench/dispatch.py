@@ -31,8 +31,10 @@ def main(jobs: int = 200) -> dict[str, float]:
                 if index >= 5 and start_ms is not None:  # the first jobs warm up the worker
                     latencies.append(start_ms - sent_ms)
     result = {"p50_ms": median(latencies), "p99_ms": percentile(latencies, 99), "jobs": len(latencies)}
-    print(f"dispatch: POST -> ffmpeg start p50 {result['p50_ms']:.1f} ms  p99 {result['p99_ms']:.1f} ms "
-          f"over {len(latencies)} jobs (target p50 <= 25 ms)")
+    print(
+        f"dispatch: POST -> ffmpeg start p50 {result['p50_ms']:.1f} ms  p99 {result['p99_ms']:.1f} ms "
+        f"over {len(latencies)} jobs (target p50 <= 25 ms)"
+    )
     return result
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from bench.common import bench_stack, make_clip, median
 from framefleet.cli.client import ApiClient
@@ -19,8 +18,12 @@ from framefleet.media.command import build_transcode
 from framefleet.media.ffmpeg import ffmpeg_path
 from framefleet.media.probe import probe
 
-SPEC_OUTPUT = {"name": "main", "container": "mp4", "video": {"codec": "h264", "preset": "veryfast", "crf": 23},
-               "audio": {"codec": "aac", "bitrate_kbps": 128}}
+SPEC_OUTPUT = {
+    "name": "main",
+    "container": "mp4",
+    "video": {"codec": "h264", "preset": "veryfast", "crf": 23},
+    "audio": {"codec": "aac", "bitrate_kbps": 128},
+}
 
 
 def main(rounds: int = 5) -> dict[str, float]:
@@ -28,8 +31,16 @@ def main(rounds: int = 5) -> dict[str, float]:
         clip = make_clip(settings.storage_roots[0] / "bench" / "720p.mp4", seconds=10, size="1280x720")
         spec = {"input": clip.as_uri(), "outputs": [SPEC_OUTPUT]}
         direct_out = settings.data_dir / "direct.mp4"
-        argv = [ffmpeg_path(), *build_transcode(JobSpec.model_validate(spec), probe(clip),
-                                                detect_capabilities(ffmpeg_path()), clip, {"main": direct_out})]
+        argv = [
+            ffmpeg_path(),
+            *build_transcode(
+                JobSpec.model_validate(spec),
+                probe(clip),
+                detect_capabilities(ffmpeg_path()),
+                clip,
+                {"main": direct_out},
+            ),
+        ]
         job_times, direct_times = [], []
         with ApiClient(stack.api_url, stack.api_key, timeout=60) as client:
             for _ in range(rounds + 1):  # the first round warms caches and is not counted
@@ -52,8 +63,10 @@ def main(rounds: int = 5) -> dict[str, float]:
         "direct_median_s": median(direct_times),
         "ratio": median(job_times) / median(direct_times),
     }
-    print(f"e2e: job {result['job_median_s']:.2f}s  direct ffmpeg {result['direct_median_s']:.2f}s  "
-          f"ratio {result['ratio']:.3f} (target <= 1.10, median of {rounds})")
+    print(
+        f"e2e: job {result['job_median_s']:.2f}s  direct ffmpeg {result['direct_median_s']:.2f}s  "
+        f"ratio {result['ratio']:.3f} (target <= 1.10, median of {rounds})"
+    )
     return result
 
 

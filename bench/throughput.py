@@ -52,14 +52,20 @@ def _bare_celery(total: int) -> float:
 
 def main(total: int = 3000, clients: int = 8) -> dict[str, float]:
     with bench_stack() as (stack, settings):
-        spec = {"input": (settings.storage_roots[0] / "x.mp4").as_uri(), "outputs": [{"container": "mp4"}],
-                "hardware": "gpu", "priority": "batch"}
+        spec = {
+            "input": (settings.storage_roots[0] / "x.mp4").as_uri(),
+            "outputs": [{"container": "mp4"}],
+            "hardware": "gpu",
+            "priority": "batch",
+        }
         asyncio.run(_post_many(stack.api_url, stack.api_key, 200, clients, spec))  # warm-up
         api_rate = asyncio.run(_post_many(stack.api_url, stack.api_key, total, clients, spec))
         celery_rate = _bare_celery(total)
     result = {"api_jobs_per_s": api_rate, "bare_celery_per_s": celery_rate}
-    print(f"throughput: POST /v1/jobs {api_rate:.0f} jobs/s with {clients} clients (target >= 300); "
-          f"bare Celery send_task {celery_rate:.0f} msgs/s from one thread")
+    print(
+        f"throughput: POST /v1/jobs {api_rate:.0f} jobs/s with {clients} clients (target >= 300); "
+        f"bare Celery send_task {celery_rate:.0f} msgs/s from one thread"
+    )
     return result
 
 

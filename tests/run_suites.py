@@ -22,9 +22,21 @@ def run(db: str, args: list[str]) -> tuple[int, int, int]:
     print(f"\n=== test suite on {db} ===", flush=True)
     env = {**os.environ, "FRAMEFLEET_TEST_DB": db}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--durations=10", *args,
-         *sys.argv[1:]],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--durations=10",
+            *args,
+            *sys.argv[1:],
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     assert proc.stdout is not None
     last = ""

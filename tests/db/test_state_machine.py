@@ -27,8 +27,15 @@ def new_job(key: str) -> str:
 def claim(job_id: str, worker: str) -> bool:
     try:
         with session_scope() as session:
-            state_machine.transition(session, job_id, JobState.running, reason="claim", expect=[JobState.queued],
-                                     worker=worker, values={"attempt": 1, "worker": worker})
+            state_machine.transition(
+                session,
+                job_id,
+                JobState.running,
+                reason="claim",
+                expect=[JobState.queued],
+                worker=worker,
+                values={"attempt": 1, "worker": worker},
+            )
         return True
     except TransitionError:
         return False
@@ -51,7 +58,9 @@ def test_history_is_recorded_and_terminal_is_final(tenant_key: tuple[str, str]) 
     with session_scope() as session:
         history = history_of(session, job_id)
     assert [(h.from_state, h.to_state) for h in history] == [
-        (None, "queued"), ("queued", "running"), ("running", "succeeded")
+        (None, "queued"),
+        ("queued", "running"),
+        ("running", "succeeded"),
     ]
     assert history[1].worker == "w1" and history[1].attempt == 1 and history[2].reason == "done"
 
@@ -65,4 +74,6 @@ def test_stale_attempt_cannot_change_the_job(tenant_key: tuple[str, str]) -> Non
 
 def test_unknown_job() -> None:
     with session_scope() as session, pytest.raises(TransitionError, match="no such job"):
-        state_machine.transition(session, "00000000-0000-0000-0000-000000000000", JobState.running, reason="x")
+        state_machine.transition(
+            session, "00000000-0000-0000-0000-000000000000", JobState.running, reason="x"
+        )

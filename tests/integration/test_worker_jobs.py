@@ -42,16 +42,25 @@ def local_path(uri: str) -> Path:
     return Path(uri.removeprefix("file://"))
 
 
-def test_two_outputs_one_process_with_quality(worker: Any, api: Any, tenant_key: tuple[str, str],
-                                              clip: Path) -> None:
+def test_two_outputs_one_process_with_quality(
+    worker: Any, api: Any, tenant_key: tuple[str, str], clip: Path
+) -> None:
     _, key = tenant_key
     spec = {
         "input": clip.as_uri(),
         "outputs": [
-            {"name": "main", "container": "mp4", "video": {"codec": "h264", "height": 240, "preset": "veryfast"},
-             "audio": {"codec": "aac", "bitrate_kbps": 96}},
-            {"name": "web", "container": "webm", "video": {"codec": "vp9", "height": 120, "preset": "ultrafast"},
-             "audio": {"codec": "opus"}},
+            {
+                "name": "main",
+                "container": "mp4",
+                "video": {"codec": "h264", "height": 240, "preset": "veryfast"},
+                "audio": {"codec": "aac", "bitrate_kbps": 96},
+            },
+            {
+                "name": "web",
+                "container": "webm",
+                "video": {"codec": "vp9", "height": 120, "preset": "ultrafast"},
+                "audio": {"codec": "opus"},
+            },
         ],
         "quality": {"metrics": ["vmaf", "psnr", "ssim"]},
     }
@@ -100,8 +109,17 @@ def _write(path: Path, data: bytes) -> Path:
     return path
 
 
-BAD_INPUTS = ["corrupt", "zero_bytes", "text_as_mp4", "truncated", "audio_only_for_video", "missing_file",
-              "missing_s3_object", "unreachable_host", "path_escape"]
+BAD_INPUTS = [
+    "corrupt",
+    "zero_bytes",
+    "text_as_mp4",
+    "truncated",
+    "audio_only_for_video",
+    "missing_file",
+    "missing_s3_object",
+    "unreachable_host",
+    "path_escape",
+]
 
 
 @pytest.fixture(scope="module")
@@ -130,21 +148,28 @@ def test_bad_input_fails_with_a_class_and_the_worker_survives(
     spec = {"input": bad_inputs[case], "outputs": [{"container": "mp4", "video": {"height": 120}}]}
     job = run_to_end(api, key, spec, timeout=60)
     assert job["state"] == "failed", job
-    assert job["failure_class"] in {"input_invalid", "spec_unsupported", "storage_unavailable", "storage_denied"}
+    assert job["failure_class"] in {
+        "input_invalid",
+        "spec_unsupported",
+        "storage_unavailable",
+        "storage_denied",
+    }
     assert job["error"] and "Traceback" not in job["error"]
     assert worker.poll() is None, "the worker process died"
     assert job["outputs"] == []
 
 
-def test_worker_keeps_working_after_bad_inputs(worker: Any, api: Any, tenant_key: tuple[str, str],
-                                               clip: Path) -> None:
+def test_worker_keeps_working_after_bad_inputs(
+    worker: Any, api: Any, tenant_key: tuple[str, str], clip: Path
+) -> None:
     _, key = tenant_key
     job = run_to_end(api, key, {"input": clip.as_uri(), "outputs": [{"container": "ts"}]})
     assert job["state"] == "succeeded", job
 
 
-def test_expected_failure_classes(bad_inputs: dict[str, str], worker: Any, api: Any,
-                                  tenant_key: tuple[str, str]) -> None:
+def test_expected_failure_classes(
+    bad_inputs: dict[str, str], worker: Any, api: Any, tenant_key: tuple[str, str]
+) -> None:
     _, key = tenant_key
     expected = {
         "zero_bytes": "input_invalid",
@@ -213,8 +238,9 @@ def test_cancel_running_job_kills_ffmpeg_and_publishes_nothing(
     assert "already ended" in again.json()["detail"]
 
 
-def test_canceled_queued_job_never_starts(worker: Any, api: Any, tenant_key: tuple[str, str],
-                                          long_clip: Path, clip: Path) -> None:
+def test_canceled_queued_job_never_starts(
+    worker: Any, api: Any, tenant_key: tuple[str, str], long_clip: Path, clip: Path
+) -> None:
     _, key = tenant_key
     blocker = submit(api, key, {"input": long_clip.as_uri(), "outputs": [SLOW_OUTPUT]})
     wait_for_state(lambda: fetch(api, key, blocker["id"]), {"running"}, 60)
@@ -231,19 +257,38 @@ def test_canceled_queued_job_never_starts(worker: Any, api: Any, tenant_key: tup
     assert states == ["queued", "canceled"]
 
 
-def test_s3_input_and_output(worker: Any, api: Any, tenant_key: tuple[str, str], clip: Path,
-                             moto_endpoint: str, worker_env: dict[str, str]) -> None:
+def test_s3_input_and_output(
+    worker: Any,
+    api: Any,
+    tenant_key: tuple[str, str],
+    clip: Path,
+    moto_endpoint: str,
+    worker_env: dict[str, str],
+) -> None:
     import boto3
 
-    s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1",
-                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=moto_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
     s3.create_bucket(Bucket="media-in")
     s3.create_bucket(Bucket="media-out")
     s3.upload_file(str(clip), "media-in", "clips/clip.mp4")
     _, key = tenant_key
-    spec = {"input": "s3://media-in/clips/clip.mp4",
-            "outputs": [{"name": "small", "container": "mp4", "video": {"height": 120},
-                         "destination": "s3://media-out/renditions/small.mp4"}]}
+    spec = {
+        "input": "s3://media-in/clips/clip.mp4",
+        "outputs": [
+            {
+                "name": "small",
+                "container": "mp4",
+                "video": {"height": 120},
+                "destination": "s3://media-out/renditions/small.mp4",
+            }
+        ],
+    }
     job = run_to_end(api, key, spec)
     assert job["state"] == "succeeded", job
     assert job["outputs"][0]["uri"] == "s3://media-out/renditions/small.mp4"

@@ -54,11 +54,22 @@ def test_spec_hash_ignores_key_order_and_spelled_out_defaults() -> None:
         ({"container": "mp4", "video": {"height": 359}}, "outputs.0.video.height", "must be even"),
         ({"container": "mp4", "video": {"crf": 20, "bitrate_kbps": 900}}, "outputs.0.video.crf", "not both"),
         ({"container": "mp4", "video": {"codec": "h264", "crf": 60}}, "outputs.0.video.crf", "at most 51"),
-        ({"container": "mp4", "video": {"codec": "copy", "width": 640}}, "outputs.0.video.width", "cannot be set"),
+        (
+            {"container": "mp4", "video": {"codec": "copy", "width": 640}},
+            "outputs.0.video.width",
+            "cannot be set",
+        ),
         ({"container": "mp4", "video": {"pix_fmt": "yuv420p10le"}}, "outputs.0.video.pix_fmt", "10-bit"),
-        ({"container": "mp4", "audio": {"sample_rate": 12345}}, "outputs.0.audio.sample_rate", "must be one of"),
-        ({"container": "mp4", "video": {"codec": "none"}, "audio": {"codec": "none"}}, "outputs.0.video.codec",
-         "needs video or audio"),
+        (
+            {"container": "mp4", "audio": {"sample_rate": 12345}},
+            "outputs.0.audio.sample_rate",
+            "must be one of",
+        ),
+        (
+            {"container": "mp4", "video": {"codec": "none"}, "audio": {"codec": "none"}},
+            "outputs.0.video.codec",
+            "needs video or audio",
+        ),
         ({"container": "avi"}, "outputs.0.container", "Input should be"),
         ({"container": "mp4", "bogus": 1}, "outputs.0.bogus", "Extra inputs"),
         ({"container": "mp4", "name": "../x"}, "outputs.0.name", "must be 1-64"),
@@ -70,10 +81,14 @@ def test_invalid_outputs_name_the_field(output: dict[str, Any], field: str, word
 
 
 def test_odd_size_is_fine_for_444() -> None:
-    JobSpec.model_validate(spec(outputs=[{"container": "mkv", "video": {"width": 641, "pix_fmt": "yuv444p"}}]))
+    JobSpec.model_validate(
+        spec(outputs=[{"container": "mkv", "video": {"width": 641, "pix_fmt": "yuv444p"}}])
+    )
 
 
-@pytest.mark.parametrize("uri", ["", "nope", "ftp://host/x", "file://", "javascript:alert(1)", "file:///a\nb"])
+@pytest.mark.parametrize(
+    "uri", ["", "nope", "ftp://host/x", "file://", "javascript:alert(1)", "file:///a\nb"]
+)
 def test_bad_input_uri(uri: str) -> None:
     assert any(loc == "input" for loc, _ in errors(spec(input=uri)))
 
@@ -89,4 +104,6 @@ def test_limits() -> None:
     assert any(loc == "priority" for loc, _ in errors(spec(priority="urgent")))
     assert any(loc == "hardware" for loc, _ in errors(spec(hardware="tpu")))
     assert any(loc.startswith("metadata") for loc, _ in errors(spec(metadata={"bad key": "x"})))
-    assert any(loc.startswith("quality.metrics") for loc, _ in errors(spec(quality={"metrics": ["vmaf", "vmaf"]})))
+    assert any(
+        loc.startswith("quality.metrics") for loc, _ in errors(spec(quality={"metrics": ["vmaf", "vmaf"]}))
+    )

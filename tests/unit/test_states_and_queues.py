@@ -38,7 +38,13 @@ def test_sources_for() -> None:
 
 
 def test_queue_layout() -> None:
-    assert [q.name for q in queues_for_pool("cpu")] == ["cpu.live", "cpu.high", "cpu.normal", "cpu.low", "cpu.batch"]
+    assert [q.name for q in queues_for_pool("cpu")] == [
+        "cpu.live",
+        "cpu.high",
+        "cpu.normal",
+        "cpu.low",
+        "cpu.batch",
+    ]
     assert {q.routing_key for q in queues_for_pool("gpu")} == {"gpu"}
     assert len({q.name for q in ALL_QUEUES}) == 10
     assert queue_name("gpu", "live") == "gpu.live"
