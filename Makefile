@@ -30,3 +30,8 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache
+
+# Builds the images and runs the compose dev profile for real with podman (tests/deploy/run.sh says how).
+.PHONY: test-deploy
+test-deploy: $(STAMP)
+	bash tests/deploy/run.sh

@@ -1,14 +1,29 @@
-"""`make bench`: every benchmark, one after the other, printing ratios and percentiles."""
+"""`make bench`: every benchmark, one after the other, printing ratios and percentiles.
+
+`python -m bench.run_all --soak` also runs the soak (10,000 jobs, about 15 minutes on two cores).
+"""
 
 from __future__ import annotations
 
-from bench import dispatch, e2e, throughput
+import argparse
+
+from bench import dispatch, e2e, ladder, ladder_scored, quality, throughput
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--soak", action="store_true", help="also run the 10,000-job soak")
+    args = parser.parse_args(argv)
     e2e.main()
     dispatch.main()
     throughput.main()
+    quality.main()
+    ladder.main()
+    ladder_scored.main()
+    if args.soak:
+        from bench import soak
+
+        soak.main()
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from celery import Celery
+from celery.signals import beat_init
 
 from framefleet.config import Settings, get_settings
 from framefleet.queues import ALL_QUEUES
@@ -26,7 +27,11 @@ def make_celery(settings: Settings) -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         worker_concurrency=settings.worker_concurrency,
-        worker_cancel_long_running_tasks_on_connection_loss=True,
+        # Replaced pool processes bound slow leaks; 0 in the settings means never.
+        worker_max_tasks_per_child=settings.worker_max_tasks_per_child or None,
+        # A Redis blip must not kill running encodes: ownership is the database's compare-and-set, so a
+        # redelivered message cannot start a second run, and the reconciler restores lost messages.
+        worker_cancel_long_running_tasks_on_connection_loss=False,
         broker_connection_retry_on_startup=True,
         broker_transport_options={
             # Longer than the longest allowed job, so Redis never redelivers a job still running.
@@ -42,3 +47,27 @@ def make_celery(settings: Settings) -> Celery:
 
 
 app = make_celery(get_settings())
+_others: dict[str, Celery] = {}
+
+
+def celery_for(settings: Settings) -> Celery:
+    """The process-wide app when it uses this broker, else one bound to these settings (kept per URL).
+
+    The process-wide app reads the settings once, when first imported; code that runs with other settings
+    (tests, a tool pointed at another deployment) must still publish to its own broker.
+    """
+    if app.conf.broker_url == settings.redis_url:
+        return app
+    if settings.redis_url not in _others:
+        _others[settings.redis_url] = make_celery(settings)
+    return _others[settings.redis_url]
+
+
+@beat_init.connect
+def _start_maintenance(sender: object = None, **_: object) -> None:
+    # The beat process also runs FrameFleet's maintenance loop (reaper, reconciler, retry promotion,
+    # aging) in a thread of its own rather than as Celery tasks: those would wait in the same queues as
+    # the encodes and never run when every worker is busy or dead, which is exactly when they are needed.
+    from framefleet.scheduling.maintenance import start_in_background
+
+    start_in_background(get_settings())

@@ -12,6 +12,17 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# The job priorities, highest first (core/spec.py's Priority; spelled out so settings load without the spec).
+PriorityName = Literal["live", "high", "normal", "low", "batch"]
+
+RetryField = Literal["base_seconds", "cap_seconds", "max_attempts"]
+
+
+def _live_retries() -> dict[PriorityName, dict[RetryField, float]]:
+    # A live job's viewers are waiting: retry it sooner and more often than the default.
+    return {"live": {"base_seconds": 1.0, "cap_seconds": 30.0}}
+
+
 PLACEHOLDER_SECRETS = {"", "change-me", "dev-secret", "secret", "changeme"}
 
 
@@ -52,6 +63,37 @@ class Settings(BaseSettings):
     cancel_poll_interval: float = 0.2
     work_dir: Path | None = None
     events_ttl_seconds: int = 7 * 24 * 3600
+    # A child process is replaced after this many jobs (0: never), bounding slow leaks in long-lived workers.
+    worker_max_tasks_per_child: int = Field(default=200, ge=0)
+    # On SIGTERM a worker takes no new job and lets the running one finish this long, then hands it back.
+    shutdown_grace_seconds: float = Field(default=20.0, ge=0)
+
+    # Scheduling under failure: heartbeats, the beat's maintenance tasks, retries, limits, aging.
+    heartbeat_interval_seconds: float = Field(default=10.0, gt=0)
+    # A worker whose heartbeat is older than this is dead; its running job is taken back.
+    heartbeat_ttl_seconds: float = Field(default=30.0, gt=0)
+    capability_trial_timeout_seconds: float = Field(default=20.0, gt=0)
+    reaper_interval_seconds: float = Field(default=5.0, gt=0)
+    reconcile_interval_seconds: float = Field(default=15.0, gt=0)
+    # A queued job younger than this is never republished: its message may simply not be in Redis yet.
+    reconcile_grace_seconds: float = Field(default=30.0, ge=0)
+    retry_promote_interval_seconds: float = Field(default=1.0, gt=0)
+    beat_leader_ttl_seconds: float = Field(default=15.0, gt=0)
+    retry_base_seconds: float = Field(default=10.0, ge=0)
+    retry_cap_seconds: float = Field(default=600.0, ge=0)
+    retry_max_attempts: int = Field(default=3, ge=1)
+    # Per-priority overrides of base_seconds, cap_seconds, max_attempts: {"live": {"base_seconds": 1}}.
+    retry_overrides: dict[PriorityName, dict[RetryField, float]] = Field(default_factory=_live_retries)
+    timeout_factor: float = Field(default=10.0, gt=0)
+    timeout_floor_seconds: float = Field(default=300.0, gt=0)
+    stall_timeout_seconds: float = Field(default=120.0, ge=0)
+    aging_seconds: float = Field(default=600.0, ge=0)
+    aging_max_priority: PriorityName = "high"
+    aging_interval_seconds: float = Field(default=5.0, gt=0)
+    admission_check: bool = True
+    admission_cache_seconds: float = Field(default=2.0, ge=0)
+    # Workers seen within this long count as members of their pool when deciding what can run.
+    workers_known_seconds: float = Field(default=7 * 24 * 3600.0, gt=0)
 
     # Embedded stack (`framefleet up`)
     flower_port: int = 5555
@@ -70,6 +112,10 @@ class Settings(BaseSettings):
             self.output_root = (self.storage_roots[0] / "outputs").as_uri()
         if not self.public_url:
             self.public_url = f"http://{self.api_host}:{self.api_port}"
+        if self.heartbeat_ttl_seconds < 2 * self.heartbeat_interval_seconds:
+            raise ValueError("FRAMEFLEET_HEARTBEAT_TTL_SECONDS must be at least twice the heartbeat interval")
+        if self.timeout_floor_seconds > self.job_max_seconds:
+            raise ValueError("FRAMEFLEET_TIMEOUT_FLOOR_SECONDS cannot exceed FRAMEFLEET_JOB_MAX_SECONDS")
         if self.env == "prod" and self.secret_key.strip().lower() in PLACEHOLDER_SECRETS:
             raise ValueError("FRAMEFLEET_SECRET_KEY must be set to a real secret when FRAMEFLEET_ENV=prod")
         return self
@@ -77,6 +123,11 @@ class Settings(BaseSettings):
     @property
     def work_root(self) -> Path:
         return (self.work_dir or self.data_dir / "work").resolve()
+
+    @property
+    def fence_after_seconds(self) -> float:
+        """A worker that could not renew its heartbeat this long stops its jobs: the reaper may take them."""
+        return self.heartbeat_ttl_seconds - self.heartbeat_interval_seconds
 
     @property
     def visibility_timeout(self) -> int:

@@ -5,15 +5,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from celery import Celery
 from fastapi import FastAPI
 
 from framefleet.api import errors
 from framefleet.api.key_cache import KeyCache
 from framefleet.api.middleware import RequestContextMiddleware
-from framefleet.api.routes import health, jobs
+from framefleet.api.routes import health, jobs, workers
 from framefleet.config import Settings, get_settings
 from framefleet.logging import configure_logging, get_logger
+from framefleet.scheduling.registry import WorkerCache
 
 # Job specs are small; anything near this is a mistake or an attack.
 MAX_BODY_BYTES = 1024 * 1024
@@ -22,13 +22,6 @@ DESCRIPTION = """Submit transcoding jobs, follow their progress and read their r
 
 Authenticate with `X-API-Key: <key>` or `Authorization: Bearer <key>`. Errors are RFC 7807
 `application/problem+json` documents whose `type` URI is stable per error kind."""
-
-
-def _celery_for(settings: Settings) -> Celery:
-    """The process-wide Celery app when it uses this broker, else one bound to these settings."""
-    from framefleet.celery_app import app, make_celery
-
-    return app if app.conf.broker_url == settings.redis_url else make_celery(settings)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -55,10 +48,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.celery = _celery_for(settings)
+    # Imported here: the Celery app reads the settings when first imported.
+    from framefleet.celery_app import celery_for
+
+    app.state.celery = celery_for(settings)
     app.state.key_cache = KeyCache(settings.api_key_cache_seconds)
+    app.state.worker_cache = WorkerCache(settings.admission_cache_seconds)
     errors.install(app)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=MAX_BODY_BYTES)
     app.include_router(jobs.router)
+    app.include_router(workers.router)
     app.include_router(health.router)
     return app

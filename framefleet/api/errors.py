@@ -119,7 +119,9 @@ def field_path(loc: Sequence[str | int], ctx: Mapping[str, Any] | None) -> str:
 
     A whole-model check names its sub-field in ctx["field"] (see core.spec.spec_error); it is appended.
     """
-    parts = [str(p) for p in loc[1:]] if len(loc) > 1 else [str(p) for p in loc]
+    parts = [str(p) for p in loc]
+    if len(parts) > 1 or (parts and (ctx or {}).get("field")):
+        parts = parts[1:]  # drop the location ("body", "query", ...) when a field follows it
     sub = (ctx or {}).get("field")
     if sub:
         parts.append(str(sub))

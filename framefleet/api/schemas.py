@@ -21,6 +21,9 @@ class OutputView(BaseModel):
     audio_codec: str | None
     metrics: dict[str, Any] | None
     metrics_log_uri: str | None
+    kind: str
+    group: str | None
+    details: dict[str, Any] | None
 
 
 class JobView(BaseModel):

@@ -3,81 +3,94 @@
 Every check raises with the name of the field at fault, so the API can answer 422 pointing at it.
 After validation the spec is *normalised*: defaults chosen from the container are written in, so the
 stored spec says exactly what will run.
+
+A job delivers any mix of plain file `outputs`, adaptive-streaming `groups` (HLS, DASH, CMAF ladders),
+`thumbnails`, `sprites` and a `poster`, all cut from one decode of the input after the job's `operations`.
+Fields added after the first release are optional and leave a first-release spec's dump unchanged (see
+core/specbase.py), so existing specs keep validating with the same meaning.
 """
 
 from __future__ import annotations
 
-import re
+from collections.abc import Sequence
 from enum import StrEnum
-from typing import Annotated, Literal, Self
+from typing import Annotated, ClassVar, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from pydantic_core import PydanticCustomError
+from pydantic import Field, ValidationInfo, field_validator, model_validator
+
+from framefleet.core.artifacts import PosterSpec, SpriteSpec, ThumbnailSpec
+from framefleet.core.encoding import (
+    AUDIO_ONLY_CONTAINERS,
+    CONTAINER_AUDIO,
+    CONTAINER_VIDEO,
+    DEFAULT_AUDIO,
+    DEFAULT_VIDEO,
+    IMAGE_CODECS,
+    MAX_CRF,
+    OPUS_SAMPLE_RATES,
+    PICTURE_CONTAINERS,
+    SAMPLE_RATES,
+    check_profile_level,
+    check_rate_control,
+)
+from framefleet.core.ladders import GroupSpec
+from framefleet.core.operations import OperationsSpec
+from framefleet.core.specbase import (
+    AudioCodec,
+    Container,
+    Fallback,
+    Fit,
+    Hardware,
+    PixFmt,
+    Preset,
+    Priority,
+    Profile,
+    Strict,
+    VideoCodec,
+    check_name,
+    check_uri,
+    spec_error,
+)
+
+__all__ = [
+    "CONTAINER_AUDIO",
+    "CONTAINER_VIDEO",
+    "DEFAULT_AUDIO",
+    "DEFAULT_VIDEO",
+    "MAX_CRF",
+    "OPUS_SAMPLE_RATES",
+    "PRIORITY_ORDER",
+    "SAMPLE_RATES",
+    "SPEC_VERSION",
+    "AudioCodec",
+    "AudioSpec",
+    "Container",
+    "Fallback",
+    "Fit",
+    "GroupSpec",
+    "Hardware",
+    "JobSpec",
+    "Metric",
+    "OperationsSpec",
+    "OutputSpec",
+    "PixFmt",
+    "PosterSpec",
+    "Preset",
+    "Priority",
+    "Profile",
+    "QualitySpec",
+    "SpriteSpec",
+    "ThumbnailSpec",
+    "VideoCodec",
+    "VideoSpec",
+    "VmafModel",
+    "check_uri",
+    "output_extension",
+    "spec_error",
+]
 
 SPEC_VERSION: Literal[1] = 1
-URI_SCHEMES = ("file", "s3", "http", "https")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-
-
-class Priority(StrEnum):
-    live = "live"
-    high = "high"
-    normal = "normal"
-    low = "low"
-    batch = "batch"
-
-
 PRIORITY_ORDER: tuple[Priority, ...] = tuple(Priority)
-
-
-class Hardware(StrEnum):
-    auto = "auto"
-    cpu = "cpu"
-    gpu = "gpu"
-
-
-class Container(StrEnum):
-    mp4 = "mp4"
-    mkv = "mkv"
-    mov = "mov"
-    webm = "webm"
-    ts = "ts"
-
-
-class VideoCodec(StrEnum):
-    h264 = "h264"
-    hevc = "hevc"
-    av1 = "av1"
-    vp9 = "vp9"
-    copy = "copy"
-    none = "none"
-
-
-class AudioCodec(StrEnum):
-    aac = "aac"
-    opus = "opus"
-    mp3 = "mp3"
-    copy = "copy"
-    none = "none"
-
-
-class Preset(StrEnum):
-    ultrafast = "ultrafast"
-    superfast = "superfast"
-    veryfast = "veryfast"
-    faster = "faster"
-    fast = "fast"
-    medium = "medium"
-    slow = "slow"
-    slower = "slower"
-    veryslow = "veryslow"
-
-
-class PixFmt(StrEnum):
-    yuv420p = "yuv420p"
-    yuv422p = "yuv422p"
-    yuv444p = "yuv444p"
-    yuv420p10le = "yuv420p10le"
 
 
 class Metric(StrEnum):
@@ -87,69 +100,17 @@ class Metric(StrEnum):
 
 
 class VmafModel(StrEnum):
+    auto = "auto"  # by the scored picture's size: the 4K model from 2160 lines (or 3840 columns) up
     default = "vmaf_v0.6.1"
     uhd = "vmaf_4k_v0.6.1"
     neg = "vmaf_v0.6.1neg"
 
 
-# What each container can hold. `copy` is checked against the probed input at run time.
-CONTAINER_VIDEO: dict[Container, frozenset[VideoCodec]] = {
-    Container.mp4: frozenset({VideoCodec.h264, VideoCodec.hevc, VideoCodec.av1, VideoCodec.vp9}),
-    Container.mkv: frozenset({VideoCodec.h264, VideoCodec.hevc, VideoCodec.av1, VideoCodec.vp9}),
-    Container.mov: frozenset({VideoCodec.h264, VideoCodec.hevc}),
-    Container.webm: frozenset({VideoCodec.vp9, VideoCodec.av1}),
-    Container.ts: frozenset({VideoCodec.h264, VideoCodec.hevc}),
-}
-CONTAINER_AUDIO: dict[Container, frozenset[AudioCodec]] = {
-    Container.mp4: frozenset({AudioCodec.aac, AudioCodec.mp3, AudioCodec.opus}),
-    Container.mkv: frozenset({AudioCodec.aac, AudioCodec.mp3, AudioCodec.opus}),
-    Container.mov: frozenset({AudioCodec.aac, AudioCodec.mp3}),
-    Container.webm: frozenset({AudioCodec.opus}),
-    Container.ts: frozenset({AudioCodec.aac, AudioCodec.mp3}),
-}
-DEFAULT_VIDEO: dict[Container, VideoCodec] = {
-    Container.mp4: VideoCodec.h264,
-    Container.mkv: VideoCodec.h264,
-    Container.mov: VideoCodec.h264,
-    Container.webm: VideoCodec.vp9,
-    Container.ts: VideoCodec.h264,
-}
-DEFAULT_AUDIO: dict[Container, AudioCodec] = {
-    Container.mp4: AudioCodec.aac,
-    Container.mkv: AudioCodec.aac,
-    Container.mov: AudioCodec.aac,
-    Container.webm: AudioCodec.opus,
-    Container.ts: AudioCodec.aac,
-}
-MAX_CRF: dict[VideoCodec, int] = {
-    VideoCodec.h264: 51,
-    VideoCodec.hevc: 51,
-    VideoCodec.av1: 63,
-    VideoCodec.vp9: 63,
-}
-OPUS_SAMPLE_RATES = frozenset({8000, 12000, 16000, 24000, 48000})
-SAMPLE_RATES = frozenset({8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 96000})
+class VideoSpec(Strict):
+    _added: ClassVar[frozenset[str]] = frozenset(
+        {"profile", "level", "maxrate_kbps", "bufsize_kbps", "fit", "image_quality"}
+    )
 
-
-def spec_error(kind: str, message: str, field: str | None = None) -> PydanticCustomError:
-    """A validation error; `field` names the sub-field at fault when raised from a whole-model check."""
-    return PydanticCustomError(kind, message, {"field": field} if field else None)
-
-
-def check_uri(value: str) -> str:
-    scheme, sep, rest = value.partition("://")
-    if not sep or scheme.lower() not in URI_SCHEMES or not rest:
-        raise spec_error("uri", f"must be a URI with one of the schemes {', '.join(URI_SCHEMES)}")
-    if any(ord(c) < 0x20 for c in value):
-        raise spec_error("uri", "must not contain control characters")
-    return value
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, use_enum_values=False)
-
-
-class VideoSpec(_Strict):
     codec: VideoCodec | None = None
     width: Annotated[int, Field(ge=16, le=8192)] | None = None
     height: Annotated[int, Field(ge=16, le=8192)] | None = None
@@ -158,22 +119,53 @@ class VideoSpec(_Strict):
     bitrate_kbps: Annotated[int, Field(ge=50, le=500_000)] | None = None
     preset: Preset | None = None
     pix_fmt: PixFmt | None = None
+    profile: Profile | None = None
+    level: str | None = None
+    maxrate_kbps: Annotated[int, Field(ge=50, le=500_000)] | None = None
+    bufsize_kbps: Annotated[int, Field(ge=50, le=1_000_000)] | None = None
+    fit: Fit | None = None
+    image_quality: Annotated[int, Field(ge=1, le=100)] | None = None
 
     @model_validator(mode="after")
     def _check(self) -> Self:
         codec = self.codec
-        tuning = ("width", "height", "fps", "crf", "bitrate_kbps", "preset", "pix_fmt")
+        tuning: tuple[str, ...] = ("width", "height", "fps", "crf", "bitrate_kbps", "preset", "pix_fmt")
+        tuning += ("profile", "level", "maxrate_kbps", "bufsize_kbps", "fit", "image_quality")
         if codec in (VideoCodec.copy, VideoCodec.none):
             for name in tuning:
                 if getattr(self, name) is not None:
                     raise spec_error("video_codec", f"{name} cannot be set when codec is {codec.value}", name)
             return self
-        if self.crf is not None and self.bitrate_kbps is not None:
-            raise spec_error("rate_control", "set crf or bitrate_kbps, not both", "crf")
+        if codec is not None:
+            self.check_pictures(codec)
+        check_rate_control(self.crf, self.bitrate_kbps, self.maxrate_kbps, self.bufsize_kbps)
+        if codec is not None:
+            self.level = check_profile_level(codec, self.profile, self.level, self.pix_fmt)
+        if self.fit is not None and (self.width is None or self.height is None):
+            raise spec_error("fit", f"fit {self.fit.value} needs both width and height", "fit")
         return self
 
+    def check_pictures(self, codec: VideoCodec, prefix: str = "") -> None:
+        """Picture codecs take no rate control; only jpeg and webp take an image_quality."""
+        if codec in IMAGE_CODECS:
+            for name in ("crf", "bitrate_kbps", "preset", "profile", "level", "maxrate_kbps", "bufsize_kbps"):
+                if getattr(self, name) is not None:
+                    raise spec_error(
+                        "video_codec", f"{name} does not apply to {codec.value} pictures", f"{prefix}{name}"
+                    )
+            if self.image_quality is not None and codec in (VideoCodec.png, VideoCodec.gif):
+                raise spec_error(
+                    "image_quality",
+                    f"{codec.value} is lossless: image_quality does not apply",
+                    f"{prefix}image_quality",
+                )
+        elif self.image_quality is not None:
+            raise spec_error(
+                "image_quality", "image_quality is for jpeg and webp pictures", f"{prefix}image_quality"
+            )
 
-class AudioSpec(_Strict):
+
+class AudioSpec(Strict):
     codec: AudioCodec | None = None
     bitrate_kbps: Annotated[int, Field(ge=8, le=1024)] | None = None
     channels: Annotated[int, Field(ge=1, le=8)] | None = None
@@ -198,10 +190,12 @@ class AudioSpec(_Strict):
             raise spec_error("sample_rate", f"opus needs one of {sorted(OPUS_SAMPLE_RATES)}", "sample_rate")
         if self.codec is AudioCodec.mp3 and self.channels is not None and self.channels > 2:
             raise spec_error("channels", "mp3 carries at most 2 channels", "channels")
+        if self.codec is AudioCodec.flac and self.bitrate_kbps is not None:
+            raise spec_error("bitrate_kbps", "flac is lossless: bitrate_kbps does not apply", "bitrate_kbps")
         return self
 
 
-class OutputSpec(_Strict):
+class OutputSpec(Strict):
     name: str | None = None
     container: Container
     video: VideoSpec = Field(default_factory=VideoSpec)
@@ -211,9 +205,7 @@ class OutputSpec(_Strict):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str | None) -> str | None:
-        if value is not None and not _NAME.match(value):
-            raise spec_error("name", "must be 1-64 letters, digits, '_', '-' or '.', starting alphanumeric")
-        return value
+        return check_name(value)
 
     @field_validator("destination")
     @classmethod
@@ -222,18 +214,35 @@ class OutputSpec(_Strict):
 
     @model_validator(mode="after")
     def _normalise(self) -> Self:
+        container = self.container
         if self.video.codec is None:
-            self.video.codec = DEFAULT_VIDEO[self.container]
+            self.video.codec = DEFAULT_VIDEO[container]
+            self._check_defaulted_video()
         if self.audio.codec is None:
-            self.audio.codec = DEFAULT_AUDIO[self.container]
+            self.audio.codec = DEFAULT_AUDIO[container]
+            self._check_defaulted_audio()
         vcodec, acodec = self.video.codec, self.audio.codec
-        if vcodec not in (VideoCodec.copy, VideoCodec.none) and vcodec not in CONTAINER_VIDEO[self.container]:
+        if container in AUDIO_ONLY_CONTAINERS and vcodec is not VideoCodec.none:
             raise spec_error(
-                "container_codec", f"{self.container.value} cannot hold {vcodec.value} video", "video.codec"
+                "container_codec", f"{container.value} is audio only: video.codec must be none", "video.codec"
             )
-        if acodec not in (AudioCodec.copy, AudioCodec.none) and acodec not in CONTAINER_AUDIO[self.container]:
+        if container in PICTURE_CONTAINERS and acodec is not AudioCodec.none:
             raise spec_error(
-                "container_codec", f"{self.container.value} cannot hold {acodec.value} audio", "audio.codec"
+                "container_codec",
+                f"{container.value} holds no sound: audio.codec must be none",
+                "audio.codec",
+            )
+        if container in PICTURE_CONTAINERS and vcodec in (VideoCodec.copy, VideoCodec.none):
+            raise spec_error(
+                "container_codec", f"{container.value} needs pictures: set a video codec", "video.codec"
+            )
+        if vcodec not in (VideoCodec.copy, VideoCodec.none) and vcodec not in CONTAINER_VIDEO[container]:
+            raise spec_error(
+                "container_codec", f"{container.value} cannot hold {vcodec.value} video", "video.codec"
+            )
+        if acodec not in (AudioCodec.copy, AudioCodec.none) and acodec not in CONTAINER_AUDIO[container]:
+            raise spec_error(
+                "container_codec", f"{container.value} cannot hold {acodec.value} audio", "audio.codec"
             )
         video = self.video
         if vcodec in MAX_CRF and video.crf is not None and video.crf > MAX_CRF[vcodec]:
@@ -246,7 +255,7 @@ class OutputSpec(_Strict):
         if acodec is AudioCodec.opus and self.audio.sample_rate is None:
             self.audio.sample_rate = 48000
         subsampled = (self.video.pix_fmt or PixFmt.yuv420p) in (PixFmt.yuv420p, PixFmt.yuv420p10le)
-        if subsampled:
+        if subsampled and vcodec not in IMAGE_CODECS:
             for dim in ("width", "height"):
                 size = getattr(self.video, dim)
                 if size is not None and size % 2:
@@ -255,13 +264,56 @@ class OutputSpec(_Strict):
                     )
         return self
 
+    def _check_defaulted_video(self) -> None:
+        """Checks on fields added after the first release, once the container chose the codec."""
+        video = self.video
+        codec = video.codec
+        assert codec is not None
+        if codec is VideoCodec.none:
+            for name, value in video:
+                if name != "codec" and value is not None:
+                    raise spec_error(
+                        "video_codec",
+                        f"{self.container.value} has no picture: {name} cannot be set",
+                        f"video.{name}",
+                    )
+            return
+        video.check_pictures(codec, "video.")
+        video.level = check_profile_level(codec, video.profile, video.level, video.pix_fmt, "video.")
 
-class QualitySpec(_Strict):
+    def _check_defaulted_audio(self) -> None:
+        """Checks for containers added after the first release, once the container chose the codec."""
+        audio = self.audio
+        codec = audio.codec
+        if codec is AudioCodec.none:
+            for name, value in audio:
+                if name != "codec" and value is not None:
+                    raise spec_error(
+                        "audio_codec",
+                        f"{self.container.value} has no sound: {name} cannot be set",
+                        f"audio.{name}",
+                    )
+        if codec is AudioCodec.flac and audio.bitrate_kbps is not None:
+            raise spec_error(
+                "bitrate_kbps", "flac is lossless: bitrate_kbps does not apply", "audio.bitrate_kbps"
+            )
+        if codec is AudioCodec.mp3 and audio.channels is not None and audio.channels > 2:
+            raise spec_error("channels", "mp3 carries at most 2 channels", "audio.channels")
+
+
+class QualitySpec(Strict):
+    _added: ClassVar[frozenset[str]] = frozenset({"phone", "threads", "segment_seconds"})
+
     metrics: Annotated[list[Metric], Field(min_length=1, max_length=3)] = Field(
         default_factory=lambda: [Metric.vmaf, Metric.psnr, Metric.ssim]
     )
-    vmaf_model: VmafModel = VmafModel.default
-    subsample: Annotated[int, Field(ge=1, le=60)] = 1
+    vmaf_model: VmafModel = VmafModel.auto
+    # Odd, and prime to the usual GOP lengths (24, 25, 30, 48, 50, 60, 100...): sampled frames walk through
+    # every position of a GOP instead of landing on keyframes, as an even or GOP-dividing step would.
+    subsample: Annotated[int, Field(ge=1, le=60)] = 7
+    phone: bool = False
+    threads: Annotated[int, Field(ge=1, le=64)] | None = None
+    segment_seconds: Annotated[float, Field(ge=0.5, le=60)] | None = None
 
     @field_validator("metrics")
     @classmethod
@@ -270,18 +322,38 @@ class QualitySpec(_Strict):
             raise spec_error("metrics", "each metric may appear once")
         return value
 
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.phone and Metric.vmaf not in self.metrics:
+            raise spec_error("phone", "the phone model is a VMAF model: add vmaf to metrics", "phone")
+        return self
+
 
 MetadataKey = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
 MetadataValue = Annotated[str, Field(max_length=512)]
 
 
-class JobSpec(_Strict):
+class JobSpec(Strict):
+    _added: ClassVar[frozenset[str]] = frozenset(
+        {"groups", "thumbnails", "sprites", "poster", "operations", "fallback"}
+    )
+
     version: Literal[1] = SPEC_VERSION
     input: str
-    outputs: Annotated[list[OutputSpec], Field(min_length=1, max_length=16)]
+    # The picture and streaming fields come first so the `outputs` check below can see them; they are left
+    # out of dumps while empty, so a first-release spec still dumps its keys in their old order.
+    groups: Annotated[list[GroupSpec], Field(max_length=4)] = Field(default_factory=list)
+    thumbnails: Annotated[list[ThumbnailSpec], Field(max_length=8)] = Field(default_factory=list)
+    sprites: Annotated[list[SpriteSpec], Field(max_length=4)] = Field(default_factory=list)
+    poster: PosterSpec | None = None
+    outputs: Annotated[list[OutputSpec], Field(max_length=16)] = Field(
+        default_factory=list, validate_default=True
+    )
+    operations: OperationsSpec | None = None
     quality: QualitySpec | None = None
     priority: Priority = Priority.normal
     hardware: Hardware = Hardware.auto
+    fallback: Fallback = Fallback.none
     metadata: Annotated[dict[MetadataKey, MetadataValue], Field(max_length=32)] = Field(default_factory=dict)
 
     @field_validator("input")
@@ -291,7 +363,13 @@ class JobSpec(_Strict):
 
     @field_validator("outputs")
     @classmethod
-    def _names(cls, outputs: list[OutputSpec]) -> list[OutputSpec]:
+    def _names(cls, outputs: list[OutputSpec], info: ValidationInfo) -> list[OutputSpec]:
+        others = ("groups", "thumbnails", "sprites", "poster")
+        # A field missing from info.data failed its own validation and is reported already.
+        if not outputs and all(k in info.data for k in others) and not any(info.data[k] for k in others):
+            raise spec_error(
+                "empty_job", "a job needs at least 1 output, group, thumbnail set, sprite set or poster"
+            )
         seen: set[str] = set()
         for index, output in enumerate(outputs):
             if output.name is None:
@@ -301,7 +379,50 @@ class JobSpec(_Strict):
             seen.add(output.name)
         return outputs
 
+    @model_validator(mode="after")
+    def _deliverables(self) -> Self:
+        taken = {o.name or "": "outputs" for o in self.outputs}
+        named: list[tuple[str, Sequence[GroupSpec | ThumbnailSpec | SpriteSpec]]] = [
+            ("groups", self.groups),
+            ("thumbnails", self.thumbnails),
+            ("sprites", self.sprites),
+        ]
+        for field, items in named:
+            for index, item in enumerate(items):
+                if item.name is None:
+                    item.name = f"{field.rstrip('s')}{index}"
+                if item.name in taken:
+                    raise spec_error(
+                        "name",
+                        f"name {item.name!r} is already used in {taken[item.name]}",
+                        f"{field}.{index}.name",
+                    )
+                taken[item.name] = field
+        if self.poster is not None:
+            self.poster.name = self.poster.name or "poster"
+            if self.poster.name in taken:
+                raise spec_error(
+                    "name",
+                    f"name {self.poster.name!r} is already used in {taken[self.poster.name]}",
+                    "poster.name",
+                )
+        return self
+
+    def deliverable_names(self) -> list[str]:
+        """Every name the job publishes under: outputs, groups, thumbnails, sprites and the poster."""
+        names = [o.name or "" for o in self.outputs]
+        names += [g.name or "" for g in self.groups]
+        names += [t.name or "" for t in self.thumbnails]
+        names += [s.name or "" for s in self.sprites]
+        if self.poster is not None:
+            names.append(self.poster.name or "poster")
+        return names
+
+    def canonical_json(self) -> str:
+        """The normalised spec as stable JSON: same meaning, same bytes (used for idempotency)."""
+        return self.model_dump_json(exclude_none=False)
 
 
 def output_extension(container: Container) -> str:
+    """File extension for a container's file (image sequences are folders and have none)."""
     return container.value

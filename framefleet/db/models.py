@@ -63,6 +63,7 @@ class Job(Base):
         sa.UniqueConstraint("tenant_id", "idempotency_key", name="uq_jobs_tenant_idempotency"),
         sa.Index("ix_jobs_tenant_created", "tenant_id", "created_at", "id"),
         sa.Index("ix_jobs_state", "state"),
+        sa.Index("ix_jobs_state_retry_at", "state", "retry_at"),
     )
 
     id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
@@ -84,6 +85,35 @@ class Job(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Scheduling (migration 0003): when it last entered `queued`, the queue it waits in after aging,
+    # failed attempts so far, when a `retrying` job is due, its run-time limit, and GPU workers to avoid.
+    queued_at: Mapped[datetime | None] = mapped_column(default=None)
+    effective_priority: Mapped[str | None] = mapped_column(sa.String(16), default=None)
+    failures: Mapped[int] = mapped_column(default=0, server_default="0")
+    retry_at: Mapped[datetime | None] = mapped_column(default=None)
+    max_run_seconds: Mapped[int | None] = mapped_column(default=None)
+    run_limit_seconds: Mapped[float | None] = mapped_column(default=None)
+    avoid_workers: Mapped[list[str] | None] = mapped_column(sa.JSON, default=None)
+
+
+class Worker(Base):
+    """One job-running worker process: its pool, proven capabilities and heartbeat (history kept)."""
+
+    __tablename__ = "workers"
+    __table_args__ = (sa.Index("ix_workers_last_heartbeat", "last_heartbeat"),)
+
+    id: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
+    node: Mapped[str] = mapped_column(sa.String(255))
+    host: Mapped[str] = mapped_column(sa.String(255))
+    pid: Mapped[int] = mapped_column()
+    pool: Mapped[str] = mapped_column(sa.String(8))
+    capabilities: Mapped[dict[str, Any]] = mapped_column()
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_heartbeat: Mapped[datetime] = mapped_column(default=utcnow)
+    stopped_at: Mapped[datetime | None] = mapped_column(default=None)
+    current_job: Mapped[str | None] = mapped_column(sa.String(36), default=None)
+    current_attempt: Mapped[int | None] = mapped_column(default=None)
+    jobs_done: Mapped[int] = mapped_column(default=0, server_default="0")
 
 
 class JobTransition(Base):
@@ -105,7 +135,8 @@ class JobOutput(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     job_id: Mapped[str] = mapped_column(sa.ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
-    name: Mapped[str] = mapped_column(sa.String(64))
+    # "<output>", or "<group>/<rung>" for the members of an output group (migration 0004 widened it).
+    name: Mapped[str] = mapped_column(sa.String(160))
     uri: Mapped[str] = mapped_column(sa.Text)
     container: Mapped[str] = mapped_column(sa.String(8))
     size_bytes: Mapped[int] = mapped_column(sa.BigInteger)
@@ -118,3 +149,26 @@ class JobOutput(Base):
     metrics: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON, default=None)
     metrics_log_uri: Mapped[str | None] = mapped_column(sa.Text, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # What the row is (OUTPUT_KINDS), the group or picture set it belongs to, and kind-specific facts
+    # (a rendition's codecs and rates, a manifest's dropped rungs, a thumbnail set's files and times).
+    kind: Mapped[str] = mapped_column(sa.String(16), default="file", server_default="file")
+    group_name: Mapped[str | None] = mapped_column(sa.String(64), default=None)
+    details: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON, default=None)
+
+    def group_view(self) -> dict[str, Any]:
+        """The fields that place this row in its group, for the public output view."""
+        return {"kind": self.kind, "group": self.group_name, "details": self.details}
+
+
+# Kinds of job output rows: plain files, image sequences, group members and manifests, still pictures.
+OUTPUT_KINDS = (
+    "file",
+    "images",
+    "manifest",
+    "rendition",
+    "audio",
+    "thumbnails",
+    "sprites",
+    "vtt",
+    "poster",
+)

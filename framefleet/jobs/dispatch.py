@@ -1,4 +1,5 @@
-"""Hand a queued job to its Celery queue. The API, the worker's retries and the reconciler all use this."""
+"""Hand a queued job to its Celery queue. The API, the beat's retry promotion, aging and reconciler, and a
+worker handing a job back all use this."""
 
 from __future__ import annotations
 
@@ -15,6 +16,11 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 
+def queue_priority(job: Job) -> str:
+    """The priority queue the job waits in: its effective priority once aging has raised it."""
+    return job.effective_priority or job.priority
+
+
 def dispatch(job: Job, *, celery: Celery | None = None) -> bool:
     """Publish the job's run task on `<pool>.<priority>`; False (logged) when the broker cannot be reached.
 
@@ -25,11 +31,12 @@ def dispatch(job: Job, *, celery: Celery | None = None) -> bool:
 
     if celery is None:
         # Imported late: the app reads settings (the broker URL) when first imported.
-        from framefleet.celery_app import app
+        from framefleet.celery_app import celery_for
+        from framefleet.config import get_settings
 
-        celery = app
+        celery = celery_for(get_settings())
     try:
-        celery.send_task(RUN_JOB_TASK, args=[job.id], queue=queue_for(job.pool, job.priority))
+        celery.send_task(RUN_JOB_TASK, args=[job.id], queue=queue_for(job.pool, queue_priority(job)))
     except Exception as exc:
         log.error(
             "dispatch failed; the job stays queued", job_id=job.id, error=f"{type(exc).__name__}: {exc}"

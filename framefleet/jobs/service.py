@@ -55,12 +55,19 @@ def spec_hash(spec_document: dict[str, Any]) -> str:
 
 
 def submit_job(
-    session: Session, *, principal: Principal, spec: JobSpec, idempotency_key: str | None = None
+    session: Session,
+    *,
+    principal: Principal,
+    spec: JobSpec,
+    idempotency_key: str | None = None,
+    pool: str | None = None,
+    max_run_seconds: int | None = None,
 ) -> tuple[Job, bool]:
     """Record a new queued job and return (job, created). Commits; the caller dispatches it afterwards.
 
-    With an idempotency key, the same key and body return the first job (created=False); the same key
-    with a different body raises IdempotencyConflict.
+    `pool` is where admission routed the job (default: from the spec alone); `max_run_seconds` overrides
+    the run-time limit derived from the input. With an idempotency key, the same key and body return the
+    first job (created=False); the same key with a different body raises IdempotencyConflict.
     """
     document = spec.model_dump(mode="json")
     digest = spec_hash(document)
@@ -75,7 +82,10 @@ def submit_job(
         state=JobState.queued.value,
         priority=spec.priority.value,
         hardware=spec.hardware.value,
-        pool=pool_for(spec),
+        pool=pool or pool_for(spec),
+        effective_priority=spec.priority.value,
+        queued_at=now,
+        max_run_seconds=max_run_seconds,
         spec=document,
         spec_hash=digest,
         idempotency_key=idempotency_key,
@@ -233,6 +243,10 @@ def job_view(job: Job, outputs: list[JobOutput] | None = None) -> dict[str, Any]
         "updated_at": job.updated_at,
         "started_at": job.started_at,
         "finished_at": job.finished_at,
+        "effective_priority": job.effective_priority or job.priority,
+        "failures": job.failures,
+        "retry_at": job.retry_at,
+        "max_run_seconds": job.max_run_seconds,
         "spec": job.spec,
     }
     if outputs is not None:
@@ -254,4 +268,5 @@ def output_view(output: JobOutput) -> dict[str, Any]:
         "audio_codec": output.audio_codec,
         "metrics": output.metrics,
         "metrics_log_uri": output.metrics_log_uri,
+        **output.group_view(),
     }

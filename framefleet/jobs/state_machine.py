@@ -40,6 +40,11 @@ def transition(
     update: dict[str, Any] = {"state": target.value, "updated_at": now, **(values or {})}
     if target in TERMINAL:
         update.setdefault("finished_at", now)
+        update.setdefault("retry_at", None)
+    if target is JobState.queued:
+        # Queue wait and aging count from here; a retry that is due is no longer pending.
+        update.setdefault("queued_at", now)
+        update.setdefault("retry_at", None)
     for _ in range(5):
         current = session.execute(sa.select(Job.state, Job.attempt).where(Job.id == job_id)).one_or_none()
         if current is None:
@@ -91,3 +96,30 @@ def announce(client: redis.Redis, job: Job, *, reason: str, ttl_seconds: int) ->
     if state in TERMINAL:
         events.publish(client, job.id, "done", payload)
         events.expire(client, job.id, ttl_seconds)
+
+
+def assert_owner(session: Session, job_id: str, attempt: int) -> None:
+    """Raise TransitionError unless `attempt` still owns the running job (compare-and-set on the row).
+
+    The check is an UPDATE, so the row stays locked until the caller's transaction ends: the reaper cannot
+    take the job between this check and what the caller writes in the same transaction.
+    """
+    result = session.execute(
+        sa.update(Job)
+        .where(Job.id == job_id, Job.state == JobState.running.value, Job.attempt == attempt)
+        .values(updated_at=utcnow())
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise TransitionError(job_id, None, JobState.running, f"attempt {attempt} no longer owns the job")
+
+
+def ensure_owner(job_id: str, attempt: int) -> None:
+    """Before publishing outputs: stop (JobFailure worker_lost) if this attempt lost the job meanwhile."""
+    from framefleet.core.failures import FailureClass, JobFailure
+    from framefleet.db.session import session_scope
+
+    try:
+        with session_scope() as session:
+            assert_owner(session, job_id, attempt)
+    except TransitionError as exc:
+        raise JobFailure(FailureClass.worker_lost, f"not publishing: {exc.reason}") from None

@@ -1,13 +1,17 @@
-"""What an ffmpeg binary can do: its encoders, filters and hwaccels, read from its own listings."""
+"""What an ffmpeg binary can do: its encoders, filters and hwaccels, read from its own listings; and which
+GPU family (NVENC, Quick Sync, VA-API) this machine offers it."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from framefleet.core.failures import FailureClass, JobFailure
 from framefleet.core.spec import AudioCodec, VideoCodec
+from framefleet.media.encoders import Family, HardwareSetup
 
 LIST_TIMEOUT_SECONDS = 30.0
 
@@ -20,7 +24,13 @@ CPU_ENCODERS: dict[VideoCodec | AudioCodec, str] = {
     AudioCodec.aac: "aac",
     AudioCodec.opus: "libopus",
     AudioCodec.mp3: "libmp3lame",
+    AudioCodec.flac: "flac",
+    VideoCodec.gif: "gif",
+    VideoCodec.webp: "libwebp_anim",
+    VideoCodec.png: "png",
+    VideoCodec.jpeg: "mjpeg",
 }
+INTEL_VENDOR = "0x8086"
 
 
 @dataclass(frozen=True)
@@ -124,3 +134,51 @@ def clear_capabilities_cache() -> None:
     """Forget cached listings (after the binary is replaced, and in tests)."""
     with _cache_lock:
         _cache.clear()
+
+
+@dataclass(frozen=True)
+class Devices:
+    """GPU devices present on this machine."""
+
+    nvidia: bool = False
+    render_nodes: dict[str, str] = field(default_factory=dict)  # /dev/dri/renderD128 -> PCI vendor id
+
+
+def nvidia_present() -> bool:
+    """True when an NVIDIA GPU is usable: its device node exists, or nvidia-smi lists one."""
+    if Path("/dev/nvidia0").exists():
+        return True
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return False
+    try:
+        result = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return result.returncode == 0 and "GPU" in result.stdout
+
+
+def detect_devices() -> Devices:
+    """The NVIDIA GPU and the DRM render nodes (with their vendors) this machine has."""
+    nodes: dict[str, str] = {}
+    for node in sorted(Path("/dev/dri").glob("renderD*")):
+        vendor_file = Path("/sys/class/drm") / node.name / "device" / "vendor"
+        try:
+            vendor = vendor_file.read_text().strip()
+        except OSError:
+            vendor = ""
+        nodes[str(node)] = vendor
+    return Devices(nvidia=nvidia_present(), render_nodes=nodes)
+
+
+def hardware_for(caps: Capabilities, devices: Devices) -> HardwareSetup | None:
+    """The GPU family to encode with: NVENC, else Quick Sync on Intel, else VA-API; None without a GPU."""
+    if devices.nvidia and "cuda" in caps.hwaccels and "h264_nvenc" in caps.encoders:
+        return HardwareSetup(Family.nvenc)
+    for node, vendor in devices.render_nodes.items():
+        if vendor == INTEL_VENDOR and "qsv" in caps.hwaccels and "h264_qsv" in caps.encoders:
+            return HardwareSetup(Family.qsv, node)
+    for node in devices.render_nodes:
+        if "vaapi" in caps.hwaccels and "h264_vaapi" in caps.encoders:
+            return HardwareSetup(Family.vaapi, node)
+    return None

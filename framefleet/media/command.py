@@ -1,395 +1,399 @@
 """The ffmpeg argument list for one job: a pure function of the spec, the probed input and the capabilities.
 
-One ffmpeg process writes every output from one decode of the input. Outputs that need their own picture
-(scale, fps) or sound (sample rate, channel layout) get a branch of one -filter_complex graph fed by `split`
-/ `asplit`; outputs that need no filtering map the decoded input stream directly (ffmpeg still decodes it
-once and hands the frames to every encoder); copy outputs map the input stream without decoding.
+One ffmpeg process writes everything a job delivers from one decode of the input: plain outputs, every
+rung and audio rendition of HLS/DASH/CMAF groups, thumbnails, sprite sheets and the poster. The job's
+operations (trim, crop, watermark...) run once, then `split` / `asplit` feed one branch per deliverable.
+Outputs that need no filtering map the decoded stream directly; copy outputs map the input stream without
+decoding.
 
-Missing input audio is not an error: an output that asks for audio from a silent input is written without
-an audio track, because an audio-less file is more useful than a failed job. Missing input video is an
-error unless the output's video codec is `none`, since the whole point of such an output is its picture.
+Quality is scored inside the same process: each scored branch ends in `split=2`, one copy to its encoder,
+the other (the reference: exactly what the encoder was given) to a rawvideo null output. Loopback
+decoders (`-dec`, FFmpeg >= 7) decode the encoder's packets and the raw reference, and a second graph
+compares them with libvmaf and ffmpeg's ssim filter. The source is decoded once for encoding and scoring.
+
+The pieces live beside this module: planning.py (the builder every part shares), outputs.py (plain
+outputs), groups.py (HLS/DASH/CMAF), graph.py (the split fan-out, GPU branches), thumbnails.py, quality.py.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from framefleet.core.failures import FailureClass, JobFailure
-from framefleet.core.spec import (
-    AudioCodec,
-    Container,
-    JobSpec,
-    OutputSpec,
-    PixFmt,
-    Preset,
-    VideoCodec,
+from framefleet.core.ladders import GroupType
+from framefleet.core.spec import Container, JobSpec, PixFmt, VideoCodec
+from framefleet.media.capabilities import Capabilities
+from framefleet.media.encoders import (
+    DEFAULT_CRF,
+    DEFAULT_PIX_FMT,
+    DEFAULT_PRESET,
+    SVTAV1_PRESET,
+    VP9_SPEED,
+    Family,
+    HardwareSetup,
 )
-from framefleet.media.capabilities import CPU_ENCODERS, Capabilities
-from framefleet.media.probe import AudioInfo, MediaInfo, VideoInfo
+from framefleet.media.filters import (
+    NTSC_RATES,
+    Assets,
+    filter_names,
+    fps_value,
+    num,
+)
+from framefleet.media.graph import Consumer, fan_out, gpu_branch, sw_format, use_gpu_frames
+from framefleet.media.groups import (
+    GroupPlan,
+    RungPlan,
+    dash_output,
+    hls_outputs,
+    plan_group,
+)
+from framefleet.media.outputs import (
+    OutputPlan,
+    output_path,
+    plain_output_args,
+    plan_audio,
+    plan_video,
+    target_size,
+)
+from framefleet.media.planning import (
+    AUDIO_SOURCE,
+    GLOBAL_ARGS,
+    JobBuilder,
+    StreamScore,
+    require_filters,
+    score_for,
+    scoreable,
+    unsupported,
+)
+from framefleet.media.probe import MediaInfo
+from framefleet.media.quality import metric_chains
+from framefleet.media.thumbnails import PicturePlan, plan_poster, plan_sprites, plan_thumbnails
 
-# The input streams every output draws from; `V` skips cover art, as probe() does.
-VIDEO_SOURCE = "0:V:0"
-AUDIO_SOURCE = "0:a:0"
-
-GLOBAL_ARGS = ("-hide_banner", "-nostdin", "-y", "-nostats", "-progress", "pipe:1", "-loglevel", "error")
-
-# Outputs are written to temporary names, so the muxer is always named rather than guessed from a suffix.
-MUXERS: dict[Container, str] = {
-    Container.mp4: "mp4",
-    Container.mkv: "matroska",
-    Container.mov: "mov",
-    Container.webm: "webm",
-    Container.ts: "mpegts",
-}
-FASTSTART = frozenset({Container.mp4, Container.mov})
-
-DEFAULT_CRF: dict[VideoCodec, int] = {
-    VideoCodec.h264: 23,
-    VideoCodec.hevc: 28,
-    VideoCodec.vp9: 32,
-    VideoCodec.av1: 35,
-}
-DEFAULT_AUDIO_KBPS: dict[AudioCodec, int] = {AudioCodec.aac: 128, AudioCodec.opus: 96, AudioCodec.mp3: 128}
-DEFAULT_PRESET = Preset.medium
-DEFAULT_PIX_FMT = PixFmt.yuv420p
-
-# libvpx-vp9 speed: (deadline, cpu-used). `good` spans 0 (best) to 5; `realtime` is for the fastest presets.
-VP9_SPEED: dict[Preset, tuple[str, int]] = {
-    Preset.ultrafast: ("realtime", 8),
-    Preset.superfast: ("realtime", 7),
-    Preset.veryfast: ("realtime", 6),
-    Preset.faster: ("good", 5),
-    Preset.fast: ("good", 4),
-    Preset.medium: ("good", 3),
-    Preset.slow: ("good", 2),
-    Preset.slower: ("good", 1),
-    Preset.veryslow: ("good", 0),
-}
-# libsvtav1 -preset runs 0 (slowest) to 13; this SVT-AV1 maps 12-13 onto 11 anyway.
-SVTAV1_PRESET: dict[Preset, int] = {
-    Preset.ultrafast: 11,
-    Preset.superfast: 11,
-    Preset.veryfast: 10,
-    Preset.faster: 10,
-    Preset.fast: 9,
-    Preset.medium: 8,
-    Preset.slow: 6,
-    Preset.slower: 4,
-    Preset.veryslow: 2,
-}
-# Pixel formats an encoder refuses although the spec allows them for its codec.
-ENCODER_PIX_FMTS: dict[str, frozenset[PixFmt]] = {
-    "libsvtav1": frozenset({PixFmt.yuv420p, PixFmt.yuv420p10le}),
-}
-SUBSAMPLED = frozenset({PixFmt.yuv420p, PixFmt.yuv420p10le, PixFmt.yuv422p})
-
-# Input codecs (PyAV/ffmpeg names) each container can take by stream copy; None means anything.
-COPY_VIDEO: dict[Container, frozenset[str] | None] = {
-    Container.mp4: frozenset({"h264", "hevc", "av1", "vp9", "mpeg4", "mpeg2video", "mpeg1video", "mjpeg"}),
-    Container.mov: frozenset({"h264", "hevc", "prores", "mpeg4", "mpeg2video", "mjpeg", "dnxhd"}),
-    Container.mkv: None,
-    Container.webm: frozenset({"vp8", "vp9", "av1"}),
-    Container.ts: frozenset({"h264", "hevc", "mpeg2video", "mpeg1video"}),
-}
-COPY_AUDIO: dict[Container, frozenset[str] | None] = {
-    Container.mp4: frozenset({"aac", "mp3", "opus", "flac", "ac3", "eac3", "alac"}),
-    Container.mov: frozenset({"aac", "mp3", "alac", "ac3", "eac3", "pcm_s16le", "pcm_s16be", "pcm_s24le"}),
-    Container.mkv: None,
-    Container.webm: frozenset({"opus", "vorbis"}),
-    Container.ts: frozenset({"aac", "mp3", "mp2", "ac3", "eac3", "opus"}),
-}
-
-# Standard layout per channel count; the only ones libopus takes without a mapping family.
-LAYOUTS: dict[int, str] = {
-    1: "mono",
-    2: "stereo",
-    3: "3.0",
-    4: "quad",
-    5: "5.0",
-    6: "5.1",
-    7: "6.1",
-    8: "7.1",
-}
-OPUS_RATES = frozenset({8000, 12000, 16000, 24000, 48000})
-MP3_MAX_RATE = 48000
-
-# Broadcast rates written as the exact fractions encoders expect.
-NTSC_RATES: dict[float, str] = {
-    23.976: "24000/1001",
-    29.97: "30000/1001",
-    59.94: "60000/1001",
-    119.88: "120000/1001",
-}
+__all__ = [
+    "DEFAULT_CRF",
+    "DEFAULT_PRESET",
+    "NTSC_RATES",
+    "SVTAV1_PRESET",
+    "VP9_SPEED",
+    "GroupPlan",
+    "JobPlan",
+    "OutputPlan",
+    "RungPlan",
+    "StreamScore",
+    "build_transcode",
+    "expected_duration",
+    "fps_value",
+    "plan_job",
+    "target_size",
+]
 
 
 @dataclass
-class _OutputPlan:
-    """What one output does with each kind of stream; filters are empty when no branch is needed."""
+class JobPlan:
+    """The ffmpeg arguments and everything the worker needs to find, check and publish what they write."""
 
-    index: int
-    output: OutputSpec
-    path: Path
-    video: str  # "encode" | "copy" | "none"
-    audio: str
-    video_filters: list[str] = field(default_factory=list)
-    audio_filters: list[str] = field(default_factory=list)
-    video_label: str = VIDEO_SOURCE
-    audio_label: str = AUDIO_SOURCE
+    argv: list[str]
+    outputs: list[OutputPlan]
+    groups: list[GroupPlan]
+    pictures: list[PicturePlan]
+    scores: list[StreamScore]
+    duration: float | None
+    notes: dict[str, Any] = field(default_factory=dict)
 
+    def folders(self) -> list[Path]:
+        """Folders ffmpeg writes into, to create before it runs."""
+        found = [p.path if p.output.container is Container.images else p.path.parent for p in self.outputs]
+        found += [g.folder for g in self.groups] + [p.folder for p in self.pictures]
+        found += [s.logs.unified.parent for s in self.scores]
+        return sorted(set(found))
 
-def _unsupported(message: str) -> JobFailure:
-    return JobFailure(FailureClass.spec_unsupported, message)
-
-
-def _num(value: float) -> str:
-    """A number as ffmpeg reads it: integers without '.0', others to six significant digits."""
-    if float(value).is_integer():
-        return str(int(value))
-    return f"{value:.6g}"
-
-
-def fps_value(fps: float) -> str:
-    """A frame rate for an fps= filter; broadcast rates become their exact fractions."""
-    for rate, fraction in NTSC_RATES.items():
-        if abs(fps - rate) < 0.0005:
-            return fraction
-    return _num(fps)
+    def prepare(self) -> None:
+        """Create every folder ffmpeg writes into."""
+        for folder in self.folders():
+            folder.mkdir(parents=True, exist_ok=True)
 
 
-def _round_dim(value: float, even: bool) -> int:
-    # Half rounds up (not to even, as round() would) so equal inputs always give the same size.
-    if even:
-        return max(2, math.floor(value / 2 + 0.5) * 2)
-    return max(1, math.floor(value + 0.5))
+def expected_duration(spec: JobSpec, info: MediaInfo) -> float | None:
+    """Seconds of media the job will write (for progress percent and picture times), or None when unknown."""
+    duration: float | None = None
+    if info.duration is not None and info.duration > 0:
+        duration = info.duration
+    elif info.video is not None and info.video.frames and info.video.fps:
+        duration = info.video.frames / info.video.fps
+    trim = spec.operations.trim if spec.operations is not None else None
+    if trim is None:
+        return duration
+    if duration is not None:
+        duration = max(0.0, duration - trim.start)
+    length = trim.length
+    if length is not None:
+        duration = length if duration is None else min(duration, length)
+    return duration
 
 
-def target_size(output: OutputSpec, video: VideoInfo) -> tuple[int, int] | None:
-    """The output picture size, or None to keep the input's; a missing side keeps the display aspect."""
-    spec = output.video
-    pix = spec.pix_fmt or DEFAULT_PIX_FMT
-    even = pix in SUBSAMPLED
-    src_w, src_h = video.display_width, video.display_height
-    aspect = src_w * video.sample_aspect_ratio / src_h
-    if spec.width is not None and spec.height is not None:
-        size = (spec.width, spec.height)
-    elif spec.width is not None:
-        size = (spec.width, _round_dim(spec.width / aspect, even))
-    elif spec.height is not None:
-        size = (_round_dim(spec.height * aspect, even), spec.height)
-    elif abs(video.sample_aspect_ratio - 1.0) > 1e-6:
-        # Non-square pixels: keep the height, make pixels square so every player shows the same shape.
-        size = (_round_dim(src_h * aspect, even), _round_dim(src_h, even))
-    elif even and (src_w % 2 or src_h % 2):
-        # 4:2:0 and 4:2:2 encoders refuse odd sizes; drop the odd line rather than fail.
-        size = (max(2, src_w - src_w % 2), max(2, src_h - src_h % 2))
-    else:
-        return None
-    if size == (src_w, src_h) and abs(video.sample_aspect_ratio - 1.0) <= 1e-6:
-        return None
-    return size
-
-
-def _video_filters(output: OutputSpec, video: VideoInfo) -> list[str]:
-    filters: list[str] = []
-    fps = output.video.fps
-    if fps is not None and (video.fps is None or abs(video.fps - fps) > 1e-3):
-        filters.append(f"fps={fps_value(fps)}")
-    size = target_size(output, video)
-    if size is not None:
-        filters.append(f"scale={size[0]}:{size[1]}:flags=bicubic")
-        filters.append("setsar=1")
-    return filters
-
-
-def _audio_target(codec: AudioCodec, output: OutputSpec, audio: AudioInfo) -> tuple[int, int]:
-    """(sample rate, channels) the encoder will get."""
-    rate = output.audio.sample_rate or audio.sample_rate
-    if codec is AudioCodec.opus and rate not in OPUS_RATES:
-        rate = 48000
-    if codec is AudioCodec.mp3 and rate > MP3_MAX_RATE:
-        rate = MP3_MAX_RATE
-    channels = output.audio.channels or audio.channels
-    channels = min(channels, 2 if codec is AudioCodec.mp3 else max(LAYOUTS))
-    return rate, channels
-
-
-def _audio_filters(codec: AudioCodec, output: OutputSpec, audio: AudioInfo) -> list[str]:
-    rate, channels = _audio_target(codec, output, audio)
-    filters: list[str] = []
-    if rate != audio.sample_rate:
-        filters.append(f"aresample={rate}")
-    layout = LAYOUTS[channels]
-    # libopus refuses layouts such as 5.1(side) or 2.1 even at a supported channel count.
-    if channels != audio.channels or (codec is AudioCodec.opus and audio.layout != layout):
-        filters.append(f"aformat=channel_layouts={layout}")
-    return filters
-
-
-def _check_encoder(codec: VideoCodec | AudioCodec, caps: Capabilities) -> str:
-    encoder = CPU_ENCODERS[codec]
-    if encoder not in caps.encoders:
-        raise _unsupported(f"this worker's ffmpeg has no {encoder} encoder for {codec.value}")
-    return encoder
-
-
-def _plan_video(plan: _OutputPlan, info: MediaInfo, caps: Capabilities) -> None:
-    output = plan.output
-    codec = output.video.codec
-    if codec is None or codec is VideoCodec.none:
-        plan.video = "none"
-        return
-    if info.video is None:
-        raise _unsupported(
-            f"output {output.name!r} asks for {codec.value} video but the input has no video stream "
-            "(set video.codec to none for an audio-only output)"
-        )
-    if codec is VideoCodec.copy:
-        allowed = COPY_VIDEO[output.container]
-        if allowed is not None and info.video.codec not in allowed:
-            raise _unsupported(
-                f"output {output.name!r}: {output.container.value} cannot hold the input's "
-                f"{info.video.codec} video by copy; choose a video codec to re-encode"
-            )
-        plan.video = "copy"
-        return
-    encoder = _check_encoder(codec, caps)
-    pix = output.video.pix_fmt or DEFAULT_PIX_FMT
-    if encoder in ENCODER_PIX_FMTS and pix not in ENCODER_PIX_FMTS[encoder]:
-        raise _unsupported(f"output {output.name!r}: {codec.value} ({encoder}) cannot encode {pix.value}")
-    plan.video = "encode"
-    plan.video_filters = _video_filters(output, info.video)
-
-
-def _plan_audio(plan: _OutputPlan, info: MediaInfo, caps: Capabilities) -> None:
-    output = plan.output
-    codec = output.audio.codec
-    if codec is None or codec is AudioCodec.none or info.audio is None:
-        plan.audio = "none"
-        return
-    if codec is AudioCodec.copy:
-        allowed = COPY_AUDIO[output.container]
-        if allowed is not None and info.audio.codec not in allowed:
-            raise _unsupported(
-                f"output {output.name!r}: {output.container.value} cannot hold the input's "
-                f"{info.audio.codec} audio by copy; choose an audio codec to re-encode"
-            )
-        plan.audio = "copy"
-        return
-    _check_encoder(codec, caps)
-    plan.audio = "encode"
-    plan.audio_filters = _audio_filters(codec, output, info.audio)
-
-
-def _require_filters(names: set[str], caps: Capabilities) -> None:
-    missing = sorted(names - caps.filters)
-    if missing:
-        raise _unsupported(f"this worker's ffmpeg lacks the filter(s) {', '.join(missing)}")
-
-
-def _branch_graph(kind: str, source: str, plans: list[_OutputPlan]) -> list[str]:
-    """Graph chains that feed each encoding output of `kind` ('v' or 'a') from one decoded stream."""
-    chains_of = (lambda p: p.video_filters) if kind == "v" else (lambda p: p.audio_filters)
-    if not any(chains_of(p) for p in plans):
-        return []  # nothing to filter: every output maps the decoded stream directly
-    split = "split" if kind == "v" else "asplit"
-    graph: list[str] = []
-    if len(plans) == 1:
-        sources = [f"[{source}]"]
-    else:
-        names = [f"[{kind}src{p.index}]" for p in plans]
-        graph.append(f"[{source}]{split}={len(plans)}{''.join(names)}")
-        sources = names
-    for plan, src in zip(plans, sources, strict=True):
-        chain = chains_of(plan)
-        label = f"{kind}out{plan.index}"
-        if chain:
-            graph.append(f"{src}{','.join(chain)}[{label}]")
-        else:
-            label = src.strip("[]")  # a split output can be mapped as it is
-        if kind == "v":
-            plan.video_label = label
-        else:
-            plan.audio_label = label
-    return graph
-
-
-def _graph_filters(graph: list[str]) -> set[str]:
-    """Names of the filters a graph uses (chains look like '[in]name=args,name2[out]')."""
-    names: set[str] = set()
-    for chain in graph:
-        body = chain[chain.index("]") + 1 :]
-        body = body[: body.index("[")] if "[" in body else body
-        names.update(item.split("=", 1)[0] for item in body.split(","))
-    return names
-
-
-def _map(label: str) -> str:
-    return label if label.startswith("0:") else f"[{label}]"
-
-
-def _video_args(plan: _OutputPlan, threads: int) -> list[str]:
-    output = plan.output
-    spec = output.video
-    args = ["-map", _map(plan.video_label)]
-    if plan.video == "copy":
-        args += ["-c:v", "copy"]
-        return args
-    codec = spec.codec
-    assert codec is not None and codec not in (VideoCodec.copy, VideoCodec.none)
-    encoder = CPU_ENCODERS[codec]
-    preset = spec.preset or DEFAULT_PRESET
-    args += ["-c:v", encoder]
-    if spec.bitrate_kbps is not None:
-        kbps = spec.bitrate_kbps
-        args += ["-b:v", f"{kbps}k"]
-        # SVT-AV1 refuses a VBV cap outside CRF mode; it gets a plain target bitrate.
-        if codec is not VideoCodec.av1:
-            args += ["-maxrate", f"{kbps}k", "-bufsize", f"{2 * kbps}k"]
-    else:
-        args += ["-crf", str(spec.crf if spec.crf is not None else DEFAULT_CRF[codec])]
-        if codec is VideoCodec.vp9:
-            # Constant quality: without -b:v 0 libvpx treats crf as a cap on a default bitrate.
-            args += ["-b:v", "0"]
-    if codec in (VideoCodec.h264, VideoCodec.hevc):
-        args += ["-preset", preset.value]
-    elif codec is VideoCodec.vp9:
-        deadline, cpu_used = VP9_SPEED[preset]
-        args += ["-deadline", deadline, "-cpu-used", str(cpu_used), "-row-mt", "1"]
-    elif codec is VideoCodec.av1:
-        args += ["-preset", str(SVTAV1_PRESET[preset])]
-    if codec is VideoCodec.hevc:
-        args += ["-x265-params", "log-level=error"]
-    args += ["-pix_fmt", (spec.pix_fmt or DEFAULT_PIX_FMT).value]
-    if threads > 0:
-        args += ["-threads:v", str(threads)]
+def _trim_args(spec: JobSpec, info: MediaInfo) -> list[str]:
+    trim = spec.operations.trim if spec.operations is not None else None
+    if trim is None:
+        return []
+    if info.duration is not None and trim.start >= info.duration:
+        raise unsupported(f"trim starts at {trim.start:g} s but the input lasts {info.duration:.3f} s")
+    # Input seeking decodes from the keyframe before `start` and drops frames up to it: fast and exact.
+    args = ["-ss", num(trim.start)] if trim.start > 0 else []
+    if trim.length is not None:
+        args += ["-t", num(trim.length)]
     return args
 
 
-def _hvc1_tag(plan: _OutputPlan, info: MediaInfo) -> list[str]:
-    # Apple players only play HEVC in MP4/MOV when tagged hvc1 (ffmpeg's default is hev1).
-    if plan.output.container not in FASTSTART or plan.video == "none":
+def _input_args(b: JobBuilder, source: Path) -> list[str]:
+    args: list[str] = []
+    if b.hardware is not None:
+        args += b.hardware.global_args()
+    if b.threads > 0:
+        args += ["-threads", str(b.threads)]
+    args += _trim_args(b.spec, b.info)
+    ops = b.spec.operations
+    if ops is not None and not ops.auto_rotate and b.info.video is not None:
+        args += ["-display_rotation", "0"]  # ignore the recorded rotation
+    if b.gpu_frames:
+        args += ["-hwaccel", "cuda", "-hwaccel_output_format", "cuda", "-extra_hw_frames", "8"]
+    args += ["-i", str(source)]
+    if b.pre is not None:
+        for extra in b.pre.inputs:
+            args += extra
+    return args
+
+
+def _quality_args(b: JobBuilder) -> list[str]:
+    """The reference null output, the loopback decoders, the scoring graph and its null output."""
+    if not b.refs:
         return []
-    hevc = plan.output.video.codec is VideoCodec.hevc or (
-        plan.video == "copy" and info.video is not None and info.video.codec == "hevc"
-    )
-    return ["-tag:v", "hvc1"] if hevc else []
+    quality = b.spec.quality
+    assert quality is not None
+    args: list[str] = []
+    for ref, _, _, _ in b.refs:
+        args += ["-map", f"[{ref}]"]
+    ref_output = len(b.outputs_args)
+    args += ["-c:v", "rawvideo", "-f", "null", "-"]
+    count = len(b.refs)
+    for _, _, output, stream in b.refs:
+        args += ["-dec", f"{output}:{stream}"]
+    for index in range(count):
+        args += ["-dec", f"{ref_output}:{index}"]
+    threads = quality.threads or b.threads or _cpu_count()
+    chains: list[str] = []
+    labels: list[str] = []
+    for index, (_, score, _, _) in enumerate(b.refs):
+        work_fmt = "yuv420p10le" if score.bit_depth > 8 else "yuv420p"
+        scored, outs = metric_chains(
+            f"dec:{index}",
+            f"dec:{count + index}",
+            str(index),
+            quality,
+            model=score.model,
+            logs=score.logs,
+            threads=threads,
+            work_fmt=work_fmt,
+        )
+        chains += scored
+        labels += outs
+    require_filters(filter_names(";".join(chains)), b.caps)
+    args += ["-filter_complex", ";".join(chains)]
+    for label in labels:
+        args += ["-map", f"[{label}]"]
+    return [*args, "-f", "null", "-"]
 
 
-def _audio_args(plan: _OutputPlan, info: MediaInfo) -> list[str]:
-    args = ["-map", _map(plan.audio_label)]
-    if plan.audio == "copy":
-        return [*args, "-c:a", "copy"]
-    spec = plan.output.audio
-    codec = spec.codec
-    assert codec is not None and codec not in (AudioCodec.copy, AudioCodec.none) and info.audio is not None
-    _, channels = _audio_target(codec, plan.output, info.audio)
-    kbps = spec.bitrate_kbps
-    if kbps is None:
-        # The default is per stereo pair, so surround sound is not starved.
-        kbps = DEFAULT_AUDIO_KBPS[codec] * max(1, channels // 2)
-    return [*args, "-c:a", CPU_ENCODERS[codec], "-b:a", f"{kbps}k"]
+def _cpu_count() -> int:
+    import os
+
+    return max(1, len(os.sched_getaffinity(0)))
+
+
+def plan_job(
+    spec: JobSpec,
+    info: MediaInfo,
+    caps: Capabilities,
+    source: Path,
+    workdir: Path,
+    *,
+    output_paths: dict[str, Path] | None = None,
+    threads: int = 0,
+    hardware: HardwareSetup | None = None,
+    assets: Assets | None = None,
+    score: bool = True,
+) -> JobPlan:
+    """Everything the job delivers, written by one ffmpeg process, and where each piece lands in `workdir`.
+
+    `output_paths` overrides where plain outputs go (an image sequence's path is its folder). With
+    `score`, streams are scored inside the process when the spec asks for quality.
+    """
+    b = JobBuilder(spec, info, caps, workdir, threads, hardware, assets or Assets(), score)
+    duration = expected_duration(spec, info)
+    paths = output_paths or {}
+
+    outputs: list[OutputPlan] = []
+    for index, output in enumerate(spec.outputs):
+        name = output.name or f"output{index}"
+        if output_paths is not None and name not in paths:
+            raise ValueError(f"no output path given for output {name!r}")
+        path = paths.get(name) or workdir / (
+            name if output.container is Container.images else f"{name}.{output.container.value}"
+        )
+        plan = OutputPlan(index=index, output=output, path=path, video="none", audio="none")
+        plan_video(plan, b)
+        plan_audio(plan, b)
+        if plan.video == "none" and plan.audio == "none":
+            raise unsupported(
+                f"output {name!r} would be empty: it has no video and the input has no audio stream"
+            )
+        outputs.append(plan)
+    groups = [
+        plan_group(b, g, i, workdir / "groups" / (g.name or f"group{i}")) for i, g in enumerate(spec.groups)
+    ]
+    pictures = _plan_pictures(b, duration)
+
+    families = [p.family for p in outputs if p.video == "encode"] + [
+        r.family for g in groups for r in g.rungs
+    ]
+    b.gpu_frames = use_gpu_frames(b, families)
+    video_consumers = _video_consumers(b, outputs, groups, pictures)
+    audio_consumers = _audio_consumers(outputs, groups)
+
+    graph: list[str] = []
+    if b.pre is not None:
+        graph += fan_out("v", b.pre.label, video_consumers, b.pre.chains)
+    audio_head = [f"[{AUDIO_SOURCE}]{','.join(b.audio_pre)}[apre]"] if b.audio_pre and audio_consumers else []
+    graph += fan_out("a", "apre" if audio_head else AUDIO_SOURCE, audio_consumers, audio_head)
+    _assign_labels(outputs, groups, pictures, video_consumers, audio_consumers)
+    if graph:
+        require_filters(filter_names(";".join(graph)), caps)
+
+    args = list(GLOBAL_ARGS) + _input_args(b, source)
+    if graph:
+        if threads > 0:
+            args += ["-filter_complex_threads", str(threads)]
+        args += ["-filter_complex", ";".join(graph)]
+    for plan in outputs:
+        index = b.add_output(plain_output_args(b, plan), str(output_path(plan.output, plan.path)))
+        if plan.score is not None:
+            b.score_stream(plan.score, index, 0, f"vref{plan.key}")
+    for group in groups:
+        if group.spec.type is GroupType.hls:
+            hls_outputs(b, group)
+        else:
+            dash_output(b, group)
+    for picture in pictures:
+        b.add_output(
+            ["-map", f"[{picture_label(picture)}]", *picture.output_args],
+            str(picture.folder / picture.pattern),
+        )
+    for piece in b.outputs_args:
+        args += piece
+    args += _quality_args(b)
+    notes = dict(b.notes)
+    if b.gpu_frames:
+        notes["gpu_frames"] = True
+    return JobPlan(args, outputs, groups, pictures, b.scores, duration, notes)
+
+
+def picture_label(picture: PicturePlan) -> str:
+    """The graph label a picture output maps."""
+    return picture.label
+
+
+def _plan_pictures(b: JobBuilder, duration: float | None) -> list[PicturePlan]:
+    spec = b.spec
+    if not (spec.thumbnails or spec.sprites or spec.poster):
+        return []
+    if b.video is None:
+        raise unsupported("thumbnails, sprites and posters need video but the input has no video stream")
+    src = (b.video.width, b.video.height)
+    root = b.workdir / "pictures"
+    plans = [plan_thumbnails(t, root / (t.name or "thumbnails"), duration, src) for t in spec.thumbnails]
+    plans += [plan_sprites(s, root / (s.name or "sprites"), duration, src) for s in spec.sprites]
+    if spec.poster is not None:
+        plans.append(plan_poster(spec.poster, root / (spec.poster.name or "poster"), duration, src))
+    return plans
+
+
+def _video_consumers(
+    b: JobBuilder, outputs: list[OutputPlan], groups: list[GroupPlan], pictures: list[PicturePlan]
+) -> list[Consumer]:
+    consumers: list[Consumer] = []
+    sw = sw_format(b.info.video) if b.info.video is not None else "nv12"
+    hardware = b.hardware
+
+    def tail_of(pix: PixFmt) -> list[str]:
+        return hardware.branch_tail(pix) if hardware is not None else []
+
+    for plan in outputs:
+        if plan.video != "encode":
+            continue
+        codec = plan.output.video.codec
+        pix = plan.output.video.pix_fmt or DEFAULT_PIX_FMT
+        consumer = Consumer(key=plan.key, filters=list(plan.video_filters), gif=codec is VideoCodec.gif)
+        if b.score and scoreable(codec):
+            plan.score = score_for(b, plan.output.name or "", plan.width, plan.height, plan.fps, pix)
+            consumer.ref = f"vref{plan.key}"
+        if plan.family is not Family.cpu:
+            consumer.tail = tail_of(pix)
+        if b.gpu_frames:
+            gpu_branch(consumer, plan.family, plan.width, plan.height, pix, sw)
+        consumers.append(consumer)
+    for gindex, group in enumerate(groups):
+        for rindex, rung in enumerate(group.rungs):
+            key = f"g{gindex}r{rindex}"
+            pix = rung.encode.pix_fmt or DEFAULT_PIX_FMT
+            consumer = Consumer(key=key, filters=list(rung.filters))
+            if b.score:
+                name = f"{group.name}/{rung.name}"
+                rung.score = score_for(b, name, rung.encode.width, rung.encode.height, group.ladder.fps, pix)
+                rung.score.segment_seconds = group.ladder.segment_seconds
+                rung.ref = f"vref{key}"
+                consumer.ref = rung.ref
+            if rung.family is not Family.cpu:
+                consumer.tail = tail_of(pix)
+            if b.gpu_frames:
+                gpu_branch(consumer, rung.family, rung.encode.width, rung.encode.height, pix, sw)
+            consumers.append(consumer)
+    for pindex, picture in enumerate(pictures):
+        consumer = Consumer(key=f"p{pindex}", filters=list(picture.filters))
+        if b.gpu_frames:
+            consumer.filters = ["hwdownload", f"format={sw}", *consumer.filters]
+        consumers.append(consumer)
+    return consumers
+
+
+def _audio_consumers(outputs: list[OutputPlan], groups: list[GroupPlan]) -> list[Consumer]:
+    consumers = [Consumer(key=p.key, filters=list(p.audio_filters)) for p in outputs if p.audio == "encode"]
+    for gindex, group in enumerate(groups):
+        for aindex, plan in enumerate(group.audio):
+            consumers.append(Consumer(key=f"g{gindex}a{aindex}", filters=list(plan.filters)))
+    return consumers
+
+
+def _assign_labels(
+    outputs: list[OutputPlan],
+    groups: list[GroupPlan],
+    pictures: list[PicturePlan],
+    video: list[Consumer],
+    audio: list[Consumer],
+) -> None:
+    by_key = {c.key: c.out for c in video}
+    by_audio = {c.key: c.out for c in audio}
+    for plan in outputs:
+        if plan.video == "encode":
+            plan.video_label = by_key[plan.key]
+        if plan.audio == "encode":
+            plan.audio_label = by_audio[plan.key]
+    for gindex, group in enumerate(groups):
+        for rindex, rung in enumerate(group.rungs):
+            rung.label = by_key[f"g{gindex}r{rindex}"]
+        for aindex, audio_plan in enumerate(group.audio):
+            audio_plan.label = by_audio[f"g{gindex}a{aindex}"]
+    for pindex, picture in enumerate(pictures):
+        picture.label = by_key[f"p{pindex}"]
 
 
 def build_transcode(
@@ -401,54 +405,8 @@ def build_transcode(
     *,
     threads: int = 0,
 ) -> list[str]:
-    """ffmpeg arguments (without the binary) writing every output of `spec` in one process."""
-    plans: list[_OutputPlan] = []
-    for index, output in enumerate(spec.outputs):
-        name = output.name or f"output{index}"
-        if name not in output_paths:
-            raise ValueError(f"no output path given for output {name!r}")
-        plan = _OutputPlan(index=index, output=output, path=output_paths[name], video="none", audio="none")
-        _plan_video(plan, info, caps)
-        _plan_audio(plan, info, caps)
-        if plan.video == "none" and plan.audio == "none":
-            raise _unsupported(
-                f"output {name!r} would be empty: it has no video and the input has no audio stream"
-            )
-        plans.append(plan)
-
-    video_encoders = [p for p in plans if p.video == "encode"]
-    audio_encoders = [p for p in plans if p.audio == "encode"]
-    graph = _branch_graph("v", VIDEO_SOURCE, video_encoders)
-    graph += _branch_graph("a", AUDIO_SOURCE, audio_encoders)
-    if graph:
-        _require_filters(_graph_filters(graph), caps)
-
-    args = list(GLOBAL_ARGS)
-    if threads > 0:
-        args += ["-threads", str(threads)]
-    args += ["-i", str(input_path)]
-    if graph:
-        if threads > 0:
-            args += ["-filter_complex_threads", str(threads)]
-        args += ["-filter_complex", ";".join(graph)]
-    for plan in plans:
-        if plan.video != "none":
-            args += _video_args(plan, threads)
-            args += _hvc1_tag(plan, info)
-        if plan.audio != "none":
-            args += _audio_args(plan, info)
-        args += ["-f", MUXERS[plan.output.container]]
-        if plan.output.container in FASTSTART:
-            args += ["-movflags", "+faststart"]
-        args.append(str(plan.path))
-    return args
-
-
-def expected_duration(spec: JobSpec, info: MediaInfo) -> float | None:
-    """Seconds of media the job will write (for progress percent), or None when unknown."""
-    del spec  # every output spans the whole input until trimming exists in the spec
-    if info.duration is not None and info.duration > 0:
-        return info.duration
-    if info.video is not None and info.video.frames and info.video.fps:
-        return info.video.frames / info.video.fps
-    return None
+    """ffmpeg arguments (without the binary) writing every plain output of `spec` in one process, unscored."""
+    workdir = next(iter(output_paths.values())).parent if output_paths else input_path.parent
+    return plan_job(
+        spec, info, caps, input_path, workdir, output_paths=output_paths, threads=threads, score=False
+    ).argv

@@ -28,6 +28,14 @@ DECODE_CHECK_SECONDS = 20.0
 # Demuxers that turn plain text into a "video" stream; a text file is never a valid input.
 TEXT_FORMATS = frozenset({"tty", "bintext", "xbin", "adf", "idf", "srt", "webvtt", "ass", "subviewer"})
 TEXT_CODECS = frozenset({"ansi", "bintext", "xbin", "idf", "text", "subrip", "webvtt", "ass", "ssa"})
+# ffmpeg's AVColorTransferCharacteristic / AVColorPrimaries codes for the values that change processing.
+TRANSFERS = {1: "bt709", 6: "smpte170m", 13: "iec61966-2-1", 14: "bt2020-10", 15: "bt2020-12"}
+TRANSFERS |= {16: "smpte2084", 18: "arib-std-b67"}
+PRIMARIES = {1: "bt709", 5: "bt470bg", 6: "smpte170m", 9: "bt2020", 12: "smpte432"}
+HDR_TRANSFERS = frozenset({"smpte2084", "arib-std-b67"})
+INTERLACED_FIELD_ORDERS = frozenset({2, 3, 4, 5})  # tt, bb, tb, bt
+# Average and nominal rates further apart than this mark a variable-frame-rate stream.
+VFR_TOLERANCE = 0.005
 
 
 @dataclass(frozen=True)
@@ -41,6 +49,16 @@ class VideoInfo:
     frames: int | None
     bit_rate: int | None
     sample_aspect_ratio: float = 1.0
+    interlaced: bool = False
+    bit_depth: int = 8
+    color_transfer: str | None = None
+    color_primaries: str | None = None
+    vfr: bool = False
+
+    @property
+    def hdr(self) -> bool:
+        """True for PQ (SMPTE 2084) and HLG (ARIB STD-B67) pictures."""
+        return self.color_transfer in HDR_TRANSFERS
 
     @property
     def display_width(self) -> int:
@@ -144,6 +162,29 @@ def _codec_name(ctx: Any) -> str:
     return str(ctx.codec.canonical_name or ctx.name)
 
 
+def _bit_depth(pix_fmt: str | None) -> int:
+    if not pix_fmt:
+        return 8
+    try:
+        return int(av.VideoFormat(pix_fmt).components[0].bits)
+    except (ValueError, IndexError, TypeError):
+        return 8
+
+
+def _is_vfr(stream: Any) -> bool:
+    average, nominal = _rate(stream.average_rate), _rate(stream.base_rate)
+    if average is None or nominal is None:
+        return False
+    return abs(average - nominal) / nominal > VFR_TOLERANCE
+
+
+def _code(value: Any, names: dict[int, str]) -> str | None:
+    try:
+        return names.get(int(value))
+    except (TypeError, ValueError):
+        return None
+
+
 def _video_info(stream: Any, frame: Any) -> VideoInfo:
     ctx = stream.codec_context
     rotation = _normalise_rotation(float(getattr(frame, "rotation", 0) or 0)) or _stream_rotation(stream)
@@ -152,16 +193,26 @@ def _video_info(stream: Any, frame: Any) -> VideoInfo:
     height = int(ctx.height or frame.height)
     if width <= 0 or height <= 0:
         raise _invalid("the video stream has no picture size")
+    pix_fmt = ctx.pix_fmt or getattr(frame.format, "name", None)
+    field_order = getattr(ctx, "field_order", None)
+    interlaced = bool(getattr(frame, "interlaced_frame", False)) or field_order in INTERLACED_FIELD_ORDERS
     return VideoInfo(
         codec=_codec_name(ctx),
         width=width,
         height=height,
         fps=_rate(stream.average_rate) or _rate(stream.guessed_rate),
-        pix_fmt=ctx.pix_fmt or getattr(frame.format, "name", None),
+        pix_fmt=pix_fmt,
         rotation=rotation,
         frames=_positive_int(stream.frames),
         bit_rate=_positive_int(stream.bit_rate or ctx.bit_rate),
         sample_aspect_ratio=float(sar) if sar and sar > 0 else 1.0,
+        interlaced=interlaced,
+        bit_depth=_bit_depth(pix_fmt),
+        color_transfer=_code(getattr(frame, "color_trc", None), TRANSFERS)
+        or _code(getattr(ctx, "color_trc", None), TRANSFERS),
+        color_primaries=_code(getattr(frame, "color_primaries", None), PRIMARIES)
+        or _code(getattr(ctx, "color_primaries", None), PRIMARIES),
+        vfr=_is_vfr(stream),
     )
 
 

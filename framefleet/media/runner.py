@@ -2,19 +2,28 @@
 
 Whatever happens on the caller's side (cancel, timeout, an exception in a progress callback), the whole
 process group is gone before run_ffmpeg returns or raises: no zombie, no orphan encoder left burning CPU.
+On Linux ffmpeg also asks the kernel for SIGKILL when the process that started it dies, so a worker killed
+with SIGKILL (or by the OOM killer) cannot leave an encoder running beside the attempt that replaces it.
+
+The worker wraps each attempt in `attempt_limits(...)`; every ffmpeg the attempt runs then honours the
+attempt's limits without the pipeline passing them along: one deadline for the whole attempt (fixed from
+the media duration by the first ffmpeg), stall detection, and an abort check (shutdown, lost lease).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import queue
 import signal
 import subprocess
+import sys
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from typing import IO
 
 from framefleet.core.failures import FailureClass, JobFailure
@@ -24,6 +33,88 @@ STDERR_TAIL_BYTES = 8192
 TERM_GRACE_SECONDS = 1.0
 # Encoder libraries that print their own banners get the same "errors only" treatment as ffmpeg.
 QUIET_ENV = {"SVT_LOG": "1"}
+
+
+PR_SET_PDEATHSIG = 1
+
+
+class FfmpegAborted(Exception):
+    """The attempt's abort check stopped ffmpeg (the worker is shutting down, or lost its lease)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass
+class AttemptLimits:
+    """Limits every ffmpeg of one attempt honours; see attempt_limits()."""
+
+    # Maps the media duration (seconds, or None when unknown) to the attempt's run-time limit.
+    limit_for: Callable[[float | None], float] | None = None
+    stall_timeout: float | None = None
+    # Returns a reason to stop (checked every poll), or None to carry on.
+    abort: Callable[[], str | None] | None = None
+    started: float = field(default_factory=time.monotonic)
+    limit_seconds: float | None = None
+    deadline: float | None = None
+
+    def fix_deadline(self, duration: float | None) -> float | None:
+        """The attempt's deadline (monotonic), fixed by the first ffmpeg from its media duration."""
+        if self.deadline is None and self.limit_for is not None:
+            self.limit_seconds = self.limit_for(duration)
+            self.deadline = self.started + self.limit_seconds
+        return self.deadline
+
+
+_attempt: ContextVar[AttemptLimits | None] = ContextVar("framefleet_attempt_limits", default=None)
+
+
+@contextlib.contextmanager
+def attempt_limits(limits: AttemptLimits) -> Iterator[AttemptLimits]:
+    """Within the block, run_ffmpeg applies `limits` on top of its own arguments."""
+    token = _attempt.set(limits)
+    try:
+        yield limits
+    finally:
+        _attempt.reset(token)
+
+
+def _load_libc() -> tuple[Callable[..., int], Callable[..., int]] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.signal.argtypes = (ctypes.c_int, ctypes.c_void_p)
+        libc.signal.restype = ctypes.c_void_p
+        return libc.prctl, libc.signal
+    except (OSError, AttributeError):
+        return None
+
+
+# Resolved once, before any fork: the child side of Popen must not load libraries.
+_LIBC = _load_libc()
+SIG_DFL = 0
+
+
+def _die_with_parent(parent: int) -> Callable[[], None] | None:
+    """A preexec hook: SIGKILL this ffmpeg when the thread that started it dies (Linux), else None.
+
+    It also gives ffmpeg default SIGTERM/SIGINT handling: a worker's pool process ignores them, and an
+    ignored signal would stay ignored across exec, making every stop wait for the SIGKILL.
+    """
+    if _LIBC is None:
+        return None
+    prctl, set_signal = _LIBC
+
+    def hook() -> None:
+        set_signal(int(signal.SIGTERM), SIG_DFL)
+        set_signal(int(signal.SIGINT), SIG_DFL)
+        prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(1)  # the parent died before the request took effect
+
+    return hook
 
 
 @dataclass
@@ -110,21 +201,38 @@ def run_ffmpeg(
     should_cancel: Callable[[], bool] | None = None,
     poll_interval: float = 0.2,
     timeout: float | None = None,
+    stall_timeout: float | None = None,
 ) -> FfmpegResult:
     """Run ffmpeg (`argv` includes the binary), reporting progress; cancel or time out by killing its group.
 
     `on_progress` and `should_cancel` are called on the caller's thread, so an exception they raise
     propagates after the process group has been killed. A binary that cannot start raises
-    JobFailure(hardware_unavailable).
+    JobFailure(hardware_unavailable). No progress for `stall_timeout` seconds (default: the attempt's)
+    raises JobFailure(stalled); the attempt's abort check raises FfmpegAborted. Either way after the kill.
     """
     parser = ProgressParser(duration)
     samples: queue.Queue[object] = queue.Queue()
     tail = bytearray()
     tail_lock = threading.Lock()
     canceled = timed_out = False
+    stalled: float | None = None
+    aborted: str | None = None
     last: Progress | None = None
     started = time.monotonic()
     deadline = started + timeout if timeout is not None else None
+    limits = _attempt.get()
+    abort = None
+    if limits is not None:
+        attempt_deadline = limits.fix_deadline(duration)
+        if attempt_deadline is not None:
+            deadline = attempt_deadline if deadline is None else min(deadline, attempt_deadline)
+        if stall_timeout is None:
+            stall_timeout = limits.stall_timeout
+        abort = limits.abort
+    if stall_timeout is not None and stall_timeout <= 0:
+        stall_timeout = None
+    last_marker: tuple[int | None, float | None] | None = None
+    moved_at = started
 
     try:
         proc = subprocess.Popen(
@@ -133,6 +241,7 @@ def run_ffmpeg(
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,
+            preexec_fn=_die_with_parent(os.getpid()),
             env={**os.environ, **{k: v for k, v in QUIET_ENV.items() if k not in os.environ}},
         )
     except OSError as exc:
@@ -153,8 +262,14 @@ def run_ffmpeg(
             if should_cancel is not None and should_cancel():
                 canceled = True
                 break
-            if deadline is not None and time.monotonic() >= deadline:
+            if abort is not None and (aborted := abort()) is not None:
+                break
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
                 timed_out = True
+                break
+            if stall_timeout is not None and progress_open and now - moved_at >= stall_timeout:
+                stalled = now - moved_at
                 break
             wait = poll_interval
             if deadline is not None:
@@ -172,6 +287,10 @@ def run_ffmpeg(
                     progress_open = False
                 elif isinstance(item, Progress):
                     last = item
+                    marker = (item.frame, item.out_time)
+                    if marker != last_marker:
+                        # ffmpeg repeats its last block while stuck: only a change counts as progress.
+                        last_marker, moved_at = marker, time.monotonic()
                     if on_progress is not None:
                         on_progress(item)
                 try:
@@ -188,6 +307,10 @@ def run_ffmpeg(
                 pipe.close()
     with tail_lock:
         stderr_tail = tail.decode("utf-8", errors="replace")
+    if aborted is not None:
+        raise FfmpegAborted(aborted)
+    if stalled is not None:
+        raise JobFailure(FailureClass.stalled, f"ffmpeg made no progress for {stalled:.0f}s and was stopped")
     return FfmpegResult(
         returncode=proc.returncode,
         stderr_tail=stderr_tail,

@@ -1,62 +1,57 @@
-"""One attempt at a job: fetch → probe → one ffmpeg for all outputs → quality pass → publish → record.
+"""One attempt at a job: fetch → probe → one ffmpeg for everything, scored in-process → package → publish.
 
-Outputs are written inside the attempt's private work directory and published only once every output
-and its scores are ready, each with an atomic put; if anything fails or the job is canceled, nothing of
-this attempt is left at the destinations.
+Every deliverable (plain outputs, HLS/DASH/CMAF groups, thumbnails, sprites, poster) and every quality
+score comes from one ffmpeg process writing into the attempt's private work directory. Files are
+published only once all of them are ready, each with an atomic put, manifests and WebVTT maps last so a
+reader never sees one pointing at a missing file. If anything fails or the job is canceled, whatever
+this attempt had put is removed again, manifests first.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import av
 import redis
 import sqlalchemy as sa
 
 from framefleet import events
 from framefleet.config import Settings
 from framefleet.core.failures import FailureClass, JobFailure, classify_ffmpeg_failure
-from framefleet.core.spec import JobSpec, OutputSpec, VideoCodec
+from framefleet.core.spec import Fallback, Hardware, JobSpec
 from framefleet.db.models import Job, JobOutput
 from framefleet.db.session import session_scope
 from framefleet.jobs.service import cancel_key, output_view
+from framefleet.jobs.state_machine import ensure_owner
 from framefleet.logging import get_logger
-from framefleet.media.capabilities import detect_capabilities
-from framefleet.media.command import build_transcode, expected_duration
+from framefleet.media.capabilities import Capabilities, detect_capabilities, detect_devices, hardware_for
+from framefleet.media.command import JobPlan, plan_job
+from framefleet.media.encoders import HardwareSetup
 from framefleet.media.ffmpeg import ffmpeg_path
+from framefleet.media.filters import Assets
+from framefleet.media.loudness import build_loudness_scan, parse_loudnorm
 from framefleet.media.probe import MediaInfo, probe
 from framefleet.media.progress import Progress
-from framefleet.media.quality import build_quality, parse_vmaf_log
+from framefleet.media.results import Results, Row, collect_results
 from framefleet.media.runner import FfmpegResult, run_ffmpeg
 from framefleet.storage import backend_for, join_uri
 from framefleet.storage.base import StorageError
 
 log = get_logger("framefleet.worker")
 
-ENCODE_SHARE_WITH_QUALITY = 0.6
 PROGRESS_FIELDS = tuple(f.name for f in dataclasses.fields(Progress))
+# Share of the progress bar taken by the measuring pass when loudness is normalised.
+LOUDNESS_SHARE = 0.1
 
 
 class JobCanceled(Exception):
     """The client canceled the job while this attempt ran."""
-
-
-@dataclass
-class ProducedOutput:
-    spec: OutputSpec
-    local: Path
-    destination: str
-    info: MediaInfo
-    metrics: dict[str, Any] | None = None
-    metrics_log: Path | None = None
-    published: list[str] = field(default_factory=list)
 
 
 class ProgressReporter:
@@ -73,6 +68,7 @@ class ProgressReporter:
         self._last_db = time.monotonic()
 
     def report(self, percent: float, sample: Progress | None, phase: str, *, force: bool = False) -> None:
+        """Publish progress, throttled (always when `force`)."""
         now = time.monotonic()
         if force or now - self._last_event >= self.event_interval:
             self._last_event = now
@@ -89,98 +85,169 @@ class ProgressReporter:
                 )
 
 
+class _Attempt:
+    """The pieces every step of one attempt needs."""
+
+    def __init__(self, job: Job, settings: Settings, redis_client: redis.Redis, attempt: int) -> None:
+        self.job = job
+        self.settings = settings
+        self.redis = redis_client
+        self.attempt = attempt
+        self.reporter = ProgressReporter(job.id, attempt, redis_client, settings)
+
+    def canceled(self) -> bool:
+        """True once the client asked to cancel."""
+        return bool(self.redis.exists(cancel_key(self.job.id)))
+
+    def check_canceled(self) -> None:
+        """Raise JobCanceled once the client asked to cancel."""
+        if self.canceled():
+            raise JobCanceled()
+
+    def run(
+        self, argv: list[str], duration: float | None, on_progress: Callable[[Progress], None]
+    ) -> FfmpegResult:
+        """Run one ffmpeg with this attempt's cancel check and time limit."""
+        return run_ffmpeg(
+            argv,
+            on_progress=on_progress,
+            duration=duration,
+            should_cancel=self.canceled,
+            poll_interval=self.settings.cancel_poll_interval,
+            timeout=self.settings.job_max_seconds,
+        )
+
+
 def run_pipeline(job: Job, *, settings: Settings, redis_client: redis.Redis, attempt: int) -> None:
     """Run one attempt of `job`; raise JobFailure or JobCanceled when it does not succeed."""
     spec = JobSpec.model_validate(job.spec)
     workdir = settings.work_root / job.id / f"attempt-{attempt}"
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
-    reporter = ProgressReporter(job.id, attempt, redis_client, settings)
-
-    def canceled() -> bool:
-        return bool(redis_client.exists(cancel_key(job.id)))
-
-    def check_canceled() -> None:
-        if canceled():
-            raise JobCanceled()
-
+    run = _Attempt(job, settings, redis_client, attempt)
     try:
         source = _fetch(spec.input, workdir / "input")
-        check_canceled()
+        run.check_canceled()
         info = probe(source)
         log.info("input probed", duration=info.duration, video=bool(info.video), audio=bool(info.audio))
-        outputs = _encode(job, spec, info, source, workdir, settings, reporter, canceled)
-        if spec.quality is not None:
-            _score(spec, outputs, source, workdir, settings, reporter, canceled)
-        check_canceled()
-        _publish(job.id, outputs, redis_client)
+        ffmpeg = ffmpeg_path()
+        caps = detect_capabilities(ffmpeg)
+        assets = _assets(spec, info, source, workdir, run)
+        hardware = _hardware(spec, settings, caps)
+        plan = plan_job(
+            spec,
+            info,
+            caps,
+            source,
+            workdir / "out",
+            threads=settings.ffmpeg_threads,
+            hardware=hardware,
+            assets=assets,
+        )
+        _encode(plan, ffmpeg, run, start=LOUDNESS_SHARE * 100 if assets.loudness is not None else 0.0)
+        run.check_canceled()
+        results = collect_results(plan, spec, join_uri(settings.output_root, job.id))
+        _note_plan(plan)
+        run.check_canceled()
+        # A superseded attempt (its worker was presumed dead) must not publish beside its replacement.
+        ensure_owner(job.id, attempt)
+        _publish(job.id, results, redis_client)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
         _remove_empty_parent(workdir.parent)
 
 
-def _fetch(uri: str, into: Path) -> Path:
+def _fetch(uri: str, into: Path, *, name: str | None = None) -> Path:
     into.mkdir(parents=True, exist_ok=True)
     try:
-        return backend_for(uri).fetch(uri, into)
+        return backend_for(uri).fetch(uri, into, name=name)
     except StorageError as exc:
         raise JobFailure(exc.failure_class, f"input {uri}: {exc}") from exc
 
 
-def _destination(job_id: str, output: OutputSpec, settings: Settings) -> str:
-    if output.destination:
-        return output.destination
-    return join_uri(settings.output_root, job_id, f"{output.name}.{output.container.value}")
+def _image_size(path: Path) -> tuple[int, int]:
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            frame = next(container.decode(stream))
+            return int(frame.width), int(frame.height)
+    except (av.FFmpegError, IndexError, StopIteration, OSError) as exc:
+        raise JobFailure(
+            FailureClass.input_invalid, f"the watermark is not a readable image: {exc}"
+        ) from None
 
 
-def _encode(
-    job: Job,
-    spec: JobSpec,
-    info: MediaInfo,
-    source: Path,
-    workdir: Path,
-    settings: Settings,
-    reporter: ProgressReporter,
-    canceled: Callable[[], bool],
-) -> list[ProducedOutput]:
-    ffmpeg = ffmpeg_path()
-    local_paths = {o.name or "": workdir / f"{o.name}.{o.container.value}" for o in spec.outputs}
-    argv = [
-        ffmpeg,
-        *build_transcode(
-            spec, info, detect_capabilities(ffmpeg), source, local_paths, threads=settings.ffmpeg_threads
-        ),
-    ]
-    share = ENCODE_SHARE_WITH_QUALITY if spec.quality else 1.0
-    duration = expected_duration(spec, info)
+def _assets(spec: JobSpec, info: MediaInfo, source: Path, workdir: Path, run: _Attempt) -> Assets:
+    """Fetch what the operations need (watermark, subtitles) and measure loudness for its second pass."""
+    ops = spec.operations
+    if ops is None:
+        return Assets()
+    folder = workdir / "assets"
+    watermark = subtitles = None
+    size: tuple[int, int] | None = None
+    if ops.watermark is not None:
+        watermark = _fetch(ops.watermark.uri, folder, name="watermark.img")
+        size = _image_size(watermark)
+    if ops.subtitles is not None:
+        # A copy under a name of our own: its path goes into the filter graph, the client's name does not.
+        fetched = _fetch(ops.subtitles.uri, folder / "fetched")
+        subtitles = folder / f"subtitles.{ops.subtitles.format}"
+        shutil.copyfile(fetched, subtitles)
+    loudness: dict[str, float] | None = None
+    if ops.loudness is not None and info.audio is not None and not ops.strip_audio:
+        run.check_canceled()
+
+        def on_progress(sample: Progress) -> None:
+            run.reporter.report((sample.percent or 0.0) * LOUDNESS_SHARE, sample, "loudness")
+
+        result = run.run([ffmpeg_path(), *build_loudness_scan(spec, info, source)], None, on_progress)
+        _raise_for(result, "loudness measurement")
+        loudness = parse_loudnorm(result.stderr_tail)
+    return Assets(watermark=watermark, watermark_size=size, subtitles=subtitles, loudness=loudness)
+
+
+def _hardware(spec: JobSpec, settings: Settings, caps: Capabilities) -> HardwareSetup | None:
+    """The GPU family this job encodes with, None for the CPU."""
+    wants_gpu = spec.hardware is Hardware.gpu or (spec.hardware is Hardware.auto and settings.pool == "gpu")
+    if not wants_gpu:
+        return None
+    setup = hardware_for(caps, detect_devices())
+    if setup is not None:
+        return setup
+    if spec.fallback is Fallback.cpu:
+        log.warning("no GPU encoder on this worker; encoding on the CPU as the spec allows")
+        return None
+    raise JobFailure(
+        FailureClass.hardware_unavailable,
+        "this worker has no usable GPU encoder (NVENC, Quick Sync or VA-API)",
+    )
+
+
+def _encode(plan: JobPlan, ffmpeg: str, run: _Attempt, *, start: float) -> None:
+    plan.prepare()
+    share = (100.0 - start) / 100.0
 
     def on_progress(sample: Progress) -> None:
-        reporter.report((sample.percent or 0.0) * share, sample, "encode", force=sample.done)
+        run.reporter.report(start + (sample.percent or 0.0) * share, sample, "encode", force=sample.done)
 
-    log.info("ffmpeg starting", outputs=len(spec.outputs))
-    reporter.report(0.0, None, "encode")  # tells watchers (and the dispatch benchmark) that ffmpeg starts now
-    result = run_ffmpeg(
-        argv,
-        on_progress=on_progress,
-        duration=duration,
-        should_cancel=canceled,
-        poll_interval=settings.cancel_poll_interval,
-        timeout=settings.job_max_seconds,
+    log.info(
+        "ffmpeg starting",
+        outputs=len(plan.outputs),
+        groups=len(plan.groups),
+        pictures=len(plan.pictures),
+        scored=len(plan.scores),
     )
-    _raise_for(result, "encode")
-    produced = []
-    for output in spec.outputs:
-        local = local_paths[output.name or ""]
-        if not local.exists() or local.stat().st_size == 0:
-            raise JobFailure(FailureClass.encoder_failed, f"ffmpeg produced no data for output {output.name}")
-        try:
-            out_info = probe(local)
-        except JobFailure as exc:
-            raise JobFailure(
-                FailureClass.encoder_failed, f"output {output.name} is unreadable: {exc}"
-            ) from exc
-        produced.append(ProducedOutput(output, local, _destination(job.id, output, settings), out_info))
-    return produced
+    # Tells watchers (and the dispatch benchmark) that ffmpeg starts now.
+    run.reporter.report(start, None, "encode")
+    _raise_for(run.run([ffmpeg, *plan.argv], plan.duration, on_progress), "encode")
+
+
+def _note_plan(plan: JobPlan) -> None:
+    for group in plan.groups:
+        for dropped in group.ladder.dropped:
+            log.info("rung dropped", group=group.name, rung=dropped["name"], reason=dropped["reason"])
+    if plan.notes:
+        log.info("plan notes", **{k: str(v) for k, v in plan.notes.items()})
 
 
 def _raise_for(result: FfmpegResult, step: str) -> None:
@@ -194,114 +261,57 @@ def _raise_for(result: FfmpegResult, step: str) -> None:
         raise JobFailure(failure, f"ffmpeg {step} failed: {detail[0][:500]}")
 
 
-def _score(
-    spec: JobSpec,
-    outputs: list[ProducedOutput],
-    source: Path,
-    workdir: Path,
-    settings: Settings,
-    reporter: ProgressReporter,
-    canceled: Callable[[], bool],
-) -> None:
-    assert spec.quality is not None
-    scored = [o for o in outputs if o.spec.video.codec is not VideoCodec.none and o.info.video is not None]
-    ffmpeg = ffmpeg_path()
-    threads = settings.ffmpeg_threads or _cpu_threads()
-    base = ENCODE_SHARE_WITH_QUALITY * 100
-    step = (100 - base) / max(1, len(scored))
-    for index, output in enumerate(scored):
-        video = output.info.video
-        assert video is not None
-        log_path = workdir / f"{output.spec.name}.quality.json"
-        argv = [
-            ffmpeg,
-            *build_quality(
-                output.local,
-                source,
-                width=video.display_width,
-                height=video.display_height,
-                fps=output.spec.video.fps,
-                pix_fmt=output.spec.video.pix_fmt.value if output.spec.video.pix_fmt else None,
-                quality=spec.quality,
-                log_path=log_path,
-                threads=threads,
-            ),
-        ]
-
-        def on_progress(sample: Progress, index: int = index) -> None:
-            reporter.report(base + step * (index + (sample.percent or 0.0) / 100), sample, "quality")
-
-        result = run_ffmpeg(
-            argv,
-            on_progress=on_progress,
-            duration=output.info.duration,
-            should_cancel=canceled,
-            poll_interval=settings.cancel_poll_interval,
-            timeout=settings.job_max_seconds,
-        )
-        _raise_for(result, "quality pass")
-        output.metrics = parse_vmaf_log(log_path, list(spec.quality.metrics))
-        output.metrics_log = log_path
-
-
-def _cpu_threads() -> int:
-    return max(1, len(os.sched_getaffinity(0)))
-
-
-def _publish(job_id: str, outputs: list[ProducedOutput], redis_client: redis.Redis) -> None:
-    """Put every output (and its per-frame quality log) at its destination, then record them."""
+def _publish(job_id: str, results: Results, redis_client: redis.Redis) -> None:
+    """Put every piece (manifests last), then record the rows and announce them."""
     published: list[str] = []
     try:
-        for output in outputs:
-            backend = backend_for(output.destination)
-            backend.put(output.local, output.destination)
-            published.append(output.destination)
-            if output.metrics_log is not None:
-                log_uri = output.destination + ".quality.json"
-                backend.put(output.metrics_log, log_uri)
-                published.append(log_uri)
+        for piece in results.publish_order():
+            backend_for(piece.uri).put(piece.local, piece.uri)
+            published.append(piece.uri)
     except StorageError as exc:
         _unpublish(published)
         raise JobFailure(exc.failure_class, f"publishing outputs: {exc}") from exc
     except BaseException:
         _unpublish(published)
         raise
-    rows = [_output_row(job_id, o) for o in outputs]
+    rows = [_output_row(job_id, row) for row in results.rows]
     with session_scope() as session:
         session.execute(sa.delete(JobOutput).where(JobOutput.job_id == job_id))
         session.add_all(rows)
-    for output, row in zip(outputs, rows, strict=True):
-        events.publish(redis_client, job_id, "output", output_view(row))
-        if output.metrics is not None:
-            events.publish(redis_client, job_id, "metrics", {"name": row.name, "metrics": output.metrics})
+    for row in rows:
+        events.publish(redis_client, job_id, "output", {**output_view(row), **row.group_view()})
+        if row.metrics is not None:
+            data = {"name": row.name, "kind": row.kind, "group": row.group_name, "metrics": row.metrics}
+            events.publish(redis_client, job_id, "metrics", data)
 
 
 def _unpublish(uris: list[str]) -> None:
-    for uri in uris:
+    # Newest first: the manifests, put last, disappear before what they point at.
+    for uri in reversed(uris):
         try:
             backend_for(uri).delete(uri)
         except StorageError:
             log.warning("could not remove a published output after a failure", uri=uri)
 
 
-def _output_row(job_id: str, output: ProducedOutput) -> JobOutput:
-    info = output.info
-    size = output.local.stat().st_size
-    duration = info.duration
+def _output_row(job_id: str, row: Row) -> JobOutput:
     return JobOutput(
         job_id=job_id,
-        name=output.spec.name or "",
-        uri=output.destination,
-        container=output.spec.container.value,
-        size_bytes=size,
-        duration_seconds=round(duration, 3) if duration else None,
-        bitrate_kbps=round(size * 8 / duration / 1000, 1) if duration else None,
-        width=info.video.width if info.video else None,
-        height=info.video.height if info.video else None,
-        video_codec=info.video.codec if info.video else None,
-        audio_codec=info.audio.codec if info.audio else None,
-        metrics=output.metrics,
-        metrics_log_uri=output.destination + ".quality.json" if output.metrics_log else None,
+        name=row.name,
+        uri=row.uri,
+        container=row.container,
+        size_bytes=row.size_bytes,
+        duration_seconds=row.duration_seconds,
+        bitrate_kbps=row.bitrate_kbps,
+        width=row.width,
+        height=row.height,
+        video_codec=row.video_codec,
+        audio_codec=row.audio_codec,
+        metrics=row.metrics,
+        metrics_log_uri=row.metrics_log_uri,
+        kind=row.kind,
+        group_name=row.group,
+        details=row.details,
     )
 
 

@@ -1,122 +1,381 @@
-"""The Celery task: claim the job (compare-and-set), run the pipeline, record how it ended.
+"""The Celery task and the worker process's life around it.
 
-The task never raises: every ending is written to the database through the state machine, and the message
-is acknowledged afterwards (acks_late), so a worker that dies mid-job leaves the message to be redelivered.
+Task: claim the job (compare-and-set queued → running, attempt + 1), run the pipeline under the attempt's
+limits, record how it ended. The task never raises: every ending is written through the state machine
+and the message is acknowledged afterwards (acks_late). A retryable failure leaves the job `retrying` with
+a `retry_at` in the database; the beat re-queues it when due (no Celery countdown: such messages would sit
+unacknowledged in worker memory, past the broker's visibility timeout).
+
+Process life (Celery signals):
+- main process, at start: prove capabilities with trial encodes (worker/trial.py), once per node;
+- each pool process: start its heartbeat before taking any job, and leave SIGTERM to the main process;
+- main process, on warm shutdown: tell every pool process to hand its job back after the grace period;
+- main process, when a pool process exits: record it stopped, so the reaper need not wait for its TTL.
 """
 
 from __future__ import annotations
 
+import functools
 import os
-import socket
+import re
+import shutil
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import redis
 import structlog
-from celery.signals import worker_process_init
+from celery.signals import worker_init, worker_process_init, worker_process_shutdown, worker_shutting_down
 
 from framefleet.celery_app import RUN_JOB_TASK, app
-from framefleet.config import get_settings
-from framefleet.core.failures import FailureClass, JobFailure
+from framefleet.config import Settings, get_settings
+from framefleet.core.failures import FailureClass, JobFailure, classify_failure
 from framefleet.core.states import JobState, TransitionError
+from framefleet.core.timeouts import TimeLimits, run_limit
 from framefleet.db.models import Job, Tenant, utcnow
 from framefleet.db.session import dispose_all, session_scope
 from framefleet.jobs import state_machine
+from framefleet.jobs.dispatch import dispatch
 from framefleet.jobs.service import cancel_key
 from framefleet.logging import configure_logging, get_logger
+from framefleet.media.ffmpeg import ffmpeg_path
+from framefleet.media.runner import AttemptLimits, FfmpegAborted, attempt_limits
 from framefleet.redis_client import get_redis, reset_clients
+from framefleet.scheduling import registry
+from framefleet.scheduling.outcomes import fail_attempt
+from framefleet.worker import heartbeat, shutdown, trial
 from framefleet.worker.pipeline import JobCanceled, run_pipeline
 
 log = get_logger("framefleet.worker")
 
+HANDBACK = "worker shutting down"
+LEASE_LOST = "heartbeat lease lost"
+DECLINE_PAUSE_SECONDS = 1.0
+_ATTEMPT_DIR = re.compile(r"^attempt-(\d+)$")
+
+# Set in the main process before the pool processes are forked; they inherit both.
+_node: str | None = None
+_capabilities: dict[str, Any] = {}
+
+
+# ---------------------------------------------------------------- process life
+
+
+@worker_init.connect
+def _prove_capabilities(sender: Any = None, **_: object) -> None:
+    global _node, _capabilities
+    settings = get_settings()
+    _node = getattr(sender, "hostname", None)
+    shutdown.clear()
+    _capabilities = trial.prove_capabilities(ffmpeg_path(), timeout=settings.capability_trial_timeout_seconds)
+    log.info(
+        "capabilities proven",
+        pool=settings.pool,
+        cpu_video=_capabilities["video"]["cpu"],
+        gpu_video=_capabilities["video"]["gpu"],
+        gpus=[d.get("name") for d in _capabilities["gpus"]["devices"]],
+        seconds=_capabilities["proved_in_seconds"],
+    )
+    if settings.pool == "gpu" and not _capabilities["video"]["gpu"]:
+        log.warning("this worker serves the gpu pool but no GPU encoder passed its trial")
+
 
 @worker_process_init.connect
-def _after_fork(**_: object) -> None:
+def _after_fork(sender: Any = None, **_: object) -> None:
     # Connections inherited from the parent process must not be shared with it.
     dispose_all()
     reset_clients()
     settings = get_settings()
     configure_logging(settings.log_format, settings.log_level)
+    node = str(sender) if sender else _node
+    beat = heartbeat.Heartbeat(
+        node=node or "worker", pool=settings.pool, capabilities=_capabilities, settings=settings
+    )
+    heartbeat.install(beat)
+    beat.start()
+    # A SIGTERM sent to the whole process group (systemd, `framefleet up`) must not kill the job mid-encode:
+    # the main process gets it too and starts the graceful shutdown that hands jobs back after the grace.
+    # (Ignored, billiard leaves it so; media/runner.py restores the default for ffmpeg.)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+@worker_shutting_down.connect
+def _on_shutting_down(how: str = "Warm", **_: object) -> None:
+    if how == "Warm":
+        shutdown.request_drain(get_settings().shutdown_grace_seconds)
+
+
+@worker_process_shutdown.connect
+def _on_pool_process_exit(pid: int | None = None, exitcode: int | None = None, **_: object) -> None:
+    # Runs in the main process. A pool process that died (OOM killer, crash) left its job `running`;
+    # marking it stopped lets the reaper recover the job now instead of after the heartbeat TTL.
+    if pid is not None and _node is not None:
+        heartbeat.mark_stopped(heartbeat.worker_id_for(_node, pid))
 
 
 def worker_identity() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """This process's worker id (`<node>:<pid>`)."""
+    beat = heartbeat.current()
+    return beat.id if beat is not None else heartbeat.worker_id_for(None, os.getpid())
+
+
+def _abort_reason() -> str | None:
+    """Asked by every ffmpeg of an attempt on each poll: a reason to stop now, or None."""
+    if shutdown.grace_over():
+        return HANDBACK
+    beat = heartbeat.current()
+    if beat is not None and not beat.lease_ok():
+        return LEASE_LOST
+    return None
+
+
+# ---------------------------------------------------------------- the task
+
+
+@dataclass
+class Ending:
+    kind: str  # succeeded | canceled | failed | handback | lease
+    reason: str
+    failure_class: FailureClass | None = None
+    values: dict[str, Any] = field(default_factory=dict)
 
 
 @app.task(name=RUN_JOB_TASK, bind=True, acks_late=True, ignore_result=True)
 def run_job(self: object, job_id: str) -> None:
     """Run one job if this delivery can claim it."""
     settings = get_settings()
-    redis_client = get_redis()
     worker = worker_identity()
     structlog.contextvars.clear_contextvars()
+    if shutdown.draining():
+        _pass_on(job_id, "worker is shutting down")
+        return
+    claimed = _claim(job_id, worker, settings)
+    if claimed is None:
+        return
+    job, attempt, tenant_name = claimed
+    structlog.contextvars.bind_contextvars(job_id=job_id, tenant=tenant_name, attempt=attempt, worker=worker)
+    redis_client = get_redis()
+    _quietly(
+        lambda: state_machine.announce(
+            redis_client, job, reason="picked up by worker", ttl_seconds=settings.events_ttl_seconds
+        ),
+        "state event not published",
+    )
+    log.info("job started", priority=job.priority, pool=job.pool)
+    beat = heartbeat.current()
+    if beat is not None:
+        beat.set_current(job_id, attempt)
+    _remove_stale_attempts(settings.work_root / job_id, attempt)
+    limits = AttemptLimits(
+        limit_for=functools.partial(_limit_for, settings=settings, override=job.max_run_seconds),
+        stall_timeout=settings.stall_timeout_seconds or None,
+        abort=_abort_reason,
+    )
+    try:
+        ending = _run_attempt(job, settings, redis_client, attempt, limits)
+        if limits.limit_seconds is not None:
+            ending.values["run_limit_seconds"] = round(limits.limit_seconds, 3)
+        _record(job_id, ending, worker=worker, attempt=attempt, settings=settings)
+    finally:
+        # Only now: until its ending is recorded, the heartbeat must keep saying this job runs here, or
+        # the reaper could take a finished job for an orphan.
+        if beat is not None:
+            beat.clear_current()
+    _quietly(lambda: redis_client.delete(cancel_key(job_id)), "cancel flag not cleared")
+    structlog.contextvars.clear_contextvars()
+
+
+def _quietly(action: Any, what: str) -> None:
+    """Redis side effects that must not turn a recorded ending into a task error when Redis is away."""
+    try:
+        action()
+    except redis.RedisError as exc:
+        log.warning(what, error=f"{type(exc).__name__}: {exc}")
+
+
+def _limit_for(media_seconds: float | None, *, settings: Settings, override: int | None) -> float:
+    limits = TimeLimits(
+        settings.timeout_factor, settings.timeout_floor_seconds, float(settings.job_max_seconds)
+    )
+    return run_limit(media_seconds, limits, override)
+
+
+def _run_attempt(
+    job: Job, settings: Settings, redis_client: Any, attempt: int, limits: AttemptLimits
+) -> Ending:
+    try:
+        with attempt_limits(limits):
+            run_pipeline(job, settings=settings, redis_client=redis_client, attempt=attempt)
+    except JobCanceled:
+        return Ending("canceled", "canceled by client", FailureClass.canceled)
+    except FfmpegAborted as aborted:
+        if aborted.reason == HANDBACK:
+            return Ending(
+                "handback", f"handed back: {HANDBACK}, grace of {settings.shutdown_grace_seconds:g}s over"
+            )
+        return Ending("lease", f"stopped: {aborted.reason}", FailureClass.worker_lost)
+    except JobFailure as failure:
+        return Ending("failed", failure.message, failure.failure_class)
+    except Exception as exc:  # the worker must survive anything a job does
+        log.exception("job crashed")
+        failure_class = classify_failure(None, "", exc)
+        return Ending("failed", f"internal error: {type(exc).__name__}: {exc}"[:500], failure_class)
+    return Ending("succeeded", "all outputs published", values={"progress": 100.0})
+
+
+def _claim(job_id: str, worker: str, settings: Settings) -> tuple[Job, int, str] | None:
+    """Compare-and-set queued → running for a new attempt; None when this delivery has nothing to do."""
     try:
         with session_scope() as session:
             current = session.get(Job, job_id)
             if current is None:
                 log.warning("job not found; dropping message", job_id=job_id)
-                return
-            attempt = current.attempt + 1
-            job = state_machine.transition(
-                session,
-                job_id,
-                JobState.running,
-                reason="picked up by worker",
-                expect=[JobState.queued],
-                worker=worker,
-                values={"attempt": attempt, "worker": worker, "started_at": utcnow(), "progress": 0.0},
-            )
-            tenant = session.get(Tenant, job.tenant_id)
-            tenant_name = tenant.name if tenant else str(job.tenant_id)
+                return None
+            if _should_decline(session, current, worker, settings):
+                decline = True
+            else:
+                decline = False
+                attempt = current.attempt + 1
+                job = state_machine.transition(
+                    session,
+                    job_id,
+                    JobState.running,
+                    reason="picked up by worker",
+                    expect=[JobState.queued],
+                    worker=worker,
+                    attempt=current.attempt,
+                    values={"attempt": attempt, "worker": worker, "started_at": utcnow(), "progress": 0.0},
+                )
+                tenant = session.get(Tenant, job.tenant_id)
+                tenant_name = tenant.name if tenant else str(job.tenant_id)
     except TransitionError as exc:
         # Canceled while queued, or another delivery already owns it: this message has nothing to do.
         log.info("job not claimable; skipping", job_id=job_id, reason=exc.reason)
-        return
-    structlog.contextvars.bind_contextvars(job_id=job_id, tenant=tenant_name, attempt=attempt, worker=worker)
-    state_machine.announce(
-        redis_client, job, reason="picked up by worker", ttl_seconds=settings.events_ttl_seconds
-    )
-    log.info("job started", priority=job.priority)
+        return None
+    if decline:
+        time.sleep(DECLINE_PAUSE_SECONDS)  # let another worker take it rather than bouncing at full speed
+        _pass_on(job_id, "this GPU worker failed it before and another one is available")
+        return None
+    return job, attempt, tenant_name
 
-    values: dict[str, Any] = {"progress": 100.0}
-    target, reason = JobState.succeeded, "all outputs published"
+
+def _should_decline(session: Any, job: Job, worker: str, settings: Settings) -> bool:
+    """A GPU job this worker already failed for lack of hardware goes to another live GPU worker if any."""
+    if job.state != JobState.queued or worker not in (job.avoid_workers or []):
+        return False
+    others = registry.live_gpu_workers_for(session, settings, job.spec)
+    return any(w not in (job.avoid_workers or []) for w in others)
+
+
+def _pass_on(job_id: str, why: str) -> None:
+    """Leave the job queued and publish it again for another worker."""
+    with session_scope() as session:
+        job = session.get(Job, job_id)
+        if job is None or job.state != JobState.queued:
+            return
+        log.info("passing job on", job_id=job_id, reason=why)
+        dispatch(job)
+
+
+def _remove_stale_attempts(job_dir: Path, attempt: int) -> None:
+    """Work folders of this job's earlier attempts on this machine (a killed worker could not clean up)."""
     try:
-        run_pipeline(job, settings=settings, redis_client=redis_client, attempt=attempt)
-    except JobCanceled:
-        target, reason, values = (
-            JobState.canceled,
-            "canceled by client",
-            {"failure_class": FailureClass.canceled.value},
-        )
-    except JobFailure as failure:
-        target, reason = JobState.failed, failure.message
-        values = {"failure_class": failure.failure_class.value, "error": failure.message}
-    except Exception as exc:  # the worker must survive anything a job does
-        log.exception("job crashed")
-        target, reason = JobState.failed, f"internal error: {type(exc).__name__}"
-        values = {"failure_class": FailureClass.internal.value, "error": reason}
-    finish(job_id, target, reason=reason, worker=worker, attempt=attempt, values=values)
-    redis_client.delete(cancel_key(job_id))
-    structlog.contextvars.clear_contextvars()
+        entries = list(job_dir.iterdir())
+    except OSError:
+        return
+    for entry in entries:
+        match = _ATTEMPT_DIR.match(entry.name)
+        if match and int(match.group(1)) < attempt:
+            shutil.rmtree(entry, ignore_errors=True)
 
 
-def finish(
-    job_id: str, target: JobState, *, reason: str, worker: str, attempt: int, values: dict[str, Any]
-) -> None:
-    """Record the attempt's ending, unless the job was taken from this attempt meanwhile."""
-    settings = get_settings()
+# ---------------------------------------------------------------- endings
+
+
+def _record(job_id: str, ending: Ending, *, worker: str, attempt: int, settings: Settings) -> None:
+    """Write the attempt's ending through the state machine, unless the job was taken from this attempt."""
+    redispatch = False
     try:
         with session_scope() as session:
-            job = state_machine.transition(
-                session,
-                job_id,
-                target,
-                reason=reason,
-                expect=[JobState.running],
-                worker=worker,
-                attempt=attempt,
-                values=values,
-            )
+            if ending.kind == "succeeded":
+                job = _end(
+                    session,
+                    job_id,
+                    JobState.succeeded,
+                    ending.reason,
+                    worker,
+                    attempt,
+                    {"failure_class": None, "error": None, **ending.values},
+                )
+            elif ending.kind == "canceled":
+                job = _end(
+                    session,
+                    job_id,
+                    JobState.canceled,
+                    ending.reason,
+                    worker,
+                    attempt,
+                    {"failure_class": FailureClass.canceled.value, **ending.values},
+                )
+            elif ending.kind == "handback":
+                job = _end(
+                    session,
+                    job_id,
+                    JobState.queued,
+                    ending.reason,
+                    worker,
+                    attempt,
+                    {"progress": 0.0, **ending.values},
+                )
+                if job.cancel_requested:
+                    job = _end(
+                        session,
+                        job_id,
+                        JobState.canceled,
+                        "canceled by client",
+                        worker,
+                        attempt,
+                        {"failure_class": FailureClass.canceled.value},
+                    )
+                redispatch = job.state == JobState.queued
+            else:
+                assert ending.failure_class is not None
+                job = fail_attempt(
+                    session,
+                    job_id,
+                    ending.failure_class,
+                    ending.reason,
+                    worker=worker,
+                    attempt=attempt,
+                    settings=settings,
+                    values=ending.values,
+                )
     except TransitionError as exc:
-        log.warning("could not record job ending", target=target.value, reason=exc.reason)
+        log.warning("could not record job ending", ending=ending.kind, reason=exc.reason)
         return
-    state_machine.announce(get_redis(), job, reason=reason, ttl_seconds=settings.events_ttl_seconds)
-    log.info("job ended", state=target.value, failure_class=values.get("failure_class"), reason=reason)
+    if redispatch:
+        dispatch(job)
+    _quietly(
+        lambda: state_machine.announce(
+            get_redis(), job, reason=ending.reason, ttl_seconds=settings.events_ttl_seconds
+        ),
+        "state event not published",
+    )
+    log.info("job ended", state=job.state, failure_class=job.failure_class, reason=ending.reason)
+
+
+def _end(
+    session: Any,
+    job_id: str,
+    target: JobState,
+    reason: str,
+    worker: str,
+    attempt: int,
+    values: dict[str, Any],
+) -> Job:
+    expect = [JobState.running] if target is not JobState.canceled else [JobState.running, JobState.queued]
+    return state_machine.transition(
+        session, job_id, target, reason=reason, expect=expect, worker=worker, attempt=attempt, values=values
+    )

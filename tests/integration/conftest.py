@@ -30,6 +30,8 @@ def worker_env(test_env: dict[str, str], moto_endpoint: str) -> dict[str, str]:
         "FRAMEFLEET_S3_ENDPOINT_URL": moto_endpoint,
         # Lets the bad-input tests point at a closed loopback port to get "unreachable host".
         "FRAMEFLEET_HTTP_ALLOW_PRIVATE": "true",
+        # These tests check how a first attempt ends; retries (which need a beat) are tested in tests/chaos.
+        "FRAMEFLEET_RETRY_MAX_ATTEMPTS": "1",
     }
 
 

@@ -62,7 +62,7 @@ def test_two_outputs_one_process_with_quality(
                 "audio": {"codec": "opus"},
             },
         ],
-        "quality": {"metrics": ["vmaf", "psnr", "ssim"]},
+        "quality": {"metrics": ["vmaf", "psnr", "ssim"], "subsample": 1},
     }
     job = run_to_end(api, key, spec)
     assert job["state"] == "succeeded", job

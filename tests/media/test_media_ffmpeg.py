@@ -20,7 +20,7 @@ from framefleet.media.capabilities import CPU_ENCODERS, detect_capabilities
 from framefleet.media.command import build_transcode, expected_duration
 from framefleet.media.probe import MediaInfo, probe
 from framefleet.media.progress import Progress
-from framefleet.media.quality import build_quality, parse_vmaf_log
+from framefleet.media.quality import ScoreLogs, build_quality, read_scores, summarise
 from framefleet.media.runner import run_ffmpeg
 from tests.conftest import make_clip
 
@@ -329,7 +329,8 @@ def run_quality(
     )
     result = run_ffmpeg([ffmpeg, *argv], on_progress=None, duration=info.duration)
     assert result.returncode == 0, result.stderr_tail
-    return parse_vmaf_log(log, quality.metrics)
+    rows = read_scores(ScoreLogs(log), quality)
+    return summarise(rows, quality, model="vmaf_v0.6.1", fps=25.0, segment_seconds=None)
 
 
 def test_quality_of_a_video_against_itself_is_near_perfect(
@@ -339,8 +340,8 @@ def test_quality_of_a_video_against_itself_is_near_perfect(
     odd_dir = tmp_path / "we'ird:dir, [x];\\ y"
     odd_dir.mkdir()
     log = odd_dir / "vmaf log.json"
-    scores = run_quality(ffmpeg, clips["clip"], clips["clip"], log, QualitySpec())
-    assert log.exists()
+    scores = run_quality(ffmpeg, clips["clip"], clips["clip"], log, QualitySpec(subsample=1))
+    assert ScoreLogs(log).vmaf.exists() and ScoreLogs(log).ssim.exists()
     assert scores["frames"] == 50
     assert scores["vmaf"]["mean"] > 95
     assert scores["psnr"]["min"] >= 50
@@ -375,7 +376,8 @@ def test_quality_of_a_smaller_output_against_its_source(
     )
     quality = QualitySpec(metrics=[Metric.vmaf, Metric.ssim], subsample=5)
     scores = run_quality(ffmpeg, small, clips["clip"], tmp_path / "q.json", quality)
-    assert set(scores) == {"frames", "vmaf", "ssim"} and scores["frames"] == 10
+    assert set(scores) == {"frames", "subsample", "model", "vmaf", "ssim", "worst_segment"}
+    assert scores["frames"] == 10
     vmaf = scores["vmaf"]
     assert 20 < vmaf["mean"] < 99 and vmaf["min"] <= vmaf["harmonic_mean"] <= vmaf["mean"] <= vmaf["max"]
     assert 0.5 < scores["ssim"]["mean"] < 1

@@ -89,4 +89,9 @@ def test_every_spec_codec_has_a_cpu_encoder() -> None:
         AudioCodec.aac: "aac",
         AudioCodec.opus: "libopus",
         AudioCodec.mp3: "libmp3lame",
+        AudioCodec.flac: "flac",
+        VideoCodec.gif: "gif",
+        VideoCodec.webp: "libwebp_anim",
+        VideoCodec.png: "png",
+        VideoCodec.jpeg: "mjpeg",
     }

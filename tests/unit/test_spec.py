@@ -21,7 +21,7 @@ def errors(body: dict[str, Any]) -> list[tuple[str, str]]:
     for error in info.value.errors():
         loc = ".".join(str(p) for p in error["loc"])
         field = (error.get("ctx") or {}).get("field")
-        found.append((f"{loc}.{field}" if field else loc, error["msg"]))
+        found.append((".".join(p for p in (loc, field) if p), error["msg"]))
     return found
 
 
@@ -107,3 +107,161 @@ def test_limits() -> None:
     assert any(
         loc.startswith("quality.metrics") for loc, _ in errors(spec(quality={"metrics": ["vmaf", "vmaf"]}))
     )
+
+
+def test_first_release_specs_are_stored_exactly_as_before() -> None:
+    import json
+    from pathlib import Path
+
+    recorded = json.loads((Path(__file__).parent / "data" / "spec_v1_dumps.json").read_text())
+    for body, dumped in zip(recorded["inputs"], recorded["dumps"], strict=True):
+        spec = JobSpec.model_validate(body)
+        assert spec.model_dump(mode="json") == dumped
+        assert JobSpec.model_validate(dumped) == spec
+
+
+def test_a_job_needs_something_to_make() -> None:
+    assert (
+        "outputs",
+        "a job needs at least 1 output, group, thumbnail set, sprite set or poster",
+    ) in errors({"input": "file:///media/in.mp4"})
+    JobSpec.model_validate({"input": "file:///media/in.mp4", "poster": {}})
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "words"),
+    [
+        (
+            {"outputs": [{"container": "m4a", "video": {"codec": "h264"}}]},
+            "outputs.0.video.codec",
+            "audio only",
+        ),
+        (
+            {"outputs": [{"container": "gif", "audio": {"codec": "aac"}}]},
+            "outputs.0.audio.codec",
+            "holds no sound",
+        ),
+        (
+            {"outputs": [{"container": "images", "video": {"codec": "gif"}}]},
+            "outputs.0.video.codec",
+            "cannot hold",
+        ),
+        ({"outputs": [{"container": "webp", "video": {"crf": 20}}]}, "outputs.0.video.crf", "does not apply"),
+        (
+            {"outputs": [{"container": "gif", "video": {"image_quality": 50}}]},
+            "outputs.0.video.image_quality",
+            "lossless",
+        ),
+        (
+            {"outputs": [{"container": "mp4", "video": {"image_quality": 50}}]},
+            "outputs.0.video.image_quality",
+            "jpeg and webp",
+        ),
+        (
+            {"outputs": [{"container": "flac", "audio": {"bitrate_kbps": 500}}]},
+            "outputs.0.audio.bitrate_kbps",
+            "lossless",
+        ),
+        (
+            {"outputs": [{"container": "mp4", "video": {"width": 640, "fit": "pad"}}]},
+            "outputs.0.video.fit",
+            "both width and height",
+        ),
+        (
+            {"outputs": [{"container": "mp4", "video": {"maxrate_kbps": 900}}]},
+            "outputs.0.video.maxrate_kbps",
+            "caps crf",
+        ),
+        (
+            {"outputs": [{"container": "mp4", "video": {"bitrate_kbps": 900, "maxrate_kbps": 500}}]},
+            "outputs.0.video.maxrate_kbps",
+            "at least",
+        ),
+        (
+            {"outputs": [{"container": "mp4", "video": {"profile": "main10"}}]},
+            "outputs.0.video.profile",
+            "h264",
+        ),
+        (
+            {
+                "outputs": [
+                    {
+                        "container": "mp4",
+                        "video": {"codec": "hevc", "profile": "main", "pix_fmt": "yuv420p10le"},
+                    }
+                ]
+            },
+            "outputs.0.video.profile",
+            "only yuv420p",
+        ),
+        ({"outputs": [{"container": "webm", "video": {"level": "4.1"}}]}, "outputs.0.video.level", "not vp9"),
+        (
+            {"outputs": [{"container": "mp4"}], "quality": {"metrics": ["psnr"], "phone": True}},
+            "quality.phone",
+            "VMAF model",
+        ),
+        (
+            {"outputs": [{"container": "mp4"}], "thumbnails": [{"format": "jpeg"}]},
+            "thumbnails.0.times",
+            "times or every_seconds",
+        ),
+        (
+            {"outputs": [{"container": "mp4", "name": "x"}], "thumbnails": [{"name": "x", "times": [1]}]},
+            "thumbnails.0.name",
+            "already used",
+        ),
+        ({"poster": {"name": "p"}, "sprites": [{"name": "p"}]}, "poster.name", "already used"),
+        (
+            {"outputs": [{"container": "mp4"}], "operations": {"trim": {"start": 5, "end": 2}}},
+            "operations.trim.end",
+            "after start",
+        ),
+        (
+            {"outputs": [{"container": "mp4"}], "operations": {"trim": {}}},
+            "operations.trim.start",
+            "start, an end or a duration",
+        ),
+        (
+            {"outputs": [{"container": "mp4"}], "operations": {"crop": {"width": 101, "height": 100}}},
+            "operations.crop.width",
+            "even",
+        ),
+        (
+            {"outputs": [{"container": "mp4"}], "operations": {"rotate": 45}},
+            "operations.rotate",
+            "Input should be",
+        ),
+        (
+            {"outputs": [{"container": "mp4"}], "operations": {"subtitles": {"uri": "s3://b/subs.txt"}}},
+            "operations.subtitles.format",
+            "srt from vtt",
+        ),
+        (
+            {"outputs": [{"container": "mp4"}], "operations": {"watermark": {"uri": "ftp://x/logo.png"}}},
+            "operations.watermark.uri",
+            "schemes",
+        ),
+        (
+            {"outputs": [{"container": "mp4"}], "operations": {"loudness": {"integrated": 3}}},
+            "operations.loudness.integrated",
+            "less than or equal",
+        ),
+        (
+            {
+                "outputs": [{"container": "mp4"}],
+                "operations": {"channel_mix": {"layout": "stereo", "gains": [[1]]}},
+            },
+            "operations.channel_mix.gains",
+            "2 channels",
+        ),
+        (
+            {"outputs": [{"container": "mp4"}], "operations": {"strip_audio": True, "loudness": {}}},
+            "operations.loudness",
+            "no sound",
+        ),
+        ({"outputs": [{"container": "mp4"}], "fallback": "gpu"}, "fallback", "Input should be"),
+    ],
+)
+def test_new_fields_name_their_errors(body: dict[str, Any], field: str, words: str) -> None:
+    found = errors({"input": "file:///media/in.mp4", **body})
+    assert any(loc == field and words in msg for loc, msg in found), found

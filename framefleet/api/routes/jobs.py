@@ -15,12 +15,15 @@ from framefleet.api.errors import Problem, validation_problem
 from framefleet.api.responses import json_response
 from framefleet.api.schemas import JobHistory, JobPage, JobView, ProblemView
 from framefleet.api.sse import job_event_stream
+from framefleet.config import Settings
 from framefleet.core.spec import JobSpec, Priority
 from framefleet.core.states import TERMINAL, JobState
+from framefleet.core.timeouts import TimeLimits, override_error
 from framefleet.db.models import Job
 from framefleet.db.session import session_scope
 from framefleet.events import is_valid_id
 from framefleet.jobs import service
+from framefleet.jobs.admission import admit
 from framefleet.jobs.dispatch import dispatch
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -32,6 +35,13 @@ _INVALID: Responses = {
     422: {"model": ProblemView, "description": "Invalid request; `errors` names each field"}
 }
 _FORBIDDEN: Responses = {403: {"model": ProblemView, "description": "The key's role may not change jobs"}}
+
+
+def time_limits(settings: Settings) -> TimeLimits:
+    """The run-time limit rules of these settings."""
+    return TimeLimits(
+        settings.timeout_factor, settings.timeout_floor_seconds, float(settings.job_max_seconds)
+    )
 
 
 def _not_found(job_id: str) -> Problem:
@@ -60,14 +70,47 @@ def submit(
     session: SessionDep,
     principal: SubmitterPrincipal,
     request: Request,
+    settings: SettingsDep,
     idempotency_key: Annotated[
         str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)
     ] = None,
+    max_run_seconds: Annotated[
+        int | None,
+        Query(description="run-time limit of each attempt, instead of one derived from the input's duration"),
+    ] = None,
 ) -> Response:
-    """Validate and record a job, then hand it to its queue. 201 when created, 200 on an idempotent replay."""
+    """Validate and record a job, then hand it to its queue. 201 when created, 200 on an idempotent replay.
+
+    422 when no known worker could ever run the job (the reason names the missing capability).
+    """
+    if max_run_seconds is not None:
+        problem = override_error(max_run_seconds, time_limits(settings))
+        if problem is not None:
+            raise validation_problem("max_run_seconds", problem)
+    pool = None
+    if settings.admission_check:
+        admission = admit(spec.model_dump(mode="json"), request.app.state.worker_cache.get(session, settings))
+        if not admission.accepted:
+            raise Problem(
+                "validation",
+                admission.reason or "no worker can run this job",
+                errors=[
+                    {
+                        "field": admission.field or "hardware",
+                        "message": admission.reason or "",
+                        "type": "unschedulable",
+                    }
+                ],
+            )
+        pool = admission.pool
     try:
         job, created = service.submit_job(
-            session, principal=principal, spec=spec, idempotency_key=idempotency_key
+            session,
+            principal=principal,
+            spec=spec,
+            idempotency_key=idempotency_key,
+            pool=pool,
+            max_run_seconds=max_run_seconds,
         )
     except service.IdempotencyConflict as exc:
         raise Problem("idempotency-conflict", str(exc)) from exc

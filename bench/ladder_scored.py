@@ -1,0 +1,117 @@
+"""A scored ladder: our job end to end vs one ffmpeg per rung plus three metric passes per rung.
+
+What users wait for is a ladder with its scores. Same 4-rung HLS ladder and source as bench/ladder.py,
+with VMAF, PSNR and SSIM for every rung:
+- ours: the job submitted through the API on the embedded stack, timed from POST until the `done` event
+  (fetch, probe, one ffmpeg that encodes every rung and scores it in the same process through loopback
+  decoders, packaging, publishing, recording);
+- the peers' method: per rung, the same encoder arguments in their own ffmpeg, then a libvmaf pass, a psnr
+  pass and an ssim pass, each decoding the rung and the source and scaling the source to the rung's size.
+VMAF uses the same model, threads and n_subsample (our default, 7) on both sides. Target: at least 1.8.
+`python -m bench.ladder_scored 1 pattern` measures the easy H.264 test pattern instead of the camera source.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.common import bench_stack, make_clip, median
+from bench.ladder import LADDER, argv_for, group, make_source, timed
+from framefleet.cli.client import ApiClient
+from framefleet.core.spec import QualitySpec
+from framefleet.media.ffmpeg import ffmpeg_path
+from framefleet.media.quality import vmaf_model_for
+
+SIZES = {"1080p": (1920, 1080), "720p": (1280, 720), "480p": (854, 480), "360p": (640, 360)}
+THREADS = 2
+
+
+def metric_passes(rung: Path, source: Path, size: tuple[int, int], folder: Path) -> list[list[str]]:
+    """Three separate passes over one rung, as a pipeline built from single-metric commands runs them."""
+    quality = QualitySpec()
+    model = vmaf_model_for(quality, *size)
+    vmaf = (
+        f"libvmaf=model=version={model}:n_threads={THREADS}:n_subsample={quality.subsample}"
+        f":log_fmt=json:log_path={folder / 'vmaf.json'}"
+    )
+    passes = []
+    for body in (vmaf, f"psnr=stats_file={folder / 'psnr.log'}", f"ssim=stats_file={folder / 'ssim.log'}"):
+        graph = f"[1:V:0]scale={size[0]}:{size[1]}:flags=bicubic,setsar=1[ref];[0:V:0][ref]{body}"
+        passes.append(
+            [
+                ffmpeg_path(),
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-nostdin",
+                "-i",
+                str(rung),
+                "-i",
+                str(source),
+                "-filter_complex",
+                graph,
+                "-f",
+                "null",
+                "-",
+            ]
+        )
+    return passes
+
+
+def peers(source: Path, folder: Path) -> float:
+    """Seconds for one encode per rung, then three metric passes per rung."""
+    started = time.perf_counter()
+    for rung in LADDER:
+        work = folder / f"peer-{rung}"
+        timed([argv_for(group([rung]), source, work)])
+        playlist = work / "groups" / "abr" / f"{rung}.m3u8"
+        timed(metric_passes(playlist, source, SIZES[rung], work))
+    return time.perf_counter() - started
+
+
+def ours(client: ApiClient, spec: dict[str, object], rungs: int) -> float:
+    started = time.perf_counter()
+    job = client.submit(spec)
+    for event in client.events(job["id"]):
+        if event.event == "done":
+            break
+    elapsed = time.perf_counter() - started
+    final = client.get(job["id"])
+    assert final["state"] == "succeeded", final
+    scored = [o for o in final["outputs"] if o.get("metrics")]
+    assert len(scored) == rungs, final["outputs"]
+    return elapsed
+
+
+def main(rounds: int = 1, kind: str = "camera") -> dict[str, float]:
+    with bench_stack() as (stack, settings), tempfile.TemporaryDirectory(prefix="framefleet-bench-") as tmp:
+        media = settings.storage_roots[0] / "bench"
+        media.mkdir(parents=True, exist_ok=True)
+        source = make_source(media, kind)
+        warm = make_clip(media / "warm.mp4", seconds=1, size="320x240")
+        spec = {**group(LADDER, quality=True), "input": source.as_uri()}
+        warm_spec = {
+            **group([{"name": "w", "height": 120, "bitrate_kbps": 100}], quality=True),
+            "input": warm.as_uri(),
+        }
+        with ApiClient(stack.api_url, stack.api_key, timeout=600) as client:
+            ours(client, warm_spec, 1)  # the worker's first job pays for imports and capability listings
+            job_times, peer_times = [], []
+            for index in range(rounds):
+                job_times.append(ours(client, spec, len(LADDER)))
+                peer_times.append(peers(source, Path(tmp) / f"round-{index}"))
+    result = {"job_s": median(job_times), "peers_s": median(peer_times)}
+    result["speedup"] = result["peers_s"] / result["job_s"]
+    print(
+        f"ladder_scored ({kind} source): our job {result['job_s']:.1f}s, "
+        f"one ffmpeg per rung + 3 metric passes per rung {result['peers_s']:.1f}s "
+        f"-> {result['speedup']:.2f}x (target >= 1.8, median of {rounds})"
+    )
+    return result
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 1, sys.argv[2] if len(sys.argv) > 2 else "camera")

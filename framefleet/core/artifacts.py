@@ -1,0 +1,68 @@
+"""Still pictures in the job spec: thumbnails, sprite sheets with their WebVTT map, and a poster frame.
+
+Times are seconds on the output timeline, i.e. after any trim. Every picture comes from the same
+ffmpeg process as the job's videos.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Self
+
+from pydantic import Field, field_validator, model_validator
+
+from framefleet.core.specbase import ImageFormat, Strict, check_name, check_uri, spec_error
+
+MAX_TIMES = 200
+Seconds = Annotated[float, Field(ge=0, le=7 * 24 * 3600)]
+Side = Annotated[int, Field(ge=16, le=4096)]
+Quality = Annotated[int, Field(ge=1, le=100)]
+
+
+class _Pictures(Strict):
+    name: str | None = None
+    format: ImageFormat = ImageFormat.jpeg
+    width: Side | None = None
+    height: Side | None = None
+    quality: Quality = 80
+    destination: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        return check_name(value)
+
+    @field_validator("destination")
+    @classmethod
+    def _destination(cls, value: str | None) -> str | None:
+        return None if value is None else check_uri(value)
+
+
+class ThumbnailSpec(_Pictures):
+    """Pictures at given times, or every N seconds."""
+
+    times: Annotated[list[Seconds], Field(min_length=1, max_length=MAX_TIMES)] | None = None
+    every_seconds: Annotated[float, Field(ge=0.1, le=3600)] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if (self.times is None) == (self.every_seconds is None):
+            raise spec_error("thumbnails", "set times or every_seconds (one of them)", "times")
+        if self.times is not None:
+            self.times = sorted(set(self.times))
+        return self
+
+
+class SpriteSpec(_Pictures):
+    """Tiles every N seconds packed into sheets of columns x rows, with a WebVTT file mapping time to tile."""
+
+    every_seconds: Annotated[float, Field(ge=0.1, le=600)] = 5.0
+    columns: Annotated[int, Field(ge=1, le=20)] = 5
+    rows: Annotated[int, Field(ge=1, le=20)] = 5
+    width: Side | None = 160
+
+
+class PosterSpec(_Pictures):
+    """One representative picture: at `time`, or, without one, the most typical frame near 10 % in."""
+
+    time: Seconds | None = None
+    quality: Quality = 85

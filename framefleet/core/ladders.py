@@ -1,0 +1,312 @@
+"""Adaptive-streaming output groups in the job spec: HLS, DASH and CMAF ladders with audio renditions.
+
+A ladder may be named (`"standard"`), listed by rung name (`["1080p", "720p"]`) or spelled out; whatever
+the client sends is normalised into explicit renditions, so the stored spec says exactly what will run.
+Rungs above the source picture are dropped at run time (the source is not known here) and reported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Annotated, Any, Self
+
+from pydantic import Field, field_validator, model_validator
+
+from framefleet.core.encoding import (
+    MAX_CRF,
+    OPUS_SAMPLE_RATES,
+    SAMPLE_RATES,
+    check_profile_level,
+    check_rate_control,
+)
+from framefleet.core.specbase import (
+    LANGUAGE_PATTERN,
+    AudioCodec,
+    PixFmt,
+    Preset,
+    Profile,
+    Strict,
+    VideoCodec,
+    check_name,
+    check_uri,
+    spec_error,
+)
+
+
+class GroupType(StrEnum):
+    hls = "hls"
+    dash = "dash"
+    cmaf = "cmaf"  # one set of fMP4 segments, announced by both an HLS master playlist and a DASH MPD
+
+
+class SegmentType(StrEnum):
+    ts = "ts"
+    fmp4 = "fmp4"
+
+
+class LadderPreset(StrEnum):
+    standard = "standard"
+    mobile = "mobile"
+    uhd = "uhd"
+
+
+@dataclass(frozen=True)
+class Rung:
+    """A named rung: picture height (the short side of a landscape picture), H.264 bitrate and profile.
+
+    No level is written: x264 derives it from the real size and frame rate, so a 60 fps source is
+    never labelled with a level meant for 30 fps.
+    """
+
+    height: int
+    kbps: int
+    profile: Profile
+
+
+RUNGS: dict[str, Rung] = {
+    "2160p": Rung(2160, 14000, Profile.high),
+    "1440p": Rung(1440, 9000, Profile.high),
+    "1080p": Rung(1080, 5000, Profile.high),
+    "720p": Rung(720, 2800, Profile.high),
+    "540p": Rung(540, 1800, Profile.main),
+    "480p": Rung(480, 1200, Profile.main),
+    "360p": Rung(360, 700, Profile.main),
+    "240p": Rung(240, 400, Profile.main),
+}
+LADDERS: dict[LadderPreset, tuple[str, ...]] = {
+    LadderPreset.standard: ("1080p", "720p", "480p", "360p"),
+    LadderPreset.mobile: ("720p", "480p", "360p", "240p"),
+    LadderPreset.uhd: ("2160p", "1440p", "1080p", "720p", "480p", "360p"),
+}
+# Newer codecs reach the same quality with fewer bits; named rungs scale their H.264 bitrate by this.
+RATE_FACTOR: dict[VideoCodec, float] = {
+    VideoCodec.h264: 1.0,
+    VideoCodec.hevc: 0.65,
+    VideoCodec.vp9: 0.65,
+    VideoCodec.av1: 0.55,
+}
+PEAK_FACTOR = 1.5  # named rungs: maxrate = 1.5 x target, VBV buffer = 2 x target
+VIDEO_CODECS: dict[tuple[GroupType, SegmentType], frozenset[VideoCodec]] = {
+    (GroupType.hls, SegmentType.ts): frozenset({VideoCodec.h264, VideoCodec.hevc}),
+    (GroupType.hls, SegmentType.fmp4): frozenset({VideoCodec.h264, VideoCodec.hevc, VideoCodec.av1}),
+    (GroupType.dash, SegmentType.fmp4): frozenset(
+        {VideoCodec.h264, VideoCodec.hevc, VideoCodec.av1, VideoCodec.vp9}
+    ),
+    (GroupType.cmaf, SegmentType.fmp4): frozenset({VideoCodec.h264, VideoCodec.hevc, VideoCodec.av1}),
+}
+AUDIO_CODECS: dict[tuple[GroupType, SegmentType], frozenset[AudioCodec]] = {
+    (GroupType.hls, SegmentType.ts): frozenset({AudioCodec.aac}),
+    (GroupType.hls, SegmentType.fmp4): frozenset({AudioCodec.aac}),
+    (GroupType.dash, SegmentType.fmp4): frozenset({AudioCodec.aac, AudioCodec.opus}),
+    (GroupType.cmaf, SegmentType.fmp4): frozenset({AudioCodec.aac, AudioCodec.opus}),
+}
+MAX_RUNGS = 8
+MAX_AUDIO = 4
+
+
+class RenditionSpec(Strict):
+    """One video rung of a ladder."""
+
+    name: str | None = None
+    width: Annotated[int, Field(ge=16, le=8192)] | None = None
+    height: Annotated[int, Field(ge=16, le=8192)] | None = None
+    codec: VideoCodec | None = None
+    bitrate_kbps: Annotated[int, Field(ge=50, le=500_000)] | None = None
+    crf: Annotated[int, Field(ge=0, le=63)] | None = None
+    maxrate_kbps: Annotated[int, Field(ge=50, le=500_000)] | None = None
+    bufsize_kbps: Annotated[int, Field(ge=50, le=1_000_000)] | None = None
+    profile: Profile | None = None
+    level: str | None = None
+    preset: Preset | None = None
+    pix_fmt: PixFmt | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        return check_name(value)
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.width is None and self.height is None:
+            raise spec_error("rung_size", "a rung needs a height or a width", "height")
+        for dim in ("width", "height"):
+            size = getattr(self, dim)
+            if size is not None and size % 2:
+                raise spec_error("odd_size", f"{dim} must be even for 4:2:0 pixel formats", dim)
+        if self.pix_fmt not in (None, PixFmt.yuv420p, PixFmt.yuv420p10le):
+            raise spec_error("pix_fmt", "streaming rungs are 4:2:0: yuv420p or yuv420p10le", "pix_fmt")
+        check_rate_control(self.crf, self.bitrate_kbps, self.maxrate_kbps, self.bufsize_kbps)
+        if self.name is None:
+            self.name = f"{self.height}p" if self.height is not None else f"w{self.width}"
+        return self
+
+
+class AudioRenditionSpec(Strict):
+    """One audio rendition of a group (HLS EXT-X-MEDIA, DASH audio AdaptationSet)."""
+
+    name: str | None = None
+    codec: AudioCodec = AudioCodec.aac
+    bitrate_kbps: Annotated[int, Field(ge=8, le=1024)] | None = None
+    channels: Annotated[int, Field(ge=1, le=8)] = 2
+    sample_rate: int | None = None
+    language: str | None = None
+    default: bool = False
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        return check_name(value)
+
+    @field_validator("language")
+    @classmethod
+    def _language(cls, value: str | None) -> str | None:
+        if value is not None and not LANGUAGE_PATTERN.match(value):
+            raise spec_error("language", "must be a language tag such as en, pt-BR or zh-Hant")
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.sample_rate is not None and self.sample_rate not in SAMPLE_RATES:
+            raise spec_error("sample_rate", f"must be one of {sorted(SAMPLE_RATES)}", "sample_rate")
+        if self.codec is AudioCodec.opus:
+            if self.sample_rate is None:
+                self.sample_rate = 48000
+            elif self.sample_rate not in OPUS_SAMPLE_RATES:
+                raise spec_error(
+                    "sample_rate", f"opus needs one of {sorted(OPUS_SAMPLE_RATES)}", "sample_rate"
+                )
+        if self.bitrate_kbps is None:
+            per_pair = 128 if self.codec is AudioCodec.aac else 96
+            self.bitrate_kbps = per_pair * max(1, self.channels // 2)
+        if self.name is None:
+            self.name = f"{self.codec.value}_{self.bitrate_kbps}k"
+        return self
+
+
+def _expand_rung(name: str, codec: VideoCodec) -> dict[str, Any]:
+    rung = RUNGS.get(name)
+    if rung is None:
+        raise spec_error("rung", f"unknown rung {name!r}; named rungs are: {', '.join(RUNGS)}")
+    kbps = round(rung.kbps * RATE_FACTOR.get(codec, 1.0))
+    expanded: dict[str, Any] = {
+        "name": name,
+        "height": rung.height,
+        "bitrate_kbps": kbps,
+        "maxrate_kbps": round(kbps * PEAK_FACTOR),
+        "bufsize_kbps": 2 * kbps,
+    }
+    if codec is VideoCodec.h264:
+        expanded["profile"] = rung.profile.value
+    return expanded
+
+
+class GroupSpec(Strict):
+    """An adaptive-streaming package: a ladder of video rungs plus audio renditions and manifests."""
+
+    name: str | None = None
+    type: GroupType
+    ladder: Annotated[list[RenditionSpec], Field(min_length=1, max_length=MAX_RUNGS)]
+    video_codec: VideoCodec = VideoCodec.h264
+    preset: Preset | None = None
+    fps: Annotated[float, Field(gt=0, le=120)] | None = None
+    segment_seconds: Annotated[float, Field(ge=1, le=30)] = 4.0
+    segment_type: SegmentType | None = None
+    audio: Annotated[list[AudioRenditionSpec], Field(max_length=MAX_AUDIO)] | None = None
+    destination: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _expand_ladder(cls, data: Any) -> Any:
+        """A preset name or rung names become explicit renditions, with bitrates for the group's codec."""
+        if not isinstance(data, dict) or "ladder" not in data:
+            return data
+        try:
+            codec = VideoCodec(data.get("video_codec") or VideoCodec.h264)
+        except ValueError:
+            return data  # the field check reports the bad codec
+        ladder = data["ladder"]
+        if isinstance(ladder, str):
+            try:
+                ladder = list(LADDERS[LadderPreset(ladder)])
+            except ValueError:
+                raise spec_error(
+                    "ladder",
+                    f"unknown ladder {ladder!r}; presets are: {', '.join(p.value for p in LadderPreset)}",
+                ) from None
+        if isinstance(ladder, list):
+            ladder = [_expand_rung(item, codec) if isinstance(item, str) else item for item in ladder]
+        return {**data, "ladder": ladder}
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        return check_name(value)
+
+    @field_validator("destination")
+    @classmethod
+    def _destination(cls, value: str | None) -> str | None:
+        return None if value is None else check_uri(value)
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.type is GroupType.hls:
+            self.segment_type = self.segment_type or SegmentType.ts
+        elif self.segment_type is SegmentType.ts:
+            raise spec_error("segment_type", f"{self.type.value} segments are fmp4", "segment_type")
+        else:
+            self.segment_type = SegmentType.fmp4
+        key = (self.type, self.segment_type)
+        if self.video_codec not in VIDEO_CODECS[key]:
+            raise spec_error("group_codec", self._codec_message(self.video_codec.value), "video_codec")
+        names: set[str] = set()
+        for index, rung in enumerate(self.ladder):
+            rung.codec = rung.codec or self.video_codec
+            rung.preset = rung.preset or self.preset
+            if rung.codec not in VIDEO_CODECS[key]:
+                raise spec_error(
+                    "group_codec", self._codec_message(rung.codec.value), f"ladder.{index}.codec"
+                )
+            if rung.crf is not None and rung.crf > MAX_CRF[rung.codec]:
+                raise spec_error(
+                    "crf",
+                    f"crf for {rung.codec.value} must be at most {MAX_CRF[rung.codec]}",
+                    f"ladder.{index}.crf",
+                )
+            if rung.codec is VideoCodec.h264 and rung.pix_fmt is PixFmt.yuv420p10le:
+                raise spec_error("pix_fmt", "10-bit output needs hevc, av1 or vp9", f"ladder.{index}.pix_fmt")
+            rung.level = check_profile_level(
+                rung.codec, rung.profile, rung.level, rung.pix_fmt, f"ladder.{index}."
+            )
+            if rung.name in names:
+                raise spec_error("name", f"rung name {rung.name!r} is used twice", f"ladder.{index}.name")
+            names.add(rung.name or "")
+        self._check_audio(names)
+        return self
+
+    def _codec_message(self, codec: str) -> str:
+        key = (self.type, self.segment_type or SegmentType.fmp4)
+        allowed = ", ".join(sorted(c.value for c in VIDEO_CODECS[key]))
+        kind = f"{self.type.value} ({key[1].value} segments)"
+        return f"{kind} cannot carry {codec} video; use one of {allowed}"
+
+    def _check_audio(self, taken: set[str]) -> None:
+        if self.audio is None:
+            return
+        key = (self.type, self.segment_type or SegmentType.fmp4)
+        for index, rendition in enumerate(self.audio):
+            if rendition.codec not in AUDIO_CODECS[key]:
+                allowed = ", ".join(sorted(c.value for c in AUDIO_CODECS[key]))
+                raise spec_error(
+                    "group_codec",
+                    f"{self.type.value} audio must be one of {allowed}, not {rendition.codec.value}",
+                    f"audio.{index}.codec",
+                )
+            if rendition.name in taken:
+                raise spec_error("name", f"name {rendition.name!r} is used twice", f"audio.{index}.name")
+            taken.add(rendition.name or "")
+        defaults = [r for r in self.audio if r.default]
+        if len(defaults) > 1:
+            raise spec_error("default", "at most one audio rendition can be the default", "audio")
+        if self.audio and not defaults:
+            self.audio[0].default = True

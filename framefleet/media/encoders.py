@@ -1,0 +1,386 @@
+"""Encoder arguments: which ffmpeg encoder runs a codec on which hardware, and with which options.
+
+CPU encoders (x264, x265, SVT-AV1, libvpx, image encoders) and the hardware families NVENC, Quick Sync
+and VA-API. Speed presets map onto each encoder's own scale. What an encoder cannot do (10-bit H.264,
+VP9 on NVENC, 4:4:4 on Quick Sync...) is refused here with a reason, so the planner can route that
+output to the CPU when the spec's fallback allows it, or refuse the job before ffmpeg starts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from framefleet.core.specbase import PixFmt, Preset, Profile, VideoCodec
+
+DEFAULT_CRF: dict[VideoCodec, int] = {
+    VideoCodec.h264: 23,
+    VideoCodec.hevc: 28,
+    VideoCodec.vp9: 32,
+    VideoCodec.av1: 35,
+}
+DEFAULT_PRESET = Preset.medium
+DEFAULT_PIX_FMT = PixFmt.yuv420p
+
+
+class Family(StrEnum):
+    cpu = "cpu"
+    nvenc = "nvenc"
+    qsv = "qsv"
+    vaapi = "vaapi"
+
+
+CPU_VIDEO: dict[VideoCodec, str] = {
+    VideoCodec.h264: "libx264",
+    VideoCodec.hevc: "libx265",
+    VideoCodec.av1: "libsvtav1",
+    VideoCodec.vp9: "libvpx-vp9",
+    VideoCodec.gif: "gif",
+    VideoCodec.webp: "libwebp_anim",
+    VideoCodec.png: "png",
+    VideoCodec.jpeg: "mjpeg",
+}
+HW_VIDEO: dict[Family, dict[VideoCodec, str]] = {
+    Family.nvenc: {VideoCodec.h264: "h264_nvenc", VideoCodec.hevc: "hevc_nvenc", VideoCodec.av1: "av1_nvenc"},
+    Family.qsv: {
+        VideoCodec.h264: "h264_qsv",
+        VideoCodec.hevc: "hevc_qsv",
+        VideoCodec.av1: "av1_qsv",
+        VideoCodec.vp9: "vp9_qsv",
+    },
+    Family.vaapi: {
+        VideoCodec.h264: "h264_vaapi",
+        VideoCodec.hevc: "hevc_vaapi",
+        VideoCodec.av1: "av1_vaapi",
+        VideoCodec.vp9: "vp9_vaapi",
+    },
+}
+# Pixel formats each hardware encoder takes for a codec (4:2:2 is missing from most consumer silicon).
+HW_PIX_FMTS: dict[Family, dict[VideoCodec, frozenset[PixFmt]]] = {
+    Family.nvenc: {
+        VideoCodec.h264: frozenset({PixFmt.yuv420p, PixFmt.yuv444p}),
+        VideoCodec.hevc: frozenset({PixFmt.yuv420p, PixFmt.yuv420p10le, PixFmt.yuv444p}),
+        VideoCodec.av1: frozenset({PixFmt.yuv420p, PixFmt.yuv420p10le}),
+    },
+    Family.qsv: {
+        VideoCodec.h264: frozenset({PixFmt.yuv420p}),
+        VideoCodec.hevc: frozenset({PixFmt.yuv420p, PixFmt.yuv420p10le}),
+        VideoCodec.av1: frozenset({PixFmt.yuv420p, PixFmt.yuv420p10le}),
+        VideoCodec.vp9: frozenset({PixFmt.yuv420p, PixFmt.yuv420p10le}),
+    },
+    Family.vaapi: {
+        VideoCodec.h264: frozenset({PixFmt.yuv420p}),
+        VideoCodec.hevc: frozenset({PixFmt.yuv420p, PixFmt.yuv420p10le}),
+        VideoCodec.av1: frozenset({PixFmt.yuv420p, PixFmt.yuv420p10le}),
+        VideoCodec.vp9: frozenset({PixFmt.yuv420p, PixFmt.yuv420p10le}),
+    },
+}
+# Largest picture side each family encodes per codec.
+HW_MAX_SIDE: dict[VideoCodec, int] = {VideoCodec.h264: 4096, VideoCodec.hevc: 8192, VideoCodec.av1: 8192}
+HW_MAX_SIDE_DEFAULT = 8192
+# What the hardware wants in system memory: NV12 for 8-bit, P010 for 10-bit.
+HW_SW_FORMAT: dict[PixFmt, str] = {
+    PixFmt.yuv420p: "nv12",
+    PixFmt.yuv420p10le: "p010le",
+    PixFmt.yuv444p: "yuv444p",
+}
+
+# libvpx-vp9 speed: (deadline, cpu-used). `good` spans 0 (best) to 5; `realtime` is for the fastest presets.
+VP9_SPEED: dict[Preset, tuple[str, int]] = {
+    Preset.ultrafast: ("realtime", 8),
+    Preset.superfast: ("realtime", 7),
+    Preset.veryfast: ("realtime", 6),
+    Preset.faster: ("good", 5),
+    Preset.fast: ("good", 4),
+    Preset.medium: ("good", 3),
+    Preset.slow: ("good", 2),
+    Preset.slower: ("good", 1),
+    Preset.veryslow: ("good", 0),
+}
+# libsvtav1 -preset runs 0 (slowest) to 13; this SVT-AV1 maps 12-13 onto 11 anyway.
+SVTAV1_PRESET: dict[Preset, int] = {
+    Preset.ultrafast: 11,
+    Preset.superfast: 11,
+    Preset.veryfast: 10,
+    Preset.faster: 10,
+    Preset.fast: 9,
+    Preset.medium: 8,
+    Preset.slow: 6,
+    Preset.slower: 4,
+    Preset.veryslow: 2,
+}
+# NVENC p1 (fastest) .. p7 (best); x264's medium is about p4-p5 in quality per bit.
+NVENC_PRESET: dict[Preset, str] = {
+    Preset.ultrafast: "p1",
+    Preset.superfast: "p2",
+    Preset.veryfast: "p3",
+    Preset.faster: "p3",
+    Preset.fast: "p4",
+    Preset.medium: "p5",
+    Preset.slow: "p6",
+    Preset.slower: "p7",
+    Preset.veryslow: "p7",
+}
+# Quick Sync target usages, by name.
+QSV_PRESET: dict[Preset, str] = {
+    Preset.ultrafast: "veryfast",
+    Preset.superfast: "veryfast",
+    Preset.veryfast: "veryfast",
+    Preset.faster: "faster",
+    Preset.fast: "fast",
+    Preset.medium: "medium",
+    Preset.slow: "slow",
+    Preset.slower: "slower",
+    Preset.veryslow: "veryslow",
+}
+# VA-API has no presets; its compression level runs 1 (fastest) .. 7 on most drivers.
+VAAPI_LEVEL: dict[Preset, int] = {
+    Preset.ultrafast: 1,
+    Preset.superfast: 1,
+    Preset.veryfast: 2,
+    Preset.faster: 3,
+    Preset.fast: 3,
+    Preset.medium: 4,
+    Preset.slow: 5,
+    Preset.slower: 6,
+    Preset.veryslow: 7,
+}
+# Constant-quality scales differ: NVENC's -cq and QSV's global_quality sit close to x264's crf for H.264/HEVC.
+HW_QUALITY_OFFSET: dict[VideoCodec, int] = {VideoCodec.h264: 0, VideoCodec.hevc: 0, VideoCodec.av1: 0}
+# JPEG quality 1..100 onto mjpeg's qscale 31..2 (2 is best).
+JPEG_QSCALE_RANGE = (2, 31)
+
+
+@dataclass(frozen=True)
+class VideoEncode:
+    """What one encoded video stream asks for, whatever runs it."""
+
+    codec: VideoCodec
+    crf: int | None = None
+    bitrate_kbps: int | None = None
+    maxrate_kbps: int | None = None
+    bufsize_kbps: int | None = None
+    preset: Preset | None = None
+    profile: Profile | None = None
+    level: str | None = None
+    pix_fmt: PixFmt | None = None
+    gop: int | None = None  # fixed keyframe interval in frames, no scene-cut keyframes (ladders)
+    image_quality: int | None = None
+    width: int = 0
+    height: int = 0
+
+
+def hw_refusal(family: Family, enc: VideoEncode) -> str | None:
+    """Why `family` cannot encode `enc`, or None when it can."""
+    encoders = HW_VIDEO.get(family, {})
+    if enc.codec not in encoders:
+        return f"{family.value} has no {enc.codec.value} encoder"
+    pix = enc.pix_fmt or DEFAULT_PIX_FMT
+    if pix not in HW_PIX_FMTS[family][enc.codec]:
+        return f"{encoders[enc.codec]} cannot encode {pix.value}"
+    if enc.codec is VideoCodec.h264 and enc.profile is Profile.baseline and family is Family.vaapi:
+        return "h264_vaapi has no baseline profile (constrained baseline only)"
+    side = HW_MAX_SIDE.get(enc.codec, HW_MAX_SIDE_DEFAULT)
+    if max(enc.width, enc.height) > side:
+        return f"{encoders[enc.codec]} encodes at most {side} pixels a side"
+    return None
+
+
+def encoder_name(family: Family, codec: VideoCodec) -> str:
+    """The ffmpeg encoder for `codec` on `family`."""
+    return CPU_VIDEO[codec] if family is Family.cpu else HW_VIDEO[family][codec]
+
+
+class _Opts:
+    """Option names for one stream: `-crf` for a file's only video stream, `-crf:v:2` inside a DASH output."""
+
+    def __init__(self, stream: str | None) -> None:
+        self.stream = stream
+
+    def __call__(self, name: str, *, typed: bool = False) -> str:
+        if self.stream is not None:
+            return f"-{name}:{self.stream}"
+        return f"-{name}:v" if typed else f"-{name}"
+
+
+def _gop_args(opt: _Opts, enc: VideoEncode, family: Family) -> list[str]:
+    if enc.gop is None:
+        return []
+    gop = str(enc.gop)
+    args = [opt("g"), gop]
+    # Forced keyframes on frame numbers: every rung gets the same frames, so keyframes align exactly.
+    args += [opt("force_key_frames"), f"expr:eq(mod(n,{gop}),0)"]
+    if family is Family.cpu:
+        if enc.codec is VideoCodec.h264:
+            args += [opt("keyint_min"), gop, opt("sc_threshold"), "0"]
+        elif enc.codec is VideoCodec.vp9:
+            args += [opt("keyint_min"), gop]
+    elif family is Family.nvenc:
+        args += [opt("forced-idr"), "1", opt("no-scenecut"), "1", opt("strict_gop"), "1"]
+    elif family is Family.qsv:
+        args += [opt("forced_idr"), "1", opt("idr_interval"), "0"]
+    elif family is Family.vaapi:
+        args += [opt("idr_interval"), "0"]
+    return args
+
+
+def _x265_params(enc: VideoEncode) -> str:
+    params = ["log-level=error"]
+    if enc.gop is not None:
+        params += [f"keyint={enc.gop}", f"min-keyint={enc.gop}", "scenecut=0", "open-gop=0"]
+    if enc.level is not None:
+        params.append(f"level-idc={enc.level}")
+    return ":".join(params)
+
+
+def _rate_args(opt: _Opts, enc: VideoEncode, family: Family) -> list[str]:
+    """Rate control: constant quality (optionally capped) or a target bitrate with a VBV cap."""
+    args: list[str] = []
+    codec = enc.codec
+    if enc.bitrate_kbps is not None:
+        kbps = enc.bitrate_kbps
+        maxrate = enc.maxrate_kbps or kbps
+        bufsize = enc.bufsize_kbps or 2 * kbps
+        args += [opt("b", typed=True), f"{kbps}k"]
+        if family is Family.nvenc:
+            args = [opt("rc"), "vbr", *args]
+        if family is Family.vaapi:
+            args = [opt("rc_mode"), "VBR", *args]
+        # SVT-AV1 refuses a VBV cap outside CRF mode; it gets a plain target bitrate.
+        if not (family is Family.cpu and codec is VideoCodec.av1):
+            args += [opt("maxrate"), f"{maxrate}k", opt("bufsize"), f"{bufsize}k"]
+        return args
+    crf = enc.crf if enc.crf is not None else DEFAULT_CRF[codec]
+    if family is Family.cpu:
+        args += [opt("crf"), str(crf)]
+        if codec is VideoCodec.vp9 and enc.maxrate_kbps is None:
+            # Constant quality: without -b:v 0 libvpx treats crf as a cap on a default bitrate.
+            args += [opt("b", typed=True), "0"]
+        elif codec is VideoCodec.vp9:
+            args += [opt("b", typed=True), f"{enc.maxrate_kbps}k"]  # constrained quality
+    elif family is Family.nvenc:
+        args += [
+            opt("rc"),
+            "vbr",
+            opt("cq"),
+            str(crf + HW_QUALITY_OFFSET.get(codec, 0)),
+            opt("b", typed=True),
+            "0",
+        ]
+    elif family is Family.qsv:
+        args += [opt("global_quality"), str(crf)]
+    elif family is Family.vaapi:
+        args += [opt("rc_mode"), "QVBR" if enc.maxrate_kbps else "CQP", opt("qp"), str(crf)]
+    if enc.maxrate_kbps is not None and codec is not VideoCodec.vp9:
+        bufsize = enc.bufsize_kbps or 2 * enc.maxrate_kbps
+        args += [opt("maxrate"), f"{enc.maxrate_kbps}k", opt("bufsize"), f"{bufsize}k"]
+    return args
+
+
+def _preset_args(opt: _Opts, enc: VideoEncode, family: Family) -> list[str]:
+    preset = enc.preset or DEFAULT_PRESET
+    codec = enc.codec
+    if family is Family.nvenc:
+        return [opt("preset"), NVENC_PRESET[preset], opt("tune"), "hq"]
+    if family is Family.qsv:
+        return [opt("preset"), QSV_PRESET[preset]]
+    if family is Family.vaapi:
+        return [opt("compression_level"), str(VAAPI_LEVEL[preset])]
+    if codec in (VideoCodec.h264, VideoCodec.hevc):
+        return [opt("preset"), preset.value]
+    if codec is VideoCodec.vp9:
+        deadline, cpu_used = VP9_SPEED[preset]
+        return [opt("deadline"), deadline, opt("cpu-used"), str(cpu_used), opt("row-mt"), "1"]
+    if codec is VideoCodec.av1:
+        return [opt("preset"), str(SVTAV1_PRESET[preset])]
+    return []
+
+
+def _profile_args(opt: _Opts, enc: VideoEncode, family: Family) -> list[str]:
+    args: list[str] = []
+    if enc.profile is not None:
+        args += [opt("profile", typed=True), enc.profile.value]
+    if enc.level is not None and not (family is Family.cpu and enc.codec is VideoCodec.hevc):
+        args += [opt("level", typed=True), enc.level]
+    return args
+
+
+def _image_args(opt: _Opts, enc: VideoEncode) -> list[str]:
+    quality = enc.image_quality
+    if enc.codec is VideoCodec.jpeg:
+        low, high = JPEG_QSCALE_RANGE
+        q = 80 if quality is None else quality
+        qscale = round(high - (high - low) * (q - 1) / 99)
+        return [opt("q", typed=True), str(qscale), opt("pix_fmt"), "yuvj420p", opt("color_range"), "pc"]
+    if enc.codec is VideoCodec.webp:
+        return [opt("quality"), str(80 if quality is None else quality), opt("loop"), "0"]
+    if enc.codec is VideoCodec.gif:
+        return [opt("loop"), "0"]
+    return []
+
+
+def video_encoder_args(
+    enc: VideoEncode, family: Family, *, threads: int = 0, stream: str | None = None, hw_frames: bool = False
+) -> list[str]:
+    """Options after `-map` for one video stream: encoder, rate control, speed, profile, GOP, pixel format.
+
+    `stream` is the stream specifier inside a multi-stream output ('v:2'); None for a file's only video.
+    `hw_frames`: the frames already sit in GPU memory in the encoder's format (CUDA decode + scale_cuda).
+    """
+    opt = _Opts(stream)
+    name = encoder_name(family, enc.codec)
+    args = [opt("c", typed=True), name]
+    if enc.codec in (VideoCodec.gif, VideoCodec.webp, VideoCodec.png, VideoCodec.jpeg):
+        return args + _image_args(opt, enc)
+    args += _rate_args(opt, enc, family)
+    args += _preset_args(opt, enc, family)
+    if family is Family.cpu and enc.codec is VideoCodec.hevc:
+        args += [opt("x265-params"), _x265_params(enc)]
+        if enc.gop is not None:
+            args += [opt("forced-idr"), "1"]
+    if family is Family.cpu and enc.codec is VideoCodec.av1 and enc.gop is not None:
+        # Closed GOPs (key frames, not intra-only refreshes), no scene-change keyframes.
+        args += [opt("svtav1-params"), "irefresh-type=2:scd=0"]
+    args += _profile_args(opt, enc, family)
+    args += _gop_args(opt, enc, family)
+    pix = enc.pix_fmt or DEFAULT_PIX_FMT
+    if family is Family.cpu:
+        args += [opt("pix_fmt"), pix.value]
+    elif family is not Family.vaapi and not hw_frames:
+        # VA-API frames arrive as hardware surfaces (uploaded in the graph); the others take system memory.
+        args += [opt("pix_fmt"), HW_SW_FORMAT[pix]]
+    if threads > 0 and family is Family.cpu:
+        args += [opt("threads", typed=True), str(threads)]
+    return args
+
+
+@dataclass(frozen=True)
+class HardwareSetup:
+    """Process-wide options and graph tails a hardware family needs."""
+
+    family: Family
+    device: str | None = None  # /dev/dri/renderD128 for VA-API and Quick Sync
+
+    def global_args(self) -> list[str]:
+        """Device set-up before the first input."""
+        if self.family is Family.vaapi:
+            return [
+                "-init_hw_device",
+                f"vaapi=va:{self.device or '/dev/dri/renderD128'}",
+                "-filter_hw_device",
+                "va",
+            ]
+        if self.family is Family.qsv:
+            device = f"qsv=qs:{self.device}" if self.device else "qsv=qs"
+            return ["-init_hw_device", device, "-filter_hw_device", "qs"]
+        return []
+
+    def branch_tail(self, pix: PixFmt) -> list[str]:
+        """Filters ending an encoder's branch: VA-API encoders need frames uploaded to the device."""
+        if self.family is Family.vaapi:
+            return [f"format={'p010le' if pix is PixFmt.yuv420p10le else 'nv12'}", "hwupload"]
+        return []
+
+
+# Decoders NVDEC runs (ffmpeg's codec names), for CUDA decoding straight into GPU memory.
+NVDEC_CODECS = frozenset({"h264", "hevc", "av1", "vp9", "vp8", "mpeg2video", "mpeg4", "vc1", "mjpeg"})

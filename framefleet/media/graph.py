@@ -1,0 +1,105 @@
+"""The filter graph's fan-out: one shared picture (or sound) split into a branch per consumer, and the
+branch rewrites for frames that live in GPU memory (scale_cuda for NVENC, a download for the rest)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from framefleet.core.spec import PixFmt
+from framefleet.media.encoders import (
+    NVDEC_CODECS,
+    Family,
+)
+from framefleet.media.planning import JobBuilder
+from framefleet.media.probe import VideoInfo
+
+
+@dataclass
+class Consumer:
+    """One branch fed from the shared picture or sound: its filters and where its result goes."""
+
+    key: str
+    filters: list[str]
+    gif: bool = False
+    ref: str | None = None  # label of a reference copy for scoring
+    tail: list[str] = field(default_factory=list)  # after the reference split, encoder side (hw upload)
+    ref_tail: list[str] = field(default_factory=list)  # reference side (hw download)
+    out: str = ""  # filled in: the label the output maps
+
+
+def consumer_chains(src: str, consumer: Consumer, label: str) -> tuple[list[str], str]:
+    """The chains of one branch from `src`, and the label its output maps."""
+    chain = list(consumer.filters)
+    if consumer.gif:
+        # One palette per frame: no whole-video buffering, good colours for moving pictures.
+        return [
+            f"{src}{','.join([*chain, 'split=2'])}[{label}a][{label}b]",
+            f"[{label}a]palettegen=stats_mode=single[{label}p]",
+            f"[{label}b][{label}p]paletteuse=new=1[{label}]",
+        ], label
+    if consumer.ref is not None:
+        enc = f"{label}raw" if consumer.tail else label
+        ref = f"{consumer.ref}raw" if consumer.ref_tail else consumer.ref
+        chains = [f"{src}{','.join([*chain, 'split=2'])}[{enc}][{ref}]"]
+        if consumer.tail:
+            chains.append(f"[{enc}]{','.join(consumer.tail)}[{label}]")
+        if consumer.ref_tail:
+            chains.append(f"[{ref}]{','.join(consumer.ref_tail)}[{consumer.ref}]")
+        return chains, label
+    chain += consumer.tail
+    if chain:
+        return [f"{src}{','.join(chain)}[{label}]"], label
+    return [], src.strip("[]")  # a split output can be mapped as it is
+
+
+def fan_out(kind: str, source: str, consumers: list[Consumer], head: list[str]) -> list[str]:
+    """Chains feeding each consumer from `source` (after the shared `head` chains)."""
+    graph = list(head)
+    if not consumers:
+        return graph
+    needs_graph = bool(head) or any(c.filters or c.gif or c.ref or c.tail for c in consumers)
+    if not needs_graph:
+        for consumer in consumers:
+            consumer.out = source  # every encoder takes the decoded stream as it is
+        return graph
+    split = "split" if kind == "v" else "asplit"
+    if len(consumers) == 1:
+        sources = [f"[{source}]"]
+    else:
+        names = [f"[{kind}src{c.key}]" for c in consumers]
+        graph.append(f"[{source}]{split}={len(consumers)}{''.join(names)}")
+        sources = names
+    for consumer, src in zip(consumers, sources, strict=True):
+        chains, consumer.out = consumer_chains(src, consumer, f"{kind}out{consumer.key}")
+        graph += chains
+    return graph
+
+
+def use_gpu_frames(b: JobBuilder, families: list[Family]) -> bool:
+    """CUDA decode into GPU memory pays off when NVENC encodes and nothing needs CPU filters first."""
+    video = b.info.video
+    if b.hardware is None or b.hardware.family is not Family.nvenc or video is None:
+        return False
+    if Family.nvenc not in families or "cuda" not in b.caps.hwaccels or "scale_cuda" not in b.caps.filters:
+        return False
+    if video.codec not in NVDEC_CODECS or video.rotation or video.bit_depth > 10:
+        return False
+    return not (b.pre is not None and b.pre.chains)
+
+
+def gpu_branch(consumer: Consumer, family: Family, width: int, height: int, pix: PixFmt, sw: str) -> None:
+    """Rewrite a branch for frames in GPU memory: scale_cuda for NVENC, a download for everything else."""
+    plain = all(f.startswith(("fps=", "scale=", "setsar=")) for f in consumer.filters)
+    if family is Family.nvenc and plain:
+        fmt = "p010le" if pix is PixFmt.yuv420p10le else "nv12"
+        keep = [f for f in consumer.filters if f.startswith("fps=")]
+        consumer.filters = [*keep, f"scale_cuda={width}:{height}:format={fmt}"]
+        if consumer.ref is not None:
+            consumer.ref_tail = ["hwdownload", f"format={fmt}"]
+        return
+    consumer.filters = ["hwdownload", f"format={sw}", *consumer.filters]
+
+
+def sw_format(video: VideoInfo) -> str:
+    """The system-memory format NVDEC frames download to."""
+    return "p010le" if video.bit_depth > 8 else "nv12"

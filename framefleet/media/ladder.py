@@ -1,0 +1,110 @@
+"""A group's ladder against the real source: rung sizes, rungs dropped above the source, frame rate and GOP.
+
+Rung heights name the short side of the picture (a 720p rung of a portrait video is 720 wide), so a
+ladder fits landscape and portrait sources alike. A rung larger than the source would only upscale:
+it is dropped and reported. If every rung is larger, the smallest one is kept at the source's size.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from framefleet.core.ladders import GroupSpec, RenditionSpec
+from framefleet.media.filters import even
+from framefleet.media.probe import VideoInfo
+
+# Frame rates a variable-rate source is snapped to when close (exact broadcast fractions as floats).
+STANDARD_RATES = (24000 / 1001, 24.0, 25.0, 30000 / 1001, 30.0, 48.0, 50.0, 60000 / 1001, 60.0)
+SNAP_TOLERANCE = 0.03
+
+
+@dataclass(frozen=True)
+class ResolvedRung:
+    spec: RenditionSpec
+    width: int
+    height: int
+
+
+@dataclass
+class ResolvedLadder:
+    rungs: list[ResolvedRung]
+    fps: float
+    gop: int
+    segment_seconds: float  # the real segment length: gop / fps
+    dropped: list[dict[str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    needs_fps_filter: bool = False
+
+
+def group_fps(group: GroupSpec, video: VideoInfo) -> tuple[float, list[str]]:
+    """The ladder's constant frame rate: the group's, else the source's (snapped when it varies)."""
+    notes: list[str] = []
+    source = video.fps or 25.0
+    if video.vfr:
+        near = min(STANDARD_RATES, key=lambda r: abs(r - source))
+        if abs(near - source) / near <= SNAP_TOLERANCE:
+            source = near
+        notes.append(f"variable frame rate source made constant at {source:.3f} fps")
+    if group.fps is None:
+        return source, notes
+    if group.fps > source + 1e-3:
+        notes.append(f"fps {group.fps:g} is above the source's {source:.3f}: kept at the source's rate")
+        return source, notes
+    return group.fps, notes
+
+
+def rung_size(rung: RenditionSpec, src_w: int, src_h: int) -> tuple[int, int]:
+    """The rung's picture size for a src_w x src_h (upright, square-pixel) source."""
+    if rung.width is not None and rung.height is not None:
+        return rung.width, rung.height
+    aspect = src_w / src_h
+    if rung.height is not None:
+        short = rung.height
+        if src_w >= src_h:
+            return even(short * aspect), short
+        return short, even(short / aspect)
+    assert rung.width is not None
+    return rung.width, even(rung.width / aspect)
+
+
+def _above(size: tuple[int, int], src_w: int, src_h: int) -> bool:
+    return size[0] > src_w or size[1] > src_h
+
+
+def resolve_ladder(group: GroupSpec, video: VideoInfo) -> ResolvedLadder:
+    """Sizes for each rung of `group` from `video` (as the operations leave it), dropping upscales."""
+    src_w = even(video.width * video.sample_aspect_ratio) if video.sample_aspect_ratio != 1 else video.width
+    src_h = video.height
+    kept: list[ResolvedRung] = []
+    dropped: list[dict[str, str]] = []
+    for rung in group.ladder:
+        size = rung_size(rung, src_w, src_h)
+        if _above(size, src_w, src_h):
+            dropped.append(
+                {
+                    "name": rung.name or "",
+                    "reason": f"{size[0]}x{size[1]} is above the {src_w}x{src_h} source",
+                }
+            )
+            continue
+        kept.append(ResolvedRung(rung, *size))
+    notes: list[str] = []
+    if not kept:
+        smallest = min(group.ladder, key=lambda r: math.prod(rung_size(r, src_w, src_h)))
+        width, height = src_w - src_w % 2, src_h - src_h % 2
+        kept.append(ResolvedRung(smallest, width, height))
+        dropped = [d for d in dropped if d["name"] != smallest.name]
+        notes.append(f"every rung is above the source: {smallest.name} kept at the source's {width}x{height}")
+    fps, fps_notes = group_fps(group, video)
+    gop = max(1, round(group.segment_seconds * fps))
+    needs_fps = video.vfr or video.fps is None or abs((video.fps or 0) - fps) > 1e-3
+    return ResolvedLadder(
+        rungs=kept,
+        fps=fps,
+        gop=gop,
+        segment_seconds=gop / fps,
+        dropped=dropped,
+        notes=notes + fps_notes,
+        needs_fps_filter=needs_fps,
+    )

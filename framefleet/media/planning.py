@@ -1,0 +1,171 @@
+"""What every part of a job's one ffmpeg command shares: its inputs, the builder that gathers outputs
+and their indexes (for loopback decoders), hardware routing, and the scored streams."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from framefleet.core.failures import FailureClass, JobFailure
+from framefleet.core.spec import AudioCodec, Fallback, JobSpec, PixFmt, VideoCodec
+from framefleet.media.capabilities import CPU_ENCODERS, Capabilities
+from framefleet.media.encoders import (
+    Family,
+    HardwareSetup,
+    VideoEncode,
+    encoder_name,
+    hw_refusal,
+)
+from framefleet.media.filters import (
+    Assets,
+    PreVideo,
+    pre_audio,
+    pre_video,
+)
+from framefleet.media.probe import AudioInfo, MediaInfo, VideoInfo
+from framefleet.media.quality import ScoreLogs, vmaf_model_for
+
+# The input streams every output draws from; `V` skips cover art, as probe() does.
+VIDEO_SOURCE = "0:V:0"
+AUDIO_SOURCE = "0:a:0"
+
+GLOBAL_ARGS = ("-hide_banner", "-nostdin", "-y", "-nostats", "-progress", "pipe:1", "-loglevel", "error")
+
+# Pixel formats an encoder refuses although the spec allows them for its codec.
+ENCODER_PIX_FMTS: dict[str, frozenset[PixFmt]] = {
+    "libsvtav1": frozenset({PixFmt.yuv420p, PixFmt.yuv420p10le}),
+}
+
+
+def unsupported(message: str) -> JobFailure:
+    """A JobFailure: this job cannot run as specified here."""
+    return JobFailure(FailureClass.spec_unsupported, message)
+
+
+@dataclass
+class StreamScore:
+    """One video stream scored in the encoding process."""
+
+    name: str
+    logs: ScoreLogs
+    model: str
+    fps: float
+    width: int
+    height: int
+    bit_depth: int
+    segment_seconds: float | None = None
+
+
+class JobBuilder:
+    """Accumulates one job's inputs, graph chains and outputs, keeping output indexes for -dec."""
+
+    def __init__(
+        self,
+        spec: JobSpec,
+        info: MediaInfo,
+        caps: Capabilities,
+        workdir: Path,
+        threads: int,
+        hardware: HardwareSetup | None,
+        assets: Assets,
+        score: bool,
+    ) -> None:
+        self.spec = spec
+        self.info = info
+        self.caps = caps
+        self.workdir = workdir
+        self.threads = threads
+        self.hardware = hardware
+        self.assets = assets
+        self.score = score and spec.quality is not None
+        self.outputs_args: list[list[str]] = []
+        self.scores: list[StreamScore] = []
+        self.refs: list[tuple[str, StreamScore, int, int]] = []  # (ref label, score, output index, stream)
+        self.notes: dict[str, Any] = {}
+        ops = spec.operations
+        self.strip_audio = ops is not None and ops.strip_audio
+        self.pre: PreVideo | None = None
+        self.video: VideoInfo | None = None
+        if info.video is not None:
+            self.pre = pre_video(ops, info.video, VIDEO_SOURCE, assets, input_index=1)
+            self.video = self.pre.video
+            self.notes.update(self.pre.notes)
+        self.audio: AudioInfo | None = None if self.strip_audio else info.audio
+        self.audio_pre: list[str] = []
+        if self.audio is not None:
+            self.audio_pre, self.audio = pre_audio(ops, self.audio, assets)
+        self.gpu_frames = False
+
+    def family_for(self, enc: VideoEncode, what: str) -> Family:
+        """The hardware family for one encoded stream, or the CPU when the spec's fallback allows it."""
+        if self.hardware is None or self.hardware.family is Family.cpu:
+            return Family.cpu
+        family = self.hardware.family
+        reason = hw_refusal(family, enc)
+        if reason is None and encoder_name(family, enc.codec) not in self.caps.encoders:
+            reason = f"this worker's ffmpeg has no {encoder_name(family, enc.codec)}"
+        if reason is None:
+            return family
+        if self.spec.fallback is Fallback.cpu:
+            self.notes.setdefault("cpu_fallback", []).append(f"{what}: {reason}")
+            return Family.cpu
+        raise unsupported(f"{what}: {reason} (set fallback: cpu to encode it on the CPU)")
+
+    def check_encoder(self, name: str, what: str) -> None:
+        """Refuse an encoder this ffmpeg lacks."""
+        if name not in self.caps.encoders:
+            raise unsupported(f"this worker's ffmpeg has no {name} encoder ({what})")
+
+    def add_output(self, args: list[str], path: str) -> int:
+        """Append one output (its options, then its path) and return its index for -dec."""
+        self.outputs_args.append([*args, path])
+        return len(self.outputs_args) - 1
+
+    def score_stream(self, score: StreamScore, output: int, stream: int, ref: str) -> None:
+        """Score stream `stream` of output `output` against the branch copy labelled `ref`."""
+        self.refs.append((ref, score, output, stream))
+        self.scores.append(score)
+
+
+def check_cpu_encoder(codec: VideoCodec | AudioCodec, caps: Capabilities) -> str:
+    """The CPU encoder for `codec`; refused when this ffmpeg lacks it."""
+    encoder = CPU_ENCODERS[codec]
+    if encoder not in caps.encoders:
+        raise unsupported(f"this worker's ffmpeg has no {encoder} encoder for {codec.value}")
+    return encoder
+
+
+def require_filters(names: set[str], caps: Capabilities) -> None:
+    """Refuse a graph using filters this ffmpeg lacks."""
+    missing = sorted(names - caps.filters)
+    if missing:
+        raise unsupported(f"this worker's ffmpeg lacks the filter(s) {', '.join(missing)}")
+
+
+def map_label(label: str) -> str:
+    """A -map argument: input streams as they are, graph labels in brackets."""
+    return label if label.startswith("0:") else f"[{label}]"
+
+
+def score_for(
+    b: JobBuilder, name: str, width: int, height: int, fps: float | None, pix: PixFmt | None
+) -> StreamScore:
+    """Where and how one encoded stream of `name` is scored."""
+    quality = b.spec.quality
+    assert quality is not None and b.video is not None
+    safe = name.replace("/", "__")
+    return StreamScore(
+        name=name,
+        logs=ScoreLogs(b.workdir / "quality" / f"{safe}.quality.json"),
+        model=vmaf_model_for(quality, width, height),
+        fps=fps or b.video.fps or 25.0,
+        width=width,
+        height=height,
+        bit_depth=10 if pix is PixFmt.yuv420p10le else 8,
+    )
+
+
+def scoreable(codec: VideoCodec | None) -> bool:
+    """True for the video codecs quality is measured on (not copies, pictures or GIFs)."""
+    return codec in (VideoCodec.h264, VideoCodec.hevc, VideoCodec.av1, VideoCodec.vp9)

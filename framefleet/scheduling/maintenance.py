@@ -1,0 +1,424 @@
+"""The beat's maintenance tasks, run by one leader at a time:
+
+- reaper: a `running` job whose worker stopped heartbeating (killed, OOM-killed, partitioned) goes back to
+  `retrying` as worker_lost (or `canceled`, if the client asked), through the same rules as any failure;
+- retry promotion: a `retrying` job whose `retry_at` has come is queued and published again;
+- reconciler: a `queued` job whose message the broker lost (Redis restarted without persistence, a crash
+  between commit and publish) is published again;
+- aging: a job waiting longer than the aging step is republished one priority higher per step.
+
+Every change is a compare-and-set on the job row, so a task that races a worker (or a second beat that
+briefly believes it leads) changes nothing twice. Leadership is a Redis key with a TTL that the leader
+renews on every tick; another beat takes over within the TTL when the leader dies.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import redis
+import sqlalchemy as sa
+
+from framefleet.config import Settings
+from framefleet.core.failures import FailureClass
+from framefleet.core.states import JobState, TransitionError
+from framefleet.db.models import Job, Worker, utcnow
+from framefleet.db.session import session_scope
+from framefleet.jobs import state_machine
+from framefleet.jobs.dispatch import dispatch, queue_priority
+from framefleet.logging import get_logger
+from framefleet.queues import queue_name
+from framefleet.redis_client import get_redis
+from framefleet.scheduling import broker
+from framefleet.scheduling.aging import aged_priority, is_higher
+from framefleet.scheduling.outcomes import fail_attempt
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+log = get_logger("framefleet.beat")
+
+LEADER_KEY = "framefleet:beat:leader"
+BATCH = 500
+TICK_SECONDS = 0.25
+
+# Take the lock if free, renew it if ours; 1 when we lead after the call.
+_LEAD = """
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+if not holder then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class LeaderLock:
+    """Single leader through a Redis key with a TTL."""
+
+    def __init__(
+        self, client: Callable[[], redis.Redis], ttl_seconds: float, identity: str | None = None
+    ) -> None:
+        self.client = client
+        self.ttl_ms = int(ttl_seconds * 1000)
+        self.identity = identity or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+    def lead(self) -> bool:
+        """Acquire or renew; False when another beat leads (or Redis cannot be reached)."""
+        try:
+            return bool(self.client().eval(_LEAD, 1, LEADER_KEY, self.identity, self.ttl_ms))  # type: ignore[no-untyped-call]
+        except redis.RedisError as exc:
+            log.warning("leader lock unavailable", error=f"{type(exc).__name__}: {exc}")
+            return False
+
+    def release(self) -> None:
+        with contextlib.suppress(redis.RedisError):
+            self.client().eval(_RELEASE, 1, LEADER_KEY, self.identity)  # type: ignore[no-untyped-call]
+
+
+# ---------------------------------------------------------------- reaper
+
+
+def _worker_gone(
+    job: Any, row: Worker | None, key_alive: bool, settings: Settings, now: datetime
+) -> str | None:
+    """Why the job's worker is presumed gone, or None while it may still be running the job."""
+    ttl = timedelta(seconds=settings.heartbeat_ttl_seconds)
+    if row is None:
+        started = job.started_at or job.updated_at
+        if not key_alive and started < now - ttl:
+            return "no heartbeat ever recorded"
+        return None
+    if row.stopped_at is not None:
+        return "its process exited"
+    if row.last_heartbeat < now - ttl and not key_alive:
+        age = (now - row.last_heartbeat).total_seconds()
+        return f"no heartbeat for {age:.0f}s"
+    # Alive, but no longer running this job (it could not record the ending, say): orphaned.
+    settled = job.started_at is not None and row.last_heartbeat > job.started_at + 2 * timedelta(
+        seconds=settings.heartbeat_interval_seconds
+    )
+    if settled and (row.current_job != job.id or row.current_attempt != job.attempt):
+        return "its worker is alive but no longer runs it"
+    return None
+
+
+def reap_dead_workers(
+    settings: Settings, *, celery: Celery | None = None, now: datetime | None = None
+) -> list[str]:
+    """Take back every running job whose worker is gone; returns their ids."""
+    now = now or utcnow()
+    with session_scope() as session:
+        running = session.execute(
+            sa.select(Job.id, Job.worker, Job.attempt, Job.started_at, Job.updated_at).where(
+                Job.state == JobState.running.value
+            )
+        ).all()
+        ids = {r.worker for r in running if r.worker}
+        rows = {w.id: w for w in session.scalars(sa.select(Worker).where(Worker.id.in_(ids)))} if ids else {}
+        session.expunge_all()
+    if not running:
+        return []
+    alive = _keys_alive(sorted(ids))
+    recovered = []
+    for job in running:
+        why = _worker_gone(job, rows.get(job.worker), alive.get(job.worker, False), settings, now)
+        if why is None:
+            continue
+        message = f"worker {job.worker} lost: {why}"
+        try:
+            with session_scope() as session:
+                ended = fail_attempt(
+                    session,
+                    job.id,
+                    FailureClass.worker_lost,
+                    message,
+                    worker=job.worker,
+                    attempt=job.attempt,
+                    settings=settings,
+                    now=now,
+                )
+        except TransitionError as exc:
+            log.info("job changed while reaping; left alone", job_id=job.id, reason=exc.reason)
+            continue
+        log.warning(
+            "recovered job from a lost worker", job_id=job.id, worker=job.worker, state=ended.state, why=why
+        )
+        _announce(ended, message, settings)
+        recovered.append(job.id)
+    return recovered
+
+
+def _keys_alive(worker_ids: list[str]) -> dict[str, bool]:
+    from framefleet.worker.heartbeat import worker_key
+
+    if not worker_ids:
+        return {}
+    try:
+        pipe = get_redis().pipeline(transaction=False)
+        for worker_id in worker_ids:
+            pipe.exists(worker_key(worker_id))
+        return {w: bool(n) for w, n in zip(worker_ids, pipe.execute(), strict=True)}
+    except redis.RedisError:
+        # Without Redis the database heartbeat alone decides (it is the one the workers must renew).
+        return {}
+
+
+def prune_workers(settings: Settings, now: datetime | None = None) -> int:
+    """Forget workers not seen for workers_known_seconds."""
+    since = (now or utcnow()) - timedelta(seconds=settings.workers_known_seconds)
+    with session_scope() as session:
+        result = session.execute(sa.delete(Worker).where(Worker.last_heartbeat < since))
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+# ---------------------------------------------------------------- retries
+
+
+def promote_due_retries(
+    settings: Settings, *, celery: Celery | None = None, now: datetime | None = None
+) -> list[str]:
+    """Queue and publish every `retrying` job whose retry_at has come."""
+    now = now or utcnow()
+    with session_scope() as session:
+        due = session.scalars(
+            sa.select(Job.id)
+            .where(Job.state == JobState.retrying.value, sa.or_(Job.retry_at.is_(None), Job.retry_at <= now))
+            .order_by(Job.retry_at)
+            .limit(BATCH)
+        ).all()
+    promoted = []
+    for job_id in due:
+        try:
+            with session_scope() as session:
+                job = state_machine.transition(
+                    session, job_id, JobState.queued, reason="retry due", expect=[JobState.retrying]
+                )
+        except TransitionError:
+            continue  # canceled meanwhile
+        dispatch(job, celery=celery)
+        _announce(job, "retry due", settings)
+        promoted.append(job_id)
+    return promoted
+
+
+# ---------------------------------------------------------------- reconciler and aging
+
+
+def reconcile_broker(
+    settings: Settings,
+    *,
+    celery: Celery | None = None,
+    now: datetime | None = None,
+    snap: broker.Snapshot | None = None,
+) -> list[str]:
+    """Publish again every queued job (older than the grace) that has no message in the broker."""
+    now = now or utcnow()
+    cutoff = now - timedelta(seconds=settings.reconcile_grace_seconds)
+    with session_scope() as session:
+        jobs = _routing_of(
+            session,
+            Job.state == JobState.queued.value,
+            sa.func.coalesce(Job.queued_at, Job.updated_at) < cutoff,
+        )
+    if not jobs:
+        return []
+    snap = snap or broker.snapshot(get_redis(), delivered_within=settings.reconcile_grace_seconds)
+    republished = []
+    for job in jobs:
+        if snap.has(job.id):
+            continue
+        if dispatch(job, celery=celery):
+            republished.append(job.id)
+    if republished:
+        log.warning("republished jobs the broker had lost", count=len(republished))
+    return republished
+
+
+def age_waiting_jobs(
+    settings: Settings,
+    *,
+    celery: Celery | None = None,
+    now: datetime | None = None,
+    snap: broker.Snapshot | None = None,
+) -> list[str]:
+    """Raise the effective priority of jobs that waited past the aging step, and move their message."""
+    if settings.aging_seconds <= 0:
+        return []
+    now = now or utcnow()
+    oldest = now - timedelta(seconds=settings.aging_seconds)
+    with session_scope() as session:
+        waiting = _routing_of(
+            session, Job.state == JobState.queued.value, Job.queued_at < oldest, limit=BATCH
+        )
+    moves: list[tuple[Job, str, str]] = []
+    for job in waiting:
+        current = queue_priority(job)
+        assert job.queued_at is not None
+        target = aged_priority(
+            job.priority,
+            (now - job.queued_at).total_seconds(),
+            step_seconds=settings.aging_seconds,
+            ceiling=settings.aging_max_priority,
+        )
+        if is_higher(target, current):
+            moves.append((job, current, target.value))
+    if not moves:
+        return []
+    snap = snap or broker.snapshot(get_redis(), delivered_within=0)
+    promoted = []
+    for job, current, new in moves:
+        with session_scope() as session:
+            changed = session.execute(
+                sa.update(Job)
+                .where(
+                    Job.id == job.id,
+                    Job.state == JobState.queued.value,
+                    sa.func.coalesce(Job.effective_priority, Job.priority) == current,
+                )
+                .values(effective_priority=new)
+            ).rowcount  # type: ignore[attr-defined]
+        if changed != 1:
+            continue  # claimed, canceled or aged by someone else meanwhile
+        job.effective_priority = new
+        dispatch(job, celery=celery)
+        # The old message would only be dropped by the claim's compare-and-set later; take it out now.
+        old_queue = queue_name(job.pool, current)
+        for key, raw in snap.waiting.get(job.id, []):
+            if key.split(broker.PRIORITY_SEP)[0] == old_queue:
+                broker.remove(get_redis(), key, raw)
+        log.info("aged job", job_id=job.id, priority=job.priority, now_in=new)
+        promoted.append(job.id)
+    return promoted
+
+
+def _routing_of(session: Any, *where: Any, limit: int | None = None) -> list[Job]:
+    """Detached jobs carrying only what publishing needs (id, pool, priorities, queued_at): cheap by the
+    thousand, where loading whole rows with their specs is not."""
+    query = sa.select(Job.id, Job.pool, Job.priority, Job.effective_priority, Job.queued_at).where(*where)
+    rows = session.execute(query.limit(limit) if limit else query).all()
+    return [
+        Job(
+            id=r.id,
+            pool=r.pool,
+            priority=r.priority,
+            effective_priority=r.effective_priority,
+            queued_at=r.queued_at,
+        )
+        for r in rows
+    ]
+
+
+def _announce(job: Job, reason: str, settings: Settings) -> None:
+    try:
+        state_machine.announce(get_redis(), job, reason=reason, ttl_seconds=settings.events_ttl_seconds)
+    except redis.RedisError as exc:
+        log.warning("state event not published", job_id=job.id, error=f"{type(exc).__name__}: {exc}")
+
+
+# ---------------------------------------------------------------- the loop
+
+
+@dataclass
+class Task:
+    name: str
+    interval: float
+    run: Callable[[], object]
+    next_at: float = 0.0
+
+
+@dataclass
+class Maintenance:
+    """The leader's loop: each task at its own interval, every failure logged and retried next time."""
+
+    settings: Settings
+    celery: Celery | None = None
+    lock: LeaderLock | None = None
+    tasks: list[Task] = field(default_factory=list)
+    leading: bool = False
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        self.lock = self.lock or LeaderLock(get_redis, s.beat_leader_ttl_seconds)
+        self.tasks = [
+            Task(
+                "reaper",
+                s.reaper_interval_seconds,
+                lambda: (reap_dead_workers(s, celery=self.celery), prune_workers(s)),
+            ),
+            Task(
+                "retries",
+                s.retry_promote_interval_seconds,
+                lambda: promote_due_retries(s, celery=self.celery),
+            ),
+            Task("reconciler", s.reconcile_interval_seconds, lambda: reconcile_broker(s, celery=self.celery)),
+            Task("aging", s.aging_interval_seconds, lambda: age_waiting_jobs(s, celery=self.celery)),
+        ]
+
+    def tick(self) -> None:
+        """Renew leadership and run the tasks that are due."""
+        assert self.lock is not None
+        leading = self.lock.lead()
+        if leading != self.leading:
+            log.info("beat leadership " + ("acquired" if leading else "lost"), identity=self.lock.identity)
+            self.leading = leading
+        if not leading:
+            return
+        now = time.monotonic()
+        for task in self.tasks:
+            if now < task.next_at:
+                continue
+            task.next_at = now + task.interval
+            try:
+                task.run()
+            except Exception as exc:  # the database or Redis is down: try again next interval
+                log.warning("maintenance task failed", task=task.name, error=f"{type(exc).__name__}: {exc}")
+
+    def run_forever(self, stop: threading.Event) -> None:
+        try:
+            while not stop.is_set():
+                self.tick()
+                stop.wait(TICK_SECONDS)
+        finally:
+            if self.lock is not None and self.leading:
+                self.lock.release()
+
+
+_stop = threading.Event()
+
+
+def start_in_background(settings: Settings) -> threading.Thread:
+    """Run the maintenance loop in a daemon thread of this process (the beat service)."""
+    from framefleet.celery_app import app
+
+    loop = Maintenance(settings, celery=app)
+    thread = threading.Thread(
+        target=loop.run_forever, args=(_stop,), name="framefleet-maintenance", daemon=True
+    )
+    thread.start()
+
+    def _stop_and_release() -> None:
+        _stop.set()
+        thread.join(2.0)  # lets the loop give up leadership at once rather than after its TTL
+
+    atexit.register(_stop_and_release)
+    log.info("maintenance loop started", identity=loop.lock.identity if loop.lock else None)
+    return thread

@@ -1,0 +1,1 @@
+"""Tests that kill things: workers, Redis, the API, ffmpeg; disks that fill up; cancel in every state."""

@@ -1,0 +1,279 @@
+"""Hardware encoders: NVENC, Quick Sync and VA-API command building, refusals, CPU fallback, detection."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from framefleet.core.failures import FailureClass, JobFailure
+from framefleet.core.spec import Fallback, Hardware, JobSpec, PixFmt, Preset, VideoCodec
+from framefleet.media.capabilities import CPU_ENCODERS, Capabilities, Devices, hardware_for
+from framefleet.media.command import plan_job
+from framefleet.media.encoders import Family, HardwareSetup, VideoEncode, hw_refusal, video_encoder_args
+from framefleet.media.filters import Assets
+from framefleet.media.probe import AudioInfo, MediaInfo, VideoInfo
+from tests.unit.test_media_plan import FILTERS, graph, output, value
+
+HW_ENCODERS = frozenset(
+    {
+        "h264_nvenc",
+        "hevc_nvenc",
+        "av1_nvenc",
+        "h264_qsv",
+        "hevc_qsv",
+        "av1_qsv",
+        "vp9_qsv",
+        "h264_vaapi",
+        "hevc_vaapi",
+        "av1_vaapi",
+        "vp9_vaapi",
+    }
+)
+CAPS = Capabilities(
+    encoders=frozenset(CPU_ENCODERS.values()) | HW_ENCODERS,
+    filters=FILTERS,
+    hwaccels=frozenset({"cuda", "qsv", "vaapi"}),
+)
+NVENC = HardwareSetup(Family.nvenc)
+
+
+def media(codec: str = "h264", bit_depth: int = 8, rotation: int = 0) -> MediaInfo:
+    video = VideoInfo(
+        codec=codec,
+        width=1920,
+        height=1080,
+        fps=25.0,
+        pix_fmt="yuv420p",
+        rotation=rotation,
+        frames=250,
+        bit_rate=None,
+        bit_depth=bit_depth,
+    )
+    audio = AudioInfo(codec="aac", channels=2, sample_rate=48000, bit_rate=None, layout="stereo")
+    return MediaInfo(format_name="mp4", duration=10.0, size_bytes=1, bit_rate=None, video=video, audio=audio)
+
+
+def plan(
+    body: dict[str, Any],
+    hardware: HardwareSetup | None = NVENC,
+    info: MediaInfo | None = None,
+    assets: Assets | None = None,
+) -> Any:
+    spec = JobSpec.model_validate({"input": "file:///in.mp4", "hardware": "gpu", **body})
+    return plan_job(
+        spec, info or media(), CAPS, Path("/w/in.mp4"), Path("/w/out"), hardware=hardware, assets=assets
+    )
+
+
+# --- encoder arguments ------------------------------------------------------------------------------------
+
+
+def test_nvenc_maps_presets_and_constant_quality() -> None:
+    args = video_encoder_args(VideoEncode(codec=VideoCodec.h264, crf=21, preset=Preset.slow), Family.nvenc)
+    assert args == [
+        "-c:v",
+        "h264_nvenc",
+        "-rc",
+        "vbr",
+        "-cq",
+        "21",
+        "-b:v",
+        "0",
+        "-preset",
+        "p6",
+        "-tune",
+        "hq",
+        "-pix_fmt",
+        "nv12",
+    ]
+    fast = video_encoder_args(VideoEncode(codec=VideoCodec.hevc, preset=Preset.ultrafast), Family.nvenc)
+    assert value(fast, "-preset") == "p1" and value(fast, "-cq") == "28" and "-x265-params" not in fast
+
+
+def test_nvenc_bitrate_ladder_rung_with_aligned_idr_frames() -> None:
+    enc = VideoEncode(
+        codec=VideoCodec.av1, bitrate_kbps=3000, maxrate_kbps=4500, gop=50, pix_fmt=PixFmt.yuv420p10le
+    )
+    args = video_encoder_args(enc, Family.nvenc, stream="v:1")
+    assert args[:8] == ["-c:v:1", "av1_nvenc", "-rc:v:1", "vbr", "-b:v:1", "3000k", "-maxrate:v:1", "4500k"]
+    assert value(args, "-g:v:1") == "50" and value(args, "-force_key_frames:v:1") == "expr:eq(mod(n,50),0)"
+    assert (
+        value(args, "-forced-idr:v:1"),
+        value(args, "-no-scenecut:v:1"),
+        value(args, "-strict_gop:v:1"),
+    ) == ("1", "1", "1")
+    assert value(args, "-pix_fmt:v:1") == "p010le"
+    assert "-pix_fmt:v:1" not in video_encoder_args(enc, Family.nvenc, stream="v:1", hw_frames=True)
+
+
+def test_qsv_and_vaapi_arguments() -> None:
+    qsv = video_encoder_args(VideoEncode(codec=VideoCodec.hevc, crf=24, gop=48), Family.qsv)
+    assert qsv[:4] == ["-c:v", "hevc_qsv", "-global_quality", "24"]
+    assert (value(qsv, "-preset"), value(qsv, "-forced_idr"), value(qsv, "-idr_interval")) == (
+        "medium",
+        "1",
+        "0",
+    )
+    vaapi = video_encoder_args(
+        VideoEncode(codec=VideoCodec.h264, bitrate_kbps=2000, preset=Preset.fast), Family.vaapi
+    )
+    assert vaapi[:4] == ["-c:v", "h264_vaapi", "-rc_mode", "VBR"]
+    assert value(vaapi, "-compression_level") == "3" and "-pix_fmt" not in vaapi
+
+
+@pytest.mark.parametrize(
+    ("family", "enc", "reason"),
+    [
+        (Family.nvenc, VideoEncode(codec=VideoCodec.vp9), "no vp9 encoder"),
+        (Family.nvenc, VideoEncode(codec=VideoCodec.hevc, pix_fmt=PixFmt.yuv422p), "cannot encode yuv422p"),
+        (Family.nvenc, VideoEncode(codec=VideoCodec.h264, width=7680, height=4320), "at most 4096"),
+        (Family.qsv, VideoEncode(codec=VideoCodec.h264, pix_fmt=PixFmt.yuv444p), "cannot encode yuv444p"),
+        (
+            Family.vaapi,
+            VideoEncode(codec=VideoCodec.h264, pix_fmt=PixFmt.yuv420p10le),
+            "cannot encode yuv420p10le",
+        ),
+    ],
+)
+def test_what_an_encoder_cannot_do_is_named(family: Family, enc: VideoEncode, reason: str) -> None:
+    assert reason in (hw_refusal(family, enc) or "")
+
+
+def test_ten_bit_hevc_and_av1_are_fine_on_nvenc() -> None:
+    for codec in (VideoCodec.hevc, VideoCodec.av1):
+        assert hw_refusal(Family.nvenc, VideoEncode(codec=codec, pix_fmt=PixFmt.yuv420p10le)) is None
+
+
+# --- planning on a GPU worker -----------------------------------------------------------------------------
+
+
+def test_nvenc_ladder_decodes_and_scales_on_the_gpu() -> None:
+    body = {
+        "groups": [
+            {"name": "abr", "type": "hls", "ladder": ["1080p", "720p"], "video_codec": "hevc", "audio": []}
+        ],
+        "thumbnails": [{"times": [1]}],
+        "quality": {"metrics": ["vmaf"]},
+    }
+    job = plan(body)
+    argv = job.argv
+    assert job.notes["gpu_frames"] is True
+    assert argv[argv.index("-i") - 6 : argv.index("-i")] == [
+        "-hwaccel",
+        "cuda",
+        "-hwaccel_output_format",
+        "cuda",
+        "-extra_hw_frames",
+        "8",
+    ]
+    g = graph(argv)
+    assert "[vsrcg0r0]scale_cuda=1920:1080:format=nv12,split=2[voutg0r0][vrefg0r0raw]" in g
+    assert "[vrefg0r0raw]hwdownload,format=nv12[vrefg0r0]" in g
+    assert "[vsrcg0r1]scale_cuda=1280:720:format=nv12,split=2" in g
+    assert "[vsrcp0]hwdownload,format=nv12,select=" in g  # thumbnails are made on the CPU
+    rung = output(argv, "/w/out/groups/abr/1080p.m3u8")
+    assert value(rung, "-c:v") == "hevc_nvenc" and "-pix_fmt" not in rung and "-threads:v" not in rung
+
+
+def test_ten_bit_sources_download_as_p010() -> None:
+    body = {
+        "outputs": [{"name": "t", "container": "mp4", "video": {"height": 360}}],
+        "thumbnails": [{"times": [1]}],
+    }
+    g = graph(plan(body, info=media(codec="hevc", bit_depth=10)).argv)
+    assert "scale_cuda=640:360:format=nv12" in g and "hwdownload,format=p010le,select=" in g
+
+
+def test_operations_keep_decoding_on_the_cpu_and_nvenc_takes_system_frames(tmp_path: Path) -> None:
+    body = {
+        "outputs": [{"name": "o", "container": "mp4"}],
+        "operations": {"watermark": {"uri": "file:///m/logo.png"}},
+    }
+    job = plan(body, assets=Assets(watermark=tmp_path / "logo.png", watermark_size=(100, 50)))
+    assert "-hwaccel" not in job.argv and "gpu_frames" not in job.notes
+    out = output(job.argv, "/w/out/o.mp4")
+    assert value(out, "-c:v") == "h264_nvenc" and value(out, "-pix_fmt") == "nv12"
+    assert "scale_cuda" not in graph(job.argv)
+    assert "-hwaccel" not in plan({"outputs": [{"container": "mp4"}]}, info=media(rotation=90)).argv
+
+
+def test_what_nvenc_cannot_do_goes_to_the_cpu_only_with_fallback() -> None:
+    body: dict[str, Any] = {
+        "outputs": [{"name": "v", "container": "webm"}, {"name": "h", "container": "mp4"}]
+    }
+    with pytest.raises(JobFailure) as caught:
+        plan(body)
+    assert caught.value.failure_class is FailureClass.spec_unsupported
+    assert "nvenc has no vp9 encoder" in caught.value.message and "fallback: cpu" in caught.value.message
+    job = plan({**body, "fallback": "cpu"})
+    assert job.notes["cpu_fallback"] == ["output 'v': nvenc has no vp9 encoder"]
+    assert value(output(job.argv, "/w/out/v.webm"), "-c:v") == "libvpx-vp9"
+    assert value(output(job.argv, "/w/out/h.mp4"), "-c:v") == "h264_nvenc"
+    g = graph(job.argv)
+    assert (
+        "[vsrc0]hwdownload,format=nv12[vout0]" in g and "[vsrc1]scale_cuda=1920:1080:format=nv12[vout1]" in g
+    )
+
+
+def test_qsv_and_vaapi_plans() -> None:
+    qsv = plan(
+        {"outputs": [{"name": "q", "container": "mp4", "video": {"codec": "hevc"}}]},
+        HardwareSetup(Family.qsv, "/dev/dri/renderD128"),
+    )
+    assert qsv.argv[qsv.argv.index("-init_hw_device") + 1] == "qsv=qs:/dev/dri/renderD128"
+    assert value(output(qsv.argv, "/w/out/q.mp4"), "-c:v") == "hevc_qsv"
+    vaapi = plan(
+        {"outputs": [{"name": "a", "container": "mp4", "video": {"height": 720}}]},
+        HardwareSetup(Family.vaapi, "/dev/dri/renderD129"),
+    )
+    assert vaapi.argv[vaapi.argv.index("-init_hw_device") + 1] == "vaapi=va:/dev/dri/renderD129"
+    assert "[0:V:0]scale=1280:720:flags=bicubic,setsar=1,format=nv12,hwupload[vout0]" in graph(vaapi.argv)
+
+
+def test_without_a_gpu_family_the_cpu_encoders_run() -> None:
+    out = output(plan({"outputs": [{"name": "c", "container": "mp4"}]}, hardware=None).argv, "/w/out/c.mp4")
+    assert value(out, "-c:v") == "libx264"
+
+
+# --- detection --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("devices", "family", "device"),
+    [
+        (Devices(nvidia=True, render_nodes={"/dev/dri/renderD128": "0x8086"}), Family.nvenc, None),
+        (Devices(render_nodes={"/dev/dri/renderD128": "0x8086"}), Family.qsv, "/dev/dri/renderD128"),
+        (Devices(render_nodes={"/dev/dri/renderD128": "0x1002"}), Family.vaapi, "/dev/dri/renderD128"),
+    ],
+)
+def test_the_gpu_family_follows_the_devices(devices: Devices, family: Family, device: str | None) -> None:
+    setup = hardware_for(CAPS, devices)
+    assert setup is not None and (setup.family, setup.device) == (family, device)
+
+
+def test_no_gpu_or_no_encoder_for_it_means_none() -> None:
+    assert hardware_for(CAPS, Devices()) is None
+    cpu_only = Capabilities(encoders=frozenset(CPU_ENCODERS.values()), filters=FILTERS, hwaccels=frozenset())
+    assert (
+        hardware_for(cpu_only, Devices(nvidia=True, render_nodes={"/dev/dri/renderD128": "0x8086"})) is None
+    )
+
+
+def test_a_gpu_job_without_a_gpu_encoder_fails_or_falls_back_as_its_spec_says() -> None:
+    from types import SimpleNamespace
+
+    from framefleet.worker.pipeline import _hardware
+
+    spec = JobSpec.model_validate(
+        {"input": "file:///in.mp4", "outputs": [{"container": "mp4"}], "hardware": "gpu"}
+    )
+    cpu_only = Capabilities(encoders=frozenset(CPU_ENCODERS.values()), filters=FILTERS, hwaccels=frozenset())
+    settings: Any = SimpleNamespace(pool="cpu")
+    with pytest.raises(JobFailure) as caught:
+        _hardware(spec, settings, cpu_only)
+    assert caught.value.failure_class is FailureClass.hardware_unavailable
+    assert _hardware(spec.model_copy(update={"fallback": Fallback.cpu}), settings, cpu_only) is None
+    auto = spec.model_copy(update={"hardware": Hardware.auto})
+    assert _hardware(auto, settings, CAPS) is None  # auto on a CPU worker never looks for a GPU

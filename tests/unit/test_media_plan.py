@@ -1,0 +1,348 @@
+"""plan_job: groups, pictures and in-process scoring in the one ffmpeg argument list (pure, no ffmpeg run)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from framefleet.core.spec import JobSpec
+from framefleet.media.capabilities import CPU_ENCODERS, Capabilities
+from framefleet.media.command import JobPlan, plan_job
+from framefleet.media.probe import AudioInfo, MediaInfo, VideoInfo
+
+FILTERS = frozenset(
+    {
+        "split",
+        "asplit",
+        "scale",
+        "setsar",
+        "fps",
+        "aresample",
+        "aformat",
+        "null",
+        "anull",
+        "select",
+        "tile",
+        "thumbnail",
+        "palettegen",
+        "paletteuse",
+        "libvmaf",
+        "ssim",
+        "psnr",
+        "format",
+        "setpts",
+        "crop",
+        "pad",
+        "transpose",
+        "hflip",
+        "vflip",
+        "bwdif",
+        "hqdn3d",
+        "overlay",
+        "colorchannelmixer",
+        "subtitles",
+        "loudnorm",
+        "pan",
+        "zscale",
+        "tonemap",
+        "scale_cuda",
+        "hwdownload",
+        "hwupload",
+    }
+)
+CAPS = Capabilities(
+    encoders=frozenset(CPU_ENCODERS.values()) | {"libwebp"}, filters=FILTERS, hwaccels=frozenset()
+)
+SOURCE = Path("/w/in.mp4")
+WORK = Path("/w/out")
+
+
+def media(width: int = 1280, height: int = 720, audio: bool = True, **kw: Any) -> MediaInfo:
+    video = VideoInfo(
+        codec="h264",
+        width=width,
+        height=height,
+        fps=25.0,
+        pix_fmt="yuv420p",
+        rotation=0,
+        frames=250,
+        bit_rate=None,
+        **kw,
+    )
+    sound = (
+        AudioInfo(codec="aac", channels=2, sample_rate=48000, bit_rate=None, layout="stereo")
+        if audio
+        else None
+    )
+    return MediaInfo(format_name="mp4", duration=10.0, size_bytes=1, bit_rate=None, video=video, audio=sound)
+
+
+def plan(body: dict[str, Any], info: MediaInfo | None = None, **kw: Any) -> JobPlan:
+    spec = JobSpec.model_validate({"input": "file:///in.mp4", **body})
+    return plan_job(spec, info or media(), CAPS, SOURCE, WORK, **kw)
+
+
+def graph(argv: list[str], which: int = 0) -> str:
+    return [argv[i + 1] for i, a in enumerate(argv) if a == "-filter_complex"][which]
+
+
+def output(argv: list[str], path: str) -> list[str]:
+    """Options of the output written to `path`: from after the previous output's path (an argument that is
+    no flag's value) or the first graph."""
+    end = argv.index(path)
+    begin = argv.index("-filter_complex") + 2 if "-filter_complex" in argv else argv.index(str(SOURCE)) + 1
+    index = begin
+    while index < end:
+        if argv[index] in ("-an", "-vn"):
+            index += 1
+            continue
+        if argv[index].startswith("-") and argv[index] != "-":
+            index += 2
+            continue
+        begin = index + 1  # a bare argument here ends an output
+        index += 1
+    return argv[begin:end]
+
+
+def value(args: list[str], flag: str) -> str:
+    return args[args.index(flag) + 1]
+
+
+HLS = {"name": "abr", "type": "hls", "ladder": ["720p", "360p"], "segment_seconds": 2, "preset": "fast"}
+
+
+def test_hls_rungs_share_one_decode_with_aligned_gops() -> None:
+    argv = plan({"groups": [HLS]}).argv
+    assert argv.count("-i") == 1
+    g = graph(argv)
+    assert g.startswith("[0:V:0]split=2[vsrcg0r0][vsrcg0r1];")
+    assert "[vsrcg0r0]setsar=1/1[voutg0r0]" in g
+    assert "[vsrcg0r1]scale=640:360:flags=bicubic,setsar=1/1[voutg0r1]" in g
+    rung = output(argv, "/w/out/groups/abr/720p.m3u8")
+    assert rung[:2] == ["-map", "[voutg0r0]"]
+    assert (value(rung, "-b:v"), value(rung, "-maxrate"), value(rung, "-bufsize")) == (
+        "2800k",
+        "4200k",
+        "5600k",
+    )
+    assert (value(rung, "-g"), value(rung, "-keyint_min"), value(rung, "-sc_threshold")) == ("50", "50", "0")
+    assert value(rung, "-force_key_frames") == "expr:eq(mod(n,50),0)"
+    assert (value(rung, "-profile:v"), value(rung, "-preset"), value(rung, "-aspect:v")) == (
+        "high",
+        "fast",
+        "16:9",
+    )
+    assert (value(rung, "-f"), value(rung, "-hls_time"), value(rung, "-hls_playlist_type")) == (
+        "hls",
+        "2",
+        "vod",
+    )
+    assert value(rung, "-hls_segment_type") == "mpegts" and "-an" in rung
+    assert value(rung, "-hls_segment_filename") == "/w/out/groups/abr/720p_%05d.ts"
+    audio = output(argv, "/w/out/groups/abr/aac_128k.m3u8")
+    assert audio[:2] == ["-map", "0:a:0"] and (value(audio, "-c:a"), value(audio, "-b:a")) == ("aac", "128k")
+    assert "-vn" in audio
+
+
+def test_hls_fmp4_segments_and_no_audio() -> None:
+    argv = plan({"groups": [{**HLS, "segment_type": "fmp4", "audio": []}]}).argv
+    rung = output(argv, "/w/out/groups/abr/360p.m3u8")
+    assert value(rung, "-hls_segment_type") == "fmp4"
+    assert value(rung, "-hls_fmp4_init_filename") == "360p_init.mp4"
+    assert value(rung, "-hls_segment_filename") == "/w/out/groups/abr/360p_%05d.m4s"
+    assert "0:a:0" not in argv
+
+
+def test_dash_output_holds_every_rendition_with_sets_by_codec_and_language() -> None:
+    group = {
+        "name": "d",
+        "type": "dash",
+        "ladder": [
+            {"height": 720, "codec": "hevc", "crf": 26},
+            {"height": 360, "codec": "av1", "crf": 40},
+            {"height": 240, "codec": "hevc", "bitrate_kbps": 300},
+        ],
+        "segment_seconds": 4,
+        "audio": [
+            {"name": "en", "language": "en"},
+            {"name": "en2", "language": "en", "bitrate_kbps": 64},
+            {"name": "fr", "codec": "opus", "language": "fr"},
+        ],
+    }
+    argv = plan({"groups": [group]}, media(1920, 1080)).argv
+    dash = output(argv, "/w/out/groups/d/manifest.mpd")
+    assert [dash[i + 1] for i, a in enumerate(dash) if a == "-map"] == [
+        "[voutg0r0]",
+        "[voutg0r1]",
+        "[voutg0r2]",
+        "0:a:0",
+        "0:a:0",
+        "0:a:0",  # stereo 48 kHz needs no filter
+    ]
+    assert value(dash, "-c:v:0") == "libx265" and value(dash, "-c:v:1") == "libsvtav1"
+    assert (
+        value(dash, "-x265-params:v:0") == "log-level=error:keyint=100:min-keyint=100:scenecut=0:open-gop=0"
+    )
+    assert value(dash, "-svtav1-params:v:1") == "irefresh-type=2:scd=0"
+    assert value(dash, "-tag:v:0") == "hvc1" and value(dash, "-forced-idr:v:2") == "1"
+    assert (
+        value(dash, "-adaptation_sets") == "id=0,streams=0,2 id=1,streams=1 id=2,streams=3,4 id=3,streams=5"
+    )
+    assert value(dash, "-metadata:s:a:2") == "language=fr" and value(dash, "-c:a:2") == "libopus"
+    assert (value(dash, "-seg_duration"), value(dash, "-dash_segment_type")) == ("4", "mp4")
+    assert value(dash, "-media_seg_name") == "chunk-$RepresentationID$-$Number%05d$.m4s"
+    assert "-format_options" not in dash
+
+
+def test_cmaf_brands_its_segments() -> None:
+    argv = plan({"groups": [{"name": "c", "type": "cmaf", "ladder": ["360p"]}]}).argv
+    assert value(output(argv, "/w/out/groups/c/manifest.mpd"), "-format_options") == "movflags=+cmaf"
+
+
+def test_odd_rung_sizes_keep_the_exact_display_aspect() -> None:
+    argv = plan({"groups": [{"name": "g", "type": "dash", "ladder": ["240p"]}]}).argv
+    assert "scale=426:240:flags=bicubic,setsar=640/639" in graph(argv)
+
+
+def test_scored_streams_are_decoded_back_in_the_same_process() -> None:
+    body = {
+        "outputs": [{"name": "main", "container": "mp4", "video": {"height": 360}}],
+        "groups": [{"name": "d", "type": "dash", "ladder": ["720p", "360p"], "audio": []}],
+        "quality": {"metrics": ["vmaf", "ssim"]},
+    }
+    job = plan(body)
+    argv = job.argv
+    g = graph(argv)
+    assert "[vsrc0]scale=640:360:flags=bicubic,setsar=1,split=2[vout0][vref0]" in g
+    assert "[vsrcg0r1]scale=640:360:flags=bicubic,setsar=1/1,split=2[voutg0r1][vrefg0r1]" in g
+    refs = argv[argv.index("[vref0]") - 1 : argv.index("rawvideo") + 4]
+    assert refs == [
+        "-map",
+        "[vref0]",
+        "-map",
+        "[vrefg0r0]",
+        "-map",
+        "[vrefg0r1]",
+        "-c:v",
+        "rawvideo",
+        "-f",
+        "null",
+        "-",
+    ]
+    decoders = [argv[i + 1] for i, a in enumerate(argv) if a == "-dec"]
+    # main.mp4 is output 0; the DASH output (1) holds both rungs; the references are output 2.
+    assert decoders == ["0:0", "1:0", "1:1", "2:0", "2:1", "2:2"]
+    scoring = graph(argv, 1)
+    assert scoring.startswith("[dec:0]setpts=PTS-STARTPTS,format=yuv420p,split=2[qd0v][qd0s];[dec:3]")
+    assert scoring.count("libvmaf=") == 3 and scoring.count("ssim=") == 3
+    assert [s.name for s in job.scores] == ["main", "d/720p", "d/360p"]
+    assert job.scores[1].segment_seconds == 4.0 and job.scores[1].model == "vmaf_v0.6.1"
+    assert argv[-7:] == ["-map", "[qv2]", "-map", "[qs2]", "-f", "null", "-"]
+
+
+def test_scoring_can_be_switched_off() -> None:
+    job = plan({"outputs": [{"container": "mp4"}], "quality": {}}, score=False)
+    assert job.scores == [] and "-dec" not in job.argv
+
+
+def test_thumbnails_sprites_and_poster_are_branches_of_the_same_graph() -> None:
+    body = {
+        "thumbnails": [
+            {"name": "at", "times": [1, 0.5, 99], "format": "webp", "width": 320},
+            {"name": "every", "every_seconds": 2.5, "format": "png", "height": 90},
+        ],
+        "sprites": [{"name": "sp", "every_seconds": 1, "columns": 4, "rows": 3}],
+        "poster": {},
+    }
+    job = plan(body)
+    g = graph(job.argv)
+    assert "[0:V:0]split=4[vsrcp0][vsrcp1][vsrcp2][vsrcp3]" in g
+    assert (
+        "[vsrcp0]select=expr=gte(t\\,0.499999)*(isnan(prev_t)+lt(prev_t\\,0.499999))+gte(t\\,0.999999)"
+        "*(isnan(prev_t)+lt(prev_t\\,0.999999)),scale=320:180:flags=bicubic,setsar=1[voutp0]" in g
+    )
+    assert (
+        "[vsrcp1]select=expr=isnan(prev_t)+gt(floor(t/2.5+1e-06)\\,floor(prev_t/2.5+1e-06)),scale=160:90" in g
+    )
+    assert "scale=160:90:flags=bicubic,setsar=1,tile=4x3[voutp2]" in g
+    assert "[vsrcp3]select=expr=gte(t\\,1),scale=1280:720:flags=bicubic,setsar=1,thumbnail=n=30[voutp3]" in g
+    at = output(job.argv, "/w/out/pictures/at/at_%05d.webp")
+    assert at[:2] == ["-map", "[voutp0]"] and value(at, "-c:v") == "libwebp" and value(at, "-quality") == "80"
+    assert value(at, "-fps_mode") == "passthrough" and value(at, "-f") == "image2"
+    poster = output(job.argv, "/w/out/pictures/poster/poster.jpg")
+    assert (value(poster, "-frames:v"), value(poster, "-update"), value(poster, "-c:v")) == (
+        "1",
+        "1",
+        "mjpeg",
+    )
+    thumbs = job.pictures[0]
+    assert thumbs.times == [0.5, 1] and thumbs.dropped_times == [99]
+    assert job.pictures[1].times == [0.0, 2.5, 5.0, 7.5]
+    assert job.pictures[3].times == [1.0]  # 10 % of 10 s
+
+
+def test_picture_and_sound_containers() -> None:
+    body = {
+        "outputs": [
+            {"name": "a", "container": "m4a", "audio": {"bitrate_kbps": 96}},
+            {"name": "b", "container": "mp3"},
+            {"name": "c", "container": "opus"},
+            {"name": "d", "container": "flac"},
+            {"name": "e", "container": "gif", "video": {"width": 320, "fps": 10}},
+            {"name": "f", "container": "webp", "video": {"width": 320, "image_quality": 70}},
+            {"name": "g", "container": "images", "video": {"codec": "png", "fps": 1}},
+        ]
+    }
+    argv = plan(body).argv
+    assert output(argv, "/w/out/a.m4a")[-5:] == ["-vn", "-f", "ipod", "-movflags", "+faststart"]
+    assert value(output(argv, "/w/out/b.mp3"), "-c:a") == "libmp3lame"
+    assert value(output(argv, "/w/out/c.opus"), "-f") == "ogg"
+    flac = output(argv, "/w/out/d.flac")
+    assert value(flac, "-c:a") == "flac" and "-b:a" not in flac
+    g = graph(argv)
+    assert "[vsrc4]fps=10,scale=320:180:flags=bicubic,setsar=1,split=2[vout4a][vout4b]" in g
+    assert "[vout4a]palettegen=stats_mode=single[vout4p];[vout4b][vout4p]paletteuse=new=1[vout4]" in g
+    gif = output(argv, "/w/out/e.gif")
+    assert value(gif, "-c:v") == "gif" and value(gif, "-loop") == "0" and value(gif, "-f") == "gif"
+    webp = output(argv, "/w/out/f.webp")
+    assert (value(webp, "-c:v"), value(webp, "-quality"), value(webp, "-f")) == ("libwebp_anim", "70", "webp")
+    images = output(argv, "/w/out/g/g_%05d.png")
+    assert value(images, "-c:v") == "png" and value(images, "-f") == "image2"
+    assert sum(1 for a in argv if a == "-map") == 7
+
+
+def test_plan_folders_are_created_only_when_asked(tmp_path: Path) -> None:
+    spec = JobSpec.model_validate(
+        {
+            "input": "file:///in.mp4",
+            "groups": [HLS],
+            "thumbnails": [{"times": [1]}],
+            "outputs": [{"name": "seq", "container": "images"}],
+            "quality": {},
+        }
+    )
+    job = plan_job(spec, media(), CAPS, SOURCE, tmp_path / "w")
+    assert not (tmp_path / "w").exists()
+    job.prepare()
+    for folder in ("w", "w/seq", "w/groups/abr", "w/pictures/thumbnail0", "w/quality"):
+        assert (tmp_path / folder).is_dir(), folder
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        ({"groups": [HLS]}, "no video stream"),
+        ({"thumbnails": [{"times": [1]}]}, "need video"),
+    ],
+)
+def test_pictures_and_groups_need_video(body: dict[str, Any], words: str) -> None:
+    from framefleet.core.failures import FailureClass, JobFailure
+
+    info = MediaInfo(
+        format_name="mp3", duration=3.0, size_bytes=1, bit_rate=None, video=None, audio=media().audio
+    )
+    with pytest.raises(JobFailure) as caught:
+        plan(body, info)
+    assert caught.value.failure_class is FailureClass.spec_unsupported and words in caught.value.message
