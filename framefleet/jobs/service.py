@@ -62,14 +62,17 @@ def submit_job(
     idempotency_key: str | None = None,
     pool: str | None = None,
     max_run_seconds: int | None = None,
+    document: dict[str, Any] | None = None,
 ) -> tuple[Job, bool]:
     """Record a new queued job and return (job, created). Commits; the caller dispatches it afterwards.
 
     `pool` is where admission routed the job (default: from the spec alone); `max_run_seconds` overrides
-    the run-time limit derived from the input. With an idempotency key, the same key and body return the
-    first job (created=False); the same key with a different body raises IdempotencyConflict.
+    the run-time limit derived from the input; `document` is `spec.model_dump(mode="json")` when the
+    caller already has it. With an idempotency key, the same key and body return the first job
+    (created=False); the same key with a different body raises IdempotencyConflict.
     """
-    document = spec.model_dump(mode="json")
+    # Serialising a spec is the costliest step of a submission: done once per request.
+    document = document if document is not None else spec.model_dump(mode="json")
     digest = spec_hash(document)
     if idempotency_key is not None:
         existing = _by_idempotency_key(session, principal.tenant_id, idempotency_key)

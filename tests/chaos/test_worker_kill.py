@@ -18,6 +18,7 @@ from framefleet.db.session import session_scope
 from tests.chaos.conftest import (
     SLOW_OUTPUT,
     SLOWER_OUTPUT,
+    TINY_OUTPUT,
     TRIALS,
     Stack,
     alive,
@@ -126,15 +127,22 @@ def test_oom_kill_of_the_pool_process(
 def test_sigterm_lets_the_running_job_finish_within_the_grace_period(
     stack: Stack, fleet: dict[str, subprocess.Popen[bytes]], api: Any, key: str, clips: dict[str, Path]
 ) -> None:
-    job_id, _, pool_pid, _ = start_slow_job(api, key, clips)  # about 2 s of encoding, grace is 3 s
+    # A job well inside the 3 s grace even on a loaded machine: the point is the clean finish, not the timing.
+    job = submit(api, key, {"input": clips["short"].as_uri(), "outputs": [TINY_OUTPUT]})
+    _, pool_pid = wait(lambda: running_on(job["id"]), 30, "job running")
+    job_id = job["id"]
     name = main_process_of(pool_pid, fleet)
-    fleet[name].send_signal(signal.SIGTERM)  # the main process only, as `docker stop` does
-    final = wait_state(api, key, job_id, {"succeeded", "failed", "canceled"}, 30)
-    assert (final["state"], final["attempt"], final["failures"]) == ("succeeded", 1, 0), final
-    assert fleet[name].wait(15) == 0, "the worker exits once its job is done"
-    steps = [(h["from_state"], h["to_state"]) for h in history(api, key, job_id)]
-    assert steps == [(None, "queued"), ("queued", "running"), ("running", "succeeded")]
-    fleet[name] = stack.start_worker(name)
+    try:
+        fleet[name].send_signal(signal.SIGTERM)  # the main process only, as `docker stop` does
+        final = wait_state(api, key, job_id, {"succeeded", "failed", "canceled"}, 30)
+        assert (final["state"], final["attempt"], final["failures"]) == ("succeeded", 1, 0), final
+        assert fleet[name].wait(15) == 0, "the worker exits once its job is done"
+        steps = [(h["from_state"], h["to_state"]) for h in history(api, key, job_id)]
+        assert steps == [(None, "queued"), ("queued", "running"), ("running", "succeeded")]
+    finally:
+        if fleet[name].poll() is None:
+            fleet[name].wait(30)
+        fleet[name] = stack.start_worker(name)
 
 
 def test_sigterm_past_the_grace_period_hands_the_job_back(

@@ -88,8 +88,9 @@ def submit(
         if problem is not None:
             raise validation_problem("max_run_seconds", problem)
     pool = None
+    document = spec.model_dump(mode="json")
     if settings.admission_check:
-        admission = admit(spec.model_dump(mode="json"), request.app.state.worker_cache.get(session, settings))
+        admission = admit(document, request.app.state.worker_cache.get(session, settings))
         if not admission.accepted:
             raise Problem(
                 "validation",
@@ -111,6 +112,7 @@ def submit(
             idempotency_key=idempotency_key,
             pool=pool,
             max_run_seconds=max_run_seconds,
+            document=document,
         )
     except service.IdempotencyConflict as exc:
         raise Problem("idempotency-conflict", str(exc)) from exc
