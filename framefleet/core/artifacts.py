@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Annotated, Self
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
-from framefleet.core.specbase import ImageFormat, Strict, check_name, check_uri, spec_error
+from framefleet.core.specbase import ImageFormat, Name, Strict, Uri, spec_error
 
 MAX_TIMES = 200
 Seconds = Annotated[float, Field(ge=0, le=7 * 24 * 3600)]
@@ -19,22 +19,12 @@ Quality = Annotated[int, Field(ge=1, le=100)]
 
 
 class _Pictures(Strict):
-    name: str | None = None
+    name: Name | None = None
     format: ImageFormat = ImageFormat.jpeg
     width: Side | None = None
     height: Side | None = None
     quality: Quality = 80
-    destination: str | None = None
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str | None) -> str | None:
-        return check_name(value)
-
-    @field_validator("destination")
-    @classmethod
-    def _destination(cls, value: str | None) -> str | None:
-        return None if value is None else check_uri(value)
+    destination: Uri | None = None
 
 
 class ThumbnailSpec(_Pictures):

@@ -23,13 +23,13 @@ from framefleet.core.encoding import (
 from framefleet.core.specbase import (
     LANGUAGE_PATTERN,
     AudioCodec,
+    Name,
     PixFmt,
     Preset,
     Profile,
     Strict,
+    Uri,
     VideoCodec,
-    check_name,
-    check_uri,
     spec_error,
 )
 
@@ -108,7 +108,7 @@ MAX_AUDIO = 4
 class RenditionSpec(Strict):
     """One video rung of a ladder."""
 
-    name: str | None = None
+    name: Name | None = None
     width: Annotated[int, Field(ge=16, le=8192)] | None = None
     height: Annotated[int, Field(ge=16, le=8192)] | None = None
     codec: VideoCodec | None = None
@@ -120,11 +120,6 @@ class RenditionSpec(Strict):
     level: str | None = None
     preset: Preset | None = None
     pix_fmt: PixFmt | None = None
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str | None) -> str | None:
-        return check_name(value)
 
     @model_validator(mode="after")
     def _check(self) -> Self:
@@ -145,18 +140,13 @@ class RenditionSpec(Strict):
 class AudioRenditionSpec(Strict):
     """One audio rendition of a group (HLS EXT-X-MEDIA, DASH audio AdaptationSet)."""
 
-    name: str | None = None
+    name: Name | None = None
     codec: AudioCodec = AudioCodec.aac
     bitrate_kbps: Annotated[int, Field(ge=8, le=1024)] | None = None
     channels: Annotated[int, Field(ge=1, le=8)] = 2
     sample_rate: int | None = None
     language: str | None = None
     default: bool = False
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str | None) -> str | None:
-        return check_name(value)
 
     @field_validator("language")
     @classmethod
@@ -204,7 +194,7 @@ def _expand_rung(name: str, codec: VideoCodec) -> dict[str, Any]:
 class GroupSpec(Strict):
     """An adaptive-streaming package: a ladder of video rungs plus audio renditions and manifests."""
 
-    name: str | None = None
+    name: Name | None = None
     type: GroupType
     ladder: Annotated[list[RenditionSpec], Field(min_length=1, max_length=MAX_RUNGS)]
     video_codec: VideoCodec = VideoCodec.h264
@@ -213,7 +203,7 @@ class GroupSpec(Strict):
     segment_seconds: Annotated[float, Field(ge=1, le=30)] = 4.0
     segment_type: SegmentType | None = None
     audio: Annotated[list[AudioRenditionSpec], Field(max_length=MAX_AUDIO)] | None = None
-    destination: str | None = None
+    destination: Uri | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -237,16 +227,6 @@ class GroupSpec(Strict):
         if isinstance(ladder, list):
             ladder = [_expand_rung(item, codec) if isinstance(item, str) else item for item in ladder]
         return {**data, "ladder": ladder}
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str | None) -> str | None:
-        return check_name(value)
-
-    @field_validator("destination")
-    @classmethod
-    def _destination(cls, value: str | None) -> str | None:
-        return None if value is None else check_uri(value)
 
     @model_validator(mode="after")
     def _check(self) -> Self:

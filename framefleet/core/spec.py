@@ -41,13 +41,14 @@ from framefleet.core.specbase import (
     Fallback,
     Fit,
     Hardware,
+    Name,
     PixFmt,
     Preset,
     Priority,
     Profile,
     Strict,
+    Uri,
     VideoCodec,
-    check_name,
     check_uri,
     spec_error,
 )
@@ -196,21 +197,11 @@ class AudioSpec(Strict):
 
 
 class OutputSpec(Strict):
-    name: str | None = None
+    name: Name | None = None
     container: Container
     video: VideoSpec = Field(default_factory=VideoSpec)
     audio: AudioSpec = Field(default_factory=AudioSpec)
-    destination: str | None = None
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str | None) -> str | None:
-        return check_name(value)
-
-    @field_validator("destination")
-    @classmethod
-    def _destination(cls, value: str | None) -> str | None:
-        return None if value is None else check_uri(value)
+    destination: Uri | None = None
 
     @model_validator(mode="after")
     def _normalise(self) -> Self:

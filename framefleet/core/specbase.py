@@ -10,9 +10,9 @@ from __future__ import annotations
 import functools
 import re
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, SerializerFunctionWrapHandler, model_serializer
+from pydantic import AfterValidator, BaseModel, ConfigDict, SerializerFunctionWrapHandler, model_serializer
 from pydantic_core import PydanticCustomError
 
 URI_SCHEMES = ("file", "s3", "http", "https")
@@ -149,6 +149,11 @@ def check_name(value: str | None) -> str | None:
     if value is not None and not NAME_PATTERN.match(value):
         raise spec_error("name", "must be 1-64 letters, digits, '_', '-' or '.', starting alphanumeric")
     return value
+
+
+# Field types that validate themselves, so each model need not repeat the same validators.
+Name = Annotated[str, AfterValidator(check_name)]
+Uri = Annotated[str, AfterValidator(check_uri)]
 
 
 class Strict(BaseModel):
