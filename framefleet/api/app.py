@@ -12,6 +12,7 @@ from framefleet.api.key_cache import KeyCache
 from framefleet.api.middleware import RequestContextMiddleware
 from framefleet.api.routes import health, jobs, workers
 from framefleet.config import Settings, get_settings
+from framefleet.jobs.intake import Intake
 from framefleet.logging import configure_logging, get_logger
 from framefleet.scheduling.registry import WorkerCache
 
@@ -34,6 +35,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         log.info("api started", env=settings.env, public_url=settings.public_url)
         yield
+        app.state.intake.close()
         probe = getattr(app.state, "redis_probe", None)
         if probe is not None:
             probe.close()
@@ -52,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from framefleet.celery_app import celery_for
 
     app.state.celery = celery_for(settings)
+    app.state.intake = Intake(settings.database_url, app.state.celery)
     app.state.key_cache = KeyCache(settings.api_key_cache_seconds)
     app.state.worker_cache = WorkerCache(settings.admission_cache_seconds)
     errors.install(app)

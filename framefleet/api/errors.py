@@ -31,6 +31,8 @@ KINDS: dict[str, tuple[int, str]] = {
     "payload-too-large": (413, "Request body too large"),
     "unsupported-media-type": (415, "Unsupported media type"),
     "validation": (422, "Invalid request"),
+    # Valid, but no known worker could ever run it: may change when workers with other capabilities join.
+    "unschedulable": (422, "No worker can run this job"),
     "rate-limited": (429, "Too many requests"),
     "internal": (500, "Internal server error"),
     "unavailable": (503, "Service unavailable"),

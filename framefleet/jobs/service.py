@@ -6,9 +6,10 @@ import base64
 import hashlib
 import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import redis
 import sqlalchemy as sa
@@ -23,6 +24,9 @@ from framefleet.keys import Principal
 from framefleet.queues import pool_for
 
 MAX_PAGE = 100
+# Submissions insert through the tables: the ORM's unit of work costs more than the inserts themselves.
+_JOBS = cast(sa.Table, Job.__table__)
+_TRANSITIONS = cast(sa.Table, JobTransition.__table__)
 
 
 class JobNotFound(Exception):
@@ -54,6 +58,85 @@ def spec_hash(spec_document: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def new_job_row(
+    *,
+    principal: Principal,
+    spec: JobSpec,
+    document: dict[str, Any],
+    pool: str | None = None,
+    max_run_seconds: int | None = None,
+    idempotency_key: str | None = None,
+) -> dict[str, Any]:
+    """Every column of a new queued job, so that `Job(**row)` shows it without reading it back.
+
+    `document` is `spec.model_dump(mode="json")` (serialising a spec is the costliest step of a submission,
+    done once per request); `pool` is where admission routed the job (default: from the spec alone).
+    """
+    now = utcnow()
+    return {
+        "id": str(uuid.uuid4()),
+        "tenant_id": principal.tenant_id,
+        "state": JobState.queued.value,
+        "priority": spec.priority.value,
+        "effective_priority": spec.priority.value,
+        "hardware": spec.hardware.value,
+        "pool": pool or pool_for(spec),
+        "spec": document,
+        "spec_hash": spec_hash(document),
+        "idempotency_key": idempotency_key,
+        "attempt": 0,
+        "worker": None,
+        "cancel_requested": False,
+        "progress": 0.0,
+        "failure_class": None,
+        "error": None,
+        "created_at": now,
+        "updated_at": now,
+        "queued_at": now,
+        "started_at": None,
+        "finished_at": None,
+        "failures": 0,
+        "retry_at": None,
+        "max_run_seconds": max_run_seconds,
+        "run_limit_seconds": None,
+        "avoid_workers": None,
+    }
+
+
+def insert_jobs(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert new jobs (rows from new_job_row) with their `submitted` transitions: two statements however
+    many rows. The caller commits; a reused idempotency key raises IntegrityError."""
+    session.execute(sa.insert(_JOBS), list(rows))
+    session.execute(
+        sa.insert(_TRANSITIONS),
+        [
+            {
+                "job_id": row["id"],
+                "from_state": None,
+                "to_state": JobState.queued.value,
+                "at": row["created_at"],
+                "reason": "submitted",
+                "worker": None,
+                "attempt": 0,
+            }
+            for row in rows
+        ],
+    )
+
+
+def find_replay(session: Session, *, principal: Principal, idempotency_key: str, digest: str) -> Job | None:
+    """The job an earlier request with this Idempotency-Key created, if any.
+
+    Raises IdempotencyConflict when that request had a different body (`digest` is its spec_hash).
+    """
+    existing = session.scalar(
+        sa.select(Job).where(Job.tenant_id == principal.tenant_id, Job.idempotency_key == idempotency_key)
+    )
+    if existing is not None and existing.spec_hash != digest:
+        raise IdempotencyConflict("this Idempotency-Key was already used with a different request body")
+    return existing
+
+
 def submit_job(
     session: Session,
     *,
@@ -62,61 +145,40 @@ def submit_job(
     idempotency_key: str | None = None,
     pool: str | None = None,
     max_run_seconds: int | None = None,
-    document: dict[str, Any] | None = None,
 ) -> tuple[Job, bool]:
-    """Record a new queued job and return (job, created). Commits; the caller dispatches it afterwards.
+    """Record one new queued job and return (job, created); commits, and the caller dispatches it.
 
-    `pool` is where admission routed the job (default: from the spec alone); `max_run_seconds` overrides
-    the run-time limit derived from the input; `document` is `spec.model_dump(mode="json")` when the
-    caller already has it. With an idempotency key, the same key and body return the first job
-    (created=False); the same key with a different body raises IdempotencyConflict.
+    The API goes through the intake (framefleet.jobs.intake) instead, which writes submissions in groups;
+    this is the same write for one job. With an idempotency key, the same key and body return the first
+    job (created=False); the same key with a different body raises IdempotencyConflict.
     """
-    # Serialising a spec is the costliest step of a submission: done once per request.
-    document = document if document is not None else spec.model_dump(mode="json")
-    digest = spec_hash(document)
-    if idempotency_key is not None:
-        existing = _by_idempotency_key(session, principal.tenant_id, idempotency_key)
-        if existing is not None:
-            return _replay(existing, digest), False
-    now = utcnow()
-    job = Job(
-        id=str(uuid.uuid4()),
-        tenant_id=principal.tenant_id,
-        state=JobState.queued.value,
-        priority=spec.priority.value,
-        hardware=spec.hardware.value,
-        pool=pool or pool_for(spec),
-        effective_priority=spec.priority.value,
-        queued_at=now,
+    row = new_job_row(
+        principal=principal,
+        spec=spec,
+        document=spec.model_dump(mode="json"),
+        pool=pool,
         max_run_seconds=max_run_seconds,
-        spec=document,
-        spec_hash=digest,
         idempotency_key=idempotency_key,
-        created_at=now,
-        updated_at=now,
     )
-    session.add(job)
-    session.add(JobTransition(job_id=job.id, from_state=None, to_state="queued", at=now, reason="submitted"))
+    if idempotency_key is not None:
+        existing = find_replay(
+            session, principal=principal, idempotency_key=idempotency_key, digest=row["spec_hash"]
+        )
+        if existing is not None:
+            return existing, False
     try:
+        insert_jobs(session, [row])
         session.commit()
     except IntegrityError:
         # A concurrent request with the same idempotency key won the insert.
         session.rollback()
-        existing = _by_idempotency_key(session, principal.tenant_id, idempotency_key or "")
+        existing = find_replay(
+            session, principal=principal, idempotency_key=idempotency_key or "", digest=row["spec_hash"]
+        )
         if existing is None:
             raise
-        return _replay(existing, digest), False
-    return job, True
-
-
-def _by_idempotency_key(session: Session, tenant_id: int, key: str) -> Job | None:
-    return session.scalar(sa.select(Job).where(Job.tenant_id == tenant_id, Job.idempotency_key == key))
-
-
-def _replay(existing: Job, digest: str) -> Job:
-    if existing.spec_hash != digest:
-        raise IdempotencyConflict("this Idempotency-Key was already used with a different request body")
-    return existing
+        return existing, False
+    return Job(**row), True
 
 
 def get_job(session: Session, *, principal: Principal, job_id: str) -> Job:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -75,6 +76,19 @@ def test_idempotent_replay_returns_the_same_job(client: TestClient, auth: dict[s
     assert again.status_code == 200
     assert again.json()["id"] == first.json()["id"]
     assert again.headers["Location"] == first.headers["Location"]
+
+
+def test_racing_requests_with_one_idempotency_key_get_one_job(
+    client: TestClient, auth: dict[str, str]
+) -> None:
+    key = {"Idempotency-Key": f"order-{uuid.uuid4()}"}
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        responses = list(
+            pool.map(lambda _: client.post("/v1/jobs", json=job_body(), headers={**auth, **key}), range(8))
+        )
+
+    assert sorted(r.status_code for r in responses) == [200] * 7 + [201]
+    assert len({r.json()["id"] for r in responses}) == 1
 
 
 def test_idempotency_key_with_other_body_conflicts(client: TestClient, auth: dict[str, str]) -> None:

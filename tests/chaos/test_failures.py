@@ -247,6 +247,7 @@ def test_workers_queues_and_admission(worker: Any, api: Any, key: str, clips: di
     )
     assert refused.status_code == 422, refused.text
     body = refused.json()
+    assert body["type"] == "https://framefleet.dev/problems/unschedulable"
     assert body["detail"] == "no worker can encode av1 on a GPU"
     assert body["errors"][0]["field"] == "outputs.0.video.codec"
     auto = submit(api, key, {"input": clips["tiny"].as_uri(), "outputs": [{"container": "ts"}]})

@@ -7,6 +7,8 @@ from typing import Annotated, Any
 
 import anyio
 from fastapi import APIRouter, Header, Query, Request
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 from starlette.responses import Response, StreamingResponse
 
 from framefleet.api import metrics
@@ -24,7 +26,8 @@ from framefleet.db.session import session_scope
 from framefleet.events import is_valid_id
 from framefleet.jobs import service
 from framefleet.jobs.admission import admit
-from framefleet.jobs.dispatch import dispatch
+from framefleet.jobs.intake import Intake
+from framefleet.keys import Principal
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -93,7 +96,7 @@ def submit(
         admission = admit(document, request.app.state.worker_cache.get(session, settings))
         if not admission.accepted:
             raise Problem(
-                "validation",
+                "unschedulable",
                 admission.reason or "no worker can run this job",
                 errors=[
                     {
@@ -104,25 +107,45 @@ def submit(
                 ],
             )
         pool = admission.pool
+    row = service.new_job_row(
+        principal=principal,
+        spec=spec,
+        document=document,
+        pool=pool,
+        max_run_seconds=max_run_seconds,
+        idempotency_key=idempotency_key,
+    )
+    if idempotency_key is not None:
+        replay = _replay(session, principal, idempotency_key, row["spec_hash"])
+        if replay is not None:
+            return replay
+    intake: Intake = request.app.state.intake
     try:
-        job, created = service.submit_job(
-            session,
-            principal=principal,
-            spec=spec,
-            idempotency_key=idempotency_key,
-            pool=pool,
-            max_run_seconds=max_run_seconds,
-            document=document,
+        job = intake.submit(row)
+    except IntegrityError:
+        # A concurrent request with the same Idempotency-Key won the insert.
+        session.rollback()
+        replay = _replay(session, principal, idempotency_key or "", row["spec_hash"])
+        if replay is None:
+            raise
+        return replay
+    metrics.JOBS_SUBMITTED.labels(job.priority).inc()
+    return json_response(service.job_view(job, []), 201, {"Location": _location(job)})
+
+
+def _replay(session: Session, principal: Principal, idempotency_key: str, digest: str) -> Response | None:
+    """The answer to a repeated request (200 with the job it created), or None for a first one."""
+    try:
+        job = service.find_replay(
+            session, principal=principal, idempotency_key=idempotency_key, digest=digest
         )
     except service.IdempotencyConflict as exc:
         raise Problem("idempotency-conflict", str(exc)) from exc
-    headers = {"Location": _location(job)}
-    if not created:
-        return json_response(service.job_view(job, service.outputs_of(session, job.id)), 200, headers)
-    # The row is committed, so a failed publish only delays the job: the reconciler publishes it again.
-    dispatch(job, celery=request.app.state.celery)
-    metrics.JOBS_SUBMITTED.labels(job.priority).inc()
-    return json_response(service.job_view(job, []), 201, headers)
+    if job is None:
+        return None
+    return json_response(
+        service.job_view(job, service.outputs_of(session, job.id)), 200, {"Location": _location(job)}
+    )
 
 
 def _aware(value: datetime | None) -> datetime | None:
