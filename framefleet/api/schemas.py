@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class OutputView(BaseModel):
@@ -41,6 +41,14 @@ class JobView(BaseModel):
     updated_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    effective_priority: str = Field(
+        description="The queue the job waits in: its priority, or a higher one after waiting long (aging)"
+    )
+    failures: int = Field(description="Failed attempts so far; a hand-back at worker shutdown does not count")
+    retry_at: datetime | None = Field(description="When a `retrying` job is queued again")
+    max_run_seconds: int | None = Field(
+        description="Run-time limit of each attempt set at submission; null: derived from the input duration"
+    )
     spec: dict[str, Any]
     outputs: list[OutputView] | None = None
 

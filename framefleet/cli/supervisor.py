@@ -2,8 +2,10 @@
 
 Each child is `python -m framefleet.cli.main <service>` in its own process group, so the terminal's
 Ctrl-C reaches only the supervisor, which then stops every group in order (SIGTERM, then SIGKILL after a
-grace period; Redis last so the others can disconnect cleanly). Children also ask the kernel to send them
-SIGTERM if the supervisor itself dies (Linux), so even a killed supervisor leaves no orphans.
+grace period; Redis last so the others can disconnect cleanly). The worker's grace outlasts its own
+graceful shutdown (FRAMEFLEET_SHUTDOWN_GRACE_SECONDS), so a running job can finish or be handed back
+first. Children also ask the kernel to send them SIGTERM if the supervisor itself dies (Linux), so even a
+killed supervisor leaves no orphans.
 
 Policy when a child dies unexpectedly: the supervisor reports it with the end of that child's log, stops
 everything and exits non-zero. Restarting in place would hide crash loops in a development stack; a
@@ -46,6 +48,9 @@ SUPERVISOR_ENV = "FRAMEFLEET_SUPERVISOR_PID"
 WORKER_READY = "worker ready."
 TAIL_LINES = 40
 PR_SET_PDEATHSIG = 1
+STOP_GRACE_SECONDS = 10.0
+# Past its own shutdown grace a worker still stops ffmpeg, hands the job back and lets Celery exit.
+WORKER_STOP_MARGIN_SECONDS = 5.0
 
 
 class StackError(RuntimeError):
@@ -109,6 +114,13 @@ def release_pid_file(path: Path) -> None:
 
 
 # ---------------------------------------------------------------- children
+
+
+def stop_grace(name: str, settings: Settings, default: float = STOP_GRACE_SECONDS) -> float:
+    """Seconds a child gets between SIGTERM and SIGKILL: `default`, the worker its shutdown grace and more."""
+    if name == "worker":
+        return max(default, settings.shutdown_grace_seconds + WORKER_STOP_MARGIN_SECONDS)
+    return default
 
 
 def die_with_parent() -> None:
@@ -242,6 +254,8 @@ def child_env(settings: Settings) -> dict[str, str]:
             "FRAMEFLEET_API_PORT": str(settings.api_port),
             "FRAMEFLEET_PUBLIC_URL": settings.public_url,
             "FRAMEFLEET_FLOWER_PORT": str(settings.flower_port),
+            # The supervisor's stop grace for the worker is derived from this one.
+            "FRAMEFLEET_SHUTDOWN_GRACE_SECONDS": str(settings.shutdown_grace_seconds),
             "FRAMEFLEET_LOG_FORMAT": "console",
             "PYTHONUNBUFFERED": "1",
             SUPERVISOR_ENV: str(os.getpid()),
@@ -266,7 +280,8 @@ class EmbeddedStack:
 
     Use as `with EmbeddedStack(settings) as stack: ...` (stack.api_url, stack.api_key) from the main
     thread. Inside the block, SIGTERM and SIGHUP raise KeyboardInterrupt, so Ctrl-C, a kill and a closed
-    terminal all leave through the block's exit, which stops every child.
+    terminal all leave through the block's exit, which stops every child. `grace_seconds` is how long a
+    child may take to stop before it is killed; the worker gets longer (see stop_grace).
     """
 
     def __init__(
@@ -276,7 +291,7 @@ class EmbeddedStack:
         out: TextIO | None = None,
         echo_logs: bool = True,
         start_timeout: float = 180.0,
-        grace_seconds: float = 10.0,
+        grace_seconds: float = STOP_GRACE_SECONDS,
     ) -> None:
         self.settings = settings or get_settings()
         self.out = out or sys.stdout
@@ -513,7 +528,7 @@ class EmbeddedStack:
     # -- stop
 
     def stop(self) -> None:
-        """Stop every child (SIGTERM to its group, SIGKILL after the grace period); release the pid file."""
+        """Stop every child (SIGTERM to its group, SIGKILL after its grace period); release the pid file."""
         if not self._started:
             return
         self._started = False
@@ -544,9 +559,17 @@ class EmbeddedStack:
         running = [c for c in children if not c.exited()]
         for child in running:
             child.signal_group(signal.SIGTERM)
-        deadline = time.monotonic() + self.grace_seconds
-        while any(not c.exited() for c in running) and time.monotonic() < deadline and not self._hurry:
-            time.sleep(0.1)
+        started = time.monotonic()
+        deadlines = {c.name: started + stop_grace(c.name, self.settings, self.grace_seconds) for c in running}
+        while running and not self._hurry:
+            now = time.monotonic()
+            for child in running:
+                # Killed at its own deadline, not when the slowest child (the worker) is done.
+                if now >= deadlines[child.name]:
+                    child.signal_group(signal.SIGKILL)
+            running = [c for c in running if not c.exited() and now < deadlines[c.name]]
+            if running:
+                time.sleep(0.1)
         for child in children:
             # Also sweeps what a child left behind in its group (pool processes, encoders); the group id
             # cannot have been reused because the leader is not reaped yet.

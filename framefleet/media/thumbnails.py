@@ -94,67 +94,83 @@ class PicturePlan:
         return IMAGE_EXTENSIONS[self.fmt]
 
 
-def plan_thumbnails(
-    spec: ThumbnailSpec, folder: Path, duration: float | None, src: tuple[int, int]
+def bucket_times(every_seconds: float, duration: float | None) -> list[float]:
+    """Nominal time of each `every_seconds` bucket of the video (one bucket when the duration is unknown)."""
+    count = max(1, math.ceil((duration or every_seconds) / every_seconds))
+    return [round(i * every_seconds, 6) for i in range(count)]
+
+
+def scale_filters(width: int, height: int) -> list[str]:
+    """Scale to the picture size, with square pixels."""
+    return [f"scale={width}:{height}:flags=bicubic", "setsar=1"]
+
+
+def plan_picture_sequence(
+    kind: str,
+    spec: ThumbnailSpec | SpriteSpec,
+    folder: Path,
+    src: tuple[int, int],
+    *,
+    select: str,
+    times: list[float],
+    digits: int,
+    tile: tuple[int, int] | None = None,
 ) -> PicturePlan:
-    """Branch and output for a set of thumbnails."""
+    """Branch and output for numbered pictures: the `select`ed frames, scaled, optionally tiled into sheets.
+
+    `tile` is (columns, rows) for sprite sheets; `digits` pads the file number.
+    """
     width, height = picture_size(spec.width, spec.height, *src)
-    name = spec.name or "thumbnails"
-    ext = IMAGE_EXTENSIONS[spec.format]
-    if spec.times is not None:
-        times = [t for t in spec.times if duration is None or t < duration]
-        dropped = [t for t in spec.times if duration is not None and t >= duration]
-        select = at_times(times or [0.0])
-    else:
-        assert spec.every_seconds is not None
-        count = max(1, math.ceil((duration or spec.every_seconds) / spec.every_seconds))
-        times = [round(i * spec.every_seconds, 6) for i in range(count)]
-        dropped = []
-        select = every(spec.every_seconds)
-    filters = [select, f"scale={width}:{height}:flags=bicubic", "setsar=1"]
+    name = spec.name or kind
+    columns, rows = tile or (0, 0)
+    filters = [select, *scale_filters(width, height)]
+    if tile is not None:
+        filters.append(f"tile={columns}x{rows}")
     args = ["-fps_mode", "passthrough", *picture_args(spec.format, spec.quality), "-f", "image2"]
     return PicturePlan(
-        kind="thumbnails",
+        kind=kind,
         name=name,
         folder=folder,
-        pattern=f"{name}_%05d.{ext}",
+        pattern=f"{name}_%0{digits}d.{IMAGE_EXTENSIONS[spec.format]}",
         filters=filters,
         output_args=args,
         width=width,
         height=height,
         fmt=spec.format,
         times=times,
-        dropped_times=dropped,
+        columns=columns,
+        rows=rows,
         every_seconds=spec.every_seconds or 0.0,
     )
 
 
+def plan_thumbnails(
+    spec: ThumbnailSpec, folder: Path, duration: float | None, src: tuple[int, int]
+) -> PicturePlan:
+    """Branch and output for a set of thumbnails."""
+    if spec.times is not None:
+        times = [t for t in spec.times if duration is None or t < duration]
+        select = at_times(times or [0.0])
+    else:
+        assert spec.every_seconds is not None
+        times = bucket_times(spec.every_seconds, duration)
+        select = every(spec.every_seconds)
+    plan = plan_picture_sequence("thumbnails", spec, folder, src, select=select, times=times, digits=5)
+    plan.dropped_times = [t for t in spec.times or [] if duration is not None and t >= duration]
+    return plan
+
+
 def plan_sprites(spec: SpriteSpec, folder: Path, duration: float | None, src: tuple[int, int]) -> PicturePlan:
     """Branch and output for sprite sheets: tiles every N seconds, `columns` x `rows` per sheet."""
-    width, height = picture_size(spec.width, spec.height, *src)
-    name = spec.name or "sprites"
-    count = max(1, math.ceil((duration or spec.every_seconds) / spec.every_seconds))
-    filters = [
-        every(spec.every_seconds),
-        f"scale={width}:{height}:flags=bicubic",
-        "setsar=1",
-        f"tile={spec.columns}x{spec.rows}",
-    ]
-    args = ["-fps_mode", "passthrough", *picture_args(spec.format, spec.quality), "-f", "image2"]
-    return PicturePlan(
-        kind="sprites",
-        name=name,
-        folder=folder,
-        pattern=f"{name}_%03d.{IMAGE_EXTENSIONS[spec.format]}",
-        filters=filters,
-        output_args=args,
-        width=width,
-        height=height,
-        fmt=spec.format,
-        times=[round(i * spec.every_seconds, 6) for i in range(count)],
-        columns=spec.columns,
-        rows=spec.rows,
-        every_seconds=spec.every_seconds,
+    return plan_picture_sequence(
+        "sprites",
+        spec,
+        folder,
+        src,
+        select=every(spec.every_seconds),
+        times=bucket_times(spec.every_seconds, duration),
+        digits=3,
+        tile=(spec.columns, spec.rows),
     )
 
 
@@ -162,7 +178,7 @@ def plan_poster(spec: PosterSpec, folder: Path, duration: float | None, src: tup
     """Branch and output for the poster: at `time`, or the most typical of a few frames 10 % in."""
     width, height = picture_size(spec.width, spec.height, *src)
     name = spec.name or "poster"
-    scale = [f"scale={width}:{height}:flags=bicubic", "setsar=1"]
+    scale = scale_filters(width, height)
     if spec.time is not None:
         at = spec.time if duration is None else min(spec.time, max(0.0, duration - 0.001))
         filters = [at_times([at]), *scale]

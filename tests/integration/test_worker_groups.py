@@ -10,6 +10,7 @@ import pytest
 from framefleet import events
 from framefleet.redis_client import get_redis
 from tests.integration.test_worker_jobs import local_path, run_to_end
+from tests.media.helpers import still_image
 from tests.media.streaming import read_master, read_media
 
 pytestmark = pytest.mark.integration
@@ -109,29 +110,10 @@ def test_a_failed_publish_leaves_nothing_behind(
 def test_operations_fetch_their_files_from_storage(
     worker: Any, api: Any, tenant_key: tuple[str, str], clip: Path, media_root: Path, ffmpeg: str
 ) -> None:
-    import subprocess
-
     _, key = tenant_key
     assets = media_root / "assets"
     assets.mkdir(exist_ok=True)
-    mark = assets / "logo mark's.png"
-    subprocess.run(
-        [
-            ffmpeg,
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            "color=white:s=64x32,format=rgba",
-            "-frames:v",
-            "1",
-            str(mark),
-        ],
-        check=True,
-    )
+    mark = still_image(ffmpeg, assets / "logo mark's.png", "color=white:s=64x32,format=rgba")
     subtitles = assets / "talk [en].srt"
     subtitles.write_text("1\n00:00:00,000 --> 00:00:01,500\nHello, world; it's [fine]\n")
     spec = {

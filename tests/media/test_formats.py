@@ -6,20 +6,15 @@ Needs only the ffmpeg binary: `pytest tests/media/test_formats.py`.
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import av
 import pytest
 
-from framefleet.core.spec import JobSpec
-from framefleet.media.capabilities import detect_capabilities
-from framefleet.media.command import plan_job
 from framefleet.media.probe import probe
 from framefleet.media.results import collect_results, webp_info
-from framefleet.media.runner import run_ffmpeg
+from tests.media.helpers import output_paths, quiet_ffmpeg, rotated_copy, run_plan
 
 pytestmark = pytest.mark.integration
 
@@ -116,31 +111,15 @@ SUFFIX = {
 def generate(ffmpeg: str, name: str, folder: Path) -> Path:
     video, sound, rate, source = INPUTS[name]
     path = folder / f"{name}.{SUFFIX.get(name, name)}"
-    args = [ffmpeg, "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i", source]
+    args = ["-f", "lavfi", "-i", source]
     if sound is not None:
         args += ["-f", "lavfi", "-i", SOUND.format(rate=rate)]
     if name == "mp4-rotated":
         # -display_rotation is an input option: rotate a plain encode while copying it.
         plain = folder / "plain-for-rotation.mp4"
-        subprocess.run(
-            [*args, "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", str(plain)], check=True
-        )
-        args = [
-            ffmpeg,
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-y",
-            "-display_rotation",
-            "270",
-            "-i",
-            str(plain),
-            "-c",
-            "copy",
-        ]
-        subprocess.run([*args, str(path)], check=True)
-        return path
-    subprocess.run([*args, *video, *(sound or []), str(path)], check=True)
+        quiet_ffmpeg(ffmpeg, *args, "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", plain)
+        return rotated_copy(ffmpeg, plain, path, 270)
+    quiet_ffmpeg(ffmpeg, *args, *video, *(sound or []), path)
     return path
 
 
@@ -166,14 +145,9 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def transcode(ffmpeg: str, body: dict[str, Any], source: Path, work: Path) -> dict[str, Path]:
-    spec = JobSpec.model_validate({"input": "file:///in", **body})
-    shutil.rmtree(work, ignore_errors=True)
-    plan = plan_job(spec, probe(source), detect_capabilities(ffmpeg), source, work, threads=2)
-    plan.prepare()
-    result = run_ffmpeg([ffmpeg, *plan.argv], on_progress=None, duration=plan.duration)
-    assert result.returncode == 0, result.stderr_tail
+    spec, plan, _ = run_plan(ffmpeg, body, source, work, input_uri="file:///in")
     collect_results(plan, spec, "file:///pub/j")  # every output checked and measured as the worker does
-    return {p.output.name or "": p.path for p in plan.outputs}
+    return output_paths(plan)
 
 
 @pytest.mark.parametrize("name", list(INPUTS))

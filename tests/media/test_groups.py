@@ -11,7 +11,6 @@ Needs only the ffmpeg binary: `pytest tests/media/test_groups.py`.
 from __future__ import annotations
 
 import math
-import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -19,14 +18,11 @@ from typing import Any
 import av
 import pytest
 
-from framefleet.core.spec import JobSpec
-from framefleet.media.capabilities import detect_capabilities
 from framefleet.media.codecs import codec_string
-from framefleet.media.command import JobPlan, plan_job
-from framefleet.media.probe import probe
+from framefleet.media.command import JobPlan
 from framefleet.media.results import Results, collect_results
-from framefleet.media.runner import run_ffmpeg
 from tests.conftest import make_clip
+from tests.media.helpers import run_plan
 from tests.media.streaming import decoded_frames, first_bytes_brands, read_master, read_media, segment_starts
 
 pytestmark = pytest.mark.integration
@@ -44,12 +40,7 @@ def source(ffmpeg: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def run(ffmpeg: str, body: dict[str, Any], source: Path, work: Path) -> tuple[JobPlan, Results, list[str]]:
-    spec = JobSpec.model_validate({"input": "file:///in.mp4", **body})
-    shutil.rmtree(work, ignore_errors=True)
-    plan = plan_job(spec, probe(source), detect_capabilities(ffmpeg), source, work, threads=2)
-    plan.prepare()
-    result = run_ffmpeg([ffmpeg, *plan.argv], on_progress=None, duration=plan.duration)
-    assert result.returncode == 0, result.stderr_tail
+    spec, plan, _ = run_plan(ffmpeg, body, source, work)
     return plan, collect_results(plan, spec, "s3://bucket/jobs/j1"), plan.argv
 
 

@@ -6,7 +6,6 @@ Needs only the ffmpeg binary (no Redis, no database): `pytest tests/integration/
 from __future__ import annotations
 
 import os
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from framefleet.media.progress import Progress
 from framefleet.media.quality import ScoreLogs, build_quality, read_scores, summarise
 from framefleet.media.runner import run_ffmpeg
 from tests.conftest import make_clip
+from tests.media.helpers import quiet_ffmpeg, rotated_copy
 
 pytestmark = pytest.mark.integration
 
@@ -33,24 +33,7 @@ def clips(ffmpeg: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Pa
     root = tmp_path_factory.mktemp("media")
     clip = make_clip(ffmpeg, root / "clip.mp4")
     faststart = make_clip(ffmpeg, root / "faststart.mp4", extra=["-movflags", "+faststart"])
-    rotated = root / "rotated.mp4"
-    subprocess.run(
-        [
-            ffmpeg,
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-y",
-            "-display_rotation",
-            "90",
-            "-i",
-            str(clip),
-            "-c",
-            "copy",
-            str(rotated),
-        ],
-        check=True,
-    )
+    rotated = rotated_copy(ffmpeg, clip, root / "rotated.mp4", 90)
     return {
         "clip": clip,
         "faststart": faststart,
@@ -145,10 +128,7 @@ def _bad_file(kind: str, clips: dict[str, Path], tmp_path: Path) -> Path:
         subtitles = tmp_path / "subs.srt"
         subtitles.write_text("1\n00:00:00,000 --> 00:00:01,000\nhello\n")
         path = tmp_path / "subs.mkv"
-        subprocess.run(
-            [clips["ffmpeg"], "-hide_banner", "-loglevel", "error", "-y", "-i", str(subtitles), str(path)],
-            check=True,
-        )
+        quiet_ffmpeg(str(clips["ffmpeg"]), "-i", subtitles, path)
     elif kind == "missing":
         pass
     return path
@@ -352,27 +332,11 @@ def test_quality_of_a_smaller_output_against_its_source(
     ffmpeg: str, clips: dict[str, Path], tmp_path: Path
 ) -> None:
     small = tmp_path / "small.mp4"
-    subprocess.run(
-        [
-            ffmpeg,
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-y",
-            "-i",
-            str(clips["clip"]),
-            "-vf",
-            "scale=160:120",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-crf",
-            "35",
-            "-an",
-            str(small),
-        ],
-        check=True,
+    quiet_ffmpeg(
+        ffmpeg,
+        *("-i", clips["clip"], "-vf", "scale=160:120"),
+        *("-c:v", "libx264", "-preset", "ultrafast", "-crf", "35", "-an"),
+        small,
     )
     quality = QualitySpec(metrics=[Metric.vmaf, Metric.ssim], subsample=5)
     scores = run_quality(ffmpeg, small, clips["clip"], tmp_path / "q.json", quality)
@@ -519,32 +483,11 @@ def test_cover_art_is_not_mistaken_for_video(ffmpeg: str, tmp_path: Path) -> Non
         extra=["-frames:v", "1", "-c:v", "png"],
     )
     song = tmp_path / "song.mp3"
-    subprocess.run(
-        [
-            ffmpeg,
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=duration=1",
-            "-i",
-            str(cover),
-            "-map",
-            "0",
-            "-map",
-            "1",
-            "-c:a",
-            "libmp3lame",
-            "-c:v",
-            "png",
-            "-disposition:v",
-            "attached_pic",
-            str(song),
-        ],
-        check=True,
+    quiet_ffmpeg(
+        ffmpeg,
+        *("-f", "lavfi", "-i", "sine=duration=1", "-i", cover, "-map", "0", "-map", "1"),
+        *("-c:a", "libmp3lame", "-c:v", "png", "-disposition:v", "attached_pic"),
+        song,
     )
     info = probe(song)
     assert info.video is None and info.audio is not None and info.audio.codec == "mp3"

@@ -7,7 +7,6 @@ Needs only the ffmpeg binary: `pytest tests/media/test_operations.py`.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,17 @@ from framefleet.media.loudness import build_loudness_scan, parse_loudnorm
 from framefleet.media.probe import probe
 from framefleet.media.runner import run_ffmpeg
 from tests.conftest import make_clip
-from tests.media.test_pictures import frame_number, make_clock
+from tests.media.helpers import (
+    frame_number,
+    frames,
+    make_clock,
+    mean_luma,
+    output_paths,
+    quiet_ffmpeg,
+    rotated_copy,
+    run_plan,
+    still_image,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -47,28 +56,8 @@ def clip(ffmpeg: str, folder: Path) -> Path:
 def encode(
     ffmpeg: str, body: dict[str, Any], source: Path, work: Path, assets: Assets | None = None
 ) -> tuple[JobPlan, dict[str, Path]]:
-    spec = JobSpec.model_validate({"input": "file:///in.mp4", **body})
-    shutil.rmtree(work, ignore_errors=True)
-    plan = plan_job(spec, probe(source), detect_capabilities(ffmpeg), source, work, threads=2, assets=assets)
-    plan.prepare()
-    result = run_ffmpeg([ffmpeg, *plan.argv], on_progress=None, duration=plan.duration)
-    assert result.returncode == 0, result.stderr_tail
-    return plan, {p.output.name or "": p.path for p in plan.outputs}
-
-
-def frames(path: Path) -> list[av.VideoFrame]:
-    with av.open(str(path)) as container:
-        return list(container.decode(video=0))
-
-
-def luma(frame: av.VideoFrame, box: tuple[int, int, int, int]) -> float:
-    grey = frame.reformat(format="gray")
-    plane = grey.planes[0]
-    data = bytes(plane)
-    x, y, w, h = box
-    return sum(sum(data[r * plane.line_size + x : r * plane.line_size + x + w]) for r in range(y, y + h)) / (
-        w * h
-    )
+    _, plan, _ = run_plan(ffmpeg, body, source, work, assets=assets)
+    return plan, output_paths(plan)
 
 
 def test_trim_is_frame_accurate(ffmpeg: str, clock: Path, folder: Path) -> None:
@@ -101,8 +90,8 @@ def test_fit_modes(ffmpeg: str, clip: Path, folder: Path, fit: str, size: tuple[
     first = frames(paths["f"])[0]
     assert (first.width, first.height) == size
     if fit == "pad":  # 200x150 picture with 25-line black bars above and below
-        assert luma(first, (0, 0, 200, 20)) < 20 and luma(first, (0, 180, 200, 20)) < 20
-        assert luma(first, (0, 40, 200, 120)) > 40
+        assert mean_luma(first, (0, 0, 200, 20)) < 20 and mean_luma(first, (0, 180, 200, 20)) < 20
+        assert mean_luma(first, (0, 40, 200, 120)) > 40
 
 
 def test_crop_rotate_and_fps(ffmpeg: str, clip: Path, folder: Path) -> None:
@@ -116,24 +105,7 @@ def test_crop_rotate_and_fps(ffmpeg: str, clip: Path, folder: Path) -> None:
 
 
 def test_recorded_rotation_is_applied_or_ignored(ffmpeg: str, clip: Path, folder: Path) -> None:
-    rotated = folder / "rotated.mp4"
-    subprocess.run(
-        [
-            ffmpeg,
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-y",
-            "-display_rotation",
-            "90",
-            "-i",
-            str(clip),
-            "-c",
-            "copy",
-            str(rotated),
-        ],
-        check=True,
-    )
+    rotated = rotated_copy(ffmpeg, clip, folder / "rotated.mp4", 90)
     body: dict[str, Any] = {"outputs": [{"name": "o", "container": "mp4", "video": {"preset": "ultrafast"}}]}
     _, paths = encode(ffmpeg, body, rotated, folder / "auto")
     first = frames(paths["o"])[0]
@@ -164,24 +136,7 @@ def test_deinterlace_detected_and_denoise(ffmpeg: str, folder: Path) -> None:
 
 
 def test_watermark_is_scaled_placed_and_blended(ffmpeg: str, clip: Path, folder: Path) -> None:
-    mark = folder / "mark.png"
-    subprocess.run(
-        [
-            ffmpeg,
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            "color=white:s=100x50,format=rgba",
-            "-frames:v",
-            "1",
-            str(mark),
-        ],
-        check=True,
-    )
+    mark = still_image(ffmpeg, folder / "mark.png", "color=white:s=100x50,format=rgba")
     body = {
         "outputs": [{"name": "w", "container": "mp4", "video": {"crf": 10, "preset": "ultrafast"}}],
         "operations": {
@@ -199,7 +154,7 @@ def test_watermark_is_scaled_placed_and_blended(ffmpeg: str, clip: Path, folder:
     assert plan.argv.count("-i") == 2
     first = frames(paths["w"])[0]
     # 25 % of 320 wide: 80x40 at (10, 10), white.
-    assert luma(first, (14, 14, 72, 32)) > 230 and luma(first, (100, 60, 60, 60)) < 230
+    assert mean_luma(first, (14, 14, 72, 32)) > 230 and mean_luma(first, (100, 60, 60, 60)) < 230
 
 
 def test_subtitles_burn_in_from_srt_and_vtt_under_an_awkward_path(
@@ -278,24 +233,11 @@ def test_two_pass_loudness_reaches_its_target(ffmpeg: str, clip: Path, folder: P
 
 def test_channel_mix_and_stripped_sound(ffmpeg: str, folder: Path) -> None:
     surround = folder / "surround.mkv"
-    subprocess.run(
-        [
-            ffmpeg,
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=frequency=300:duration=1:sample_rate=48000",
-            "-af",
-            "pan=5.1|c0=c0|c1=c0|c2=c0|c3=0*c0|c4=c0|c5=c0",
-            "-c:a",
-            "flac",
-            str(surround),
-        ],
-        check=True,
+    quiet_ffmpeg(
+        ffmpeg,
+        *("-f", "lavfi", "-i", "sine=frequency=300:duration=1:sample_rate=48000"),
+        *("-af", "pan=5.1|c0=c0|c1=c0|c2=c0|c3=0*c0|c4=c0|c5=c0", "-c:a", "flac"),
+        surround,
     )
     body = {
         "outputs": [{"name": "m", "container": "mp3"}],
@@ -324,32 +266,13 @@ def test_channel_mix_and_stripped_sound(ffmpeg: str, folder: Path) -> None:
 
 def test_hdr_is_tone_mapped_to_sdr(ffmpeg: str, folder: Path) -> None:
     pq = folder / "pq.mp4"
-    subprocess.run(
-        [
-            ffmpeg,
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=320x240:rate=25:duration=1",
-            "-vf",
-            "format=yuv420p10le",
-            "-c:v",
-            "libx265",
-            "-x265-params",
-            "log-level=error:colorprim=bt2020:transfer=smpte2084:colormatrix=bt2020nc",
-            "-color_primaries",
-            "bt2020",
-            "-color_trc",
-            "smpte2084",
-            "-colorspace",
-            "bt2020nc",
-            str(pq),
-        ],
-        check=True,
+    x265 = "log-level=error:colorprim=bt2020:transfer=smpte2084:colormatrix=bt2020nc"
+    quiet_ffmpeg(
+        ffmpeg,
+        *("-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=1", "-vf", "format=yuv420p10le"),
+        *("-c:v", "libx265", "-x265-params", x265),
+        *("-color_primaries", "bt2020", "-color_trc", "smpte2084", "-colorspace", "bt2020nc"),
+        pq,
     )
     assert probe(pq).video.hdr  # type: ignore[union-attr]
     body = {

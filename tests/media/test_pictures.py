@@ -7,74 +7,16 @@ Needs only the ffmpeg binary: `pytest tests/media/test_pictures.py`.
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
-import av
 import pytest
 
-from framefleet.core.spec import JobSpec
-from framefleet.media.capabilities import detect_capabilities
-from framefleet.media.command import JobPlan, plan_job
-from framefleet.media.probe import probe
+from framefleet.media.command import JobPlan
 from framefleet.media.results import Results, collect_results
-from framefleet.media.runner import run_ffmpeg
+from tests.media.helpers import first_frame, frame_number, make_clock, run_plan
 
 pytestmark = pytest.mark.integration
-
-FPS = 25
-
-
-def make_clock(ffmpeg: str, path: Path, seconds: float = 2.0, size: str = "160x120") -> Path:
-    """Frame N is grey with luma 4N (lossless H.264), with a tone for sound."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lavfi = f"color=black:s={size}:r={FPS}:d={seconds},format=yuv420p,geq=lum='N*4':cb=128:cr=128"
-    subprocess.run(
-        [
-            ffmpeg,
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            lavfi,
-            "-f",
-            "lavfi",
-            "-i",
-            f"sine=frequency=440:sample_rate=48000:duration={seconds}",
-            "-c:v",
-            "libx264",
-            "-qp",
-            "0",
-            "-preset",
-            "ultrafast",
-            "-c:a",
-            "aac",
-            str(path),
-        ],
-        check=True,
-    )
-    return path
-
-
-def frame_number(image: av.VideoFrame, box: tuple[int, int, int, int] | None = None) -> int:
-    """Which clock frame a picture (or a box of it) shows, from its mean luma."""
-    grey = image.reformat(format="gray")
-    plane = grey.planes[0]
-    data = bytes(plane)
-    x, y, w, h = box or (0, 0, grey.width, grey.height)
-    total = sum(sum(data[r * plane.line_size + x : r * plane.line_size + x + w]) for r in range(y, y + h))
-    mean = total / (w * h)
-    return round((mean * 219 / 255 + 16) / 4)  # video range back to the 4N written
-
-
-def picture(path: Path) -> av.VideoFrame:
-    with av.open(str(path)) as container:
-        return next(container.decode(video=0))
 
 
 @pytest.fixture(scope="module")
@@ -83,12 +25,7 @@ def clock(ffmpeg: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def run(ffmpeg: str, body: dict[str, Any], source: Path, work: Path) -> tuple[JobPlan, Results]:
-    spec = JobSpec.model_validate({"input": "file:///in.mp4", **body})
-    shutil.rmtree(work, ignore_errors=True)
-    plan = plan_job(spec, probe(source), detect_capabilities(ffmpeg), source, work, threads=2)
-    plan.prepare()
-    result = run_ffmpeg([ffmpeg, *plan.argv], on_progress=None, duration=plan.duration)
-    assert result.returncode == 0, result.stderr_tail
+    spec, plan, _ = run_plan(ffmpeg, body, source, work)
     return plan, collect_results(plan, spec, "file:///pub/j")
 
 
@@ -104,18 +41,21 @@ def test_thumbnails_at_times_and_every_n_seconds(ffmpeg: str, clock: Path, tmp_p
     rows = {r.name: r for r in results.rows}
     at = sorted((plan.pictures[0].folder).iterdir())
     # First frame at or after each time: 0.5 s -> frame 13 (0.52 s), 1.0 -> 25, 1.63 -> 41; 5 s is too late.
-    assert [frame_number(picture(p)) for p in at] == [13, 25, 41]
+    assert [frame_number(first_frame(p)) for p in at] == [13, 25, 41]
     assert [f["time"] for f in rows["at"].details["files"]] == [0.5, 1.0, 1.63]
     assert rows["at"].details["dropped_times"] == [5.0]
     assert all(p.read_bytes()[:4] == b"\x89PNG" for p in at)
     every = sorted(plan.pictures[1].folder.iterdir())
     # Buckets of 0.4 s: frames 0, 10, 20, 30, 40 (the first of each), never drifting.
-    assert [frame_number(picture(p)) for p in every[1:]] == [10, 20, 30, 40]
-    assert [(picture(p).width, picture(p).height) for p in every] == [(80, 60)] * 5
+    assert [frame_number(first_frame(p)) for p in every[1:]] == [10, 20, 30, 40]
+    assert [(first_frame(p).width, first_frame(p).height) for p in every] == [(80, 60)] * 5
     assert every[0].read_bytes()[:2] == b"\xff\xd8"
     assert [f["time"] for f in rows["every"].details["files"]] == [0.0, 0.4, 0.8, 1.2, 1.6]
     (small,) = plan.pictures[2].folder.iterdir()
-    assert small.read_bytes()[8:12] == b"WEBP" and (picture(small).width, picture(small).height) == (80, 60)
+    assert small.read_bytes()[8:12] == b"WEBP" and (first_frame(small).width, first_frame(small).height) == (
+        80,
+        60,
+    )
     assert rows["small"].uri == "file:///pub/j/small/" and rows["small"].kind == "thumbnails"
 
 
@@ -128,7 +68,7 @@ def test_sprite_sheets_and_their_vtt_map_point_at_the_right_tiles(
     folder = plan.pictures[0].folder
     sheets = sorted(p for p in folder.iterdir() if p.suffix == ".jpg")
     assert len(sheets) == 2  # 10 tiles, 6 per sheet
-    assert (picture(sheets[0]).width, picture(sheets[0]).height) == (120, 60)
+    assert (first_frame(sheets[0]).width, first_frame(sheets[0]).height) == (120, 60)
     vtt = (folder / "hover.vtt").read_text()
     cues = re.findall(
         r"(\d\d:\d\d:\d\d\.\d{3}) --> (\d\d:\d\d:\d\d\.\d{3})\n(\S+)#xywh=(\d+),(\d+),(\d+),(\d+)", vtt
@@ -142,7 +82,7 @@ def test_sprite_sheets_and_their_vtt_map_point_at_the_right_tiles(
         assert float(start[-6:]) == pytest.approx(index * 0.2)
         box = (int(x) + 4, int(y) + 4, int(w) - 8, int(h) - 8)  # the inside of the tile
         if index:  # frame 0 is black, below the video range the clock can tell apart
-            assert frame_number(picture(folder / sheet), box) == index * 5, (index, sheet, box)
+            assert frame_number(first_frame(folder / sheet), box) == index * 5, (index, sheet, box)
     assert rows["hover"].details["tiles"] == 10 and rows["hover/vtt"].kind == "vtt"
     late = [p.uri for p in results.pieces if p.late]
     assert late == ["file:///pub/j/hover/hover.vtt"]
@@ -156,8 +96,8 @@ def test_poster_at_a_time_and_picked_automatically(ffmpeg: str, clock: Path, tmp
     assert (
         row.kind == "poster" and row.uri == "file:///pub/j/poster.png" and (row.width, row.height) == (80, 60)
     )
-    assert frame_number(picture(plan.pictures[0].folder / "poster.png")) == 38  # 1.52 s
+    assert frame_number(first_frame(plan.pictures[0].folder / "poster.png")) == 38  # 1.52 s
     plan, results = run(ffmpeg, {"poster": {"name": "cover"}}, clock, tmp_path / "b")
-    shown = frame_number(picture(plan.pictures[0].folder / "cover.jpg"))
+    shown = frame_number(first_frame(plan.pictures[0].folder / "cover.jpg"))
     assert 5 <= shown < 5 + 30  # picked among the frames from 10 % in (0.2 s, frame 5)
     assert results.rows[0].uri == "file:///pub/j/cover.jpg"

@@ -6,20 +6,18 @@ Needs only the ffmpeg binary: `pytest tests/media/test_quality_inprocess.py`.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from framefleet.core.spec import JobSpec, Metric, QualitySpec, VmafModel
-from framefleet.media.capabilities import detect_capabilities
-from framefleet.media.command import JobPlan, plan_job
-from framefleet.media.probe import probe
+from framefleet.core.spec import Metric, QualitySpec, VmafModel
+from framefleet.media.command import JobPlan
 from framefleet.media.quality import ScoreLogs, build_quality, read_scores, summarise
 from framefleet.media.results import collect_results
 from framefleet.media.runner import run_ffmpeg
 from tests.conftest import make_clip
+from tests.media.helpers import run_plan
 
 pytestmark = pytest.mark.integration
 
@@ -30,12 +28,7 @@ def source(ffmpeg: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def run_job(ffmpeg: str, spec: dict[str, Any], source: Path, work: Path) -> tuple[JobPlan, dict[str, Any]]:
-    job = JobSpec.model_validate({"input": "file:///in.mp4", **spec})
-    shutil.rmtree(work, ignore_errors=True)
-    plan = plan_job(job, probe(source), detect_capabilities(ffmpeg), source, work, threads=2)
-    plan.prepare()
-    result = run_ffmpeg([ffmpeg, *plan.argv], on_progress=None, duration=plan.duration)
-    assert result.returncode == 0, result.stderr_tail
+    job, plan, result = run_plan(ffmpeg, spec, source, work)
     assert result.stderr_tail == ""
     rows = {row.name: row for row in collect_results(plan, job, "file:///published/job").rows}
     return plan, rows
