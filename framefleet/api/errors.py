@@ -10,10 +10,16 @@ from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
 
+import redis
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+
+from framefleet.logging import get_logger
+
+log = get_logger(__name__)
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_BASE = "https://framefleet.dev/problems/"
@@ -200,8 +206,27 @@ def internal_error_body(instance: str) -> bytes:
     )
 
 
+# Outages of what the API depends on are the service's trouble, not the client's and not a bug: 503.
+RETRY_AFTER_SECONDS = 5
+_DEPENDENCIES: dict[type[Exception], str] = {
+    redis.RedisError: "Redis cannot be reached",
+    OperationalError: "the database cannot be reached",
+}
+
+
+async def _on_dependency_down(request: Request, exc: Exception) -> Response:
+    what = next(text for kind, text in _DEPENDENCIES.items() if isinstance(exc, kind))
+    log.warning("dependency unavailable", path=request.url.path, error=f"{type(exc).__name__}: {exc}")
+    problem = Problem(
+        "unavailable", f"{what}; try again shortly", headers={"Retry-After": str(RETRY_AFTER_SECONDS)}
+    )
+    return problem_response(problem, request.url.path)
+
+
 def install(app: FastAPI) -> None:
     """Answer every error kind as problem+json."""
     app.add_exception_handler(Problem, _on_problem)
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(StarletteHTTPException, _on_http)
+    for kind in _DEPENDENCIES:
+        app.add_exception_handler(kind, _on_dependency_down)

@@ -21,7 +21,10 @@ from framefleet.core.states import TERMINAL, JobState, TransitionError
 from framefleet.db.models import Job, JobOutput, JobTransition, utcnow
 from framefleet.jobs import state_machine
 from framefleet.keys import Principal
+from framefleet.logging import get_logger
 from framefleet.queues import pool_for
+
+log = get_logger(__name__)
 
 MAX_PAGE = 100
 # Submissions insert through the tables: the ORM's unit of work costs more than the inserts themselves.
@@ -272,7 +275,12 @@ def cancel_job(
             job = get_job(session, principal=principal, job_id=job_id)
             continue
         session.commit()
-        state_machine.announce(redis_client, job, reason=reason, ttl_seconds=events_ttl_seconds)
+        try:
+            state_machine.announce(redis_client, job, reason=reason, ttl_seconds=events_ttl_seconds)
+        except redis.RedisError as exc:
+            # The cancel is done (the database says so); only its event is missing, and a stream reader
+            # makes the final `done` from the database row instead.
+            log.warning("canceled job not announced", job_id=job.id, error=f"{type(exc).__name__}: {exc}")
         return job
     raise JobFinished(job.state)
 
