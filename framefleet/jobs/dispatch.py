@@ -49,11 +49,11 @@ def dispatch_many(jobs: Sequence[Job], *, celery: Celery | None = None) -> bool:
     its own (retried by Celery). A job whose message did reach the broker is then published twice, and the
     state machine's compare-and-set lets only one of them run it. False when some job could not be sent.
     """
-    from framefleet.celery_app import RUN_JOB_TASK
-
     if len(jobs) == 1:
         # A pipeline of one costs more than a plain publish, and would lose the publish retries.
         return dispatch(jobs[0], celery=celery)
+    from framefleet.celery_app import RUN_JOB_TASK
+
     celery = celery or _process_app()
     try:
         with celery.producer_or_acquire() as producer, producer.batch():

@@ -13,7 +13,6 @@ from typing import Any, cast
 
 import redis
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from framefleet.core.spec import JobSpec, Priority
@@ -138,50 +137,6 @@ def find_replay(session: Session, *, principal: Principal, idempotency_key: str,
     if existing is not None and existing.spec_hash != digest:
         raise IdempotencyConflict("this Idempotency-Key was already used with a different request body")
     return existing
-
-
-def submit_job(
-    session: Session,
-    *,
-    principal: Principal,
-    spec: JobSpec,
-    idempotency_key: str | None = None,
-    pool: str | None = None,
-    max_run_seconds: int | None = None,
-) -> tuple[Job, bool]:
-    """Record one new queued job and return (job, created); commits, and the caller dispatches it.
-
-    The API goes through the intake (framefleet.jobs.intake) instead, which writes submissions in groups;
-    this is the same write for one job. With an idempotency key, the same key and body return the first
-    job (created=False); the same key with a different body raises IdempotencyConflict.
-    """
-    row = new_job_row(
-        principal=principal,
-        spec=spec,
-        document=spec.model_dump(mode="json"),
-        pool=pool,
-        max_run_seconds=max_run_seconds,
-        idempotency_key=idempotency_key,
-    )
-    if idempotency_key is not None:
-        existing = find_replay(
-            session, principal=principal, idempotency_key=idempotency_key, digest=row["spec_hash"]
-        )
-        if existing is not None:
-            return existing, False
-    try:
-        insert_jobs(session, [row])
-        session.commit()
-    except IntegrityError:
-        # A concurrent request with the same idempotency key won the insert.
-        session.rollback()
-        existing = find_replay(
-            session, principal=principal, idempotency_key=idempotency_key or "", digest=row["spec_hash"]
-        )
-        if existing is None:
-            raise
-        return existing, False
-    return Job(**row), True
 
 
 def get_job(session: Session, *, principal: Principal, job_id: str) -> Job:

@@ -30,6 +30,7 @@ from tests.chaos.conftest import (
     wait,
     wait_state,
 )
+from tests.factories import queued_job
 
 pytestmark = pytest.mark.integration
 
@@ -154,18 +155,11 @@ def test_a_job_past_its_time_limit_fails_timeout(
 
 def _waiting_job(key: str, state: str) -> str:
     """A job nobody will pick up (the gpu pool has no worker here), put in `state` for the test."""
-    from framefleet.core.spec import JobSpec
-    from framefleet.jobs.service import submit_job
-    from framefleet.keys import authenticate
-
-    with session_scope() as session:
-        principal = authenticate(session, key)
-        assert principal is not None
-        spec = JobSpec.model_validate({"input": "file:///nowhere.mp4", "outputs": [{"container": "mp4"}]})
-        job, _ = submit_job(session, principal=principal, spec=spec, pool="gpu")
-        if state == "pending":
-            session.execute(sa.update(Job).where(Job.id == job.id).values(state="pending"))
-        return job.id
+    job_id = queued_job(key, {"input": "file:///nowhere.mp4", "outputs": [{"container": "mp4"}]}, pool="gpu")
+    if state == "pending":
+        with session_scope() as session:
+            session.execute(sa.update(Job).where(Job.id == job_id).values(state="pending"))
+    return job_id
 
 
 def test_cancel_in_every_state(worker: Any, api: Any, key: str, clips: dict[str, Path], stack: Stack) -> None:

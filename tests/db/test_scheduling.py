@@ -13,13 +13,11 @@ import sqlalchemy as sa
 
 from framefleet.config import Settings, get_settings
 from framefleet.core.failures import FailureClass, JobFailure
-from framefleet.core.spec import JobSpec
 from framefleet.core.states import JobState, TransitionError
 from framefleet.db.models import Job, Worker, utcnow
 from framefleet.db.session import session_scope
 from framefleet.jobs import state_machine
-from framefleet.jobs.service import history_of, submit_job
-from framefleet.keys import authenticate
+from framefleet.jobs.service import history_of
 from framefleet.redis_client import get_redis
 from framefleet.scheduling import broker
 from framefleet.scheduling.maintenance import (
@@ -32,6 +30,7 @@ from framefleet.scheduling.maintenance import (
 )
 from framefleet.scheduling.outcomes import fail_attempt
 from framefleet.worker.heartbeat import worker_key
+from tests.factories import queued_job
 from tests.isolated import private_database, settings_env
 
 CPU_CAPS = {
@@ -99,17 +98,9 @@ def made() -> Iterator[dict[str, list[str]]]:
 
 def new_job(key: str, made: dict[str, list[str]], **spec: Any) -> str:
     document = {"input": "file:///x.mp4", "outputs": [{"container": "mkv"}], "hardware": "gpu", **spec}
-    with session_scope() as session:
-        principal = authenticate(session, key)
-        assert principal is not None
-        job, _ = submit_job(
-            session,
-            principal=principal,
-            spec=JobSpec.model_validate(document),
-            pool=document["hardware"] if document["hardware"] != "auto" else "cpu",
-        )
-    made["jobs"].append(job.id)
-    return job.id
+    job_id = queued_job(key, document, pool=document["hardware"] if document["hardware"] != "auto" else "cpu")
+    made["jobs"].append(job_id)
+    return job_id
 
 
 def start(job_id: str, worker: str) -> int:

@@ -6,22 +6,15 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from framefleet.core.spec import JobSpec
 from framefleet.core.states import JobState, TransitionError
 from framefleet.db.session import session_scope
 from framefleet.jobs import state_machine
-from framefleet.jobs.service import history_of, submit_job
-from framefleet.keys import authenticate
+from framefleet.jobs.service import history_of
+from tests.factories import queued_job
 
 
 def new_job(key: str) -> str:
-    spec = JobSpec.model_validate({"input": "file:///x.mp4", "outputs": [{"container": "mp4"}]})
-    with session_scope() as session:
-        principal = authenticate(session, key)
-        assert principal is not None
-        job, created = submit_job(session, principal=principal, spec=spec)
-        assert created
-        return job.id
+    return queued_job(key, {"input": "file:///x.mp4", "outputs": [{"container": "mp4"}]})
 
 
 def claim(job_id: str, worker: str) -> bool:
