@@ -11,11 +11,11 @@ the machine runs) the API process's own CPU time per submission is printed: it i
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
 import statistics
-import sys
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -94,9 +94,12 @@ def _bare_celery(total: int) -> float:
     return total / (time.perf_counter() - started)
 
 
-def main(total: int = 3000, clients: int = 8) -> dict[str, float]:
+def main(total: int = 3000, clients: int = 8, database_url: str | None = None) -> dict[str, float]:
     # Admission would refuse gpu jobs on this CPU-only stack; here they only need to wait in their queue.
-    with bench_stack(FRAMEFLEET_ADMISSION_CHECK="false") as (stack, settings):
+    overrides = {"FRAMEFLEET_ADMISSION_CHECK": "false"}
+    if database_url:
+        overrides["FRAMEFLEET_DATABASE_URL"] = database_url
+    with bench_stack(**overrides) as (stack, settings):
         spec = {
             "input": (settings.storage_roots[0] / "x.mp4").as_uri(),
             "outputs": [{"container": "mp4"}],
@@ -136,4 +139,8 @@ def main(total: int = 3000, clients: int = 8) -> dict[str, float]:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 3000)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("total", nargs="?", type=int, default=3000, help="POSTs per round")
+    parser.add_argument("--database-url", help="a PostgreSQL URL instead of the embedded SQLite")
+    args = parser.parse_args()
+    main(args.total, database_url=args.database_url)
