@@ -326,7 +326,7 @@ MetadataValue = Annotated[str, Field(max_length=512)]
 
 class JobSpec(Strict):
     _added: ClassVar[frozenset[str]] = frozenset(
-        {"groups", "thumbnails", "sprites", "poster", "operations", "fallback"}
+        {"groups", "thumbnails", "sprites", "poster", "operations", "fallback", "max_run_seconds"}
     )
 
     version: Literal[1] = SPEC_VERSION
@@ -345,6 +345,9 @@ class JobSpec(Strict):
     priority: Priority = Priority.normal
     hardware: Hardware = Hardware.auto
     fallback: Fallback = Fallback.none
+    # Run-time limit of each attempt instead of one derived from the input's duration; the upper bound is
+    # the deployment's FRAMEFLEET_JOB_MAX_SECONDS, checked at submission.
+    max_run_seconds: Annotated[int, Field(ge=1)] | None = None
     metadata: Annotated[dict[MetadataKey, MetadataValue], Field(max_length=32)] = Field(default_factory=dict)
 
     @field_validator("input")

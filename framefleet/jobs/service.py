@@ -66,7 +66,6 @@ def new_job_row(
     spec: JobSpec,
     document: dict[str, Any],
     pool: str | None = None,
-    max_run_seconds: int | None = None,
     idempotency_key: str | None = None,
 ) -> dict[str, Any]:
     """Every column of a new queued job, so that `Job(**row)` shows it without reading it back.
@@ -99,7 +98,7 @@ def new_job_row(
         "finished_at": None,
         "failures": 0,
         "retry_at": None,
-        "max_run_seconds": max_run_seconds,
+        "max_run_seconds": spec.max_run_seconds,
         "run_limit_seconds": None,
         "avoid_workers": None,
     }

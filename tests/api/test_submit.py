@@ -91,6 +91,20 @@ def test_racing_requests_with_one_idempotency_key_get_one_job(
     assert len({r.json()["id"] for r in responses}) == 1
 
 
+def test_run_time_limit_is_stored_and_bounded_by_the_deployment(
+    client: TestClient, auth: dict[str, str], api_settings: Settings
+) -> None:
+    job = submit(client, auth, max_run_seconds=120)
+    assert job["max_run_seconds"] == 120 and job["spec"]["max_run_seconds"] == 120
+
+    too_long = client.post(
+        "/v1/jobs", json=job_body(max_run_seconds=api_settings.job_max_seconds + 1), headers=auth
+    )
+    assert too_long.status_code == 422
+    assert [e["field"] for e in too_long.json()["errors"]] == ["max_run_seconds"]
+    assert "FRAMEFLEET_JOB_MAX_SECONDS" in too_long.json()["detail"]
+
+
 def test_idempotency_key_with_other_body_conflicts(client: TestClient, auth: dict[str, str]) -> None:
     key = {"Idempotency-Key": f"order-{uuid.uuid4()}"}
     assert client.post("/v1/jobs", json=job_body(), headers={**auth, **key}).status_code == 201

@@ -138,12 +138,11 @@ def test_a_job_past_its_time_limit_fails_timeout(
 ) -> None:
     bad = api.post(
         "/v1/jobs",
-        json={"input": clips["long"].as_uri(), "outputs": [SLOW_OUTPUT]},
-        params={"max_run_seconds": 0},
+        json={"input": clips["long"].as_uri(), "outputs": [SLOW_OUTPUT], "max_run_seconds": 0},
         headers={"X-API-Key": key},
     )
     assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "max_run_seconds"
-    job = submit(api, key, {"input": clips["long"].as_uri(), "outputs": [SLOW_OUTPUT]}, max_run_seconds=1)
+    job = submit(api, key, {"input": clips["long"].as_uri(), "outputs": [SLOW_OUTPUT], "max_run_seconds": 1})
     assert job["max_run_seconds"] == 1
     pids = wait(lambda: ffmpeg_pids(job["id"]), 30, "ffmpeg started")
     final = wait_state(api, key, job["id"], TERMINAL, 30)

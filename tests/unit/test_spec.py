@@ -120,6 +120,12 @@ def test_first_release_specs_are_stored_exactly_as_before() -> None:
         assert JobSpec.model_validate(dumped) == spec
 
 
+def test_a_run_time_limit_is_kept_when_given() -> None:
+    limited = JobSpec.model_validate(spec(max_run_seconds=90)).model_dump(mode="json")
+    assert limited["max_run_seconds"] == 90
+    assert "max_run_seconds" not in JobSpec.model_validate(spec()).model_dump(mode="json")
+
+
 def test_a_job_needs_something_to_make() -> None:
     assert (
         "outputs",
@@ -260,6 +266,7 @@ def test_a_job_needs_something_to_make() -> None:
             "no sound",
         ),
         ({"outputs": [{"container": "mp4"}], "fallback": "gpu"}, "fallback", "Input should be"),
+        ({"outputs": [{"container": "mp4"}], "max_run_seconds": 0}, "max_run_seconds", "greater than"),
     ],
 )
 def test_new_fields_name_their_errors(body: dict[str, Any], field: str, words: str) -> None:

@@ -77,17 +77,13 @@ def submit(
     idempotency_key: Annotated[
         str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)
     ] = None,
-    max_run_seconds: Annotated[
-        int | None,
-        Query(description="run-time limit of each attempt, instead of one derived from the input's duration"),
-    ] = None,
 ) -> Response:
     """Validate and record a job, then hand it to its queue. 201 when created, 200 on an idempotent replay.
 
     422 when no known worker could ever run the job (the reason names the missing capability).
     """
-    if max_run_seconds is not None:
-        problem = override_error(max_run_seconds, time_limits(settings))
+    if spec.max_run_seconds is not None:
+        problem = override_error(spec.max_run_seconds, time_limits(settings))
         if problem is not None:
             raise validation_problem("max_run_seconds", problem)
     pool = None
@@ -112,7 +108,6 @@ def submit(
         spec=spec,
         document=document,
         pool=pool,
-        max_run_seconds=max_run_seconds,
         idempotency_key=idempotency_key,
     )
     if idempotency_key is not None:
