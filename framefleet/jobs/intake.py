@@ -51,10 +51,11 @@ class Intake:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
-    def submit(self, row: dict[str, Any]) -> Job:
-        """Insert and publish one new job (a row from service.new_job_row); returns it once committed.
+    def enqueue(self, row: dict[str, Any]) -> Future[Job]:
+        """Hand over one new job (a row from service.new_job_row) to be inserted and published.
 
-        Raises the database's error: IntegrityError when the row's idempotency key is already taken.
+        The future holds the job once committed, or the database's error: IntegrityError when the row's
+        idempotency key is already taken.
         """
         submission = _Submission(row)
         with self._lock:
@@ -63,7 +64,11 @@ class Intake:
                 self._thread = threading.Thread(target=self._run, name="framefleet-intake", daemon=True)
                 self._thread.start()
         self._waiting.put(submission)
-        return submission.done.result()
+        return submission.done
+
+    def submit(self, row: dict[str, Any]) -> Job:
+        """enqueue() and wait: the job once committed (raises what the future holds)."""
+        return self.enqueue(row).result()
 
     @property
     def waiting(self) -> int:

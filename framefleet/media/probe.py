@@ -136,6 +136,8 @@ def _first_frame(container: av.container.InputContainer, stream: Any) -> Any:
     """Demux the start of `stream` and return its first decoded frame, or None if nothing decodes."""
     deadline = time.monotonic() + DECODE_CHECK_SECONDS
     seen = 0
+    # One frame needs no decoder threads; starting them costs more than decoding a small input.
+    stream.codec_context.thread_count = 1
     try:
         # Demux every stream, not just this one, so the limits also bound a file whose declared stream
         # never gets a packet.

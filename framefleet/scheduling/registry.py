@@ -91,7 +91,13 @@ class WorkerCache:
         self._at = -1e18
         self._views: list[WorkerView] = []
 
+    def fresh(self) -> list[WorkerView] | None:
+        """The remembered workers while still fresh, else None (without touching the database)."""
+        with self._lock:
+            return self._views if time.monotonic() - self._at < self.seconds else None
+
     def get(self, session: Session, settings: Settings) -> list[WorkerView]:
+        """Fresh workers, read again from the database when the remembered ones are too old."""
         now = time.monotonic()
         with self._lock:
             if now - self._at < self.seconds:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import anyio
 from fastapi import APIRouter, Header, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.responses import Response, StreamingResponse
@@ -28,6 +30,7 @@ from framefleet.jobs import service
 from framefleet.jobs.admission import admit
 from framefleet.jobs.intake import Intake
 from framefleet.keys import Principal
+from framefleet.scheduling.registry import WorkerCache
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -68,7 +71,7 @@ def _location(job: Job) -> str:
     },
     summary="Submit a job",
 )
-def submit(
+async def submit(
     spec: JobSpec,
     session: SessionDep,
     principal: SubmitterPrincipal,
@@ -81,6 +84,8 @@ def submit(
     """Validate and record a job, then hand it to its queue. 201 when created, 200 on an idempotent replay.
 
     422 when no known worker could ever run the job (the reason names the missing capability).
+    Runs on the event loop: what needs the database runs in threads (the intake's writer, and the
+    idempotency and worker lookups when they cannot be answered from memory).
     """
     if spec.max_run_seconds is not None:
         problem = override_error(spec.max_run_seconds, time_limits(settings))
@@ -89,7 +94,11 @@ def submit(
     pool = None
     document = spec.model_dump(mode="json")
     if settings.admission_check:
-        admission = admit(document, request.app.state.worker_cache.get(session, settings))
+        cache: WorkerCache = request.app.state.worker_cache
+        workers = cache.fresh()
+        if workers is None:
+            workers = await run_in_threadpool(cache.get, session, settings)
+        admission = admit(document, workers)
         if not admission.accepted:
             raise Problem(
                 "unschedulable",
@@ -111,21 +120,28 @@ def submit(
         idempotency_key=idempotency_key,
     )
     if idempotency_key is not None:
-        replay = _replay(session, principal, idempotency_key, row["spec_hash"])
+        replay = await run_in_threadpool(_replay, session, principal, idempotency_key, row["spec_hash"])
         if replay is not None:
             return replay
     intake: Intake = request.app.state.intake
     try:
-        job = intake.submit(row)
+        job = await asyncio.wrap_future(intake.enqueue(row))
     except IntegrityError:
         # A concurrent request with the same Idempotency-Key won the insert.
-        session.rollback()
-        replay = _replay(session, principal, idempotency_key or "", row["spec_hash"])
+        replay = await run_in_threadpool(_replay_after_race, session, principal, idempotency_key, row)
         if replay is None:
             raise
         return replay
     metrics.JOBS_SUBMITTED.labels(job.priority).inc()
     return json_response(service.job_view(job, []), 201, {"Location": _location(job)})
+
+
+def _replay_after_race(
+    session: Session, principal: Principal, idempotency_key: str | None, row: dict[str, Any]
+) -> Response | None:
+    # A fresh read: the request's earlier one may have looked before the winner committed.
+    session.rollback()
+    return _replay(session, principal, idempotency_key or "", row["spec_hash"])
 
 
 def _replay(session: Session, principal: Principal, idempotency_key: str, digest: str) -> Response | None:
