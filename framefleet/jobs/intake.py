@@ -41,7 +41,7 @@ class _Submission:
 
 
 class Intake:
-    """The writer of one API process. submit() may be called from any thread."""
+    """The writer of one API process. enqueue() may be called from any thread."""
 
     def __init__(self, database_url: str, celery: Celery, *, max_group: int = MAX_GROUP) -> None:
         self.database_url = database_url
@@ -65,10 +65,6 @@ class Intake:
                 self._thread.start()
         self._waiting.put(submission)
         return submission.done
-
-    def submit(self, row: dict[str, Any]) -> Job:
-        """enqueue() and wait: the job once committed (raises what the future holds)."""
-        return self.enqueue(row).result()
 
     @property
     def waiting(self) -> int:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -76,16 +75,12 @@ def test_submissions_waiting_together_are_written_as_one_group(tenant_key: tuple
     principal = principal_of(tenant_key[1])
     intake = HeldIntake()
     rows = [row(principal) for _ in range(30)]
-    with ThreadPoolExecutor(max_workers=30) as pool:
-        first = pool.submit(intake.submit, rows[0])
-        assert intake.holding.wait(10), "the writer took the first submission"
-        rest = [pool.submit(intake.submit, r) for r in rows[1:]]
-        for _ in range(1000):
-            if intake.waiting == len(rest):
-                break
-            threading.Event().wait(0.01)
-        intake.release.set()
-        jobs = [first.result(10), *(f.result(10) for f in rest)]
+    first = intake.enqueue(rows[0])
+    assert intake.holding.wait(10), "the writer took the first submission"
+    rest = [intake.enqueue(r) for r in rows[1:]]
+    assert intake.waiting == len(rest)
+    intake.release.set()
+    jobs = [first.result(10), *(f.result(10) for f in rest)]
     intake.close()
 
     assert intake.groups == [1, 29]
@@ -125,8 +120,7 @@ def test_a_reused_idempotency_key_fails_alone_and_the_rest_of_its_group_lands(
 def test_racing_requests_with_one_idempotency_key_create_one_job(tenant_key: tuple[str, str]) -> None:
     principal = principal_of(tenant_key[1])
     intake = new_intake()
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        futures = [pool.submit(intake.submit, row(principal, "same")) for _ in range(8)]
+    futures = [intake.enqueue(row(principal, "same")) for _ in range(8)]
     intake.close()
     created = [f.result() for f in futures if f.exception() is None]
     refused = [f.exception() for f in futures if f.exception() is not None]
@@ -137,9 +131,9 @@ def test_racing_requests_with_one_idempotency_key_create_one_job(tenant_key: tup
 def test_a_closed_intake_takes_submissions_again(tenant_key: tuple[str, str]) -> None:
     principal = principal_of(tenant_key[1])
     intake = new_intake()
-    before = intake.submit(row(principal))
+    before = intake.enqueue(row(principal)).result(10)
     intake.close()
-    after = intake.submit(row(principal))
+    after = intake.enqueue(row(principal)).result(10)
     intake.close()
     with session_scope() as session:
         assert session.get(Job, before.id) is not None and session.get(Job, after.id) is not None
@@ -151,5 +145,5 @@ def test_a_row_the_database_refuses_fails_its_request(tenant_key: tuple[str, str
     broken["tenant_id"] = None  # NOT NULL: the whole insert fails
     intake = new_intake()
     with pytest.raises(IntegrityError):
-        intake.submit(broken)
+        intake.enqueue(broken).result(10)
     intake.close()
