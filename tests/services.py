@@ -237,3 +237,24 @@ def start_worker(
     )
     wait_until(lambda: b"ready." in log_path.read_bytes(), 60, f"celery worker (log: {log_path})", proc)
     return proc
+
+
+def ffmpeg_pids(job_id: str) -> list[int]:
+    """Live ffmpeg processes working for a job (its private work folder is in their command line)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            state = (entry / "stat").read_text().split(")")[-1].split()[0]
+        except OSError:
+            continue
+        if (
+            state != "Z"
+            and cmdline
+            and b"ffmpeg" in cmdline[0]
+            and any(job_id.encode() in p for p in cmdline)
+        ):
+            pids.append(int(entry.name))
+    return pids

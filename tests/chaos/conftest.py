@@ -277,27 +277,6 @@ def wait(check: Callable[[], Any], timeout: float, what: str) -> Any:
     pytest.fail(f"{what}: not within {timeout}s")
 
 
-def ffmpeg_pids(job_id: str) -> list[int]:
-    """Live ffmpeg processes working for a job (its private work folder is in their command line)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
-            state = (entry / "stat").read_text().split(")")[-1].split()[0]
-        except OSError:
-            continue
-        if (
-            state != "Z"
-            and cmdline
-            and b"ffmpeg" in cmdline[0]
-            and any(job_id.encode() in p for p in cmdline)
-        ):
-            pids.append(int(entry.name))
-    return pids
-
-
 def alive(pid: int) -> bool:
     try:
         return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"

@@ -23,7 +23,6 @@ from tests.chaos.conftest import (
     Stack,
     alive,
     fetch,
-    ffmpeg_pids,
     history,
     output_files,
     submit,
@@ -31,6 +30,7 @@ from tests.chaos.conftest import (
     wait_state,
 )
 from tests.factories import queued_job
+from tests.services import ffmpeg_pids
 
 pytestmark = pytest.mark.integration
 

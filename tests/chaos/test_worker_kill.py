@@ -24,13 +24,13 @@ from tests.chaos.conftest import (
     alive,
     children,
     fetch,
-    ffmpeg_pids,
     history,
     output_files,
     submit,
     wait,
     wait_state,
 )
+from tests.services import ffmpeg_pids
 
 pytestmark = pytest.mark.integration
 

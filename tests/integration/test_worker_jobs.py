@@ -15,6 +15,7 @@ from framefleet import events
 from framefleet.redis_client import get_redis
 from tests.conftest import make_clip
 from tests.integration.conftest import wait_for_state
+from tests.services import ffmpeg_pids
 
 pytestmark = pytest.mark.integration
 TERMINAL = {"succeeded", "failed", "canceled"}
@@ -184,21 +185,6 @@ def test_expected_failure_classes(
         assert (case, job["failure_class"]) == (case, failure_class), job
 
 
-def ffmpeg_pids_for(job_id: str) -> list[int]:
-    """ffmpeg processes whose command line mentions the job (its private work directory does)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if cmdline and b"ffmpeg" in cmdline[0] and any(job_id.encode() in part for part in cmdline):
-            pids.append(int(entry.name))
-    return pids
-
-
 @pytest.fixture(scope="module")
 def long_clip(ffmpeg: str, media_root: Path) -> Path:
     return make_clip(ffmpeg, media_root / "inputs" / "long.mp4", seconds=60, size="640x360")
@@ -214,9 +200,9 @@ def test_cancel_running_job_kills_ffmpeg_and_publishes_nothing(
     job = submit(api, key, {"input": long_clip.as_uri(), "outputs": [SLOW_OUTPUT]})
     wait_for_state(lambda: fetch(api, key, job["id"]), {"running"}, 60)
     deadline = time.monotonic() + 30
-    while not ffmpeg_pids_for(job["id"]) and time.monotonic() < deadline:
+    while not ffmpeg_pids(job["id"]) and time.monotonic() < deadline:
         time.sleep(0.05)
-    pids = ffmpeg_pids_for(job["id"])
+    pids = ffmpeg_pids(job["id"])
     assert pids, "ffmpeg never started"
 
     started = time.monotonic()
