@@ -50,34 +50,32 @@ def bench_stack(**overrides: str) -> Iterator[tuple[EmbeddedStack, Settings]]:
             reset_settings_cache()
 
 
+def run_ffmpeg(*args: str) -> None:
+    """Run the bundled ffmpeg quietly (errors only, overwriting outputs); raise if it fails."""
+    subprocess.run([ffmpeg_path(), "-hide_banner", "-loglevel", "error", "-y", *args], check=True)
+
+
 def make_clip(path: Path, *, seconds: float, size: str, rate: int = 25) -> Path:
+    """An H.264/AAC test clip: lavfi's testsrc2 with a 440 Hz tone."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        [
-            ffmpeg_path(),
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            f"testsrc2=size={size}:rate={rate}:duration={seconds}",
-            "-f",
-            "lavfi",
-            "-i",
-            f"sine=frequency=440:sample_rate=48000:duration={seconds}",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "veryfast",
-            "-pix_fmt",
-            "yuv420p",
-            "-c:a",
-            "aac",
-            str(path),
-        ],
-        check=True,
+    run_ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        f"testsrc2=size={size}:rate={rate}:duration={seconds}",
+        "-f",
+        "lavfi",
+        "-i",
+        f"sine=frequency=440:sample_rate=48000:duration={seconds}",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        str(path),
     )
     return path
 

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import median
+from bench.common import median, run_ffmpeg
 from framefleet.core.spec import JobSpec
 from framefleet.media.capabilities import detect_capabilities
 from framefleet.media.command import plan_job
@@ -72,22 +72,7 @@ def make_source(folder: Path, kind: str, seconds: float = SECONDS) -> Path:
         ]
     else:
         codec = ["-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p"]
-    subprocess.run(
-        [
-            ffmpeg_path(),
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            lavfi,
-            *codec,
-            str(path),
-        ],
-        check=True,
-    )
+    run_ffmpeg("-f", "lavfi", "-i", lavfi, *codec, str(path))
     return path
 
 

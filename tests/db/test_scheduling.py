@@ -103,6 +103,16 @@ def new_job(key: str, made: dict[str, list[str]], **spec: Any) -> str:
     return job_id
 
 
+def fail(
+    job_id: str, failure_class: FailureClass, message: str, *, worker: str, attempt: int, settings: Settings
+) -> None:
+    """End the attempt with a failure, as the worker does."""
+    with session_scope() as session:
+        fail_attempt(
+            session, job_id, failure_class, message, worker=worker, attempt=attempt, settings=settings
+        )
+
+
 def start(job_id: str, worker: str) -> int:
     with session_scope() as session:
         current = session.get(Job, job_id)
@@ -176,16 +186,7 @@ def test_retryable_failure_waits_in_retrying_then_fails_at_max_attempts(
     s = settings(retry_max_attempts=2)
     attempt = start(job_id, "w1")
     before = utcnow()
-    with session_scope() as session:
-        fail_attempt(
-            session,
-            job_id,
-            FailureClass.storage_unavailable,
-            "store down",
-            worker="w1",
-            attempt=attempt,
-            settings=s,
-        )
+    fail(job_id, FailureClass.storage_unavailable, "store down", worker="w1", attempt=attempt, settings=s)
     row = job(job_id)
     assert row.state == "retrying" and row.failures == 1 and row.failure_class == "storage_unavailable"
     assert row.retry_at is not None and before <= row.retry_at <= utcnow() + timedelta(seconds=5)
@@ -198,16 +199,7 @@ def test_retryable_failure_waits_in_retrying_then_fails_at_max_attempts(
         )
     attempt = start(job_id, "w2")
     assert attempt == 2
-    with session_scope() as session:
-        fail_attempt(
-            session,
-            job_id,
-            FailureClass.storage_unavailable,
-            "store down",
-            worker="w2",
-            attempt=attempt,
-            settings=s,
-        )
+    fail(job_id, FailureClass.storage_unavailable, "store down", worker="w2", attempt=attempt, settings=s)
     row = job(job_id)
     assert row.state == "failed" and row.failures == 2 and "max 2" in (history_of_reason(job_id))
 
@@ -220,31 +212,15 @@ def history_of_reason(job_id: str) -> str:
 def test_non_retryable_failure_fails_at_once_and_cancel_wins(tenant_key: tuple[str, str], made: Any) -> None:
     job_id = new_job(tenant_key[1], made)
     attempt = start(job_id, "w1")
-    with session_scope() as session:
-        fail_attempt(
-            session,
-            job_id,
-            FailureClass.timeout,
-            "ran past its limit",
-            worker="w1",
-            attempt=attempt,
-            settings=settings(),
-        )
+    fail(
+        job_id, FailureClass.timeout, "ran past its limit", worker="w1", attempt=attempt, settings=settings()
+    )
     assert job(job_id).state == "failed"
     other = new_job(tenant_key[1], made)
     attempt = start(other, "w1")
     with session_scope() as session:
         session.execute(sa.update(Job).where(Job.id == other).values(cancel_requested=True))
-    with session_scope() as session:
-        fail_attempt(
-            session,
-            other,
-            FailureClass.worker_lost,
-            "lost",
-            worker="w1",
-            attempt=attempt,
-            settings=settings(),
-        )
+    fail(other, FailureClass.worker_lost, "lost", worker="w1", attempt=attempt, settings=settings())
     assert job(other).state == "canceled" and job(other).failure_class == "canceled"
 
 
@@ -257,16 +233,14 @@ def test_gpu_failure_goes_to_another_gpu_worker_then_falls_back_to_cpu(
     add_worker(made, pool="cpu")
     job_id = new_job(tenant_key[1], made, fallback="cpu")
     attempt = start(job_id, g1)
-    with session_scope() as session:
-        fail_attempt(
-            session,
-            job_id,
-            FailureClass.hardware_unavailable,
-            "Cannot load libcuda.so.1",
-            worker=g1,
-            attempt=attempt,
-            settings=s,
-        )
+    fail(
+        job_id,
+        FailureClass.hardware_unavailable,
+        "Cannot load libcuda.so.1",
+        worker=g1,
+        attempt=attempt,
+        settings=s,
+    )
     row = job(job_id)
     assert (row.state, row.pool, row.avoid_workers) == ("retrying", "gpu", [g1])
     assert "another GPU worker" in history_of_reason(job_id)
@@ -284,16 +258,14 @@ def test_gpu_failure_goes_to_another_gpu_worker_then_falls_back_to_cpu(
         assert _should_decline(session, queued, g1, s) and not _should_decline(session, queued, g2, s)
 
     attempt = start(job_id, g2)
-    with session_scope() as session:
-        fail_attempt(
-            session,
-            job_id,
-            FailureClass.hardware_unavailable,
-            "Cannot load libcuda.so.1",
-            worker=g2,
-            attempt=attempt,
-            settings=s,
-        )
+    fail(
+        job_id,
+        FailureClass.hardware_unavailable,
+        "Cannot load libcuda.so.1",
+        worker=g2,
+        attempt=attempt,
+        settings=s,
+    )
     row = job(job_id)
     assert (row.state, row.pool) == ("retrying", "cpu"), "no GPU left: the spec allows CPU"
     assert sorted(row.avoid_workers or []) == sorted([g1, g2])
@@ -305,16 +277,14 @@ def test_gpu_failure_without_fallback_stays_on_gpu(tenant_key: tuple[str, str], 
     add_worker(made, pool="cpu")
     job_id = new_job(tenant_key[1], made)
     attempt = start(job_id, g1)
-    with session_scope() as session:
-        fail_attempt(
-            session,
-            job_id,
-            FailureClass.hardware_unavailable,
-            "no device",
-            worker=g1,
-            attempt=attempt,
-            settings=settings(),
-        )
+    fail(
+        job_id,
+        FailureClass.hardware_unavailable,
+        "no device",
+        worker=g1,
+        attempt=attempt,
+        settings=settings(),
+    )
     row = job(job_id)
     assert (row.state, row.pool) == ("retrying", "gpu")
 

@@ -114,3 +114,26 @@ def mean_luma(frame: av.VideoFrame, box: Box | None = None) -> float:
 def frame_number(image: av.VideoFrame, box: Box | None = None) -> int:
     """Which clock frame (make_clock) a picture, or a box of it, shows."""
     return round((mean_luma(image, box) * 219 / 255 + 16) / 4)  # video range back to the 4N written
+
+
+def paced_encode(*inputs: str) -> list[str]:
+    """ffmpeg arguments (after the binary) that encode `inputs` at real-time pace (-re) to nowhere, with
+    -progress on stdout: an encode that lasts as long as its input, or forever for an endless source."""
+    return [
+        "-hide_banner",
+        "-nostdin",
+        "-nostats",
+        "-progress",
+        "pipe:1",
+        "-loglevel",
+        "error",
+        "-re",
+        *inputs,
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-f",
+        "null",
+        "-",
+    ]

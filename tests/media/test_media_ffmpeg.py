@@ -22,7 +22,7 @@ from framefleet.media.progress import Progress
 from framefleet.media.quality import ScoreLogs, build_quality, read_scores, summarise
 from framefleet.media.runner import run_ffmpeg
 from tests.conftest import make_clip
-from tests.media.helpers import quiet_ffmpeg, rotated_copy
+from tests.media.helpers import paced_encode, quiet_ffmpeg, rotated_copy
 
 pytestmark = pytest.mark.integration
 
@@ -352,26 +352,7 @@ def test_quality_of_a_smaller_output_against_its_source(
 
 def slow_encode(ffmpeg: str, source: Path) -> list[str]:
     """An encode paced at real time (-re) that would run for 30 s if left alone."""
-    return [
-        ffmpeg,
-        "-hide_banner",
-        "-nostdin",
-        "-nostats",
-        "-progress",
-        "pipe:1",
-        "-loglevel",
-        "error",
-        "-re",
-        "-i",
-        str(source),
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-f",
-        "null",
-        "-",
-    ]
+    return [ffmpeg, *paced_encode("-i", str(source))]
 
 
 def test_cancel_kills_ffmpeg_within_two_seconds(ffmpeg: str, clips: dict[str, Path]) -> None:

@@ -21,29 +21,11 @@ import pytest
 from framefleet.core.failures import FailureClass, JobFailure
 from framefleet.media.runner import AttemptLimits, FfmpegAborted, attempt_limits, run_ffmpeg
 from framefleet.worker.trial import prove_capabilities
+from tests.media.helpers import paced_encode
 
 pytestmark = pytest.mark.integration
 
-ENDLESS = [
-    "-hide_banner",
-    "-nostdin",
-    "-progress",
-    "pipe:1",
-    "-loglevel",
-    "error",
-    "-re",
-    "-f",
-    "lavfi",
-    "-i",
-    "testsrc2=size=160x120:rate=25",
-    "-c:v",
-    "libx264",
-    "-preset",
-    "ultrafast",
-    "-f",
-    "null",
-    "-",
-]
+ENDLESS = paced_encode("-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25")
 
 
 def alive(pid: int) -> bool:
