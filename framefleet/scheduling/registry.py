@@ -98,10 +98,10 @@ class WorkerCache:
 
     def get(self, session: Session, settings: Settings) -> list[WorkerView]:
         """Fresh workers, read again from the database when the remembered ones are too old."""
+        remembered = self.fresh()
+        if remembered is not None:
+            return remembered
         now = time.monotonic()
-        with self._lock:
-            if now - self._at < self.seconds:
-                return self._views
         views = known_workers(session, settings)
         with self._lock:
             self._views, self._at = views, now
