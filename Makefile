@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-sqlite test-postgres lint typecheck bench clean up
+.PHONY: run test test-deps lint bench clean up
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,11 @@ run: $(STAMP)
 up: $(STAMP)
 	$(BIN)/framefleet up
 
-test: $(STAMP)
+# System parts the suite needs (PostgreSQL's server binaries), installed when missing.
+test-deps:
+	bash tests/setup/system-deps.sh
+
+test: $(STAMP) test-deps
 	$(BIN)/python -m tests.run_suites
 
 lint: $(STAMP)

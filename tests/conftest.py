@@ -51,6 +51,24 @@ def database_url(session_dir: Path) -> Iterator[str]:
         pytest.fail(f"FRAMEFLEET_TEST_DB must be sqlite or postgres, not {TEST_DB!r}")
 
 
+@pytest.fixture()
+def own_database_url(database_url: str, tmp_path: Path) -> str:
+    """An empty database of its own, on the suite's kind of server, for a stack that must not see (or
+    reconcile) the suite's jobs. Whoever uses it migrates it."""
+    if TEST_DB == "sqlite":
+        return f"sqlite:///{tmp_path / 'own.db'}"
+    import sqlalchemy as sa
+
+    from framefleet.db.session import normalise_url
+
+    name = f"own_{uuid.uuid4().hex[:12]}"
+    engine = sa.create_engine(normalise_url(database_url))
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return database_url.rsplit("/", 1)[0] + f"/{name}"
+
+
 @pytest.fixture(scope="session")
 def media_root(session_dir: Path) -> Path:
     root = session_dir / "media"

@@ -6,6 +6,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
+from starlette.responses import RedirectResponse
 
 from framefleet.api import errors
 from framefleet.api.key_cache import KeyCache
@@ -15,6 +17,8 @@ from framefleet.config import Settings, get_settings
 from framefleet.jobs.intake import Intake
 from framefleet.logging import configure_logging, get_logger
 from framefleet.scheduling.registry import WorkerCache
+
+OPENAPI_URL = "/v1/openapi.json"
 
 # Job specs are small; anything near this is a mistake or an attack.
 MAX_BODY_BYTES = 1024 * 1024
@@ -40,13 +44,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if probe is not None:
             probe.close()
 
-    app = FastAPI(
+    # Swagger UI and ReDoc served from assets installed with the package: our users' networks often have
+    # no route to a CDN, and a docs page that needs one is blank there.
+    app = FastAPIOffline(
         title="FrameFleet",
         version="1",
         description=DESCRIPTION,
-        openapi_url="/v1/openapi.json",
+        openapi_url=OPENAPI_URL,
         docs_url="/docs",
-        redoc_url=None,
+        redoc_url="/redoc",
+        static_url="/docs/assets",
         lifespan=lifespan,
     )
     app.state.settings = settings
@@ -62,4 +69,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(jobs.router)
     app.include_router(workers.router)
     app.include_router(health.router)
+
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi_alias() -> RedirectResponse:
+        """Public: where tools look for the document by default."""
+        return RedirectResponse(OPENAPI_URL, status_code=308)
+
     return app

@@ -279,7 +279,7 @@ class EmbeddedStack:
     """Redis, API, a CPU worker, beat and Flower as supervised child processes.
 
     Use as `with EmbeddedStack(settings) as stack: ...` (stack.api_url, stack.api_key) from the main
-    thread. Inside the block, SIGTERM and SIGHUP raise KeyboardInterrupt, so Ctrl-C, a kill and a closed
+    thread. Inside the block, SIGINT, SIGTERM and SIGHUP raise KeyboardInterrupt, so Ctrl-C, a kill and a closed
     terminal all leave through the block's exit, which stops every child. `grace_seconds` is how long a
     child may take to stop before it is killed; the worker gets longer (see stop_grace).
     """
@@ -342,7 +342,9 @@ class EmbeddedStack:
         def _terminate(signum: int, frame: FrameType | None) -> None:
             raise KeyboardInterrupt(f"signal {signum}")
 
-        for signum in (signal.SIGTERM, signal.SIGHUP):
+        # SIGINT too, explicitly: a stack started from a script (`framefleet up &`) or under nohup inherits
+        # SIGINT ignored, and Ctrl-C would then do nothing.
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             self._saved_handlers[signum] = signal.signal(signum, _terminate)
 
     def _restore_signal_handlers(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -86,7 +87,22 @@ def test_openapi_and_docs(client: TestClient) -> None:
     for path in ("/v1/jobs", "/v1/jobs/{job_id}", "/v1/jobs/{job_id}/cancel", "/v1/jobs/{job_id}/events"):
         assert path in paths
     assert "JobSpec" in spec.json()["components"]["schemas"]
-    assert client.get("/docs").status_code == 200
+    alias = client.get("/openapi.json", follow_redirects=False)
+    assert alias.status_code == 308
+    assert alias.headers["location"] == "/v1/openapi.json"
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+def test_docs_pages_load_nothing_from_the_internet(client: TestClient, page: str) -> None:
+    # Air-gapped users: every script, stylesheet and icon the page names is served by the API itself.
+    html = client.get(page)
+    assert html.status_code == 200
+    assets = re.findall(r"""(?:src|href)=['"]([^'"]+)['"]""", html.text)
+    assets += re.findall(r"""(?:url|openapi_url)\s*[:=]\s*['"]([^'"]+)['"]""", html.text)
+    assert assets, html.text
+    for asset in assets:
+        assert asset.startswith("/"), f"{page} loads {asset} from outside the API"
+        assert client.get(asset).status_code == 200, asset
 
 
 def test_request_id_is_echoed_or_generated(client: TestClient) -> None:

@@ -101,14 +101,15 @@ class Up:
 
 
 @pytest.fixture()
-def up_env(tmp_path: Path, database_url: str) -> dict[str, str]:
-    """A stack of its own: fresh data dir and free ports; the suite's database (SQLite or PostgreSQL)."""
+def up_env(tmp_path: Path, own_database_url: str) -> dict[str, str]:
+    """A stack of its own: fresh data dir, free ports and an empty database on the suite's kind of server
+    (its beat would otherwise reconcile, and its worker run, other tests' jobs)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FRAMEFLEET_")}
     env.update(
         {
             "FRAMEFLEET_ENV": "test",
             "FRAMEFLEET_DATA_DIR": str(tmp_path / "data"),
-            "FRAMEFLEET_DATABASE_URL": database_url,
+            "FRAMEFLEET_DATABASE_URL": own_database_url,
             "FRAMEFLEET_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
             "FRAMEFLEET_API_PORT": str(free_port()),
             "FRAMEFLEET_FLOWER_PORT": str(free_port()),
@@ -117,7 +118,11 @@ def up_env(tmp_path: Path, database_url: str) -> dict[str, str]:
     return env
 
 
-StartUp = Callable[[dict[str, str]], "Up"]
+StartUp = Callable[..., "Up"]
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 @pytest.fixture()
@@ -125,7 +130,8 @@ def start_up(tmp_path: Path) -> Iterator[StartUp]:
     """Starts `framefleet up` processes; whatever a failing test leaves running is killed afterwards."""
     started: list[Up] = []
 
-    def _start(env: dict[str, str]) -> Up:
+    def _start(env: dict[str, str], *, sigint_ignored: bool = False) -> Up:
+        """`sigint_ignored`: started as `cmd &` from a script or under nohup, which inherit SIGINT ignored."""
         log = tmp_path / f"up-{len(started)}.log"
         handle = log.open("wb")
         proc = subprocess.Popen(
@@ -135,6 +141,7 @@ def start_up(tmp_path: Path) -> Iterator[StartUp]:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            preexec_fn=_ignore_sigint if sigint_ignored else None,
         )
         handle.close()
         up = Up(proc=proc, log=log, env=env, data_dir=Path(env["FRAMEFLEET_DATA_DIR"]))
@@ -181,7 +188,8 @@ def test_up_serves_and_stops_cleanly_on_ctrl_c(
     from framefleet.db.session import session_scope
     from framefleet.keys import authenticate
 
-    up = start_up(up_env)
+    # Started the way a script's `framefleet up &` starts it: Ctrl-C (SIGINT) must still stop it.
+    up = start_up(up_env, sigint_ignored=True)
     up.wait_started()
     out = up.output
     data = up.data_dir.resolve()

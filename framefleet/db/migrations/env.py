@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from alembic import context
+
 from framefleet.db.models import Base
 from framefleet.db.session import make_engine
 
