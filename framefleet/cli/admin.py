@@ -59,5 +59,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     keys_sub = keys.add_subparsers(dest="keys_command", metavar="COMMAND", required=True)
     create = keys_sub.add_parser("create", help="create a key for a tenant (created if new)")
     create.add_argument("--tenant", required=True, metavar="NAME")
-    create.add_argument("--role", choices=ROLES, default="admin")
+    create.add_argument(
+        "--role",
+        choices=ROLES,
+        default="submitter",
+        help="submitter (default): submit, read and cancel jobs; viewer: read only; admin: everything",
+    )
     create.set_defaults(handler=cmd_keys_create)

@@ -56,6 +56,9 @@ def report_result(job: dict[str, Any], out: TextIO | None = None) -> int:
         out.write(format_table(RESULT_HEADERS, result_rows(job.get("outputs") or [])) + "\n")
         return EXIT_OK
     out.write(f"Job {job.get('id')} {state}")
+    progress = job.get("progress")
+    if isinstance(progress, int | float) and progress > 0:
+        out.write(f" at {progress:.1f}%")
     if job.get("failure_class"):
         out.write(f": {job['failure_class']}")
     if job.get("error"):

@@ -11,7 +11,10 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
+from framefleet.core.states import TERMINAL
+
 BAR_WIDTH = 28
+TERMINAL_STATES = frozenset(state.value for state in TERMINAL)
 PLAIN_STEP = 10.0
 
 
@@ -152,7 +155,12 @@ def describe_event(event_type: str, data: Mapping[str, Any]) -> str | None:
 
 
 class ProgressDisplay:
-    """Draws job events: a live bar on a terminal, throttled plain lines elsewhere."""
+    """Draws job events: a live bar on a terminal, throttled plain lines elsewhere.
+
+    A terminal `state` event is not drawn: whoever shows the job's result says how it ended, once. The last
+    progress stays on screen (the bar is redrawn below any line printed while it shows, and a plain
+    display prints the last value it skipped when it closes).
+    """
 
     def __init__(self, stream: TextIO | None = None, *, tty: bool | None = None) -> None:
         self.stream = stream or sys.stdout
@@ -160,33 +168,46 @@ class ProgressDisplay:
         self._bar_shown = False
         self._last_plain: float | None = None
         self._last_phase: str | None = None
+        self._last_text: str | None = None
+        self._last_text_written = True
         self._width = 0
+
+    def _draw_bar(self, text: str) -> None:
+        # Pad to the previous width so a shorter line fully covers the longer one.
+        self.stream.write("\r" + text.ljust(self._width))
+        self._width = len(text)
+        self._bar_shown = True
 
     def progress(self, data: Mapping[str, Any]) -> None:
         """Show a progress event."""
         text = format_progress(data)
+        self._last_text = text
         if self.tty:
-            # Pad to the previous width so a shorter line fully covers the longer one.
-            self.stream.write("\r" + text.ljust(self._width))
-            self._width = len(text)
-            self._bar_shown = True
+            self._draw_bar(text)
         else:
             percent = _number(data.get("percent")) or 0.0
             phase = data.get("phase") if isinstance(data.get("phase"), str) else None
             step = math.floor(percent / PLAIN_STEP)
+            self._last_text_written = False
             if self._last_plain is None or step > self._last_plain or phase != self._last_phase:
                 self._last_plain = step
                 self._last_phase = phase
-                self.stream.write(text + "\n")
+                self._write_plain(text)
         self.stream.flush()
+
+    def _write_plain(self, text: str) -> None:
+        self.stream.write(text + "\n")
+        self._last_text_written = True
 
     def line(self, text: str) -> None:
         """Print a line of its own, keeping the bar (on a terminal) below it."""
         if self.tty and self._bar_shown:
-            self.stream.write("\r" + " " * self._width + "\r")
+            self.stream.write("\r" + " " * self._width + "\r" + text + "\n")
             self._width = 0
-            self._bar_shown = False
-        self.stream.write(text + "\n")
+            if self._last_text is not None:
+                self._draw_bar(self._last_text)
+        else:
+            self.stream.write(text + "\n")
         self.stream.flush()
 
     def event(self, event_type: str, data: Mapping[str, Any]) -> None:
@@ -194,14 +215,18 @@ class ProgressDisplay:
         if event_type == "progress":
             self.progress(data)
             return
+        if event_type == "state" and data.get("state") in TERMINAL_STATES:
+            return
         text = describe_event(event_type, data)
         if text is not None:
             self.line(text)
 
     def close(self) -> None:
-        """End the bar's line so following output starts on a fresh line."""
+        """Leave the last progress on screen and end its line, so following output starts afresh."""
         if self.tty and self._bar_shown:
             self.stream.write("\n")
-            self.stream.flush()
             self._bar_shown = False
             self._width = 0
+        elif not self.tty and not self._last_text_written and self._last_text is not None:
+            self._write_plain(self._last_text)
+        self.stream.flush()

@@ -279,8 +279,8 @@ class EmbeddedStack:
     """Redis, API, a CPU worker, beat and Flower as supervised child processes.
 
     Use as `with EmbeddedStack(settings) as stack: ...` (stack.api_url, stack.api_key) from the main
-    thread. Inside the block, SIGINT, SIGTERM and SIGHUP raise KeyboardInterrupt, so Ctrl-C, a kill and a closed
-    terminal all leave through the block's exit, which stops every child. `grace_seconds` is how long a
+    thread. Inside the block, SIGINT, SIGTERM and SIGHUP raise KeyboardInterrupt, so Ctrl-C, a kill and a
+    closed terminal all leave through the block's exit, which stops every child. `grace_seconds` is how long a
     child may take to stop before it is killed; the worker gets longer (see stop_grace).
     """
 

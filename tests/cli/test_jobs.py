@@ -24,9 +24,9 @@ def test_report_of_a_failed_job_names_the_failure_class() -> None:
 
 def test_report_of_a_canceled_job_is_a_failure() -> None:
     out = io.StringIO()
-    assert (
-        report_result({"id": "j2", "state": "canceled", "failure_class": "canceled"}, out) == EXIT_JOB_FAILED
-    )
+    job = {"id": "j2", "state": "canceled", "failure_class": "canceled", "progress": 56.6}
+    assert report_result(job, out) == EXIT_JOB_FAILED
+    assert out.getvalue() == "Job j2 canceled at 56.6%: canceled\n"
 
 
 def test_report_of_a_succeeded_job_is_a_table() -> None:

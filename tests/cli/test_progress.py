@@ -66,11 +66,27 @@ def test_tty_display_redraws_one_line() -> None:
     display.event("progress", {"percent": 20, "fps": 30, "speed": 1, "eta_seconds": 8})
     assert "\n" not in out.getvalue()
     assert out.getvalue().count("\r") == 2
-    display.event("state", {"state": "succeeded", "attempt": 1})
+    display.event("output", {"name": "a", "uri": "file:///x", "size_bytes": 1, "duration_seconds": 1})
+    # The line is printed above the bar, which is drawn again below it.
+    bar = format_progress({"percent": 20, "fps": 30, "speed": 1, "eta_seconds": 8})
+    assert out.getvalue().endswith("output a: file:///x (1 B, 1.00 s)\n\r" + bar)
     display.close()
-    text = out.getvalue()
-    assert text.endswith("state: succeeded (attempt 1)\n")
-    assert text.count("\n") == 1  # close() after a plain line adds nothing
+    assert out.getvalue().endswith("ETA 0:08\n")
+
+
+def test_tty_display_keeps_the_last_progress_and_leaves_the_end_to_the_report() -> None:
+    # A canceled job: its last progress stays visible, and its end is not printed by the display (the
+    # result report says it, once).
+    out = io.StringIO()
+    display = ProgressDisplay(out, tty=True)
+    display.event("state", {"state": "running", "attempt": 1})
+    display.event("progress", {"percent": 56.6, "phase": "encode"})
+    display.event("state", {"state": "canceled", "attempt": 1, "failure_class": "canceled"})
+    display.event("done", {"state": "canceled"})
+    display.close()
+    shown = out.getvalue().split("\r")[-1]
+    assert " 56.6%  encode" in shown and shown.endswith("\n")
+    assert "canceled" not in out.getvalue()
 
 
 def test_plain_display_prints_a_line_per_step_and_phase() -> None:
@@ -83,6 +99,11 @@ def test_plain_display_prints_a_line_per_step_and_phase() -> None:
     lines = out.getvalue().splitlines()
     assert [line.split("%")[0].split()[-1] for line in lines] == ["1.0", "11.0", "35.0", "61.0"]
     assert "\r" not in out.getvalue()
+    display.event("state", {"state": "canceled", "attempt": 1})
+    display.close()
+    # The last value, skipped by the throttle, is shown at the end; the end itself is not.
+    assert out.getvalue().splitlines()[-1].split("%")[0].split()[-1] == "62.0"
+    assert "canceled" not in out.getvalue()
 
 
 def test_metric_means_accepts_both_shapes() -> None:
