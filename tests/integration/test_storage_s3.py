@@ -125,8 +125,11 @@ def test_missing_bucket(store: S3Storage, moto_endpoint: str, tmp_path: Path) ->
 
 
 def test_check(moto_endpoint: str, bucket: str) -> None:
-    S3Storage(moto_endpoint, REGION).check()
-    S3Storage(moto_endpoint, REGION, probe_bucket=bucket).check()
+    # check() answers None when the store is reachable (and the probe bucket exists), else raises.
+    assert S3Storage(moto_endpoint, REGION).check() is None
+    assert S3Storage(moto_endpoint, REGION, probe_bucket=bucket).check() is None
+    with pytest.raises(StorageUnavailable, match="does not exist"):
+        S3Storage(moto_endpoint, REGION, probe_bucket="no-such-bucket").check()
 
 
 def test_unreachable_endpoint_is_unavailable(tmp_path: Path, moto_endpoint: str) -> None:

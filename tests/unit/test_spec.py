@@ -81,9 +81,12 @@ def test_invalid_outputs_name_the_field(output: dict[str, Any], field: str, word
 
 
 def test_odd_size_is_fine_for_444() -> None:
-    JobSpec.model_validate(
+    # 4:4:4 has no chroma subsampling, so an odd width is valid (4:2:0 refuses it: see the test above).
+    parsed = JobSpec.model_validate(
         spec(outputs=[{"container": "mkv", "video": {"width": 641, "pix_fmt": "yuv444p"}}])
     )
+    assert parsed.outputs[0].video is not None
+    assert (parsed.outputs[0].video.width, parsed.outputs[0].video.pix_fmt) == (641, "yuv444p")
 
 
 @pytest.mark.parametrize(
