@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 from starlette.responses import RedirectResponse
 
-from framefleet.api import errors
+from framefleet.api import errors, openapi
 from framefleet.api.key_cache import KeyCache
 from framefleet.api.middleware import RequestContextMiddleware
 from framefleet.api.routes import health, jobs, workers
@@ -65,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.key_cache = KeyCache(settings.api_key_cache_seconds)
     app.state.worker_cache = WorkerCache(settings.admission_cache_seconds)
     errors.install(app)
+    openapi.install(app)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=MAX_BODY_BYTES)
     app.include_router(jobs.router)
     app.include_router(workers.router)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Iterator
@@ -90,6 +91,25 @@ def test_openapi_and_docs(client: TestClient) -> None:
     alias = client.get("/openapi.json", follow_redirects=False)
     assert alias.status_code == 308
     assert alias.headers["location"] == "/v1/openapi.json"
+
+
+def test_openapi_documents_errors_as_problem_json(client: TestClient) -> None:
+    document = client.get("/v1/openapi.json").json()
+    errors = 0
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            for status, response in operation["responses"].items():
+                if int(status) < 400 or not response.get("content"):
+                    continue
+                errors += 1
+                assert list(response["content"]) == ["application/problem+json"], (path, method, status)
+                schema = response["content"]["application/problem+json"]["schema"]
+                assert schema == {"$ref": "#/components/schemas/ProblemView"}, (path, method, status)
+    assert errors > 10
+    # Every reference resolves: nothing points at FastAPI's default validation body, which is never sent.
+    refs = set(re.findall(r'"#/components/schemas/([^"]+)"', json.dumps(document)))
+    assert refs <= set(document["components"]["schemas"]), refs - set(document["components"]["schemas"])
+    assert "HTTPValidationError" not in document["components"]["schemas"]
 
 
 @pytest.mark.parametrize("page", ["/docs", "/redoc"])

@@ -1,0 +1,48 @@
+"""The OpenAPI document as the API really answers: errors are `application/problem+json`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+
+from framefleet.api.errors import PROBLEM_MEDIA_TYPE
+
+PROBLEM_SCHEMA_REF = "#/components/schemas/ProblemView"
+# FastAPI's default 422 body, which this API never sends (validation errors are problems too).
+FRAMEWORK_VALIDATION_REF = "#/components/schemas/HTTPValidationError"
+FRAMEWORK_SCHEMAS = ("HTTPValidationError", "ValidationError")
+
+
+def problem_media_types(document: dict[str, Any]) -> dict[str, Any]:
+    """Document errors as they are sent: every problem response as application/problem+json with the
+    ProblemView schema, FastAPI's default 422 body included."""
+    for path_item in document.get("paths", {}).values():
+        for operation in path_item.values():
+            if not isinstance(operation, dict):
+                continue
+            for response in operation.get("responses", {}).values():
+                content = response.get("content", {})
+                plain = content.get("application/json")
+                ref = plain.get("schema", {}).get("$ref") if plain else None
+                if ref == FRAMEWORK_VALIDATION_REF:
+                    response["description"] = "Invalid request; `errors` names each field"
+                if ref in (PROBLEM_SCHEMA_REF, FRAMEWORK_VALIDATION_REF):
+                    del content["application/json"]
+                    content[PROBLEM_MEDIA_TYPE] = {"schema": {"$ref": PROBLEM_SCHEMA_REF}}
+    schemas = document.get("components", {}).get("schemas", {})
+    for name in FRAMEWORK_SCHEMAS:
+        schemas.pop(name, None)
+    return document
+
+
+def install(app: FastAPI) -> None:
+    """Serve the corrected document (built once, on first request, like FastAPI's own)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = problem_media_types(build())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
