@@ -53,6 +53,19 @@ def test_keys_create_prints_a_working_key_once(test_env: dict[str, str]) -> None
     assert (principal.tenant, principal.role) == (tenant, "submitter")
 
 
+def test_keys_create_defaults_to_the_least_role_that_can_submit(test_env: dict[str, str]) -> None:
+    from framefleet.db.session import session_scope
+    from framefleet.keys import authenticate
+
+    result = framefleet("keys", "create", "--tenant", f"cli-{uuid.uuid4().hex[:8]}", env=test_env)
+    assert result.returncode == 0, result.stderr
+    assert "Created submitter key" in result.stdout
+    (raw,) = [line for line in result.stdout.splitlines() if line.startswith(KEY_PREFIX)]
+    with session_scope() as session:
+        principal = authenticate(session, raw)
+    assert principal is not None and principal.role == "submitter"
+
+
 def test_keys_create_refuses_an_unknown_role(test_env: dict[str, str]) -> None:
     result = framefleet("keys", "create", "--tenant", "x", "--role", "root", env=test_env)
     assert result.returncode == 2
