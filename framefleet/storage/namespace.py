@@ -12,23 +12,21 @@ area cannot lead into another's.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from framefleet.config import Settings
+from framefleet.core.specbase import NAME_PATTERN
 from framefleet.storage.base import StorageDenied, StorageError
 from framefleet.storage.local import parse_file_uri
 from framefleet.storage.s3 import parse_s3_uri
 
 TENANTS_DIR = "tenants"
-# Tenant names become path segments and key prefixes: one safe segment, never '.' or '..'.
-TENANT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 def check_tenant_name(name: str) -> str:
-    """`name` when it can name a tenant's storage area; ValueError otherwise."""
-    if not TENANT_NAME.match(name):
+    """`name` when it can name a tenant's storage area (one safe path segment); ValueError otherwise."""
+    if not NAME_PATTERN.match(name):
         raise ValueError("a tenant name is 1-64 letters, digits, '_', '-' or '.', starting alphanumeric")
     return name
 
