@@ -12,7 +12,14 @@ from framefleet.storage.namespace import job_output_base, namespace_for
 
 
 def settings_for(tmp_path: Path, **kwargs: object) -> Settings:
-    return Settings(data_dir=tmp_path, storage_roots=[tmp_path / "media"], **kwargs)  # type: ignore[arg-type]
+    # Every storage setting given: FRAMEFLEET_* variables of other tests in the session must not leak in.
+    values: dict[str, object] = {
+        "output_root": "",
+        "s3_roots": [],
+        "shared_storage": [],
+        "shared_storage_writable": [],
+    }
+    return Settings(data_dir=tmp_path, storage_roots=[tmp_path / "media"], **{**values, **kwargs})  # type: ignore[arg-type]
 
 
 def test_each_tenant_owns_its_folder_under_every_root(tmp_path: Path) -> None:
