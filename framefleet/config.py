@@ -38,6 +38,11 @@ class Settings(BaseSettings):
     # Storage: file:// URIs must resolve inside one of these roots (default: <data_dir>/media).
     storage_roots: list[Path] = Field(default_factory=list)
     output_root: str = ""
+    # S3 locations (s3://bucket or s3://bucket/prefix) in which every tenant owns `tenants/<tenant>/`.
+    s3_roots: list[str] = Field(default_factory=list)
+    # Locations granted to every tenant (file:// or s3:// URI prefixes): read-only, and read-write.
+    shared_storage: list[str] = Field(default_factory=list)
+    shared_storage_writable: list[str] = Field(default_factory=list)
     s3_endpoint_url: str | None = None
     s3_region: str = "us-east-1"
     http_allow_private: bool = False
@@ -110,6 +115,10 @@ class Settings(BaseSettings):
         self.storage_roots = [p.resolve() for p in self.storage_roots]
         if not self.output_root:
             self.output_root = (self.storage_roots[0] / "outputs").as_uri()
+        self.s3_roots = [_storage_prefix(u, ("s3",), "FRAMEFLEET_S3_ROOTS") for u in self.s3_roots]
+        for name in ("shared_storage", "shared_storage_writable"):
+            env = f"FRAMEFLEET_{name.upper()}"
+            setattr(self, name, [_storage_prefix(u, ("file", "s3"), env) for u in getattr(self, name)])
         if not self.public_url:
             self.public_url = f"http://{self.api_host}:{self.api_port}"
         if self.heartbeat_ttl_seconds < 2 * self.heartbeat_interval_seconds:
@@ -133,6 +142,17 @@ class Settings(BaseSettings):
     def visibility_timeout(self) -> int:
         """Broker visibility timeout: above the longest allowed job so a long job is never redelivered."""
         return self.job_max_seconds + 3600
+
+
+def _storage_prefix(uri: str, schemes: tuple[str, ...], setting: str) -> str:
+    """A location setting's URI without a trailing slash, refusing other schemes and '.'/'..' segments."""
+    scheme, sep, rest = uri.partition("://")
+    rest = rest.rstrip("/")
+    if not sep or scheme.lower() not in schemes or not rest.strip("/"):
+        raise ValueError(f"{setting}: {uri!r} must be a {' or '.join(s + '://' for s in schemes)} location")
+    if any(segment in (".", "..") for segment in rest.split("/")):
+        raise ValueError(f"{setting}: {uri!r} must not contain '.' or '..' segments")
+    return f"{scheme.lower()}://{rest}"
 
 
 @lru_cache

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from framefleet.core.specbase import NAME_PATTERN
 from framefleet.db.models import ApiKey, Tenant, utcnow
 
 KEY_PREFIX = "ff_"
@@ -44,6 +45,9 @@ def create_key(session: Session, *, tenant: str, role: str = "admin") -> tuple[s
     """Create a key for `tenant` (created if new). Returns the raw key, which is never stored."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
+    if not NAME_PATTERN.match(tenant):
+        # The name is also the tenant's folder and key prefix in storage (storage/namespace.py).
+        raise ValueError("a tenant name is 1-64 letters, digits, '_', '-' or '.', starting alphanumeric")
     owner = get_or_create_tenant(session, tenant)
     raw = KEY_PREFIX + secrets.token_urlsafe(32)
     key = ApiKey(tenant_id=owner.id, prefix=raw[:10], key_hash=hash_key(raw), role=role)

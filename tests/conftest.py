@@ -3,6 +3,7 @@ roots, settings, and helpers to make clips and API keys. Worker fixtures live in
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import uuid
@@ -88,6 +89,10 @@ def test_env(
         "FRAMEFLEET_REDIS_URL": redis_server.url,
         "FRAMEFLEET_STORAGE_ROOTS": f'["{media_root}"]',
         "FRAMEFLEET_OUTPUT_ROOT": (media_root / "outputs").as_uri(),
+        # The session's clips (media_root/inputs) are a library every tenant may read, as an operator
+        # would grant one; files a test writes go to its tenant's own folder (tenant_dir).
+        "FRAMEFLEET_SHARED_STORAGE": json.dumps([(media_root / "inputs").as_uri(), "s3://media-shared"]),
+        "FRAMEFLEET_S3_ROOTS": '["s3://media-in", "s3://media-out"]',
         "FRAMEFLEET_LOG_FORMAT": "json",
         "FRAMEFLEET_PROGRESS_DB_INTERVAL": "0.5",
     }
@@ -149,6 +154,23 @@ def make_clip(
 def clip(ffmpeg: str, media_root: Path) -> Path:
     """A 2 s 320x240 H.264/AAC clip inside the media root."""
     return make_clip(ffmpeg, media_root / "inputs" / "clip.mp4")
+
+
+def library_uri(name: str) -> str:
+    """A file in the session's shared input library (readable by every tenant). Read from the environment
+    at call time: bodies built while tests are collected, before test_env, get a placeholder."""
+    shared = json.loads(os.environ.get("FRAMEFLEET_SHARED_STORAGE") or '["file:///library"]')
+    return f"{shared[0]}/{name}"
+
+
+def tenant_dir(tenant: str) -> Path:
+    """The tenant's own folder in the first storage root, as the product computes it (created)."""
+    from framefleet.config import get_settings
+    from framefleet.storage.namespace import namespace_for
+
+    folder = namespace_for(get_settings(), tenant).local_roots(write=True)[0]
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 @pytest.fixture()

@@ -65,10 +65,12 @@ def clip_argv(ffmpeg: str, target: Path) -> list[str]:
 
 
 def make_demo_clip(settings: Settings) -> Path:
-    """The demo input in <media root>/demo/, made once (written aside, then moved into place)."""
+    """The demo input in the demo tenant's folder (<media root>/tenants/demo/), made once (written aside,
+    then moved into place): the demo job may only read its own tenant's files."""
+    from framefleet.cli.supervisor import prepare_storage
     from framefleet.media.ffmpeg import ffmpeg_path
 
-    folder = settings.storage_roots[0] / "demo"
+    folder = prepare_storage(settings)[0]
     clip = folder / CLIP_NAME
     if clip.is_file() and clip.stat().st_size > 0:
         return clip

@@ -240,6 +240,17 @@ def ensure_demo_key(settings: Settings) -> str:
     return raw
 
 
+def prepare_storage(settings: Settings) -> list[Path]:
+    """Create every storage root with the demo tenant's folders in it (a fresh data directory has none,
+    and a missing root makes /readyz answer 503); returns the demo tenant's folders."""
+    from framefleet.storage.namespace import namespace_for
+
+    folders = namespace_for(settings, DEMO_TENANT).local_roots(write=True)
+    for folder in [*settings.storage_roots, *folders]:
+        folder.mkdir(parents=True, exist_ok=True)
+    return folders
+
+
 def child_env(settings: Settings) -> dict[str, str]:
     """Environment for the children: the supervisor's settings, pinned, so every child agrees."""
     env = dict(os.environ)
@@ -365,6 +376,7 @@ class EmbeddedStack:
 
             upgrade(self.settings.database_url)
             self.api_key = ensure_demo_key(self.settings)
+            prepare_storage(self.settings)
             self.log_dir.mkdir(parents=True, exist_ok=True)
             self._say(f"Starting redis, api, worker, beat and flower (logs in {self.log_dir}) ...")
             self._spawn("redis")

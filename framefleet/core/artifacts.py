@@ -6,11 +6,11 @@ ffmpeg process as the job's videos.
 
 from __future__ import annotations
 
-from typing import Annotated, Self
+from typing import Annotated, ClassVar, Self
 
 from pydantic import Field, model_validator
 
-from framefleet.core.specbase import ImageFormat, Name, Strict, Uri, spec_error
+from framefleet.core.specbase import Destination, ImageFormat, Name, Strict, check_overwrite, spec_error
 
 MAX_TIMES = 200
 Seconds = Annotated[float, Field(ge=0, le=7 * 24 * 3600)]
@@ -19,12 +19,20 @@ Quality = Annotated[int, Field(ge=1, le=100)]
 
 
 class _Pictures(Strict):
+    _added: ClassVar[frozenset[str]] = frozenset({"overwrite"})
+
     name: Name | None = None
     format: ImageFormat = ImageFormat.jpeg
     width: Side | None = None
     height: Side | None = None
     quality: Quality = 80
-    destination: Uri | None = None
+    destination: Destination | None = None
+    overwrite: bool = False
+
+    @model_validator(mode="after")
+    def _check_overwrite(self) -> Self:
+        check_overwrite(self.destination, self.overwrite)
+        return self
 
 
 class ThumbnailSpec(_Pictures):

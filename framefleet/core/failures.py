@@ -152,6 +152,41 @@ def _classify_exception(exc: BaseException) -> FailureClass | None:
     return None
 
 
+# How a filesystem error on a storage path ends a job. Permanent errors say something about the path itself
+# (it exists and is not ours, it is read-only, a file stands where a folder must be): another attempt would
+# meet the same path and fail the same way after a whole encode, so they are not retried.
+_DENIED_ERRNOS = frozenset(
+    {
+        errno.EEXIST,
+        errno.EACCES,
+        errno.EPERM,
+        errno.EROFS,
+        errno.ENOTDIR,
+        errno.EISDIR,
+        errno.ENAMETOOLONG,
+        errno.ELOOP,
+        errno.ENOTEMPTY,
+        errno.EXDEV,
+    }
+)
+
+
+def classify_os_error(code: int | None) -> FailureClass:
+    """The failure class of an OSError's errno met while reading or writing storage.
+
+    Permanent refusals are `storage_denied`, a full disk or quota is `resource_exhausted`, a missing path is
+    `input_invalid`; anything else (EIO, ETIMEDOUT, ESTALE, a dropped network mount) may pass and is
+    `storage_unavailable`, which is retried.
+    """
+    if code in _DENIED_ERRNOS:
+        return FailureClass.storage_denied
+    if code in _RESOURCE_ERRNOS:
+        return FailureClass.resource_exhausted
+    if code == errno.ENOENT:
+        return FailureClass.input_invalid
+    return FailureClass.storage_unavailable
+
+
 def classify_ffmpeg_failure(returncode: int, stderr_tail: str) -> FailureClass:
     """Map an ffmpeg exit status and the end of its stderr to a failure class."""
     return classify_failure(returncode, stderr_tail)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, ClassVar, Self
 
 from pydantic import Field, field_validator, model_validator
 
@@ -23,13 +23,14 @@ from framefleet.core.encoding import (
 from framefleet.core.specbase import (
     LANGUAGE_PATTERN,
     AudioCodec,
+    Destination,
     Name,
     PixFmt,
     Preset,
     Profile,
     Strict,
-    Uri,
     VideoCodec,
+    check_overwrite,
     spec_error,
 )
 
@@ -194,6 +195,8 @@ def _expand_rung(name: str, codec: VideoCodec) -> dict[str, Any]:
 class GroupSpec(Strict):
     """An adaptive-streaming package: a ladder of video rungs plus audio renditions and manifests."""
 
+    _added: ClassVar[frozenset[str]] = frozenset({"overwrite"})
+
     name: Name | None = None
     type: GroupType
     ladder: Annotated[list[RenditionSpec], Field(min_length=1, max_length=MAX_RUNGS)]
@@ -203,7 +206,8 @@ class GroupSpec(Strict):
     segment_seconds: Annotated[float, Field(ge=1, le=30)] = 4.0
     segment_type: SegmentType | None = None
     audio: Annotated[list[AudioRenditionSpec], Field(max_length=MAX_AUDIO)] | None = None
-    destination: Uri | None = None
+    destination: Destination | None = None
+    overwrite: bool = False
 
     @model_validator(mode="before")
     @classmethod
@@ -230,6 +234,7 @@ class GroupSpec(Strict):
 
     @model_validator(mode="after")
     def _check(self) -> Self:
+        check_overwrite(self.destination, self.overwrite)
         if self.type is GroupType.hls:
             self.segment_type = self.segment_type or SegmentType.ts
         elif self.segment_type is SegmentType.ts:

@@ -38,6 +38,7 @@ from framefleet.core.operations import OperationsSpec
 from framefleet.core.specbase import (
     AudioCodec,
     Container,
+    Destination,
     Fallback,
     Fit,
     Hardware,
@@ -47,8 +48,8 @@ from framefleet.core.specbase import (
     Priority,
     Profile,
     Strict,
-    Uri,
     VideoCodec,
+    check_overwrite,
     check_uri,
     spec_error,
 )
@@ -197,14 +198,19 @@ class AudioSpec(Strict):
 
 
 class OutputSpec(Strict):
+    _added: ClassVar[frozenset[str]] = frozenset({"overwrite"})
+
     name: Name | None = None
     container: Container
     video: VideoSpec = Field(default_factory=VideoSpec)
     audio: AudioSpec = Field(default_factory=AudioSpec)
-    destination: Uri | None = None
+    destination: Destination | None = None
+    # Whether this output may replace a file already at its destination (one this job did not write).
+    overwrite: bool = False
 
     @model_validator(mode="after")
     def _normalise(self) -> Self:
+        check_overwrite(self.destination, self.overwrite)
         container = self.container
         if self.video.codec is None:
             self.video.codec = DEFAULT_VIDEO[container]

@@ -11,11 +11,14 @@ import functools
 import re
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar
+from urllib.parse import unquote
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, SerializerFunctionWrapHandler, model_serializer
 from pydantic_core import PydanticCustomError
 
 URI_SCHEMES = ("file", "s3", "http", "https")
+# Where outputs can be written: http(s) is read-only.
+DESTINATION_SCHEMES = ("file", "s3")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 # Language tags as HLS and DASH carry them (BCP 47 shapes such as en, pt-BR, zh-Hant).
 LANGUAGE_PATTERN = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8}){0,3}$")
@@ -141,6 +144,20 @@ def check_uri(value: str) -> str:
         raise spec_error("uri", f"must be a URI with one of the schemes {', '.join(URI_SCHEMES)}")
     if any(ord(c) < 0x20 for c in value):
         raise spec_error("uri", "must not contain control characters")
+    if scheme.lower() in DESTINATION_SCHEMES:
+        # A '.' or '..' segment would make the path mean something else once normalised (S3 keeps it as a
+        # literal key, a filesystem walks up): refused rather than normalised, so a URI names one place.
+        path = rest if scheme.lower() == "s3" else rest.partition("/")[2]
+        if any(unquote(segment) in (".", "..") for segment in path.split("/")):
+            raise spec_error("uri", "must not contain '.' or '..' path segments")
+    return value
+
+
+def check_destination(value: str) -> str:
+    """A URI outputs can be written to: file:// or s3:// (http(s) is for inputs only)."""
+    value = check_uri(value)
+    if value.partition("://")[0].lower() not in DESTINATION_SCHEMES:
+        raise spec_error("uri", f"a destination must use one of the schemes {', '.join(DESTINATION_SCHEMES)}")
     return value
 
 
@@ -151,9 +168,20 @@ def check_name(value: str | None) -> str | None:
     return value
 
 
+def check_overwrite(destination: str | None, overwrite: bool) -> None:
+    """`overwrite` is an opt-in for an explicit destination; the job's own folder needs none."""
+    if overwrite and destination is None:
+        raise spec_error(
+            "overwrite",
+            "overwrite applies to an explicit destination (the job's own folder is always new)",
+            "overwrite",
+        )
+
+
 # Field types that validate themselves, so each model need not repeat the same validators.
 Name = Annotated[str, AfterValidator(check_name)]
 Uri = Annotated[str, AfterValidator(check_uri)]
+Destination = Annotated[str, AfterValidator(check_destination)]
 
 
 class Strict(BaseModel):

@@ -9,13 +9,16 @@ unreadable fails the job instead of being published.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from framefleet.core.failures import FailureClass, JobFailure
-from framefleet.core.spec import Container, JobSpec, QualitySpec
+from framefleet.core.spec import Container, JobSpec, PosterSpec, QualitySpec, SpriteSpec, ThumbnailSpec
 from framefleet.media.command import JobPlan
 from framefleet.media.groups import HLS_MASTER, GroupPlan
 from framefleet.media.outputs import OutputPlan
@@ -31,11 +34,16 @@ QUALITY_SUFFIX = ".quality.json"
 
 @dataclass(frozen=True)
 class Piece:
-    """One local file and the URI it is published at; `late` pieces go after all others."""
+    """One local file and the URI it is published at; `late` pieces go after all others.
+
+    `replace` says whether the put may replace an object already there: true in the job's own folder
+    (only this job writes there, e.g. an earlier attempt), and for a deliverable with `overwrite: true`.
+    """
 
     local: Path
     uri: str
     late: bool = False
+    replace: bool = False
 
 
 @dataclass
@@ -306,15 +314,38 @@ def collect_results(plan: JobPlan, spec: JobSpec, base: str) -> Results:
     """Check, measure and lay out everything `plan`'s ffmpeg run wrote; `base` is the job's output root."""
     results = Results()
     for output in plan.outputs:
-        _plain_output(output, base, spec.quality, results)
+        with _replacing(results, output.output):
+            _plain_output(output, base, spec.quality, results)
     for group in plan.groups:
-        _group(group, base, spec.quality, results)
-    destinations: dict[str, str | None] = {t.name or "": t.destination for t in spec.thumbnails}
-    destinations |= {s.name or "": s.destination for s in spec.sprites}
+        with _replacing(results, group.spec):
+            _group(group, base, spec.quality, results)
+    pictures: dict[str, ThumbnailSpec | SpriteSpec | PosterSpec] = {t.name or "": t for t in spec.thumbnails}
+    pictures |= {s.name or "": s for s in spec.sprites}
     if spec.poster is not None:
-        destinations[spec.poster.name or "poster"] = spec.poster.destination
+        pictures[spec.poster.name or "poster"] = spec.poster
     for picture in plan.pictures:
-        found = _pictures(picture, destinations.get(picture.name), base, plan.duration)
-        results.pieces += found.pieces
+        deliverable = pictures.get(picture.name)
+        destination = deliverable.destination if deliverable is not None else None
+        found = _pictures(picture, destination, base, plan.duration)
+        results.pieces += _allow_replace(found.pieces, deliverable)
         results.rows += found.rows
     return results
+
+
+class _Deliverable(Protocol):
+    destination: str | None
+    overwrite: bool
+
+
+@contextlib.contextmanager
+def _replacing(results: Results, deliverable: _Deliverable) -> Iterator[None]:
+    """Mark the pieces added inside the block with whether `deliverable` may replace what it meets."""
+    start = len(results.pieces)
+    yield
+    results.pieces[start:] = _allow_replace(results.pieces[start:], deliverable)
+
+
+def _allow_replace(pieces: list[Piece], deliverable: _Deliverable | None) -> list[Piece]:
+    own_folder = deliverable is None or deliverable.destination is None
+    replace = own_folder or bool(deliverable and deliverable.overwrite)
+    return [dataclasses.replace(piece, replace=replace) for piece in pieces]

@@ -17,6 +17,7 @@ from framefleet.storage.base import (
 )
 from framefleet.storage.http import HttpStorage
 from framefleet.storage.local import LocalStorage
+from framefleet.storage.namespace import Namespace
 from framefleet.storage.s3 import S3Storage, parse_s3_uri
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "StorageTooLarge",
     "StorageUnavailable",
     "backend_for",
+    "backend_within",
     "join_uri",
     "reset_backends",
     "scheme_of",
@@ -81,6 +83,21 @@ def backend_for(uri: str, settings: Settings | None = None) -> StorageBackend:
         if backend is None:
             backend = _backends[key] = factory()
         return backend
+
+
+def backend_within(
+    uri: str, namespace: Namespace, *, write: bool, settings: Settings | None = None
+) -> StorageBackend:
+    """The backend for `uri` once `namespace` allows reading (or writing) it; StorageDenied otherwise.
+
+    A file:// URI gets a LocalStorage confined to the namespace's folders, so its path must stay inside
+    them after symlinks are resolved, not only as spelled. It is built per call: a tenant's folders are
+    resolved afresh each time, never from a cache made before they existed.
+    """
+    namespace.check(uri, write=write)
+    if scheme_of(uri) == "file":
+        return LocalStorage(namespace.local_roots(write=write))
+    return backend_for(uri, settings)
 
 
 def reset_backends() -> None:

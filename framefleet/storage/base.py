@@ -66,10 +66,11 @@ class StorageBackend(Protocol):
         """
         ...
 
-    def put(self, local: Path, uri: str, *, move: bool = False) -> int:
+    def put(self, local: Path, uri: str, *, move: bool = False, replace: bool = True) -> int:
         """Publish a local file at `uri` atomically; return its size in bytes.
 
         With `move=True` the local file is consumed (renamed or deleted after upload), saving a copy.
+        With `replace=False` an object already at `uri` is left alone and StorageDenied is raised.
         """
         ...
 

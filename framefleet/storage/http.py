@@ -434,7 +434,7 @@ class HttpStorage:
             raise self._translate(exc, uri, deadline) from None
         return False
 
-    def put(self, local: Path, uri: str, *, move: bool = False) -> int:
+    def put(self, local: Path, uri: str, *, move: bool = False, replace: bool = True) -> int:
         """HTTP storage is read-only: always refused."""
         raise StorageDenied(f"http(s) storage is read-only: cannot write {uri}")
 

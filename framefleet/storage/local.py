@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import unquote_to_bytes, urlsplit
 
-from framefleet.core.failures import FailureClass
+from framefleet.core.failures import FailureClass, classify_os_error
 from framefleet.storage.base import (
     StorageDenied,
     StorageError,
@@ -71,14 +71,38 @@ def parse_file_uri(uri: str) -> str:
 
 
 def _os_error(exc: OSError, what: str) -> StorageError:
-    """Map an OSError from the local filesystem to the storage error the worker understands."""
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return StorageError(f"{what}: {exc.strerror}", failure_class=FailureClass.resource_exhausted)
-    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return StorageDenied(f"{what}: {exc.strerror}")
-    if exc.errno == errno.ENOENT:
-        return StorageNotFound(f"{what}: {exc.strerror}")
-    return StorageUnavailable(f"{what}: {exc.strerror or exc}")
+    """Map an OSError from the local filesystem to the storage error the worker understands (by errno)."""
+    detail = f"{what}: {exc.strerror or exc}"
+    failure = classify_os_error(exc.errno)
+    if failure is FailureClass.storage_denied:
+        return StorageDenied(detail)
+    if failure is FailureClass.input_invalid:
+        return StorageNotFound(detail)
+    if failure is FailureClass.storage_unavailable:
+        return StorageUnavailable(detail)
+    return StorageError(detail, failure_class=failure)
+
+
+# Filesystems without hard links answer os.link with one of these; a publish there checks, then renames.
+_NO_LINKS = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK})
+
+
+def _place_new(tmp: Path, final: Path) -> None:
+    """Give `tmp` the name `final` only if nothing has that name yet (FileExistsError otherwise).
+
+    A hard link is the atomic "create, never replace" of POSIX filesystems. Where links are not supported
+    the check and the rename are two steps, so a writer racing between them can still be replaced.
+    """
+    try:
+        os.link(tmp, final)
+    except OSError as exc:
+        if exc.errno not in _NO_LINKS:
+            raise
+        if os.path.lexists(final):
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(final)) from None
+        os.replace(tmp, final)
+        return
+    tmp.unlink()
 
 
 class LocalStorage:
@@ -103,14 +127,19 @@ class LocalStorage:
             return Path(path).resolve(strict=False)
         except (RuntimeError, OSError) as exc:
             # Python reports a symlink loop as RuntimeError before 3.13 and OSError(ELOOP) after.
-            raise StorageDenied(f"cannot resolve {path}: {exc}") from None
+            raise StorageDenied(
+                f"cannot resolve {path}: symlink loop or unreadable path ({type(exc).__name__})"
+            ) from None
 
     def _confine(self, lexical: str, resolved: Path) -> Path:
         if self._inside(resolved):
             return resolved
         if self._inside(Path(lexical)):
-            raise StorageDenied(f"{lexical} is a symlink leading outside the storage roots (to {resolved})")
-        raise StorageDenied(f"{lexical} is outside the storage roots")
+            # Where the link points is not said: the answer would let a tenant map the filesystem.
+            raise StorageDenied(
+                f"{lexical} goes through a symlink leading outside the allowed storage; refused"
+            )
+        raise StorageDenied(f"{lexical} is outside the allowed storage; refused")
 
     def path_for(self, uri: str, *, for_output: bool = False) -> Path:
         """The validated local path for `uri`: symlinks resolved, inside a root, or StorageDenied.
@@ -143,11 +172,12 @@ class LocalStorage:
             raise StorageDenied(f"no permission to read {path}")
         return path
 
-    def put(self, local: Path, uri: str, *, move: bool = False) -> int:
+    def put(self, local: Path, uri: str, *, move: bool = False, replace: bool = True) -> int:
         """Publish `local` at `uri` atomically (temp file in the same directory, fsync, rename).
 
         With `move=True` the local file is renamed into place when it lives on the same filesystem,
-        avoiding a copy of large outputs; otherwise it is copied and left where it was.
+        avoiding a copy of large outputs; otherwise it is copied and left where it was. With
+        `replace=False` an existing file (or link) at `uri` is never replaced: StorageDenied instead.
         """
         dest = self.path_for(uri, for_output=True)
         try:
@@ -157,7 +187,7 @@ class LocalStorage:
         # The directories may have been created by someone else meanwhile: confirm they are still ours.
         real_parent = Path(os.path.realpath(dest.parent))
         if not self._inside(real_parent):
-            raise StorageDenied(f"{dest.parent} now resolves outside the storage roots (to {real_parent})")
+            raise StorageDenied(f"{dest.parent} now leads outside the allowed storage; refused")
         if dest.is_dir() and not dest.is_symlink():
             raise StorageError(
                 f"destination is a directory: {dest}", failure_class=FailureClass.input_invalid
@@ -192,9 +222,14 @@ class LocalStorage:
                     os.fsync(dst.fileno())
             os.chmod(tmp, _OUTPUT_MODE)
             size = tmp.stat().st_size
-            os.replace(tmp, real_parent / dest.name)
+            if replace:
+                os.replace(tmp, real_parent / dest.name)
+            else:
+                _place_new(tmp, real_parent / dest.name)
         except BaseException as exc:
             self._discard(tmp, restore_to=local if moved else None)
+            if isinstance(exc, FileExistsError) and not replace:
+                raise StorageDenied(f"{dest} already exists and this job may not replace it") from None
             if isinstance(exc, OSError):
                 raise _os_error(exc, f"cannot write {dest}") from None
             raise

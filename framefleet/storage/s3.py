@@ -82,6 +82,10 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
         raise StorageError(f"s3 URI names no object key: {uri!r}", failure_class=FailureClass.input_invalid)
     if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in key):
         raise StorageDenied(f"control character in s3 key {key!r}")
+    if any(segment in (".", "..") for segment in key.split("/")):
+        # S3 keeps them as literal key characters, but any tool that treats keys as paths would not:
+        # a key must name one place, whoever reads it, for the tenant prefixes to mean anything.
+        raise StorageDenied(f"'.' or '..' segment in s3 key {key!r}")
     if len(key.encode("utf-8", "surrogatepass")) > _MAX_KEY_BYTES:
         raise StorageError(
             f"s3 key longer than {_MAX_KEY_BYTES} bytes", failure_class=FailureClass.input_invalid
@@ -137,6 +141,19 @@ def map_s3_error(exc: BaseException, what: str) -> StorageError:
     return StorageError(f"{what}: {exc}")
 
 
+def _create_only(request: Any, **_: Any) -> None:
+    request.headers["If-None-Match"] = "*"
+
+
+def _precondition_failed(exc: BaseException) -> bool:
+    """Whether a conditional upload failed because the key exists (412, or 409 for a racing upload)."""
+    cause = _root_cause(exc)
+    if not isinstance(cause, ClientError):
+        return False
+    code = str(cause.response.get("Error", {}).get("Code", ""))
+    return code in ("PreconditionFailed", "412", "ConditionalRequestConflict")
+
+
 class S3Storage:
     """s3://bucket/key storage; credentials come from the usual AWS environment variables and files."""
 
@@ -173,6 +190,7 @@ class S3Storage:
             max_concurrency=max_concurrency,
         )
         self._client: Any = None
+        self._exclusive: Any = None
         self._lock = threading.Lock()
 
     @property
@@ -183,6 +201,20 @@ class S3Storage:
                 session = boto3.session.Session(region_name=self.region)
                 self._client = session.client("s3", endpoint_url=self.endpoint_url, config=self._config)
             return self._client
+
+    @property
+    def exclusive_client(self) -> Any:
+        """A client whose uploads only create: `If-None-Match: *` on every PutObject and on the
+        CompleteMultipartUpload that makes a multipart object visible, so S3 refuses (412) to replace an
+        existing key, atomically. The transfer manager does not pass that header itself."""
+        with self._lock:
+            if self._exclusive is None:
+                session = boto3.session.Session(region_name=self.region)
+                client = session.client("s3", endpoint_url=self.endpoint_url, config=self._config)
+                for operation in ("PutObject", "CompleteMultipartUpload"):
+                    client.meta.events.register(f"before-sign.s3.{operation}", _create_only)
+                self._exclusive = client
+            return self._exclusive
 
     def fetch(self, uri: str, workdir: Path, *, name: str | None = None) -> Path:
         """Download the object into `workdir` (temp name, then rename) and return the file's path."""
@@ -205,10 +237,11 @@ class S3Storage:
                 tmp.unlink(missing_ok=True)
             raise map_s3_error(exc, f"fetch {uri}") from exc
 
-    def put(self, local: Path, uri: str, *, move: bool = False) -> int:
+    def put(self, local: Path, uri: str, *, move: bool = False, replace: bool = True) -> int:
         """Upload `local` to `uri` (multipart above the threshold); the object appears only when complete.
 
-        With `move=True` the local file is deleted once the upload has succeeded.
+        With `move=True` the local file is deleted once the upload has succeeded. With `replace=False`
+        the upload is conditional: an existing object at `uri` makes it fail with StorageDenied.
         """
         bucket, key = parse_s3_uri(uri)
         try:
@@ -220,8 +253,11 @@ class S3Storage:
         if content_type:
             extra["ContentType"] = content_type
         try:
-            self.client.upload_file(str(local), bucket, key, ExtraArgs=extra or None, Config=self._transfer)
+            client = self.client if replace else self.exclusive_client
+            client.upload_file(str(local), bucket, key, ExtraArgs=extra or None, Config=self._transfer)
         except Exception as exc:
+            if not replace and _precondition_failed(exc):
+                raise StorageDenied(f"{uri} already exists and this job may not replace it") from exc
             raise map_s3_error(exc, f"put {uri}") from exc
         if move:
             local.unlink(missing_ok=True)

@@ -40,8 +40,9 @@ from framefleet.media.probe import MediaInfo, probe
 from framefleet.media.progress import Progress
 from framefleet.media.results import Results, Row, collect_results
 from framefleet.media.runner import FfmpegResult, run_ffmpeg
-from framefleet.storage import backend_for, join_uri
+from framefleet.storage import backend_within
 from framefleet.storage.base import StorageError
+from framefleet.storage.namespace import Namespace, job_output_base, namespace_for
 
 log = get_logger("framefleet.worker")
 
@@ -88,9 +89,12 @@ class ProgressReporter:
 class _Attempt:
     """The pieces every step of one attempt needs."""
 
-    def __init__(self, job: Job, settings: Settings, redis_client: redis.Redis, attempt: int) -> None:
+    def __init__(
+        self, job: Job, settings: Settings, redis_client: redis.Redis, attempt: int, namespace: Namespace
+    ) -> None:
         self.job = job
         self.settings = settings
+        self.namespace = namespace
         self.redis = redis_client
         self.attempt = attempt
         self.reporter = ProgressReporter(job.id, attempt, redis_client, settings)
@@ -118,15 +122,25 @@ class _Attempt:
         )
 
 
-def run_pipeline(job: Job, *, settings: Settings, redis_client: redis.Redis, attempt: int) -> None:
-    """Run one attempt of `job`; raise JobFailure or JobCanceled when it does not succeed."""
+def run_pipeline(
+    job: Job, *, tenant: str, settings: Settings, redis_client: redis.Redis, attempt: int
+) -> None:
+    """Run one attempt of `tenant`'s `job`; raise JobFailure or JobCanceled when it does not succeed.
+
+    Every URI is checked against the tenant's namespace again here, whatever the API checked: the spec
+    may predate the check, and only here are symlinks resolved.
+    """
     spec = JobSpec.model_validate(job.spec)
+    try:
+        namespace = namespace_for(settings, tenant)
+    except ValueError as exc:
+        raise JobFailure(FailureClass.storage_denied, f"tenant {tenant!r} has no storage: {exc}") from None
     workdir = settings.work_root / job.id / f"attempt-{attempt}"
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
-    run = _Attempt(job, settings, redis_client, attempt)
+    run = _Attempt(job, settings, redis_client, attempt, namespace)
     try:
-        source = _fetch(spec.input, workdir / "input")
+        source = _fetch(spec.input, workdir / "input", namespace)
         run.check_canceled()
         info = probe(source)
         log.info("input probed", duration=info.duration, video=bool(info.video), audio=bool(info.audio))
@@ -146,21 +160,21 @@ def run_pipeline(job: Job, *, settings: Settings, redis_client: redis.Redis, att
         )
         _encode(plan, ffmpeg, run, start=LOUDNESS_SHARE * 100 if assets.loudness is not None else 0.0)
         run.check_canceled()
-        results = collect_results(plan, spec, join_uri(settings.output_root, job.id))
+        results = collect_results(plan, spec, job_output_base(settings, tenant, job.id))
         _note_plan(plan)
         run.check_canceled()
         # A superseded attempt (its worker was presumed dead) must not publish beside its replacement.
         ensure_owner(job.id, attempt)
-        _publish(job.id, results, redis_client)
+        _publish(job.id, results, redis_client, namespace)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
         _remove_empty_parent(workdir.parent)
 
 
-def _fetch(uri: str, into: Path, *, name: str | None = None) -> Path:
+def _fetch(uri: str, into: Path, namespace: Namespace, *, name: str | None = None) -> Path:
     into.mkdir(parents=True, exist_ok=True)
     try:
-        return backend_for(uri).fetch(uri, into, name=name)
+        return backend_within(uri, namespace, write=False).fetch(uri, into, name=name)
     except StorageError as exc:
         raise JobFailure(exc.failure_class, f"input {uri}: {exc}") from exc
 
@@ -186,11 +200,11 @@ def _assets(spec: JobSpec, info: MediaInfo, source: Path, workdir: Path, run: _A
     watermark = subtitles = None
     size: tuple[int, int] | None = None
     if ops.watermark is not None:
-        watermark = _fetch(ops.watermark.uri, folder, name="watermark.img")
+        watermark = _fetch(ops.watermark.uri, folder, run.namespace, name="watermark.img")
         size = _image_size(watermark)
     if ops.subtitles is not None:
         # A copy under a name of our own: its path goes into the filter graph, the client's name does not.
-        fetched = _fetch(ops.subtitles.uri, folder / "fetched")
+        fetched = _fetch(ops.subtitles.uri, folder / "fetched", run.namespace)
         subtitles = folder / f"subtitles.{ops.subtitles.format}"
         shutil.copyfile(fetched, subtitles)
     loudness: dict[str, float] | None = None
@@ -261,18 +275,23 @@ def _raise_for(result: FfmpegResult, step: str) -> None:
         raise JobFailure(failure, f"ffmpeg {step} failed: {detail[0][:500]}")
 
 
-def _publish(job_id: str, results: Results, redis_client: redis.Redis) -> None:
-    """Put every piece (manifests last), then record the rows and announce them."""
+def _publish(job_id: str, results: Results, redis_client: redis.Redis, namespace: Namespace) -> None:
+    """Put every piece (manifests last), then record the rows and announce them.
+
+    A piece replaces an existing object only when it may (`piece.replace`: the job's own folder, or a
+    deliverable with `overwrite: true`); otherwise the put is create-only and an existing object fails it.
+    """
     published: list[str] = []
     try:
         for piece in results.publish_order():
-            backend_for(piece.uri).put(piece.local, piece.uri)
+            backend = backend_within(piece.uri, namespace, write=True)
+            backend.put(piece.local, piece.uri, replace=piece.replace)
             published.append(piece.uri)
     except StorageError as exc:
-        _unpublish(published)
+        _unpublish(published, namespace)
         raise JobFailure(exc.failure_class, f"publishing outputs: {exc}") from exc
     except BaseException:
-        _unpublish(published)
+        _unpublish(published, namespace)
         raise
     rows = [_output_row(job_id, row) for row in results.rows]
     with session_scope() as session:
@@ -285,11 +304,11 @@ def _publish(job_id: str, results: Results, redis_client: redis.Redis) -> None:
             events.publish(redis_client, job_id, "metrics", data)
 
 
-def _unpublish(uris: list[str]) -> None:
+def _unpublish(uris: list[str], namespace: Namespace) -> None:
     # Newest first: the manifests, put last, disappear before what they point at.
     for uri in reversed(uris):
         try:
-            backend_for(uri).delete(uri)
+            backend_within(uri, namespace, write=True).delete(uri)
         except StorageError:
             log.warning("could not remove a published output after a failure", uri=uri)
 

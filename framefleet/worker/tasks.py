@@ -174,7 +174,7 @@ def run_job(self: object, job_id: str) -> None:
         abort=_abort_reason,
     )
     try:
-        ending = _run_attempt(job, settings, redis_client, attempt, limits)
+        ending = _run_attempt(job, tenant_name, settings, redis_client, attempt, limits)
         if limits.limit_seconds is not None:
             ending.values["run_limit_seconds"] = round(limits.limit_seconds, 3)
         _record(job_id, ending, worker=worker, attempt=attempt, settings=settings)
@@ -203,11 +203,11 @@ def _limit_for(media_seconds: float | None, *, settings: Settings, override: int
 
 
 def _run_attempt(
-    job: Job, settings: Settings, redis_client: Any, attempt: int, limits: AttemptLimits
+    job: Job, tenant: str, settings: Settings, redis_client: Any, attempt: int, limits: AttemptLimits
 ) -> Ending:
     try:
         with attempt_limits(limits):
-            run_pipeline(job, settings=settings, redis_client=redis_client, attempt=attempt)
+            run_pipeline(job, tenant=tenant, settings=settings, redis_client=redis_client, attempt=attempt)
     except JobCanceled:
         return Ending("canceled", "canceled by client", FailureClass.canceled)
     except FfmpegAborted as aborted:

@@ -16,6 +16,7 @@ from framefleet.api.app import create_app
 from framefleet.config import Settings
 from framefleet.queues import ALL_QUEUES
 from framefleet.redis_client import get_redis
+from tests.conftest import library_uri
 
 KeyMaker = Callable[..., dict[str, str]]
 
@@ -74,7 +75,7 @@ def make_key(test_env: dict[str, str]) -> KeyMaker:
 def job_body(**overrides: Any) -> dict[str, Any]:
     """A small valid job spec; keyword arguments replace top-level fields."""
     body: dict[str, Any] = {
-        "input": "file:///media/inputs/clip.mp4",
+        "input": library_uri("clip.mp4"),
         "outputs": [{"name": "web", "container": "mp4", "video": {"width": 320, "height": 240}}],
     }
     body.update(overrides)

@@ -242,3 +242,93 @@ def test_oversized_chunked_body_is_413(client: TestClient, auth: dict[str, str])
     response = client.post("/v1/jobs", content=chunks, headers={**auth, "Content-Type": "application/json"})
     assert response.status_code == 413
     assert response.json()["type"] == "https://framefleet.dev/problems/payload-too-large"
+
+
+def _refused(response: Any, field: str) -> str:
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"].startswith(PROBLEM)
+    errors = response.json()["errors"]
+    assert [e["field"] for e in errors] == [field], errors
+    return str(errors[0]["message"])
+
+
+def test_a_tenant_cannot_read_or_overwrite_another_tenants_files(
+    client: TestClient, make_key: Any, api_settings: Settings
+) -> None:
+    alpha, beta = f"a-{uuid.uuid4().hex[:8]}", f"b-{uuid.uuid4().hex[:8]}"
+    a, b = make_key(tenant=alpha), make_key(tenant=beta)
+    job = submit(client, a)
+    media = api_settings.storage_roots[0]
+    theirs = (media / "outputs" / "tenants" / alpha / job["id"] / "web.mp4").as_uri()
+    mine = (media / "tenants" / beta / "in.mp4").as_uri()
+    # A's output as B's input, and as B's destination: both refused, naming the field.
+    message = _refused(client.post("/v1/jobs", json=job_body(input=theirs), headers=b), "input")
+    assert beta in message and "outside" in message
+    outputs = [{"container": "mp4", "destination": theirs}]
+    _refused(
+        client.post("/v1/jobs", json=job_body(input=mine, outputs=outputs), headers=b),
+        "outputs.0.destination",
+    )
+    # The legacy flat output folder is nobody's: refused too.
+    legacy = (media / "outputs" / job["id"] / "web.mp4").as_uri()
+    _refused(client.post("/v1/jobs", json=job_body(input=legacy), headers=b), "input")
+    # B's own folder and the shared library are fine; the library is read-only.
+    assert client.post("/v1/jobs", json=job_body(input=mine), headers=b).status_code == 201
+    library = [{"container": "mp4", "destination": job_body()["input"] + ".copy.mp4"}]
+    message = _refused(
+        client.post("/v1/jobs", json=job_body(outputs=library), headers=b), "outputs.0.destination"
+    )
+    assert "only read" in message
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        pytest.param(
+            {"outputs": [{"container": "mp4", "destination": "ROOT"}]}, "outputs.0.destination", id="root"
+        ),
+        pytest.param(
+            {"outputs": [{"container": "mp4", "destination": "AREA"}]}, "outputs.0.destination", id="area"
+        ),
+        pytest.param(
+            {"poster": {"destination": "ROOT"}, "outputs": []}, "poster.destination", id="poster-root"
+        ),
+        pytest.param(
+            {"outputs": [{"container": "mp4", "destination": "https://example.com/x.mp4"}]},
+            "outputs.0.destination",
+            id="https",
+        ),
+        pytest.param({"input": "s3://media-in/TENANT/../../x"}, "input", id="s3-dot-dot"),
+        pytest.param({"input": "s3://media-in/TENANT/./x.mp4"}, "input", id="s3-dot"),
+        pytest.param({"input": "AREA/../x.mp4"}, "input", id="file-dot-dot"),
+        pytest.param({"input": "AREA/%2e%2e/x.mp4"}, "input", id="file-encoded-dot-dot"),
+        pytest.param(
+            {"groups": [{"type": "hls", "ladder": "mobile", "destination": "ROOT/tenants"}]},
+            "groups.0.destination",
+            id="group-outside",
+        ),
+        pytest.param(
+            {"operations": {"watermark": {"uri": "file:///etc/logo.png"}}},
+            "operations.watermark.uri",
+            id="asset",
+        ),
+        pytest.param(
+            {"outputs": [{"container": "mp4", "overwrite": True}]}, "outputs.0.overwrite", id="overwrite"
+        ),
+    ],
+)
+def test_locations_that_could_never_work_are_refused_at_submission(
+    client: TestClient, make_key: Any, api_settings: Settings, body: dict[str, Any], field: str
+) -> None:
+    tenant = f"t-{uuid.uuid4().hex[:8]}"
+    root = api_settings.storage_roots[0]
+    area = (root / "tenants" / tenant).as_uri()
+    text = (
+        json.dumps(body)
+        .replace("ROOT", root.as_uri())
+        .replace("AREA", area)
+        .replace("TENANT", f"tenants/{tenant}")
+    )
+    _refused(
+        client.post("/v1/jobs", json=job_body(**json.loads(text)), headers=make_key(tenant=tenant)), field
+    )

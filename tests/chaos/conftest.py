@@ -180,6 +180,9 @@ def stack(
         "FRAMEFLEET_REDIS_URL": redis.url,
         "FRAMEFLEET_STORAGE_ROOTS": f'["{media}"]',
         "FRAMEFLEET_OUTPUT_ROOT": (media / "outputs").as_uri(),
+        # The clips are a library every tenant reads; `full` is a small disk any tenant may write to.
+        "FRAMEFLEET_SHARED_STORAGE": f'["{(media / "inputs").as_uri()}"]',
+        "FRAMEFLEET_SHARED_STORAGE_WRITABLE": f'["{(media / "full").as_uri()}"]',
     }
     with settings_env(values):
         chaos = Stack(env={**test_env, **values}, root=root, redis=redis, media=media)

@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from framefleet.cli.supervisor import ensure_demo_key, write_secret
+from framefleet.cli.supervisor import ensure_demo_key, prepare_storage, write_secret
 from framefleet.config import Settings
 from tests.conftest import make_clip
 from tests.services import free_port, wait_until
@@ -215,6 +215,10 @@ def test_up_serves_and_stops_cleanly_on_ctrl_c(
     pid_file = data / "framefleet.pid"
     assert pid_file.read_text().strip() == str(up.proc.pid)
     assert httpx.get(f"{up.api_url}/healthz", timeout=5).status_code == 200
+    # A fresh data directory gets its media root and the demo tenant's folder, so storage is ready.
+    assert (data / "media" / "tenants" / "demo").is_dir()
+    ready = httpx.get(f"{up.api_url}/readyz", timeout=5)
+    assert ready.status_code == 200, ready.text
     children = descendants(up.proc.pid)
     names = " | ".join(cmdline(pid) for pid, _ in children)
     for service in ("redis-server", "main api", "main worker", "main beat", "main flower"):
@@ -226,7 +230,8 @@ def test_up_serves_and_stops_cleanly_on_ctrl_c(
     assert f"already running from this data directory (pid {up.proc.pid}" in second.stderr
 
     # The client commands against the running stack: submit --wait, get, and cancel of a finished job.
-    clip = make_clip(ffmpeg, data / "media" / "inputs" / "tiny.mp4", seconds=1, size="160x120")
+    # Where the README tour puts a file: the demo tenant's own folder.
+    clip = make_clip(ffmpeg, data / "media" / "tenants" / "demo" / "tiny.mp4", seconds=1, size="160x120")
     spec = {
         "input": clip.as_uri(),
         "outputs": [{"name": "small", "container": "mp4", "video": {"codec": "h264", "preset": "ultrafast"}}],
@@ -304,3 +309,18 @@ def test_demo_key_is_kept_private_and_reused(tmp_path: Path, database_url: str) 
     fresh = ensure_demo_key(settings)
     assert fresh not in (first, "ff_unknown")
     assert key_file.read_text().strip() == fresh
+
+
+def test_prepare_storage_makes_a_fresh_data_dir_ready(tmp_path: Path) -> None:
+    from framefleet.storage import backend_for
+    from framefleet.storage.base import StorageUnavailable
+
+    settings = Settings(data_dir=tmp_path / "fresh")
+    media = tmp_path / "fresh" / "media"
+    with pytest.raises(StorageUnavailable):
+        backend_for(settings.output_root, settings).check()  # what /readyz asks: no media root yet
+    folders = prepare_storage(settings)
+    assert folders == [media / "tenants" / "demo", media / "outputs" / "tenants" / "demo"]
+    assert all(folder.is_dir() for folder in folders)
+    backend_for(settings.output_root, settings).check()
+    assert prepare_storage(settings) == folders, "idempotent"

@@ -9,6 +9,7 @@ import pytest
 
 from framefleet import events
 from framefleet.redis_client import get_redis
+from tests.conftest import tenant_dir
 from tests.integration.test_worker_jobs import local_path, run_to_end
 from tests.media.helpers import still_image
 from tests.media.streaming import read_master, read_media
@@ -88,20 +89,23 @@ def test_a_scored_ladder_with_pictures_in_one_job(
 def test_a_failed_publish_leaves_nothing_behind(
     worker: Any, api: Any, tenant_key: tuple[str, str], clip: Path
 ) -> None:
-    _, key = tenant_key
+    tenant, key = tenant_key
+    blocker = tenant_dir(tenant) / "blocker"
+    blocker.write_bytes(b"a file where the poster's folder should be")
     spec = {
         "input": clip.as_uri(),
         "groups": [
             {"name": "abr", "type": "dash", "ladder": ["240p"], "segment_seconds": 1, "preset": "ultrafast"}
         ],
-        # Outside every storage root: refused when its turn comes, after the segments were put.
-        "poster": {"destination": "file:///proc/framefleet-poster.jpg"},
+        # Cannot be written: refused when its turn comes, after the segments were put.
+        "poster": {"destination": (blocker / "poster.jpg").as_uri()},
     }
     job = run_to_end(api, key, spec)
     assert job["state"] == "failed" and job["failure_class"] == "storage_denied", job
     from framefleet.config import get_settings
+    from framefleet.storage.namespace import job_output_base
 
-    folder = local_path(get_settings().output_root) / job["id"]
+    folder = local_path(job_output_base(get_settings(), tenant, job["id"]))
     leftovers = [p for p in folder.rglob("*") if p.is_file()] if folder.exists() else []
     assert leftovers == []
     assert job["outputs"] == []
@@ -111,7 +115,7 @@ def test_operations_fetch_their_files_from_storage(
     worker: Any, api: Any, tenant_key: tuple[str, str], clip: Path, media_root: Path, ffmpeg: str
 ) -> None:
     _, key = tenant_key
-    assets = media_root / "assets"
+    assets = media_root / "inputs" / "assets"  # the shared library
     assets.mkdir(exist_ok=True)
     mark = still_image(ffmpeg, assets / "logo mark's.png", "color=white:s=64x32,format=rgba")
     subtitles = assets / "talk [en].srt"

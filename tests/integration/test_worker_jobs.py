@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +13,10 @@ import av
 import pytest
 
 from framefleet import events
+from framefleet.db.session import session_scope
+from framefleet.keys import create_key
 from framefleet.redis_client import get_redis
-from tests.conftest import make_clip
+from tests.conftest import make_clip, tenant_dir
 from tests.integration.conftest import wait_for_state
 from tests.services import ffmpeg_pids
 
@@ -119,13 +122,12 @@ BAD_INPUTS = [
     "missing_file",
     "missing_s3_object",
     "unreachable_host",
-    "path_escape",
 ]
 
 
 @pytest.fixture(scope="module")
 def bad_inputs(media_root: Path, ffmpeg: str, clip: Path) -> dict[str, str]:
-    folder = media_root / "bad"
+    folder = media_root / "inputs" / "bad"  # in the shared library every tenant may read
     good = clip.read_bytes()
     audio_only = make_clip(ffmpeg, folder / "audio.m4a", video=False, seconds=1)
     return {
@@ -135,9 +137,8 @@ def bad_inputs(media_root: Path, ffmpeg: str, clip: Path) -> dict[str, str]:
         "truncated": _write(folder / "truncated.mp4", good[: len(good) // 3]).as_uri(),
         "audio_only_for_video": audio_only.as_uri(),
         "missing_file": (folder / "nope.mp4").as_uri(),
-        "missing_s3_object": "s3://framefleet-test-missing/none.mp4",
+        "missing_s3_object": "s3://media-shared/none.mp4",
         "unreachable_host": "http://127.0.0.1:9/clip.mp4",
-        "path_escape": (folder.as_uri() + "/../../../../etc/passwd"),
     }
 
 
@@ -177,7 +178,6 @@ def test_expected_failure_classes(
         "text_as_mp4": "input_invalid",
         "missing_file": "input_invalid",
         "unreachable_host": "storage_unavailable",
-        "path_escape": "storage_denied",
     }
     for case, failure_class in expected.items():
         spec = {"input": bad_inputs[case], "outputs": [{"container": "mp4"}]}
@@ -262,23 +262,105 @@ def test_s3_input_and_output(
     )
     s3.create_bucket(Bucket="media-in")
     s3.create_bucket(Bucket="media-out")
-    s3.upload_file(str(clip), "media-in", "clips/clip.mp4")
-    _, key = tenant_key
-    spec = {
-        "input": "s3://media-in/clips/clip.mp4",
-        "outputs": [
-            {
-                "name": "small",
-                "container": "mp4",
-                "video": {"height": 120},
-                "destination": "s3://media-out/renditions/small.mp4",
-            }
-        ],
-    }
+    tenant, key = tenant_key
+    prefix = f"tenants/{tenant}"  # the tenant's own prefix in each configured S3 root
+    s3.upload_file(str(clip), "media-in", f"{prefix}/clips/clip.mp4")
+    destination = f"s3://media-out/{prefix}/renditions/small.mp4"
+    output = {"name": "small", "container": "mp4", "video": {"height": 120}, "destination": destination}
+    spec = {"input": f"s3://media-in/{prefix}/clips/clip.mp4", "outputs": [output]}
     job = run_to_end(api, key, spec)
     assert job["state"] == "succeeded", job
-    assert job["outputs"][0]["uri"] == "s3://media-out/renditions/small.mp4"
-    head = s3.head_object(Bucket="media-out", Key="renditions/small.mp4")
+    assert job["outputs"][0]["uri"] == destination
+    head = s3.head_object(Bucket="media-out", Key=f"{prefix}/renditions/small.mp4")
     assert head["ContentLength"] == job["outputs"][0]["size_bytes"] > 0
     listed = s3.list_objects_v2(Bucket="media-out")["Contents"]
-    assert [o["Key"] for o in listed] == ["renditions/small.mp4"]
+    assert [o["Key"] for o in listed] == [f"{prefix}/renditions/small.mp4"]
+
+    # The same destination again: the upload is conditional (If-None-Match: *) and the object stays.
+    again = run_to_end(api, key, {**spec, "outputs": [{**output, "video": {"height": 64}}]})
+    assert (again["state"], again["failure_class"]) == ("failed", "storage_denied"), again
+    assert "already exists" in again["error"]
+    assert s3.head_object(Bucket="media-out", Key=f"{prefix}/renditions/small.mp4")["ETag"] == head["ETag"]
+    # ...unless the spec opts in.
+    replaced = run_to_end(
+        api, key, {**spec, "outputs": [{**output, "video": {"height": 64}, "overwrite": True}]}
+    )
+    assert replaced["state"] == "succeeded", replaced
+    assert s3.head_object(Bucket="media-out", Key=f"{prefix}/renditions/small.mp4")["ETag"] != head["ETag"]
+
+    # Another tenant can name neither the input nor the destination.
+    other = f"o-{uuid.uuid4().hex[:8]}"
+    with session_scope() as session:
+        raw, _ = create_key(session, tenant=other)
+    refused = api.post("/v1/jobs", json=spec, headers={"X-API-Key": raw})
+    assert refused.status_code == 422 and refused.json()["errors"][0]["field"] == "input", refused.text
+    mine = {**spec, "input": f"s3://media-in/tenants/{other}/x.mp4"}
+    refused = api.post("/v1/jobs", json=mine, headers={"X-API-Key": raw})
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["errors"][0]["field"] == "outputs.0.destination"
+
+
+def _key_for(tenant: str) -> str:
+    with session_scope() as session:
+        raw, _ = create_key(session, tenant=tenant)
+    return raw
+
+
+TINY = {"container": "ts", "video": {"height": 64, "preset": "ultrafast"}, "audio": {"codec": "none"}}
+
+
+def test_another_tenants_output_cannot_be_read_or_overwritten_through_a_symlink(
+    worker: Any, api: Any, clip: Path
+) -> None:
+    alpha, beta = f"a-{uuid.uuid4().hex[:8]}", f"b-{uuid.uuid4().hex[:8]}"
+    a, b = _key_for(alpha), _key_for(beta)
+    first = run_to_end(api, a, {"input": clip.as_uri(), "outputs": [{"name": "hd", **TINY}]})
+    assert first["state"] == "succeeded", first
+    hd = local_path(first["outputs"][0]["uri"])
+    assert alpha in hd.parts, "outputs go to the tenant's own folder"
+    before = hd.read_bytes()
+    # B plants links in its own folder to A's output folder: the spelling is B's, the target is not.
+    b_dir = tenant_dir(beta)
+    (b_dir / "stolen.ts").symlink_to(hd)
+    (b_dir / "theirs").symlink_to(hd.parent, target_is_directory=True)
+    read = run_to_end(api, b, {"input": (b_dir / "stolen.ts").as_uri(), "outputs": [TINY]})
+    assert (read["state"], read["failure_class"]) == ("failed", "storage_denied"), read
+    assert str(hd) not in read["error"], "where the link leads is not disclosed"
+    output = {**TINY, "destination": (b_dir / "theirs" / hd.name).as_uri(), "overwrite": True}
+    write = run_to_end(api, b, {"input": clip.as_uri(), "outputs": [output]})
+    assert (write["state"], write["failure_class"]) == ("failed", "storage_denied"), write
+    assert hd.read_bytes() == before
+    assert fetch(api, a, first["id"])["outputs"][0]["size_bytes"] == len(before)
+
+
+def test_an_existing_file_is_replaced_only_on_request(
+    worker: Any, api: Any, tenant_key: tuple[str, str], clip: Path
+) -> None:
+    tenant, key = tenant_key
+    target = tenant_dir(tenant) / "published" / "show.ts"
+    output = {**TINY, "destination": target.as_uri()}
+    first = run_to_end(api, key, {"input": clip.as_uri(), "outputs": [output]})
+    assert first["state"] == "succeeded", first
+    before = target.read_bytes()
+    second = run_to_end(api, key, {"input": clip.as_uri(), "outputs": [{**output, "video": {"height": 32}}]})
+    assert (second["state"], second["failure_class"]) == ("failed", "storage_denied"), second
+    assert second["failures"] == 1 and "already exists" in second["error"]
+    assert target.read_bytes() == before
+    assert sorted(p.name for p in target.parent.iterdir()) == ["show.ts"], "no temporary left behind"
+    third = run_to_end(api, key, {"input": clip.as_uri(), "outputs": [{**output, "overwrite": True}]})
+    assert third["state"] == "succeeded", third
+    assert third["outputs"][0]["size_bytes"] == target.stat().st_size
+
+
+def test_a_permanent_publish_error_is_denied_not_unavailable(
+    worker: Any, api: Any, tenant_key: tuple[str, str], clip: Path
+) -> None:
+    # A file stands where the destination needs a folder: mkdir answers EEXIST ("File exists"). That will
+    # not change on a retry, so the job must not be retried with a whole new encode (storage_unavailable).
+    tenant, key = tenant_key
+    blocker = tenant_dir(tenant) / "blocker"
+    blocker.write_bytes(b"a file, not a folder")
+    output = {**TINY, "destination": (blocker / "x.ts").as_uri()}
+    job = run_to_end(api, key, {"input": clip.as_uri(), "outputs": [output]})
+    assert (job["state"], job["failure_class"]) == ("failed", "storage_denied"), job
+    assert "File exists" in job["error"]

@@ -15,6 +15,7 @@ from framefleet.core.failures import (
     JobFailure,
     classify_failure,
     classify_ffmpeg_failure,
+    classify_os_error,
     describe_exit,
     is_retryable,
 )
@@ -92,3 +93,30 @@ def test_retryable_classes() -> None:
 def test_describe_exit() -> None:
     assert describe_exit(-9) == "killed by SIGKILL"
     assert describe_exit(1) == "exit status 1"
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [
+        (errno.EEXIST, FailureClass.storage_denied),
+        (errno.EACCES, FailureClass.storage_denied),
+        (errno.EPERM, FailureClass.storage_denied),
+        (errno.EROFS, FailureClass.storage_denied),
+        (errno.ENOTDIR, FailureClass.storage_denied),
+        (errno.EISDIR, FailureClass.storage_denied),
+        (errno.ENAMETOOLONG, FailureClass.storage_denied),
+        (errno.ENOSPC, FailureClass.resource_exhausted),
+        (errno.EDQUOT, FailureClass.resource_exhausted),
+        (errno.ENOENT, FailureClass.input_invalid),
+        (errno.EIO, FailureClass.storage_unavailable),
+        (errno.ETIMEDOUT, FailureClass.storage_unavailable),
+        (errno.ESTALE, FailureClass.storage_unavailable),
+        (None, FailureClass.storage_unavailable),
+    ],
+)
+def test_storage_os_errors_by_errno(code: int | None, expected: FailureClass) -> None:
+    assert classify_os_error(code) is expected
+    # Permanent refusals are never retried (a retry would redo a whole encode to meet the same path).
+    assert is_retryable(expected) == (
+        expected in {FailureClass.storage_unavailable, FailureClass.resource_exhausted}
+    )

@@ -111,7 +111,7 @@ def test_host_and_shape_tricks_are_denied(store: LocalStorage, uri: str, problem
 
 
 def test_absolute_path_outside_roots_is_denied(store: LocalStorage, outside: Path) -> None:
-    with pytest.raises(StorageDenied, match="outside the storage roots"):
+    with pytest.raises(StorageDenied, match="outside the allowed storage"):
         store.fetch((outside / "secret.txt").as_uri(), outside)
     with pytest.raises(StorageDenied):
         store.fetch("file:///etc/passwd", outside)
@@ -128,10 +128,11 @@ def test_sibling_with_common_prefix_is_outside(store: LocalStorage, root: Path) 
 def test_symlink_out_of_root_is_denied(store: LocalStorage, root: Path, outside: Path) -> None:
     (root / "inputs" / "link.txt").symlink_to(outside / "secret.txt")
     (root / "escape").symlink_to(outside, target_is_directory=True)
-    with pytest.raises(StorageDenied, match="symlink"):
-        store.fetch((root / "inputs" / "link.txt").as_uri(), root)
-    with pytest.raises(StorageDenied, match="symlink"):
-        store.fetch((root / "escape" / "secret.txt").as_uri(), root)
+    for uri in ((root / "inputs" / "link.txt").as_uri(), (root / "escape" / "secret.txt").as_uri()):
+        with pytest.raises(StorageDenied, match="symlink") as refused:
+            store.fetch(uri, root)
+        # Refused without saying where the link goes: the message must not map the filesystem.
+        assert str(outside) not in refused.value.message and "refused" in refused.value.message
     # Writing through a symlinked directory is refused too, and nothing lands outside.
     src = root / "inputs" / "clip.mp4"
     with pytest.raises(StorageDenied):
@@ -274,7 +275,7 @@ def test_put_refuses_outside_roots_and_onto_roots(store: LocalStorage, root: Pat
         store.put(src, (outside / "x.mp4").as_uri())
     with pytest.raises(StorageDenied):
         store.put(src, f"file://{root}/outputs/../../outside/x.mp4")
-    with pytest.raises(StorageDenied, match="storage root"):
+    with pytest.raises(StorageDenied, match="outside the allowed storage"):
         store.put(src, root.as_uri())
     assert sorted(p.name for p in outside.iterdir()) == ["secret.txt"]
 
@@ -319,3 +320,36 @@ def test_parse_file_uri_decodes_once() -> None:
     assert parse_file_uri("file:///a/b%20c/d.mp4") == "/a/b c/d.mp4"
     # A double-encoded dot-dot is a literal file name, not a traversal.
     assert parse_file_uri("file:///a/%252e%252e/x") == "/a/%2e%2e/x"
+
+
+def test_put_without_replace_keeps_an_existing_file(store: LocalStorage, root: Path, tmp_path: Path) -> None:
+    dest = root / "outputs" / "a.mp4"
+    dest.parent.mkdir()
+    dest.write_bytes(b"first")
+    new = tmp_path / "new.mp4"
+    new.write_bytes(b"second, longer")
+    with pytest.raises(StorageDenied, match="already exists"):
+        store.put(new, dest.as_uri(), replace=False)
+    with pytest.raises(StorageDenied, match="already exists"):
+        store.put(new, dest.as_uri(), move=True, replace=False)
+    assert dest.read_bytes() == b"first"
+    assert new.read_bytes() == b"second, longer", "a refused move gives the source back"
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["a.mp4"], "no temporary left behind"
+    # A dangling symlink is something existing too: never written through, never replaced.
+    (root / "outputs" / "link.mp4").symlink_to(tmp_path / "elsewhere.mp4")
+    with pytest.raises(StorageDenied, match="already exists"):
+        store.put(new, (root / "outputs" / "link.mp4").as_uri(), replace=False)
+    assert not (tmp_path / "elsewhere.mp4").exists()
+    # A new name is created; replacing stays the default.
+    assert store.put(new, (root / "outputs" / "b.mp4").as_uri(), replace=False) == len(b"second, longer")
+    assert store.put(new, dest.as_uri()) == len(b"second, longer") and dest.read_bytes() == b"second, longer"
+
+
+def test_publish_where_a_file_stands_for_a_folder_is_denied(store: LocalStorage, root: Path) -> None:
+    # mkdir meets a file where a folder must be (EEXIST): permanent, never "unavailable" (which is retried).
+    (root / "blocker").write_bytes(b"not a folder")
+    src = root / "inputs" / "clip.mp4"
+    with pytest.raises(StorageDenied):
+        store.put(src, (root / "blocker" / "out" / "a.mp4").as_uri())
+    with pytest.raises(StorageDenied):
+        store.put(src, (root / "blocker" / "a.mp4").as_uri())

@@ -29,8 +29,10 @@ from framefleet.events import is_valid_id
 from framefleet.jobs import service
 from framefleet.jobs.admission import admit
 from framefleet.jobs.intake import Intake
+from framefleet.jobs.locations import location_problem
 from framefleet.keys import Principal
 from framefleet.scheduling.registry import WorkerCache
+from framefleet.storage.namespace import Namespace, namespace_for
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -91,6 +93,9 @@ async def submit(
         problem = override_error(spec.max_run_seconds, time_limits(settings))
         if problem is not None:
             raise validation_problem("max_run_seconds", problem)
+    refused = location_problem(spec, _namespace(settings, principal))
+    if refused is not None:
+        raise validation_problem(*refused)
     pool = None
     document = spec.model_dump(mode="json")
     if settings.admission_check:
@@ -134,6 +139,13 @@ async def submit(
         return replay
     metrics.JOBS_SUBMITTED.labels(job.priority).inc()
     return json_response(service.job_view(job, []), 201, {"Location": _location(job)})
+
+
+def _namespace(settings: Settings, principal: Principal) -> Namespace:
+    try:
+        return namespace_for(settings, principal.tenant)
+    except ValueError as exc:
+        raise Problem("forbidden", f"tenant {principal.tenant!r} has no storage area: {exc}") from None
 
 
 def _replay_after_race(

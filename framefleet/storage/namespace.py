@@ -1,0 +1,155 @@
+"""Tenant namespaces (pure): the file:// and s3:// locations each tenant may read and write.
+
+A tenant owns `tenants/<tenant>/` under every storage root, under the output root and under every S3 root,
+and its jobs' default outputs go to `<output root>/tenants/<tenant>/<job id>/`. An operator can grant
+locations to every tenant: FRAMEFLEET_SHARED_STORAGE (read-only) and FRAMEFLEET_SHARED_STORAGE_WRITABLE.
+Nothing else is reachable. The API checks every URI of a spec at submission (422 naming the field), and the
+worker checks again before each fetch and each publish, where a file:// path is also confined after its
+symlinks are resolved (LocalStorage built on the namespace's folders), so a link planted in one tenant's
+area cannot lead into another's.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from framefleet.config import Settings
+from framefleet.core.specbase import NAME_PATTERN
+from framefleet.storage.base import StorageDenied, StorageError
+from framefleet.storage.local import parse_file_uri
+from framefleet.storage.s3 import parse_s3_uri
+
+TENANTS_DIR = "tenants"
+
+
+def check_tenant_name(name: str) -> str:
+    """`name` when it can name a tenant's storage area (one safe path segment); ValueError otherwise."""
+    if not NAME_PATTERN.match(name):
+        raise ValueError("a tenant name is 1-64 letters, digits, '_', '-' or '.', starting alphanumeric")
+    return name
+
+
+@dataclass(frozen=True)
+class Location:
+    """A file:// folder or an s3:// prefix as segments, so that containment compares whole segments."""
+
+    scheme: str  # "file" or "s3"
+    bucket: str  # "" for file
+    path: tuple[str, ...]
+
+    @classmethod
+    def of_path(cls, path: Path) -> Location:
+        return cls("file", "", Path(path).parts[1:])
+
+    def child(self, *segments: str) -> Location:
+        return Location(self.scheme, self.bucket, (*self.path, *segments))
+
+    def contains(self, other: Location) -> bool:
+        """Whether `other` is this location or lies below it."""
+        same_store = (self.scheme, self.bucket) == (other.scheme, other.bucket)
+        return same_store and other.path[: len(self.path)] == self.path
+
+    @property
+    def local_path(self) -> Path:
+        return Path("/", *self.path)
+
+    @property
+    def uri(self) -> str:
+        if self.scheme == "file":
+            return self.local_path.as_uri()
+        return f"s3://{self.bucket}/{'/'.join(self.path)}".rstrip("/")
+
+
+def location_of(uri: str) -> Location | None:
+    """The location an object URI names; None for http(s) (nobody's storage); StorageDenied if malformed."""
+    scheme = uri.partition("://")[0].lower()
+    if scheme in ("http", "https"):
+        return None
+    if scheme == "file":
+        return Location("file", "", tuple(parse_file_uri(uri).split("/")[1:]))
+    if scheme == "s3":
+        bucket, key = parse_s3_uri(uri)
+        return Location("s3", bucket, tuple(key.split("/")))
+    raise StorageDenied(f"unsupported storage scheme {scheme!r}")
+
+
+def prefix_location(uri: str) -> Location:
+    """The location of a configured prefix (a root or shared entry), which may name a whole bucket."""
+    location = location_of(uri.rstrip("/") + "/x")
+    if location is None:
+        raise ValueError(f"{uri!r} is not a file:// or s3:// location")
+    return Location(location.scheme, location.bucket, location.path[:-1])
+
+
+@dataclass(frozen=True)
+class Namespace:
+    """Where one tenant's jobs may read and write."""
+
+    tenant: str
+    own: tuple[Location, ...]
+    shared: tuple[Location, ...]  # read-only for every tenant
+    shared_writable: tuple[Location, ...]
+
+    def areas(self, *, write: bool) -> tuple[Location, ...]:
+        return self.own + self.shared_writable + (() if write else self.shared)
+
+    def local_roots(self, *, write: bool) -> list[Path]:
+        """The folders a file:// path must stay inside once its symlinks are resolved."""
+        return [area.local_path for area in self.areas(write=write) if area.scheme == "file"]
+
+    def problem(self, uri: str, *, write: bool) -> str | None:
+        """Why this tenant may not read (or write) `uri`, in words; None when it may."""
+        try:
+            location = location_of(uri)
+        except StorageError as exc:
+            return exc.message
+        if location is None:
+            return "http(s):// is for inputs; outputs go to file:// or s3://" if write else None
+        areas = self.areas(write=write)
+        inside = [area for area in areas if area.contains(location)]
+        if not inside and location.scheme == "file":
+            # A path spelled through a symlinked folder (/data -> /mnt/data) counts where it really leads.
+            real = Location.of_path(Path(os.path.realpath(location.local_path)))
+            inside = [area for area in areas if area.contains(real)]
+        if not inside:
+            if write and any(area.contains(location) for area in self.shared):
+                return f"{uri} is in a shared location that tenants may only read"
+            return f"{uri} is outside the storage of tenant {self.tenant!r} ({self.hint()})"
+        if write and location in inside:
+            return f"{uri} names a storage area itself, not a file or folder inside it"
+        return None
+
+    def check(self, uri: str, *, write: bool) -> None:
+        """Raise StorageDenied when this tenant may not read (or write) `uri`."""
+        problem = self.problem(uri, write=write)
+        if problem is not None:
+            raise StorageDenied(problem)
+
+    def hint(self) -> str:
+        return "use " + " or ".join(f"{area.uri}/…" for area in self.own[:2])
+
+
+def namespace_for(settings: Settings, tenant: str) -> Namespace:
+    """The namespace of `tenant` under these settings: a pure function of the two."""
+    segment = check_tenant_name(tenant)
+    roots = [Location.of_path(root) for root in settings.storage_roots]
+
+    def usable(location: Location) -> bool:
+        # A file:// location outside every storage root could not be read or written anyway.
+        return location.scheme != "file" or any(root.contains(location) for root in roots)
+
+    own = [root.child(TENANTS_DIR, segment) for root in roots]
+    configured = [settings.output_root, *settings.s3_roots]
+    for location in (prefix_location(uri).child(TENANTS_DIR, segment) for uri in configured):
+        if location not in own and usable(location):
+            own.append(location)
+    shared = tuple(filter(usable, map(prefix_location, settings.shared_storage)))
+    writable = tuple(filter(usable, map(prefix_location, settings.shared_storage_writable)))
+    return Namespace(tenant=segment, own=tuple(own), shared=shared, shared_writable=writable)
+
+
+def job_output_base(settings: Settings, tenant: str, job_id: str) -> str:
+    """Where a job's outputs go when they name no destination: its own folder in the tenant's area."""
+    return prefix_location(settings.output_root).child(TENANTS_DIR, check_tenant_name(tenant), job_id).uri
