@@ -50,6 +50,13 @@ def bench_stack(**overrides: str) -> Iterator[tuple[EmbeddedStack, Settings]]:
             reset_settings_cache()
 
 
+def demo_media(settings: Settings) -> Path:
+    """The demo tenant's own folder (benchmarks submit with the demo key), created."""
+    from framefleet.cli.supervisor import prepare_storage
+
+    return prepare_storage(settings)[0]
+
+
 def run_ffmpeg(*args: str) -> None:
     """Run the bundled ffmpeg quietly (errors only, overwriting outputs); raise if it fails."""
     subprocess.run([ffmpeg_path(), "-hide_banner", "-loglevel", "error", "-y", *args], check=True)

@@ -9,14 +9,14 @@ from __future__ import annotations
 import sys
 import time
 
-from bench.common import bench_stack, make_clip, median, percentile
+from bench.common import bench_stack, demo_media, make_clip, median, percentile
 from framefleet.cli.client import ApiClient
 
 
 def main(jobs: int = 200) -> dict[str, float]:
     latencies: list[float] = []
     with bench_stack() as (stack, settings):
-        clip = make_clip(settings.storage_roots[0] / "bench" / "tiny.mp4", seconds=0.2, size="160x120")
+        clip = make_clip(demo_media(settings) / "bench" / "tiny.mp4", seconds=0.2, size="160x120")
         spec = {"input": clip.as_uri(), "outputs": [{"container": "ts", "video": {"preset": "ultrafast"}}]}
         with ApiClient(stack.api_url, stack.api_key, timeout=60) as client:
             for index in range(jobs + 5):

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 
-from bench.common import bench_stack, make_clip, median
+from bench.common import bench_stack, demo_media, make_clip, median
 from framefleet.cli.client import ApiClient
 from framefleet.core.spec import JobSpec
 from framefleet.media.capabilities import detect_capabilities
@@ -28,7 +28,7 @@ SPEC_OUTPUT = {
 
 def main(rounds: int = 5) -> dict[str, float]:
     with bench_stack() as (stack, settings):
-        clip = make_clip(settings.storage_roots[0] / "bench" / "720p.mp4", seconds=10, size="1280x720")
+        clip = make_clip(demo_media(settings) / "bench" / "720p.mp4", seconds=10, size="1280x720")
         spec = {"input": clip.as_uri(), "outputs": [SPEC_OUTPUT]}
         direct_out = settings.data_dir / "direct.mp4"
         argv = [

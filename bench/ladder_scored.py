@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import bench_stack, make_clip, median
+from bench.common import bench_stack, demo_media, make_clip, median
 from bench.ladder import LADDER, argv_for, group, make_source, timed
 from framefleet.cli.client import ApiClient
 from framefleet.core.spec import QualitySpec
@@ -88,7 +88,7 @@ def ours(client: ApiClient, spec: dict[str, object], rungs: int) -> float:
 
 def main(rounds: int = 1, kind: str = "camera") -> dict[str, float]:
     with bench_stack() as (stack, settings), tempfile.TemporaryDirectory(prefix="framefleet-bench-") as tmp:
-        media = settings.storage_roots[0] / "bench"
+        media = demo_media(settings) / "bench"
         media.mkdir(parents=True, exist_ok=True)
         source = make_source(media, kind)
         warm = make_clip(media / "warm.mp4", seconds=1, size="320x240")

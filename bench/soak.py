@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
-from bench.common import bench_stack, make_clip, percentile
+from bench.common import bench_stack, demo_media, make_clip, percentile
 
 # The mix of a busy service: mostly normal work, some urgent, a tail of background jobs.
 PRIORITY_MIX = {"live": 5, "high": 10, "normal": 50, "low": 20, "batch": 15}
@@ -97,7 +97,7 @@ def main(jobs: int = 10_000) -> dict[str, Any]:
     rng = random.Random(1)
     priorities = rng.choices(list(PRIORITY_MIX), weights=list(PRIORITY_MIX.values()), k=jobs)
     with bench_stack(**overrides) as (stack, settings):
-        clip = make_clip(settings.storage_roots[0] / "soak" / "tiny.mp4", seconds=0.2, size="160x120")
+        clip = make_clip(demo_media(settings) / "soak" / "tiny.mp4", seconds=0.2, size="160x120")
         base = {"input": clip.as_uri(), "outputs": [{"container": "ts", "video": {"preset": "ultrafast"}}]}
         worker_pid = stack.children["worker"].pid
         assert worker_pid is not None

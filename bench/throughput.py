@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from bench.common import bench_stack
+from bench.common import bench_stack, demo_media
 
 ROUNDS = 3
 
@@ -101,7 +101,7 @@ def main(total: int = 3000, clients: int = 8, database_url: str | None = None) -
         overrides["FRAMEFLEET_DATABASE_URL"] = database_url
     with bench_stack(**overrides) as (stack, settings):
         spec = {
-            "input": (settings.storage_roots[0] / "x.mp4").as_uri(),
+            "input": (demo_media(settings) / "x.mp4").as_uri(),
             "outputs": [{"container": "mp4"}],
             "hardware": "gpu",
             "priority": "batch",
