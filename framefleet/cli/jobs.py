@@ -67,18 +67,35 @@ def report_result(job: dict[str, Any], out: TextIO | None = None) -> int:
     return EXIT_JOB_FAILED
 
 
-def _read_spec(path: str) -> dict[str, Any]:
+def local_input_uri(value: Any, *, cwd: Path) -> Any:
+    """A spec's `input` as the API wants it: a local path (no `scheme:`) becomes its absolute file:// URI.
+
+    Lets a spec on the stack's own machine name a file the way a shell would (`.data/media/...`); the API
+    itself takes only URIs, so anything else is sent as it is and judged there.
+    """
+    if not isinstance(value, str) or not value or "://" in value or value.startswith("file:"):
+        return value
+    path = (cwd / Path(value).expanduser()).resolve()
+    if not path.is_file():
+        raise ValueError(f"input {value!r} is not a URI, and no file {path} exists")
+    return path.as_uri()
+
+
+def read_spec(path: str, *, cwd: Path | None = None) -> dict[str, Any]:
+    """A job spec from a file (or - for stdin), with a local input path turned into a file:// URI."""
     text = sys.stdin.read() if path == "-" else Path(path).read_text()
     spec = json.loads(text)
     if not isinstance(spec, dict):
         raise ValueError("a job spec must be a JSON object")
+    if "input" in spec:
+        spec["input"] = local_input_uri(spec["input"], cwd=cwd or Path.cwd())
     return spec
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
     """Submit a job spec file; with --wait, follow it to the end."""
     try:
-        spec = _read_spec(args.spec)
+        spec = read_spec(args.spec)
     except (OSError, ValueError) as exc:
         print(f"cannot read job spec {args.spec}: {exc}", file=sys.stderr)
         return EXIT_ERROR
@@ -127,7 +144,9 @@ def run_api_command(handler: Any, args: argparse.Namespace) -> int:
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Register submit, watch, get and cancel."""
-    submit = sub.add_parser("submit", help="submit a job spec (JSON file, or - for stdin)")
+    submit = sub.add_parser(
+        "submit", help="submit a job spec (JSON file, or - for stdin); its input may be a local file path"
+    )
     submit.add_argument("spec", metavar="SPEC.json")
     submit.add_argument("--wait", action="store_true", help="follow the job and print its result")
     submit.add_argument("--idempotency-key", metavar="K", help="repeat-safe submission key")

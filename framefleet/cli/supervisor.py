@@ -310,6 +310,7 @@ class EmbeddedStack:
         self.start_timeout = start_timeout
         self.grace_seconds = grace_seconds
         self.api_key = ""
+        self.sample_clip: Path | None = None
         self.failure: Child | None = None
         self.children: dict[str, Child] = {}
         self._lock = threading.Lock()
@@ -376,7 +377,10 @@ class EmbeddedStack:
 
             upgrade(self.settings.database_url)
             self.api_key = ensure_demo_key(self.settings)
-            prepare_storage(self.settings)
+            from framefleet.cli.demo import make_demo_clip
+
+            # A clip in the demo tenant's folder (made once), which the README tour and examples/ use.
+            self.sample_clip = make_demo_clip(self.settings)
             self.log_dir.mkdir(parents=True, exist_ok=True)
             self._say(f"Starting redis, api, worker, beat and flower (logs in {self.log_dir}) ...")
             self._spawn("redis")
@@ -532,6 +536,7 @@ class EmbeddedStack:
             f"  Data      {s.data_dir}",
             f"  Database  {display_url(s.database_url)}",
             f"  Media     {s.storage_roots[0]}",
+            f"  Sample    {self.sample_clip}",
             f"  Redis     {display_url(s.redis_url)}",
             f"  Logs      {self.log_dir}",
             f"  API key   {self.api_key}",
