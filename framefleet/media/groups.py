@@ -187,6 +187,15 @@ def hls_outputs(b: JobBuilder, group: GroupPlan) -> None:
         "independent_segments",
         "-hls_segment_type",
         "mpegts" if seg is SegmentType.ts else "fmp4",
+        # Each rung and audio rendition is its own muxer. Left to themselves, the hls muxer and the
+        # segment muxer inside it each shift a stream's timestamps so its first one is zero: video by its
+        # B-frame delay, AAC by its priming, so the sound played ~59 ms early. Kept as the encoders made
+        # them, every playlist shares the source's clock (TS adds the same fixed offset to all; fMP4 says
+        # the delays with edit lists), as one DASH muxer or one file already does.
+        "-avoid_negative_ts",
+        "disabled",
+        "-hls_segment_options",
+        "avoid_negative_ts=disabled",
     ]
     for rung in group.rungs:
         args = ["-map", map_label(rung.label), *rung_video_args(b, rung, None), "-an", *common]

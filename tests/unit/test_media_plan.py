@@ -144,6 +144,9 @@ def test_hls_rungs_share_one_decode_with_aligned_gops() -> None:
     audio = output(argv, "/w/out/groups/abr/aac_128k.m3u8")
     assert audio[:2] == ["-map", "0:a:0"] and (value(audio, "-c:a"), value(audio, "-b:a")) == ("aac", "128k")
     assert "-vn" in audio
+    for muxed in (rung, audio):  # every playlist keeps the encoders' timestamps: one clock for A and V
+        assert value(muxed, "-avoid_negative_ts") == "disabled"
+        assert value(muxed, "-hls_segment_options") == "avoid_negative_ts=disabled"
 
 
 def test_hls_fmp4_segments_and_no_audio() -> None:
