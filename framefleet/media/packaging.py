@@ -25,6 +25,7 @@ from typing import Any
 
 from framefleet.core.failures import FailureClass, JobFailure
 from framefleet.core.ladders import GroupType, SegmentType
+from framefleet.media.cmaf import NotPatchable, aac_brand, avc_brand, patch_header, patch_segment
 from framefleet.media.codecs import codec_string
 from framefleet.media.groups import DASH_MANIFEST, HLS_MASTER, GroupPlan
 from framefleet.media.mpd import fix_mpd, iso_duration, mpd_problems
@@ -337,10 +338,41 @@ def _patch_bandwidth(text: str, rep_id: str, bandwidth: int) -> str:
     return pattern.sub(rf"\g<1>{bandwidth}\g<2>", text, count=1)
 
 
+def _cmaf_brands(plan: GroupPlan, reps: list[dict[str, Any]]) -> dict[str, bytes | None]:
+    """The CMAF media profile brand each representation meets (None: only the structural brands)."""
+    brands: dict[str, bytes | None] = {}
+    by_id = {r["id"]: r["codecs"] or "" for r in reps}
+    for rung in plan.rungs:
+        codecs = by_id.get(str(rung.stream_index), "")
+        brands[str(rung.stream_index)] = avc_brand(
+            codecs, rung.encode.width, rung.encode.height, plan.ladder.fps
+        )
+    for audio in plan.audio:
+        codecs = by_id.get(str(audio.stream_index), "")
+        brands[str(audio.stream_index)] = aac_brand(codecs, audio.channels, audio.sample_rate)
+    return brands
+
+
+def _patch_cmaf(plan: GroupPlan, reps: list[dict[str, Any]]) -> None:
+    """Rewrite each CMAF header and segment so its boxes say what CMAF asks (media/cmaf.py)."""
+    brands = _cmaf_brands(plan, reps)
+    for rep in reps:
+        profile = brands.get(rep["id"])
+        files = [(rep["init"], patch_header)] + [(name, patch_segment) for name, _ in rep["entries"]]
+        for name, patch in files:
+            path = plan.folder / name
+            try:
+                path.write_bytes(patch(path.read_bytes(), profile))
+            except (OSError, NotPatchable) as exc:
+                raise _invalid(f"CMAF file {name} could not be completed: {exc}") from None
+
+
 def _package_dash(plan: GroupPlan) -> PackagedGroup:
     folder = plan.folder
     mpd_path = folder / DASH_MANIFEST
     root, reps = parse_mpd(mpd_path)
+    if plan.spec.type is GroupType.cmaf:
+        _patch_cmaf(plan, reps)  # before measuring: a brand box may grow by a few bytes
     min_buffer = iso_duration(root.get("minBufferTime")) or plan.ladder.segment_seconds
     by_id = {r["id"]: r for r in reps}
     renditions: list[Rendition] = []

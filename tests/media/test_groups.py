@@ -11,6 +11,7 @@ Needs only the ffmpeg binary: `pytest tests/media/test_groups.py`.
 from __future__ import annotations
 
 import math
+import struct
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -366,3 +367,32 @@ def test_every_mpd_conforms_and_declares_only_what_is_true(dash: tuple[JobPlan, 
             real += durations
         # The longest real segment (an AAC one, ending on a whole audio frame) fits under the maximum.
         assert max(real) <= longest < max(real) + 0.001, (group.name, max(real), longest)
+
+
+def test_cmaf_boxes_say_what_cmaf_asks(dash: tuple[JobPlan, Results, list[str]]) -> None:
+    """Read at box level: brands of every header and segment, track header flags, colour boxes."""
+    plan, _, _ = dash
+    group = plan.groups[1]
+    folder = group.folder
+    expected = {"0": b"cfsd", "1": b"cfsd", "2": b"caac", "3": b"caac"}  # 240p/tiny AVC, two AAC renditions
+    for rep_id, profile in expected.items():
+        header = bmff.read(folder / f"init-{rep_id}.m4s")
+        (ftyp,) = [b for b in header if b.type == b"ftyp"]
+        assert {b"cmfc", profile} <= set(bmff.brands(ftyp)[1]), rep_id
+        for trak in bmff._find(header, "moov/trak"):
+            assert bmff.tkhd_flags(trak) == 0x7, rep_id  # enabled, in movie, in preview
+            (entry,) = trak.first("mdia/minf/stbl/stsd").children
+            if bmff.handler(trak) == b"vide":
+                assert entry.type == b"avc1"
+                (colr,) = entry.find("colr")
+                kind, primaries, transfer, matrix, full = struct.unpack(">4sHHHB", colr.payload[:11])
+                # The untagged 320x240 source is SD: BT.601 (525-line) primaries, curve and matrix.
+                assert (kind, primaries, transfer, matrix, full >> 7) == (b"nclx", 6, 6, 6, 0)
+        segments = sorted(folder.glob(f"chunk-{rep_id}-*.m4s"))
+        assert segments
+        for segment in segments:
+            boxes = bmff.read(segment)
+            assert boxes[0].type == b"styp"
+            major, compatible = bmff.brands(boxes[0])
+            assert major == b"cmfs" and {b"cmfs", b"cmff", profile} <= set(compatible), segment.name
+            assert sum(b.type == b"moof" for b in boxes) == 1

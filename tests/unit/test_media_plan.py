@@ -18,6 +18,7 @@ FILTERS = frozenset(
         "asplit",
         "scale",
         "setsar",
+        "setparams",
         "fps",
         "aresample",
         "aformat",
@@ -199,9 +200,24 @@ def test_dash_output_holds_every_rendition_with_sets_by_codec_and_language() -> 
     assert "-format_options" not in dash
 
 
-def test_cmaf_brands_its_segments() -> None:
-    argv = plan({"groups": [{"name": "c", "type": "cmaf", "ladder": ["360p"]}]}).argv
-    assert value(output(argv, "/w/out/groups/c/manifest.mpd"), "-format_options") == "movflags=+cmaf"
+def test_cmaf_brands_its_segments_and_tags_colour() -> None:
+    body = {"groups": [{"name": "c", "type": "cmaf", "ladder": ["360p", "240p"]}]}
+    cmaf = plan(body).argv
+    assert (
+        value(output(cmaf, "/w/out/groups/c/manifest.mpd"), "-format_options") == "movflags=+cmaf+write_colr"
+    )
+    # An untagged HD source is BT.709, as players assume; scaling keeps its pixels so, and every rung says so.
+    hd = "setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709:range=tv"
+    assert graph(cmaf).count(hd) == 2
+    sd = "setparams=color_primaries=bt470bg:color_trc=smpte170m:colorspace=bt470bg:range=tv"
+    assert sd in graph(plan(body, media(720, 576)).argv)
+    ntsc = "setparams=color_primaries=smpte170m:color_trc=smpte170m:colorspace=smpte170m:range=tv"
+    assert ntsc in graph(plan(body, media(640, 480)).argv)
+    tagged = media(720, 576, color_primaries="bt2020", color_transfer="smpte2084")
+    hdr = "setparams=color_primaries=bt2020:color_trc=smpte2084:colorspace=bt2020nc:range=tv"
+    assert hdr in graph(plan(body, tagged).argv)
+    dash = plan({"groups": [{**body["groups"][0], "type": "dash"}]}).argv
+    assert "setparams" not in graph(dash)
 
 
 def test_odd_rung_sizes_keep_the_exact_display_aspect() -> None:
