@@ -131,12 +131,12 @@ class Fragment:
     decode_time: int  # tfdt
     samples: list[tuple[int, int]]  # (duration, composition offset) in the track's timescale
 
-    def presentation_times(self, default_duration: int = 0) -> list[int]:
+    def presentation_times(self) -> list[int]:
         """Each sample's presentation time as written: decode time plus composition offset, no edits."""
         times, dts = [], self.decode_time
         for duration, cts in self.samples:
             times.append(dts + cts)
-            dts += duration or default_duration
+            dts += duration
         return times
 
 

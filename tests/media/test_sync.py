@@ -14,6 +14,7 @@ import pytest
 
 from framefleet.media.command import JobPlan
 from framefleet.media.results import collect_results
+from tests.media import bmff
 from tests.media.helpers import run_plan
 from tests.media.streaming import read_master, read_media
 from tests.media.sync import SAMPLE_RATE, Sync, make_flash_beep, measure
@@ -104,3 +105,32 @@ def test_hls_ts_segments_share_one_clock(job: JobPlan) -> None:
         sound = joined(audio["URI"])
         for variant in master.variants:
             assert_in_sync(measure(joined(variant["URI"]), audio=sound), SLACK)
+
+
+def fmp4_renditions(job: JobPlan, group: str) -> list[tuple[Path, Path, list[Path]]]:
+    """(folder, init segment, media segments) of each fMP4 rendition of a group, from its playlists/MPD."""
+    (plan,) = [g for g in job.groups if g.name == group]
+    folder = plan.folder
+    if group == "hls-fmp4":
+        playlists = [read_media(p) for p in sorted(folder.glob("*.m3u8")) if p.name != "master.m3u8"]
+        return [(folder, folder / (p.init or ""), [folder / n for n, _ in p.segments]) for p in playlists]
+    inits = sorted(folder.glob("init-*.m4s"))
+    return [(folder, i, sorted(folder.glob(f"chunk-{i.stem[5:]}-*.m4s"))) for i in inits]
+
+
+@pytest.mark.parametrize("group", ["hls-fmp4", "dash", "cmaf"])
+def test_fmp4_tracks_start_on_one_clock_at_box_level(job: JobPlan, group: str) -> None:
+    """What a client reads from the boxes: the first sample's presentation time (tfdt plus composition
+    offset) less the edit list's media skip. Video starts at exactly zero in every rung; sound at minus
+    its encoder priming (decoded and dropped), never more than one audio frame."""
+    starts: dict[bytes, set[float]] = {b"vide": set(), b"soun": set()}
+    for _, init, segments in fmp4_renditions(job, group):
+        (trak,) = bmff._find(bmff.read(init), "moov/trak")
+        edits = bmff.edits(trak)
+        assert len(edits) == 1 and edits[0][1] >= 0, edits  # one media skip: all CMAF allows
+        (first, *_) = bmff.fragments(bmff.read(segments[0]))
+        raw = min(first.presentation_times())
+        starts[bmff.handler(trak)].add((raw - edits[0][1]) / bmff.timescale(trak))
+    assert starts[b"vide"] == {0.0}
+    (audio,) = starts[b"soun"]
+    assert -AUDIO_FRAME - 1e-9 <= audio <= 0
