@@ -6,8 +6,10 @@ at each flash time, and silence with a 1 kHz beep starting at exactly the same t
 is sample-exact rather than rounded to the source's frame size). The video is lossless H.264 and the sound
 PCM in Matroska, so the source itself carries no encoder delay: flash and beep are both at t=1, 3, ...
 
-`sync_offsets` decodes an output (through its .m3u8/.mpd when it is one) and pairs each flash with the beep
-nearest to it; an offset is beep time minus flash time, so a negative offset means the sound comes early.
+`measure` decodes an output (through its .m3u8/.mpd when it is one) and `Sync.offsets` pairs each flash
+with the beep nearest to it; an offset is beep time minus flash time, so a negative one means the sound
+comes early. A browser test can reuse the clip (`make_flash_beep`, or `flash_beep_sources` for the lavfi
+descriptions) and the constants below to know when to expect flash and beep.
 """
 
 from __future__ import annotations
