@@ -189,7 +189,7 @@ def _quality_args(b: JobBuilder) -> list[str]:
             f"dec:{index}",
             f"dec:{count + index}",
             str(index),
-            quality,
+            score.quality,
             model=score.model,
             logs=score.logs,
             threads=threads,
@@ -335,7 +335,7 @@ def _video_consumers(
         consumer = Consumer(key=plan.key, filters=list(plan.video_filters), gif=codec is VideoCodec.gif)
         if b.score and scoreable(codec):
             plan.score = score_for(b, plan.output.name or "", plan.width, plan.height, plan.fps, pix)
-            consumer.ref = f"vref{plan.key}"
+            consumer.ref = f"vref{plan.key}" if plan.score.measured else None
         if plan.family is not Family.cpu:
             consumer.tail = tail_of(pix)
         if b.gpu_frames:
@@ -351,7 +351,7 @@ def _video_consumers(
                 rung.score = score_for(b, name, rung.encode.width, rung.encode.height, group.ladder.fps, pix)
                 rung.score.segment_seconds = group.ladder.segment_seconds
                 rung.ref = f"vref{key}"
-                consumer.ref = rung.ref
+                consumer.ref = rung.ref if rung.score.measured else None
             if rung.family is not Family.cpu:
                 consumer.tail = tail_of(pix)
             if b.gpu_frames:

@@ -89,11 +89,14 @@ def use_gpu_frames(b: JobBuilder, families: list[Family]) -> bool:
 
 def gpu_branch(consumer: Consumer, family: Family, width: int, height: int, pix: PixFmt, sw: str) -> None:
     """Rewrite a branch for frames in GPU memory: scale_cuda for NVENC, a download for everything else."""
-    plain = all(f.startswith(("fps=", "scale=", "setsar=")) for f in consumer.filters)
+    plain = all(f.startswith(("fps=", "scale=", "setsar=", "setparams=")) for f in consumer.filters)
     if family is Family.nvenc and plain:
         fmt = "p010le" if pix is PixFmt.yuv420p10le else "nv12"
         keep = [f for f in consumer.filters if f.startswith("fps=")]
-        consumer.filters = [*keep, f"scale_cuda={width}:{height}:format={fmt}"]
+        tags = [
+            f for f in consumer.filters if f.startswith("setparams=")
+        ]  # metadata only: fine on GPU frames
+        consumer.filters = [*keep, f"scale_cuda={width}:{height}:format={fmt}", *tags]
         if consumer.ref is not None:
             consumer.ref_tail = ["hwdownload", f"format={fmt}"]
         return

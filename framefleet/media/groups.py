@@ -119,6 +119,8 @@ def plan_group(b: JobBuilder, group: GroupSpec, gindex: int, folder: Path) -> Gr
         if (resolved.width, resolved.height) != (b.video.width, b.video.height) or sar != 1:
             filters.append(f"scale={resolved.width}:{resolved.height}:flags=bicubic")
         filters.append(f"setsar={sar.numerator}/{sar.denominator}")
+        if group.type is GroupType.cmaf:
+            filters.append(colour_filter(b.video))  # CMAF wants a colour box in every video track
         plan = RungPlan(name=rung.name or f"rung{rindex}", encode=enc, family=family, filters=filters)
         plan.aspect = sar * Fraction(resolved.width, resolved.height)
         plan.playlist = f"{plan.name}.m3u8"
@@ -162,6 +164,41 @@ def rung_video_args(b: JobBuilder, rung: RungPlan, stream: str | None) -> list[s
     return [*args, f"-aspect:{stream or 'v'}", f"{rung.aspect.numerator}:{rung.aspect.denominator}"]
 
 
+# Colour an untagged source is assumed to be in, as players assume it: BT.709 for HD sizes, BT.601 for SD
+# (625-line primaries at 576 lines, 525-line ones below).
+HD_MIN_WIDTH, HD_MIN_HEIGHT = 1280, 577
+MATRIX_FOR_PRIMARIES = {
+    "bt709": "bt709",
+    "smpte170m": "smpte170m",
+    "bt470bg": "bt470bg",
+    "bt2020": "bt2020nc",
+    "smpte432": "bt709",  # Display P3 video keeps the BT.709 matrix
+}
+
+
+def colour_tags(video: VideoInfo) -> tuple[str, str, str, str]:
+    """(primaries, transfer, matrix, range) of the source's pixels, which scaling keeps as they are.
+
+    CMAF wants every visual sample entry to carry a colour box; ffmpeg writes it from these tags
+    (with `write_colr`, even for an untagged source, so a guess is needed: the one players make).
+    """
+    hd = video.width >= HD_MIN_WIDTH or video.height >= HD_MIN_HEIGHT
+    guessed = "bt709" if hd else "bt470bg" if video.height == 576 else "smpte170m"
+    primaries = video.color_primaries if video.color_primaries in MATRIX_FOR_PRIMARIES else guessed
+    transfer = video.color_transfer or ("bt709" if hd else "smpte170m")
+    full = (video.pix_fmt or "").startswith("yuvj")
+    return primaries, transfer, MATRIX_FOR_PRIMARIES[primaries], "pc" if full else "tv"
+
+
+def colour_filter(video: VideoInfo) -> str:
+    """A `setparams` filter tagging frames with the source's colour (metadata only, pixels untouched).
+
+    Frame tags, not encoder options: ffmpeg takes the encoder's primaries and transfer from the frames.
+    """
+    primaries, transfer, matrix, full = colour_tags(video)
+    return f"setparams=color_primaries={primaries}:color_trc={transfer}:colorspace={matrix}:range={full}"
+
+
 def rendition_audio_args(plan: AudioPlan, stream: str) -> list[str]:
     """Encoder options of one audio rendition, language included."""
     codec = plan.spec.codec
@@ -187,6 +224,15 @@ def hls_outputs(b: JobBuilder, group: GroupPlan) -> None:
         "independent_segments",
         "-hls_segment_type",
         "mpegts" if seg is SegmentType.ts else "fmp4",
+        # Each rung and audio rendition is its own muxer. Left to themselves, the hls muxer and the
+        # segment muxer inside it each shift a stream's timestamps so its first one is zero: video by its
+        # B-frame delay, AAC by its priming, so the sound played ~59 ms early. Kept as the encoders made
+        # them, every playlist shares the source's clock (TS adds the same fixed offset to all; fMP4 says
+        # the delays with edit lists), as one DASH muxer or one file already does.
+        "-avoid_negative_ts",
+        "disabled",
+        "-hls_segment_options",
+        "avoid_negative_ts=disabled",
     ]
     for rung in group.rungs:
         args = ["-map", map_label(rung.label), *rung_video_args(b, rung, None), "-an", *common]
@@ -242,7 +288,7 @@ def dash_output(b: JobBuilder, group: GroupPlan) -> None:
         "chunk-$RepresentationID$-$Number%05d$.m4s",
     ]
     if group.spec.type is GroupType.cmaf:
-        args += ["-format_options", "movflags=+cmaf"]
+        args += ["-format_options", "movflags=+cmaf+write_colr"]
     index = b.add_output(args, str(group.folder / DASH_MANIFEST))
     for rung in group.rungs:
         if rung.score is not None:

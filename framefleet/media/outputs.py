@@ -372,5 +372,10 @@ def plain_output_args(b: JobBuilder, plan: OutputPlan) -> list[str]:
         args.append("-vn")  # cover art would otherwise be carried into m4a/mp3/flac
     args += ["-f", MUXERS[container]]
     if container in FASTSTART:
-        args += ["-movflags", "+faststart"]
+        flags = "+faststart"
+        if plan.video != "none":
+            # B-frames then start at composition offset zero instead of behind an edit list, so a player
+            # that ignores edit lists shows the first picture at 0 rather than one B-frame delay late.
+            flags += "+negative_cts_offsets"
+        args += ["-movflags", flags]
     return args

@@ -5,8 +5,10 @@ rate (the highest of any run of segments lasting 0.5-1.5 target durations, as RF
 the richest audio rendition's, AVERAGE-BANDWIDTH the same for averages, CODECS from the bitstreams,
 RESOLUTION and FRAME-RATE from the ladder. DASH MPDs come from ffmpeg's dash muxer (one MPD for all
 representations); their `bandwidth` attributes are replaced by the measured minimum channel rate that
-plays each representation without stalling after minBufferTime, and never less than its average. A CMAF
-group's fMP4 segments also get VOD HLS media playlists and a master, so one set of segments serves both.
+plays each representation without stalling after minBufferTime, and never less than its average, and
+what the muxer declares wrongly is made true (media/mpd.py); a manifest still breaking a DASH rule
+fails the job instead of being published. A CMAF group's fMP4 segments also get VOD HLS media playlists
+and a master, so one set of segments serves both.
 
 `publish_order()` lists every file with the manifests last, so a reader never sees a manifest that
 points at something not yet published.
@@ -23,8 +25,10 @@ from typing import Any
 
 from framefleet.core.failures import FailureClass, JobFailure
 from framefleet.core.ladders import GroupType, SegmentType
+from framefleet.media.cmaf import NotPatchable, aac_brand, avc_brand, patch_header, patch_segment
 from framefleet.media.codecs import codec_string
 from framefleet.media.groups import DASH_MANIFEST, HLS_MASTER, GroupPlan
+from framefleet.media.mpd import fix_mpd, iso_duration, mpd_problems
 
 MPD_NS = {"mpd": "urn:mpeg:dash:schema:mpd:2011"}
 AUDIO_GROUP = "audio"
@@ -284,15 +288,6 @@ def _package_hls(plan: GroupPlan) -> PackagedGroup:
 # --- DASH and CMAF -----------------------------------------------------------------------------------------
 
 
-def _duration_seconds(text: str | None) -> float:
-    """Seconds of an ISO 8601 duration such as PT1M4.5S."""
-    match = re.fullmatch(r"P(?:\d+D)?T?(?:(\d+)H)?(?:(\d+)M)?(?:([\d.]+)S)?", text or "")
-    if not match:
-        return 0.0
-    hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
-    return hours * 3600 + minutes * 60 + seconds
-
-
 def _template_name(template: str, rep_id: str, number: int) -> str:
     def number_text(match: re.Match[str]) -> str:
         fmt = match.group(1)
@@ -343,11 +338,42 @@ def _patch_bandwidth(text: str, rep_id: str, bandwidth: int) -> str:
     return pattern.sub(rf"\g<1>{bandwidth}\g<2>", text, count=1)
 
 
+def _cmaf_brands(plan: GroupPlan, reps: list[dict[str, Any]]) -> dict[str, bytes | None]:
+    """The CMAF media profile brand each representation meets (None: only the structural brands)."""
+    brands: dict[str, bytes | None] = {}
+    by_id = {r["id"]: r["codecs"] or "" for r in reps}
+    for rung in plan.rungs:
+        codecs = by_id.get(str(rung.stream_index), "")
+        brands[str(rung.stream_index)] = avc_brand(
+            codecs, rung.encode.width, rung.encode.height, plan.ladder.fps
+        )
+    for audio in plan.audio:
+        codecs = by_id.get(str(audio.stream_index), "")
+        brands[str(audio.stream_index)] = aac_brand(codecs, audio.channels, audio.sample_rate)
+    return brands
+
+
+def _patch_cmaf(plan: GroupPlan, reps: list[dict[str, Any]]) -> None:
+    """Rewrite each CMAF header and segment so its boxes say what CMAF asks (media/cmaf.py)."""
+    brands = _cmaf_brands(plan, reps)
+    for rep in reps:
+        profile = brands.get(rep["id"])
+        files = [(rep["init"], patch_header)] + [(name, patch_segment) for name, _ in rep["entries"]]
+        for name, patch in files:
+            path = plan.folder / name
+            try:
+                path.write_bytes(patch(path.read_bytes(), profile))
+            except (OSError, NotPatchable) as exc:
+                raise _invalid(f"CMAF file {name} could not be completed: {exc}") from None
+
+
 def _package_dash(plan: GroupPlan) -> PackagedGroup:
     folder = plan.folder
     mpd_path = folder / DASH_MANIFEST
     root, reps = parse_mpd(mpd_path)
-    min_buffer = _duration_seconds(root.get("minBufferTime")) or plan.ladder.segment_seconds
+    if plan.spec.type is GroupType.cmaf:
+        _patch_cmaf(plan, reps)  # before measuring: a brand box may grow by a few bytes
+    min_buffer = iso_duration(root.get("minBufferTime")) or plan.ladder.segment_seconds
     by_id = {r["id"]: r for r in reps}
     renditions: list[Rendition] = []
     for rung in plan.rungs:
@@ -394,6 +420,10 @@ def _package_dash(plan: GroupPlan) -> PackagedGroup:
         # Never below the average: on a clip shorter than a few buffers the formula alone says less.
         rendition.bandwidth_bps = max(dash_bandwidth(rendition.segments, min_buffer), rendition.average_bps)
         text = _patch_bandwidth(text, rendition.representation_id or "", rendition.bandwidth_bps)
+    text = fix_mpd(text)
+    problems = mpd_problems(text)
+    if problems:  # a player would stall or fail on it: publish nothing rather than a broken stream
+        raise _invalid("the DASH manifest does not conform: " + "; ".join(problems))
     mpd_path.write_text(text, encoding="utf-8")
     manifests = {"dash": DASH_MANIFEST}
     if plan.spec.type is GroupType.cmaf:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from framefleet.core.failures import FailureClass, JobFailure
-from framefleet.core.spec import AudioCodec, Fallback, JobSpec, PixFmt, VideoCodec
+from framefleet.core.spec import AudioCodec, Fallback, JobSpec, PixFmt, QualitySpec, VideoCodec
 from framefleet.media.capabilities import CPU_ENCODERS, Capabilities
 from framefleet.media.encoders import (
     Family,
@@ -24,7 +24,7 @@ from framefleet.media.filters import (
     pre_video,
 )
 from framefleet.media.probe import AudioInfo, MediaInfo, VideoInfo
-from framefleet.media.quality import ScoreLogs, vmaf_model_for
+from framefleet.media.quality import ScoreLogs, stream_metrics, vmaf_model_for
 
 # The input streams every output draws from; `V` skips cover art, as probe() does.
 VIDEO_SOURCE = "0:V:0"
@@ -54,7 +54,14 @@ class StreamScore:
     width: int
     height: int
     bit_depth: int
+    quality: QualitySpec  # the job's metrics less those this stream cannot be scored with
+    skipped: dict[str, str]  # metric -> why it was not measured
     segment_seconds: float | None = None
+
+    @property
+    def measured(self) -> bool:
+        """True when any metric is left to measure (else the stream is not compared at all)."""
+        return bool(self.quality.metrics)
 
 
 class JobBuilder:
@@ -124,6 +131,8 @@ class JobBuilder:
 
     def score_stream(self, score: StreamScore, output: int, stream: int, ref: str) -> None:
         """Score stream `stream` of output `output` against the branch copy labelled `ref`."""
+        if not score.measured:
+            return  # every metric asked for is skipped at this size: no comparison to run
         self.refs.append((ref, score, output, stream))
         self.scores.append(score)
 
@@ -155,6 +164,7 @@ def score_for(
     quality = b.spec.quality
     assert quality is not None and b.video is not None
     safe = name.replace("/", "__")
+    metrics, skipped = stream_metrics(quality, width, height)
     return StreamScore(
         name=name,
         logs=ScoreLogs(b.workdir / "quality" / f"{safe}.quality.json"),
@@ -163,6 +173,8 @@ def score_for(
         width=width,
         height=height,
         bit_depth=10 if pix is PixFmt.yuv420p10le else 8,
+        quality=metrics,
+        skipped=skipped,
     )
 
 

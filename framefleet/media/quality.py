@@ -32,6 +32,7 @@ __all__ = [
     "metric_chains",
     "percentile",
     "read_scores",
+    "stream_metrics",
     "summarise",
     "vmaf_model_for",
 ]
@@ -45,6 +46,27 @@ DEFAULT_SEGMENT_SECONDS = 2.0
 # libvmaf caps PSNR at 6 x bits + 12 dB for identical pictures; ffmpeg's psnr filter says inf. Same cap.
 PSNR_CAP_8BIT = 60.0
 PSNR_CAP_10BIT = 72.0
+
+
+# The bundled libvmaf crashes (SIGSEGV) on pictures narrower or shorter than this: its feature pyramids
+# run out of pixels. Measured: 18x18, 18x240 and 240x18 score; 17x17, 16x32 and 32x16 crash, 8- and 10-bit.
+VMAF_MIN_SIDE = 18
+
+
+def stream_metrics(quality: QualitySpec, width: int, height: int) -> tuple[QualitySpec, dict[str, str]]:
+    """The metrics one width x height stream is scored with, and those skipped, each with its reason.
+
+    VMAF is left out below VMAF_MIN_SIDE rather than taking the job down with libvmaf; PSNR then comes
+    from ffmpeg's psnr filter, and SSIM is measured as usual. Scores of an upscaled copy would describe
+    a picture nobody watches, so none are invented.
+    """
+    if Metric.vmaf not in quality.metrics or min(width, height) >= VMAF_MIN_SIDE:
+        return quality, {}
+    reason = (
+        f"libvmaf cannot score pictures under {VMAF_MIN_SIDE}x{VMAF_MIN_SIDE}; this one is {width}x{height}"
+    )
+    kept = [m for m in quality.metrics if m is not Metric.vmaf]
+    return quality.model_copy(update={"metrics": kept, "phone": False}), {Metric.vmaf.value: reason}
 
 
 def vmaf_model_for(quality: QualitySpec, width: int, height: int) -> str:

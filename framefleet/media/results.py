@@ -107,14 +107,17 @@ def webp_info(path: Path) -> tuple[int, int, int]:
 def _score_summary(score: StreamScore | None, quality: QualitySpec | None) -> dict[str, Any] | None:
     if score is None or quality is None:
         return None
-    return collect(
+    if not score.measured:
+        return {"skipped": score.skipped}
+    summary = collect(
         score.logs,
-        quality,
+        score.quality,
         model=score.model,
         fps=score.fps,
         segment_seconds=score.segment_seconds,
         bit_depth=score.bit_depth,
     )
+    return summary | ({"skipped": score.skipped} if score.skipped else {})
 
 
 def _media_row(name: str, kind: str, uri: str, container: str, info: MediaInfo, size: int) -> Row:
@@ -168,7 +171,7 @@ def _plain_output(plan: OutputPlan, base: str, quality: QualitySpec | None, resu
         row = _media_row(name, "file", uri, container.value, info, size)
     results.pieces.append(Piece(local, uri))
     row.metrics = _score_summary(plan.score, quality)
-    if plan.score is not None and row.metrics is not None:
+    if plan.score is not None and plan.score.measured:
         row.metrics_log_uri = uri + QUALITY_SUFFIX
         results.pieces.append(Piece(plan.score.logs.unified, row.metrics_log_uri))
     results.rows.append(row)
@@ -213,7 +216,7 @@ def _group(group: GroupPlan, base: str, quality: QualitySpec | None, results: Re
         row = _rendition_row(group, rendition, folder, pkg)
         score = scores.get(rendition.name) if rendition.kind == "video" else None
         row.metrics = _score_summary(score, quality)
-        if score is not None and row.metrics is not None:
+        if score is not None and score.measured:
             row.metrics_log_uri = f"{folder}quality/{rendition.name}{QUALITY_SUFFIX}"
             results.pieces.append(Piece(score.logs.unified, row.metrics_log_uri))
         results.rows.append(row)

@@ -2,6 +2,8 @@
 the way the worker runs it, and pictures decoded back with PyAV.
 
 Plain clips come from tests/conftest.py's make_clip; what is here builds on the same quiet ffmpeg call.
+The flash+beep clip for A/V sync and its measurement live in tests/media/sync.py, ISO BMFF box reading in
+tests/media/bmff.py.
 """
 
 from __future__ import annotations

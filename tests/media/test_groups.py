@@ -11,6 +11,7 @@ Needs only the ffmpeg binary: `pytest tests/media/test_groups.py`.
 from __future__ import annotations
 
 import math
+import struct
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -20,8 +21,10 @@ import pytest
 
 from framefleet.media.codecs import codec_string
 from framefleet.media.command import JobPlan
+from framefleet.media.mpd import iso_duration, mpd_problems
 from framefleet.media.results import Results, collect_results
 from tests.conftest import make_clip
+from tests.media import bmff
 from tests.media.helpers import run_plan
 from tests.media.streaming import decoded_frames, first_bytes_brands, read_master, read_media, segment_starts
 
@@ -330,3 +333,66 @@ def test_av1_and_vp9_rungs_get_their_own_adaptation_sets(dash: tuple[JobPlan, Re
     check_alignment(
         folder, [(f"init-{i}.m4s", [f"chunk-{i}-{n:05d}.m4s" for n in (1, 2)]) for i in (0, 1)], 2.0
     )
+
+
+def real_durations(folder: Path, init: str, segments: list[str]) -> list[float]:
+    """Each segment's length from its own samples (trun durations over the track's timescale)."""
+    (trak,) = bmff._find(bmff.read(folder / init), "moov/trak")
+    scale = bmff.timescale(trak)
+    found = []
+    for name in segments:
+        samples = [d for f in bmff.fragments(bmff.read(folder / name)) for d, _ in f.samples]
+        found.append(sum(samples) / scale)
+    return found
+
+
+def test_every_mpd_conforms_and_declares_only_what_is_true(dash: tuple[JobPlan, Results, list[str]]) -> None:
+    plan, _, _ = dash
+    for group in plan.groups:
+        text = (group.folder / "manifest.mpd").read_text()
+        assert mpd_problems(text) == [], group.name
+        root = ET.fromstring(text)
+        assert "urn:mpeg:dash:profile:isoff-live:2011" in (root.get("profiles") or "")
+        longest = iso_duration(root.get("maxSegmentDuration"))
+        total = iso_duration(root.get("mediaPresentationDuration"))
+        assert longest is not None and total is not None
+        # No adaptation set claims that one rung's init segment decodes another's segments.
+        assert all(a.get("bitstreamSwitching") != "true" for a in root.iterfind(".//mpd:AdaptationSet", NS))
+        real: list[float] = []
+        for rep in root.iterfind(".//mpd:Representation", NS):
+            rep_id = rep.get("id") or ""
+            names = sorted(p.name for p in group.folder.glob(f"chunk-{rep_id}-*.m4s"))
+            durations = real_durations(group.folder, f"init-{rep_id}.m4s", names)
+            assert sum(durations) == pytest.approx(total, abs=1 / FPS), (group.name, rep_id)
+            real += durations
+        # The longest real segment (an AAC one, ending on a whole audio frame) fits under the maximum.
+        assert max(real) <= longest < max(real) + 0.001, (group.name, max(real), longest)
+
+
+def test_cmaf_boxes_say_what_cmaf_asks(dash: tuple[JobPlan, Results, list[str]]) -> None:
+    """Read at box level: brands of every header and segment, track header flags, colour boxes."""
+    plan, _, _ = dash
+    group = plan.groups[1]
+    folder = group.folder
+    expected = {"0": b"cfsd", "1": b"cfsd", "2": b"caac", "3": b"caac"}  # 240p/tiny AVC, two AAC renditions
+    for rep_id, profile in expected.items():
+        header = bmff.read(folder / f"init-{rep_id}.m4s")
+        (ftyp,) = [b for b in header if b.type == b"ftyp"]
+        assert {b"cmfc", profile} <= set(bmff.brands(ftyp)[1]), rep_id
+        for trak in bmff._find(header, "moov/trak"):
+            assert bmff.tkhd_flags(trak) == 0x7, rep_id  # enabled, in movie, in preview
+            (entry,) = trak.first("mdia/minf/stbl/stsd").children
+            if bmff.handler(trak) == b"vide":
+                assert entry.type == b"avc1"
+                (colr,) = entry.find("colr")
+                kind, primaries, transfer, matrix, full = struct.unpack(">4sHHHB", colr.payload[:11])
+                # The untagged 320x240 source is SD: BT.601 (525-line) primaries, curve and matrix.
+                assert (kind, primaries, transfer, matrix, full >> 7) == (b"nclx", 6, 6, 6, 0)
+        segments = sorted(folder.glob(f"chunk-{rep_id}-*.m4s"))
+        assert segments
+        for segment in segments:
+            boxes = bmff.read(segment)
+            assert boxes[0].type == b"styp"
+            major, compatible = bmff.brands(boxes[0])
+            assert major == b"cmfs" and {b"cmfs", b"cmff", profile} <= set(compatible), segment.name
+            assert sum(b.type == b"moof" for b in boxes) == 1

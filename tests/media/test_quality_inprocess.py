@@ -123,3 +123,38 @@ def test_copy_pictures_and_sound_are_not_scored(ffmpeg: str, source: Path, tmp_p
     plan, rows = run_job(ffmpeg, spec, source, tmp_path / "w")
     assert plan.scores == [] and all(row.metrics is None for row in rows.values())
     assert "-dec" not in plan.argv and "libvmaf" not in " ".join(plan.argv)
+
+
+def test_pictures_too_small_for_libvmaf_are_scored_without_it(ffmpeg: str, tmp_path: Path) -> None:
+    """libvmaf crashes on a 16x16 picture (it scores 18x18): the job succeeds, VMAF is skipped with its
+    reason, and PSNR and SSIM are still measured, by ffmpeg's own filters."""
+    tiny = make_clip(ffmpeg, tmp_path / "tiny.mp4", seconds=1, size="16x16")
+    spec = {
+        "outputs": [{"name": "o", "container": "mp4", "video": {"preset": "veryfast"}}],
+        "groups": [{"name": "abr", "type": "hls", "ladder": ["240p", "360p"], "segment_seconds": 1}],
+        "quality": {"metrics": ["vmaf", "psnr", "ssim"], "subsample": 1},
+    }
+    plan, rows = run_job(ffmpeg, spec, tiny, tmp_path / "w")
+    assert "libvmaf" not in " ".join(plan.argv)
+    for name in ("o", "abr/240p"):
+        metrics = rows[name].metrics
+        assert metrics["skipped"] == {
+            "vmaf": "libvmaf cannot score pictures under 18x18; this one is 16x16"
+        }, name
+        assert "vmaf" not in metrics and metrics["frames"] == 25
+        assert metrics["psnr"]["min"] > 25 and metrics["ssim"]["min"] > 0.8
+        assert rows[name].metrics_log_uri is not None
+
+
+def test_vmaf_alone_on_a_tiny_picture_is_skipped_not_failed(ffmpeg: str, tmp_path: Path) -> None:
+    tiny = make_clip(ffmpeg, tmp_path / "tiny.mp4", seconds=1, size="16x16")
+    spec = {
+        "outputs": [{"name": "o", "container": "mp4", "video": {"preset": "veryfast"}}],
+        "quality": {"metrics": ["vmaf"]},
+    }
+    plan, rows = run_job(ffmpeg, spec, tiny, tmp_path / "w")
+    assert "-dec" not in plan.argv  # nothing left to compare: no loopback decoder, no scoring graph
+    assert rows["o"].metrics == {
+        "skipped": {"vmaf": "libvmaf cannot score pictures under 18x18; this one is 16x16"}
+    }
+    assert rows["o"].metrics_log_uri is None

@@ -139,7 +139,7 @@ def test_two_outputs_share_one_decode_through_split() -> None:
     assert value(hd, "-c:a") == "aac"
     assert value(hd, "-b:a") == "128k"
     assert value(hd, "-f") == "mp4"
-    assert value(hd, "-movflags") == "+faststart"
+    assert value(hd, "-movflags") == "+faststart+negative_cts_offsets"
     assert hd.count("-map") == 2 and "0:a:0" in hd  # audio needs no filter: the decoded stream is mapped
 
     web = output_args(argv, p["web"])

@@ -177,6 +177,14 @@ def test_nvenc_ladder_decodes_and_scales_on_the_gpu() -> None:
     assert value(rung, "-c:v") == "hevc_nvenc" and "-pix_fmt" not in rung and "-threads:v" not in rung
 
 
+def test_nvenc_cmaf_rungs_keep_their_colour_tags_on_the_gpu() -> None:
+    body = {"groups": [{"name": "c", "type": "cmaf", "ladder": ["720p"], "audio": []}]}
+    job = plan(body)
+    assert job.notes["gpu_frames"] is True
+    tags = "setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709:range=tv"
+    assert f"scale_cuda=1280:720:format=nv12,{tags}" in graph(job.argv)
+
+
 def test_ten_bit_sources_download_as_p010() -> None:
     body = {
         "outputs": [{"name": "t", "container": "mp4", "video": {"height": 360}}],

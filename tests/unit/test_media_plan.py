@@ -18,6 +18,7 @@ FILTERS = frozenset(
         "asplit",
         "scale",
         "setsar",
+        "setparams",
         "fps",
         "aresample",
         "aformat",
@@ -144,6 +145,9 @@ def test_hls_rungs_share_one_decode_with_aligned_gops() -> None:
     audio = output(argv, "/w/out/groups/abr/aac_128k.m3u8")
     assert audio[:2] == ["-map", "0:a:0"] and (value(audio, "-c:a"), value(audio, "-b:a")) == ("aac", "128k")
     assert "-vn" in audio
+    for muxed in (rung, audio):  # every playlist keeps the encoders' timestamps: one clock for A and V
+        assert value(muxed, "-avoid_negative_ts") == "disabled"
+        assert value(muxed, "-hls_segment_options") == "avoid_negative_ts=disabled"
 
 
 def test_hls_fmp4_segments_and_no_audio() -> None:
@@ -196,9 +200,24 @@ def test_dash_output_holds_every_rendition_with_sets_by_codec_and_language() -> 
     assert "-format_options" not in dash
 
 
-def test_cmaf_brands_its_segments() -> None:
-    argv = plan({"groups": [{"name": "c", "type": "cmaf", "ladder": ["360p"]}]}).argv
-    assert value(output(argv, "/w/out/groups/c/manifest.mpd"), "-format_options") == "movflags=+cmaf"
+def test_cmaf_brands_its_segments_and_tags_colour() -> None:
+    body = {"groups": [{"name": "c", "type": "cmaf", "ladder": ["360p", "240p"]}]}
+    cmaf = plan(body).argv
+    assert (
+        value(output(cmaf, "/w/out/groups/c/manifest.mpd"), "-format_options") == "movflags=+cmaf+write_colr"
+    )
+    # An untagged HD source is BT.709, as players assume; scaling keeps its pixels so, and every rung says so.
+    hd = "setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709:range=tv"
+    assert graph(cmaf).count(hd) == 2
+    sd = "setparams=color_primaries=bt470bg:color_trc=smpte170m:colorspace=bt470bg:range=tv"
+    assert sd in graph(plan(body, media(720, 576)).argv)
+    ntsc = "setparams=color_primaries=smpte170m:color_trc=smpte170m:colorspace=smpte170m:range=tv"
+    assert ntsc in graph(plan(body, media(640, 480)).argv)
+    tagged = media(720, 576, color_primaries="bt2020", color_transfer="smpte2084")
+    hdr = "setparams=color_primaries=bt2020:color_trc=smpte2084:colorspace=bt2020nc:range=tv"
+    assert hdr in graph(plan(body, tagged).argv)
+    dash = plan({"groups": [{**body["groups"][0], "type": "dash"}]}).argv
+    assert "setparams" not in graph(dash)
 
 
 def test_odd_rung_sizes_keep_the_exact_display_aspect() -> None:

@@ -24,6 +24,7 @@ from framefleet.media.quality import (
     metric_chains,
     percentile,
     read_scores,
+    stream_metrics,
     summarise,
     vmaf_model_for,
     worst_segment,
@@ -275,3 +276,15 @@ def test_missing_or_broken_log_is_an_encoder_failure(tmp_path: Path, content: st
     with pytest.raises(JobFailure) as caught:
         summarise(read_scores(logs, quality), quality, model="m", fps=25.0, segment_seconds=None)
     assert caught.value.failure_class is FailureClass.encoder_failed
+
+
+def test_vmaf_is_left_out_below_what_libvmaf_can_score() -> None:
+    quality = QualitySpec(metrics=[Metric.vmaf, Metric.psnr, Metric.ssim], phone=True)
+    assert stream_metrics(quality, 18, 18) == (quality, {})
+    assert stream_metrics(quality, 240, 18) == (quality, {})
+    kept, skipped = stream_metrics(quality, 16, 240)
+    assert kept.metrics == [Metric.psnr, Metric.ssim] and not kept.phone
+    assert skipped == {"vmaf": "libvmaf cannot score pictures under 18x18; this one is 16x240"}
+    only_ssim = QualitySpec(metrics=[Metric.ssim])
+    assert stream_metrics(only_ssim, 16, 16) == (only_ssim, {})
+    assert stream_metrics(QualitySpec(metrics=[Metric.vmaf]), 32, 16)[0].metrics == []

@@ -11,7 +11,6 @@ from framefleet.media.packaging import (
     PackagedGroup,
     Rendition,
     Segment,
-    _duration_seconds,
     _patch_bandwidth,
     _template_name,
     average_bitrate,
@@ -147,7 +146,6 @@ def test_media_playlists_parse_back(tmp_path: Path) -> None:
 def test_mpd_templates_durations_and_bandwidth_patch() -> None:
     assert _template_name("chunk-$RepresentationID$-$Number%05d$.m4s", "3", 12) == "chunk-3-00012.m4s"
     assert _template_name("seg-$Number$.m4s", "0", 7) == "seg-7.m4s"
-    assert _duration_seconds("PT4.0S") == 4.0 and _duration_seconds("PT1H2M3.5S") == 3723.5
     text = (
         '<Representation id="1" codecs="x" bandwidth="300000" w="1">\n<Representation id="10" bandwidth="5">'
     )
