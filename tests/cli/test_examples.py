@@ -1,4 +1,4 @@
-"""examples/: every job spec is accepted as it is, from the repository root of a stack made by `framefleet up`.
+"""examples/: every job spec is accepted as it is, from the root of a stack made by `framefleet up`.
 
 Each example was also run to success against a real stack; here each one is read the way `framefleet submit`
 reads it, validated, and checked against the demo tenant's storage area, the way the API checks it.
