@@ -18,8 +18,13 @@ run: $(STAMP)
 up: $(STAMP)
 	$(BIN)/framefleet up
 
-test: $(STAMP)
+test: $(STAMP) test-players-deps
 	$(BIN)/python -m tests.run_suites
+
+# The browser playback tests' own needs: Debian's chromium and the npm-locked players (tests/players).
+.PHONY: test-players-deps
+test-players-deps:
+	bash tests/players/install.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check framefleet tests bench
