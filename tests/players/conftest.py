@@ -35,7 +35,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--autoplay-policy=no-user-gesture-required",
 ]
-MISSING = "is missing (`make test` installs it: tests/players/install.sh)"
+INSTALLS = "`make test` installs it (tests/players/install.sh)"
 
 
 @pytest.fixture(scope="session")
@@ -43,12 +43,12 @@ def browser() -> Iterator[Any]:
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        pytest.fail(f"the Python package playwright {MISSING} through the dev extras")
+        pytest.fail(f"the Python package playwright is missing: {INSTALLS} with the dev extras")
     if not CHROMIUM.exists():
-        pytest.fail(f"Debian's chromium ({CHROMIUM}) {MISSING}")
-    missing = [path for path in PLAYER_FILES.values() if not (NODE_MODULES / path).is_file()]
-    if missing:
-        pytest.fail(f"player libraries {', '.join(missing)} under {NODE_MODULES} {MISSING}")
+        pytest.fail(f"Debian's chromium ({CHROMIUM}) is missing: {INSTALLS}")
+    for path in PLAYER_FILES.values():
+        if not (NODE_MODULES / path).is_file():
+            pytest.fail(f"the player library {NODE_MODULES / path} is missing: {INSTALLS} with npm ci")
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield launched

@@ -1,6 +1,8 @@
 // The one scenario every player page runs, through its adapter (window.startPlayer, set by the page):
-// play past a few seconds, force the lowest rendition, then the highest, and report what happened.
+// play past a few seconds, force the lowest rendition, then the highest, play on a second more, and report
+// what happened.
 const PLAYED_SECONDS = 3;
+const PLAY_ON_SECONDS = 1;
 const STEP_TIMEOUT_MS = 15000;
 
 function waitFor(condition, what, timeoutMs = STEP_TIMEOUT_MS) {
@@ -37,6 +39,9 @@ window.scenario = async () => {
       await waitFor(() => video.videoHeight === height || fatal.length, `a ${height}-line picture`);
       step(`forced ${height}`);
     }
+    const switched = video.currentTime;
+    await waitFor(() => video.currentTime >= switched + PLAY_ON_SECONDS || fatal.length, "playback after the switches");
+    step("played on");
   } catch (error) {
     steps.push({ name: `stopped: ${error.message}` });
   }
