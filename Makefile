@@ -18,9 +18,11 @@ run: $(STAMP)
 up: $(STAMP)
 	$(BIN)/framefleet up
 
-# System parts the suite needs (PostgreSQL's server binaries), installed when missing.
+# What the suite needs from the system, installed when missing: PostgreSQL's server binaries, and for the
+# browser playback tests Debian's chromium and the npm-locked players (tests/players).
 test-deps:
 	bash tests/setup/system-deps.sh
+	bash tests/players/install.sh
 
 test: $(STAMP) test-deps
 	$(BIN)/python -m tests.run_suites
@@ -33,7 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.run_all
 
 clean:
-	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache tests/players/node_modules
 
 # Builds the images and runs the compose dev profile for real with podman (tests/deploy/run.sh says how).
 .PHONY: test-deploy

@@ -12,8 +12,8 @@ import sys
 
 SUITES: list[tuple[str, list[str]]] = [
     ("sqlite", ["tests"]),
-    # Pure unit tests and ffmpeg-only media tests touch no database; the rest runs again on PostgreSQL.
-    ("postgres", ["tests", "--ignore=tests/unit", "--ignore=tests/media"]),
+    # Unit, ffmpeg-only media and browser playback tests touch no database; the rest runs again on PostgreSQL.
+    ("postgres", ["tests", "--ignore=tests/unit", "--ignore=tests/media", "--ignore=tests/players"]),
 ]
 SUMMARY = re.compile(r"(\d+) (passed|failed|error|errors)")
 
