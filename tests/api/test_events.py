@@ -14,7 +14,6 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from framefleet.api.app import create_app
-from framefleet.api.sse import CLIENT_NAME
 from framefleet.config import Settings
 from framefleet.core.states import JobState
 from framefleet.db.session import session_scope
@@ -167,13 +166,9 @@ def test_job_ending_without_done_event_still_ends_the_stream(
     assert '"state":"canceled"' in _events(messages)[-1]["data"]
 
 
-def _sse_connections(client: redis.Redis) -> int:
-    return sum(1 for c in client.client_list() if c.get("name") == CLIENT_NAME)
-
-
 @pytest.fixture()
-def live_server(api_settings: Settings) -> Iterator[str]:
-    """The API served by uvicorn on a free port (a real socket, so a client can hang up).
+def live_server(api_settings: Settings) -> Iterator[tuple[str, FastAPI]]:
+    """The API served by uvicorn on a free port (a real socket, so a client can hang up), and its app.
 
     Keep-alives are rare here, so only noticing the hang-up (not a failed write) can end a stream quickly.
     """
@@ -183,23 +178,26 @@ def live_server(api_settings: Settings) -> Iterator[str]:
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     services.wait_until(lambda: server.started, 15, "uvicorn")
-    yield f"http://127.0.0.1:{port}"
+    yield f"http://127.0.0.1:{port}", app
     server.should_exit = True
     thread.join(15)
 
 
 def test_stream_stops_when_client_disconnects(
-    live_server: str, auth: dict[str, str], redis_client: redis.Redis
+    live_server: tuple[str, FastAPI], auth: dict[str, str], redis_client: redis.Redis
 ) -> None:
-    with httpx.Client(base_url=live_server, headers=auth, timeout=10) as http:
+    url, app = live_server
+    with httpx.Client(base_url=url, headers=auth, timeout=10) as http:
         created = http.post("/v1/jobs", json=job_body())
         assert created.status_code == 201, created.text
         job_id = created.json()["id"]
         publish(redis_client, job_id, "progress", {"percent": 1.0})
-        before = _sse_connections(redis_client)
         with http.stream("GET", f"/v1/jobs/{job_id}/events") as response:
             lines = response.iter_lines()
             assert next(lines).startswith("id: ")
-            assert _sse_connections(redis_client) == before + 1
-        # The client hung up mid-stream: the server must drop its Redis connection promptly.
-        services.wait_until(lambda: _sse_connections(redis_client) == before, 5, "SSE stream to stop")
+            assert app.state.event_hub.subscribers == 1
+            assert app.state.stream_limits.open == 1
+        # The client hung up mid-stream: the server must drop its subscription and stream slot promptly.
+        services.wait_until(lambda: app.state.event_hub.subscribers == 0, 5, "SSE stream to stop")
+        services.wait_until(lambda: app.state.stream_limits.open == 0, 5, "the stream slot to be freed")
+        assert app.state.event_hub.channels == 0
