@@ -51,10 +51,12 @@ class Settings(BaseSettings):
     sse_keepalive_seconds: float = 15.0
     # An authenticated key is remembered this long per API process; a revoked key works at most this long.
     api_key_cache_seconds: float = 5.0
-    # Overload: each API process answers at most this many requests at once (an event stream counts only
-    # until its headers are sent); a request waits at most api_admission_wait_seconds for a slot, then 503.
+    # Overload: each API process works on at most this many requests at once (an event stream counts only
+    # until its headers are sent); up to api_max_waiting more wait at most api_admission_wait_seconds for
+    # a slot; beyond either, 503 at once.
     api_max_in_flight: int = Field(default=64, ge=1)
-    api_admission_wait_seconds: float = Field(default=0.5, ge=0)
+    api_max_waiting: int = Field(default=256, ge=0)
+    api_admission_wait_seconds: float = Field(default=1.0, ge=0)
     # Worker threads an API process runs blocking work (database calls) in; the pool must cover them.
     api_threads: int = Field(default=16, ge=1)
     # Retry-After (seconds) on 503 answers given because the process is busy.

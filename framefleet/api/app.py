@@ -111,6 +111,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         AdmissionLimiter,
         max_in_flight=settings.api_max_in_flight,
+        max_waiting=settings.api_max_waiting,
         wait_seconds=settings.api_admission_wait_seconds,
         retry_after=settings.api_retry_after_seconds,
     )

@@ -23,8 +23,9 @@ class Slots:
     Unlike asyncio.Semaphore it binds to no event loop, so one app can serve several loops in turn (tests).
     """
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, max_waiting: int) -> None:
         self.limit = limit
+        self.max_waiting = max_waiting
         self.used = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
 
@@ -33,8 +34,8 @@ class Slots:
         if self.used < self.limit and not self._waiters:
             self.used += 1
             return True
-        # No more waiters than slots: a longer line could not be served within any sensible budget.
-        if wait_seconds <= 0 or len(self._waiters) >= self.limit:
+        # A bounded line: beyond it a request could not be served within the budget anyway.
+        if wait_seconds <= 0 or len(self._waiters) >= self.max_waiting:
             return False
         waiter = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
@@ -81,12 +82,13 @@ class AdmissionLimiter:
         app: ASGIApp,
         *,
         max_in_flight: int,
+        max_waiting: int,
         wait_seconds: float,
         retry_after: int,
         exempt: Iterable[str] = ("/healthz",),
     ) -> None:
         self.app = app
-        self.slots = Slots(max_in_flight)
+        self.slots = Slots(max_in_flight, max_waiting)
         self.wait_seconds = wait_seconds
         self.retry_after = retry_after
         self.exempt = frozenset(exempt)
@@ -133,12 +135,14 @@ class StreamLimits:
         headers = {"Retry-After": str(self.retry_after)}
         if self.open >= self.per_process:
             raise Problem(
-                "unavailable", f"this API process serves its limit of {self.per_process} event streams",
+                "unavailable",
+                f"this API process serves its limit of {self.per_process} event streams",
                 headers=headers,
             )
         if self._by_tenant.get(tenant_id, 0) >= self.per_tenant:
             raise Problem(
-                "rate-limited", f"this tenant has its limit of {self.per_tenant} open event streams here",
+                "rate-limited",
+                f"this tenant has its limit of {self.per_tenant} open event streams here",
                 headers=headers,
             )
         self.open += 1
