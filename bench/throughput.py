@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.common import bench_stack, demo_media
+from bench.httpclient import read_answer, request_bytes
 
 ROUNDS = 3
 
@@ -39,18 +40,16 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _request(host: str, port: int, key: str, spec: dict[str, Any]) -> bytes:
-    body = json.dumps(spec).encode()
-    head = (
-        f"POST /v1/jobs HTTP/1.1\r\nHost: {host}:{port}\r\nX-API-Key: {key}\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-    )
-    return head.encode() + body
-
-
 async def _post_many(host: str, port: int, key: str, total: int, clients: int, spec: dict[str, Any]) -> float:
     """POST `total` jobs over `clients` keep-alive connections; jobs/s. Raises if any answer is not 201."""
-    request = _request(host, port, key, spec)
+    request = request_bytes(
+        "POST",
+        "/v1/jobs",
+        host,
+        port,
+        {"X-API-Key": key, "Content-Type": "application/json"},
+        json.dumps(spec).encode(),
+    )
     remaining = total
     failures: list[str] = []
 
@@ -61,15 +60,9 @@ async def _post_many(host: str, port: int, key: str, total: int, clients: int, s
             while remaining > 0:
                 remaining -= 1
                 writer.write(request)
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n")[1:]:
-                    name, _, value = line.partition(b":")
-                    if name.strip().lower() == b"content-length":
-                        length = int(value)
-                body = await reader.readexactly(length)
-                if head[9:12] != b"201":
-                    failures.append(f"{head[9:12].decode()} {body[:200]!r}")
+                status, _headers, body = await read_answer(reader)
+                if status != 201:
+                    failures.append(f"{status} {body[:200]!r}")
         finally:
             writer.close()
 

@@ -56,6 +56,26 @@ class Settings(BaseSettings):
     sse_keepalive_seconds: float = 15.0
     # An authenticated key is remembered this long per API process; a revoked key works at most this long.
     api_key_cache_seconds: float = 5.0
+    # Overload: each API process works on at most this many requests at once (an event stream counts only
+    # until its headers are sent); up to api_max_waiting more wait at most api_admission_wait_seconds for
+    # a slot; beyond either, 503 at once.
+    api_max_in_flight: int = Field(default=64, ge=1)
+    api_max_waiting: int = Field(default=256, ge=0)
+    api_admission_wait_seconds: float = Field(default=1.0, ge=0)
+    # Worker threads an API process runs blocking work (database calls) in; the pool must cover them.
+    api_threads: int = Field(default=16, ge=1)
+    # Retry-After (seconds) on 503 answers given because the process is busy.
+    api_retry_after_seconds: int = Field(default=1, ge=1)
+    # Database connections per process: pool_size kept open, up to max_overflow more under load; a thread
+    # that finds them all taken waits db_pool_timeout_seconds, then the request is answered 503.
+    db_pool_size: int = Field(default=10, ge=1)
+    db_max_overflow: int = Field(default=10, ge=0)
+    db_pool_timeout_seconds: float = Field(default=1.0, gt=0)
+    # Event streams: open streams per API process and per tenant in it; a client that falls this many
+    # events behind is disconnected (it resumes with Last-Event-ID).
+    sse_max_streams: int = Field(default=10_000, ge=1)
+    sse_max_streams_per_tenant: int = Field(default=2_000, ge=1)
+    sse_client_buffer_events: int = Field(default=1_000, ge=1)
 
     # Worker
     pool: Literal["cpu", "gpu"] = "cpu"
@@ -123,6 +143,12 @@ class Settings(BaseSettings):
             self.public_url = f"http://{self.api_host}:{self.api_port}"
         if self.heartbeat_ttl_seconds < 2 * self.heartbeat_interval_seconds:
             raise ValueError("FRAMEFLEET_HEARTBEAT_TTL_SECONDS must be at least twice the heartbeat interval")
+        # The API's threads, its intake writer and a request closing its session may all hold a connection.
+        if self.db_pool_size + self.db_max_overflow < self.api_threads + 2:
+            raise ValueError(
+                "FRAMEFLEET_DB_POOL_SIZE + FRAMEFLEET_DB_MAX_OVERFLOW must be at least "
+                "FRAMEFLEET_API_THREADS + 2"
+            )
         if self.timeout_floor_seconds > self.job_max_seconds:
             raise ValueError("FRAMEFLEET_TIMEOUT_FLOOR_SECONDS cannot exceed FRAMEFLEET_JOB_MAX_SECONDS")
         if self.env == "prod" and self.secret_key.strip().lower() in PLACEHOLDER_SECRETS:

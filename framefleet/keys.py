@@ -56,9 +56,14 @@ def create_key(session: Session, *, tenant: str, role: str = "admin") -> tuple[s
     return raw, key
 
 
+def looks_like_key(raw: str) -> bool:
+    """Whether `raw` has the shape of a key at all (anything else is refused without a lookup)."""
+    return raw.startswith(KEY_PREFIX) and len(raw) <= 256
+
+
 def authenticate(session: Session, raw: str) -> Principal | None:
     """The principal behind a raw key, or None for an unknown or revoked key."""
-    if not raw.startswith(KEY_PREFIX) or len(raw) > 256:
+    if not looks_like_key(raw):
         return None
     row = session.execute(
         sa.select(ApiKey.id, ApiKey.role, Tenant.id, Tenant.name)

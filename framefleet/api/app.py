@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
+import anyio
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 from starlette.responses import RedirectResponse
 
 from framefleet.api import errors, openapi
+from framefleet.api.auth import AuthMiddleware
+from framefleet.api.hub import EventHub
 from framefleet.api.key_cache import KeyCache
+from framefleet.api.limits import AdmissionLimiter, StreamLimits
 from framefleet.api.middleware import RequestContextMiddleware
 from framefleet.api.routes import health, jobs, workers
+from framefleet.api.sse import done_grace
 from framefleet.config import Settings, get_settings
+from framefleet.db.session import limits_of, session_factory
 from framefleet.jobs.intake import Intake
+from framefleet.keys import Principal, authenticate
 from framefleet.logging import configure_logging, get_logger
 from framefleet.scheduling.registry import WorkerCache
 
@@ -29,6 +37,32 @@ Authenticate with `X-API-Key: <key>` or `Authorization: Bearer <key>`. Errors ar
 `application/problem+json` documents whose `type` URI is stable per error kind."""
 
 
+def key_lookup(settings: Settings) -> Callable[[str], Principal | None]:
+    """Looks a key up in its own short session (run in a worker thread by the auth middleware)."""
+    factory = session_factory(settings.database_url, limits_of(settings))
+
+    def lookup(raw: str) -> Principal | None:
+        with factory() as session:
+            return authenticate(session, raw)
+
+    return lookup
+
+
+def event_hub(settings: Settings) -> EventHub:
+    """The process's event hub; its idle checks read a job's final state in a worker thread."""
+
+    async def check_ended(job_id: str) -> dict[str, Any] | None:
+        return await anyio.to_thread.run_sync(jobs.ended, settings.database_url, job_id)
+
+    return EventHub(
+        settings.redis_url,
+        check_ended=check_ended,
+        idle_check_seconds=settings.sse_keepalive_seconds,
+        grace_seconds=done_grace(settings.sse_keepalive_seconds),
+        buffer=settings.sse_client_buffer_events,
+    )
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the API for `settings` (default: from the environment)."""
     settings = settings or get_settings()
@@ -37,8 +71,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Blocking work runs in at most this many threads; the database pool is sized to cover them.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.api_threads
+        app.state.event_hub = event_hub(settings)
         log.info("api started", env=settings.env, public_url=settings.public_url)
         yield
+        await app.state.event_hub.close()
         app.state.intake.close()
         probe = getattr(app.state, "redis_probe", None)
         if probe is not None:
@@ -64,8 +102,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.intake = Intake(settings.database_url, app.state.celery)
     app.state.key_cache = KeyCache(settings.api_key_cache_seconds)
     app.state.worker_cache = WorkerCache(settings.admission_cache_seconds)
+    app.state.stream_limits = StreamLimits(
+        per_process=settings.sse_max_streams,
+        per_tenant=settings.sse_max_streams_per_tenant,
+        retry_after=settings.api_retry_after_seconds,
+    )
     errors.install(app)
     openapi.install(app)
+    # The last added runs first: request context (id, log, metrics), then admission, then authentication.
+    app.add_middleware(
+        AuthMiddleware,
+        cache=app.state.key_cache,
+        lookup=key_lookup(settings),
+        busy_retry_after=settings.api_retry_after_seconds,
+    )
+    app.add_middleware(
+        AdmissionLimiter,
+        max_in_flight=settings.api_max_in_flight,
+        max_waiting=settings.api_max_waiting,
+        wait_seconds=settings.api_admission_wait_seconds,
+        retry_after=settings.api_retry_after_seconds,
+    )
     app.add_middleware(RequestContextMiddleware, max_body_bytes=MAX_BODY_BYTES)
     app.include_router(jobs.router)
     app.include_router(workers.router)

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Annotated
+from collections.abc import AsyncIterator, Callable
+from typing import Annotated, Any, TypeVar
 
+import anyio
 import redis
 from fastapi import Depends, Request, Security
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
-from framefleet.api.errors import WWW_AUTHENTICATE, Problem
-from framefleet.api.key_cache import KeyCache
+from framefleet.api.auth import MISSING, STATE_KEY, unauthorized
+from framefleet.api.errors import Problem
 from framefleet.config import Settings
-from framefleet.db.session import session_factory
-from framefleet.keys import Principal, authenticate
+from framefleet.db.session import limits_of, session_factory
+from framefleet.keys import Principal
 from framefleet.redis_client import get_redis
 
 SUBMIT_ROLES = frozenset({"admin", "submitter"})
@@ -36,13 +37,15 @@ SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 async def get_session(settings: SettingsDep) -> AsyncIterator[Session]:
     """A session for one request; routes commit through the service, the rest is rolled back."""
     # Async so that opening it costs no thread hop (no I/O happens until the first query).
-    session = session_factory(settings.database_url)()
+    session = session_factory(settings.database_url, limits_of(settings))()
     try:
         yield session
     finally:
         if session.in_transaction():
-            # Ending an open transaction talks to the database: not on the event loop.
-            await run_in_threadpool(session.close)
+            # Ending an open transaction talks to the database: not on the event loop. Not behind the shared
+            # thread limit either (as FastAPI does for its own exits): this session holds a connection, and
+            # waiting in line behind requests that need one could exhaust the pool.
+            await anyio.to_thread.run_sync(session.close, limiter=anyio.CapacityLimiter(1))
         else:
             session.close()
 
@@ -50,6 +53,24 @@ async def get_session(settings: SettingsDep) -> AsyncIterator[Session]:
 # Function scope: the session closes as soon as the endpoint returns, so a long SSE stream holds no
 # database connection.
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+
+T = TypeVar("T")
+
+
+async def in_thread(session: Session, work: Callable[..., T], *args: Any) -> T:
+    """`work(session, *args)` in a worker thread, giving the connection back to the pool before returning.
+
+    For async routes: a connection never stays checked out while the request awaits something else, so
+    the pool only has to cover the threads.
+    """
+
+    def run() -> T:
+        try:
+            return work(session, *args)
+        finally:
+            session.close()
+
+    return await run_in_threadpool(run)
 
 
 async def get_redis_client(settings: SettingsDep) -> redis.Redis:
@@ -60,28 +81,17 @@ async def get_redis_client(settings: SettingsDep) -> redis.Redis:
 RedisDep = Annotated[redis.Redis, Depends(get_redis_client)]
 
 
-def _unauthorized(detail: str, *, invalid: bool) -> Problem:
-    challenge = WWW_AUTHENTICATE + (', error="invalid_token"' if invalid else "")
-    return Problem("unauthorized", detail, headers={"WWW-Authenticate": challenge})
-
-
 async def get_principal(
     request: Request,
-    session: SessionDep,
-    api_key: Annotated[str | None, Security(_api_key_header)],
-    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
+    # Read by the authentication middleware, which has already checked them; declared here for OpenAPI.
+    _api_key: Annotated[str | None, Security(_api_key_header)],
+    _bearer_token: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
 ) -> Principal:
-    """The caller behind X-API-Key or `Authorization: Bearer <key>`; 401 when missing or unknown."""
-    raw = (api_key or (bearer.credentials if bearer is not None else None) or "").strip()
-    if not raw:
-        raise _unauthorized("send an API key in X-API-Key or as `Authorization: Bearer <key>`", invalid=False)
-    cache: KeyCache = request.app.state.key_cache
-    principal = cache.get(raw)
+    """The caller behind X-API-Key or `Authorization: Bearer <key>`, authenticated by AuthMiddleware."""
+    principal: Principal | None = getattr(request.state, STATE_KEY, None)
     if principal is None:
-        principal = await run_in_threadpool(authenticate, session, raw)
-        if principal is None:
-            raise _unauthorized("the API key is unknown or revoked", invalid=True)
-        cache.put(raw, principal)
+        # Only a route outside the middleware's prefix could get here: refuse rather than guess.
+        raise unauthorized(MISSING, invalid=False)
     return principal
 
 

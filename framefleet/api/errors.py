@@ -14,6 +14,7 @@ import redis
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -214,12 +215,29 @@ _DEPENDENCIES: dict[type[Exception], str] = {
 }
 
 
-async def _on_dependency_down(request: Request, exc: Exception) -> Response:
-    what = next(text for kind, text in _DEPENDENCIES.items() if isinstance(exc, kind))
-    log.warning("dependency unavailable", path=request.url.path, error=f"{type(exc).__name__}: {exc}")
-    problem = Problem(
+def busy(detail: str, retry_after: int) -> Problem:
+    """A 503 for a process that is at capacity: the client should come back in `retry_after` seconds."""
+    return Problem("unavailable", detail, headers={"Retry-After": str(retry_after)})
+
+
+def unavailable_problem(exc: Exception, busy_retry_after: int) -> Problem | None:
+    """The 503 for an outage or overload of what the API depends on; None for any other error."""
+    if isinstance(exc, PoolTimeout):
+        # Every connection of this process's pool stayed taken for the whole checkout wait: overload.
+        log.warning("database pool exhausted")
+        return busy("the API is at capacity; try again shortly", busy_retry_after)
+    what = next((text for kind, text in _DEPENDENCIES.items() if isinstance(exc, kind)), None)
+    if what is None:
+        return None
+    log.warning("dependency unavailable", error=f"{type(exc).__name__}: {exc}")
+    return Problem(
         "unavailable", f"{what}; try again shortly", headers={"Retry-After": str(RETRY_AFTER_SECONDS)}
     )
+
+
+async def _on_unavailable(request: Request, exc: Exception) -> Response:
+    problem = unavailable_problem(exc, request.app.state.settings.api_retry_after_seconds)
+    assert problem is not None  # registered only for the kinds it maps
     return problem_response(problem, request.url.path)
 
 
@@ -228,5 +246,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(Problem, _on_problem)
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(StarletteHTTPException, _on_http)
-    for kind in _DEPENDENCIES:
-        app.add_exception_handler(kind, _on_dependency_down)
+    for kind in [*_DEPENDENCIES, PoolTimeout]:
+        app.add_exception_handler(kind, _on_unavailable)

@@ -1,82 +1,97 @@
-"""Server-Sent Events for a job's event stream (framefleet.events), read with redis.asyncio.
+"""Server-Sent Events for a job's event stream (framefleet.events), served from the process's EventHub.
 
 The Redis Stream id is the SSE id, so a client resumes with Last-Event-ID. The stream ends after the
 `done` event. If the database says the job ended but no `done` arrives (the stream expired, or Redis was
 flushed), a `done` is made from the database row after a short grace, so a client never waits forever.
+An open stream holds no database session, no thread and no Redis connection of its own.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+import asyncio
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import anyio
-import redis.asyncio as aioredis
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
-from framefleet.events import Event, stream_key
+from framefleet.api.hub import ZERO, EventHub, format_event, parse_id
 
 KEEPALIVE = ": keep-alive\n\n"
-CLIENT_NAME = "framefleet-sse"
 # How long to wait for a `done` event once the database says the job ended.
-DONE_GRACE_MS = 1000
-READ_COUNT = 100
-
-EndCheck = Callable[[], Awaitable[dict[str, Any] | None]]
+DONE_GRACE_SECONDS = 1.0
 
 
-def format_event(event_type: str, data: dict[str, Any], event_id: str | None = None) -> str:
-    """One SSE message; data is compact single-line JSON."""
-    head = f"id: {event_id}\n" if event_id else ""
-    return f"{head}event: {event_type}\ndata: {json.dumps(data, separators=(',', ':'), default=str)}\n\n"
+def done_grace(keepalive_seconds: float) -> float:
+    return min(DONE_GRACE_SECONDS, keepalive_seconds)
 
 
-def _decode(entries: Any) -> list[Event]:
-    # decode_responses=True: ids and fields are str.
-    return [Event(id=entry_id, type=f["type"], data=json.loads(f["data"])) for entry_id, f in entries]
-
-
-async def job_event_stream(
-    *,
-    redis_url: str,
-    job_id: str,
-    after: str | None,
-    keepalive_seconds: float,
-    ended: dict[str, Any] | None,
-    check_ended: EndCheck,
+async def live_stream(
+    *, hub: EventHub, job_id: str, after: str | None, keepalive_seconds: float
 ) -> AsyncIterator[str]:
-    """SSE text for one job: history after `after`, then live events until `done`.
-
-    `ended` is the final-state payload when the job had already ended at connect time; `check_ended`
-    re-reads it from the database while the stream is idle.
-    """
-    client = aioredis.Redis.from_url(redis_url, decode_responses=True, client_name=CLIENT_NAME)
-    key = stream_key(job_id)
-    keepalive_ms = max(1, int(keepalive_seconds * 1000))
+    """SSE text for a job still going at connect time: history after `after`, then live until `done`."""
+    last = parse_id(after) if after else ZERO
+    subscriber = hub.subscribe(job_id, last)
     try:
-        last = after or "0"
-        entries = await client.xrange(key, min=f"({after}" if after else "-", max="+")
-        for event in _decode(entries):
-            yield format_event(event.type, event.data, event.id)
-            last = event.id
-            if event.type == "done":
-                return
+        if subscriber.floor > last:
+            async for delivery in hub.replay(job_id, last, f"{subscriber.floor[0]}-{subscriber.floor[1]}"):
+                yield delivery.text
+                last = delivery.id or last
+                if delivery.type == "done":
+                    return
         while True:
-            block = min(DONE_GRACE_MS, keepalive_ms) if ended is not None else keepalive_ms
-            answer: Any = await client.xread({key: last}, block=block, count=READ_COUNT)
-            if answer:
-                for event in _decode(answer[0][1]):
-                    yield format_event(event.type, event.data, event.id)
-                    last = event.id
-                    if event.type == "done":
-                        return
+            if subscriber.overflowed and subscriber.queue.empty():
+                return  # cut off as too slow: the client resumes with the last id it got
+            try:
+                async with asyncio.timeout(keepalive_seconds):
+                    delivery = await subscriber.queue.get()
+            except TimeoutError:
+                yield KEEPALIVE
                 continue
-            if ended is not None:
-                yield format_event("done", ended)
+            if delivery.id is not None:
+                if delivery.id <= last:
+                    continue  # already sent from the replay
+                last = delivery.id
+            yield delivery.text
+            if delivery.type == "done":
                 return
-            yield KEEPALIVE
-            ended = await check_ended()
     finally:
-        # Shielded: on client disconnect this generator is cancelled, and the connection must still close.
-        with anyio.CancelScope(shield=True):
-            await client.aclose()
+        hub.unsubscribe(subscriber)
+
+
+async def ended_stream(
+    *, hub: EventHub, job_id: str, after: str | None, ended: dict[str, Any], grace_seconds: float
+) -> AsyncIterator[str]:
+    """SSE text for a job that had ended at connect time: its history from Redis, then `done`.
+
+    The `done` event is published just after the database commit, so a stream that lacks it is read once
+    more after a grace before one is made from `ended` (the final state the database holds).
+    """
+    last = parse_id(after) if after else None
+    for attempt in range(2):
+        async for delivery in hub.replay(job_id, last):
+            yield delivery.text
+            last = delivery.id
+            if delivery.type == "done":
+                return
+        if attempt == 0:
+            await asyncio.sleep(grace_seconds)
+    yield format_event("done", ended)
+
+
+class EventStreamResponse(StreamingResponse):
+    """A text/event-stream answer that calls `on_close` however it ends (even if it never started)."""
+
+    def __init__(self, content: AsyncIterator[str], on_close: Callable[[], None]) -> None:
+        super().__init__(
+            content,
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+        self.on_close = on_close
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.on_close()

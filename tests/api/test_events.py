@@ -14,14 +14,13 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from framefleet.api.app import create_app
-from framefleet.api.sse import CLIENT_NAME
 from framefleet.config import Settings
 from framefleet.core.states import JobState
 from framefleet.db.session import session_scope
 from framefleet.events import publish, stream_key
 from framefleet.jobs import state_machine
 from tests import services
-from tests.api.conftest import job_body, move_job, parse_sse, submit
+from tests.api.conftest import KeyMaker, job_body, move_job, parse_sse, submit
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -167,13 +166,9 @@ def test_job_ending_without_done_event_still_ends_the_stream(
     assert '"state":"canceled"' in _events(messages)[-1]["data"]
 
 
-def _sse_connections(client: redis.Redis) -> int:
-    return sum(1 for c in client.client_list() if c.get("name") == CLIENT_NAME)
-
-
 @pytest.fixture()
-def live_server(api_settings: Settings) -> Iterator[str]:
-    """The API served by uvicorn on a free port (a real socket, so a client can hang up).
+def live_server(api_settings: Settings) -> Iterator[tuple[str, FastAPI]]:
+    """The API served by uvicorn on a free port (a real socket, so a client can hang up), and its app.
 
     Keep-alives are rare here, so only noticing the hang-up (not a failed write) can end a stream quickly.
     """
@@ -183,23 +178,66 @@ def live_server(api_settings: Settings) -> Iterator[str]:
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     services.wait_until(lambda: server.started, 15, "uvicorn")
-    yield f"http://127.0.0.1:{port}"
+    yield f"http://127.0.0.1:{port}", app
     server.should_exit = True
     thread.join(15)
 
 
 def test_stream_stops_when_client_disconnects(
-    live_server: str, auth: dict[str, str], redis_client: redis.Redis
+    live_server: tuple[str, FastAPI], auth: dict[str, str], redis_client: redis.Redis
 ) -> None:
-    with httpx.Client(base_url=live_server, headers=auth, timeout=10) as http:
+    url, app = live_server
+    with httpx.Client(base_url=url, headers=auth, timeout=10) as http:
         created = http.post("/v1/jobs", json=job_body())
         assert created.status_code == 201, created.text
         job_id = created.json()["id"]
         publish(redis_client, job_id, "progress", {"percent": 1.0})
-        before = _sse_connections(redis_client)
         with http.stream("GET", f"/v1/jobs/{job_id}/events") as response:
             lines = response.iter_lines()
             assert next(lines).startswith("id: ")
-            assert _sse_connections(redis_client) == before + 1
-        # The client hung up mid-stream: the server must drop its Redis connection promptly.
-        services.wait_until(lambda: _sse_connections(redis_client) == before, 5, "SSE stream to stop")
+            assert app.state.event_hub.subscribers == 1
+            assert app.state.stream_limits.open == 1
+        # The client hung up mid-stream: the server must drop its subscription and stream slot promptly.
+        services.wait_until(lambda: app.state.event_hub.subscribers == 0, 5, "SSE stream to stop")
+        services.wait_until(lambda: app.state.stream_limits.open == 0, 5, "the stream slot to be freed")
+        assert app.state.event_hub.channels == 0
+
+
+def test_stream_limits_answer_429_per_tenant_and_503_per_process(
+    api_settings: Settings, make_key: KeyMaker, redis_client: redis.Redis
+) -> None:
+    limited = {"sse_max_streams": 2, "sse_max_streams_per_tenant": 1, "sse_keepalive_seconds": 30}
+    app: FastAPI = create_app(api_settings.model_copy(update=limited))
+    port = services.free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    services.wait_until(lambda: server.started, 15, "uvicorn")
+    alice, bob, carol = make_key(), make_key(), make_key()
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+            jobs = {}
+            for name, key in (("alice", alice), ("bob", bob), ("carol", carol)):
+                jobs[name] = http.post("/v1/jobs", json=job_body(), headers=key).json()["id"]
+                publish(redis_client, jobs[name], "progress", {"percent": 1.0})
+            # The line iterators are kept: dropping one closes its response.
+            with http.stream("GET", f"/v1/jobs/{jobs['alice']}/events", headers=alice) as first:
+                first_lines = first.iter_lines()
+                assert next(first_lines).startswith("id: ")
+                second_of_alice = http.get(f"/v1/jobs/{jobs['alice']}/events", headers=alice)
+                assert second_of_alice.status_code == 429
+                assert second_of_alice.json()["type"] == "https://framefleet.dev/problems/rate-limited"
+                assert second_of_alice.headers["Retry-After"] == "1"
+                with http.stream("GET", f"/v1/jobs/{jobs['bob']}/events", headers=bob) as second:
+                    second_lines = second.iter_lines()
+                    assert next(second_lines).startswith("id: ")
+                    full = http.get(f"/v1/jobs/{jobs['carol']}/events", headers=carol)
+                    assert full.status_code == 503
+                    assert full.headers["Retry-After"] == "1"
+            services.wait_until(lambda: app.state.stream_limits.open == 0, 5, "streams to close")
+            publish(redis_client, jobs["carol"], "done", {"state": "succeeded"})
+            with http.stream("GET", f"/v1/jobs/{jobs['carol']}/events", headers=carol) as again:
+                assert again.status_code == 200
+    finally:
+        server.should_exit = True
+        thread.join(15)

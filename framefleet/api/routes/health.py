@@ -16,7 +16,7 @@ from framefleet.api.deps import SettingsDep
 from framefleet.api.errors import Problem
 from framefleet.api.responses import json_response
 from framefleet.config import Settings
-from framefleet.db.session import engine_for
+from framefleet.db.session import engine_for, limits_of
 from framefleet.logging import get_logger
 
 router = APIRouter(tags=["health"])
@@ -32,7 +32,7 @@ async def healthz() -> dict[str, str]:
 
 
 def _check_database(settings: Settings, _request: Request) -> None:
-    with engine_for(settings.database_url).connect() as connection:
+    with engine_for(settings.database_url, limits_of(settings)).connect() as connection:
         connection.execute(sa.text("SELECT 1"))
 
 

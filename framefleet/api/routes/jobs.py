@@ -6,19 +6,26 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-import anyio
 from fastapi import APIRouter, Header, Query, Request
-from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.responses import Response, StreamingResponse
 
 from framefleet.api import metrics
-from framefleet.api.deps import CurrentPrincipal, RedisDep, SessionDep, SettingsDep, SubmitterPrincipal
+from framefleet.api.deps import (
+    CurrentPrincipal,
+    RedisDep,
+    SessionDep,
+    SettingsDep,
+    SubmitterPrincipal,
+    in_thread,
+)
 from framefleet.api.errors import Problem, validation_problem
+from framefleet.api.hub import EventHub
+from framefleet.api.limits import StreamLimits
 from framefleet.api.responses import json_response
 from framefleet.api.schemas import JobHistory, JobPage, JobView, ProblemView
-from framefleet.api.sse import job_event_stream
+from framefleet.api.sse import EventStreamResponse, done_grace, ended_stream, live_stream
 from framefleet.config import Settings
 from framefleet.core.spec import JobSpec, Priority
 from framefleet.core.states import TERMINAL, JobState
@@ -102,7 +109,7 @@ async def submit(
         cache: WorkerCache = request.app.state.worker_cache
         workers = cache.fresh()
         if workers is None:
-            workers = await run_in_threadpool(cache.get, session, settings)
+            workers = await in_thread(session, cache.get, settings)
         admission = admit(document, workers)
         if not admission.accepted:
             raise Problem(
@@ -125,7 +132,7 @@ async def submit(
         idempotency_key=idempotency_key,
     )
     if idempotency_key is not None:
-        replay = await run_in_threadpool(_replay, session, principal, idempotency_key, row["spec_hash"])
+        replay = await in_thread(session, _replay, principal, idempotency_key, row["spec_hash"])
         if replay is not None:
             return replay
     intake: Intake = request.app.state.intake
@@ -133,7 +140,7 @@ async def submit(
         job = await asyncio.wrap_future(intake.enqueue(row))
     except IntegrityError:
         # A concurrent request with the same Idempotency-Key won the insert.
-        replay = await run_in_threadpool(_replay_after_race, session, principal, idempotency_key, row)
+        replay = await in_thread(session, _replay_after_race, principal, idempotency_key, row)
         if replay is None:
             raise
         return replay
@@ -278,14 +285,27 @@ def _end_payload(job: Job, reason: str) -> dict[str, Any]:
     }
 
 
-def _ended(database_url: str, job_id: str) -> dict[str, Any] | None:
-    """The final-state payload if the job has ended, else None."""
+def final_state(session: Session, job: Job) -> dict[str, Any] | None:
+    """The final-state payload if `job` has ended, else None."""
+    if JobState(job.state) not in TERMINAL:
+        return None
+    history = service.history_of(session, job.id)
+    return _end_payload(job, history[-1].reason if history else "")
+
+
+def ended(database_url: str, job_id: str) -> dict[str, Any] | None:
+    """The final-state payload if the job has ended, else None (for the event hub's idle checks)."""
     with session_scope(database_url) as session:
         job = session.get(Job, job_id)
-        if job is None or JobState(job.state) not in TERMINAL:
-            return None
-        history = service.history_of(session, job_id)
-        return _end_payload(job, history[-1].reason if history else "")
+        return None if job is None else final_state(session, job)
+
+
+def _stream_start(session: Session, principal: Principal, job_id: str) -> tuple[str, dict[str, Any] | None]:
+    try:
+        job = service.get_job(session, principal=principal, job_id=job_id)
+    except service.JobNotFound as exc:
+        raise _not_found(job_id) from exc
+    return job.id, final_state(session, job)
 
 
 @router.get(
@@ -293,14 +313,17 @@ def _ended(database_url: str, job_id: str) -> dict[str, Any] | None:
     response_class=StreamingResponse,
     responses={
         200: {"content": {"text/event-stream": {}}, "description": "state, progress, output, metrics, done"},
+        429: {"model": ProblemView, "description": "This tenant has its limit of open streams (Retry-After)"},
+        503: {"model": ProblemView, "description": "This API process has its limit of streams (Retry-After)"},
         **_AUTH,
         **_NOT_FOUND,
         **_INVALID,
     },
     summary="Follow a job (Server-Sent Events)",
 )
-def job_events(
+async def job_events(
     job_id: str,
+    request: Request,
     session: SessionDep,
     principal: CurrentPrincipal,
     settings: SettingsDep,
@@ -310,35 +333,30 @@ def job_events(
         Query(alias="last_event_id", max_length=64, description="for clients that cannot set headers"),
     ] = None,
 ) -> StreamingResponse:
-    """The job's events as SSE, resumable with Last-Event-ID; ends after `done`."""
-    try:
-        job = service.get_job(session, principal=principal, job_id=job_id)
-    except service.JobNotFound as exc:
-        raise _not_found(job_id) from exc
+    """The job's events as SSE, resumable with Last-Event-ID; ends after `done`.
+
+    What the stream needs from the database is read here, in one thread hop; the session is closed before
+    the stream opens, which then waits on the process's event hub, holding no thread or connection.
+    """
     after = last_event_id or last_event_id_query or None
     if after is not None and not is_valid_id(after):
         raise validation_problem(
             "Last-Event-ID", "must be an event id this stream sent (like 1700000000000-0)"
         )
-    ended = None
-    if JobState(job.state) in TERMINAL:
-        history = service.history_of(session, job.id)
-        ended = _end_payload(job, history[-1].reason if history else "")
-    database_url = settings.database_url
-
-    async def check_ended() -> dict[str, Any] | None:
-        return await anyio.to_thread.run_sync(_ended, database_url, job.id)
-
-    stream = job_event_stream(
-        redis_url=settings.redis_url,
-        job_id=job.id,
-        after=after,
-        keepalive_seconds=settings.sse_keepalive_seconds,
-        ended=ended,
-        check_ended=check_ended,
-    )
-    return StreamingResponse(
-        stream,
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    found_id, final = await in_thread(session, _stream_start, principal, job_id)
+    limits: StreamLimits = request.app.state.stream_limits
+    limits.acquire(principal.tenant_id)
+    hub: EventHub = request.app.state.event_hub
+    if final is not None:
+        stream = ended_stream(
+            hub=hub,
+            job_id=found_id,
+            after=after,
+            ended=final,
+            grace_seconds=done_grace(settings.sse_keepalive_seconds),
+        )
+    else:
+        stream = live_stream(
+            hub=hub, job_id=found_id, after=after, keepalive_seconds=settings.sse_keepalive_seconds
+        )
+    return EventStreamResponse(stream, on_close=lambda: limits.release(principal.tenant_id))

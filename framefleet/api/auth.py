@@ -1,0 +1,92 @@
+"""Authentication as plain ASGI middleware, before any route reads its body.
+
+A route's dependencies run only after FastAPI has read and parsed the request body, so a dependency cannot
+refuse an unauthenticated POST before its body is looked at (a malformed one got 422, not 401). Here the key
+is checked from the headers alone; the principal is left in the request state for `deps.get_principal`.
+Keys the cache can answer for (known or unknown) cost no database lookup.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import anyio
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from framefleet.api.errors import WWW_AUTHENTICATE, Problem, problem_response, unavailable_problem
+from framefleet.api.key_cache import KeyCache
+from framefleet.keys import Principal, looks_like_key
+
+PROTECTED_PREFIX = "/v1/"
+PUBLIC_PATHS = frozenset({"/v1/openapi.json"})
+STATE_KEY = "principal"
+
+Lookup = Callable[[str], Principal | None]
+
+
+def unauthorized(detail: str, *, invalid: bool) -> Problem:
+    challenge = WWW_AUTHENTICATE + (', error="invalid_token"' if invalid else "")
+    return Problem("unauthorized", detail, headers={"WWW-Authenticate": challenge})
+
+
+MISSING = "send an API key in X-API-Key or as `Authorization: Bearer <key>`"
+UNKNOWN = "the API key is unknown or revoked"
+
+
+def presented_key(headers: list[tuple[bytes, bytes]]) -> str:
+    """The key in X-API-Key, else in `Authorization: Bearer`; empty when neither carries one."""
+    api_key = bearer = ""
+    for name, value in headers:
+        if name == b"x-api-key":
+            api_key = value.decode("latin-1").strip()
+        elif name == b"authorization":
+            scheme, _, credentials = value.decode("latin-1").partition(" ")
+            if scheme.lower() == "bearer":
+                bearer = credentials.strip()
+    return api_key or bearer
+
+
+class AuthMiddleware:
+    """Refuses /v1/ requests without a valid key (401) before the app sees them."""
+
+    def __init__(self, app: ASGIApp, *, cache: KeyCache, lookup: Lookup, busy_retry_after: int) -> None:
+        self.app = app
+        self.cache = cache
+        self.lookup = lookup
+        self.busy_retry_after = busy_retry_after
+
+    async def principal(self, raw: str) -> Principal | None:
+        """The principal behind `raw`: from the cache, or looked up in a worker thread and cached."""
+        known = self.cache.get(raw)
+        if known is not None:
+            return known
+        if not looks_like_key(raw) or self.cache.is_unknown(raw):
+            return None
+        found = await anyio.to_thread.run_sync(self.lookup, raw)
+        if found is None:
+            self.cache.put_unknown(raw)
+        else:
+            self.cache.put(raw, found)
+        return found
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or not path.startswith(PROTECTED_PREFIX) or path in PUBLIC_PATHS:
+            await self.app(scope, receive, send)
+            return
+        raw = presented_key(scope["headers"])
+        try:
+            principal = await self.principal(raw) if raw else None
+        except Exception as exc:
+            # Outside the app's exception handlers: map a database outage or a full pool here.
+            outage = unavailable_problem(exc, self.busy_retry_after)
+            if outage is None:
+                raise
+            await problem_response(outage, path)(scope, receive, send)
+            return
+        if principal is None:
+            problem = unauthorized(UNKNOWN, invalid=True) if raw else unauthorized(MISSING, invalid=False)
+            await problem_response(problem, path)(scope, receive, send)
+            return
+        scope.setdefault("state", {})[STATE_KEY] = principal
+        await self.app(scope, receive, send)
