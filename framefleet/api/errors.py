@@ -174,9 +174,27 @@ async def _on_problem(request: Request, exc: Exception) -> Response:
     return problem_response(exc, request.url.path)
 
 
+def is_json_media_type(content_type: str | None) -> bool:
+    """Whether a Content-Type header names JSON (application/json, or a +json type), parameters aside."""
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
+def unsupported_body_problem(content_type: str | None) -> Problem:
+    """415 for a body that is not sent as JSON, saying what was sent."""
+    sent = f"Content-Type {content_type!r}" if content_type else "no Content-Type header"
+    detail = f"send the body as JSON with Content-Type: application/json (the request had {sent})"
+    return Problem("unsupported-media-type", detail, errors=[{"field": "Content-Type", "message": detail}])
+
+
 async def _on_validation(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     errors = validation_errors(exc.errors())
+    content_type = request.headers.get("content-type")
+    # A body route that got something other than JSON: the media type is the mistake, not the fields.
+    body_errors = any(tuple(error.get("loc", ()))[:1] == ("body",) for error in exc.errors())
+    if body_errors and not is_json_media_type(content_type):
+        return problem_response(unsupported_body_problem(content_type), request.url.path)
     return problem_response(Problem("validation", _summary(errors), errors=errors), request.url.path)
 
 

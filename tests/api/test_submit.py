@@ -201,9 +201,10 @@ def test_invalid_spec_is_422_naming_the_field(
         ('{"input": "file:///a.mp4", "outputs": [', "application/json"),
         ("{'input': 1}", "application/json"),
         ("", "application/json"),
-        ('{"input": "file:///a.mp4"}', "text/plain"),
+        # A +json media type is JSON too: its malformed body is a 422 naming the body, not a 415.
+        ('{"input": "file:///a.mp4", "outputs": [', "application/vnd.framefleet+json; charset=utf-8"),
     ],
-    ids=["truncated", "single-quotes", "empty", "not-json-content-type"],
+    ids=["truncated", "single-quotes", "empty", "json-suffix-type"],
 )
 def test_malformed_body_is_a_problem_not_500(
     client: TestClient, auth: dict[str, str], content: str, content_type: str
@@ -214,6 +215,26 @@ def test_malformed_body_is_a_problem_not_500(
     problem = response.json()
     assert problem["type"] == "https://framefleet.dev/problems/validation"
     assert problem["errors"][0]["field"] == "body"
+
+
+@pytest.mark.parametrize(
+    ("content_type", "said"),
+    [
+        ("text/plain", "Content-Type 'text/plain'"),
+        (None, "no Content-Type header"),
+        ("application/x-www-form-urlencoded", "x-www-form-urlencoded"),
+    ],
+)
+def test_a_body_that_is_not_json_is_415(
+    client: TestClient, auth: dict[str, str], content_type: str | None, said: str
+) -> None:
+    headers = dict(auth) if content_type is None else {**auth, "Content-Type": content_type}
+    response = client.post("/v1/jobs", content=json.dumps(job_body()).encode(), headers=headers)
+    assert response.status_code == 415, response.text
+    assert response.headers["content-type"] == PROBLEM
+    problem = response.json()
+    assert problem["type"] == "https://framefleet.dev/problems/unsupported-media-type"
+    assert said in problem["detail"] and "application/json" in problem["detail"]
 
 
 def test_oversized_body_is_413(client: TestClient, auth: dict[str, str]) -> None:

@@ -74,6 +74,7 @@ def _location(job: Job) -> str:
     responses={
         200: {"model": JobView, "description": "Replay: this Idempotency-Key already created the job"},
         409: {"model": ProblemView, "description": "Idempotency-Key reused with a different body"},
+        415: {"model": ProblemView, "description": "The body is not sent as application/json"},
         **_AUTH,
         **_FORBIDDEN,
         **_INVALID,
