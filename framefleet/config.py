@@ -75,7 +75,9 @@ class Settings(BaseSettings):
     # events behind is disconnected (it resumes with Last-Event-ID).
     sse_max_streams: int = Field(default=10_000, ge=1)
     sse_max_streams_per_tenant: int = Field(default=2_000, ge=1)
-    sse_client_buffer_events: int = Field(default=1_000, ge=1)
+    # At least the event hub's XREAD batch (100 per job): one batch is put in every queue at once, so a
+    # smaller buffer would cut off even a client that keeps up.
+    sse_client_buffer_events: int = Field(default=1_000, ge=100)
 
     # Worker
     pool: Literal["cpu", "gpu"] = "cpu"
