@@ -73,7 +73,9 @@ def test_a_slow_subscriber_is_cut_off_and_the_others_get_everything_in_order(
     asyncio.run(scenario())
 
 
-def test_a_cut_off_stream_ends_and_its_client_resumes_without_gaps(redis_server: services.RedisServer) -> None:
+def test_a_cut_off_stream_ends_and_its_client_resumes_without_gaps(
+    redis_server: services.RedisServer,
+) -> None:
     job_id = str(uuid.uuid4())
 
     async def scenario() -> None:
