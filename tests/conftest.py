@@ -9,10 +9,14 @@ import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests import services
+
+if TYPE_CHECKING:
+    from framefleet.config import Settings
 
 TEST_DB = os.environ.get("FRAMEFLEET_TEST_DB", "sqlite")
 
@@ -183,3 +187,19 @@ def tenant_key(test_env: dict[str, str]) -> tuple[str, str]:
     with session_scope() as session:
         raw, _ = create_key(session, tenant=tenant)
     return tenant, raw
+
+
+def fresh_stack_settings(data_dir: Path) -> Settings:
+    """The storage settings a stack started with defaults in `data_dir` has, whatever FRAMEFLEET_* the suite
+    has put in the environment (pydantic-settings would read those first)."""
+    from framefleet.config import Settings
+
+    media = data_dir / "media"
+    return Settings(
+        data_dir=data_dir,
+        storage_roots=[media],
+        output_root=(media / "outputs").as_uri(),
+        s3_roots=[],
+        shared_storage=[],
+        shared_storage_writable=[],
+    )

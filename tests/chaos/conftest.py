@@ -297,5 +297,7 @@ def children(pid: int) -> list[int]:
 
 
 def output_files(stack: Stack, job_id: str) -> list[str]:
-    folder = stack.media / "outputs" / job_id
-    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+    """The files in the job's own output folder, `<output root>/tenants/<its tenant>/<job id>/`."""
+    folders = list((stack.media / "outputs" / "tenants").glob(f"*/{job_id}"))
+    assert len(folders) <= 1, folders
+    return sorted(p.name for p in folders[0].iterdir()) if folders else []

@@ -14,10 +14,10 @@ import pytest
 from framefleet.cli.demo import CLIP_NAME
 from framefleet.cli.jobs import local_input_uri, read_spec
 from framefleet.cli.supervisor import DEMO_TENANT
-from framefleet.config import Settings
 from framefleet.core.spec import JobSpec
 from framefleet.jobs.locations import location_problem
 from framefleet.storage.namespace import namespace_for
+from tests.conftest import fresh_stack_settings
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 SPECS = sorted(EXAMPLES.glob("*.json"))
@@ -41,7 +41,7 @@ def test_example_is_accepted_as_it_is(path: Path, repo_root: Path) -> None:
     raw = read_spec(str(path), cwd=repo_root)
     assert raw["input"] == (repo_root / ".data/media/tenants/demo" / CLIP_NAME).as_uri()
     spec = JobSpec.model_validate(raw)
-    settings = Settings(data_dir=repo_root / ".data")
+    settings = fresh_stack_settings(repo_root / ".data")
     assert location_problem(spec, namespace_for(settings, DEMO_TENANT)) is None
 
 

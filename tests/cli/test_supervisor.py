@@ -23,7 +23,7 @@ import pytest
 
 from framefleet.cli.supervisor import ensure_demo_key, prepare_storage, write_secret
 from framefleet.config import Settings
-from tests.conftest import make_clip
+from tests.conftest import fresh_stack_settings, make_clip
 from tests.services import free_port, wait_until
 
 START_TIMEOUT = 150
@@ -315,7 +315,7 @@ def test_prepare_storage_makes_a_fresh_data_dir_ready(tmp_path: Path) -> None:
     from framefleet.storage import backend_for
     from framefleet.storage.base import StorageUnavailable
 
-    settings = Settings(data_dir=tmp_path / "fresh")
+    settings = fresh_stack_settings(tmp_path / "fresh")
     media = tmp_path / "fresh" / "media"
     with pytest.raises(StorageUnavailable):
         backend_for(settings.output_root, settings).check()  # what /readyz asks: no media root yet
