@@ -25,6 +25,7 @@ from framefleet.media.filters import (
     fit_picture,
     fps_value,
 )
+from framefleet.media.metadata import tag_args
 from framefleet.media.planning import (
     AUDIO_SOURCE,
     ENCODER_PIX_FMTS,
@@ -367,6 +368,7 @@ def plain_output_args(b: JobBuilder, plan: OutputPlan) -> list[str]:
     if plan.audio != "none":
         assert b.audio is not None
         args += audio_args(plan, b.audio)
+    args += tag_args(plan.output.metadata, audio=plan.audio != "none")
     container = plan.output.container
     if container in AUDIO_ONLY_CONTAINERS:
         args.append("-vn")  # cover art would otherwise be carried into m4a/mp3/flac

@@ -23,6 +23,7 @@ from framefleet.media.filters import (
     pre_audio,
     pre_video,
 )
+from framefleet.media.metadata import STRIP_METADATA
 from framefleet.media.probe import AudioInfo, MediaInfo, VideoInfo
 from framefleet.media.quality import ScoreLogs, stream_metrics, vmaf_model_for
 
@@ -125,8 +126,11 @@ class JobBuilder:
             raise unsupported(f"this worker's ffmpeg has no {name} encoder ({what})")
 
     def add_output(self, args: list[str], path: str) -> int:
-        """Append one output (its options, then its path) and return its index for -dec."""
-        self.outputs_args.append([*args, path])
+        """Append one output (its options, then its path) and return its index for -dec.
+
+        Every output is stripped of the input's metadata first; its own options may then add tags.
+        """
+        self.outputs_args.append([*STRIP_METADATA, *args, path])
         return len(self.outputs_args) - 1
 
     def score_stream(self, score: StreamScore, output: int, stream: int, ref: str) -> None:

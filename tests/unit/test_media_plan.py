@@ -10,6 +10,7 @@ import pytest
 from framefleet.core.spec import JobSpec
 from framefleet.media.capabilities import CPU_ENCODERS, Capabilities
 from framefleet.media.command import JobPlan, plan_job
+from framefleet.media.metadata import STRIP_METADATA
 from framefleet.media.probe import AudioInfo, MediaInfo, VideoInfo
 
 FILTERS = frozenset(
@@ -104,7 +105,9 @@ def output(argv: list[str], path: str) -> list[str]:
             continue
         begin = index + 1  # a bare argument here ends an output
         index += 1
-    return argv[begin:end]
+    # Every output first drops the input's metadata (media/metadata.py); the rest is the output's own.
+    assert argv[begin : begin + len(STRIP_METADATA)] == list(STRIP_METADATA)
+    return argv[begin + len(STRIP_METADATA) : end]
 
 
 def value(args: list[str], flag: str) -> str:

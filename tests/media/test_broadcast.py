@@ -1,0 +1,102 @@
+"""What a broadcaster or streaming platform would reject, on generated sources: metadata that leaks where
+and with what a video was shot, channel layouts lost in the shared sound chain, loudness off target.
+
+Needs only the ffmpeg binary: `pytest tests/media/test_broadcast.py`.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import av
+import pytest
+
+from tests.media.helpers import quiet_ffmpeg, run_plan
+
+pytestmark = pytest.mark.integration
+
+# What the phone source says about itself; none of it may reach an output.
+SECRETS = ("48.8584", "Acme", "Phone9", "SecretComment", "Custom123", "Secret chapter", "SecretHandler")
+VERSION = re.compile(rb"Lav[fc]\d+\.\d+")
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("broadcast")
+
+
+@pytest.fixture(scope="module")
+def phone(ffmpeg: str, folder: Path) -> Path:
+    """1 s of a 'phone video': GPS with altitude, make/model, a comment, a custom tag, a chapter."""
+    chapters = folder / "chapters.txt"
+    chapters.write_text(";FFMETADATA1\n[CHAPTER]\nTIMEBASE=1/1000\nSTART=0\nEND=500\ntitle=Secret chapter\n")
+    path = folder / "phone.mov"
+    quiet_ffmpeg(
+        ffmpeg,
+        *("-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25:duration=1"),
+        *("-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=1"),
+        *("-i", chapters, "-map", "0", "-map", "1", "-map_chapters", "2"),
+        *("-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac"),
+        *("-metadata", "location=+48.8584+002.2945+035.000/"),
+        *("-metadata", "com.apple.quicktime.location.ISO6709=+48.8584+002.2945+035.000/"),
+        *("-metadata", "make=Acme", "-metadata", "model=Phone9", "-metadata", "comment=SecretComment"),
+        *("-metadata", "custom_tag=Custom123", "-metadata:s:v", "handler_name=SecretHandler"),
+        *("-movflags", "use_metadata_tags"),
+        path,
+    )
+    assert sum(path.read_bytes().count(s.encode()) for s in SECRETS) >= len(SECRETS)
+    return path
+
+
+def _tags(path: Path) -> dict[str, str]:
+    """Every tag PyAV reads: the file's, each stream's and each chapter's (prefixed)."""
+    with av.open(str(path)) as container:
+        tags = dict(container.metadata)
+        for stream in container.streams:
+            tags.update({f"s{stream.index}:{k}": v for k, v in stream.metadata.items()})
+        for n, chapter in enumerate(container.chapters()):
+            tags.update({f"c{n}:{k}": v for k, v in chapter["metadata"].items()})
+    return tags
+
+
+def test_outputs_carry_no_input_metadata_and_only_the_tags_asked_for(
+    ffmpeg: str, phone: Path, folder: Path
+) -> None:
+    fast: dict[str, Any] = {"preset": "ultrafast"}
+    body = {
+        "outputs": [
+            {"name": "mp4", "container": "mp4", "video": fast},
+            {"name": "mov", "container": "mov", "video": fast},
+            {"name": "mkv", "container": "mkv", "video": fast},
+            {"name": "webm", "container": "webm"},
+            {"name": "copy", "container": "mp4", "video": {"codec": "copy"}, "audio": {"codec": "copy"}},
+            {
+                "name": "tagged",
+                "container": "mp4",
+                "video": fast,
+                "metadata": {"title": "Launch film", "language": "fre", "copyright": "Example Ltd"},
+            },
+        ],
+        "groups": [
+            {"name": "hls", "type": "hls", "segment_type": "fmp4", "ladder": ["240p"], "preset": "ultrafast"}
+        ],
+    }
+    _, plan, _ = run_plan(ffmpeg, body, phone, folder / "meta")
+    written = [p.path for p in plan.outputs] + sorted((folder / "meta" / "groups" / "hls").iterdir())
+    assert any(p.name.endswith("_init.mp4") for p in written)
+    for path in written:
+        data = path.read_bytes()
+        leaked = [s for s in SECRETS if s.encode() in data]
+        assert not leaked, (path.name, leaked)
+        # A copy holds the input's packets verbatim: its AAC frames carry the source encoder's signature.
+        if path.name != "copy.mp4":
+            assert not VERSION.search(data), (path.name, VERSION.findall(data))
+    for plan_output in plan.outputs:
+        tags = _tags(plan_output.path)
+        if plan_output.output.name != "tagged":
+            assert not [k for k in tags if k.split(":")[-1] in ("location", "make", "model", "comment")], tags
+    tagged = _tags(next(p.path for p in plan.outputs if p.output.name == "tagged"))
+    assert tagged["title"] == "Launch film" and tagged["copyright"] == "Example Ltd"
+    assert tagged["s1:language"] == "fre"
