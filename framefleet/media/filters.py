@@ -369,4 +369,8 @@ def pre_audio(ops: OperationsSpec | None, audio: AudioInfo, assets: Assets) -> t
             raise ValueError("loudness normalisation needs its measuring pass first")
         # loudnorm works at 192 kHz; bring the sound back to its own rate.
         filters += [loudnorm(ops.loudness, assets.loudness), f"aresample={audio.sample_rate}"]
+    if filters:
+        # Pin the shared chain's layout. Its last filter (aresample) could otherwise output any layout, and
+        # the `asplit` after it is negotiated as one: a stereo branch made every branch stereo, 5.1 included.
+        filters.append(filter_text("aformat", [("channel_layouts", audio.layout or f"{audio.channels}c")]))
     return filters, audio

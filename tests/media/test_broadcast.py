@@ -13,6 +13,11 @@ from typing import Any
 import av
 import pytest
 
+from framefleet.core.spec import JobSpec
+from framefleet.media.filters import Assets
+from framefleet.media.loudness import build_loudness_scan, parse_loudnorm
+from framefleet.media.probe import probe
+from framefleet.media.runner import run_ffmpeg
 from tests.media.helpers import quiet_ffmpeg, run_plan
 
 pytestmark = pytest.mark.integration
@@ -100,3 +105,53 @@ def test_outputs_carry_no_input_metadata_and_only_the_tags_asked_for(
     tagged = _tags(next(p.path for p in plan.outputs if p.output.name == "tagged"))
     assert tagged["title"] == "Launch film" and tagged["copyright"] == "Example Ltd"
     assert tagged["s1:language"] == "fre"
+
+
+@pytest.fixture(scope="module")
+def surround(ffmpeg: str, folder: Path) -> Path:
+    """1 s of 5.1 sound at different levels per channel (FLAC in MKV), over a small picture."""
+    path = folder / "surround.mkv"
+    quiet_ffmpeg(
+        ffmpeg,
+        *("-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25:duration=1"),
+        *("-f", "lavfi", "-i", "sine=frequency=300:sample_rate=48000:duration=1"),
+        *("-filter:a", "pan=5.1|c0=0.5*c0|c1=0.5*c0|c2=0.7*c0|c3=0.3*c0|c4=0.25*c0|c5=0.25*c0"),
+        *("-c:v", "libx264", "-preset", "ultrafast", "-c:a", "flac"),
+        path,
+    )
+    return path
+
+
+def _measured(ffmpeg: str, body: dict[str, Any], source: Path) -> Assets:
+    """The loudness pass the worker runs before the encode (nothing when the job has no loudness)."""
+    spec = JobSpec.model_validate({"input": "file:///in.mkv", **body})
+    if spec.operations is None or spec.operations.loudness is None:
+        return Assets()
+    info = probe(source)
+    scan = run_ffmpeg([ffmpeg, *build_loudness_scan(spec, info, source)], on_progress=None, duration=None)
+    assert scan.returncode == 0, scan.stderr_tail
+    return Assets(loudness=parse_loudnorm(scan.stderr_tail))
+
+
+@pytest.mark.parametrize("loudness", [False, True], ids=["plain", "loudness"])
+def test_each_output_keeps_its_own_channel_layout(
+    ffmpeg: str, surround: Path, folder: Path, loudness: bool
+) -> None:
+    body: dict[str, Any] = {
+        "outputs": [
+            {"name": "surround", "container": "mkv", "video": {"codec": "none"}, "audio": {"codec": "aac"}},
+            {"name": "stereo", "container": "m4a", "audio": {"channels": 2}},
+            {"name": "mono", "container": "mp3", "audio": {"channels": 1}},
+        ]
+    }
+    if loudness:
+        body["operations"] = {"loudness": {"integrated": -23}}
+    _, plan, _ = run_plan(
+        ffmpeg, body, surround, folder / f"layouts-{loudness}", assets=_measured(ffmpeg, body, surround)
+    )
+    found = {}
+    for output in plan.outputs:
+        with av.open(str(output.path)) as container:
+            stream = container.streams.audio[0]
+            found[output.output.name] = (stream.codec_context.channels, stream.codec_context.layout.name)
+    assert found == {"surround": (6, "5.1"), "stereo": (2, "stereo"), "mono": (1, "mono")}
