@@ -8,7 +8,7 @@ the picture as displayed (after the rotation recorded in the file), before an ex
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Literal, Self
+from typing import Annotated, ClassVar, Literal, Self
 
 from pydantic import Field, field_validator, model_validator
 
@@ -135,11 +135,18 @@ class SubtitlesSpec(Strict):
 
 
 class LoudnessSpec(Strict):
-    """Two-pass EBU R128 normalisation (ffmpeg loudnorm): measure first, then correct linearly."""
+    """Two-pass EBU R128 normalisation (ffmpeg loudnorm) of each output's own layout: measure, then correct
+    linearly; every normalised stream is measured again (ebur128) and checked against `tolerance`."""
+
+    _added: ClassVar[frozenset[str]] = frozenset({"tolerance", "on_miss"})
 
     integrated: Annotated[float, Field(ge=-70, le=-5)] = -23.0
     true_peak: Annotated[float, Field(ge=-9, le=0)] = -1.0
+    # The least loudness range asked of loudnorm; a wider source's own range is used instead, since loudnorm
+    # gives up its linear correction (and compresses, missing the target) when the source's range is wider.
     lra: Annotated[float, Field(ge=1, le=50)] = 7.0
+    tolerance: Annotated[float, Field(ge=0.1, le=5)] = 0.5  # LU either side of `integrated`
+    on_miss: Literal["warn", "fail"] = "warn"
 
 
 class ChannelMixSpec(Strict):

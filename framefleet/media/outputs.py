@@ -299,7 +299,7 @@ def plan_audio(plan: OutputPlan, b: JobBuilder) -> None:
                 f"output {output.name!r}: {output.container.value} cannot hold the input's "
                 f"{b.audio.codec} audio by copy; choose an audio codec to re-encode"
             )
-        if b.audio_pre:
+        if b.audio_pre or b.loudness is not None:
             raise unsupported(
                 f"output {output.name!r} copies the audio, but the job's operations change the sound; "
                 "choose an audio codec to re-encode"
@@ -313,6 +313,7 @@ def plan_audio(plan: OutputPlan, b: JobBuilder) -> None:
     plan.audio = "encode"
     rate, channels = audio_target(codec, output.audio.sample_rate, output.audio.channels, b.audio)
     plan.audio_filters = audio_filters(codec, rate, channels, b.audio)
+    plan.audio_filters += b.loudness_tail(output.name or f"output{plan.index}", channels, rate)
 
 
 def hvc1_tag(plan: OutputPlan, info: MediaInfo) -> list[str]:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from framefleet.core.failures import FailureClass, JobFailure
+from framefleet.core.operations import LoudnessSpec
 from framefleet.core.spec import AudioCodec, Fallback, JobSpec, PixFmt, QualitySpec, VideoCodec
 from framefleet.media.capabilities import CPU_ENCODERS, Capabilities
 from framefleet.media.encoders import (
@@ -20,6 +21,7 @@ from framefleet.media.encoders import (
 from framefleet.media.filters import (
     Assets,
     PreVideo,
+    loudness_chain,
     pre_audio,
     pre_video,
 )
@@ -65,6 +67,15 @@ class StreamScore:
         return bool(self.quality.metrics)
 
 
+@dataclass(frozen=True)
+class LoudnessCheck:
+    """One normalised sound stream and where its ebur128 readings are written."""
+
+    name: str
+    meter: Path
+    spec: LoudnessSpec
+
+
 class JobBuilder:
     """Accumulates one job's inputs, graph chains and outputs, keeping output indexes for -dec."""
 
@@ -102,8 +113,23 @@ class JobBuilder:
         self.audio: AudioInfo | None = None if self.strip_audio else info.audio
         self.audio_pre: list[str] = []
         if self.audio is not None:
-            self.audio_pre, self.audio = pre_audio(ops, self.audio, assets)
+            self.audio_pre, self.audio = pre_audio(ops, self.audio)
+        self.loudness = ops.loudness if ops is not None and self.audio is not None else None
+        self.loudness_checks: list[LoudnessCheck] = []
         self.gpu_frames = False
+
+    def loudness_tail(self, name: str, channels: int, rate: int) -> list[str]:
+        """Normalisation and metering at the end of the sound branch of `name` (nothing without loudness)."""
+        if self.loudness is None:
+            return []
+        if self.assets.loudness is None:
+            raise ValueError("loudness normalisation needs its measuring pass first")
+        safe = name.replace("/", "__")
+        meter = self.workdir / "loudness" / f"{safe}.r128.txt"
+        chain = loudness_chain(self.loudness, self.assets.loudness, channels, rate, meter)
+        if chain:
+            self.loudness_checks.append(LoudnessCheck(name, meter, self.loudness))
+        return chain
 
     def family_for(self, enc: VideoEncode, what: str) -> Family:
         """The hardware family for one encoded stream, or the CPU when the spec's fallback allows it."""

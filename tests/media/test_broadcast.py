@@ -7,6 +7,7 @@ Needs only the ffmpeg binary: `pytest tests/media/test_broadcast.py`.
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from framefleet.core.spec import JobSpec
 from framefleet.media.filters import Assets
 from framefleet.media.loudness import build_loudness_scan, parse_loudnorm
 from framefleet.media.probe import probe
+from framefleet.media.results import collect_results
 from framefleet.media.runner import run_ffmpeg
 from tests.media.helpers import quiet_ffmpeg, run_plan
 
@@ -114,8 +116,8 @@ def surround(ffmpeg: str, folder: Path) -> Path:
     quiet_ffmpeg(
         ffmpeg,
         *("-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25:duration=1"),
-        *("-f", "lavfi", "-i", "sine=frequency=300:sample_rate=48000:duration=1"),
-        *("-filter:a", "pan=5.1|c0=0.5*c0|c1=0.5*c0|c2=0.7*c0|c3=0.3*c0|c4=0.25*c0|c5=0.25*c0"),
+        *("-f", "lavfi", "-i", "sine=frequency=300:sample_rate=48000:duration=2"),
+        *("-shortest", "-filter:a", "pan=5.1|c0=0.5*c0|c1=0.5*c0|c2=0.7*c0|c3=0.3*c0|c4=0.25*c0|c5=0.25*c0"),
         *("-c:v", "libx264", "-preset", "ultrafast", "-c:a", "flac"),
         path,
     )
@@ -155,3 +157,67 @@ def test_each_output_keeps_its_own_channel_layout(
             stream = container.streams.audio[0]
             found[output.output.name] = (stream.codec_context.channels, stream.codec_context.layout.name)
     assert found == {"surround": (6, "5.1"), "stereo": (2, "stereo"), "mono": (1, "mono")}
+
+
+def _r128(ffmpeg: str, path: Path) -> tuple[float, float, float]:
+    """(integrated LUFS, LRA, true peak dBFS) of a file's first sound stream, from ebur128's summary."""
+    meter = ("-map", "0:a:0", "-af", "ebur128=peak=true", "-f", "null", "-")
+    result = subprocess.run(
+        [ffmpeg, "-hide_banner", "-nostats", "-i", str(path), *meter],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    summary = result.stderr[result.stderr.rindex("Summary:") :]
+    value = {k: float(re.search(rf"{k}:\s+(-?[\d.]+|-inf)", summary).group(1)) for k in ("I", "LRA", "Peak")}  # type: ignore[union-attr]
+    return value["I"], value["LRA"], value["Peak"]
+
+
+def test_each_layout_is_normalised_on_its_own_and_measured(ffmpeg: str, surround: Path, folder: Path) -> None:
+    body: dict[str, Any] = {
+        "outputs": [
+            {"name": "surround", "container": "mkv", "video": {"codec": "none"}, "audio": {"codec": "aac"}},
+            {"name": "stereo", "container": "m4a", "audio": {"channels": 2}},
+        ],
+        "groups": [
+            {"name": "hls", "type": "hls", "ladder": ["240p"], "preset": "ultrafast", "segment_seconds": 1}
+        ],
+        "operations": {"loudness": {"integrated": -23}},
+    }
+    assets = _measured(ffmpeg, body, surround)
+    assert set(assets.loudness or {}) == {2, 6}
+    # The downmix is louder than the 5.1 mix it comes from: one correction cannot fit both.
+    assert (assets.loudness or {})[2]["input_i"] - (assets.loudness or {})[6]["input_i"] > 2
+    spec, plan, _ = run_plan(ffmpeg, body, surround, folder / "loud-layouts", assets=assets)
+    for output in plan.outputs:
+        integrated, _, _ = _r128(ffmpeg, output.path)
+        assert integrated == pytest.approx(-23, abs=0.5), output.output.name
+    results = collect_results(plan, spec, "file:///pub/j")
+    loudness = {r.name: (r.metrics or {}).get("loudness") for r in results.rows if r.kind != "rendition"}
+    assert set(loudness) >= {"surround", "stereo", "hls/aac_128k"}, loudness
+    for name in ("surround", "stereo", "hls/aac_128k"):
+        reading = loudness[name]
+        assert reading is not None and reading["within_tolerance"], (name, reading)
+        assert reading["integrated_lufs"] == pytest.approx(-23, abs=0.5)
+        assert reading["true_peak_dbtp"] <= -1 + 0.3 and reading["lra_lu"] >= 0
+
+
+def test_a_wide_range_source_still_reaches_its_target_linearly(ffmpeg: str, folder: Path) -> None:
+    """5 s quiet then 5 s loud: LRA ~17.5 LU, far over the default target range of 7."""
+    wide = folder / "wide.flac"
+    quiet_ffmpeg(
+        ffmpeg,
+        *("-f", "lavfi", "-i", "aevalsrc='(0.012*lt(t,5)+0.09*gte(t,5))*sin(2*PI*440*t)':s=48000:d=10"),
+        *("-c:a", "flac", wide),
+    )
+    body: dict[str, Any] = {
+        "outputs": [{"name": "wide", "container": "m4a"}],
+        "operations": {"loudness": {"integrated": -23}},
+    }
+    assets = _measured(ffmpeg, body, wide)
+    assert (assets.loudness or {})[1]["input_lra"] > 15
+    spec, plan, _ = run_plan(ffmpeg, body, wide, folder / "wide", assets=assets)
+    integrated, lra, _ = _r128(ffmpeg, plan.outputs[0].path)
+    assert integrated == pytest.approx(-23, abs=0.5) and lra > 15  # linear: the range is kept
+    reading = (collect_results(plan, spec, "file:///pub/j").rows[0].metrics or {})["loudness"]
+    assert reading["within_tolerance"] and reading["integrated_lufs"] == pytest.approx(integrated, abs=0.3)
