@@ -19,8 +19,9 @@ MAX_SECONDS = 7 * 24 * 3600.0
 
 class Deinterlace(StrEnum):
     off = "off"
-    auto = "auto"  # only frames the decoder marks as interlaced
+    auto = "auto"  # when the probe finds interlacing: only frames the decoder marks as interlaced
     on = "on"  # every frame
+    field_rate = "field_rate"  # when the probe finds interlacing: one frame per field (50i -> 50p)
 
 
 class Denoise(StrEnum):
@@ -180,7 +181,8 @@ class OperationsSpec(Strict):
     crop: CropSpec | None = None
     rotate: Literal[0, 90, 180, 270] = 0
     auto_rotate: bool = True
-    deinterlace: Deinterlace = Deinterlace.off
+    # Interlaced sources are deinterlaced unless asked not to: every output is progressive.
+    deinterlace: Deinterlace = Deinterlace.auto
     denoise: Denoise | None = None
     watermark: WatermarkSpec | None = None
     subtitles: SubtitlesSpec | None = None

@@ -152,6 +152,7 @@ class PreVideo:
     video: VideoInfo | None = None  # the picture after the operations (what every output starts from)
     notes: dict[str, object] = field(default_factory=dict)
     filters: set[str] = field(default_factory=set)
+    edited: bool = False  # an operation changes the picture (so the video cannot be copied)
 
 
 def _deinterlace(mode: Deinterlace, video: VideoInfo) -> str | None:
@@ -160,6 +161,9 @@ def _deinterlace(mode: Deinterlace, video: VideoInfo) -> str | None:
     if mode is Deinterlace.auto and video.interlaced:
         # Only the frames flagged interlaced are touched: mixed sources keep their progressive parts.
         return "bwdif=mode=send_frame:parity=auto:deint=interlaced"
+    if mode is Deinterlace.field_rate and video.interlaced:
+        # Every frame gives two, so the rate stays constant (50i -> 50p) even where frames are progressive.
+        return "bwdif=mode=send_field:parity=auto:deint=all"
     return None
 
 
@@ -225,12 +229,14 @@ def pre_video(
     if ops is not None and not ops.auto_rotate:
         width, height = video.width, video.height  # the recorded rotation is ignored
     if ops is None:
-        pre.video = _as_shown(video, width, height)
-        return pre
+        ops = OperationsSpec()  # the defaults, deinterlacing included
     filters: list[str] = []
+    fps = video.fps
     if (deint := _deinterlace(ops.deinterlace, video)) is not None:
         filters.append(deint)
-        pre.notes["deinterlaced"] = True
+        pre.notes["deinterlaced"] = ops.deinterlace.value
+        if ops.deinterlace is Deinterlace.field_rate and fps is not None:
+            fps *= 2
     crop, width, height = _crop(ops, width, height)
     if crop is not None:
         filters.append(crop)
@@ -274,7 +280,15 @@ def pre_video(
         label = "vpre"
     pre.chains = chains
     pre.label = label
-    pre.video = replace(_as_shown(video, width, height), pix_fmt=pix_fmt)
+    pre.video = replace(
+        _as_shown(video, width, height),
+        pix_fmt=pix_fmt,
+        fps=fps,
+        interlaced=video.interlaced and deint is None,
+    )
+    # Only automatic deinterlacing leaves a stream copy possible: the copy keeps the source's fields.
+    only_auto = ops.deinterlace is Deinterlace.auto and chains == [f"[{source}]{deint}[vpre]"]
+    pre.edited = bool(chains) and not only_auto
     pre.filters = filter_names(";".join(chains))
     return pre
 

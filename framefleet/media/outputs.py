@@ -237,7 +237,7 @@ def plan_video(plan: OutputPlan, b: JobBuilder) -> None:
                 f"output {output.name!r}: {output.container.value} cannot hold the input's "
                 f"{video.codec} video by copy; choose a video codec to re-encode"
             )
-        if b.pre is not None and b.pre.chains:
+        if b.pre is not None and b.pre.edited:
             raise unsupported(
                 f"output {output.name!r} copies the video, but the job's operations change the picture; "
                 "choose a video codec to re-encode"

@@ -20,7 +20,7 @@ from framefleet.media.loudness import build_loudness_scan, parse_loudnorm
 from framefleet.media.probe import probe
 from framefleet.media.results import collect_results
 from framefleet.media.runner import run_ffmpeg
-from tests.media.helpers import quiet_ffmpeg, run_plan
+from tests.media.helpers import frames, quiet_ffmpeg, run_plan
 
 pytestmark = pytest.mark.integration
 
@@ -221,3 +221,54 @@ def test_a_wide_range_source_still_reaches_its_target_linearly(ffmpeg: str, fold
     assert integrated == pytest.approx(-23, abs=0.5) and lra > 15  # linear: the range is kept
     reading = (collect_results(plan, spec, "file:///pub/j").rows[0].metrics or {})["loudness"]
     assert reading["within_tolerance"] and reading["integrated_lufs"] == pytest.approx(integrated, abs=0.3)
+
+
+def _idet(ffmpeg: str, path: Path) -> dict[str, int]:
+    """idet's multi-frame verdicts on a file's pictures: combing shows as TFF/BFF frames."""
+    result = subprocess.run(
+        [ffmpeg, "-hide_banner", "-nostats", "-i", str(path), "-vf", "idet", "-an", "-f", "null", "-"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    line = result.stderr[result.stderr.rindex("Multi frame detection:") :].splitlines()[0]
+    return {k: int(v) for k, v in re.findall(r"(TFF|BFF|Progressive|Undetermined):\s*(\d+)", line)}
+
+
+def test_interlaced_sources_are_deinterlaced_by_default(ffmpeg: str, folder: Path) -> None:
+    """25i made from 50p motion (two moments per frame): coded progressive without bwdif, it is combed."""
+    source = folder / "interlaced.mp4"
+    quiet_ffmpeg(
+        ffmpeg,
+        *("-f", "lavfi", "-i", "testsrc2=size=320x240:rate=50:duration=2,tinterlace=mode=interleave_top"),
+        *("-vf", "setfield=tff", "-c:v", "libx264", "-preset", "ultrafast", "-qp", "10"),
+        *("-flags", "+ilme+ildct", "-x264-params", "tff=1", source),
+    )
+    assert probe(source).video.interlaced  # type: ignore[union-attr]
+    assert _idet(ffmpeg, source)["TFF"] > 30
+    body: dict[str, Any] = {
+        "outputs": [
+            {"name": "p", "container": "mp4", "video": {"preset": "ultrafast", "crf": 10}},
+            {"name": "copy", "container": "mkv", "video": {"codec": "copy"}},  # still allowed: fields kept
+        ],
+        "groups": [
+            {"name": "hls", "type": "hls", "ladder": ["240p"], "preset": "ultrafast", "segment_seconds": 1}
+        ],
+    }
+    _, plan, _ = run_plan(ffmpeg, body, source, folder / "deint")
+    assert plan.notes.get("deinterlaced") == "auto"
+    progressive = plan.outputs[0].path
+    verdict = _idet(ffmpeg, progressive)
+    assert verdict["Progressive"] > 40 and verdict["TFF"] + verdict["BFF"] < 10, verdict
+    assert len(frames(progressive)) == 50
+    rung = folder / "deint" / "groups" / "hls" / "240p.m3u8"
+    verdict = _idet(ffmpeg, rung)
+    assert verdict["TFF"] + verdict["BFF"] < 10, verdict
+    # Field rate: one picture per field, 50p from 25i.
+    body = {
+        "outputs": [{"name": "f", "container": "mp4", "video": {"preset": "ultrafast"}}],
+        "operations": {"deinterlace": "field_rate"},
+    }
+    _, plan, _ = run_plan(ffmpeg, body, source, folder / "field-rate")
+    out = probe(plan.outputs[0].path).video
+    assert out is not None and out.fps == pytest.approx(50) and len(frames(plan.outputs[0].path)) == 100

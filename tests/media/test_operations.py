@@ -129,7 +129,7 @@ def test_deinterlace_detected_and_denoise(ffmpeg: str, folder: Path) -> None:
         "operations": {"deinterlace": "auto", "denoise": "medium"},
     }
     plan, paths = encode(ffmpeg, body, interlaced, folder / "deint")
-    assert plan.notes.get("deinterlaced") is True
+    assert plan.notes.get("deinterlaced") == "auto"
     assert "bwdif=mode=send_frame:parity=auto:deint=interlaced,hqdn3d=4:3:6:4.5" in " ".join(plan.argv)
     pictures = frames(paths["p"])
     assert len(pictures) == 50 and not any(f.interlaced_frame for f in pictures)
