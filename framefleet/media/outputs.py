@@ -374,6 +374,10 @@ def plain_output_args(b: JobBuilder, plan: OutputPlan) -> list[str]:
     if container in AUDIO_ONLY_CONTAINERS:
         args.append("-vn")  # cover art would otherwise be carried into m4a/mp3/flac
     args += ["-f", MUXERS[container]]
+    if container in (Container.webm, Container.mkv):
+        # The seek index before the clusters, as faststart does for MP4: a browser seeks without first
+        # fetching the end of the file.
+        args += ["-cues_to_front", "1"]
     if container in FASTSTART:
         flags = "+faststart"
         if plan.video != "none":

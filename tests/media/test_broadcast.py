@@ -272,3 +272,41 @@ def test_interlaced_sources_are_deinterlaced_by_default(ffmpeg: str, folder: Pat
     _, plan, _ = run_plan(ffmpeg, body, source, folder / "field-rate")
     out = probe(plan.outputs[0].path).video
     assert out is not None and out.fps == pytest.approx(50) and len(frames(plan.outputs[0].path)) == 100
+
+
+def test_webm_and_mkv_put_their_seek_index_before_the_media(ffmpeg: str, phone: Path, folder: Path) -> None:
+    body: dict[str, Any] = {
+        "outputs": [
+            {"name": "web", "container": "webm", "video": {"preset": "ultrafast"}},
+            {"name": "mkv", "container": "mkv", "video": {"preset": "ultrafast"}},
+        ]
+    }
+    _, plan, _ = run_plan(ffmpeg, body, phone, folder / "cues")
+    for output in plan.outputs:
+        order = _segment_children(output.path.read_bytes())
+        assert "cues" in order and order.index("cues") < order.index("cluster"), (output.output.name, order)
+
+
+def _vint(data: bytes, at: int, *, keep_marker: bool) -> tuple[int, int]:
+    """An EBML variable-length integer at `at`: (value, length)."""
+    first = data[at]
+    length = 8 - first.bit_length() + 1
+    value = first if keep_marker else first & (0xFF >> length)
+    for byte in data[at + 1 : at + length]:
+        value = value << 8 | byte
+    return value, length
+
+
+def _segment_children(data: bytes) -> list[str]:
+    """The top-level elements of a Matroska Segment, in file order (only the ones this test names)."""
+    names = {0x1C53BB6B: "cues", 0x1F43B675: "cluster", 0x114D9B74: "seekhead", 0x1654AE6B: "tracks"}
+    at, order = 0, []
+    while at < len(data):
+        element, n = _vint(data, at, keep_marker=True)
+        size, m = _vint(data, at + n, keep_marker=False)
+        at += n + m
+        if element == 0x18538067:  # Segment: walk into it
+            continue
+        order.append(names.get(element, hex(element)))
+        at += size
+    return order

@@ -192,6 +192,8 @@ def test_copy_maps_input_streams_without_filtering() -> None:
         "copy",
         "-f",
         "matroska",
+        "-cues_to_front",
+        "1",
     ]
 
 
