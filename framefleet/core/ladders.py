@@ -89,7 +89,8 @@ RATE_FACTOR: dict[VideoCodec, float] = {
 }
 PEAK_FACTOR = 1.5  # named rungs: maxrate = 1.5 x target, VBV buffer = 2 x target
 VIDEO_CODECS: dict[tuple[GroupType, SegmentType], frozenset[VideoCodec]] = {
-    (GroupType.hls, SegmentType.ts): frozenset({VideoCodec.h264, VideoCodec.hevc}),
+    # HEVC in MPEG-TS is not part of HLS for Apple's players (they need fMP4 with an hvc1 sample entry).
+    (GroupType.hls, SegmentType.ts): frozenset({VideoCodec.h264}),
     (GroupType.hls, SegmentType.fmp4): frozenset({VideoCodec.h264, VideoCodec.hevc, VideoCodec.av1}),
     (GroupType.dash, SegmentType.fmp4): frozenset(
         {VideoCodec.h264, VideoCodec.hevc, VideoCodec.av1, VideoCodec.vp9}
@@ -273,7 +274,8 @@ class GroupSpec(Strict):
         key = (self.type, self.segment_type or SegmentType.fmp4)
         allowed = ", ".join(sorted(c.value for c in VIDEO_CODECS[key]))
         kind = f"{self.type.value} ({key[1].value} segments)"
-        return f"{kind} cannot carry {codec} video; use one of {allowed}"
+        hint = "; or set segment_type fmp4" if key == (GroupType.hls, SegmentType.ts) else ""
+        return f"{kind} cannot carry {codec} video; use one of {allowed}{hint}"
 
     def _check_audio(self, taken: set[str]) -> None:
         if self.audio is None:

@@ -8,7 +8,7 @@ the picture as displayed (after the rotation recorded in the file), before an ex
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Literal, Self
+from typing import Annotated, ClassVar, Literal, Self
 
 from pydantic import Field, field_validator, model_validator
 
@@ -19,8 +19,9 @@ MAX_SECONDS = 7 * 24 * 3600.0
 
 class Deinterlace(StrEnum):
     off = "off"
-    auto = "auto"  # only frames the decoder marks as interlaced
+    auto = "auto"  # when the probe finds interlacing: only frames the decoder marks as interlaced
     on = "on"  # every frame
+    field_rate = "field_rate"  # when the probe finds interlacing: one frame per field (50i -> 50p)
 
 
 class Denoise(StrEnum):
@@ -135,11 +136,18 @@ class SubtitlesSpec(Strict):
 
 
 class LoudnessSpec(Strict):
-    """Two-pass EBU R128 normalisation (ffmpeg loudnorm): measure first, then correct linearly."""
+    """Two-pass EBU R128 normalisation (ffmpeg loudnorm) of each output's own layout: measure, then correct
+    linearly; every normalised stream is measured again (ebur128) and checked against `tolerance`."""
+
+    _added: ClassVar[frozenset[str]] = frozenset({"tolerance", "on_miss"})
 
     integrated: Annotated[float, Field(ge=-70, le=-5)] = -23.0
     true_peak: Annotated[float, Field(ge=-9, le=0)] = -1.0
+    # The least loudness range asked of loudnorm; a wider source's own range is used instead, since loudnorm
+    # gives up its linear correction (and compresses, missing the target) when the source's range is wider.
     lra: Annotated[float, Field(ge=1, le=50)] = 7.0
+    tolerance: Annotated[float, Field(ge=0.1, le=5)] = 0.5  # LU either side of `integrated`
+    on_miss: Literal["warn", "fail"] = "warn"
 
 
 class ChannelMixSpec(Strict):
@@ -173,7 +181,8 @@ class OperationsSpec(Strict):
     crop: CropSpec | None = None
     rotate: Literal[0, 90, 180, 270] = 0
     auto_rotate: bool = True
-    deinterlace: Deinterlace = Deinterlace.off
+    # Interlaced sources are deinterlaced unless asked not to: every output is progressive.
+    deinterlace: Deinterlace = Deinterlace.auto
     denoise: Denoise | None = None
     watermark: WatermarkSpec | None = None
     subtitles: SubtitlesSpec | None = None

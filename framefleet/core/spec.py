@@ -12,6 +12,7 @@ core/specbase.py), so existing specs keep validating with the same meaning.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from enum import StrEnum
 from typing import Annotated, ClassVar, Literal, Self
@@ -75,6 +76,7 @@ __all__ = [
     "Metric",
     "OperationsSpec",
     "OutputSpec",
+    "OutputTag",
     "PixFmt",
     "PosterSpec",
     "Preset",
@@ -197,8 +199,18 @@ class AudioSpec(Strict):
         return self
 
 
+ISO639_2 = re.compile(r"^[a-z]{3}$")
+
+
+# The tags an output may carry: nothing else from the input or the encoders reaches a file. `language` is
+# the output's sound's; the others are the file's.
+OutputTag = Literal[
+    "title", "comment", "description", "copyright", "artist", "album", "date", "genre", "language"
+]
+
+
 class OutputSpec(Strict):
-    _added: ClassVar[frozenset[str]] = frozenset({"overwrite"})
+    _added: ClassVar[frozenset[str]] = frozenset({"overwrite", "metadata"})
 
     name: Name | None = None
     container: Container
@@ -207,10 +219,20 @@ class OutputSpec(Strict):
     destination: Destination | None = None
     # Whether this output may replace a file already at its destination (one this job did not write).
     overwrite: bool = False
+    # Tags written into the file; every tag of the input (location, device, comments...) is stripped.
+    metadata: Annotated[dict[OutputTag, Annotated[str, Field(max_length=512)]], Field(max_length=16)] = Field(
+        default_factory=dict
+    )
 
     @model_validator(mode="after")
     def _normalise(self) -> Self:
         check_overwrite(self.destination, self.overwrite)
+        language = self.metadata.get("language")
+        # MP4, MOV, MKV and TS carry ISO 639-2 codes; ffmpeg silently drops anything else.
+        if language is not None and not ISO639_2.match(language):
+            raise spec_error(
+                "language", "must be an ISO 639-2 code such as eng, fre or deu", "metadata.language"
+            )
         container = self.container
         if self.video.codec is None:
             self.video.codec = DEFAULT_VIDEO[container]

@@ -60,6 +60,7 @@ from framefleet.media.planning import (
     AUDIO_SOURCE,
     GLOBAL_ARGS,
     JobBuilder,
+    LoudnessCheck,
     StreamScore,
     require_filters,
     score_for,
@@ -100,12 +101,13 @@ class JobPlan:
     scores: list[StreamScore]
     duration: float | None
     notes: dict[str, Any] = field(default_factory=dict)
+    loudness: list[LoudnessCheck] = field(default_factory=list)
 
     def folders(self) -> list[Path]:
         """Folders ffmpeg writes into, to create before it runs."""
         found = [p.path if p.output.container is Container.images else p.path.parent for p in self.outputs]
         found += [g.folder for g in self.groups] + [p.folder for p in self.pictures]
-        found += [s.logs.unified.parent for s in self.scores]
+        found += [s.logs.unified.parent for s in self.scores] + [c.meter.parent for c in self.loudness]
         return sorted(set(found))
 
     def prepare(self) -> None:
@@ -294,7 +296,7 @@ def plan_job(
     notes = dict(b.notes)
     if b.gpu_frames:
         notes["gpu_frames"] = True
-    return JobPlan(args, outputs, groups, pictures, b.scores, duration, notes)
+    return JobPlan(args, outputs, groups, pictures, b.scores, duration, notes, b.loudness_checks)
 
 
 def picture_label(picture: PicturePlan) -> str:

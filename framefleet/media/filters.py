@@ -138,7 +138,8 @@ class Assets:
     watermark: Path | None = None
     watermark_size: tuple[int, int] | None = None
     subtitles: Path | None = None
-    loudness: dict[str, float] | None = None  # loudnorm's first-pass measurement ({} for silence)
+    # loudnorm's first-pass measurement for each final channel count ({} for one that is silent)
+    loudness: dict[int, dict[str, float]] | None = None
 
 
 @dataclass
@@ -151,6 +152,7 @@ class PreVideo:
     video: VideoInfo | None = None  # the picture after the operations (what every output starts from)
     notes: dict[str, object] = field(default_factory=dict)
     filters: set[str] = field(default_factory=set)
+    edited: bool = False  # an operation changes the picture (so the video cannot be copied)
 
 
 def _deinterlace(mode: Deinterlace, video: VideoInfo) -> str | None:
@@ -159,6 +161,9 @@ def _deinterlace(mode: Deinterlace, video: VideoInfo) -> str | None:
     if mode is Deinterlace.auto and video.interlaced:
         # Only the frames flagged interlaced are touched: mixed sources keep their progressive parts.
         return "bwdif=mode=send_frame:parity=auto:deint=interlaced"
+    if mode is Deinterlace.field_rate and video.interlaced:
+        # Every frame gives two, so the rate stays constant (50i -> 50p) even where frames are progressive.
+        return "bwdif=mode=send_field:parity=auto:deint=all"
     return None
 
 
@@ -224,12 +229,14 @@ def pre_video(
     if ops is not None and not ops.auto_rotate:
         width, height = video.width, video.height  # the recorded rotation is ignored
     if ops is None:
-        pre.video = _as_shown(video, width, height)
-        return pre
+        ops = OperationsSpec()  # the defaults, deinterlacing included
     filters: list[str] = []
+    fps = video.fps
     if (deint := _deinterlace(ops.deinterlace, video)) is not None:
         filters.append(deint)
-        pre.notes["deinterlaced"] = True
+        pre.notes["deinterlaced"] = ops.deinterlace.value
+        if ops.deinterlace is Deinterlace.field_rate and fps is not None:
+            fps *= 2
     crop, width, height = _crop(ops, width, height)
     if crop is not None:
         filters.append(crop)
@@ -273,7 +280,15 @@ def pre_video(
         label = "vpre"
     pre.chains = chains
     pre.label = label
-    pre.video = replace(_as_shown(video, width, height), pix_fmt=pix_fmt)
+    pre.video = replace(
+        _as_shown(video, width, height),
+        pix_fmt=pix_fmt,
+        fps=fps,
+        interlaced=video.interlaced and deint is None,
+    )
+    # Only automatic deinterlacing leaves a stream copy possible: the copy keeps the source's fields.
+    only_auto = ops.deinterlace is Deinterlace.auto and chains == [f"[{source}]{deint}[vpre]"]
+    pre.edited = bool(chains) and not only_auto
     pre.filters = filter_names(";".join(chains))
     return pre
 
@@ -340,7 +355,12 @@ def channel_mix(spec: ChannelMixSpec, audio: AudioInfo) -> str:
 
 def loudnorm(spec: LoudnessSpec, measured: dict[str, float] | None) -> str:
     """loudnorm's first (measuring) pass without `measured`, its second (linear) pass with it."""
-    options = [("I", num(spec.integrated)), ("TP", num(spec.true_peak)), ("LRA", num(spec.lra))]
+    lra = spec.lra
+    if measured is not None:
+        # loudnorm only corrects linearly when the source's range fits the target range; otherwise it falls
+        # back to dynamic compression and misses the target (a -27.9 LUFS, LRA 17.9 source stayed at -27.8).
+        lra = min(50.0, max(lra, math.ceil(measured["input_lra"] * 10 + 1) / 10))
+    options = [("I", num(spec.integrated)), ("TP", num(spec.true_peak)), ("LRA", num(lra))]
     if measured is None:
         options.append(("print_format", "json"))
     else:
@@ -355,8 +375,36 @@ def loudnorm(spec: LoudnessSpec, measured: dict[str, float] | None) -> str:
     return filter_text("loudnorm", options)
 
 
-def pre_audio(ops: OperationsSpec | None, audio: AudioInfo, assets: Assets) -> tuple[list[str], AudioInfo]:
-    """Filters every sound output shares, and the sound they produce."""
+def layout_name(channels: int) -> str:
+    """The standard layout of a channel count, in words ffmpeg reads (`6c` for one without a name)."""
+    return MIX_LAYOUTS.get(channels) or f"{channels}c"
+
+
+def loudness_chain(
+    spec: LoudnessSpec, measured: dict[int, dict[str, float]], channels: int, rate: int, meter: Path
+) -> list[str]:
+    """The tail of one sound branch: loudnorm for its final layout, then an ebur128 meter whose readings go
+    to `meter` (the last frame's integrated loudness, range and true peaks are the stream's)."""
+    found = measured.get(channels)
+    if not found:  # {}: this layout measured silent, nothing to correct or to check
+        return []
+    layout = layout_name(channels)
+    return [
+        # loudnorm works at 192 kHz; bring the sound back to the rate and layout the encoder gets.
+        loudnorm(spec, found),
+        f"aresample={rate}",
+        f"aformat=channel_layouts={layout}",
+        "ebur128=peak=true:metadata=1",
+        filter_text("ametadata", [("mode", "print"), ("file", str(meter))]),
+    ]
+
+
+def pre_audio(ops: OperationsSpec | None, audio: AudioInfo) -> tuple[list[str], AudioInfo]:
+    """Filters every sound output shares, and the sound they produce.
+
+    Loudness is not among them: a downmix changes loudness (a 5.1 mix at -23 LUFS is about -20.6 as
+    stereo), so each output's branch normalises its own final layout (loudness_chain).
+    """
     if ops is None:
         return [], audio
     filters: list[str] = []
@@ -364,9 +412,8 @@ def pre_audio(ops: OperationsSpec | None, audio: AudioInfo, assets: Assets) -> t
         filters.append(channel_mix(ops.channel_mix, audio))
         channels = MIX_CHANNELS[ops.channel_mix.layout]
         audio = replace(audio, channels=channels, layout=MIX_LAYOUTS[channels])
-    if ops.loudness is not None and assets.loudness != {}:  # {}: measured silent, nothing to correct
-        if assets.loudness is None:
-            raise ValueError("loudness normalisation needs its measuring pass first")
-        # loudnorm works at 192 kHz; bring the sound back to its own rate.
-        filters += [loudnorm(ops.loudness, assets.loudness), f"aresample={audio.sample_rate}"]
+    if filters:
+        # Pin the shared chain's layout: the `asplit` after it is negotiated as one, so a branch asking for
+        # stereo could otherwise make every branch stereo, 5.1 included.
+        filters.append(filter_text("aformat", [("channel_layouts", audio.layout or f"{audio.channels}c")]))
     return filters, audio

@@ -25,6 +25,7 @@ from framefleet.media.filters import (
     fit_picture,
     fps_value,
 )
+from framefleet.media.metadata import tag_args
 from framefleet.media.planning import (
     AUDIO_SOURCE,
     ENCODER_PIX_FMTS,
@@ -236,7 +237,7 @@ def plan_video(plan: OutputPlan, b: JobBuilder) -> None:
                 f"output {output.name!r}: {output.container.value} cannot hold the input's "
                 f"{video.codec} video by copy; choose a video codec to re-encode"
             )
-        if b.pre is not None and b.pre.chains:
+        if b.pre is not None and b.pre.edited:
             raise unsupported(
                 f"output {output.name!r} copies the video, but the job's operations change the picture; "
                 "choose a video codec to re-encode"
@@ -298,7 +299,7 @@ def plan_audio(plan: OutputPlan, b: JobBuilder) -> None:
                 f"output {output.name!r}: {output.container.value} cannot hold the input's "
                 f"{b.audio.codec} audio by copy; choose an audio codec to re-encode"
             )
-        if b.audio_pre:
+        if b.audio_pre or b.loudness is not None:
             raise unsupported(
                 f"output {output.name!r} copies the audio, but the job's operations change the sound; "
                 "choose an audio codec to re-encode"
@@ -312,6 +313,7 @@ def plan_audio(plan: OutputPlan, b: JobBuilder) -> None:
     plan.audio = "encode"
     rate, channels = audio_target(codec, output.audio.sample_rate, output.audio.channels, b.audio)
     plan.audio_filters = audio_filters(codec, rate, channels, b.audio)
+    plan.audio_filters += b.loudness_tail(output.name or f"output{plan.index}", channels, rate)
 
 
 def hvc1_tag(plan: OutputPlan, info: MediaInfo) -> list[str]:
@@ -367,10 +369,15 @@ def plain_output_args(b: JobBuilder, plan: OutputPlan) -> list[str]:
     if plan.audio != "none":
         assert b.audio is not None
         args += audio_args(plan, b.audio)
+    args += tag_args(plan.output.metadata, audio=plan.audio != "none")
     container = plan.output.container
     if container in AUDIO_ONLY_CONTAINERS:
         args.append("-vn")  # cover art would otherwise be carried into m4a/mp3/flac
     args += ["-f", MUXERS[container]]
+    if container in (Container.webm, Container.mkv):
+        # The seek index before the clusters, as faststart does for MP4: a browser seeks without first
+        # fetching the end of the file.
+        args += ["-cues_to_front", "1"]
     if container in FASTSTART:
         flags = "+faststart"
         if plan.video != "none":

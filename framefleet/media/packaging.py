@@ -241,6 +241,8 @@ def master_playlist(renditions: list[Rendition], version: int) -> str:
         ]
         if audio:
             attrs.append(f'AUDIO="{AUDIO_GROUP}"')
+        # No rendition carries captions; saying so stops players waiting for CEA-608 in the video.
+        attrs.append("CLOSED-CAPTIONS=NONE")
         lines += ["#EXT-X-STREAM-INF:" + ",".join(attrs), rendition.playlist or ""]
     return "\n".join(lines) + "\n"
 

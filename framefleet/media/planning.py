@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from framefleet.core.failures import FailureClass, JobFailure
+from framefleet.core.operations import LoudnessSpec
 from framefleet.core.spec import AudioCodec, Fallback, JobSpec, PixFmt, QualitySpec, VideoCodec
 from framefleet.media.capabilities import CPU_ENCODERS, Capabilities
 from framefleet.media.encoders import (
@@ -20,9 +21,11 @@ from framefleet.media.encoders import (
 from framefleet.media.filters import (
     Assets,
     PreVideo,
+    loudness_chain,
     pre_audio,
     pre_video,
 )
+from framefleet.media.metadata import STRIP_METADATA
 from framefleet.media.probe import AudioInfo, MediaInfo, VideoInfo
 from framefleet.media.quality import ScoreLogs, stream_metrics, vmaf_model_for
 
@@ -64,6 +67,15 @@ class StreamScore:
         return bool(self.quality.metrics)
 
 
+@dataclass(frozen=True)
+class LoudnessCheck:
+    """One normalised sound stream and where its ebur128 readings are written."""
+
+    name: str
+    meter: Path
+    spec: LoudnessSpec
+
+
 class JobBuilder:
     """Accumulates one job's inputs, graph chains and outputs, keeping output indexes for -dec."""
 
@@ -101,8 +113,23 @@ class JobBuilder:
         self.audio: AudioInfo | None = None if self.strip_audio else info.audio
         self.audio_pre: list[str] = []
         if self.audio is not None:
-            self.audio_pre, self.audio = pre_audio(ops, self.audio, assets)
+            self.audio_pre, self.audio = pre_audio(ops, self.audio)
+        self.loudness = ops.loudness if ops is not None and self.audio is not None else None
+        self.loudness_checks: list[LoudnessCheck] = []
         self.gpu_frames = False
+
+    def loudness_tail(self, name: str, channels: int, rate: int) -> list[str]:
+        """Normalisation and metering at the end of the sound branch of `name` (nothing without loudness)."""
+        if self.loudness is None:
+            return []
+        if self.assets.loudness is None:
+            raise ValueError("loudness normalisation needs its measuring pass first")
+        safe = name.replace("/", "__")
+        meter = self.workdir / "loudness" / f"{safe}.r128.txt"
+        chain = loudness_chain(self.loudness, self.assets.loudness, channels, rate, meter)
+        if chain:
+            self.loudness_checks.append(LoudnessCheck(name, meter, self.loudness))
+        return chain
 
     def family_for(self, enc: VideoEncode, what: str) -> Family:
         """The hardware family for one encoded stream, or the CPU when the spec's fallback allows it."""
@@ -125,8 +152,11 @@ class JobBuilder:
             raise unsupported(f"this worker's ffmpeg has no {name} encoder ({what})")
 
     def add_output(self, args: list[str], path: str) -> int:
-        """Append one output (its options, then its path) and return its index for -dec."""
-        self.outputs_args.append([*args, path])
+        """Append one output (its options, then its path) and return its index for -dec.
+
+        Every output is stripped of the input's metadata first; its own options may then add tags.
+        """
+        self.outputs_args.append([*STRIP_METADATA, *args, path])
         return len(self.outputs_args) - 1
 
     def score_stream(self, score: StreamScore, output: int, stream: int, ref: str) -> None:

@@ -21,6 +21,7 @@ from framefleet.core.failures import FailureClass, JobFailure
 from framefleet.core.spec import Container, JobSpec, PosterSpec, QualitySpec, SpriteSpec, ThumbnailSpec
 from framefleet.media.command import JobPlan
 from framefleet.media.groups import HLS_MASTER, GroupPlan
+from framefleet.media.loudness import check_loudness
 from framefleet.media.outputs import OutputPlan
 from framefleet.media.packaging import PackagedGroup, Rendition, package
 from framefleet.media.planning import StreamScore
@@ -332,6 +333,12 @@ def collect_results(plan: JobPlan, spec: JobSpec, base: str) -> Results:
         found = _pictures(picture, destination, base, plan.duration)
         results.pieces += _allow_replace(found.pieces, deliverable)
         results.rows += found.rows
+    # Raises when a stream misses its loudness target and the spec says to fail; otherwise the reading
+    # (with its verdict) is stored with the output it belongs to.
+    readings = {r.name: r for r in check_loudness(plan.loudness)}
+    for row in results.rows:
+        if row.name in readings:
+            row.metrics = {**(row.metrics or {}), "loudness": readings[row.name].summary()}
     return results
 
 

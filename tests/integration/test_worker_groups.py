@@ -136,5 +136,7 @@ def test_operations_fetch_their_files_from_storage(
     (output,) = job["outputs"]
     assert output["duration_seconds"] == pytest.approx(1.2, abs=0.05)
     assert output["width"] == 320 and output["audio_codec"] == "aac"
+    # The stereo mix, normalised, is measured again (ebur128) and the reading stored with the output.
+    assert output["metrics"]["loudness"]["target_lufs"] == -20, output
     phases = {e.data.get("phase") for e in events.history(get_redis(), job["id"]) if e.type == "progress"}
     assert {"loudness", "encode"} <= phases

@@ -92,6 +92,11 @@ def test_the_normalised_spec_validates_again_to_the_same_thing() -> None:
             "cannot carry av1",
         ),
         ({"type": "dash", "ladder": ["720p"], "segment_type": "ts"}, "groups.0.segment_type", "fmp4"),
+        (
+            {"type": "hls", "ladder": ["720p"], "video_codec": "hevc"},
+            "groups.0.video_codec",
+            "cannot carry hevc video; use one of h264; or set segment_type fmp4",
+        ),
         ({"type": "hls", "ladder": ["720p", "720p"]}, "groups.0.ladder.1.name", "used twice"),
         ({"type": "hls", "ladder": [{"height": 241}]}, "groups.0.ladder.0.height", "even"),
         ({"type": "hls", "ladder": [{"name": "x"}]}, "groups.0.ladder.0.height", "height or a width"),

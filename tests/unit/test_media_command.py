@@ -11,6 +11,7 @@ from framefleet.core.failures import FailureClass, JobFailure
 from framefleet.core.spec import JobSpec
 from framefleet.media.capabilities import CPU_ENCODERS, Capabilities
 from framefleet.media.command import build_transcode, expected_duration, target_size
+from framefleet.media.metadata import STRIP_METADATA
 from framefleet.media.probe import AudioInfo, MediaInfo, VideoInfo
 
 ALL_CAPS = Capabilities(
@@ -81,7 +82,9 @@ def output_args(argv: list[str], path: Path) -> list[str]:
     earlier = [i for i, arg in enumerate(argv[:end]) if arg.startswith("/work/out/")]
     if earlier:
         start = earlier[-1] + 1
-    return argv[start:end]
+    # Every output first drops the input's metadata (media/metadata.py); the rest is the output's own.
+    assert argv[start : start + len(STRIP_METADATA)] == list(STRIP_METADATA)
+    return argv[start + len(STRIP_METADATA) : end]
 
 
 def value(args: list[str], flag: str) -> str:
@@ -189,6 +192,8 @@ def test_copy_maps_input_streams_without_filtering() -> None:
         "copy",
         "-f",
         "matroska",
+        "-cues_to_front",
+        "1",
     ]
 
 

@@ -152,7 +152,14 @@ def test_ten_bit_hevc_and_av1_are_fine_on_nvenc() -> None:
 def test_nvenc_ladder_decodes_and_scales_on_the_gpu() -> None:
     body = {
         "groups": [
-            {"name": "abr", "type": "hls", "ladder": ["1080p", "720p"], "video_codec": "hevc", "audio": []}
+            {
+                "name": "abr",
+                "type": "hls",
+                "segment_type": "fmp4",
+                "ladder": ["1080p", "720p"],
+                "video_codec": "hevc",
+                "audio": [],
+            }
         ],
         "thumbnails": [{"times": [1]}],
         "quality": {"metrics": ["vmaf"]},

@@ -7,9 +7,14 @@ from typing import Any
 
 import pytest
 
+from framefleet.core.failures import JobFailure
+from framefleet.core.operations import LoudnessSpec
 from framefleet.core.spec import JobSpec
 from framefleet.media.capabilities import CPU_ENCODERS, Capabilities
 from framefleet.media.command import JobPlan, plan_job
+from framefleet.media.loudness import check_loudness
+from framefleet.media.metadata import STRIP_METADATA
+from framefleet.media.planning import LoudnessCheck
 from framefleet.media.probe import AudioInfo, MediaInfo, VideoInfo
 
 FILTERS = frozenset(
@@ -104,7 +109,9 @@ def output(argv: list[str], path: str) -> list[str]:
             continue
         begin = index + 1  # a bare argument here ends an output
         index += 1
-    return argv[begin:end]
+    # Every output first drops the input's metadata (media/metadata.py); the rest is the output's own.
+    assert argv[begin : begin + len(STRIP_METADATA)] == list(STRIP_METADATA)
+    return argv[begin + len(STRIP_METADATA) : end]
 
 
 def value(args: list[str], flag: str) -> str:
@@ -365,3 +372,18 @@ def test_pictures_and_groups_need_video(body: dict[str, Any], words: str) -> Non
     with pytest.raises(JobFailure) as caught:
         plan(body, info)
     assert caught.value.failure_class is FailureClass.spec_unsupported and words in caught.value.message
+
+
+def test_a_loudness_miss_warns_or_fails_as_the_spec_says(tmp_path: Path) -> None:
+    meter = tmp_path / "m.txt"
+    frame = "frame:{n} pts:{n} pts_time:{n}\nlavfi.r128.I={i}\nlavfi.r128.LRA=4.0\n"
+    meter.write_text(
+        frame.format(n=0, i=-40.0) + frame.format(n=1, i=-22.1) + "lavfi.r128.true_peaks_ch0=0.5\n"
+        "lavfi.r128.true_peaks_ch1=0.25\n"
+    )
+    warn = check_loudness([LoudnessCheck("out", meter, LoudnessSpec(integrated=-23))])[0].summary()
+    assert warn["integrated_lufs"] == -22.1 and warn["true_peak_dbtp"] == -6.02 and warn["lra_lu"] == 4.0
+    assert warn["within_tolerance"] is False and warn["warning"] == "+0.9 LU from the target"
+    assert check_loudness([LoudnessCheck("out", meter, LoudnessSpec(integrated=-23, tolerance=1))])[0].within
+    with pytest.raises(JobFailure, match=r"more than 0\.5 LU"):
+        check_loudness([LoudnessCheck("out", meter, LoudnessSpec(integrated=-23, on_miss="fail"))])

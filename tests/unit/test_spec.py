@@ -73,6 +73,12 @@ def test_spec_hash_ignores_key_order_and_spelled_out_defaults() -> None:
         ({"container": "avi"}, "outputs.0.container", "Input should be"),
         ({"container": "mp4", "bogus": 1}, "outputs.0.bogus", "Extra inputs"),
         ({"container": "mp4", "name": "../x"}, "outputs.0.name", "must be 1-64"),
+        (
+            {"container": "mp4", "metadata": {"location": "+48+2/"}},
+            "outputs.0.metadata.location.[key]",
+            "Input should",
+        ),
+        ({"container": "mp4", "metadata": {"language": "fr"}}, "outputs.0.metadata.language", "ISO 639-2"),
     ],
 )
 def test_invalid_outputs_name_the_field(output: dict[str, Any], field: str, words: str) -> None:

@@ -1,0 +1,312 @@
+"""What a broadcaster or streaming platform would reject, on generated sources: metadata that leaks where
+and with what a video was shot, channel layouts lost in the shared sound chain, loudness off target.
+
+Needs only the ffmpeg binary: `pytest tests/media/test_broadcast.py`.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import av
+import pytest
+
+from framefleet.core.spec import JobSpec
+from framefleet.media.filters import Assets
+from framefleet.media.loudness import build_loudness_scan, parse_loudnorm
+from framefleet.media.probe import probe
+from framefleet.media.results import collect_results
+from framefleet.media.runner import run_ffmpeg
+from tests.media.helpers import frames, quiet_ffmpeg, run_plan
+
+pytestmark = pytest.mark.integration
+
+# What the phone source says about itself; none of it may reach an output.
+SECRETS = ("48.8584", "Acme", "Phone9", "SecretComment", "Custom123", "Secret chapter", "SecretHandler")
+VERSION = re.compile(rb"Lav[fc]\d+\.\d+")
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("broadcast")
+
+
+@pytest.fixture(scope="module")
+def phone(ffmpeg: str, folder: Path) -> Path:
+    """1 s of a 'phone video': GPS with altitude, make/model, a comment, a custom tag, a chapter."""
+    chapters = folder / "chapters.txt"
+    chapters.write_text(";FFMETADATA1\n[CHAPTER]\nTIMEBASE=1/1000\nSTART=0\nEND=500\ntitle=Secret chapter\n")
+    path = folder / "phone.mov"
+    quiet_ffmpeg(
+        ffmpeg,
+        *("-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25:duration=1"),
+        *("-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=1"),
+        *("-i", chapters, "-map", "0", "-map", "1", "-map_chapters", "2"),
+        *("-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac"),
+        *("-metadata", "location=+48.8584+002.2945+035.000/"),
+        *("-metadata", "com.apple.quicktime.location.ISO6709=+48.8584+002.2945+035.000/"),
+        *("-metadata", "make=Acme", "-metadata", "model=Phone9", "-metadata", "comment=SecretComment"),
+        *("-metadata", "custom_tag=Custom123", "-metadata:s:v", "handler_name=SecretHandler"),
+        *("-movflags", "use_metadata_tags"),
+        path,
+    )
+    assert sum(path.read_bytes().count(s.encode()) for s in SECRETS) >= len(SECRETS)
+    return path
+
+
+def _tags(path: Path) -> dict[str, str]:
+    """Every tag PyAV reads: the file's, each stream's and each chapter's (prefixed)."""
+    with av.open(str(path)) as container:
+        tags = dict(container.metadata)
+        for stream in container.streams:
+            tags.update({f"s{stream.index}:{k}": v for k, v in stream.metadata.items()})
+        for n, chapter in enumerate(container.chapters()):
+            tags.update({f"c{n}:{k}": v for k, v in chapter["metadata"].items()})
+    return tags
+
+
+def test_outputs_carry_no_input_metadata_and_only_the_tags_asked_for(
+    ffmpeg: str, phone: Path, folder: Path
+) -> None:
+    fast: dict[str, Any] = {"preset": "ultrafast"}
+    body = {
+        "outputs": [
+            {"name": "mp4", "container": "mp4", "video": fast},
+            {"name": "mov", "container": "mov", "video": fast},
+            {"name": "mkv", "container": "mkv", "video": fast},
+            {"name": "webm", "container": "webm"},
+            {"name": "copy", "container": "mp4", "video": {"codec": "copy"}, "audio": {"codec": "copy"}},
+            {
+                "name": "tagged",
+                "container": "mp4",
+                "video": fast,
+                "metadata": {"title": "Launch film", "language": "fre", "copyright": "Example Ltd"},
+            },
+        ],
+        "groups": [
+            {"name": "hls", "type": "hls", "segment_type": "fmp4", "ladder": ["240p"], "preset": "ultrafast"}
+        ],
+    }
+    _, plan, _ = run_plan(ffmpeg, body, phone, folder / "meta")
+    written = [p.path for p in plan.outputs] + sorted((folder / "meta" / "groups" / "hls").iterdir())
+    assert any(p.name.endswith("_init.mp4") for p in written)
+    for path in written:
+        data = path.read_bytes()
+        leaked = [s for s in SECRETS if s.encode() in data]
+        assert not leaked, (path.name, leaked)
+        # A copy holds the input's packets verbatim: its AAC frames carry the source encoder's signature.
+        if path.name != "copy.mp4":
+            assert not VERSION.search(data), (path.name, VERSION.findall(data))
+    for plan_output in plan.outputs:
+        tags = _tags(plan_output.path)
+        if plan_output.output.name != "tagged":
+            assert not [k for k in tags if k.split(":")[-1] in ("location", "make", "model", "comment")], tags
+    tagged = _tags(next(p.path for p in plan.outputs if p.output.name == "tagged"))
+    assert tagged["title"] == "Launch film" and tagged["copyright"] == "Example Ltd"
+    assert tagged["s1:language"] == "fre"
+
+
+@pytest.fixture(scope="module")
+def surround(ffmpeg: str, folder: Path) -> Path:
+    """1 s of 5.1 sound at different levels per channel (FLAC in MKV), over a small picture."""
+    path = folder / "surround.mkv"
+    quiet_ffmpeg(
+        ffmpeg,
+        *("-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25:duration=1"),
+        *("-f", "lavfi", "-i", "sine=frequency=300:sample_rate=48000:duration=2"),
+        *("-shortest", "-filter:a", "pan=5.1|c0=0.5*c0|c1=0.5*c0|c2=0.7*c0|c3=0.3*c0|c4=0.25*c0|c5=0.25*c0"),
+        *("-c:v", "libx264", "-preset", "ultrafast", "-c:a", "flac"),
+        path,
+    )
+    return path
+
+
+def _measured(ffmpeg: str, body: dict[str, Any], source: Path) -> Assets:
+    """The loudness pass the worker runs before the encode (nothing when the job has no loudness)."""
+    spec = JobSpec.model_validate({"input": "file:///in.mkv", **body})
+    if spec.operations is None or spec.operations.loudness is None:
+        return Assets()
+    info = probe(source)
+    scan = run_ffmpeg([ffmpeg, *build_loudness_scan(spec, info, source)], on_progress=None, duration=None)
+    assert scan.returncode == 0, scan.stderr_tail
+    return Assets(loudness=parse_loudnorm(scan.stderr_tail))
+
+
+@pytest.mark.parametrize("loudness", [False, True], ids=["plain", "loudness"])
+def test_each_output_keeps_its_own_channel_layout(
+    ffmpeg: str, surround: Path, folder: Path, loudness: bool
+) -> None:
+    body: dict[str, Any] = {
+        "outputs": [
+            {"name": "surround", "container": "mkv", "video": {"codec": "none"}, "audio": {"codec": "aac"}},
+            {"name": "stereo", "container": "m4a", "audio": {"channels": 2}},
+            {"name": "mono", "container": "mp3", "audio": {"channels": 1}},
+        ]
+    }
+    if loudness:
+        body["operations"] = {"loudness": {"integrated": -23}}
+    _, plan, _ = run_plan(
+        ffmpeg, body, surround, folder / f"layouts-{loudness}", assets=_measured(ffmpeg, body, surround)
+    )
+    found = {}
+    for output in plan.outputs:
+        with av.open(str(output.path)) as container:
+            stream = container.streams.audio[0]
+            found[output.output.name] = (stream.codec_context.channels, stream.codec_context.layout.name)
+    assert found == {"surround": (6, "5.1"), "stereo": (2, "stereo"), "mono": (1, "mono")}
+
+
+def _r128(ffmpeg: str, path: Path) -> tuple[float, float, float]:
+    """(integrated LUFS, LRA, true peak dBFS) of a file's first sound stream, from ebur128's summary."""
+    meter = ("-map", "0:a:0", "-af", "ebur128=peak=true", "-f", "null", "-")
+    result = subprocess.run(
+        [ffmpeg, "-hide_banner", "-nostats", "-i", str(path), *meter],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    summary = result.stderr[result.stderr.rindex("Summary:") :]
+    value = {k: float(re.search(rf"{k}:\s+(-?[\d.]+|-inf)", summary).group(1)) for k in ("I", "LRA", "Peak")}  # type: ignore[union-attr]
+    return value["I"], value["LRA"], value["Peak"]
+
+
+def test_each_layout_is_normalised_on_its_own_and_measured(ffmpeg: str, surround: Path, folder: Path) -> None:
+    body: dict[str, Any] = {
+        "outputs": [
+            {"name": "surround", "container": "mkv", "video": {"codec": "none"}, "audio": {"codec": "aac"}},
+            {"name": "stereo", "container": "m4a", "audio": {"channels": 2}},
+        ],
+        "groups": [
+            {"name": "hls", "type": "hls", "ladder": ["240p"], "preset": "ultrafast", "segment_seconds": 1}
+        ],
+        "operations": {"loudness": {"integrated": -23}},
+    }
+    assets = _measured(ffmpeg, body, surround)
+    assert set(assets.loudness or {}) == {2, 6}
+    # The downmix is louder than the 5.1 mix it comes from: one correction cannot fit both.
+    assert (assets.loudness or {})[2]["input_i"] - (assets.loudness or {})[6]["input_i"] > 2
+    spec, plan, _ = run_plan(ffmpeg, body, surround, folder / "loud-layouts", assets=assets)
+    for output in plan.outputs:
+        integrated, _, _ = _r128(ffmpeg, output.path)
+        assert integrated == pytest.approx(-23, abs=0.5), output.output.name
+    results = collect_results(plan, spec, "file:///pub/j")
+    loudness = {r.name: (r.metrics or {}).get("loudness") for r in results.rows if r.kind != "rendition"}
+    assert set(loudness) >= {"surround", "stereo", "hls/aac_128k"}, loudness
+    for name in ("surround", "stereo", "hls/aac_128k"):
+        reading = loudness[name]
+        assert reading is not None and reading["within_tolerance"], (name, reading)
+        assert reading["integrated_lufs"] == pytest.approx(-23, abs=0.5)
+        assert reading["true_peak_dbtp"] <= -1 + 0.3 and reading["lra_lu"] >= 0
+
+
+def test_a_wide_range_source_still_reaches_its_target_linearly(ffmpeg: str, folder: Path) -> None:
+    """5 s quiet then 5 s loud: LRA ~17.5 LU, far over the default target range of 7."""
+    wide = folder / "wide.flac"
+    quiet_ffmpeg(
+        ffmpeg,
+        *("-f", "lavfi", "-i", "aevalsrc='(0.012*lt(t,5)+0.09*gte(t,5))*sin(2*PI*440*t)':s=48000:d=10"),
+        *("-c:a", "flac", wide),
+    )
+    body: dict[str, Any] = {
+        "outputs": [{"name": "wide", "container": "m4a"}],
+        "operations": {"loudness": {"integrated": -23}},
+    }
+    assets = _measured(ffmpeg, body, wide)
+    assert (assets.loudness or {})[1]["input_lra"] > 15
+    spec, plan, _ = run_plan(ffmpeg, body, wide, folder / "wide", assets=assets)
+    integrated, lra, _ = _r128(ffmpeg, plan.outputs[0].path)
+    assert integrated == pytest.approx(-23, abs=0.5) and lra > 15  # linear: the range is kept
+    reading = (collect_results(plan, spec, "file:///pub/j").rows[0].metrics or {})["loudness"]
+    assert reading["within_tolerance"] and reading["integrated_lufs"] == pytest.approx(integrated, abs=0.3)
+
+
+def _idet(ffmpeg: str, path: Path) -> dict[str, int]:
+    """idet's multi-frame verdicts on a file's pictures: combing shows as TFF/BFF frames."""
+    result = subprocess.run(
+        [ffmpeg, "-hide_banner", "-nostats", "-i", str(path), "-vf", "idet", "-an", "-f", "null", "-"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    line = result.stderr[result.stderr.rindex("Multi frame detection:") :].splitlines()[0]
+    return {k: int(v) for k, v in re.findall(r"(TFF|BFF|Progressive|Undetermined):\s*(\d+)", line)}
+
+
+def test_interlaced_sources_are_deinterlaced_by_default(ffmpeg: str, folder: Path) -> None:
+    """25i made from 50p motion (two moments per frame): coded progressive without bwdif, it is combed."""
+    source = folder / "interlaced.mp4"
+    quiet_ffmpeg(
+        ffmpeg,
+        *("-f", "lavfi", "-i", "testsrc2=size=320x240:rate=50:duration=2,tinterlace=mode=interleave_top"),
+        *("-vf", "setfield=tff", "-c:v", "libx264", "-preset", "ultrafast", "-qp", "10"),
+        *("-flags", "+ilme+ildct", "-x264-params", "tff=1", source),
+    )
+    assert probe(source).video.interlaced  # type: ignore[union-attr]
+    assert _idet(ffmpeg, source)["TFF"] > 30
+    body: dict[str, Any] = {
+        "outputs": [
+            {"name": "p", "container": "mp4", "video": {"preset": "ultrafast", "crf": 10}},
+            {"name": "copy", "container": "mkv", "video": {"codec": "copy"}},  # still allowed: fields kept
+        ],
+        "groups": [
+            {"name": "hls", "type": "hls", "ladder": ["240p"], "preset": "ultrafast", "segment_seconds": 1}
+        ],
+    }
+    _, plan, _ = run_plan(ffmpeg, body, source, folder / "deint")
+    assert plan.notes.get("deinterlaced") == "auto"
+    progressive = plan.outputs[0].path
+    verdict = _idet(ffmpeg, progressive)
+    assert verdict["Progressive"] > 40 and verdict["TFF"] + verdict["BFF"] < 10, verdict
+    assert len(frames(progressive)) == 50
+    rung = folder / "deint" / "groups" / "hls" / "240p.m3u8"
+    verdict = _idet(ffmpeg, rung)
+    assert verdict["TFF"] + verdict["BFF"] < 10, verdict
+    # Field rate: one picture per field, 50p from 25i.
+    body = {
+        "outputs": [{"name": "f", "container": "mp4", "video": {"preset": "ultrafast"}}],
+        "operations": {"deinterlace": "field_rate"},
+    }
+    _, plan, _ = run_plan(ffmpeg, body, source, folder / "field-rate")
+    out = probe(plan.outputs[0].path).video
+    assert out is not None and out.fps == pytest.approx(50) and len(frames(plan.outputs[0].path)) == 100
+
+
+def test_webm_and_mkv_put_their_seek_index_before_the_media(ffmpeg: str, phone: Path, folder: Path) -> None:
+    body: dict[str, Any] = {
+        "outputs": [
+            {"name": "web", "container": "webm", "video": {"preset": "ultrafast"}},
+            {"name": "mkv", "container": "mkv", "video": {"preset": "ultrafast"}},
+        ]
+    }
+    _, plan, _ = run_plan(ffmpeg, body, phone, folder / "cues")
+    for output in plan.outputs:
+        order = _segment_children(output.path.read_bytes())
+        assert "cues" in order and order.index("cues") < order.index("cluster"), (output.output.name, order)
+
+
+def _vint(data: bytes, at: int, *, keep_marker: bool) -> tuple[int, int]:
+    """An EBML variable-length integer at `at`: (value, length)."""
+    first = data[at]
+    length = 8 - first.bit_length() + 1
+    value = first if keep_marker else first & (0xFF >> length)
+    for byte in data[at + 1 : at + length]:
+        value = value << 8 | byte
+    return value, length
+
+
+def _segment_children(data: bytes) -> list[str]:
+    """The top-level elements of a Matroska Segment, in file order (only the ones this test names)."""
+    names = {0x1C53BB6B: "cues", 0x1F43B675: "cluster", 0x114D9B74: "seekhead", 0x1654AE6B: "tracks"}
+    at, order = 0, []
+    while at < len(data):
+        element, n = _vint(data, at, keep_marker=True)
+        size, m = _vint(data, at + n, keep_marker=False)
+        at += n + m
+        if element == 0x18538067:  # Segment: walk into it
+            continue
+        order.append(names.get(element, hex(element)))
+        at += size
+    return order
