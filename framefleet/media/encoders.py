@@ -168,6 +168,32 @@ class VideoEncode:
     image_quality: int | None = None
     width: int = 0
     height: int = 0
+    b_frames: int | None = None  # pinned B-frame count; None leaves it to the preset (or the driver)
+
+
+# x264 and x265 put the first frame's decode time this many frames before its presentation time when
+# they use B-frames: with B-pyramid (every x264 preset but ultrafast, every x265 preset) a B-frame is itself
+# a reference, so two frames wait. x264 keeps fewer B-frames than keyint-1, and a pyramid needs two.
+PYRAMID_DELAY = 2
+
+
+def reorder_delay_frames(enc: VideoEncode, family: Family) -> int:
+    """How many frames before its presentation time the encoder stamps the first frame's decode time.
+
+    Known at plan time, so a group can line its sound up with the first decode time (HLS TS). A pure
+    function of the settings this module writes; tests/media/test_reorder.py checks it against real encodes.
+    Hardware encoders take their B-frame layout from the driver's preset tables unless `b_frames` pins it,
+    so for them only a pinned zero is known.
+    """
+    if enc.b_frames == 0 or enc.gop == 1:
+        return 0
+    if family is Family.cpu and enc.codec is VideoCodec.h264:
+        if enc.preset is Preset.ultrafast or enc.profile is Profile.baseline:
+            return 0  # no B-frames at all
+        return 1 if enc.gop == 2 else PYRAMID_DELAY  # keyint 2: one B-frame, no pyramid
+    if family is Family.cpu and enc.codec is VideoCodec.hevc:
+        return PYRAMID_DELAY
+    raise ValueError(f"the reorder delay of {encoder_name(family, enc.codec)} is unknown here")
 
 
 def hw_refusal(family: Family, enc: VideoEncode) -> str | None:
@@ -334,6 +360,8 @@ def video_encoder_args(
         return args + _image_args(opt, enc)
     args += _rate_args(opt, enc, family)
     args += _preset_args(opt, enc, family)
+    if enc.b_frames is not None:
+        args += [opt("bf", typed=True), str(enc.b_frames)]
     if family is Family.cpu and enc.codec is VideoCodec.hevc:
         args += [opt("x265-params"), _x265_params(enc)]
         if enc.gop is not None:

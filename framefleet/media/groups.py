@@ -3,7 +3,7 @@ renditions, and the hls / dash muxer outputs that write their segments and media
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -14,6 +14,7 @@ from framefleet.media.encoders import (
     DEFAULT_PIX_FMT,
     Family,
     VideoEncode,
+    reorder_delay_frames,
     video_encoder_args,
 )
 from framefleet.media.filters import (
@@ -37,6 +38,9 @@ HLS_SEGMENT_EXT = {SegmentType.ts: "ts", SegmentType.fmp4: "m4s"}
 DASH_MANIFEST = "manifest.mpd"
 
 HLS_MASTER = "master.m3u8"
+
+# ffmpeg's AAC encoder stamps its first packet this many samples before the first real one (priming).
+AAC_PRIMING_SAMPLES = 1024
 
 
 @dataclass
@@ -89,6 +93,7 @@ def plan_group(b: JobBuilder, group: GroupSpec, gindex: int, folder: Path) -> Gr
     if b.video is None or b.info.video is None:
         raise unsupported(f"group {group.name!r} needs video but the input has no video stream")
     ladder = resolve_ladder(group, b.video)
+    hls_ts = group.type is GroupType.hls and group.segment_type is SegmentType.ts
     rungs: list[RungPlan] = []
     for rindex, resolved in enumerate(ladder.rungs):
         rung = resolved.spec
@@ -109,6 +114,9 @@ def plan_group(b: JobBuilder, group: GroupSpec, gindex: int, folder: Path) -> Gr
         )
         what = f"group {group.name!r} rung {rung.name!r}"
         family = b.family_for(enc, what)
+        if hls_ts and family is not Family.cpu:
+            # The driver's preset tables decide hardware B-frames; the sound's lead must be known now.
+            enc = replace(enc, b_frames=0)
         if family is Family.cpu:
             encoder = check_cpu_encoder(rung.codec, b.caps)
             pix = rung.pix_fmt or DEFAULT_PIX_FMT
@@ -135,8 +143,31 @@ def plan_group(b: JobBuilder, group: GroupSpec, gindex: int, folder: Path) -> Gr
             name = rendition.name or "audio"
             filters += b.loudness_tail(f"{group.name or f'group{gindex}'}/{name}", channels, rate)
             audio.append(AudioPlan(rendition, rate, channels, filters, playlist=f"{name}.m3u8"))
+    if hls_ts and audio:
+        delays = sorted({reorder_delay_frames(r.encode, r.family) for r in rungs})
+        if len(delays) > 1:
+            b.notes.setdefault("hls_ts_sync", []).append(
+                f"group {group.name!r}: rungs reorder {delays} frames; the sound lines up with the "
+                f"longest, so players that place TS by decode time are off by the difference elsewhere"
+            )
+        for sound in audio:
+            sound.filters += ts_audio_lead(delays[-1] / ladder.fps, sound.sample_rate)
     del gindex
     return GroupPlan(spec=group, folder=folder, ladder=ladder, rungs=rungs, audio=audio)
+
+
+def ts_audio_lead(seconds: float, rate: int) -> list[str]:
+    """Filters that start an HLS TS audio rendition `seconds` before t=0 with silence, the sound unmoved.
+
+    Some players (shaka-player) place each demuxed TS playlist by its first timestamp, min(DTS, PTS): for
+    video the first decode time, `seconds` (the B-frame delay) before the first picture; for AAC the first
+    packet, one priming frame before the first sample. Starting the sound's first packet at the video's
+    first decode time gives both the same shift; players that read PTS see the same content times.
+    """
+    pad = round(seconds * rate) - AAC_PRIMING_SAMPLES
+    if pad <= 0:
+        return []  # no B-frames: the priming alone, at most one AAC frame late on those players
+    return [f"adelay=delays={pad}S:all=1", f"asetpts=PTS-{pad}/SR/TB"]
 
 
 def rung_sar(video: VideoInfo, width: int, height: int) -> Fraction:

@@ -8,8 +8,8 @@ PCM in Matroska, so the source itself carries no encoder delay: flash and beep a
 
 `measure` decodes an output (through its .m3u8/.mpd when it is one) and `Sync.offsets` pairs each flash
 with the beep nearest to it; an offset is beep time minus flash time, so a negative one means the sound
-comes early. A browser test can reuse the clip (`make_flash_beep`, or `flash_beep_sources` for the lavfi
-descriptions) and the constants below to know when to expect flash and beep.
+comes early. The browser suite (tests/players) plays the same clip, 10 s at 640x360 (`make_flash_beep`,
+or `flash_beep_sources` for the lavfi descriptions), and the constants below say when flash and beep are.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+import av
 import pytest
 
 from framefleet.media.command import JobPlan
@@ -105,6 +106,31 @@ def test_hls_ts_segments_share_one_clock(job: JobPlan) -> None:
         sound = joined(audio["URI"])
         for variant in master.variants:
             assert_in_sync(measure(joined(variant["URI"]), audio=sound), SLACK)
+
+
+def first_timestamps(path: Path) -> tuple[float, float]:
+    """(PTS, DTS) in seconds of the first packet of a TS segment's only stream."""
+    with av.open(str(path)) as container:
+        stream = container.streams[0]
+        packet = next(p for p in container.demux(stream) if p.pts is not None)
+        assert packet.dts is not None
+        return float(packet.pts * stream.time_base), float(packet.dts * stream.time_base)
+
+
+def test_hls_ts_sound_starts_at_the_first_decode_time(job: JobPlan) -> None:
+    """Players that place each TS playlist by its first timestamp, min(DTS, PTS) (shaka-player), shift
+    video by its B-frame delay and sound by its first packet: these must be the same instant, with the
+    sound still where it belongs by PTS (test_hls_ts_segments_share_one_clock)."""
+    (plan,) = [g for g in job.groups if g.name == "hls-ts"]
+    master = read_master(plan.folder / "master.m3u8")
+    (audio,) = master.media
+    first = read_media(plan.folder / audio["URI"]).segments[0][0]
+    sound_pts, _ = first_timestamps(plan.folder / first)
+    for variant in master.variants:
+        first = read_media(plan.folder / variant["URI"]).segments[0][0]
+        pts, dts = first_timestamps(plan.folder / first)
+        assert pts - dts == pytest.approx(2 / 25)  # veryfast x264 at 25 fps: two frames
+        assert sound_pts == pytest.approx(dts, abs=1 / SAMPLE_RATE)
 
 
 def fmp4_renditions(job: JobPlan, group: str) -> list[tuple[Path, Path, list[Path]]]:

@@ -26,7 +26,7 @@ import av
 
 from tests.media.helpers import mean_luma
 
-FLASH_LUMA = 160  # the dimmed pattern stays well below, the white flash well above
+FLASH_LUMA = 160  # the black picture stays well below, the white flash well above
 BEEP_LEVEL = 0.25  # half the beep's amplitude: above AAC's pre-echo, below the beep itself
 QUIET_SECONDS = 0.5  # a beep onset follows at least this much quiet (the beeps are 2 s apart)
 PAIR_SECONDS = 0.5  # a flash and a beep further apart than this belong to different instants

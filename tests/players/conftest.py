@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.players.ladders import Ladders, make_flash_beep, make_ladders
+from tests.players.ladders import Ladders, make_ladders, make_source
 from tests.players.serve import serve
 
 HERE = Path(__file__).parent
@@ -58,7 +58,7 @@ def browser() -> Iterator[Any]:
 @pytest.fixture(scope="session")
 def ladders(ffmpeg: str, tmp_path_factory: pytest.TempPathFactory) -> Ladders:
     folder = tmp_path_factory.mktemp("players")
-    source = make_flash_beep(ffmpeg, folder / "flash-beep.mkv")
+    source = make_source(ffmpeg, folder / "flash-beep.mkv")
     return make_ladders(ffmpeg, source, folder / "job")
 
 

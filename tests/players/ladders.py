@@ -1,7 +1,8 @@
-"""The media the players play: a flash-and-beep source and one FrameFleet job that packages it four ways.
+"""The media the players play: the flash-and-beep source and one FrameFleet job that packages it four ways.
 
-The source shows a white flash and sounds a 1 kHz beep at the same instants (FLASHES), so that where a
-player puts them on the media timeline tells how far its audio and video are apart.
+The source (tests/media/sync.py, shared with the ffmpeg-side sync tests) shows a white flash and sounds a
+1 kHz beep at the same instants (FLASHES), so that where a player puts them on the media timeline tells how
+far its audio and video are apart.
 """
 
 from __future__ import annotations
@@ -12,16 +13,13 @@ from pathlib import Path
 from framefleet.media.command import JobPlan
 from framefleet.media.groups import DASH_MANIFEST, HLS_MASTER
 from framefleet.media.results import collect_results
-from tests.media.helpers import quiet_ffmpeg, run_plan
+from tests.media.helpers import run_plan
+from tests.media.sync import FLASH_PERIOD, make_flash_beep
 
 SECONDS = 10
-FPS = 25
 SIZE = (640, 360)
-SAMPLE_RATE = 48_000
-FLASHES = (1.0, 3.0, 5.0, 7.0, 9.0)  # seconds; each flash lasts FLASH_SECONDS, each beep BEEP_SECONDS
-FLASH_SECONDS = 0.2
-BEEP_SECONDS = 0.1
-PERIOD = 2.0  # FLASHES are 1 s + k * PERIOD
+# Where tests/media/sync.py's clip flashes and beeps: 1 s, then every FLASH_PERIOD.
+FLASHES = tuple(FLASH_PERIOD / 2 + k * FLASH_PERIOD for k in range(round(SECONDS / FLASH_PERIOD)))
 LADDER = [
     "360p",
     {"name": "mid", "height": 270, "bitrate_kbps": 450},
@@ -30,25 +28,9 @@ LADDER = [
 HEIGHTS = (360, 270, 180)  # what the LADDER gives a 640x360 source
 
 
-def make_flash_beep(ffmpeg: str, path: Path) -> Path:
-    """A dimmed test pattern with a white frame-filling flash and a sample-exact beep at each of FLASHES."""
-    width, height = SIZE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    on = f"lt(mod(t+{PERIOD - FLASHES[0]},{PERIOD}),{{}})"  # true during the first {} s after each flash
-    video = (
-        f"testsrc2=s={width}x{height}:r={FPS}:d={SECONDS},lutyuv=y=val*0.5,"
-        f"drawbox=c=white:t=fill:enable='{on.format(FLASH_SECONDS)}'"
-    )
-    # aevalsrc computes every sample, so the beep starts exactly on a flash (a per-frame filter would not).
-    audio = f"aevalsrc='if({on.format(BEEP_SECONDS)},0.5*sin(2*PI*1000*t),0)':s={SAMPLE_RATE}:d={SECONDS}"
-    quiet_ffmpeg(
-        ffmpeg,
-        *("-f", "lavfi", "-i", video, "-f", "lavfi", "-i", audio),
-        *("-c:v", "libx264", "-preset", "ultrafast", "-crf", "18", "-pix_fmt", "yuv420p"),
-        *("-c:a", "pcm_s16le"),  # lossless sound in the source: only the job's own AAC encode may smear it
-        path,
-    )
-    return path
+def make_source(ffmpeg: str, path: Path) -> Path:
+    """The shared flash-and-beep clip (tests/media/sync.py) at the players' length and size."""
+    return make_flash_beep(ffmpeg, path, seconds=SECONDS, size=f"{SIZE[0]}x{SIZE[1]}")
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,9 @@ from typing import Any
 
 import pytest
 
+from tests.media.sync import SAMPLE_RATE
 from tests.players import avsync
-from tests.players.ladders import FLASHES, HEIGHTS, SAMPLE_RATE, SIZE, Ladders
+from tests.players.ladders import FLASHES, HEIGHTS, SIZE, Ladders
 
 pytestmark = pytest.mark.integration
 

@@ -292,3 +292,23 @@ def test_a_gpu_job_without_a_gpu_encoder_fails_or_falls_back_as_its_spec_says() 
     assert _hardware(spec.model_copy(update={"fallback": Fallback.cpu}), settings, cpu_only) is None
     auto = spec.model_copy(update={"hardware": Hardware.auto})
     assert _hardware(auto, settings, CAPS) is None  # auto on a CPU worker never looks for a GPU
+
+
+def test_hls_ts_rungs_on_hardware_pin_zero_b_frames_and_the_sound_needs_no_lead() -> None:
+    # HLS TS lines the sound up with the video's first decode time, which must be known at plan time; the
+    # driver's preset tables decide hardware B-frames, so TS rungs pin none (fMP4 groups keep the preset's).
+    group = {"name": "abr", "type": "hls", "ladder": ["720p", "360p"], "segment_seconds": 2}
+    job = plan({"groups": [group]})
+    rung = output(job.argv, "/w/out/groups/abr/720p.m3u8")
+    assert value(rung, "-c:v") == "h264_nvenc" and value(rung, "-bf:v") == "0"
+    assert "adelay" not in graph(job.argv)  # no reorder delay: the AAC priming alone is left
+    fmp4 = plan({"groups": [{**group, "segment_type": "fmp4"}]})
+    assert "-bf:v" not in output(fmp4.argv, "/w/out/groups/abr/720p.m3u8")
+
+
+def test_an_hls_ts_group_with_mixed_reorder_delays_says_so() -> None:
+    ladder = ["720p", {"name": "low", "height": 360, "profile": "baseline"}]
+    job = plan({"groups": [{"name": "abr", "type": "hls", "ladder": ladder}]}, hardware=None)
+    (note,) = job.notes["hls_ts_sync"]
+    assert "[0, 2] frames" in note
+    assert "adelay=delays=2816S:all=1" in graph(job.argv)  # the longest: two frames at 25 fps
