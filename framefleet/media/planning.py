@@ -21,6 +21,7 @@ from framefleet.media.encoders import (
 from framefleet.media.filters import (
     Assets,
     PreVideo,
+    even,
     loudness_chain,
     pre_audio,
     pre_video,
@@ -60,6 +61,10 @@ class StreamScore:
     quality: QualitySpec  # the job's metrics less those this stream cannot be scored with
     skipped: dict[str, str]  # metric -> why it was not measured
     segment_seconds: float | None = None
+    # Set for a scaled stream: it is upscaled to this size and scored against the unscaled source there
+    # (scaling loss counts, as viewers see it); `native` then scores it at its own size as well.
+    display: tuple[int, int] | None = None
+    native: StreamScore | None = None
 
     @property
     def measured(self) -> bool:
@@ -187,25 +192,67 @@ def map_label(label: str) -> str:
     return label if label.startswith("0:") else f"[{label}]"
 
 
+# Filters that only resize or retag a picture: a branch made of these (after any fps change) shows the
+# same scene as the source, so it can be upscaled back and compared with it pixel for pixel.
+RESIZING = ("scale=", "setsar=", "setparams=")
+
+
+def display_size(b: JobBuilder, filters: list[str], width: int, height: int) -> tuple[int, int] | None:
+    """The size a width x height stream is scored at, or None to score it at its own size.
+
+    That is the spec's display size, else the source's square-pixel size after operations. Branches that
+    pad or crop (fit pad/fill) frame another scene than the source and keep their own-size score.
+    """
+    quality, video = b.spec.quality, b.video
+    assert quality is not None and video is not None
+    if quality.display is not None:
+        size = (quality.display.width, quality.display.height)
+    else:
+        size = (even(video.display_width * video.sample_aspect_ratio), even(video.display_height))
+    if size == (width, height):
+        return None
+    if not all(f.startswith(RESIZING) for f in filters if not f.startswith("fps=")):
+        return None
+    return size
+
+
 def score_for(
-    b: JobBuilder, name: str, width: int, height: int, fps: float | None, pix: PixFmt | None
+    b: JobBuilder,
+    name: str,
+    width: int,
+    height: int,
+    fps: float | None,
+    pix: PixFmt | None,
+    display: tuple[int, int] | None = None,
 ) -> StreamScore:
-    """Where and how one encoded stream of `name` is scored."""
+    """Where and how one encoded stream of `name` is scored: at `display` size when given (with its
+    own-size score as `native`), else at its own size."""
     quality = b.spec.quality
     assert quality is not None and b.video is not None
     safe = name.replace("/", "__")
-    metrics, skipped = stream_metrics(quality, width, height)
-    return StreamScore(
-        name=name,
-        logs=ScoreLogs(b.workdir / "quality" / f"{safe}.quality.json"),
-        model=vmaf_model_for(quality, width, height),
-        fps=fps or b.video.fps or 25.0,
-        width=width,
-        height=height,
-        bit_depth=10 if pix is PixFmt.yuv420p10le else 8,
-        quality=metrics,
-        skipped=skipped,
-    )
+    rate = fps or b.video.fps or 25.0
+
+    def at(w: int, h: int, suffix: str) -> StreamScore:
+        metrics, skipped = stream_metrics(quality, w, h)
+        return StreamScore(
+            name=name,
+            logs=ScoreLogs(b.workdir / "quality" / f"{safe}{suffix}.quality.json"),
+            model=vmaf_model_for(quality, w, h),
+            fps=rate,
+            width=w,
+            height=h,
+            bit_depth=10 if pix is PixFmt.yuv420p10le else 8,
+            quality=metrics,
+            skipped=skipped,
+        )
+
+    if display is None:
+        return at(width, height, "")
+    score = at(*display, "")
+    score.display = display
+    native = at(width, height, ".native")
+    score.native = native if native.measured else None
+    return score
 
 
 def scoreable(codec: VideoCodec | None) -> bool:

@@ -118,6 +118,12 @@ def _score_summary(score: StreamScore | None, quality: QualitySpec | None) -> di
         segment_seconds=score.segment_seconds,
         bit_depth=score.bit_depth,
     )
+    if score.display is not None:
+        # Scored upscaled to the display size against the unscaled source; the own-size score beside it.
+        summary["scored_at"] = {"width": score.display[0], "height": score.display[1]}
+        if score.native is not None:
+            native = _score_summary(score.native, quality) or {}
+            summary["native"] = native | {"width": score.native.width, "height": score.native.height}
     return summary | ({"skipped": score.skipped} if score.skipped else {})
 
 

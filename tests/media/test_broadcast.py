@@ -310,3 +310,51 @@ def _segment_children(data: bytes) -> list[str]:
         order.append(names.get(element, hex(element)))
         at += size
     return order
+
+
+def test_scaled_streams_are_scored_at_display_size_so_rungs_rank_in_order(
+    ffmpeg: str, folder: Path, tmp_path: Path
+) -> None:
+    source = folder / "detail.mp4"
+    quiet_ffmpeg(
+        ffmpeg,
+        *("-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25:duration=1"),
+        *("-c:v", "libx264", "-qp", "0", "-preset", "ultrafast"),
+        source,
+    )
+    body = {
+        "outputs": [
+            {"name": "small", "container": "mp4", "video": {"height": 180, "crf": 18, "preset": "veryfast"}},
+            {"name": "full", "container": "mp4", "video": {"crf": 18, "preset": "veryfast"}},
+        ],
+        "groups": [
+            {
+                "name": "abr",
+                "type": "hls",
+                "ladder": [
+                    {"name": "360p", "height": 360, "bitrate_kbps": 1500},
+                    {"name": "180p", "height": 180, "bitrate_kbps": 600},
+                    {"name": "90p", "height": 90, "bitrate_kbps": 300},
+                ],
+                "segment_seconds": 1,
+                "preset": "veryfast",
+            }
+        ],
+        "quality": {"metrics": ["vmaf", "psnr"], "subsample": 2},
+    }
+    job, plan, _ = run_plan(ffmpeg, body, source, tmp_path / "w")
+    rows = {row.name: row.metrics for row in collect_results(plan, job, "file:///published/job").rows}
+    rungs = [rows[f"abr/{name}"] for name in ("360p", "180p", "90p")]
+    display = [m["vmaf"]["mean"] for m in rungs]
+    # Upscaled to the source's size and compared with it, scaling loss counts: the bigger rung wins.
+    assert display[0] > display[1] > display[2], display
+    assert "native" not in rungs[0] and "scored_at" not in rungs[0]  # already at display size
+    for metrics, (w, h) in zip(rungs[1:], [(320, 180), (160, 90)], strict=True):
+        assert metrics["scored_at"] == {"width": 640, "height": 360}
+        native = metrics["native"]
+        assert (native["width"], native["height"]) == (w, h)
+        # At its own size against a downscaled reference, the rung looks far better than viewers see it.
+        assert native["vmaf"]["mean"] > metrics["vmaf"]["mean"] + 5
+    small = rows["small"]
+    assert small["scored_at"] == {"width": 640, "height": 360} and small["native"]["psnr"]["mean"] > 30
+    assert "native" not in rows["full"]
