@@ -170,10 +170,14 @@ class ChannelMixSpec(Strict):
 
 
 class ToneMapSpec(Strict):
-    """HDR (PQ or HLG) to SDR BT.709."""
+    """HDR (PQ or HLG) to SDR BT.709.
+
+    Without this section an HDR source is tone-mapped whenever the job has an SDR target (8-bit, H.264 or
+    a picture); `when: never` forbids that (the job is refused rather than writing HDR on SDR).
+    """
 
     algorithm: ToneMapAlgorithm = ToneMapAlgorithm.hable
-    when: Literal["hdr", "always"] = "hdr"
+    when: Literal["hdr", "always", "never"] = "hdr"
 
 
 class OperationsSpec(Strict):

@@ -68,6 +68,10 @@ class AudioPlan:
     stream_index: int = 0
 
 
+# HLS VIDEO-RANGE by transfer function (the picture's after operations: tone-mapped rungs are SDR).
+VIDEO_RANGES = {"smpte2084": "PQ", "arib-std-b67": "HLG"}
+
+
 @dataclass
 class GroupPlan:
     """One group: its ladder resolved against the source, rungs and audio renditions, its folder."""
@@ -77,6 +81,7 @@ class GroupPlan:
     ladder: ResolvedLadder
     rungs: list[RungPlan]
     audio: list[AudioPlan]
+    video_range: str = "SDR"  # HLS VIDEO-RANGE of the rungs: SDR, or PQ/HLG when HDR reaches them
 
     @property
     def name(self) -> str:
@@ -136,7 +141,10 @@ def plan_group(b: JobBuilder, group: GroupSpec, gindex: int, folder: Path) -> Gr
             filters += b.loudness_tail(f"{group.name or f'group{gindex}'}/{name}", channels, rate)
             audio.append(AudioPlan(rendition, rate, channels, filters, playlist=f"{name}.m3u8"))
     del gindex
-    return GroupPlan(spec=group, folder=folder, ladder=ladder, rungs=rungs, audio=audio)
+    video_range = VIDEO_RANGES.get(b.video.color_transfer or "", "SDR")
+    return GroupPlan(
+        spec=group, folder=folder, ladder=ladder, rungs=rungs, audio=audio, video_range=video_range
+    )
 
 
 def rung_sar(video: VideoInfo, width: int, height: int) -> Fraction:

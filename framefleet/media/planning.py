@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from framefleet.core.failures import FailureClass, JobFailure
-from framefleet.core.operations import LoudnessSpec
+from framefleet.core.operations import LoudnessSpec, OperationsSpec, ToneMapSpec
 from framefleet.core.spec import AudioCodec, Fallback, JobSpec, PixFmt, QualitySpec, VideoCodec
 from framefleet.media.capabilities import CPU_ENCODERS, Capabilities
 from framefleet.media.encoders import (
@@ -29,6 +29,9 @@ from framefleet.media.filters import (
 from framefleet.media.metadata import STRIP_METADATA
 from framefleet.media.probe import AudioInfo, MediaInfo, VideoInfo
 from framefleet.media.quality import ScoreLogs, stream_metrics, vmaf_model_for
+
+# Codecs that carry PQ or HLG pictures (at 10 bits).
+HDR_CODECS = frozenset({VideoCodec.hevc, VideoCodec.av1, VideoCodec.vp9})
 
 # The input streams every output draws from; `V` skips cover art, as probe() does.
 VIDEO_SOURCE = "0:V:0"
@@ -112,6 +115,7 @@ class JobBuilder:
         self.pre: PreVideo | None = None
         self.video: VideoInfo | None = None
         if info.video is not None:
+            ops = hdr_operations(spec, info.video)
             self.pre = pre_video(ops, info.video, VIDEO_SOURCE, assets, input_index=1)
             self.video = self.pre.video
             self.notes.update(self.pre.notes)
@@ -170,6 +174,50 @@ class JobBuilder:
             return  # every metric asked for is skipped at this size: no comparison to run
         self.refs.append((ref, score, output, stream))
         self.scores.append(score)
+
+
+def sdr_targets(spec: JobSpec) -> list[str]:
+    """Where the spec sends pictures that cannot be HDR: 8-bit or H.264 outputs and rungs, and pictures.
+
+    Only 10-bit HEVC, AV1 and VP9 carry PQ or HLG; copies keep the source as it is.
+    """
+
+    def sdr(codec: VideoCodec | None, pix: PixFmt | None) -> bool:
+        if codec in (None, VideoCodec.copy, VideoCodec.none):
+            return False
+        return codec not in HDR_CODECS or pix is not PixFmt.yuv420p10le
+
+    where = [f"outputs.{i}" for i, o in enumerate(spec.outputs) if sdr(o.video.codec, o.video.pix_fmt)]
+    for g, group in enumerate(spec.groups):
+        where += [
+            f"groups.{g}.ladder.{r}" for r, rung in enumerate(group.ladder) if sdr(rung.codec, rung.pix_fmt)
+        ]
+    if spec.thumbnails or spec.sprites or spec.poster is not None:
+        where.append("thumbnails")
+    return where
+
+
+def hdr_operations(spec: JobSpec, video: VideoInfo) -> OperationsSpec | None:
+    """The operations with the tone mapping an HDR source needs: without an `operations.tonemap`, an HDR
+    source going to any SDR target is tone-mapped to BT.709 (in the shared chain, so every output gets
+    the same SDR picture); `when: never` refuses such a job instead of writing HDR tags on SDR pictures."""
+    ops = spec.operations
+    if not video.hdr:
+        return ops
+    targets = sdr_targets(spec)
+    if not targets:
+        return ops
+    tonemap = ops.tonemap if ops is not None else None
+    if tonemap is not None and tonemap.when == "never":
+        raise JobFailure(
+            FailureClass.spec_unsupported,
+            f"the source is HDR ({video.color_transfer}) and {targets[0]} is an SDR target (8-bit, H.264 or "
+            "a picture), but operations.tonemap.when is never: make it 10-bit HEVC, AV1 or VP9, or allow "
+            "tone mapping",
+        )
+    if tonemap is not None:
+        return ops
+    return (ops or OperationsSpec()).model_copy(update={"tonemap": ToneMapSpec()})
 
 
 def check_cpu_encoder(codec: VideoCodec | AudioCodec, caps: Capabilities) -> str:

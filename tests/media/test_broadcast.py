@@ -14,6 +14,7 @@ from typing import Any
 import av
 import pytest
 
+from framefleet.core.failures import FailureClass, JobFailure
 from framefleet.core.spec import JobSpec
 from framefleet.media.filters import Assets
 from framefleet.media.loudness import build_loudness_scan, parse_loudnorm
@@ -358,3 +359,81 @@ def test_scaled_streams_are_scored_at_display_size_so_rungs_rank_in_order(
     small = rows["small"]
     assert small["scored_at"] == {"width": 640, "height": 360} and small["native"]["psnr"]["mean"] > 30
     assert "native" not in rows["full"]
+
+
+@pytest.fixture(scope="module")
+def hdr10(ffmpeg: str, folder: Path) -> Path:
+    """0.4 s of HDR10: HEVC Main 10, BT.2020/PQ, with mastering-display and content-light SEI."""
+    path = folder / "hdr10.mp4"
+    x265 = (
+        "log-level=error:hdr10=1:repeat-headers=1:colorprim=bt2020:transfer=smpte2084:colormatrix=bt2020nc"
+        ":master-display=G(13250,34500)B(7500,3000)R(34000,16000)WP(15635,16450)L(10000000,1):max-cll=1000,400"
+    )
+    quiet_ffmpeg(
+        ffmpeg,
+        *("-f", "lavfi", "-i", "testsrc2=size=160x96:rate=25:duration=0.4"),
+        "-vf",
+        "format=yuv420p,setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709:range=tv,"
+        "zscale=p=bt2020:t=smpte2084:m=bt2020nc:r=tv:npl=100,format=yuv420p10le",
+        *("-c:v", "libx265", "-preset", "ultrafast", "-x265-params", x265, "-tag:v", "hvc1"),
+        path,
+    )
+    info = probe(path).video
+    assert info is not None and info.hdr and info.bit_depth == 10
+    return path
+
+
+HDR_BOXES = (b"mdcv", b"clli")
+
+
+def test_hdr_sources_are_tone_mapped_for_sdr_targets_by_default(
+    ffmpeg: str, hdr10: Path, tmp_path: Path
+) -> None:
+    body = {
+        "outputs": [{"name": "avc", "container": "mp4", "video": {"preset": "ultrafast"}}],
+        "groups": [
+            {
+                "name": "abr",
+                "type": "hls",
+                "segment_type": "fmp4",
+                "ladder": [{"height": 96, "bitrate_kbps": 300}],
+                "preset": "ultrafast",
+                "audio": [],
+            }
+        ],
+    }
+    job, plan, _ = run_plan(ffmpeg, body, hdr10, tmp_path / "w")
+    collect_results(plan, job, "file:///published/job")  # packages the group
+    assert plan.notes["tonemapped"] is True
+    folder = plan.groups[0].folder
+    for path in [plan.outputs[0].path, *folder.glob("*.mp4"), *folder.glob("*.m4s")]:
+        data = path.read_bytes()
+        assert not any(box in data for box in HDR_BOXES), path.name
+    video = probe(plan.outputs[0].path).video
+    assert video is not None and video.color_transfer == "bt709" and video.color_primaries == "bt709"
+    assert video.bit_depth == 8 and not video.hdr
+    assert "VIDEO-RANGE=SDR" in (folder / "master.m3u8").read_text()
+
+
+def test_hdr_stays_hdr_on_ten_bit_hevc_and_can_forbid_tone_mapping(
+    ffmpeg: str, hdr10: Path, tmp_path: Path
+) -> None:
+    hevc = {
+        "name": "abr",
+        "type": "hls",
+        "segment_type": "fmp4",
+        "video_codec": "hevc",
+        "ladder": [{"height": 96, "bitrate_kbps": 300, "codec": "hevc", "pix_fmt": "yuv420p10le"}],
+        "preset": "ultrafast",
+        "audio": [],
+    }
+    job, plan, _ = run_plan(ffmpeg, {"groups": [hevc]}, hdr10, tmp_path / "w")
+    collect_results(plan, job, "file:///published/job")
+    assert "tonemapped" not in plan.notes
+    assert "VIDEO-RANGE=PQ" in (plan.groups[0].folder / "master.m3u8").read_text()
+
+    never = {"outputs": [{"container": "mp4"}], "operations": {"tonemap": {"when": "never"}}}
+    with pytest.raises(JobFailure) as refused:
+        run_plan(ffmpeg, never, hdr10, tmp_path / "n")
+    assert refused.value.failure_class is FailureClass.spec_unsupported
+    assert "outputs.0" in str(refused.value) and "tonemap" in str(refused.value)

@@ -53,6 +53,7 @@ FILTERS = frozenset(
         "pan",
         "zscale",
         "tonemap",
+        "sidedata",
         "scale_cuda",
         "hwdownload",
         "hwupload",
@@ -222,7 +223,12 @@ def test_cmaf_brands_its_segments_and_tags_colour() -> None:
     assert ntsc in graph(plan(body, media(640, 480)).argv)
     tagged = media(720, 576, color_primaries="bt2020", color_transfer="smpte2084")
     hdr = "setparams=color_primaries=bt2020:color_trc=smpte2084:colorspace=bt2020nc:range=tv"
-    assert hdr in graph(plan(body, tagged).argv)
+    ten_bit = [{"height": 360, "codec": "hevc", "pix_fmt": "yuv420p10le"}]
+    hevc = {"groups": [{**body["groups"][0], "video_codec": "hevc", "ladder": ten_bit}]}
+    assert hdr in graph(plan(hevc, tagged).argv)
+    # 8-bit H.264 rungs of a PQ source are tone-mapped, and tagged as the BT.709 pictures they now are.
+    sdr = graph(plan(body, tagged).argv)
+    assert "tonemap=" in sdr and hdr not in sdr and hd in sdr
     dash = plan({"groups": [{**body["groups"][0], "type": "dash"}]}).argv
     assert "setparams" not in graph(dash)
 
