@@ -180,6 +180,19 @@ class ToneMapSpec(Strict):
     when: Literal["hdr", "always", "never"] = "hdr"
 
 
+class AudioTrackSpec(Strict):
+    """Which input audio track the outputs use: by position among the audio streams, or by language."""
+
+    index: Annotated[int, Field(ge=0, le=63)] | None = None
+    language: Annotated[str, Field(pattern=r"^[a-z]{2,3}$")] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if (self.index is None) == (self.language is None):
+            raise spec_error("audio_track", "give either index or language", "audio_track")
+        return self
+
+
 class OperationsSpec(Strict):
     trim: TrimSpec | None = None
     crop: CropSpec | None = None
@@ -194,6 +207,8 @@ class OperationsSpec(Strict):
     channel_mix: ChannelMixSpec | None = None
     strip_audio: bool = False
     tonemap: ToneMapSpec | None = None
+    # Default: the input's first audio track; the others are listed as unused in each output's details.
+    audio_track: AudioTrackSpec | None = None
 
     @model_validator(mode="after")
     def _check(self) -> Self:

@@ -57,7 +57,6 @@ from framefleet.media.outputs import (
     target_size,
 )
 from framefleet.media.planning import (
-    AUDIO_SOURCE,
     GLOBAL_ARGS,
     JobBuilder,
     LoudnessCheck,
@@ -305,8 +304,10 @@ def plan_job(
     graph: list[str] = []
     if b.pre is not None:
         graph += fan_out("v", b.pre.label, video_consumers, b.pre.chains)
-    audio_head = [f"[{AUDIO_SOURCE}]{','.join(b.audio_pre)}[apre]"] if b.audio_pre and audio_consumers else []
-    graph += fan_out("a", "apre" if audio_head else AUDIO_SOURCE, audio_consumers, audio_head)
+    audio_head = (
+        [f"[{b.audio_source}]{','.join(b.audio_pre)}[apre]"] if b.audio_pre and audio_consumers else []
+    )
+    graph += fan_out("a", "apre" if audio_head else b.audio_source, audio_consumers, audio_head)
     _assign_labels(outputs, groups, pictures, video_consumers, audio_consumers)
     if graph:
         require_filters(filter_names(";".join(graph)), caps)

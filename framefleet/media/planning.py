@@ -27,7 +27,7 @@ from framefleet.media.filters import (
     pre_video,
 )
 from framefleet.media.metadata import STRIP_METADATA
-from framefleet.media.probe import AudioInfo, MediaInfo, VideoInfo
+from framefleet.media.probe import AudioInfo, MediaInfo, VideoInfo, unused_audio_tracks, with_audio_track
 from framefleet.media.quality import ScoreLogs, stream_metrics, vmaf_model_for
 
 # Codecs that carry PQ or HLG pictures (at 10 bits).
@@ -98,8 +98,12 @@ class JobBuilder:
         assets: Assets,
         score: bool,
     ) -> None:
+        ops = spec.operations
+        info = with_audio_track(info, ops.audio_track if ops is not None else None)
         self.spec = spec
         self.info = info
+        # The input audio stream every sound output draws from.
+        self.audio_source = f"0:a:{info.audio.index}" if info.audio is not None else AUDIO_SOURCE
         self.caps = caps
         self.workdir = workdir
         self.threads = threads
@@ -110,6 +114,8 @@ class JobBuilder:
         self.scores: list[StreamScore] = []
         self.refs: list[tuple[str, StreamScore, int, int]] = []  # (ref label, score, output index, stream)
         self.notes: dict[str, Any] = {}
+        if unused := unused_audio_tracks(info):
+            self.notes["unused_audio_tracks"] = unused
         ops = spec.operations
         self.strip_audio = ops is not None and ops.strip_audio
         self.pre: PreVideo | None = None

@@ -437,3 +437,57 @@ def test_hdr_stays_hdr_on_ten_bit_hevc_and_can_forbid_tone_mapping(
         run_plan(ffmpeg, never, hdr10, tmp_path / "n")
     assert refused.value.failure_class is FailureClass.spec_unsupported
     assert "outputs.0" in str(refused.value) and "tonemap" in str(refused.value)
+
+
+@pytest.fixture(scope="module")
+def three_tracks(ffmpeg: str, folder: Path) -> Path:
+    """A mov with three PCM tracks: mono English left and right, stereo French."""
+    path = folder / "tracks.mov"
+    tone = "sine=frequency={}:sample_rate=48000:duration=0.5"
+    quiet_ffmpeg(
+        ffmpeg,
+        *("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25:duration=0.5"),
+        *("-f", "lavfi", "-i", tone.format(440), "-f", "lavfi", "-i", tone.format(660)),
+        *("-f", "lavfi", "-i", tone.format(880) + ",pan=stereo|c0=c0|c1=c0"),
+        *("-map", "0", "-map", "1", "-map", "2", "-map", "3", "-c:v", "libx264", "-preset", "ultrafast"),
+        *("-c:a", "pcm_s16le", "-metadata:s:a:0", "language=eng", "-metadata:s:a:1", "language=eng"),
+        *("-metadata:s:a:2", "language=fra"),
+        path,
+    )
+    return path
+
+
+def test_audio_tracks_are_picked_by_language_or_index_and_unused_ones_reported(
+    ffmpeg: str, three_tracks: Path, tmp_path: Path
+) -> None:
+    info = probe(three_tracks)
+    assert [(t.index, t.language, t.channels) for t in info.audio_tracks] == [
+        (0, "eng", 1),
+        (1, "eng", 1),
+        (2, "fra", 2),
+    ]
+    output = {"name": "o", "container": "mp4", "video": {"preset": "ultrafast"}}
+    job, plan, _ = run_plan(ffmpeg, {"outputs": [output]}, three_tracks, tmp_path / "d")
+    (row,) = collect_results(plan, job, "file:///published/job").rows
+    assert [t["index"] for t in row.details["unused_audio_tracks"]] == [1, 2]
+    assert row.details["unused_audio_tracks"][1] == {
+        "index": 2,
+        "language": "fra",
+        "codec": "pcm_s16le",
+        "channels": 2,
+    }
+
+    french = {"outputs": [output], "operations": {"audio_track": {"language": "fra"}}}
+    job, plan, _ = run_plan(ffmpeg, french, three_tracks, tmp_path / "f")
+    (row,) = collect_results(plan, job, "file:///published/job").rows
+    audio = probe(plan.outputs[0].path).audio
+    assert audio is not None and audio.channels == 2
+    assert [t["index"] for t in row.details["unused_audio_tracks"]] == [0, 1]
+
+    second = {"outputs": [output], "operations": {"audio_track": {"index": 1}}}
+    job, plan, _ = run_plan(ffmpeg, second, three_tracks, tmp_path / "s")
+    assert plan.notes["unused_audio_tracks"][0]["index"] == 0
+
+    missing = {"outputs": [output], "operations": {"audio_track": {"language": "deu"}}}
+    with pytest.raises(JobFailure, match="no audio track with language 'deu'"):
+        run_plan(ffmpeg, missing, three_tracks, tmp_path / "m")
