@@ -6,7 +6,8 @@ with VMAF, PSNR and SSIM for every rung:
   (fetch, probe, one ffmpeg that encodes every rung and scores it in the same process through loopback
   decoders, packaging, publishing, recording);
 - the peers' method: per rung, the same encoder arguments in their own ffmpeg, then a libvmaf pass, a psnr
-  pass and an ssim pass, each decoding the rung and the source and scaling the source to the rung's size.
+  pass and an ssim pass, each decoding the rung and the source and scaling the rung up to the source's
+  size (display-size scoring, as our job does; it also keeps each rung's own-size score).
 VMAF uses the same model, threads and n_subsample (our default, 7) on both sides. Target: at least 1.8.
 `python -m bench.ladder_scored 1 pattern` measures the easy H.264 test pattern instead of the camera source.
 """
@@ -19,7 +20,7 @@ import time
 from pathlib import Path
 
 from bench.common import bench_stack, demo_media, make_clip, median
-from bench.ladder import LADDER, argv_for, group, make_source, timed
+from bench.ladder import LADDER, SECONDS, argv_for, group, make_source, timed
 from framefleet.cli.client import ApiClient
 from framefleet.core.spec import QualitySpec
 from framefleet.media.ffmpeg import ffmpeg_path
@@ -39,7 +40,8 @@ def metric_passes(rung: Path, source: Path, size: tuple[int, int], folder: Path)
     )
     passes = []
     for body in (vmaf, f"psnr=stats_file={folder / 'psnr.log'}", f"ssim=stats_file={folder / 'ssim.log'}"):
-        graph = f"[1:V:0]scale={size[0]}:{size[1]}:flags=bicubic,setsar=1[ref];[0:V:0][ref]{body}"
+        # Scored as our job scores a scaled rung: upscaled to the source's size, against the source.
+        graph = f"[0:V:0]scale={size[0]}:{size[1]}:flags=bicubic,setsar=1[dist];[dist][1:V:0]{body}"
         passes.append(
             [
                 ffmpeg_path(),
@@ -68,7 +70,7 @@ def peers(source: Path, folder: Path) -> float:
         work = folder / f"peer-{rung}"
         timed([argv_for(group([rung]), source, work)])
         playlist = work / "groups" / "abr" / f"{rung}.m3u8"
-        timed(metric_passes(playlist, source, SIZES[rung], work))
+        timed(metric_passes(playlist, source, SIZES["1080p"], work))
     return time.perf_counter() - started
 
 
@@ -86,11 +88,11 @@ def ours(client: ApiClient, spec: dict[str, object], rungs: int) -> float:
     return elapsed
 
 
-def main(rounds: int = 1, kind: str = "camera") -> dict[str, float]:
+def main(rounds: int = 1, kind: str = "camera", seconds: float = SECONDS) -> dict[str, float]:
     with bench_stack() as (stack, settings), tempfile.TemporaryDirectory(prefix="framefleet-bench-") as tmp:
         media = demo_media(settings) / "bench"
         media.mkdir(parents=True, exist_ok=True)
-        source = make_source(media, kind)
+        source = make_source(media, kind, seconds)
         warm = make_clip(media / "warm.mp4", seconds=1, size="320x240")
         spec = {**group(LADDER, quality=True), "input": source.as_uri()}
         warm_spec = {
@@ -114,4 +116,8 @@ def main(rounds: int = 1, kind: str = "camera") -> dict[str, float]:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 1, sys.argv[2] if len(sys.argv) > 2 else "camera")
+    main(
+        int(sys.argv[1]) if len(sys.argv) > 1 else 1,
+        sys.argv[2] if len(sys.argv) > 2 else "camera",
+        float(sys.argv[3]) if len(sys.argv) > 3 else SECONDS,
+    )

@@ -170,10 +170,27 @@ class ChannelMixSpec(Strict):
 
 
 class ToneMapSpec(Strict):
-    """HDR (PQ or HLG) to SDR BT.709."""
+    """HDR (PQ or HLG) to SDR BT.709.
+
+    Without this section an HDR source is tone-mapped whenever the job has an SDR target (8-bit, H.264 or
+    a picture); `when: never` forbids that (the job is refused rather than writing HDR on SDR).
+    """
 
     algorithm: ToneMapAlgorithm = ToneMapAlgorithm.hable
-    when: Literal["hdr", "always"] = "hdr"
+    when: Literal["hdr", "always", "never"] = "hdr"
+
+
+class AudioTrackSpec(Strict):
+    """Which input audio track the outputs use: by position among the audio streams, or by language."""
+
+    index: Annotated[int, Field(ge=0, le=63)] | None = None
+    language: Annotated[str, Field(pattern=r"^[a-z]{2,3}$")] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if (self.index is None) == (self.language is None):
+            raise spec_error("audio_track", "give either index or language", "audio_track")
+        return self
 
 
 class OperationsSpec(Strict):
@@ -190,6 +207,8 @@ class OperationsSpec(Strict):
     channel_mix: ChannelMixSpec | None = None
     strip_audio: bool = False
     tonemap: ToneMapSpec | None = None
+    # Default: the input's first audio track; the others are listed as unused in each output's details.
+    audio_track: AudioTrackSpec | None = None
 
     @model_validator(mode="after")
     def _check(self) -> Self:

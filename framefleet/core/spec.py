@@ -68,6 +68,7 @@ __all__ = [
     "AudioCodec",
     "AudioSpec",
     "Container",
+    "DisplaySize",
     "Fallback",
     "Fit",
     "GroupSpec",
@@ -320,8 +321,15 @@ class OutputSpec(Strict):
             raise spec_error("channels", "mp3 carries at most 2 channels", "audio.channels")
 
 
+class DisplaySize(Strict):
+    """The screen size scaled streams are scored at (the source's size after operations by default)."""
+
+    width: Annotated[int, Field(ge=18, le=8192)]
+    height: Annotated[int, Field(ge=18, le=8192)]
+
+
 class QualitySpec(Strict):
-    _added: ClassVar[frozenset[str]] = frozenset({"phone", "threads", "segment_seconds"})
+    _added: ClassVar[frozenset[str]] = frozenset({"phone", "threads", "segment_seconds", "display"})
 
     metrics: Annotated[list[Metric], Field(min_length=1, max_length=3)] = Field(
         default_factory=lambda: [Metric.vmaf, Metric.psnr, Metric.ssim]
@@ -333,6 +341,8 @@ class QualitySpec(Strict):
     phone: bool = False
     threads: Annotated[int, Field(ge=1, le=64)] | None = None
     segment_seconds: Annotated[float, Field(ge=0.5, le=60)] | None = None
+    # A scaled stream is upscaled to this size and scored against the unscaled source, as viewers see it.
+    display: DisplaySize | None = None
 
     @field_validator("metrics")
     @classmethod

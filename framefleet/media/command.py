@@ -57,11 +57,11 @@ from framefleet.media.outputs import (
     target_size,
 )
 from framefleet.media.planning import (
-    AUDIO_SOURCE,
     GLOBAL_ARGS,
     JobBuilder,
     LoudnessCheck,
     StreamScore,
+    display_size,
     require_filters,
     score_for,
     scoreable,
@@ -187,23 +187,62 @@ def _quality_args(b: JobBuilder) -> list[str]:
     labels: list[str] = []
     for index, (_, score, _, _) in enumerate(b.refs):
         work_fmt = "yuv420p10le" if score.bit_depth > 8 else "yuv420p"
-        scored, outs = metric_chains(
-            f"dec:{index}",
-            f"dec:{count + index}",
-            str(index),
-            score.quality,
-            model=score.model,
-            logs=score.logs,
-            threads=threads,
-            work_fmt=work_fmt,
-        )
-        chains += scored
-        labels += outs
+        pairs = [(f"dec:{index}", f"dec:{count + index}", str(index), score)]
+        if score.display is not None:
+            resized, dist, ref = _display_chains(index, count, score)
+            chains += resized
+            pairs = [(dist, ref, str(index), score)]
+            if score.native is not None:
+                pairs.append((f"qn{index}d", f"qn{index}r", f"{index}n", score.native))
+        for dist, ref, key, scored_as in pairs:
+            scored, outs = metric_chains(
+                dist,
+                ref,
+                key,
+                scored_as.quality,
+                model=scored_as.model,
+                logs=scored_as.logs,
+                threads=threads,
+                work_fmt=work_fmt,
+            )
+            chains += scored
+            labels += outs
     require_filters(filter_names(";".join(chains)), b.caps)
     args += ["-filter_complex", ";".join(chains)]
     for label in labels:
         args += ["-map", f"[{label}]"]
     return [*args, "-f", "null", "-"]
+
+
+def reference_filters(b: JobBuilder, display: tuple[int, int] | None) -> list[str] | None:
+    """The reference's own filters when its stream is scored at `display` size (None: the branch's copy)."""
+    if display is None or b.video is None:
+        return None
+    if display == (b.video.display_width, b.video.display_height) and b.video.sample_aspect_ratio == 1.0:
+        return []  # the unscaled source is the display-size reference
+    return [f"scale={display[0]}:{display[1]}:flags=bicubic", "setsar=1"]
+
+
+def _display_chains(index: int, count: int, score: StreamScore) -> tuple[list[str], str, str]:
+    """Chains bringing decoded stream `index` up to its display size (and a copy of each side to its own
+    size for the native score); returns them and the labels of the display-size pair."""
+    assert score.display is not None
+    width, height = score.display
+    dist, ref = f"dec:{index}", f"dec:{count + index}"
+    up = f"scale={width}:{height}:flags=bicubic,setsar=1"
+    if score.native is None:
+        return [f"[{dist}]{up}[qx{index}d]"], f"qx{index}d", ref
+    down = f"scale={score.native.width}:{score.native.height}:flags=bicubic,setsar=1"
+    return (
+        [
+            f"[{dist}]split=2[qn{index}d][qu{index}d]",
+            f"[qu{index}d]{up}[qx{index}d]",
+            f"[{ref}]split=2[qx{index}r][qu{index}r]",
+            f"[qu{index}r]{down}[qn{index}r]",
+        ],
+        f"qx{index}d",
+        f"qx{index}r",
+    )
 
 
 def _cpu_count() -> int:
@@ -265,8 +304,10 @@ def plan_job(
     graph: list[str] = []
     if b.pre is not None:
         graph += fan_out("v", b.pre.label, video_consumers, b.pre.chains)
-    audio_head = [f"[{AUDIO_SOURCE}]{','.join(b.audio_pre)}[apre]"] if b.audio_pre and audio_consumers else []
-    graph += fan_out("a", "apre" if audio_head else AUDIO_SOURCE, audio_consumers, audio_head)
+    audio_head = (
+        [f"[{b.audio_source}]{','.join(b.audio_pre)}[apre]"] if b.audio_pre and audio_consumers else []
+    )
+    graph += fan_out("a", "apre" if audio_head else b.audio_source, audio_consumers, audio_head)
     _assign_labels(outputs, groups, pictures, video_consumers, audio_consumers)
     if graph:
         require_filters(filter_names(";".join(graph)), caps)
@@ -336,8 +377,10 @@ def _video_consumers(
         pix = plan.output.video.pix_fmt or DEFAULT_PIX_FMT
         consumer = Consumer(key=plan.key, filters=list(plan.video_filters), gif=codec is VideoCodec.gif)
         if b.score and scoreable(codec):
-            plan.score = score_for(b, plan.output.name or "", plan.width, plan.height, plan.fps, pix)
+            display = display_size(b, consumer.filters, plan.width, plan.height)
+            plan.score = score_for(b, plan.output.name or "", plan.width, plan.height, plan.fps, pix, display)
             consumer.ref = f"vref{plan.key}" if plan.score.measured else None
+            consumer.ref_filters = reference_filters(b, display)
         if plan.family is not Family.cpu:
             consumer.tail = tail_of(pix)
         if b.gpu_frames:
@@ -350,7 +393,10 @@ def _video_consumers(
             consumer = Consumer(key=key, filters=list(rung.filters))
             if b.score:
                 name = f"{group.name}/{rung.name}"
-                rung.score = score_for(b, name, rung.encode.width, rung.encode.height, group.ladder.fps, pix)
+                size = (rung.encode.width, rung.encode.height)
+                display = display_size(b, consumer.filters, *size)
+                rung.score = score_for(b, name, *size, group.ladder.fps, pix, display)
+                consumer.ref_filters = reference_filters(b, display)
                 rung.score.segment_seconds = group.ladder.segment_seconds
                 rung.ref = f"vref{key}"
                 consumer.ref = rung.ref if rung.score.measured else None

@@ -37,7 +37,10 @@ DENOISE: dict[Denoise, str] = {
 }
 MIX_LAYOUTS = {1: "mono", 2: "stereo", 6: "5.1"}
 # The filters each kind of operation needs from the ffmpeg build.
-TONEMAP_FILTERS = frozenset({"zscale", "tonemap"})
+TONEMAP_FILTERS = frozenset({"zscale", "tonemap", "sidedata"})
+# HDR static metadata the decoder attaches to every frame: left on tone-mapped frames, encoders would write
+# it (SEI, mdcv/clli boxes) on SDR pictures.
+HDR_SIDE_DATA = ("MASTERING_DISPLAY_METADATA", "CONTENT_LIGHT_LEVEL")
 
 
 def escape_option_value(value: str) -> str:
@@ -190,6 +193,7 @@ def tonemap_chain(spec: ToneMapSpec, out_pix_fmt: str = "yuv420p") -> list[str]:
         f"tonemap=tonemap={spec.algorithm.value}:desat=0",
         "zscale=t=bt709:m=bt709:r=tv",
         f"format={out_pix_fmt}",
+        *(f"sidedata=mode=delete:type={kind}" for kind in HDR_SIDE_DATA),
     ]
 
 
@@ -245,10 +249,14 @@ def pre_video(
         if ops.rotate in (90, 270):
             width, height = height, width
     pix_fmt = video.pix_fmt
-    if ops.tonemap is not None and (ops.tonemap.when == "always" or video.hdr):
+    tonemapped = False
+    if ops.tonemap is not None and (
+        ops.tonemap.when == "always" or (video.hdr and ops.tonemap.when == "hdr")
+    ):
         filters += tonemap_chain(ops.tonemap)
         pix_fmt = "yuv420p"
         pre.notes["tonemapped"] = True
+        tonemapped = True
     if ops.denoise is not None:
         filters.append(DENOISE[ops.denoise])
     chains: list[str] = []
@@ -286,6 +294,8 @@ def pre_video(
         fps=fps,
         interlaced=video.interlaced and deint is None,
     )
+    if tonemapped:  # SDR BT.709 from here on: every tag written downstream says so
+        pre.video = replace(pre.video, color_primaries="bt709", color_transfer="bt709", bit_depth=8)
     # Only automatic deinterlacing leaves a stream copy possible: the copy keeps the source's fields.
     only_auto = ops.deinterlace is Deinterlace.auto and chains == [f"[{source}]{deint}[vpre]"]
     pre.edited = bool(chains) and not only_auto

@@ -13,6 +13,9 @@ from framefleet.media.encoders import (
 from framefleet.media.planning import JobBuilder
 from framefleet.media.probe import VideoInfo
 
+# Filters a branch may run before its resize that the display-size reference shares with it.
+BEFORE_RESIZE = ("fps=", "hwdownload", "format=")
+
 
 @dataclass
 class Consumer:
@@ -24,6 +27,9 @@ class Consumer:
     ref: str | None = None  # label of a reference copy for scoring
     tail: list[str] = field(default_factory=list)  # after the reference split, encoder side (hw upload)
     ref_tail: list[str] = field(default_factory=list)  # reference side (hw download)
+    # Set when the stream is scored at display size: the reference is split off before the branch resizes
+    # (after an fps change or a download only) and gets these filters instead (the display-size scale).
+    ref_filters: list[str] | None = None
     out: str = ""  # filled in: the label the output maps
 
 
@@ -38,13 +44,18 @@ def consumer_chains(src: str, consumer: Consumer, label: str) -> tuple[list[str]
             f"[{label}b][{label}p]paletteuse=new=1[{label}]",
         ], label
     if consumer.ref is not None:
-        enc = f"{label}raw" if consumer.tail else label
-        ref = f"{consumer.ref}raw" if consumer.ref_tail else consumer.ref
-        chains = [f"{src}{','.join([*chain, 'split=2'])}[{enc}][{ref}]"]
-        if consumer.tail:
-            chains.append(f"[{enc}]{','.join(consumer.tail)}[{label}]")
-        if consumer.ref_tail:
-            chains.append(f"[{ref}]{','.join(consumer.ref_tail)}[{consumer.ref}]")
+        at = len(chain)
+        if consumer.ref_filters is not None:
+            at = next((i for i, f in enumerate(chain) if not f.startswith(BEFORE_RESIZE)), len(chain))
+        enc_chain = [*chain[at:], *consumer.tail]
+        ref_chain = [*consumer.ref_tail, *(consumer.ref_filters or [])]
+        enc = f"{label}raw" if enc_chain else label
+        ref = f"{consumer.ref}raw" if ref_chain else consumer.ref
+        chains = [f"{src}{','.join([*chain[:at], 'split=2'])}[{enc}][{ref}]"]
+        if enc_chain:
+            chains.append(f"[{enc}]{','.join(enc_chain)}[{label}]")
+        if ref_chain:
+            chains.append(f"[{ref}]{','.join(ref_chain)}[{consumer.ref}]")
         return chains, label
     chain += consumer.tail
     if chain:

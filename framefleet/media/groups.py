@@ -72,6 +72,10 @@ class AudioPlan:
     stream_index: int = 0
 
 
+# HLS VIDEO-RANGE by transfer function (the picture's after operations: tone-mapped rungs are SDR).
+VIDEO_RANGES = {"smpte2084": "PQ", "arib-std-b67": "HLG"}
+
+
 @dataclass
 class GroupPlan:
     """One group: its ladder resolved against the source, rungs and audio renditions, its folder."""
@@ -81,6 +85,7 @@ class GroupPlan:
     ladder: ResolvedLadder
     rungs: list[RungPlan]
     audio: list[AudioPlan]
+    video_range: str = "SDR"  # HLS VIDEO-RANGE of the rungs: SDR, or PQ/HLG when HDR reaches them
 
     @property
     def name(self) -> str:
@@ -153,7 +158,10 @@ def plan_group(b: JobBuilder, group: GroupSpec, gindex: int, folder: Path) -> Gr
         for sound in audio:
             sound.filters += ts_audio_lead(delays[-1] / ladder.fps, sound.sample_rate)
     del gindex
-    return GroupPlan(spec=group, folder=folder, ladder=ladder, rungs=rungs, audio=audio)
+    video_range = VIDEO_RANGES.get(b.video.color_transfer or "", "SDR")
+    return GroupPlan(
+        spec=group, folder=folder, ladder=ladder, rungs=rungs, audio=audio, video_range=video_range
+    )
 
 
 def ts_audio_lead(seconds: float, rate: int) -> list[str]:

@@ -23,7 +23,7 @@ from framefleet.core.spec import AudioCodec, JobSpec
 from framefleet.media.filters import channel_mix, layout_name, loudnorm
 from framefleet.media.outputs import audio_target
 from framefleet.media.planning import LoudnessCheck
-from framefleet.media.probe import AudioInfo, MediaInfo
+from framefleet.media.probe import AudioInfo, MediaInfo, with_audio_track
 
 MEASURED_KEYS = ("input_i", "input_tp", "input_lra", "input_thresh", "target_offset")
 # loudnorm prints its JSON after a line naming the filter instance; ours are named loudnorm@c<channels>.
@@ -56,10 +56,12 @@ def build_loudness_scan(spec: JobSpec, info: MediaInfo, source: Path) -> list[st
     ops = spec.operations
     if ops is None or ops.loudness is None or info.audio is None:
         raise ValueError("no loudness normalisation to measure")
+    info = with_audio_track(info, ops.audio_track)
+    assert info.audio is not None
     counts = final_channels(spec, info) or [info.audio.channels]
     head = [channel_mix(ops.channel_mix, info.audio)] if ops.channel_mix is not None else []
     head.append(f"asplit={len(counts)}" + "".join(f"[m{c}]" for c in counts))
-    chains = [f"[0:a:0]{','.join(head)}"]
+    chains = [f"[0:a:{info.audio.index}]{','.join(head)}"]
     first_pass = loudnorm(ops.loudness, None)
     for count in counts:
         name = first_pass.replace("loudnorm=", f"loudnorm@c{count}=", 1)

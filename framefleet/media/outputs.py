@@ -292,6 +292,7 @@ def plan_audio(plan: OutputPlan, b: JobBuilder) -> None:
     if codec is None or codec is AudioCodec.none or b.audio is None:
         plan.audio = "none"
         return
+    plan.audio_label = b.audio_source
     if codec is AudioCodec.copy:
         allowed = COPY_AUDIO.get(output.container)
         if allowed is not None and b.audio.codec not in allowed:

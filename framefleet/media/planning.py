@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from framefleet.core.failures import FailureClass, JobFailure
-from framefleet.core.operations import LoudnessSpec
+from framefleet.core.operations import LoudnessSpec, OperationsSpec, ToneMapSpec
 from framefleet.core.spec import AudioCodec, Fallback, JobSpec, PixFmt, QualitySpec, VideoCodec
 from framefleet.media.capabilities import CPU_ENCODERS, Capabilities
 from framefleet.media.encoders import (
@@ -21,13 +21,17 @@ from framefleet.media.encoders import (
 from framefleet.media.filters import (
     Assets,
     PreVideo,
+    even,
     loudness_chain,
     pre_audio,
     pre_video,
 )
 from framefleet.media.metadata import STRIP_METADATA
-from framefleet.media.probe import AudioInfo, MediaInfo, VideoInfo
+from framefleet.media.probe import AudioInfo, MediaInfo, VideoInfo, unused_audio_tracks, with_audio_track
 from framefleet.media.quality import ScoreLogs, stream_metrics, vmaf_model_for
+
+# Codecs that carry PQ or HLG pictures (at 10 bits).
+HDR_CODECS = frozenset({VideoCodec.hevc, VideoCodec.av1, VideoCodec.vp9})
 
 # The input streams every output draws from; `V` skips cover art, as probe() does.
 VIDEO_SOURCE = "0:V:0"
@@ -60,6 +64,10 @@ class StreamScore:
     quality: QualitySpec  # the job's metrics less those this stream cannot be scored with
     skipped: dict[str, str]  # metric -> why it was not measured
     segment_seconds: float | None = None
+    # Set for a scaled stream: it is upscaled to this size and scored against the unscaled source there
+    # (scaling loss counts, as viewers see it); `native` then scores it at its own size as well.
+    display: tuple[int, int] | None = None
+    native: StreamScore | None = None
 
     @property
     def measured(self) -> bool:
@@ -90,8 +98,12 @@ class JobBuilder:
         assets: Assets,
         score: bool,
     ) -> None:
+        ops = spec.operations
+        info = with_audio_track(info, ops.audio_track if ops is not None else None)
         self.spec = spec
         self.info = info
+        # The input audio stream every sound output draws from.
+        self.audio_source = f"0:a:{info.audio.index}" if info.audio is not None else AUDIO_SOURCE
         self.caps = caps
         self.workdir = workdir
         self.threads = threads
@@ -102,11 +114,14 @@ class JobBuilder:
         self.scores: list[StreamScore] = []
         self.refs: list[tuple[str, StreamScore, int, int]] = []  # (ref label, score, output index, stream)
         self.notes: dict[str, Any] = {}
+        if unused := unused_audio_tracks(info):
+            self.notes["unused_audio_tracks"] = unused
         ops = spec.operations
         self.strip_audio = ops is not None and ops.strip_audio
         self.pre: PreVideo | None = None
         self.video: VideoInfo | None = None
         if info.video is not None:
+            ops = hdr_operations(spec, info.video)
             self.pre = pre_video(ops, info.video, VIDEO_SOURCE, assets, input_index=1)
             self.video = self.pre.video
             self.notes.update(self.pre.notes)
@@ -167,6 +182,50 @@ class JobBuilder:
         self.scores.append(score)
 
 
+def sdr_targets(spec: JobSpec) -> list[str]:
+    """Where the spec sends pictures that cannot be HDR: 8-bit or H.264 outputs and rungs, and pictures.
+
+    Only 10-bit HEVC, AV1 and VP9 carry PQ or HLG; copies keep the source as it is.
+    """
+
+    def sdr(codec: VideoCodec | None, pix: PixFmt | None) -> bool:
+        if codec in (None, VideoCodec.copy, VideoCodec.none):
+            return False
+        return codec not in HDR_CODECS or pix is not PixFmt.yuv420p10le
+
+    where = [f"outputs.{i}" for i, o in enumerate(spec.outputs) if sdr(o.video.codec, o.video.pix_fmt)]
+    for g, group in enumerate(spec.groups):
+        where += [
+            f"groups.{g}.ladder.{r}" for r, rung in enumerate(group.ladder) if sdr(rung.codec, rung.pix_fmt)
+        ]
+    if spec.thumbnails or spec.sprites or spec.poster is not None:
+        where.append("thumbnails")
+    return where
+
+
+def hdr_operations(spec: JobSpec, video: VideoInfo) -> OperationsSpec | None:
+    """The operations with the tone mapping an HDR source needs: without an `operations.tonemap`, an HDR
+    source going to any SDR target is tone-mapped to BT.709 (in the shared chain, so every output gets
+    the same SDR picture); `when: never` refuses such a job instead of writing HDR tags on SDR pictures."""
+    ops = spec.operations
+    if not video.hdr:
+        return ops
+    targets = sdr_targets(spec)
+    if not targets:
+        return ops
+    tonemap = ops.tonemap if ops is not None else None
+    if tonemap is not None and tonemap.when == "never":
+        raise JobFailure(
+            FailureClass.spec_unsupported,
+            f"the source is HDR ({video.color_transfer}) and {targets[0]} is an SDR target (8-bit, H.264 or "
+            "a picture), but operations.tonemap.when is never: make it 10-bit HEVC, AV1 or VP9, or allow "
+            "tone mapping",
+        )
+    if tonemap is not None:
+        return ops
+    return (ops or OperationsSpec()).model_copy(update={"tonemap": ToneMapSpec()})
+
+
 def check_cpu_encoder(codec: VideoCodec | AudioCodec, caps: Capabilities) -> str:
     """The CPU encoder for `codec`; refused when this ffmpeg lacks it."""
     encoder = CPU_ENCODERS[codec]
@@ -187,25 +246,67 @@ def map_label(label: str) -> str:
     return label if label.startswith("0:") else f"[{label}]"
 
 
+# Filters that only resize or retag a picture: a branch made of these (after any fps change) shows the
+# same scene as the source, so it can be upscaled back and compared with it pixel for pixel.
+RESIZING = ("scale=", "setsar=", "setparams=")
+
+
+def display_size(b: JobBuilder, filters: list[str], width: int, height: int) -> tuple[int, int] | None:
+    """The size a width x height stream is scored at, or None to score it at its own size.
+
+    That is the spec's display size, else the source's square-pixel size after operations. Branches that
+    pad or crop (fit pad/fill) frame another scene than the source and keep their own-size score.
+    """
+    quality, video = b.spec.quality, b.video
+    assert quality is not None and video is not None
+    if quality.display is not None:
+        size = (quality.display.width, quality.display.height)
+    else:
+        size = (even(video.display_width * video.sample_aspect_ratio), even(video.display_height))
+    if size == (width, height):
+        return None
+    if not all(f.startswith(RESIZING) for f in filters if not f.startswith("fps=")):
+        return None
+    return size
+
+
 def score_for(
-    b: JobBuilder, name: str, width: int, height: int, fps: float | None, pix: PixFmt | None
+    b: JobBuilder,
+    name: str,
+    width: int,
+    height: int,
+    fps: float | None,
+    pix: PixFmt | None,
+    display: tuple[int, int] | None = None,
 ) -> StreamScore:
-    """Where and how one encoded stream of `name` is scored."""
+    """Where and how one encoded stream of `name` is scored: at `display` size when given (with its
+    own-size score as `native`), else at its own size."""
     quality = b.spec.quality
     assert quality is not None and b.video is not None
     safe = name.replace("/", "__")
-    metrics, skipped = stream_metrics(quality, width, height)
-    return StreamScore(
-        name=name,
-        logs=ScoreLogs(b.workdir / "quality" / f"{safe}.quality.json"),
-        model=vmaf_model_for(quality, width, height),
-        fps=fps or b.video.fps or 25.0,
-        width=width,
-        height=height,
-        bit_depth=10 if pix is PixFmt.yuv420p10le else 8,
-        quality=metrics,
-        skipped=skipped,
-    )
+    rate = fps or b.video.fps or 25.0
+
+    def at(w: int, h: int, suffix: str) -> StreamScore:
+        metrics, skipped = stream_metrics(quality, w, h)
+        return StreamScore(
+            name=name,
+            logs=ScoreLogs(b.workdir / "quality" / f"{safe}{suffix}.quality.json"),
+            model=vmaf_model_for(quality, w, h),
+            fps=rate,
+            width=w,
+            height=h,
+            bit_depth=10 if pix is PixFmt.yuv420p10le else 8,
+            quality=metrics,
+            skipped=skipped,
+        )
+
+    if display is None:
+        return at(width, height, "")
+    score = at(*display, "")
+    score.display = display
+    native = at(width, height, ".native")
+    score.native = native if native.measured else None
+    return score
 
 
 def scoreable(codec: VideoCodec | None) -> bool:

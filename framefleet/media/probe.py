@@ -7,7 +7,7 @@ JobFailure(input_invalid) with a sentence a user understands; no other exception
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ import av.container
 import av.stream
 
 from framefleet.core.failures import FailureClass, JobFailure
+from framefleet.core.operations import AudioTrackSpec
 
 # Bounded probing so hostile input cannot make the demuxer read or analyse forever.
 PROBE_OPTIONS = {"probesize": str(20 * 1024 * 1024), "analyzeduration": str(10_000_000)}
@@ -78,6 +79,8 @@ class AudioInfo:
     sample_rate: int
     bit_rate: int | None
     layout: str | None = None
+    index: int = 0  # among the input's audio streams (ffmpeg's 0:a:N)
+    language: str | None = None
 
 
 @dataclass(frozen=True)
@@ -87,7 +90,8 @@ class MediaInfo:
     size_bytes: int
     bit_rate: int | None
     video: VideoInfo | None
-    audio: AudioInfo | None
+    audio: AudioInfo | None  # the track outputs use: the first, or the one the spec picks
+    audio_tracks: tuple[AudioInfo, ...] = ()  # every audio stream, in order
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict."""
@@ -218,7 +222,7 @@ def _video_info(stream: Any, frame: Any) -> VideoInfo:
     )
 
 
-def _audio_info(stream: Any) -> AudioInfo:
+def _audio_info(stream: Any, index: int = 0) -> AudioInfo:
     ctx = stream.codec_context
     layout = getattr(ctx, "layout", None)
     channels = int(getattr(ctx, "channels", 0) or (len(layout.channels) if layout is not None else 0))
@@ -230,7 +234,14 @@ def _audio_info(stream: Any) -> AudioInfo:
         sample_rate=int(ctx.sample_rate),
         bit_rate=_positive_int(stream.bit_rate or ctx.bit_rate),
         layout=getattr(layout, "name", None),
+        index=index,
+        language=_language(stream),
     )
+
+
+def _language(stream: Any) -> str | None:
+    language = str(stream.metadata.get("language") or "").lower()
+    return language if language and language != "und" else None
 
 
 def _duration(container: av.container.InputContainer, streams: list[Any]) -> float | None:
@@ -266,6 +277,7 @@ def _probe_open(path: Path, size: int) -> MediaInfo:
             raise _invalid(f"the {kind} stream does not decode (the file is truncated or corrupt)")
         video = _video_info(video_stream, frame) if video_stream is not None else None
         audio = _audio_info(audio_stream) if audio_stream is not None else None
+        tracks = tuple(_audio_info(s, i) for i, s in enumerate(container.streams.audio))
         return MediaInfo(
             format_name=format_name,
             duration=_duration(container, [video_stream, audio_stream]),
@@ -273,6 +285,7 @@ def _probe_open(path: Path, size: int) -> MediaInfo:
             bit_rate=_positive_int(container.bit_rate),
             video=video,
             audio=audio,
+            audio_tracks=tracks,
         )
 
 
@@ -309,3 +322,37 @@ def probe(path: Path) -> MediaInfo:
     ) as exc:
         # PyAV surfaces some malformed-media cases through plain Python errors (odd metadata, bad rates).
         raise _invalid(f"the input is not readable audio or video ({type(exc).__name__}: {exc})") from None
+
+
+def with_audio_track(info: MediaInfo, track: AudioTrackSpec | None) -> MediaInfo:
+    """`info` with the audio track the spec picks as its `audio` (the first without a choice).
+
+    A pick the input cannot meet is refused (spec_unsupported) rather than silently taking another track.
+    """
+    if track is None or not info.audio_tracks:
+        if track is not None:
+            raise JobFailure(FailureClass.spec_unsupported, "operations.audio_track: the input has no audio")
+        return info
+    if track.index is not None:
+        chosen = next((t for t in info.audio_tracks if t.index == track.index), None)
+        wanted = f"index {track.index}"
+    else:
+        chosen = next((t for t in info.audio_tracks if t.language == track.language), None)
+        wanted = f"language {track.language!r}"
+    if chosen is None:
+        have = ", ".join(f"{t.index}:{t.language or 'und'}" for t in info.audio_tracks)
+        raise JobFailure(
+            FailureClass.spec_unsupported,
+            f"operations.audio_track: the input has no audio track with {wanted} (it has {have})",
+        )
+    return replace(info, audio=chosen)
+
+
+def unused_audio_tracks(info: MediaInfo) -> list[dict[str, Any]]:
+    """The input's audio tracks that no output uses: index, language, codec and channels of each."""
+    used = info.audio.index if info.audio is not None else None
+    return [
+        {"index": t.index, "language": t.language, "codec": t.codec, "channels": t.channels}
+        for t in info.audio_tracks
+        if t.index != used
+    ]

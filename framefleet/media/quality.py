@@ -9,6 +9,11 @@ The chains are used two ways (see media/command.py): inside the encoding process
 pictures come from a loopback decoder (`-dec`) of the encoder and the reference is the encoder's own
 input, so both are frame-aligned by construction whatever trim, fps change or scaling happened; and as a
 separate pass over two files (`build_quality`), where the reference is brought to the distorted size.
+
+A scaled stream is scored at display size (the source's size after operations, or `quality.display`):
+upscaled with bicubic and compared with the unscaled source, so the loss of resolution counts as viewers
+see it and a ladder's rungs rank in order, with the model for that size. Its own-size score, against a
+downscaled reference, is kept beside it (`native`).
 """
 
 from __future__ import annotations
@@ -184,6 +189,7 @@ def build_quality(
     threads: int,
     pix_fmt: str | None = None,
     reference_filters: list[str] | None = None,
+    display: tuple[int, int] | None = None,
 ) -> list[str]:
     """ffmpeg arguments (without the binary) scoring `distorted` against `reference` in one pass.
 
@@ -191,13 +197,19 @@ def build_quality(
     `reference_filters` first (the job's operations, so it shows what the encoder saw), then the output
     frame rate when `fps` is given and the distorted size; both start at time zero and share one pixel
     format, 10-bit when `pix_fmt` (the output's) is. Raw logs go beside `log_path` (see ScoreLogs).
+    With `display`, both are brought to that size instead (the distorted picture upscaled), as the
+    encoding process scores scaled streams.
     """
     work_fmt = "yuv420p10le" if pix_fmt and "10" in pix_fmt else "yuv420p"
     ref_chain = [*(reference_filters or [])]
     if fps is not None:
         ref_chain.append(f"fps={fps_value(fps)}")
+    dist_chain = "null"
+    if display is not None:
+        width, height = display
+        dist_chain = f"scale={width}:{height}:flags=bicubic,setsar=1"
     ref_chain += [f"scale={width}:{height}:flags=bicubic", "setsar=1"]
-    chains = ["[0:V:0]null[dist]", f"[1:V:0]{','.join(ref_chain)}[ref]"]
+    chains = [f"[0:V:0]{dist_chain}[dist]", f"[1:V:0]{','.join(ref_chain)}[ref]"]
     scored, outputs = metric_chains(
         "dist",
         "ref",

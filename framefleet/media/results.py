@@ -118,6 +118,12 @@ def _score_summary(score: StreamScore | None, quality: QualitySpec | None) -> di
         segment_seconds=score.segment_seconds,
         bit_depth=score.bit_depth,
     )
+    if score.display is not None:
+        # Scored upscaled to the display size against the unscaled source; the own-size score beside it.
+        summary["scored_at"] = {"width": score.display[0], "height": score.display[1]}
+        if score.native is not None:
+            native = _score_summary(score.native, quality) or {}
+            summary["native"] = native | {"width": score.native.width, "height": score.native.height}
     return summary | ({"skipped": score.skipped} if score.skipped else {})
 
 
@@ -335,6 +341,12 @@ def collect_results(plan: JobPlan, spec: JobSpec, base: str) -> Results:
         results.rows += found.rows
     # Raises when a stream misses its loudness target and the spec says to fail; otherwise the reading
     # (with its verdict) is stored with the output it belongs to.
+    # Every output with sound says which input audio tracks it left out (none are dropped unannounced).
+    unused = plan.notes.get("unused_audio_tracks")
+    if unused:
+        for row in results.rows:
+            if row.kind == "audio" or row.audio_codec is not None:
+                row.details = {**(row.details or {}), "unused_audio_tracks": unused}
     readings = {r.name: r for r in check_loudness(plan.loudness)}
     for row in results.rows:
         if row.name in readings:

@@ -14,6 +14,7 @@ from typing import Any
 import av
 import pytest
 
+from framefleet.core.failures import FailureClass, JobFailure
 from framefleet.core.spec import JobSpec
 from framefleet.media.filters import Assets
 from framefleet.media.loudness import build_loudness_scan, parse_loudnorm
@@ -310,3 +311,183 @@ def _segment_children(data: bytes) -> list[str]:
         order.append(names.get(element, hex(element)))
         at += size
     return order
+
+
+def test_scaled_streams_are_scored_at_display_size_so_rungs_rank_in_order(
+    ffmpeg: str, folder: Path, tmp_path: Path
+) -> None:
+    source = folder / "detail.mp4"
+    quiet_ffmpeg(
+        ffmpeg,
+        *("-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25:duration=1"),
+        *("-c:v", "libx264", "-qp", "0", "-preset", "ultrafast"),
+        source,
+    )
+    body = {
+        "outputs": [
+            {"name": "small", "container": "mp4", "video": {"height": 180, "crf": 18, "preset": "veryfast"}},
+            {"name": "full", "container": "mp4", "video": {"crf": 18, "preset": "veryfast"}},
+        ],
+        "groups": [
+            {
+                "name": "abr",
+                "type": "hls",
+                "ladder": [
+                    {"name": "360p", "height": 360, "bitrate_kbps": 1500},
+                    {"name": "180p", "height": 180, "bitrate_kbps": 600},
+                    {"name": "90p", "height": 90, "bitrate_kbps": 300},
+                ],
+                "segment_seconds": 1,
+                "preset": "veryfast",
+            }
+        ],
+        "quality": {"metrics": ["vmaf", "psnr"], "subsample": 2},
+    }
+    job, plan, _ = run_plan(ffmpeg, body, source, tmp_path / "w")
+    rows = {row.name: row.metrics for row in collect_results(plan, job, "file:///published/job").rows}
+    rungs = [rows[f"abr/{name}"] for name in ("360p", "180p", "90p")]
+    display = [m["vmaf"]["mean"] for m in rungs]
+    # Upscaled to the source's size and compared with it, scaling loss counts: the bigger rung wins.
+    assert display[0] > display[1] > display[2], display
+    assert "native" not in rungs[0] and "scored_at" not in rungs[0]  # already at display size
+    for metrics, (w, h) in zip(rungs[1:], [(320, 180), (160, 90)], strict=True):
+        assert metrics["scored_at"] == {"width": 640, "height": 360}
+        native = metrics["native"]
+        assert (native["width"], native["height"]) == (w, h)
+        # At its own size against a downscaled reference, the rung looks far better than viewers see it.
+        assert native["vmaf"]["mean"] > metrics["vmaf"]["mean"] + 5
+    small = rows["small"]
+    assert small["scored_at"] == {"width": 640, "height": 360} and small["native"]["psnr"]["mean"] > 30
+    assert "native" not in rows["full"]
+
+
+@pytest.fixture(scope="module")
+def hdr10(ffmpeg: str, folder: Path) -> Path:
+    """0.4 s of HDR10: HEVC Main 10, BT.2020/PQ, with mastering-display and content-light SEI."""
+    path = folder / "hdr10.mp4"
+    x265 = (
+        "log-level=error:hdr10=1:repeat-headers=1:colorprim=bt2020:transfer=smpte2084:colormatrix=bt2020nc"
+        ":master-display=G(13250,34500)B(7500,3000)R(34000,16000)WP(15635,16450)L(10000000,1):max-cll=1000,400"
+    )
+    quiet_ffmpeg(
+        ffmpeg,
+        *("-f", "lavfi", "-i", "testsrc2=size=160x96:rate=25:duration=0.4"),
+        "-vf",
+        "format=yuv420p,setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709:range=tv,"
+        "zscale=p=bt2020:t=smpte2084:m=bt2020nc:r=tv:npl=100,format=yuv420p10le",
+        *("-c:v", "libx265", "-preset", "ultrafast", "-x265-params", x265, "-tag:v", "hvc1"),
+        path,
+    )
+    info = probe(path).video
+    assert info is not None and info.hdr and info.bit_depth == 10
+    return path
+
+
+HDR_BOXES = (b"mdcv", b"clli")
+
+
+def test_hdr_sources_are_tone_mapped_for_sdr_targets_by_default(
+    ffmpeg: str, hdr10: Path, tmp_path: Path
+) -> None:
+    body = {
+        "outputs": [{"name": "avc", "container": "mp4", "video": {"preset": "ultrafast"}}],
+        "groups": [
+            {
+                "name": "abr",
+                "type": "hls",
+                "segment_type": "fmp4",
+                "ladder": [{"height": 96, "bitrate_kbps": 300}],
+                "preset": "ultrafast",
+                "audio": [],
+            }
+        ],
+    }
+    job, plan, _ = run_plan(ffmpeg, body, hdr10, tmp_path / "w")
+    collect_results(plan, job, "file:///published/job")  # packages the group
+    assert plan.notes["tonemapped"] is True
+    folder = plan.groups[0].folder
+    for path in [plan.outputs[0].path, *folder.glob("*.mp4"), *folder.glob("*.m4s")]:
+        data = path.read_bytes()
+        assert not any(box in data for box in HDR_BOXES), path.name
+    video = probe(plan.outputs[0].path).video
+    assert video is not None and video.color_transfer == "bt709" and video.color_primaries == "bt709"
+    assert video.bit_depth == 8 and not video.hdr
+    assert "VIDEO-RANGE=SDR" in (folder / "master.m3u8").read_text()
+
+
+def test_hdr_stays_hdr_on_ten_bit_hevc_and_can_forbid_tone_mapping(
+    ffmpeg: str, hdr10: Path, tmp_path: Path
+) -> None:
+    hevc = {
+        "name": "abr",
+        "type": "hls",
+        "segment_type": "fmp4",
+        "video_codec": "hevc",
+        "ladder": [{"height": 96, "bitrate_kbps": 300, "codec": "hevc", "pix_fmt": "yuv420p10le"}],
+        "preset": "ultrafast",
+        "audio": [],
+    }
+    job, plan, _ = run_plan(ffmpeg, {"groups": [hevc]}, hdr10, tmp_path / "w")
+    collect_results(plan, job, "file:///published/job")
+    assert "tonemapped" not in plan.notes
+    assert "VIDEO-RANGE=PQ" in (plan.groups[0].folder / "master.m3u8").read_text()
+
+    never = {"outputs": [{"container": "mp4"}], "operations": {"tonemap": {"when": "never"}}}
+    with pytest.raises(JobFailure) as refused:
+        run_plan(ffmpeg, never, hdr10, tmp_path / "n")
+    assert refused.value.failure_class is FailureClass.spec_unsupported
+    assert "outputs.0" in str(refused.value) and "tonemap" in str(refused.value)
+
+
+@pytest.fixture(scope="module")
+def three_tracks(ffmpeg: str, folder: Path) -> Path:
+    """A mov with three PCM tracks: mono English left and right, stereo French."""
+    path = folder / "tracks.mov"
+    tone = "sine=frequency={}:sample_rate=48000:duration=0.5"
+    quiet_ffmpeg(
+        ffmpeg,
+        *("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25:duration=0.5"),
+        *("-f", "lavfi", "-i", tone.format(440), "-f", "lavfi", "-i", tone.format(660)),
+        *("-f", "lavfi", "-i", tone.format(880) + ",pan=stereo|c0=c0|c1=c0"),
+        *("-map", "0", "-map", "1", "-map", "2", "-map", "3", "-c:v", "libx264", "-preset", "ultrafast"),
+        *("-c:a", "pcm_s16le", "-metadata:s:a:0", "language=eng", "-metadata:s:a:1", "language=eng"),
+        *("-metadata:s:a:2", "language=fra"),
+        path,
+    )
+    return path
+
+
+def test_audio_tracks_are_picked_by_language_or_index_and_unused_ones_reported(
+    ffmpeg: str, three_tracks: Path, tmp_path: Path
+) -> None:
+    info = probe(three_tracks)
+    assert [(t.index, t.language, t.channels) for t in info.audio_tracks] == [
+        (0, "eng", 1),
+        (1, "eng", 1),
+        (2, "fra", 2),
+    ]
+    output = {"name": "o", "container": "mp4", "video": {"preset": "ultrafast"}}
+    job, plan, _ = run_plan(ffmpeg, {"outputs": [output]}, three_tracks, tmp_path / "d")
+    (row,) = collect_results(plan, job, "file:///published/job").rows
+    assert [t["index"] for t in row.details["unused_audio_tracks"]] == [1, 2]
+    assert row.details["unused_audio_tracks"][1] == {
+        "index": 2,
+        "language": "fra",
+        "codec": "pcm_s16le",
+        "channels": 2,
+    }
+
+    french = {"outputs": [output], "operations": {"audio_track": {"language": "fra"}}}
+    job, plan, _ = run_plan(ffmpeg, french, three_tracks, tmp_path / "f")
+    (row,) = collect_results(plan, job, "file:///published/job").rows
+    audio = probe(plan.outputs[0].path).audio
+    assert audio is not None and audio.channels == 2
+    assert [t["index"] for t in row.details["unused_audio_tracks"]] == [0, 1]
+
+    second = {"outputs": [output], "operations": {"audio_track": {"index": 1}}}
+    job, plan, _ = run_plan(ffmpeg, second, three_tracks, tmp_path / "s")
+    assert plan.notes["unused_audio_tracks"][0]["index"] == 0
+
+    missing = {"outputs": [output], "operations": {"audio_track": {"language": "deu"}}}
+    with pytest.raises(JobFailure, match="no audio track with language 'deu'"):
+        run_plan(ffmpeg, missing, three_tracks, tmp_path / "m")

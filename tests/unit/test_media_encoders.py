@@ -178,7 +178,10 @@ def test_nvenc_ladder_decodes_and_scales_on_the_gpu() -> None:
     g = graph(argv)
     assert "[vsrcg0r0]scale_cuda=1920:1080:format=nv12,split=2[voutg0r0][vrefg0r0raw]" in g
     assert "[vrefg0r0raw]hwdownload,format=nv12[vrefg0r0]" in g
-    assert "[vsrcg0r1]scale_cuda=1280:720:format=nv12,split=2" in g
+    # The 720p rung is scored at the source's 1080p: its reference is split off before the GPU scale.
+    assert "[vsrcg0r1]split=2[voutg0r1raw][vrefg0r1raw]" in g
+    assert "[voutg0r1raw]scale_cuda=1280:720:format=nv12[voutg0r1]" in g
+    assert "[vrefg0r1raw]hwdownload,format=nv12[vrefg0r1]" in g
     assert "[vsrcp0]hwdownload,format=nv12,select=" in g  # thumbnails are made on the CPU
     rung = output(argv, "/w/out/groups/abr/1080p.m3u8")
     assert value(rung, "-c:v") == "hevc_nvenc" and "-pix_fmt" not in rung and "-threads:v" not in rung

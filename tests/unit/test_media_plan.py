@@ -55,6 +55,7 @@ FILTERS = frozenset(
         "pan",
         "zscale",
         "tonemap",
+        "sidedata",
         "scale_cuda",
         "hwdownload",
         "hwupload",
@@ -228,7 +229,12 @@ def test_cmaf_brands_its_segments_and_tags_colour() -> None:
     assert ntsc in graph(plan(body, media(640, 480)).argv)
     tagged = media(720, 576, color_primaries="bt2020", color_transfer="smpte2084")
     hdr = "setparams=color_primaries=bt2020:color_trc=smpte2084:colorspace=bt2020nc:range=tv"
-    assert hdr in graph(plan(body, tagged).argv)
+    ten_bit = [{"height": 360, "codec": "hevc", "pix_fmt": "yuv420p10le"}]
+    hevc = {"groups": [{**body["groups"][0], "video_codec": "hevc", "ladder": ten_bit}]}
+    assert hdr in graph(plan(hevc, tagged).argv)
+    # 8-bit H.264 rungs of a PQ source are tone-mapped, and tagged as the BT.709 pictures they now are.
+    sdr = graph(plan(body, tagged).argv)
+    assert "tonemap=" in sdr and hdr not in sdr and hd in sdr
     dash = plan({"groups": [{**body["groups"][0], "type": "dash"}]}).argv
     assert "setparams" not in graph(dash)
 
@@ -247,8 +253,9 @@ def test_scored_streams_are_decoded_back_in_the_same_process() -> None:
     job = plan(body)
     argv = job.argv
     g = graph(argv)
-    assert "[vsrc0]scale=640:360:flags=bicubic,setsar=1,split=2[vout0][vref0]" in g
-    assert "[vsrcg0r1]scale=640:360:flags=bicubic,setsar=1/1,split=2[voutg0r1][vrefg0r1]" in g
+    # Scaled streams are scored at the source's size: the reference is split off before the scale.
+    assert "[vsrc0]split=2[vout0raw][vref0];[vout0raw]scale=640:360:flags=bicubic,setsar=1[vout0]" in g
+    assert "[vsrcg0r1]split=2[voutg0r1raw][vrefg0r1];[voutg0r1raw]scale=640:360:flags=bicubic" in g
     refs = argv[argv.index("[vref0]") - 1 : argv.index("rawvideo") + 4]
     assert refs == [
         "-map",
@@ -267,11 +274,22 @@ def test_scored_streams_are_decoded_back_in_the_same_process() -> None:
     # main.mp4 is output 0; the DASH output (1) holds both rungs; the references are output 2.
     assert decoders == ["0:0", "1:0", "1:1", "2:0", "2:1", "2:2"]
     scoring = graph(argv, 1)
-    assert scoring.startswith("[dec:0]setpts=PTS-STARTPTS,format=yuv420p,split=2[qd0v][qd0s];[dec:3]")
-    assert scoring.count("libvmaf=") == 3 and scoring.count("ssim=") == 3
+    # main (360p) is upscaled to 1280x720 and compared there; a copy of each side stays at 640x360.
+    assert scoring.startswith(
+        "[dec:0]split=2[qn0d][qu0d];[qu0d]scale=1280:720:flags=bicubic,setsar=1[qx0d];"
+        "[dec:3]split=2[qx0r][qu0r];[qu0r]scale=640:360:flags=bicubic,setsar=1[qn0r];"
+        "[qx0d]setpts=PTS-STARTPTS,format=yuv420p,split=2[qd0v][qd0s];"
+    )
+    assert "[qn0d]setpts=PTS-STARTPTS,format=yuv420p,split=2[qd0nv][qd0ns]" in scoring
+    assert "[dec:1]setpts=PTS-STARTPTS" in scoring  # the 720p rung is at display size already
+    assert scoring.count("libvmaf=") == 5 and scoring.count("ssim=") == 5
     assert [s.name for s in job.scores] == ["main", "d/720p", "d/360p"]
     assert job.scores[1].segment_seconds == 4.0 and job.scores[1].model == "vmaf_v0.6.1"
-    assert argv[-7:] == ["-map", "[qv2]", "-map", "[qs2]", "-f", "null", "-"]
+    assert job.scores[0].display == (1280, 720) and job.scores[1].display is None
+    native = job.scores[2].native
+    assert native is not None and (native.width, native.height) == (640, 360)
+    maps = ["-map", "[qv2]", "-map", "[qs2]", "-map", "[qv2n]", "-map", "[qs2n]"]
+    assert argv[-11:] == [*maps, "-f", "null", "-"]
 
 
 def test_scoring_can_be_switched_off() -> None:

@@ -105,7 +105,7 @@ def test_master_playlist_adds_the_richest_audio_to_every_variant() -> None:
         'CHANNELS="2",URI="en.m3u8"',
         '#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="audio",NAME="dd",DEFAULT=NO,AUTOSELECT=YES,CHANNELS="6",URI="dd.m3u8"',
         "#EXT-X-STREAM-INF:BANDWIDTH=3400000,AVERAGE-BANDWIDTH=2884000,RESOLUTION=1280x720,FRAME-RATE=29.970,"
-        'CODECS="avc1.64001f,mp4a.40.2",AUDIO="audio",CLOSED-CAPTIONS=NONE',
+        'CODECS="avc1.64001f,mp4a.40.2",VIDEO-RANGE=SDR,AUDIO="audio",CLOSED-CAPTIONS=NONE',
         "720p.m3u8",
     ]
 
