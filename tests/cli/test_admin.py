@@ -50,7 +50,7 @@ def test_keys_create_prints_a_working_key_once(test_env: dict[str, str]) -> None
         stored = session.scalars(sa.select(ApiKey).where(ApiKey.key_hash == hash_key(raw))).one()
         assert raw not in (stored.key_hash, stored.prefix)
     assert principal is not None
-    assert (principal.tenant, principal.role) == (tenant, "submitter")
+    assert (principal.tenant, principal.role) == (tenant, "member")
 
 
 def test_keys_create_defaults_to_the_least_role_that_can_submit(test_env: dict[str, str]) -> None:
@@ -59,11 +59,11 @@ def test_keys_create_defaults_to_the_least_role_that_can_submit(test_env: dict[s
 
     result = framefleet("keys", "create", "--tenant", f"cli-{uuid.uuid4().hex[:8]}", env=test_env)
     assert result.returncode == 0, result.stderr
-    assert "Created submitter key" in result.stdout
+    assert "Created member key" in result.stdout
     (raw,) = [line for line in result.stdout.splitlines() if line.startswith(KEY_PREFIX)]
     with session_scope() as session:
         principal = authenticate(session, raw)
-    assert principal is not None and principal.role == "submitter"
+    assert principal is not None and principal.role == "member"
 
 
 def test_keys_create_refuses_an_unknown_role(test_env: dict[str, str]) -> None:
