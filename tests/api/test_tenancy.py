@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from framefleet.api.app import create_app
 from framefleet.api.auth import TOUCH_INTERVAL_SECONDS
 from framefleet.config import Settings
 from framefleet.db.models import ApiKey, Job, JobTransition
@@ -258,3 +259,25 @@ def test_operator_reads_any_tenants_jobs_but_members_cannot(client: TestClient, 
     refused = client.get(f"/v1/jobs/{job['id']}?tenant={name}", headers=outsider)
     assert refused.status_code == 403 and refused.json()["permission"] == "jobs:read:any"
     assert client.post(f"/v1/jobs/{job['id']}/cancel?tenant={name}", headers=operator).status_code == 403
+
+
+def test_another_api_process_refuses_a_revoked_key_within_the_cache_ttl(
+    api_settings: Settings, make_key: KeyMaker
+) -> None:
+    import time
+
+    settings = api_settings.model_copy(update={"api_key_cache_seconds": 0.5})
+    admin = make_key()
+    name = _name()
+    with TestClient(create_app(settings)) as first, TestClient(create_app(settings)) as second:
+        first.post("/v1/tenants", json={"name": name}, headers=admin)
+        key_id, raw = _new_key(first, admin, name)
+        headers = {"X-API-Key": raw}
+        assert second.get("/v1/jobs", headers=headers).status_code == 200  # now cached in `second`
+        assert first.post(f"/v1/keys/{key_id}/revoke", headers=admin).status_code == 200
+        revoked_at = time.monotonic()
+        assert first.get("/v1/jobs", headers=headers).status_code == 401  # at once where it was revoked
+        while second.get("/v1/jobs", headers=headers).status_code == 200:
+            assert time.monotonic() - revoked_at <= settings.api_key_cache_seconds + 0.2
+            time.sleep(0.05)
+        assert second.get("/v1/jobs", headers=headers).status_code == 401
