@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     public_url: str = ""
+    # Browser origins allowed to call the API (CORS), exactly as sent in Origin (https://console.example).
+    # Empty (the default): no CORS headers at all, so browsers on other origins cannot read answers.
+    cors_origins: list[str] = Field(default_factory=list)
     sse_keepalive_seconds: float = 15.0
     # An authenticated key is remembered this long per API process; a revoked key works at most this long.
     api_key_cache_seconds: float = 5.0
@@ -153,6 +156,9 @@ class Settings(BaseSettings):
             )
         if self.timeout_floor_seconds > self.job_max_seconds:
             raise ValueError("FRAMEFLEET_TIMEOUT_FLOOR_SECONDS cannot exceed FRAMEFLEET_JOB_MAX_SECONDS")
+        if "*" in self.cors_origins:
+            raise ValueError("FRAMEFLEET_CORS_ORIGINS lists origins; '*' (any origin) is not allowed")
+        self.cors_origins = [origin.rstrip("/") for origin in self.cors_origins]
         if self.env == "prod" and self.secret_key.strip().lower() in PLACEHOLDER_SECRETS:
             raise ValueError("FRAMEFLEET_SECRET_KEY must be set to a real secret when FRAMEFLEET_ENV=prod")
         return self

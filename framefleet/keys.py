@@ -7,17 +7,25 @@ prefix kept beside the hash lets an operator tell keys apart in listings.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from framefleet.core.specbase import NAME_PATTERN
 from framefleet.db.models import ApiKey, Tenant, utcnow
+from framefleet.tenancy.permissions import ALIASES, ROLES, canonical_role
+
+__all__ = ["KEY_PREFIX", "ROLES", "Principal", "authenticate", "create_key", "hash_key", "looks_like_key"]
 
 KEY_PREFIX = "ff_"
-ROLES = ("admin", "submitter", "viewer")
+PREFIX_LENGTH = 10
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 @dataclass(frozen=True)
@@ -26,31 +34,81 @@ class Principal:
     tenant: str
     key_id: int
     role: str
+    key_prefix: str = ""
+    tenant_status: str = "active"
+    expires_at: datetime | None = None
+    networks: tuple[Network, ...] = ()
+
+    @property
+    def actor(self) -> str:
+        """How audit rows and job history name this caller."""
+        return f"key:{self.key_id}:{self.key_prefix}"
 
 
 def hash_key(raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
+def check_tenant_name(name: str) -> None:
+    """ValueError unless `name` is path-safe: it is also the tenant's folder and key prefix in storage."""
+    if not NAME_PATTERN.match(name):
+        raise ValueError("a tenant name is 1-64 letters, digits, '_', '-' or '.', starting alphanumeric")
+
+
+def parse_cidrs(cidrs: Sequence[str] | None) -> list[str] | None:
+    """Normalised CIDR strings (a bare address is its /32 or /128); ValueError naming a bad one."""
+    if not cidrs:
+        return None
+    found = []
+    for text in cidrs:
+        try:
+            found.append(str(ipaddress.ip_network(text.strip(), strict=False)))
+        except ValueError:
+            raise ValueError(f"{text!r} is not an IP network (like 10.0.0.0/8 or 2001:db8::/32)") from None
+    return found
+
+
 def get_or_create_tenant(session: Session, name: str) -> Tenant:
     tenant = session.scalar(sa.select(Tenant).where(Tenant.name == name))
     if tenant is None:
+        check_tenant_name(name)
         tenant = Tenant(name=name)
         session.add(tenant)
         session.flush()
     return tenant
 
 
-def create_key(session: Session, *, tenant: str, role: str = "admin") -> tuple[str, ApiKey]:
+def new_raw_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def create_key(
+    session: Session,
+    *,
+    tenant: str,
+    role: str = "admin",
+    expires_at: datetime | None = None,
+    description: str | None = None,
+    allowed_cidrs: Sequence[str] | None = None,
+    created_by: str | None = None,
+    replaces_id: int | None = None,
+) -> tuple[str, ApiKey]:
     """Create a key for `tenant` (created if new). Returns the raw key, which is never stored."""
-    if role not in ROLES:
-        raise ValueError(f"role must be one of {', '.join(ROLES)}")
-    if not NAME_PATTERN.match(tenant):
-        # The name is also the tenant's folder and key prefix in storage (storage/namespace.py).
-        raise ValueError("a tenant name is 1-64 letters, digits, '_', '-' or '.', starting alphanumeric")
+    role = canonical_role(role)
+    check_tenant_name(tenant)
     owner = get_or_create_tenant(session, tenant)
-    raw = KEY_PREFIX + secrets.token_urlsafe(32)
-    key = ApiKey(tenant_id=owner.id, prefix=raw[:10], key_hash=hash_key(raw), role=role)
+    raw = new_raw_key()
+    key = ApiKey(
+        tenant_id=owner.id,
+        prefix=raw[:PREFIX_LENGTH],
+        key_hash=hash_key(raw),
+        role=role,
+        expires_at=expires_at,
+        description=description,
+        allowed_cidrs=parse_cidrs(allowed_cidrs),
+        created_by=created_by,
+        replaces_id=replaces_id,
+    )
     session.add(key)
     session.flush()
     return raw, key
@@ -62,19 +120,38 @@ def looks_like_key(raw: str) -> bool:
 
 
 def authenticate(session: Session, raw: str) -> Principal | None:
-    """The principal behind a raw key, or None for an unknown or revoked key."""
+    """The principal behind a raw key, or None for an unknown or revoked key.
+
+    An expired key, or one of a suspended tenant, still has a principal: the caller refuses it with a reason.
+    """
     if not looks_like_key(raw):
         return None
     row = session.execute(
-        sa.select(ApiKey.id, ApiKey.role, Tenant.id, Tenant.name)
+        sa.select(ApiKey, Tenant.name, Tenant.status)
         .join(Tenant, Tenant.id == ApiKey.tenant_id)
         .where(ApiKey.key_hash == hash_key(raw), ApiKey.revoked_at.is_(None))
     ).one_or_none()
     if row is None:
         return None
-    key_id, role, tenant_id, tenant_name = row
-    return Principal(tenant_id=tenant_id, tenant=tenant_name, key_id=key_id, role=role)
+    key, tenant_name, tenant_status = row
+    return Principal(
+        tenant_id=key.tenant_id,
+        tenant=tenant_name,
+        key_id=key.id,
+        role=ALIASES.get(key.role, key.role),
+        key_prefix=key.prefix,
+        tenant_status=tenant_status,
+        expires_at=key.expires_at,
+        networks=tuple(ipaddress.ip_network(c) for c in key.allowed_cidrs or ()),
+    )
+
+
+def touch_key(session: Session, key_id: int) -> None:
+    """Record that a key was used now (callers throttle this: it is not a write per request)."""
+    session.execute(sa.update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=utcnow()))
 
 
 def revoke_key(session: Session, key_id: int) -> None:
-    session.execute(sa.update(ApiKey).where(ApiKey.id == key_id).values(revoked_at=utcnow()))
+    session.execute(
+        sa.update(ApiKey).where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None)).values(revoked_at=utcnow())
+    )

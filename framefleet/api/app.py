@@ -8,23 +8,27 @@ from typing import Any
 
 import anyio
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi_offline import FastAPIOffline
 from starlette.responses import RedirectResponse
 
 from framefleet.api import errors, openapi
+from framefleet.api.audit import AuditMiddleware
 from framefleet.api.auth import AuthMiddleware
+from framefleet.api.headers import SecurityHeadersMiddleware
 from framefleet.api.hub import EventHub
 from framefleet.api.key_cache import KeyCache
 from framefleet.api.limits import AdmissionLimiter, StreamLimits
 from framefleet.api.middleware import RequestContextMiddleware
-from framefleet.api.routes import health, jobs, workers
+from framefleet.api.routes import health, jobs, tenancy, workers
 from framefleet.api.sse import done_grace
 from framefleet.config import Settings, get_settings
 from framefleet.db.session import limits_of, session_factory
 from framefleet.jobs.intake import Intake
-from framefleet.keys import Principal, authenticate
+from framefleet.keys import Principal, authenticate, touch_key
 from framefleet.logging import configure_logging, get_logger
 from framefleet.scheduling.registry import WorkerCache
+from framefleet.tenancy.audit import AuditWriter
 
 OPENAPI_URL = "/v1/openapi.json"
 
@@ -46,6 +50,18 @@ def key_lookup(settings: Settings) -> Callable[[str], Principal | None]:
             return authenticate(session, raw)
 
     return lookup
+
+
+def key_toucher(settings: Settings) -> Callable[[int], None]:
+    """Records a key's last use in its own short session (throttled by the auth middleware)."""
+    factory = session_factory(settings.database_url, limits_of(settings))
+
+    def touch(key_id: int) -> None:
+        with factory() as session:
+            touch_key(session, key_id)
+            session.commit()
+
+    return touch
 
 
 def event_hub(settings: Settings) -> EventHub:
@@ -78,6 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
         await app.state.event_hub.close()
         app.state.intake.close()
+        app.state.audit_writer.close()
         probe = getattr(app.state, "redis_probe", None)
         if probe is not None:
             probe.close()
@@ -101,6 +118,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.celery = celery_for(settings)
     app.state.intake = Intake(settings.database_url, app.state.celery)
     app.state.key_cache = KeyCache(settings.api_key_cache_seconds)
+    app.state.audit_writer = AuditWriter(settings.database_url)
     app.state.worker_cache = WorkerCache(settings.admission_cache_seconds)
     app.state.stream_limits = StreamLimits(
         per_process=settings.sse_max_streams,
@@ -109,13 +127,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     errors.install(app)
     openapi.install(app)
-    # The last added runs first: request context (id, log, metrics), then admission, then authentication.
+    # The last added runs first: security headers and CORS, request context (id, log, metrics), admission,
+    # audit (so refusals are recorded), then authentication.
     app.add_middleware(
         AuthMiddleware,
         cache=app.state.key_cache,
         lookup=key_lookup(settings),
+        touch=key_toucher(settings),
         busy_retry_after=settings.api_retry_after_seconds,
     )
+    app.add_middleware(AuditMiddleware, writer=app.state.audit_writer)
     app.add_middleware(
         AdmissionLimiter,
         max_in_flight=settings.api_max_in_flight,
@@ -124,8 +145,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         retry_after=settings.api_retry_after_seconds,
     )
     app.add_middleware(RequestContextMiddleware, max_body_bytes=MAX_BODY_BYTES)
+    if settings.cors_origins:
+        # Only the listed origins are ever echoed back; no credentials (keys travel in headers).
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_headers=["X-API-Key", "Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"],
+            expose_headers=["Location", "X-Request-ID", "Retry-After"],
+            max_age=600,
+        )
+    app.add_middleware(SecurityHeadersMiddleware, public_url=settings.public_url)
     app.include_router(jobs.router)
     app.include_router(workers.router)
+    app.include_router(tenancy.router)
     app.include_router(health.router)
 
     @app.get("/openapi.json", include_in_schema=False)

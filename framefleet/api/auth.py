@@ -8,6 +8,7 @@ Keys the cache can answer for (known or unknown) cost no database lookup.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import anyio
@@ -15,13 +16,21 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from framefleet.api.errors import WWW_AUTHENTICATE, Problem, problem_response, unavailable_problem
 from framefleet.api.key_cache import KeyCache
+from framefleet.db.models import utcnow
 from framefleet.keys import Principal, looks_like_key
+from framefleet.logging import get_logger
+from framefleet.tenancy.access import refusal
+
+log = get_logger(__name__)
 
 PROTECTED_PREFIX = "/v1/"
 PUBLIC_PATHS = frozenset({"/v1/openapi.json"})
 STATE_KEY = "principal"
 
 Lookup = Callable[[str], Principal | None]
+Touch = Callable[[int], None]
+# A key's last_used_at is written at most this often per API process (not a write per request).
+TOUCH_INTERVAL_SECONDS = 60.0
 
 
 def unauthorized(detail: str, *, invalid: bool) -> Problem:
@@ -49,11 +58,30 @@ def presented_key(headers: list[tuple[bytes, bytes]]) -> str:
 class AuthMiddleware:
     """Refuses /v1/ requests without a valid key (401) before the app sees them."""
 
-    def __init__(self, app: ASGIApp, *, cache: KeyCache, lookup: Lookup, busy_retry_after: int) -> None:
+    def __init__(
+        self, app: ASGIApp, *, cache: KeyCache, lookup: Lookup, touch: Touch, busy_retry_after: int
+    ) -> None:
         self.app = app
         self.cache = cache
         self.lookup = lookup
+        self.touch = touch
         self.busy_retry_after = busy_retry_after
+        self._touched: dict[int, float] = {}
+
+    async def record_use(self, key_id: int) -> None:
+        """Write the key's last_used_at if this process has not done so within TOUCH_INTERVAL_SECONDS."""
+        now = time.monotonic()
+        last = self._touched.get(key_id)
+        if last is not None and now - last < TOUCH_INTERVAL_SECONDS:
+            return
+        if len(self._touched) > 100_000:
+            self._touched.clear()
+        self._touched[key_id] = now
+        try:
+            await anyio.to_thread.run_sync(self.touch, key_id)
+        except Exception as exc:
+            # Usage tracking must never fail a request.
+            log.warning("key usage not recorded", key_id=key_id, error=f"{type(exc).__name__}: {exc}")
 
     async def principal(self, raw: str) -> Principal | None:
         """The principal behind `raw`: from the cache, or looked up in a worker thread and cached."""
@@ -88,5 +116,16 @@ class AuthMiddleware:
             problem = unauthorized(UNKNOWN, invalid=True) if raw else unauthorized(MISSING, invalid=False)
             await problem_response(problem, path)(scope, receive, send)
             return
+        client = scope.get("client")
+        refused = refusal(principal, now=utcnow(), client_ip=client[0] if client else None)
         scope.setdefault("state", {})[STATE_KEY] = principal
+        if refused is not None:
+            problem = (
+                unauthorized(refused.detail, invalid=True)
+                if refused.status == 401
+                else Problem("forbidden", refused.detail)
+            )
+            await problem_response(problem, path)(scope, receive, send)
+            return
+        await self.record_use(principal.key_id)
         await self.app(scope, receive, send)

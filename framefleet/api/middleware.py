@@ -25,6 +25,14 @@ _VALID_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 
 log = get_logger("framefleet.api.access")
 
+REQUEST_ID_STATE = "request_id"
+
+
+def request_id_of(scope: Scope) -> str | None:
+    """The request id RequestContextMiddleware gave this request."""
+    value = scope.get("state", {}).get(REQUEST_ID_STATE)
+    return value if isinstance(value, str) else None
+
 
 def _read_headers(headers: list[tuple[bytes, bytes]]) -> tuple[str | None, int | None]:
     """The caller's request id (if acceptable) and the declared Content-Length."""
@@ -75,6 +83,7 @@ class RequestContextMiddleware:
         request_id = incoming_id or uuid.uuid4().hex
         id_header = (REQUEST_ID_HEADER, request_id.encode("latin-1"))
         tokens = structlog.contextvars.bind_contextvars(request_id=request_id)
+        scope.setdefault("state", {})[REQUEST_ID_STATE] = request_id
         status = 500
         started = False
 

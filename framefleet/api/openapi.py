@@ -36,13 +36,42 @@ def problem_media_types(document: dict[str, Any]) -> dict[str, Any]:
     return document
 
 
+PERMISSION_KEY = "x-permission"
+
+
+def declared_permissions(document: dict[str, Any]) -> dict[str, Any]:
+    """Each operation's permission (the security scope its `requires` declares) as `x-permission`, with the
+    roles holding it in the description."""
+    from framefleet.tenancy.permissions import PERMISSIONS, ROLES
+
+    for path_item in document.get("paths", {}).values():
+        for operation in path_item.values():
+            if not isinstance(operation, dict):
+                continue
+            scopes = {
+                scope
+                for requirement in operation.get("security", [])
+                for s in requirement.values()
+                for scope in s
+            }
+            if len(scopes) != 1:
+                continue
+            (permission,) = scopes
+            operation[PERMISSION_KEY] = permission
+            roles = ", ".join(role for role in ROLES if role in PERMISSIONS.get(permission, ()))
+            operation["description"] = (
+                f"{operation.get('description', '')}\n\nPermission `{permission}` (roles: {roles})."
+            ).strip()
+    return document
+
+
 def install(app: FastAPI) -> None:
     """Serve the corrected document (built once, on first request, like FastAPI's own)."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = problem_media_types(build())
+            app.openapi_schema = declared_permissions(problem_media_types(build()))
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -49,6 +49,9 @@ class JobView(BaseModel):
     max_run_seconds: int | None = Field(
         description="Run-time limit of each attempt set at submission; null: derived from the input duration"
     )
+    pending_reason: str | None = Field(
+        default=None, description="Why a `pending` job waits, e.g. `tenant-suspended`; null otherwise"
+    )
     spec: dict[str, Any]
     outputs: list[OutputView] | None = None
 
@@ -65,6 +68,9 @@ class TransitionView(BaseModel):
     reason: str
     worker: str | None
     attempt: int
+    actor: str | None = Field(
+        default=None, description="The key that asked for this change (key:<id>:<prefix>)"
+    )
 
 
 class JobHistory(BaseModel):

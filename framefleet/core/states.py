@@ -19,7 +19,8 @@ TERMINAL: frozenset[JobState] = frozenset({JobState.succeeded, JobState.failed, 
 
 ALLOWED: dict[JobState, frozenset[JobState]] = {
     JobState.pending: frozenset({JobState.queued, JobState.canceled, JobState.failed}),
-    JobState.queued: frozenset({JobState.running, JobState.canceled, JobState.failed}),
+    # queued → pending: held at claim (its tenant is suspended) until released.
+    JobState.queued: frozenset({JobState.running, JobState.pending, JobState.canceled, JobState.failed}),
     JobState.running: frozenset(
         {JobState.succeeded, JobState.failed, JobState.canceled, JobState.retrying, JobState.queued}
     ),

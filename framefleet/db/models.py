@@ -43,6 +43,11 @@ class Tenant(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(sa.String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Tenancy (migration 0005): active | suspended (framefleet/tenancy), why, and free-form settings.
+    status: Mapped[str] = mapped_column(sa.String(16), default="active", server_default="active")
+    status_reason: Mapped[str | None] = mapped_column(sa.Text, default=None)
+    settings: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
+    updated_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class ApiKey(Base):
@@ -55,6 +60,39 @@ class ApiKey(Base):
     role: Mapped[str] = mapped_column(sa.String(16), default="admin")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Migration 0005: expiry, a note, the networks it may be used from, who made it, when last seen
+    # (written at most once a minute per key and API process), and the key a rotation replaced.
+    expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    description: Mapped[str | None] = mapped_column(sa.String(255), default=None)
+    allowed_cidrs: Mapped[list[str] | None] = mapped_column(sa.JSON, default=None)
+    created_by: Mapped[str | None] = mapped_column(sa.String(64), default=None)
+    last_used_at: Mapped[datetime | None] = mapped_column(default=None)
+    replaces_id: Mapped[int | None] = mapped_column(default=None)
+
+
+class AuditEvent(Base):
+    """One state-changing request or admin action. Append-only: the application never updates or deletes."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (sa.Index("ix_audit_tenant_id", "tenant_id", "id"),)
+
+    id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The actor: a key (id and prefix) or the operator's shell ("cli"); names are copied, not joined, so a
+    # row stays readable after its key or tenant is gone.
+    actor: Mapped[str] = mapped_column(sa.String(64))
+    key_id: Mapped[int | None] = mapped_column(default=None)
+    key_prefix: Mapped[str | None] = mapped_column(sa.String(16), default=None)
+    tenant_id: Mapped[int | None] = mapped_column(default=None)
+    tenant: Mapped[str | None] = mapped_column(sa.String(64), default=None)
+    role: Mapped[str | None] = mapped_column(sa.String(16), default=None)
+    action: Mapped[str] = mapped_column(sa.String(64))
+    target: Mapped[str | None] = mapped_column(sa.String(255), default=None)
+    outcome: Mapped[str] = mapped_column(sa.String(16))
+    status: Mapped[int | None] = mapped_column(default=None)
+    client_ip: Mapped[str | None] = mapped_column(sa.String(64), default=None)
+    request_id: Mapped[str | None] = mapped_column(sa.String(128), default=None)
+    details: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON, default=None)
 
 
 class Job(Base):
@@ -94,6 +132,8 @@ class Job(Base):
     max_run_seconds: Mapped[int | None] = mapped_column(default=None)
     run_limit_seconds: Mapped[float | None] = mapped_column(default=None)
     avoid_workers: Mapped[list[str] | None] = mapped_column(sa.JSON, default=None)
+    # Why a `pending` job waits (migration 0005), e.g. "tenant-suspended"; None otherwise.
+    pending_reason: Mapped[str | None] = mapped_column(sa.String(32), default=None)
 
 
 class Worker(Base):
@@ -127,6 +167,8 @@ class JobTransition(Base):
     reason: Mapped[str] = mapped_column(sa.Text, default="")
     worker: Mapped[str | None] = mapped_column(sa.String(255), default=None)
     attempt: Mapped[int] = mapped_column(default=0)
+    # Who asked for this change when a client did (a key's "key:<id>:<prefix>"; migration 0005).
+    actor: Mapped[str | None] = mapped_column(sa.String(64), default=None)
 
 
 class JobOutput(Base):

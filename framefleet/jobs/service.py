@@ -222,7 +222,12 @@ def cancel_job(
             return job
         try:
             job = state_machine.transition(
-                session, job.id, JobState.canceled, reason=reason, values={"cancel_requested": True}
+                session,
+                job.id,
+                JobState.canceled,
+                reason=reason,
+                values={"cancel_requested": True},
+                actor=principal.actor,
             )
         except TransitionError:
             session.rollback()
@@ -274,6 +279,7 @@ def job_view(job: Job, outputs: list[JobOutput] | None = None) -> dict[str, Any]
         "failures": job.failures,
         "retry_at": job.retry_at,
         "max_run_seconds": job.max_run_seconds,
+        "pending_reason": job.pending_reason,
         "spec": job.spec,
     }
     if outputs is not None:

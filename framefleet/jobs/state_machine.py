@@ -29,10 +29,12 @@ def transition(
     worker: str | None = None,
     attempt: int | None = None,
     values: dict[str, Any] | None = None,
+    actor: str | None = None,
 ) -> Job:
     """Move a job to `target` if it is in one of `expect` (default: any allowed source); flush, don't commit.
 
     `attempt`, when given, must match the row: a stale attempt cannot change a job it no longer owns.
+    `actor` names the client that asked for the change (recorded in the history).
     """
     allowed = sources_for(target)
     sources = allowed if expect is None else allowed & frozenset(expect)
@@ -74,6 +76,7 @@ def transition(
             reason=reason,
             worker=worker,
             attempt=recorded_attempt,
+            actor=actor,
         )
     )
     session.flush()

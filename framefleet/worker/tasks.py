@@ -45,6 +45,8 @@ from framefleet.media.runner import AttemptLimits, FfmpegAborted, attempt_limits
 from framefleet.redis_client import get_redis, reset_clients
 from framefleet.scheduling import registry
 from framefleet.scheduling.outcomes import fail_attempt
+from framefleet.tenancy import service as tenancy_service
+from framefleet.tenancy.access import SUSPENDED
 from framefleet.worker import heartbeat, shutdown, trial
 from framefleet.worker.pipeline import JobCanceled, run_pipeline
 
@@ -233,7 +235,15 @@ def _claim(job_id: str, worker: str, settings: Settings) -> tuple[Job, int, str]
             if current is None:
                 log.warning("job not found; dropping message", job_id=job_id)
                 return None
-            if _should_decline(session, current, worker, settings):
+            tenant = session.get(Tenant, current.tenant_id)
+            held = None
+            if tenant is not None and tenant.status == SUSPENDED and current.state == JobState.queued:
+                # Held, not run: reactivating the tenant queues it again (tenancy/service.py).
+                held = tenancy_service.hold_for_suspension(
+                    session, job_id=job_id, tenant=tenant.name, worker=worker
+                )
+                decline = False
+            elif _should_decline(session, current, worker, settings):
                 decline = True
             else:
                 decline = False
@@ -248,11 +258,19 @@ def _claim(job_id: str, worker: str, settings: Settings) -> tuple[Job, int, str]
                     attempt=current.attempt,
                     values={"attempt": attempt, "worker": worker, "started_at": utcnow(), "progress": 0.0},
                 )
-                tenant = session.get(Tenant, job.tenant_id)
                 tenant_name = tenant.name if tenant else str(job.tenant_id)
     except TransitionError as exc:
         # Canceled while queued, or another delivery already owns it: this message has nothing to do.
         log.info("job not claimable; skipping", job_id=job_id, reason=exc.reason)
+        return None
+    if held is not None:
+        log.info("tenant suspended; job held pending", job_id=job_id)
+        _quietly(
+            lambda: state_machine.announce(
+                get_redis(), held, reason="tenant suspended", ttl_seconds=settings.events_ttl_seconds
+            ),
+            "state event not published",
+        )
         return None
     if decline:
         time.sleep(DECLINE_PAUSE_SECONDS)  # let another worker take it rather than bouncing at full speed

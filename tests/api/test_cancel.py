@@ -82,4 +82,5 @@ def test_history_lists_every_transition(
     items = client.get(f"/v1/jobs/{job['id']}/history", headers=auth).json()["items"]
 
     assert [t["to_state"] for t in items] == ["queued", "running", "retrying", "queued", "running", "failed"]
-    assert all(set(t) == {"from_state", "to_state", "at", "reason", "worker", "attempt"} for t in items)
+    fields = {"from_state", "to_state", "at", "reason", "worker", "attempt", "actor"}
+    assert all(set(t) == fields for t in items)

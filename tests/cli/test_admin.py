@@ -50,7 +50,7 @@ def test_keys_create_prints_a_working_key_once(test_env: dict[str, str]) -> None
         stored = session.scalars(sa.select(ApiKey).where(ApiKey.key_hash == hash_key(raw))).one()
         assert raw not in (stored.key_hash, stored.prefix)
     assert principal is not None
-    assert (principal.tenant, principal.role) == (tenant, "submitter")
+    assert (principal.tenant, principal.role) == (tenant, "member")
 
 
 def test_keys_create_defaults_to_the_least_role_that_can_submit(test_env: dict[str, str]) -> None:
@@ -59,11 +59,11 @@ def test_keys_create_defaults_to_the_least_role_that_can_submit(test_env: dict[s
 
     result = framefleet("keys", "create", "--tenant", f"cli-{uuid.uuid4().hex[:8]}", env=test_env)
     assert result.returncode == 0, result.stderr
-    assert "Created submitter key" in result.stdout
+    assert "Created member key" in result.stdout
     (raw,) = [line for line in result.stdout.splitlines() if line.startswith(KEY_PREFIX)]
     with session_scope() as session:
         principal = authenticate(session, raw)
-    assert principal is not None and principal.role == "submitter"
+    assert principal is not None and principal.role == "member"
 
 
 def test_keys_create_refuses_an_unknown_role(test_env: dict[str, str]) -> None:
@@ -95,3 +95,81 @@ def test_db_upgrade_creates_the_schema_on_a_fresh_sqlite_file(
     again = framefleet("db", "upgrade", env=env)
     assert again.returncode == 0, again.stderr
     assert stat.S_ISREG(path.stat().st_mode)
+
+
+def _key_of(stdout: str) -> str:
+    (raw,) = [line for line in stdout.splitlines() if line.startswith(KEY_PREFIX)]
+    return raw
+
+
+def test_tenant_and_key_lifecycle_from_the_cli_is_audited(test_env: dict[str, str]) -> None:
+    import json
+
+    from framefleet.db.session import session_scope
+    from framefleet.keys import authenticate
+
+    tenant = f"cli-{uuid.uuid4().hex[:8]}"
+    assert (
+        framefleet("tenants", "create", tenant, "--settings", '{"team": "news"}', env=test_env).returncode
+        == 0
+    )
+    assert framefleet("tenants", "create", tenant, env=test_env).returncode == 1
+    created = framefleet(
+        "keys",
+        "create",
+        "--tenant",
+        tenant,
+        "--role",
+        "viewer",
+        "--description",
+        "wall screen",
+        "--cidr",
+        "10.0.0.0/8",
+        "--expires",
+        "2099-01-01T00:00:00",
+        env=test_env,
+    )
+    assert created.returncode == 0, created.stderr
+    raw = _key_of(created.stdout)
+
+    listed = json.loads(framefleet("keys", "list", "--tenant", tenant, "--json", env=test_env).stdout)
+    assert [(k["role"], k["description"], k["allowed_cidrs"]) for k in listed] == [
+        ("viewer", "wall screen", ["10.0.0.0/8"])
+    ]
+    key_id = listed[0]["id"]
+
+    suspended = framefleet("tenants", "suspend", tenant, "--reason", "audit", env=test_env)
+    assert suspended.returncode == 0 and "Suspended" in suspended.stdout
+    shown = json.loads(framefleet("tenants", "get", tenant, env=test_env).stdout)
+    assert (shown["status"], shown["status_reason"], shown["settings"]) == (
+        "suspended",
+        "audit",
+        {"team": "news"},
+    )
+    assert "0 held job(s)" in framefleet("tenants", "reactivate", tenant, env=test_env).stdout
+
+    rotated = framefleet("keys", "rotate", str(key_id), env=test_env)
+    assert rotated.returncode == 0, rotated.stderr
+    new_raw = _key_of(rotated.stdout)
+    with session_scope() as session:
+        assert authenticate(session, raw) is None
+        principal = authenticate(session, new_raw)
+    assert principal is not None and principal.role == "viewer"
+    assert framefleet("keys", "revoke", str(principal.key_id), env=test_env).returncode == 0
+    again = framefleet("keys", "revoke", str(principal.key_id), env=test_env)
+    assert again.returncode == 1 and "already revoked" in again.stderr
+
+    rows = json.loads(framefleet("audit", "--actor", "cli", "--limit", "500", "--json", env=test_env).stdout)
+    assert [r["action"] for r in rows["items"] if r["target"] == f"tenant:{tenant}"] == [
+        "tenant.reactivate",
+        "tenant.suspend",
+        "tenant.create",
+    ]
+    assert [
+        r["action"] for r in rows["items"] if r["target"] and r["target"].startswith(f"key:{key_id}:")
+    ] == [
+        "key.rotate",
+        "key.create",
+    ]
+    text = framefleet("audit", "--action", "tenant.suspend", env=test_env).stdout
+    assert f"tenant:{tenant}" in text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -12,14 +13,7 @@ from sqlalchemy.orm import Session
 from starlette.responses import Response, StreamingResponse
 
 from framefleet.api import metrics
-from framefleet.api.deps import (
-    CurrentPrincipal,
-    RedisDep,
-    SessionDep,
-    SettingsDep,
-    SubmitterPrincipal,
-    in_thread,
-)
+from framefleet.api.deps import RedisDep, SessionDep, SettingsDep, in_thread, requires
 from framefleet.api.errors import Problem, validation_problem
 from framefleet.api.hub import EventHub
 from framefleet.api.limits import StreamLimits
@@ -40,8 +34,21 @@ from framefleet.jobs.locations import location_problem
 from framefleet.keys import Principal
 from framefleet.scheduling.registry import WorkerCache
 from framefleet.storage.namespace import Namespace, namespace_for
+from framefleet.tenancy import service as tenancy_service
+from framefleet.tenancy.permissions import allows
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+Reader = Annotated[Principal, requires("jobs:read")]
+Submitter = Annotated[Principal, requires("jobs:submit")]
+Canceler = Annotated[Principal, requires("jobs:cancel")]
+TenantQuery = Annotated[
+    str | None,
+    Query(
+        max_length=64,
+        description="another tenant's name: its jobs, read-only (needs the permission jobs:read:any)",
+    ),
+]
 
 Responses = dict[int | str, dict[str, Any]]
 _AUTH: Responses = {401: {"model": ProblemView, "description": "Missing or unknown API key"}}
@@ -49,7 +56,12 @@ _NOT_FOUND: Responses = {404: {"model": ProblemView, "description": "No such job
 _INVALID: Responses = {
     422: {"model": ProblemView, "description": "Invalid request; `errors` names each field"}
 }
-_FORBIDDEN: Responses = {403: {"model": ProblemView, "description": "The key's role may not change jobs"}}
+_FORBIDDEN: Responses = {
+    403: {
+        "model": ProblemView,
+        "description": "The key's role lacks the permission, or its tenant is suspended",
+    }
+}
 
 
 def time_limits(settings: Settings) -> TimeLimits:
@@ -84,7 +96,7 @@ def _location(job: Job) -> str:
 async def submit(
     spec: JobSpec,
     session: SessionDep,
-    principal: SubmitterPrincipal,
+    principal: Submitter,
     request: Request,
     settings: SettingsDep,
     idempotency_key: Annotated[
@@ -149,6 +161,22 @@ async def submit(
     return json_response(service.job_view(job, []), 201, {"Location": _location(job)})
 
 
+def as_tenant(session: Session, caller: Principal, tenant: str | None) -> Principal:
+    """The caller, or (for a key with jobs:read:any) the caller reading as another tenant."""
+    if tenant is None or tenant == caller.tenant:
+        return caller
+    if not allows(caller.role, "jobs:read:any"):
+        raise Problem(
+            "forbidden",
+            f"role {caller.role!r} may read only its own tenant's jobs",
+            extensions={"permission": "jobs:read:any"},
+        )
+    found = tenancy_service.find_tenant(session, name=tenant)
+    if found is None:
+        raise Problem("not-found", f"no tenant {tenant!r}")
+    return dataclasses.replace(caller, tenant_id=found.id, tenant=found.name)
+
+
 def _namespace(settings: Settings, principal: Principal) -> Namespace:
     try:
         return namespace_for(settings, principal.tenant)
@@ -184,10 +212,11 @@ def _aware(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
-@router.get("", response_model=JobPage, responses={**_AUTH, **_INVALID}, summary="List jobs")
+@router.get("", response_model=JobPage, responses={**_AUTH, **_FORBIDDEN, **_INVALID}, summary="List jobs")
 def list_jobs(
     session: SessionDep,
-    principal: CurrentPrincipal,
+    caller: Reader,
+    tenant: TenantQuery = None,
     state: JobState | None = None,
     priority: Priority | None = None,
     created_after: Annotated[datetime | None, Query(description="ISO 8601; without an offset, UTC")] = None,
@@ -198,6 +227,7 @@ def list_jobs(
     ] = None,
 ) -> Response:
     """The tenant's jobs, newest first, a page at a time."""
+    principal = as_tenant(session, caller, tenant)
     filters = service.JobFilter(
         state=state,
         priority=priority,
@@ -213,9 +243,12 @@ def list_jobs(
     return json_response({"items": [service.job_view(job) for job in jobs], "next_cursor": next_cursor})
 
 
-@router.get("/{job_id}", response_model=JobView, responses={**_AUTH, **_NOT_FOUND}, summary="Get a job")
-def get_job(job_id: str, session: SessionDep, principal: CurrentPrincipal) -> Response:
+@router.get(
+    "/{job_id}", response_model=JobView, responses={**_AUTH, **_FORBIDDEN, **_NOT_FOUND}, summary="Get a job"
+)
+def get_job(job_id: str, session: SessionDep, caller: Reader, tenant: TenantQuery = None) -> Response:
     """A job with its outputs."""
+    principal = as_tenant(session, caller, tenant)
     try:
         job = service.get_job(session, principal=principal, job_id=job_id)
     except service.JobNotFound as exc:
@@ -224,10 +257,14 @@ def get_job(job_id: str, session: SessionDep, principal: CurrentPrincipal) -> Re
 
 
 @router.get(
-    "/{job_id}/history", response_model=JobHistory, responses={**_AUTH, **_NOT_FOUND}, summary="State history"
+    "/{job_id}/history",
+    response_model=JobHistory,
+    responses={**_AUTH, **_FORBIDDEN, **_NOT_FOUND},
+    summary="State history",
 )
-def job_history(job_id: str, session: SessionDep, principal: CurrentPrincipal) -> Response:
-    """Every state transition of a job, oldest first."""
+def job_history(job_id: str, session: SessionDep, caller: Reader, tenant: TenantQuery = None) -> Response:
+    """Every state transition of a job, oldest first (`actor`: the key that asked for the change, if any)."""
+    principal = as_tenant(session, caller, tenant)
     try:
         job = service.get_job(session, principal=principal, job_id=job_id)
     except service.JobNotFound as exc:
@@ -240,6 +277,7 @@ def job_history(job_id: str, session: SessionDep, principal: CurrentPrincipal) -
             "reason": t.reason,
             "worker": t.worker,
             "attempt": t.attempt,
+            "actor": t.actor,
         }
         for t in service.history_of(session, job.id)
     ]
@@ -259,7 +297,7 @@ def job_history(job_id: str, session: SessionDep, principal: CurrentPrincipal) -
     summary="Cancel a job",
 )
 def cancel(
-    job_id: str, session: SessionDep, principal: SubmitterPrincipal, redis: RedisDep, settings: SettingsDep
+    job_id: str, session: SessionDep, principal: Canceler, redis: RedisDep, settings: SettingsDep
 ) -> Response:
     """200 when a waiting job is canceled; 202 when a running job is being stopped; 409 once it ended."""
     try:
@@ -317,6 +355,7 @@ def _stream_start(session: Session, principal: Principal, job_id: str) -> tuple[
         429: {"model": ProblemView, "description": "This tenant has its limit of open streams (Retry-After)"},
         503: {"model": ProblemView, "description": "This API process has its limit of streams (Retry-After)"},
         **_AUTH,
+        **_FORBIDDEN,
         **_NOT_FOUND,
         **_INVALID,
     },
@@ -326,7 +365,7 @@ async def job_events(
     job_id: str,
     request: Request,
     session: SessionDep,
-    principal: CurrentPrincipal,
+    principal: Reader,
     settings: SettingsDep,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=64)] = None,
     last_event_id_query: Annotated[

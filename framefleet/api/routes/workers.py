@@ -10,13 +10,14 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Query
 from starlette.responses import Response
 
-from framefleet.api.deps import CurrentPrincipal, RedisDep, SessionDep, SettingsDep
+from framefleet.api.deps import RedisDep, SessionDep, SettingsDep, requires
 from framefleet.api.errors import Problem
 from framefleet.api.responses import json_response
 from framefleet.api.schemas import ProblemView
 from framefleet.core.spec import PRIORITY_ORDER
 from framefleet.core.states import JobState
 from framefleet.db.models import Job, Worker, utcnow
+from framefleet.keys import Principal
 from framefleet.queues import POOLS, queue_name
 from framefleet.scheduling import broker
 from framefleet.scheduling.registry import is_live
@@ -24,7 +25,8 @@ from framefleet.scheduling.registry import is_live
 router = APIRouter(prefix="/v1", tags=["workers"])
 
 _AUTH: dict[int | str, dict[str, Any]] = {
-    401: {"model": ProblemView, "description": "Missing or unknown API key"}
+    401: {"model": ProblemView, "description": "Missing or unknown API key"},
+    403: {"model": ProblemView, "description": "Only operators and admins may see workers and queues"},
 }
 DEFAULT_WINDOW_SECONDS = 24 * 3600
 
@@ -39,7 +41,7 @@ def worker_status(row: Worker, alive: bool) -> str:
 @router.get("/workers", responses=_AUTH, summary="List workers")
 def list_workers(
     session: SessionDep,
-    principal: CurrentPrincipal,
+    _principal: Annotated[Principal, requires("workers:read")],
     settings: SettingsDep,
     seen_within: Annotated[
         int, Query(ge=1, le=30 * 24 * 3600, description="seconds; workers last seen longer ago are left out")
@@ -53,17 +55,6 @@ def list_workers(
         .order_by(Worker.last_heartbeat.desc())
         .limit(1000)
     ).all()
-    # Job ids are shown only for the caller's own tenant: a worker serves every tenant.
-    job_ids = {r.current_job for r in rows if r.current_job}
-    own = (
-        set(
-            session.scalars(
-                sa.select(Job.id).where(Job.id.in_(job_ids), Job.tenant_id == principal.tenant_id)
-            )
-        )
-        if job_ids
-        else set()
-    )
     items = []
     for row in rows:
         alive = is_live(row, settings, now)
@@ -75,8 +66,9 @@ def list_workers(
                 "pid": row.pid,
                 "pool": row.pool,
                 "status": worker_status(row, alive),
-                "current_job": row.current_job if alive and row.current_job in own else None,
-                "current_attempt": row.current_attempt if alive and row.current_job in own else None,
+                # Operators and admins may read any tenant's jobs, so the ids are shown.
+                "current_job": row.current_job if alive else None,
+                "current_attempt": row.current_attempt if alive else None,
                 "busy": alive and row.current_job is not None,
                 "jobs_done": row.jobs_done,
                 "started_at": row.started_at,
@@ -90,7 +82,9 @@ def list_workers(
 
 
 @router.get("/queues", responses=_AUTH, summary="Queue depths")
-def list_queues(session: SessionDep, principal: CurrentPrincipal, redis_client: RedisDep) -> Response:
+def list_queues(
+    session: SessionDep, _principal: Annotated[Principal, requires("queues:read")], redis_client: RedisDep
+) -> Response:
     """Each queue's depth in the broker, and the jobs the database holds queued for it (all tenants)."""
     counts = session.execute(
         sa.select(Job.pool, sa.func.coalesce(Job.effective_priority, Job.priority), sa.func.count())

@@ -1,0 +1,44 @@
+"""Roles and the one permission table (pure). Every /v1/ route declares one permission from it
+(api/deps.py `Requires`); tests walk every route and role against this table.
+"""
+
+from __future__ import annotations
+
+ADMIN = "admin"
+OPERATOR = "operator"
+MEMBER = "member"
+VIEWER = "viewer"
+
+# Most rights first; `framefleet keys create --role` offers them in this order.
+ROLES = (ADMIN, OPERATOR, MEMBER, VIEWER)
+# Older names still accepted when creating keys (stored rows were renamed by migration 0005).
+ALIASES = {"submitter": MEMBER}
+
+# permission -> the roles holding it. A tenant-scoped permission acts on the key's own tenant;
+# the `:any` ones reach every tenant.
+PERMISSIONS: dict[str, frozenset[str]] = {
+    "jobs:read": frozenset({ADMIN, OPERATOR, MEMBER, VIEWER}),
+    "jobs:read:any": frozenset({ADMIN, OPERATOR}),
+    "jobs:submit": frozenset({ADMIN, MEMBER}),
+    "jobs:cancel": frozenset({ADMIN, MEMBER}),
+    "workers:read": frozenset({ADMIN, OPERATOR}),
+    "queues:read": frozenset({ADMIN, OPERATOR}),
+    "tenants:read": frozenset({ADMIN}),
+    "tenants:manage": frozenset({ADMIN}),
+    "keys:manage": frozenset({ADMIN}),
+    "audit:read": frozenset({ADMIN, OPERATOR, MEMBER, VIEWER}),
+    "audit:read:any": frozenset({ADMIN}),
+}
+
+
+def canonical_role(role: str) -> str:
+    """The role a name stands for (an alias maps to its role); ValueError for an unknown one."""
+    role = ALIASES.get(role, role)
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}")
+    return role
+
+
+def allows(role: str, permission: str) -> bool:
+    """Whether `role` holds `permission` (KeyError for a permission missing from the table)."""
+    return ALIASES.get(role, role) in PERMISSIONS[permission]
