@@ -186,10 +186,9 @@ class EventHub:
     async def _read_loop(self) -> None:
         while self._channels:
             # Channels that ended need no reading: their late subscribers replay and then get `final`.
+            watched = {job_id: channel for job_id, channel in self._channels.items() if channel.final is None}
             cursors: dict[Any, Any] = {
-                stream_key(job_id): format_id(channel.cursor)
-                for job_id, channel in self._channels.items()
-                if channel.final is None
+                stream_key(job_id): format_id(channel.cursor) for job_id, channel in watched.items()
             }
             try:
                 if cursors:
@@ -204,8 +203,12 @@ class EventHub:
                 continue
             now = time.monotonic()
             for key, entries in answer or []:
-                channel = self._channels.get(key.split(":")[2])
-                if channel is not None:
+                job_id = key.split(":")[2]
+                channel = self._channels.get(job_id)
+                # Only to the channel this read was for: if its last subscriber left and a new one opened
+                # the job again meanwhile, the new channel starts from its own cursor, and these entries
+                # (read from the old one's) would make it skip the events in between.
+                if channel is not None and channel is watched.get(job_id):
                     for entry_id, fields in entries:
                         self._deliver(channel, _delivery(entry_id, fields))
                     channel.last_activity = now
