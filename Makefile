@@ -18,11 +18,13 @@ run: $(STAMP)
 up: $(STAMP)
 	$(BIN)/framefleet up
 
-# What the suite needs from the system, installed when missing: PostgreSQL's server binaries, and for the
-# browser playback tests Debian's chromium and the npm-locked players (tests/players).
+# What the suite needs from the system, installed when missing: PostgreSQL's server binaries, for the
+# browser playback tests Debian's chromium and the npm-locked players (tests/players), and for the storage
+# tests the npm-locked Azurite (tests/emulators).
 test-deps:
 	bash tests/setup/system-deps.sh
 	bash tests/players/install.sh
+	bash tests/emulators/install.sh
 
 test: $(STAMP) test-deps
 	$(BIN)/python -m tests.run_suites
@@ -35,7 +37,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.run_all
 
 clean:
-	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache tests/players/node_modules
+	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache tests/players/node_modules tests/emulators/node_modules
 
 # Builds the images and runs the compose dev profile for real with podman (tests/deploy/run.sh says how).
 .PHONY: test-deploy

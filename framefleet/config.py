@@ -45,6 +45,22 @@ class Settings(BaseSettings):
     shared_storage_writable: list[str] = Field(default_factory=list)
     s3_endpoint_url: str | None = None
     s3_region: str = "us-east-1"
+    # Azure Blob locations (azure://container or azure://container/prefix) with `tenants/<tenant>/` inside.
+    azure_roots: list[str] = Field(default_factory=list)
+    # Azure credentials: a connection string (it names the endpoint, Azurite's too), or an account URL
+    # with an account key or a SAS token (neither: anonymous, for public containers).
+    azure_connection_string: str | None = None
+    azure_account_url: str | None = None
+    azure_account_name: str | None = None
+    azure_account_key: str | None = None
+    azure_sas_token: str | None = None
+    # GCS locations (gs://bucket or gs://bucket/prefix) with `tenants/<tenant>/` inside.
+    gcs_roots: list[str] = Field(default_factory=list)
+    gcs_project: str | None = None
+    # An emulator's endpoint; set, and with no credentials file, requests go unauthenticated.
+    gcs_endpoint_url: str | None = None
+    # A service-account key file; unset: the environment's default credentials.
+    gcs_credentials_file: Path | None = None
     http_allow_private: bool = False
     http_max_bytes: int = 10 * 1024**3
     http_timeout_seconds: float = 60.0
@@ -141,9 +157,14 @@ class Settings(BaseSettings):
         if not self.output_root:
             self.output_root = (self.storage_roots[0] / "outputs").as_uri()
         self.s3_roots = [_storage_prefix(u, ("s3",), "FRAMEFLEET_S3_ROOTS") for u in self.s3_roots]
+        self.azure_roots = [
+            _storage_prefix(u, ("azure", "az"), "FRAMEFLEET_AZURE_ROOTS") for u in self.azure_roots
+        ]
+        self.gcs_roots = [_storage_prefix(u, ("gs",), "FRAMEFLEET_GCS_ROOTS") for u in self.gcs_roots]
         for name in ("shared_storage", "shared_storage_writable"):
             env = f"FRAMEFLEET_{name.upper()}"
-            setattr(self, name, [_storage_prefix(u, ("file", "s3"), env) for u in getattr(self, name)])
+            schemes = ("file", "s3", "azure", "az", "gs")
+            setattr(self, name, [_storage_prefix(u, schemes, env) for u in getattr(self, name)])
         if not self.public_url:
             self.public_url = f"http://{self.api_host}:{self.api_port}"
         if self.heartbeat_ttl_seconds < 2 * self.heartbeat_interval_seconds:
@@ -186,7 +207,9 @@ def _storage_prefix(uri: str, schemes: tuple[str, ...], setting: str) -> str:
         raise ValueError(f"{setting}: {uri!r} must be a {' or '.join(s + '://' for s in schemes)} location")
     if any(segment in (".", "..") for segment in rest.split("/")):
         raise ValueError(f"{setting}: {uri!r} must not contain '.' or '..' segments")
-    return f"{scheme.lower()}://{rest}"
+    scheme = scheme.lower()
+    # az:// is an alias: stored as azure:// so that one location has one spelling.
+    return f"{'azure' if scheme == 'az' else scheme}://{rest}"
 
 
 @lru_cache

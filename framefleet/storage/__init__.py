@@ -1,4 +1,5 @@
-"""Storage backends chosen by URI scheme: file:// (local roots), s3:// (S3/MinIO), http(s):// (read-only)."""
+"""Storage backends chosen by URI scheme: file:// (local roots), s3:// (S3/MinIO), azure:// or az:// (Azure
+Blob), gs:// (Google Cloud Storage), http(s):// (read-only)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Callable, Hashable
 from urllib.parse import quote, urlsplit
 
 from framefleet.config import Settings, get_settings
+from framefleet.storage.azure import AzureBlobStorage, parse_azure_uri
 from framefleet.storage.base import (
     StorageBackend,
     StorageDenied,
@@ -15,12 +17,15 @@ from framefleet.storage.base import (
     StorageTooLarge,
     StorageUnavailable,
 )
+from framefleet.storage.gcs import GcsStorage, parse_gs_uri
 from framefleet.storage.http import HttpStorage
 from framefleet.storage.local import LocalStorage
 from framefleet.storage.namespace import Namespace
 from framefleet.storage.s3 import S3Storage, parse_s3_uri
 
 __all__ = [
+    "AzureBlobStorage",
+    "GcsStorage",
     "HttpStorage",
     "LocalStorage",
     "S3Storage",
@@ -49,10 +54,12 @@ def scheme_of(uri: str) -> str:
     return scheme
 
 
-def _s3_probe_bucket(settings: Settings) -> str | None:
-    if scheme_of(settings.output_root) != "s3":
+def _probe_bucket(settings: Settings, *schemes: str) -> str | None:
+    """The bucket (or container) of the output root when it is on this store: the readiness probe's."""
+    scheme, _, rest = settings.output_root.partition("://")
+    if scheme.lower() not in schemes:
         return None
-    return settings.output_root[5:].partition("/")[0] or None
+    return rest.partition("/")[0] or None
 
 
 def backend_for(uri: str, settings: Settings | None = None) -> StorageBackend:
@@ -66,9 +73,41 @@ def backend_for(uri: str, settings: Settings | None = None) -> StorageBackend:
         key = ("file", roots)
         factory = lambda: LocalStorage(list(roots))  # noqa: E731
     elif scheme == "s3":
-        probe = _s3_probe_bucket(settings)
+        probe = _probe_bucket(settings, "s3")
         key = ("s3", settings.s3_endpoint_url, settings.s3_region, probe)
         factory = lambda: S3Storage(settings.s3_endpoint_url, settings.s3_region, probe_bucket=probe)  # noqa: E731
+    elif scheme in ("azure", "az"):
+        container = _probe_bucket(settings, "azure", "az")
+        key = (
+            "azure",
+            settings.azure_connection_string,
+            settings.azure_account_url,
+            settings.azure_account_name,
+            settings.azure_account_key,
+            settings.azure_sas_token,
+            container,
+        )
+        if not settings.azure_connection_string and not settings.azure_account_url:
+            raise StorageUnavailable(
+                "azure:// needs FRAMEFLEET_AZURE_CONNECTION_STRING or FRAMEFLEET_AZURE_ACCOUNT_URL"
+            )
+        factory = lambda: AzureBlobStorage(  # noqa: E731
+            connection_string=settings.azure_connection_string,
+            account_url=settings.azure_account_url,
+            account_name=settings.azure_account_name,
+            account_key=settings.azure_account_key,
+            sas_token=settings.azure_sas_token,
+            probe_container=container,
+        )
+    elif scheme == "gs":
+        bucket = _probe_bucket(settings, "gs")
+        key = ("gs", settings.gcs_project, settings.gcs_endpoint_url, settings.gcs_credentials_file, bucket)
+        factory = lambda: GcsStorage(  # noqa: E731
+            project=settings.gcs_project,
+            endpoint_url=settings.gcs_endpoint_url,
+            credentials_file=settings.gcs_credentials_file,
+            probe_bucket=bucket,
+        )
     elif scheme in ("http", "https"):
         key = ("http", settings.http_allow_private, settings.http_max_bytes, settings.http_timeout_seconds)
         factory = lambda: HttpStorage(  # noqa: E731
@@ -106,6 +145,14 @@ def reset_backends() -> None:
         _backends.clear()
 
 
+_OBJECT_PARSERS: dict[str, Callable[[str], tuple[str, str]]] = {
+    "s3": parse_s3_uri,
+    "azure": parse_azure_uri,
+    "az": parse_azure_uri,
+    "gs": parse_gs_uri,
+}
+
+
 def _segments(part: str) -> list[str]:
     segments = str(part).split("/")
     for segment in segments:
@@ -119,17 +166,18 @@ def _segments(part: str) -> list[str]:
 def join_uri(base: str, *parts: str) -> str:
     """`base` with path `parts` appended (each may hold '/'-separated segments; no '..' or empties).
 
-    file:// and http(s):// segments are percent-encoded; s3 keys are verbatim, as the aws CLI writes them.
+    file:// and http(s):// segments are percent-encoded; object-store keys (s3, azure, gs) are verbatim, as
+    their command-line tools write them.
     """
     scheme = scheme_of(base)
-    if scheme not in ("file", "s3", "http", "https"):
+    if scheme not in ("file", *_OBJECT_PARSERS, "http", "https"):
         raise StorageDenied(f"unsupported storage scheme {scheme!r} in {base!r}")
     segments = [segment for part in parts for segment in _segments(part)]
-    if scheme == "s3":
-        parse_s3_uri(base.rstrip("/") + "/x")  # validates the bucket of the base
+    if scheme in _OBJECT_PARSERS:
+        _OBJECT_PARSERS[scheme](base.rstrip("/") + "/x")  # validates the bucket of the base
     head = base.rstrip("/")
     if scheme == "file" and head in ("file:", "file://"):
         head = "file://"
-    if scheme != "s3":
+    if scheme not in _OBJECT_PARSERS:
         segments = [quote(segment, safe="") for segment in segments]
     return "/".join([head, *segments]) if segments else base

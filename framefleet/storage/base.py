@@ -117,3 +117,25 @@ def fsync_directory(directory: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+MAX_KEY_BYTES = 1024
+
+
+def check_object_key(key: str, uri: str) -> str:
+    """`key` when it can name an object in a bucket or container (S3, Azure Blob, GCS), else StorageError.
+
+    Object stores keep '.' and '..' as literal characters, but any tool that treats keys as paths would not:
+    a key must name one place, whoever reads it, for the tenant prefixes to mean anything.
+    """
+    if not key:
+        raise StorageError(f"URI names no object: {uri!r}", failure_class=FailureClass.input_invalid)
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in key):
+        raise StorageDenied(f"control character in object name {key!r}")
+    if any(segment in (".", "..") for segment in key.split("/")):
+        raise StorageDenied(f"'.' or '..' segment in object name {key!r}")
+    if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
+        raise StorageError(
+            f"object name longer than {MAX_KEY_BYTES} bytes", failure_class=FailureClass.input_invalid
+        )
+    return key

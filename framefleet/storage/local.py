@@ -90,11 +90,17 @@ _NO_LINKS = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLIN
 def _place_new(tmp: Path, final: Path) -> None:
     """Give `tmp` the name `final` only if nothing has that name yet (FileExistsError otherwise).
 
-    A hard link is the atomic "create, never replace" of POSIX filesystems. Where links are not supported
-    the check and the rename are two steps, so a writer racing between them can still be replaced.
+    A hard link is the atomic "create, never replace" of POSIX filesystems, NFS included. Where links are
+    not supported the check and the rename are two steps, so a writer racing between them can still be
+    replaced.
     """
     try:
         os.link(tmp, final)
+    except FileExistsError:
+        # Over NFS a link the server made can still be answered EEXIST, when the client resends a request
+        # whose reply was lost. The link count of the temporary tells: two means the new name is ours.
+        if os.stat(tmp).st_nlink != 2 or not os.path.samestat(os.stat(tmp), os.lstat(final)):
+            raise
     except OSError as exc:
         if exc.errno not in _NO_LINKS:
             raise
@@ -174,6 +180,10 @@ class LocalStorage:
 
     def put(self, local: Path, uri: str, *, move: bool = False, replace: bool = True) -> int:
         """Publish `local` at `uri` atomically (temp file in the same directory, fsync, rename).
+
+        Safe on NFS as well as local disks: the temporary is created in the destination's own directory
+        (a rename or link never crosses directories or filesystems), its data is fsynced before it gets the
+        final name (NFS writes back on close or fsync, not before), and the directory is fsynced after.
 
         With `move=True` the local file is renamed into place when it lives on the same filesystem,
         avoiding a copy of large outputs; otherwise it is copied and left where it was. With

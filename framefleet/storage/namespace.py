@@ -1,6 +1,7 @@
-"""Tenant namespaces (pure): the file:// and s3:// locations each tenant may read and write.
+"""Tenant namespaces (pure): the file:// and object-store locations each tenant may read and write.
 
-A tenant owns `tenants/<tenant>/` under every storage root, under the output root and under every S3 root,
+A tenant owns `tenants/<tenant>/` under every storage root, under the output root and under every S3, Azure
+and GCS root,
 and its jobs' default outputs go to `<output root>/tenants/<tenant>/<job id>/`. An operator can grant
 locations to every tenant: FRAMEFLEET_SHARED_STORAGE (read-only) and FRAMEFLEET_SHARED_STORAGE_WRITABLE.
 Nothing else is reachable. The API checks every URI of a spec at submission (422 naming the field), and the
@@ -17,7 +18,9 @@ from pathlib import Path
 
 from framefleet.config import Settings
 from framefleet.core.specbase import NAME_PATTERN
+from framefleet.storage.azure import parse_azure_uri
 from framefleet.storage.base import StorageDenied, StorageError
+from framefleet.storage.gcs import parse_gs_uri
 from framefleet.storage.local import parse_file_uri
 from framefleet.storage.s3 import parse_s3_uri
 
@@ -33,9 +36,9 @@ def check_tenant_name(name: str) -> str:
 
 @dataclass(frozen=True)
 class Location:
-    """A file:// folder or an s3:// prefix as segments, so that containment compares whole segments."""
+    """A file:// folder or an object-store prefix as segments, so that containment compares whole segments."""
 
-    scheme: str  # "file" or "s3"
+    scheme: str  # "file", "s3", "azure" (az:// spells it too) or "gs"
     bucket: str  # "" for file
     path: tuple[str, ...]
 
@@ -59,7 +62,7 @@ class Location:
     def uri(self) -> str:
         if self.scheme == "file":
             return self.local_path.as_uri()
-        return f"s3://{self.bucket}/{'/'.join(self.path)}".rstrip("/")
+        return f"{self.scheme}://{self.bucket}/{'/'.join(self.path)}".rstrip("/")
 
 
 def location_of(uri: str) -> Location | None:
@@ -72,6 +75,12 @@ def location_of(uri: str) -> Location | None:
     if scheme == "s3":
         bucket, key = parse_s3_uri(uri)
         return Location("s3", bucket, tuple(key.split("/")))
+    if scheme in ("azure", "az"):
+        container, blob = parse_azure_uri(uri)
+        return Location("azure", container, tuple(blob.split("/")))
+    if scheme == "gs":
+        bucket, name = parse_gs_uri(uri)
+        return Location("gs", bucket, tuple(name.split("/")))
     raise StorageDenied(f"unsupported storage scheme {scheme!r}")
 
 
@@ -79,7 +88,7 @@ def prefix_location(uri: str) -> Location:
     """The location of a configured prefix (a root or shared entry), which may name a whole bucket."""
     location = location_of(uri.rstrip("/") + "/x")
     if location is None:
-        raise ValueError(f"{uri!r} is not a file:// or s3:// location")
+        raise ValueError(f"{uri!r} is not a file:// or object-store location")
     return Location(location.scheme, location.bucket, location.path[:-1])
 
 
@@ -106,7 +115,9 @@ class Namespace:
         except StorageError as exc:
             return exc.message
         if location is None:
-            return "http(s):// is for inputs; outputs go to file:// or s3://" if write else None
+            if write:
+                return "http(s):// is for inputs; outputs go to file://, s3://, azure:// or gs://"
+            return None
         areas = self.areas(write=write)
         inside = [area for area in areas if area.contains(location)]
         if not inside and location.scheme == "file":
@@ -141,7 +152,7 @@ def namespace_for(settings: Settings, tenant: str) -> Namespace:
         return location.scheme != "file" or any(root.contains(location) for root in roots)
 
     own = [root.child(TENANTS_DIR, segment) for root in roots]
-    configured = [settings.output_root, *settings.s3_roots]
+    configured = [settings.output_root, *settings.s3_roots, *settings.azure_roots, *settings.gcs_roots]
     for location in (prefix_location(uri).child(TENANTS_DIR, segment) for uri in configured):
         if location not in own and usable(location):
             own.append(location)

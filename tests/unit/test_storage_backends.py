@@ -76,7 +76,7 @@ def test_backend_for_picks_by_scheme_and_caches(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "uri", ["ftp://host/x", "gs://bucket/x", "/abs/path.mp4", "relative.mp4", "c:\\x.mp4"]
+    "uri", ["ftp://host/x", "sftp://host/x", "/abs/path.mp4", "relative.mp4", "c:\\x.mp4"]
 )
 def test_unknown_scheme_is_denied(tmp_path: Path, uri: str) -> None:
     with pytest.raises(StorageDenied):

@@ -353,3 +353,19 @@ def test_publish_where_a_file_stands_for_a_folder_is_denied(store: LocalStorage,
         store.put(src, (root / "blocker" / "out" / "a.mp4").as_uri())
     with pytest.raises(StorageDenied):
         store.put(src, (root / "blocker" / "a.mp4").as_uri())
+
+
+def test_create_only_publish_survives_a_resent_link_over_nfs(tmp_path: Path) -> None:
+    """NFS can answer EEXIST to a link it made, when a resent request follows a lost reply: the link
+    count of the temporary shows the name is ours. Another file under the name is still refused."""
+    tmp, final = tmp_path / ".out.mp4.x.part", tmp_path / "out.mp4"
+    tmp.write_bytes(b"ours")
+    os.link(tmp, final)  # what the server did before its reply was lost
+    local_module._place_new(tmp, final)
+    assert final.read_bytes() == b"ours" and not tmp.exists()
+
+    other = tmp_path / ".out.mp4.y.part"
+    other.write_bytes(b"theirs")
+    with pytest.raises(FileExistsError):
+        local_module._place_new(other, final)
+    assert final.read_bytes() == b"ours" and other.exists()
