@@ -116,6 +116,7 @@ def plan_group(b: JobBuilder, group: GroupSpec, gindex: int, folder: Path) -> Gr
             gop=ladder.gop,
             width=resolved.width,
             height=resolved.height,
+            fps=ladder.fps,
         )
         what = f"group {group.name!r} rung {rung.name!r}"
         family = b.family_for(enc, what)

@@ -248,7 +248,7 @@ def plan_video(plan: OutputPlan, b: JobBuilder) -> None:
     pix = enc.pix_fmt or DEFAULT_PIX_FMT
     plan.video_filters, plan.width, plan.height = video_filters(output, b.video)
     plan.fps = output.video.fps or b.video.fps
-    enc = encode_of(output, plan.width, plan.height)
+    enc = encode_of(output, plan.width, plan.height, plan.fps)
     if codec in IMAGE_CODECS:
         check_cpu_encoder(codec, b.caps) if codec in CPU_ENCODERS else b.check_encoder(
             encoder_name(Family.cpu, codec), f"output {output.name}"
@@ -265,7 +265,7 @@ def plan_video(plan: OutputPlan, b: JobBuilder) -> None:
     plan.video = "encode"
 
 
-def encode_of(output: OutputSpec, width: int, height: int) -> VideoEncode:
+def encode_of(output: OutputSpec, width: int, height: int, fps: float | None = None) -> VideoEncode:
     """The encoder settings an output asks for, at its final size."""
     v = output.video
     assert v.codec is not None
@@ -282,6 +282,7 @@ def encode_of(output: OutputSpec, width: int, height: int) -> VideoEncode:
         image_quality=v.image_quality,
         width=width,
         height=height,
+        fps=fps,
     )
 
 
@@ -347,7 +348,7 @@ def video_args(b: JobBuilder, plan: OutputPlan) -> list[str]:
     args = ["-map", map_label(plan.video_label)]
     if plan.video == "copy":
         return [*args, "-c:v", "copy"]
-    enc = encode_of(plan.output, plan.width, plan.height)
+    enc = encode_of(plan.output, plan.width, plan.height, plan.fps)
     threads = b.threads if plan.family is Family.cpu else 0
     hw_frames = b.gpu_frames and plan.family is Family.nvenc
     return args + video_encoder_args(enc, plan.family, threads=threads, hw_frames=hw_frames)
