@@ -295,7 +295,14 @@ def pre_video(
         interlaced=video.interlaced and deint is None,
     )
     if tonemapped:  # SDR BT.709 from here on: every tag written downstream says so
-        pre.video = replace(pre.video, color_primaries="bt709", color_transfer="bt709", bit_depth=8)
+        pre.video = replace(
+            pre.video,
+            color_primaries="bt709",
+            color_transfer="bt709",
+            color_matrix="bt709",
+            color_range="tv",
+            bit_depth=8,
+        )
     # Only automatic deinterlacing leaves a stream copy possible: the copy keeps the source's fields.
     only_auto = ops.deinterlace is Deinterlace.auto and chains == [f"[{source}]{deint}[vpre]"]
     pre.edited = bool(chains) and not only_auto

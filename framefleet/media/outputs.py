@@ -14,6 +14,7 @@ from pathlib import Path
 from framefleet.core.encoding import AUDIO_ONLY_CONTAINERS, IMAGE_CODECS
 from framefleet.core.spec import AudioCodec, Container, OutputSpec, PixFmt, VideoCodec
 from framefleet.media.capabilities import CPU_ENCODERS
+from framefleet.media.colour import encode_filters
 from framefleet.media.encoders import (
     DEFAULT_PIX_FMT,
     Family,
@@ -248,6 +249,8 @@ def plan_video(plan: OutputPlan, b: JobBuilder) -> None:
     pix = enc.pix_fmt or DEFAULT_PIX_FMT
     plan.video_filters, plan.width, plan.height = video_filters(output, b.video)
     plan.fps = output.video.fps or b.video.fps
+    if codec not in IMAGE_CODECS:
+        plan.video_filters = encode_filters(b.video, plan.video_filters, plan.width, plan.height)
     enc = encode_of(output, plan.width, plan.height, plan.fps)
     if codec in IMAGE_CODECS:
         check_cpu_encoder(codec, b.caps) if codec in CPU_ENCODERS else b.check_encoder(

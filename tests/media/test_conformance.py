@@ -9,8 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import av
 import pytest
 
+from framefleet.media.probe import probe
 from tests.media.helpers import quiet_ffmpeg, run_plan
 
 pytestmark = pytest.mark.integration
@@ -51,3 +53,72 @@ def test_h264_and_hevc_levels_follow_size_and_rate(ffmpeg: str, folder: Path, tm
     assert _box_payload(paths["p25"].read_bytes(), b"avcC")[3] == 40
     assert _box_payload(paths["hevc25"].read_bytes(), b"hvcC")[12] == 120  # 4
     assert _box_payload(paths["hevc50"].read_bytes(), b"hvcC")[12] == 123  # 4.1
+
+
+def _mean_y(path: Path) -> float:
+    with av.open(str(path)) as container:
+        frame = next(container.decode(video=0))
+        plane = frame.planes[0]
+        rows = [bytes(plane)[r * plane.line_size : r * plane.line_size + frame.width] for r in range(frame.height)]
+    return sum(sum(row) for row in rows) / (frame.width * frame.height)
+
+
+def _colour(path: Path) -> tuple[str | None, str | None, str | None, str | None]:
+    video = probe(path).video
+    assert video is not None
+    return video.color_primaries, video.color_transfer, video.color_matrix, video.color_range
+
+
+def test_full_range_sources_come_out_limited_and_tagged(ffmpeg: str, folder: Path, tmp_path: Path) -> None:
+    source = folder / "full.mp4"
+    quiet_ffmpeg(
+        ffmpeg,
+        *("-f", "lavfi", "-i", "color=c=white:size=64x48:rate=25:duration=0.16"),
+        *("-vf", "format=yuvj420p", "-c:v", "libx264", "-preset", "ultrafast", "-qp", "0"),
+        source,
+    )
+    assert _colour(source)[3] == "pc" and _mean_y(source) > 250
+    body = {
+        "outputs": [
+            {"name": "same", "container": "mp4", "video": {"preset": "ultrafast", "crf": 10}},
+            {"name": "small", "container": "mkv", "video": {"preset": "ultrafast", "crf": 10, "height": 32}},
+        ]
+    }
+    _, plan, _ = run_plan(ffmpeg, body, source, tmp_path / "w")
+    for out in plan.outputs:
+        assert _colour(out.path) == ("smpte170m", "smpte170m", "smpte170m", "tv"), out.output.name
+        assert 233 <= _mean_y(out.path) <= 237, out.output.name  # white at limited range's 235
+
+
+def test_untagged_sd_sources_are_converted_to_bt709_for_hd_and_tagged(
+    ffmpeg: str, folder: Path, tmp_path: Path
+) -> None:
+    source = folder / "sd_untagged.mp4"
+    quiet_ffmpeg(
+        ffmpeg,
+        *("-f", "lavfi", "-i", "color=c=red:size=640x480:rate=25:duration=0.12"),
+        # BT.601 pixels (what an untagged SD picture is taken to be), written without any colour tag.
+        *("-vf", "scale=out_color_matrix=bt601:out_range=tv,format=yuv420p,setparams=range=unknown:colorspace=unknown"),
+        *("-c:v", "libx264", "-preset", "ultrafast", "-qp", "0"),
+        source,
+    )
+    assert _colour(source) == (None, None, None, None)
+    assert 79 <= _mean_y(source) <= 83  # red's luma in BT.601
+    body = {
+        "outputs": [
+            {"name": "hd", "container": "mp4", "video": {"preset": "ultrafast", "crf": 10, "height": 720}},
+            {"name": "sd", "container": "mp4", "video": {"preset": "ultrafast", "crf": 10}},
+        ]
+    }
+    _, plan, _ = run_plan(ffmpeg, body, source, tmp_path / "w")
+    hd, sd = (out.path for out in plan.outputs)
+    assert _colour(hd) == ("bt709", "bt709", "bt709", "tv")
+    assert 61 <= _mean_y(hd) <= 65  # the same red in BT.709
+    assert _colour(sd) == ("smpte170m", "smpte170m", "smpte170m", "tv")
+    assert 79 <= _mean_y(sd) <= 83
+    # Scaling is lanczos with exact rounding and full chroma, ranges and matrices written out.
+    graph = plan.argv[plan.argv.index("-filter_complex") + 1]
+    assert (
+        "scale=960:720:flags=lanczos+accurate_rnd+full_chroma_int:in_range=limited:out_range=limited"
+        ":in_color_matrix=smpte170m:out_color_matrix=bt709" in graph
+    )

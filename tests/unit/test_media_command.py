@@ -21,6 +21,12 @@ ALL_CAPS = Capabilities(
 )
 INPUT = Path("/work/in/clip.mp4")
 
+# How every encoded picture of a BT.709 source is scaled (see framefleet/media/colour.py).
+SWS = (
+    "flags=lanczos+accurate_rnd+full_chroma_int"
+    ":in_range=limited:out_range=limited:in_color_matrix=bt709:out_color_matrix=bt709"
+)
+
 
 def video(width: int = 1920, height: int = 1080, **kw: Any) -> VideoInfo:
     fields: dict[str, Any] = dict(
@@ -29,6 +35,11 @@ def video(width: int = 1920, height: int = 1080, **kw: Any) -> VideoInfo:
         height=height,
         fps=25.0,
         pix_fmt="yuv420p",
+        # Tagged BT.709 limited range: nothing for the colour stage to add.
+        color_primaries="bt709",
+        color_transfer="bt709",
+        color_matrix="bt709",
+        color_range="tv",
         rotation=0,
         frames=250,
         bit_rate=4_000_000,
@@ -130,8 +141,8 @@ def test_two_outputs_share_one_decode_through_split() -> None:
     assert argv.count("-i") == 1
     g = graph(argv)
     assert g.startswith("[0:V:0]split=2[vsrc0][vsrc1];")
-    assert "[vsrc0]scale=1280:720:flags=bicubic,setsar=1[vout0]" in g
-    assert "[vsrc1]scale=640:360:flags=bicubic,setsar=1[vout1]" in g
+    assert "[vsrc0]scale=1280:720:" + SWS + ",setsar=1[vout0]" in g
+    assert "[vsrc1]scale=640:360:" + SWS + ",setsar=1[vout1]" in g
 
     hd = output_args(argv, p["hd"])
     assert value(hd, "-map") == "[vout0]"
@@ -163,7 +174,7 @@ def test_unfiltered_outputs_map_the_split_branches_directly() -> None:
         {"name": "same", "container": "mkv"},
     )
     argv = build(spec, media(video(), audio()))
-    assert graph(argv) == "[0:V:0]split=2[vsrc0][vsrc1];[vsrc0]scale=640:360:flags=bicubic,setsar=1[vout0]"
+    assert graph(argv) == "[0:V:0]split=2[vsrc0][vsrc1];[vsrc0]scale=640:360:" + SWS + ",setsar=1[vout0]"
     assert value(output_args(argv, paths(spec)["same"]), "-map") == "[vsrc1]"
 
 
@@ -203,7 +214,7 @@ def test_copy_next_to_encodes_keeps_the_copy_unfiltered() -> None:
         {"name": "s", "container": "mp4", "video": {"width": 640}},
     )
     argv = build(spec, media(video(), audio()))
-    assert graph(argv) == "[0:V:0]scale=640:360:flags=bicubic,setsar=1[vout1]"
+    assert graph(argv) == "[0:V:0]scale=640:360:" + SWS + ",setsar=1[vout1]"
     copy = output_args(argv, paths(spec)["c"])
     assert copy[:4] == ["-map", "0:V:0", "-c:v", "copy"]
 
@@ -321,7 +332,7 @@ def test_target_size_keeps_aspect_and_even_dimensions(
 def test_odd_aspect_source_is_scaled_in_the_graph() -> None:
     spec = job({"name": "a", "container": "mp4", "video": {"width": 640}})
     argv = build(spec, media(video(1440, 1080, sample_aspect_ratio=4 / 3), audio()))
-    assert graph(argv) == "[0:V:0]scale=640:360:flags=bicubic,setsar=1[vout0]"
+    assert graph(argv) == "[0:V:0]scale=640:360:" + SWS + ",setsar=1[vout0]"
 
 
 def test_fps_filter_comes_first_and_uses_exact_ntsc_fractions() -> None:
@@ -331,7 +342,7 @@ def test_fps_filter_comes_first_and_uses_exact_ntsc_fractions() -> None:
         {"name": "c", "container": "mp4", "video": {"fps": 12.5}},
     )
     g = graph(build(spec, media(video(), audio())))
-    assert "[vsrc0]fps=30000/1001,scale=1280:720:flags=bicubic,setsar=1[vout0]" in g
+    assert "[vsrc0]fps=30000/1001,scale=1280:720:" + SWS + ",setsar=1[vout0]" in g
     assert "[vsrc2]fps=12.5[vout2]" in g
     assert "vout1" not in g
 
