@@ -59,7 +59,9 @@ def _mean_y(path: Path) -> float:
     with av.open(str(path)) as container:
         frame = next(container.decode(video=0))
         plane = frame.planes[0]
-        rows = [bytes(plane)[r * plane.line_size : r * plane.line_size + frame.width] for r in range(frame.height)]
+        rows = [
+            bytes(plane)[r * plane.line_size : r * plane.line_size + frame.width] for r in range(frame.height)
+        ]
     return sum(sum(row) for row in rows) / (frame.width * frame.height)
 
 
@@ -98,7 +100,10 @@ def test_untagged_sd_sources_are_converted_to_bt709_for_hd_and_tagged(
         ffmpeg,
         *("-f", "lavfi", "-i", "color=c=red:size=640x480:rate=25:duration=0.12"),
         # BT.601 pixels (what an untagged SD picture is taken to be), written without any colour tag.
-        *("-vf", "scale=out_color_matrix=bt601:out_range=tv,format=yuv420p,setparams=range=unknown:colorspace=unknown"),
+        *(
+            "-vf",
+            "scale=out_color_matrix=bt601:out_range=tv,format=yuv420p,setparams=range=unknown:colorspace=unknown",
+        ),
         *("-c:v", "libx264", "-preset", "ultrafast", "-qp", "0"),
         source,
     )
@@ -122,3 +127,35 @@ def test_untagged_sd_sources_are_converted_to_bt709_for_hd_and_tagged(
         "scale=960:720:flags=lanczos+accurate_rnd+full_chroma_int:in_range=limited:out_range=limited"
         ":in_color_matrix=smpte170m:out_color_matrix=bt709" in graph
     )
+
+
+def _keyframe_times(folder: Path, playlist: str) -> list[float]:
+    """Presentation times of the keyframes of an HLS TS media playlist's segments, played in order."""
+    joined = folder / f"{playlist}.joined.ts"
+    names = [
+        line for line in (folder / playlist).read_text().splitlines() if line and not line.startswith("#")
+    ]
+    joined.write_bytes(b"".join((folder / name).read_bytes() for name in names))
+    with av.open(str(joined)) as container:
+        stream = container.streams.video[0]
+        times = [
+            float(p.pts * p.time_base) for p in container.demux(stream) if p.is_keyframe and p.pts is not None
+        ]
+    start = times[0]
+    return [round(t - start, 3) for t in times]
+
+
+def test_ladders_have_a_keyframe_every_two_seconds(ffmpeg: str, folder: Path, tmp_path: Path) -> None:
+    source = folder / "ten_fps.mp4"
+    quiet_ffmpeg(
+        ffmpeg,
+        *("-f", "lavfi", "-i", "testsrc2=size=64x36:rate=10:duration=8"),
+        *("-c:v", "libx264", "-preset", "ultrafast"),
+        source,
+    )
+    ladder = [{"height": 36, "bitrate_kbps": 100}]
+    body = {"groups": [{"name": "abr", "type": "hls", "ladder": ladder, "preset": "ultrafast", "audio": []}]}
+    _, plan, _ = run_plan(ffmpeg, body, source, tmp_path / "w")
+    group = plan.groups[0]
+    assert group.ladder.segment_seconds == 4.0 and group.ladder.gop == 20
+    assert _keyframe_times(group.folder, group.rungs[0].playlist) == [0.0, 2.0, 4.0, 6.0]
