@@ -333,6 +333,15 @@ def _rate_args(opt: _Opts, enc: VideoEncode, family: Family) -> list[str]:
     """Rate control: constant quality (optionally capped) or a target bitrate with a VBV cap."""
     args: list[str] = []
     codec = enc.codec
+    if enc.bitrate_kbps is not None and family is Family.cpu and codec is VideoCodec.av1:
+        if enc.gop is None and enc.maxrate_kbps is None:
+            return [opt("b", typed=True), f"{enc.bitrate_kbps}k"]
+        # SVT-AV1 takes a VBV cap only in CRF mode (capped CRF), so a capped or ladder AV1 stream is
+        # constant quality under its cap (at least the target bitrate) rather than an uncapped target.
+        maxrate = enc.maxrate_kbps or enc.bitrate_kbps
+        crf = enc.crf if enc.crf is not None else DEFAULT_CRF[codec]
+        bufsize = enc.bufsize_kbps or 2 * enc.bitrate_kbps
+        return [opt("crf"), str(crf), opt("maxrate"), f"{maxrate}k", opt("bufsize"), f"{bufsize}k"]
     if enc.bitrate_kbps is not None:
         kbps = enc.bitrate_kbps
         maxrate = enc.maxrate_kbps or kbps
@@ -342,9 +351,7 @@ def _rate_args(opt: _Opts, enc: VideoEncode, family: Family) -> list[str]:
             args = [opt("rc"), "vbr", *args]
         if family is Family.vaapi:
             args = [opt("rc_mode"), "VBR", *args]
-        # SVT-AV1 refuses a VBV cap outside CRF mode; it gets a plain target bitrate.
-        if not (family is Family.cpu and codec is VideoCodec.av1):
-            args += [opt("maxrate"), f"{maxrate}k", opt("bufsize"), f"{bufsize}k"]
+        args += [opt("maxrate"), f"{maxrate}k", opt("bufsize"), f"{bufsize}k"]
         return args
     crf = enc.crf if enc.crf is not None else DEFAULT_CRF[codec]
     if family is Family.cpu:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 
-from framefleet.core.ladders import AudioRenditionSpec, GroupSpec, GroupType, SegmentType
+from framefleet.core.ladders import AudioRenditionSpec, GroupSpec, GroupType, SegmentType, default_cap
 from framefleet.core.spec import AudioCodec, VideoCodec
 from framefleet.media.capabilities import CPU_ENCODERS
 from framefleet.media.colour import encode_filters
@@ -104,12 +104,16 @@ def plan_group(b: JobBuilder, group: GroupSpec, gindex: int, folder: Path) -> Gr
     for rindex, resolved in enumerate(ladder.rungs):
         rung = resolved.spec
         assert rung.codec is not None
+        maxrate, bufsize = rung.maxrate_kbps, rung.bufsize_kbps
+        if rung.bitrate_kbps is None and maxrate is None:
+            # Every rung has a VBV cap: players size their buffers and switch on the manifest's rates.
+            maxrate, bufsize = default_cap(rung.codec, min(resolved.width, resolved.height))
         enc = VideoEncode(
             codec=rung.codec,
             crf=rung.crf,
             bitrate_kbps=rung.bitrate_kbps,
-            maxrate_kbps=rung.maxrate_kbps,
-            bufsize_kbps=rung.bufsize_kbps,
+            maxrate_kbps=maxrate,
+            bufsize_kbps=bufsize,
             preset=rung.preset,
             profile=rung.profile,
             level=rung.level,

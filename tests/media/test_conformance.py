@@ -159,3 +159,32 @@ def test_ladders_have_a_keyframe_every_two_seconds(ffmpeg: str, folder: Path, tm
     group = plan.groups[0]
     assert group.ladder.segment_seconds == 4.0 and group.ladder.gop == 20
     assert _keyframe_times(group.folder, group.rungs[0].playlist) == [0.0, 2.0, 4.0, 6.0]
+
+
+def test_every_ladder_rung_has_a_vbv_cap_svt_av1_included(ffmpeg: str, folder: Path, tmp_path: Path) -> None:
+    source = folder / "ten_fps.mp4"  # made by the keyframe test when run alone
+    if not source.exists():
+        quiet_ffmpeg(
+            ffmpeg,
+            *("-f", "lavfi", "-i", "testsrc2=size=64x36:rate=10:duration=8"),
+            *("-c:v", "libx264", "-preset", "ultrafast"),
+            source,
+        )
+    ladder = [
+        {"name": "av1", "height": 36, "codec": "av1", "bitrate_kbps": 60},
+        {"name": "avc", "height": 36, "codec": "h264", "crf": 20},
+    ]
+    body = {"groups": [{"name": "d", "type": "dash", "ladder": ladder, "preset": "ultrafast", "audio": []}]}
+    _, plan, _ = run_plan(ffmpeg, body, source, tmp_path / "w")
+    argv = plan.argv
+
+    def option(name: str) -> str:
+        return argv[argv.index(name) + 1]
+
+    assert (option("-c:v:0"), option("-crf:v:0"), option("-maxrate:v:0")) == ("libsvtav1", "35", "60k")
+    assert option("-bufsize:v:0") == "120k"
+    # A constant-quality rung without a cap gets the cap of the named rung of its size (240p: 600k).
+    assert (option("-crf:v:1"), option("-maxrate:v:1"), option("-bufsize:v:1")) == ("20", "600k", "800k")
+    segments = sorted(plan.groups[0].folder.glob("chunk-0-*.m4s"))
+    seconds = plan.groups[0].ladder.segment_seconds
+    assert segments and max(p.stat().st_size for p in segments) * 8 / 1000 / seconds < 60 * 2
