@@ -416,6 +416,14 @@ def loudness_chain(
     ]
 
 
+def fit_audio(seconds: float | None) -> list[str]:
+    """Pad the sound with silence or cut it so that it lasts exactly `seconds` (the picture's length):
+    a 4.0 s picture with 4.6 s of sound would otherwise end in a still frame or a blank."""
+    if seconds is None or seconds <= 0:
+        return []
+    return [f"apad=whole_dur={num(seconds)}", f"atrim=duration={num(seconds)}"]
+
+
 def pre_audio(ops: OperationsSpec | None, audio: AudioInfo) -> tuple[list[str], AudioInfo]:
     """Filters every sound output shares, and the sound they produce.
 

@@ -150,7 +150,7 @@ def plan_group(b: JobBuilder, group: GroupSpec, gindex: int, folder: Path) -> Gr
         for rendition in renditions:
             b.check_encoder(CPU_ENCODERS[rendition.codec], f"group {group.name} audio")
             rate, channels = audio_target(rendition.codec, rendition.sample_rate, rendition.channels, b.audio)
-            filters = audio_filters(rendition.codec, rate, channels, b.audio)
+            filters = b.audio_fit + audio_filters(rendition.codec, rate, channels, b.audio)
             name = rendition.name or "audio"
             filters += b.loudness_tail(f"{group.name or f'group{gindex}'}/{name}", channels, rate)
             audio.append(AudioPlan(rendition, rate, channels, filters, playlist=f"{name}.m3u8"))

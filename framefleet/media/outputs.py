@@ -317,7 +317,7 @@ def plan_audio(plan: OutputPlan, b: JobBuilder) -> None:
         check_cpu_encoder(codec, b.caps)
     plan.audio = "encode"
     rate, channels = audio_target(codec, output.audio.sample_rate, output.audio.channels, b.audio)
-    plan.audio_filters = audio_filters(codec, rate, channels, b.audio)
+    plan.audio_filters = b.audio_fit + audio_filters(codec, rate, channels, b.audio)
     plan.audio_filters += b.loudness_tail(output.name or f"output{plan.index}", channels, rate)
 
 

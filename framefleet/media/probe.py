@@ -59,6 +59,7 @@ class VideoInfo:
     vfr: bool = False
     color_matrix: str | None = None  # YCbCr matrix tag (ffmpeg's colorspace names)
     color_range: str | None = None  # "tv" (limited) or "pc" (full); None when untagged
+    duration: float | None = None  # the video stream's own length in seconds, when the file says
 
     @property
     def hdr(self) -> bool:
@@ -227,7 +228,20 @@ def _video_info(stream: Any, frame: Any) -> VideoInfo:
         or _code(getattr(ctx, "colorspace", None), MATRICES),
         color_range=_code(getattr(frame, "color_range", None), RANGES)
         or _code(getattr(ctx, "color_range", None), RANGES),
+        duration=_stream_seconds(stream),
     )
+
+
+def _stream_seconds(stream: Any) -> float | None:
+    """A stream's own length: its duration, or Matroska's DURATION tag (`00:00:04.000000000`)."""
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    tag = str(stream.metadata.get("DURATION") or "")
+    try:
+        hours, minutes, seconds = tag.split(":")
+        return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+    except ValueError:
+        return None
 
 
 def _audio_info(stream: Any, index: int = 0) -> AudioInfo:

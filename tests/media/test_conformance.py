@@ -13,6 +13,7 @@ import av
 import pytest
 
 from framefleet.media.probe import probe
+from framefleet.media.results import collect_results
 from tests.media.helpers import quiet_ffmpeg, run_plan
 
 pytestmark = pytest.mark.integration
@@ -188,3 +189,53 @@ def test_every_ladder_rung_has_a_vbv_cap_svt_av1_included(ffmpeg: str, folder: P
     segments = sorted(plan.groups[0].folder.glob("chunk-0-*.m4s"))
     seconds = plan.groups[0].ladder.segment_seconds
     assert segments and max(p.stat().st_size for p in segments) * 8 / 1000 / seconds < 60 * 2
+
+
+def test_psnr_is_luma_and_a_weighted_yuv_psnr_is_given_too(ffmpeg: str, folder: Path, tmp_path: Path) -> None:
+    source = folder / "colourful.mp4"
+    quiet_ffmpeg(
+        ffmpeg,
+        *("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10:duration=0.8"),
+        *("-c:v", "libx264", "-preset", "ultrafast", "-qp", "0"),
+        source,
+    )
+    out: dict[str, Any] = {"container": "mp4", "video": {"preset": "ultrafast", "crf": 35}}
+    body = {
+        "outputs": [
+            {"name": "vmaf", **out},
+            {"name": "tiny", **out, "video": {**out["video"], "height": 16}},
+        ],
+        "quality": {"metrics": ["vmaf", "psnr"], "subsample": 1},
+    }
+    job, plan, _ = run_plan(ffmpeg, body, source, tmp_path / "w")
+    rows = {row.name: row for row in collect_results(plan, job, "file:///published/job").rows}
+    for name in ("vmaf", "tiny"):  # libvmaf's planes, and ffmpeg's psnr filter where VMAF cannot score
+        metrics = rows[name].metrics
+        assert metrics is not None
+        y, yuv = metrics["psnr"]["mean"], metrics["psnr_yuv"]["mean"]
+        assert 15 < y < 60 and 15 < yuv < 60 and abs(y - yuv) > 0.05, name
+
+
+def _seconds_of_sound(path: Path) -> float:
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[0]
+        samples = sum(frame.samples for frame in container.decode(stream))
+        return samples / stream.codec_context.sample_rate
+
+
+@pytest.mark.parametrize(("picture", "sound"), [(0.4, 0.6), (0.6, 0.4)])
+def test_sound_ends_with_the_picture(
+    ffmpeg: str, folder: Path, tmp_path: Path, picture: float, sound: float
+) -> None:
+    source = folder / f"av_{picture}_{sound}.mkv"
+    quiet_ffmpeg(
+        ffmpeg,
+        *("-f", "lavfi", "-i", f"testsrc2=size=64x48:rate=25:duration={picture}"),
+        *("-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={sound}"),
+        *("-c:v", "libx264", "-preset", "ultrafast", "-c:a", "flac"),
+        source,
+    )
+    out = {"video": {"preset": "ultrafast"}, "audio": {"codec": "flac"}}
+    body = {"outputs": [{"name": "mkv", "container": "mkv", **out}]}
+    _, plan, _ = run_plan(ffmpeg, body, source, tmp_path / "w")
+    assert abs(_seconds_of_sound(plan.outputs[0].path) - picture) <= 1 / 25
