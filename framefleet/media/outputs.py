@@ -25,6 +25,7 @@ from framefleet.media.encoders import (
 from framefleet.media.filters import (
     fit_picture,
     fps_value,
+    remix,
 )
 from framefleet.media.metadata import tag_args
 from framefleet.media.planning import (
@@ -207,7 +208,9 @@ def audio_filters(codec: AudioCodec, rate: int, channels: int, audio: AudioInfo)
         filters.append(f"aresample={rate}")
     layout = LAYOUTS[channels]
     # libopus refuses layouts such as 5.1(side) or 2.1 even at a supported channel count.
-    if channels != audio.channels or (codec is AudioCodec.opus and audio.layout != layout):
+    if channels != audio.channels:
+        filters.append(remix(audio, channels))
+    elif codec is AudioCodec.opus and audio.layout != layout:
         filters.append(f"aformat=channel_layouts={layout}")
     return filters
 

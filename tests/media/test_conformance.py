@@ -6,6 +6,7 @@ Needs only the ffmpeg binary: `pytest tests/media/test_conformance.py`.
 
 from __future__ import annotations
 
+from array import array
 from pathlib import Path
 from typing import Any
 
@@ -239,3 +240,40 @@ def test_sound_ends_with_the_picture(
     body = {"outputs": [{"name": "mkv", "container": "mkv", **out}]}
     _, plan, _ = run_plan(ffmpeg, body, source, tmp_path / "w")
     assert abs(_seconds_of_sound(plan.outputs[0].path) - picture) <= 1 / 25
+
+
+def _channel_rms(path: Path) -> list[float]:
+    """Each channel's RMS, full scale 1."""
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[0]
+        sums = [0.0] * stream.codec_context.channels
+        count = 0
+        resampler = av.AudioResampler(format="fltp")
+        for decoded in container.decode(stream):
+            for frame in resampler.resample(decoded):
+                for channel, plane in enumerate(frame.planes):
+                    samples = array("f", bytes(plane))[: frame.samples]
+                    sums[channel] += sum(v * v for v in samples)
+                count += frame.samples
+    return [(total / count) ** 0.5 for total in sums]
+
+
+def test_five_one_downmix_has_headroom_and_leaves_out_the_lfe(
+    ffmpeg: str, folder: Path, tmp_path: Path
+) -> None:
+    source = folder / "centre_and_lfe.mkv"
+    # Only the centre (440 Hz) and the LFE (60 Hz) carry sound, each at half scale.
+    tone = "0.5*sin(2*PI*440*t)|0.5*sin(2*PI*60*t)"
+    quiet_ffmpeg(
+        ffmpeg,
+        *("-f", "lavfi", "-i", f"aevalsrc=0|0|{tone}|0|0:c=5.1:s=48000:d=1"),
+        *("-c:a", "pcm_f32le"),
+        source,
+    )
+    audio = {"channels": 2, "bitrate_kbps": 256}
+    body = {"outputs": [{"name": "stereo", "container": "m4a", "audio": audio}]}
+    _, plan, _ = run_plan(ffmpeg, body, source, tmp_path / "w")
+    left, right = _channel_rms(plan.outputs[0].path)
+    centre = 0.5 / 2**0.5  # the centre's RMS
+    # BS.775's 0.707 for the centre, scaled by 1 / (1 + 0.707 + 0.707): 0.293 of the centre in each side.
+    assert abs(left / centre - 0.2929) < 0.02 and abs(right / centre - 0.2929) < 0.02

@@ -11,12 +11,15 @@ from framefleet.core.failures import FailureClass, JobFailure
 from framefleet.core.spec import JobSpec
 from framefleet.media.capabilities import CPU_ENCODERS, Capabilities
 from framefleet.media.command import build_transcode, expected_duration, target_size
+from framefleet.media.filters import DOWNMIX_5_1_STEREO
 from framefleet.media.metadata import STRIP_METADATA
 from framefleet.media.probe import AudioInfo, MediaInfo, VideoInfo
 
 ALL_CAPS = Capabilities(
     encoders=frozenset(CPU_ENCODERS.values()),
-    filters=frozenset({"split", "asplit", "scale", "setsar", "fps", "aresample", "aformat", "null", "anull"}),
+    filters=frozenset(
+        {"split", "asplit", "scale", "setsar", "fps", "aresample", "aformat", "pan", "null", "anull"}
+    ),
     hwaccels=frozenset(),
 )
 INPUT = Path("/work/in/clip.mp4")
@@ -398,8 +401,8 @@ def test_audio_branches_resample_and_set_layouts_only_where_needed() -> None:
     g = graph(argv)
     assert "[0:a:0]asplit=4[asrc0][asrc1][asrc2][asrc3]" in g
     assert "[asrc0]aresample=48000,aformat=channel_layouts=5.1[aout0]" in g
-    assert "[asrc1]aformat=channel_layouts=stereo[aout1]" in g
-    assert "[asrc2]aformat=channel_layouts=stereo[aout2]" in g
+    # 5.1 to stereo is the explicit BS.775 matrix with headroom, LFE left out.
+    assert f"[asrc1]{DOWNMIX_5_1_STEREO}[aout1]" in g and f"[asrc2]{DOWNMIX_5_1_STEREO}[aout2]" in g
     keep = output_args(argv, paths(spec)["keep"])
     assert "[asrc3]" in keep
     # Default bitrates scale with channel pairs so surround is not starved.
