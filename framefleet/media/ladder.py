@@ -38,14 +38,25 @@ class ResolvedLadder:
     needs_fps_filter: bool = False
 
 
+def constant_rate(video: VideoInfo) -> float:
+    """The standard frame rate a variable-rate source is made constant at: its declared rate when that is
+    (close to) a standard one, else the standard rate nearest its average. Never the average itself: a
+    phone clip averaging 27.204 fps would give 1.985 s segments and an odd rate no screen runs at."""
+    average = video.fps or 25.0
+    for rate in (video.nominal_fps, average):
+        if rate:
+            near = min(STANDARD_RATES, key=lambda r: abs(r - rate))
+            if abs(near - rate) / near <= SNAP_TOLERANCE:
+                return near
+    return min(STANDARD_RATES, key=lambda r: abs(r - average))
+
+
 def group_fps(group: GroupSpec, video: VideoInfo) -> tuple[float, list[str]]:
     """The ladder's constant frame rate: the group's, else the source's (snapped when it varies)."""
     notes: list[str] = []
     source = video.fps or 25.0
     if video.vfr:
-        near = min(STANDARD_RATES, key=lambda r: abs(r - source))
-        if abs(near - source) / near <= SNAP_TOLERANCE:
-            source = near
+        source = constant_rate(video)
         notes.append(f"variable frame rate source made constant at {source:.3f} fps")
     if group.fps is None:
         return source, notes

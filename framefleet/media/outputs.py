@@ -27,6 +27,7 @@ from framefleet.media.filters import (
     fps_value,
     remix,
 )
+from framefleet.media.ladder import constant_rate
 from framefleet.media.metadata import tag_args
 from framefleet.media.planning import (
     AUDIO_SOURCE,
@@ -170,8 +171,8 @@ def target_size(output: OutputSpec, video: VideoInfo) -> tuple[int, int] | None:
 def video_filters(output: OutputSpec, video: VideoInfo) -> tuple[list[str], int, int]:
     """Filters for an output's picture and the size they give."""
     filters: list[str] = []
-    fps = output.video.fps
-    if fps is not None and (video.fps is None or abs(video.fps - fps) > 1e-3):
+    fps = output_fps(output, video)
+    if fps is not None and (video.vfr or video.fps is None or abs(video.fps - fps) > 1e-3):
         filters.append(f"fps={fps_value(fps)}")
     spec = output.video
     if spec.fit is not None and spec.width is not None and spec.height is not None:
@@ -185,6 +186,15 @@ def video_filters(output: OutputSpec, video: VideoInfo) -> tuple[list[str], int,
         filters.append("setsar=1")
         return filters, size[0], size[1]
     return filters, video.display_width, video.display_height
+
+
+def output_fps(output: OutputSpec, video: VideoInfo) -> float | None:
+    """The output's constant frame rate, or None to keep the source's timing (variable if it varies)."""
+    if output.video.fps is not None:
+        return output.video.fps
+    if output.video.constant_rate and video.vfr:
+        return constant_rate(video)
+    return None
 
 
 def audio_target(
@@ -251,7 +261,7 @@ def plan_video(plan: OutputPlan, b: JobBuilder) -> None:
     enc = encode_of(output, 0, 0)
     pix = enc.pix_fmt or DEFAULT_PIX_FMT
     plan.video_filters, plan.width, plan.height = video_filters(output, b.video)
-    plan.fps = output.video.fps or b.video.fps
+    plan.fps = output_fps(output, b.video) or b.video.fps
     if codec not in IMAGE_CODECS:
         plan.video_filters = encode_filters(b.video, plan.video_filters, plan.width, plan.height)
     enc = encode_of(output, plan.width, plan.height, plan.fps)

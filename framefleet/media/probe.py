@@ -60,6 +60,7 @@ class VideoInfo:
     color_matrix: str | None = None  # YCbCr matrix tag (ffmpeg's colorspace names)
     color_range: str | None = None  # "tv" (limited) or "pc" (full); None when untagged
     duration: float | None = None  # the video stream's own length in seconds, when the file says
+    nominal_fps: float | None = None  # the stream's declared (base) rate; differs from `fps` when VFR
 
     @property
     def hdr(self) -> bool:
@@ -229,6 +230,7 @@ def _video_info(stream: Any, frame: Any) -> VideoInfo:
         color_range=_code(getattr(frame, "color_range", None), RANGES)
         or _code(getattr(ctx, "color_range", None), RANGES),
         duration=_stream_seconds(stream),
+        nominal_fps=_rate(stream.base_rate),
     )
 
 

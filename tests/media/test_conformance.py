@@ -277,3 +277,39 @@ def test_five_one_downmix_has_headroom_and_leaves_out_the_lfe(
     centre = 0.5 / 2**0.5  # the centre's RMS
     # BS.775's 0.707 for the centre, scaled by 1 / (1 + 0.707 + 0.707): 0.293 of the centre in each side.
     assert abs(left / centre - 0.2929) < 0.02 and abs(right / centre - 0.2929) < 0.02
+
+
+def test_variable_rate_sources_run_at_a_standard_rate(ffmpeg: str, folder: Path, tmp_path: Path) -> None:
+    source = folder / "vfr.mp4"
+    # 30 fps with every tenth frame missing: 27 fps on average, 30 declared.
+    quiet_ffmpeg(
+        ffmpeg,
+        *("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=30:duration=2"),
+        *("-vf", "select='not(eq(mod(n\\,10)\\,3))'", "-fps_mode", "vfr"),
+        *("-c:v", "libx264", "-preset", "ultrafast"),
+        source,
+    )
+    info = probe(source).video
+    assert info is not None and info.vfr and info.fps is not None and 26.5 < info.fps < 27.5
+    fast: dict[str, Any] = {"preset": "ultrafast"}
+    body = {
+        "outputs": [
+            {"name": "cfr", "container": "mp4", "video": {**fast, "constant_rate": True}},
+            {"name": "vfr", "container": "mp4", "video": fast},
+        ],
+        "groups": [
+            {
+                "name": "abr",
+                "type": "hls",
+                "ladder": [{"height": 48, "bitrate_kbps": 100}],
+                "audio": [],
+                **fast,
+            }
+        ],
+    }
+    _, plan, _ = run_plan(ffmpeg, body, source, tmp_path / "w")
+    assert plan.groups[0].ladder.fps == 30.0 and plan.groups[0].ladder.gop == 60
+    paths = {p.output.name: p.path for p in plan.outputs}
+    cfr, vfr = probe(paths["cfr"]).video, probe(paths["vfr"]).video
+    assert cfr is not None and not cfr.vfr and cfr.fps == pytest.approx(30, abs=0.01)
+    assert vfr is not None and vfr.vfr  # plain outputs keep the source's timing unless asked
