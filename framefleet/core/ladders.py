@@ -176,6 +176,15 @@ class AudioRenditionSpec(Strict):
         return self
 
 
+def default_cap(codec: VideoCodec, short_side: int) -> tuple[int, int]:
+    """(maxrate, bufsize) in kb/s for a constant-quality rung that names no cap: the cap of the named rung
+    of that size (the next larger one in between), so a rung never bursts past what its size would get."""
+    fitting = [r for r in RUNGS.values() if r.height >= short_side]
+    rung = min(fitting, key=lambda r: r.height) if fitting else max(RUNGS.values(), key=lambda r: r.height)
+    kbps = rung.kbps * RATE_FACTOR.get(codec, 1.0) * max(1.0, (short_side / rung.height) ** 2)
+    return round(kbps * PEAK_FACTOR), round(2 * kbps)
+
+
 def _expand_rung(name: str, codec: VideoCodec) -> dict[str, Any]:
     rung = RUNGS.get(name)
     if rung is None:

@@ -113,7 +113,7 @@ class VmafModel(StrEnum):
 
 class VideoSpec(Strict):
     _added: ClassVar[frozenset[str]] = frozenset(
-        {"profile", "level", "maxrate_kbps", "bufsize_kbps", "fit", "image_quality"}
+        {"profile", "level", "maxrate_kbps", "bufsize_kbps", "fit", "image_quality", "constant_rate"}
     )
 
     codec: VideoCodec | None = None
@@ -130,12 +130,22 @@ class VideoSpec(Strict):
     bufsize_kbps: Annotated[int, Field(ge=50, le=1_000_000)] | None = None
     fit: Fit | None = None
     image_quality: Annotated[int, Field(ge=1, le=100)] | None = None
+    # A variable-frame-rate source made constant (at its standard rate) even without an `fps`.
+    constant_rate: bool | None = None
 
     @model_validator(mode="after")
     def _check(self) -> Self:
         codec = self.codec
         tuning: tuple[str, ...] = ("width", "height", "fps", "crf", "bitrate_kbps", "preset", "pix_fmt")
-        tuning += ("profile", "level", "maxrate_kbps", "bufsize_kbps", "fit", "image_quality")
+        tuning += (
+            "profile",
+            "level",
+            "maxrate_kbps",
+            "bufsize_kbps",
+            "fit",
+            "image_quality",
+            "constant_rate",
+        )
         if codec in (VideoCodec.copy, VideoCodec.none):
             for name in tuning:
                 if getattr(self, name) is not None:

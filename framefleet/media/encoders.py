@@ -169,6 +169,75 @@ class VideoEncode:
     width: int = 0
     height: int = 0
     b_frames: int | None = None  # pinned B-frame count; None leaves it to the preset (or the driver)
+    fps: float | None = None  # the stream's frame rate, for the level
+
+
+# H.264 levels (ITU-T H.264 Table A-1): (level, max macroblocks/s, max frame size in macroblocks, max bit
+# rate in kb/s for Main; High may use 1.25x). Without a level x264 picks one from its own settings: `slow`
+# keeps 5 reference frames at 1080p, which only level 5.0 allows, and many TVs and phones refuse 5.0.
+H264_LEVELS: tuple[tuple[str, int, int, int], ...] = (
+    ("1.0", 1485, 99, 64),
+    ("1.1", 3000, 396, 192),
+    ("1.2", 6000, 396, 384),
+    ("1.3", 11880, 396, 768),
+    ("2.0", 11880, 396, 2000),
+    ("2.1", 19800, 792, 4000),
+    ("2.2", 20250, 1620, 4000),
+    ("3.0", 40500, 1620, 10000),
+    ("3.1", 108000, 3600, 14000),
+    ("3.2", 216000, 5120, 20000),
+    ("4.0", 245760, 8192, 20000),
+    ("4.1", 245760, 8192, 50000),
+    ("4.2", 522240, 8704, 50000),
+    ("5.0", 589824, 22080, 135000),
+    ("5.1", 983040, 36864, 240000),
+    ("5.2", 2073600, 36864, 240000),
+    ("6.0", 4177920, 139264, 240000),
+    ("6.1", 8355840, 139264, 480000),
+    ("6.2", 16711680, 139264, 800000),
+)
+# HEVC Main tier levels (ITU-T H.265 Table A.8): (level, max luma picture size, max luma samples/s, max
+# bit rate in kb/s).
+HEVC_LEVELS: tuple[tuple[str, int, int, int], ...] = (
+    ("1", 36864, 552960, 128),
+    ("2", 122880, 3686400, 1500),
+    ("2.1", 245760, 7372800, 3000),
+    ("3", 552960, 16588800, 6000),
+    ("3.1", 983040, 33177600, 10000),
+    ("4", 2228224, 66846720, 12000),
+    ("4.1", 2228224, 133693440, 20000),
+    ("5", 8912896, 267386880, 25000),
+    ("5.1", 8912896, 534773760, 40000),
+    ("5.2", 8912896, 1069547520, 60000),
+    ("6", 35651584, 1069547520, 60000),
+    ("6.1", 35651584, 2139095040, 120000),
+    ("6.2", 35651584, 4278190080, 240000),
+)
+
+
+def level_for(enc: VideoEncode) -> str | None:
+    """The lowest H.264/HEVC level that holds the stream's size, frame rate and VBV cap; None for other
+    codecs or an unknown size. An uncapped constant-quality stream is sized by picture and rate alone.
+    """
+    if enc.width <= 0 or enc.height <= 0 or enc.codec not in (VideoCodec.h264, VideoCodec.hevc):
+        return None
+    fps = enc.fps or 30.0
+    peak = enc.maxrate_kbps or enc.bitrate_kbps or 0
+    if enc.codec is VideoCodec.h264:
+        mbs = -(-enc.width // 16) * -(-enc.height // 16)
+        high = 1.25 if enc.profile is not Profile.baseline and enc.profile is not Profile.main else 1.0
+        for name, mbps, frame, kbps in H264_LEVELS:
+            # A side may not exceed sqrt(8 x max frame size) macroblocks (Annex A.3.1).
+            side_ok = max(-(-enc.width // 16), -(-enc.height // 16)) ** 2 <= 8 * frame
+            if mbs <= frame and side_ok and mbs * fps <= mbps * 1.0001 and peak <= kbps * high:
+                return name
+        return H264_LEVELS[-1][0]
+    luma = enc.width * enc.height
+    for name, size, rate, kbps in HEVC_LEVELS:
+        side_ok = max(enc.width, enc.height) ** 2 <= 8 * size
+        if luma <= size and side_ok and luma * fps <= rate * 1.0001 and peak <= kbps:
+            return name
+    return HEVC_LEVELS[-1][0]
 
 
 # x264 and x265 put the first frame's decode time this many frames before its presentation time when
@@ -254,8 +323,9 @@ def _x265_params(enc: VideoEncode) -> str:
     params = ["log-level=error"]
     if enc.gop is not None:
         params += [f"keyint={enc.gop}", f"min-keyint={enc.gop}", "scenecut=0", "open-gop=0"]
-    if enc.level is not None:
-        params.append(f"level-idc={enc.level}")
+    level = enc.level or level_for(enc)
+    if level is not None:
+        params.append(f"level-idc={level}")
     return ":".join(params)
 
 
@@ -263,6 +333,15 @@ def _rate_args(opt: _Opts, enc: VideoEncode, family: Family) -> list[str]:
     """Rate control: constant quality (optionally capped) or a target bitrate with a VBV cap."""
     args: list[str] = []
     codec = enc.codec
+    if enc.bitrate_kbps is not None and family is Family.cpu and codec is VideoCodec.av1:
+        if enc.gop is None and enc.maxrate_kbps is None:
+            return [opt("b", typed=True), f"{enc.bitrate_kbps}k"]
+        # SVT-AV1 takes a VBV cap only in CRF mode (capped CRF), so a capped or ladder AV1 stream is
+        # constant quality under its cap (at least the target bitrate) rather than an uncapped target.
+        maxrate = enc.maxrate_kbps or enc.bitrate_kbps
+        crf = enc.crf if enc.crf is not None else DEFAULT_CRF[codec]
+        bufsize = enc.bufsize_kbps or 2 * enc.bitrate_kbps
+        return [opt("crf"), str(crf), opt("maxrate"), f"{maxrate}k", opt("bufsize"), f"{bufsize}k"]
     if enc.bitrate_kbps is not None:
         kbps = enc.bitrate_kbps
         maxrate = enc.maxrate_kbps or kbps
@@ -272,9 +351,7 @@ def _rate_args(opt: _Opts, enc: VideoEncode, family: Family) -> list[str]:
             args = [opt("rc"), "vbr", *args]
         if family is Family.vaapi:
             args = [opt("rc_mode"), "VBR", *args]
-        # SVT-AV1 refuses a VBV cap outside CRF mode; it gets a plain target bitrate.
-        if not (family is Family.cpu and codec is VideoCodec.av1):
-            args += [opt("maxrate"), f"{maxrate}k", opt("bufsize"), f"{bufsize}k"]
+        args += [opt("maxrate"), f"{maxrate}k", opt("bufsize"), f"{bufsize}k"]
         return args
     crf = enc.crf if enc.crf is not None else DEFAULT_CRF[codec]
     if family is Family.cpu:
@@ -326,8 +403,9 @@ def _profile_args(opt: _Opts, enc: VideoEncode, family: Family) -> list[str]:
     args: list[str] = []
     if enc.profile is not None:
         args += [opt("profile", typed=True), enc.profile.value]
-    if enc.level is not None and not (family is Family.cpu and enc.codec is VideoCodec.hevc):
-        args += [opt("level", typed=True), enc.level]
+    level = enc.level or level_for(enc)
+    if level is not None and not (family is Family.cpu and enc.codec is VideoCodec.hevc):
+        args += [opt("level", typed=True), level]
     return args
 
 

@@ -295,7 +295,14 @@ def pre_video(
         interlaced=video.interlaced and deint is None,
     )
     if tonemapped:  # SDR BT.709 from here on: every tag written downstream says so
-        pre.video = replace(pre.video, color_primaries="bt709", color_transfer="bt709", bit_depth=8)
+        pre.video = replace(
+            pre.video,
+            color_primaries="bt709",
+            color_transfer="bt709",
+            color_matrix="bt709",
+            color_range="tv",
+            bit_depth=8,
+        )
     # Only automatic deinterlacing leaves a stream copy possible: the copy keeps the source's fields.
     only_auto = ops.deinterlace is Deinterlace.auto and chains == [f"[{source}]{deint}[vpre]"]
     pre.edited = bool(chains) and not only_auto
@@ -347,11 +354,27 @@ def filter_names(graph: str) -> set[str]:
     return names
 
 
+# 5.1 -> stereo (ITU-R BS.775 weights 1 : 0.707 : 0.707 for front, centre and surround), scaled so that a
+# row sums to 1: full-scale sound in every channel at once cannot clip (7.7 dB of headroom against an
+# unscaled mix). The LFE channel is left out, as BS.775 does: its content is meant to be redundant.
+DOWNMIX_5_1_STEREO = "pan=stereo|c0=0.4142*c0+0.2929*c2+0.2929*c4|c1=0.4142*c1+0.2929*c2+0.2929*c5"
+FIVE_ONE_LAYOUTS = frozenset({"5.1", "5.1(side)"})
+
+
+def remix(audio: AudioInfo, channels: int) -> str:
+    """The filter bringing `audio` to `channels`: the explicit 5.1 downmix, else the standard layout."""
+    # Six channels without a named layout ("6 channels") are taken in 5.1 order, as ffmpeg's default is.
+    unnamed = audio.layout is None or audio.layout.endswith("channels")
+    if channels == 2 and audio.channels == 6 and (audio.layout in FIVE_ONE_LAYOUTS or unnamed):
+        return DOWNMIX_5_1_STEREO
+    return f"aformat=channel_layouts={layout_name(channels)}"
+
+
 def channel_mix(spec: ChannelMixSpec, audio: AudioInfo) -> str:
     """`pan` with explicit gains, or a standard down/up-mix to the layout when no gains are given."""
     layout = MIX_LAYOUTS[MIX_CHANNELS[spec.layout]]
     if spec.gains is None:
-        return f"aformat=channel_layouts={layout}"
+        return remix(audio, MIX_CHANNELS[spec.layout])
     terms = []
     for out, row in enumerate(spec.gains):
         if len(row) > audio.channels:
@@ -409,11 +432,19 @@ def loudness_chain(
     ]
 
 
+def fit_audio(seconds: float | None) -> list[str]:
+    """Pad the sound with silence or cut it so that it lasts exactly `seconds` (the picture's length):
+    a 4.0 s picture with 4.6 s of sound would otherwise end in a still frame or a blank."""
+    if seconds is None or seconds <= 0:
+        return []
+    return [f"apad=whole_dur={num(seconds)}", f"atrim=duration={num(seconds)}"]
+
+
 def pre_audio(ops: OperationsSpec | None, audio: AudioInfo) -> tuple[list[str], AudioInfo]:
     """Filters every sound output shares, and the sound they produce.
 
-    Loudness is not among them: a downmix changes loudness (a 5.1 mix at -23 LUFS is about -20.6 as
-    stereo), so each output's branch normalises its own final layout (loudness_chain).
+    Loudness is not among them: a downmix changes loudness (by several LU either way, with the
+    headroom-scaled 5.1 downmix), so each output's branch normalises its own final layout (loudness_chain).
     """
     if ops is None:
         return [], audio

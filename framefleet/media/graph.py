@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from framefleet.core.spec import PixFmt
+from framefleet.media.colour import converts
 from framefleet.media.encoders import (
     NVDEC_CODECS,
     Family,
@@ -100,7 +101,11 @@ def use_gpu_frames(b: JobBuilder, families: list[Family]) -> bool:
 
 def gpu_branch(consumer: Consumer, family: Family, width: int, height: int, pix: PixFmt, sw: str) -> None:
     """Rewrite a branch for frames in GPU memory: scale_cuda for NVENC, a download for everything else."""
-    plain = all(f.startswith(("fps=", "scale=", "setsar=", "setparams=")) for f in consumer.filters)
+    # scale_cuda only resizes: a branch that converts range or matrix is scaled on the CPU.
+    plain = all(
+        f.startswith(("fps=", "setsar=", "setparams=")) or (f.startswith("scale=") and not converts(f))
+        for f in consumer.filters
+    )
     if family is Family.nvenc and plain:
         fmt = "p010le" if pix is PixFmt.yuv420p10le else "nv12"
         keep = [f for f in consumer.filters if f.startswith("fps=")]

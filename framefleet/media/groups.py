@@ -7,9 +7,10 @@ from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 
-from framefleet.core.ladders import AudioRenditionSpec, GroupSpec, GroupType, SegmentType
+from framefleet.core.ladders import AudioRenditionSpec, GroupSpec, GroupType, SegmentType, default_cap
 from framefleet.core.spec import AudioCodec, VideoCodec
 from framefleet.media.capabilities import CPU_ENCODERS
+from framefleet.media.colour import encode_filters
 from framefleet.media.encoders import (
     DEFAULT_PIX_FMT,
     Family,
@@ -103,12 +104,16 @@ def plan_group(b: JobBuilder, group: GroupSpec, gindex: int, folder: Path) -> Gr
     for rindex, resolved in enumerate(ladder.rungs):
         rung = resolved.spec
         assert rung.codec is not None
+        maxrate, bufsize = rung.maxrate_kbps, rung.bufsize_kbps
+        if rung.bitrate_kbps is None and maxrate is None:
+            # Every rung has a VBV cap: players size their buffers and switch on the manifest's rates.
+            maxrate, bufsize = default_cap(rung.codec, min(resolved.width, resolved.height))
         enc = VideoEncode(
             codec=rung.codec,
             crf=rung.crf,
             bitrate_kbps=rung.bitrate_kbps,
-            maxrate_kbps=rung.maxrate_kbps,
-            bufsize_kbps=rung.bufsize_kbps,
+            maxrate_kbps=maxrate,
+            bufsize_kbps=bufsize,
             preset=rung.preset,
             profile=rung.profile,
             level=rung.level,
@@ -116,6 +121,7 @@ def plan_group(b: JobBuilder, group: GroupSpec, gindex: int, folder: Path) -> Gr
             gop=ladder.gop,
             width=resolved.width,
             height=resolved.height,
+            fps=ladder.fps,
         )
         what = f"group {group.name!r} rung {rung.name!r}"
         family = b.family_for(enc, what)
@@ -132,8 +138,8 @@ def plan_group(b: JobBuilder, group: GroupSpec, gindex: int, folder: Path) -> Gr
         if (resolved.width, resolved.height) != (b.video.width, b.video.height) or sar != 1:
             filters.append(f"scale={resolved.width}:{resolved.height}:flags=bicubic")
         filters.append(f"setsar={sar.numerator}/{sar.denominator}")
-        if group.type is GroupType.cmaf:
-            filters.append(colour_filter(b.video))  # CMAF wants a colour box in every video track
+        # Explicit colour on every rung (CMAF also wants a colour box in every video track).
+        filters = encode_filters(b.video, filters, resolved.width, resolved.height)
         plan = RungPlan(name=rung.name or f"rung{rindex}", encode=enc, family=family, filters=filters)
         plan.aspect = sar * Fraction(resolved.width, resolved.height)
         plan.playlist = f"{plan.name}.m3u8"
@@ -144,7 +150,7 @@ def plan_group(b: JobBuilder, group: GroupSpec, gindex: int, folder: Path) -> Gr
         for rendition in renditions:
             b.check_encoder(CPU_ENCODERS[rendition.codec], f"group {group.name} audio")
             rate, channels = audio_target(rendition.codec, rendition.sample_rate, rendition.channels, b.audio)
-            filters = audio_filters(rendition.codec, rate, channels, b.audio)
+            filters = b.audio_fit + audio_filters(rendition.codec, rate, channels, b.audio)
             name = rendition.name or "audio"
             filters += b.loudness_tail(f"{group.name or f'group{gindex}'}/{name}", channels, rate)
             audio.append(AudioPlan(rendition, rate, channels, filters, playlist=f"{name}.m3u8"))
@@ -202,41 +208,6 @@ def rung_video_args(b: JobBuilder, rung: RungPlan, stream: str | None) -> list[s
         args += [f"-tag:{stream or 'v'}", "hvc1"]
     # The muxer's stream aspect (DASH checks it per adaptation set) comes from -aspect, not from the frames.
     return [*args, f"-aspect:{stream or 'v'}", f"{rung.aspect.numerator}:{rung.aspect.denominator}"]
-
-
-# Colour an untagged source is assumed to be in, as players assume it: BT.709 for HD sizes, BT.601 for SD
-# (625-line primaries at 576 lines, 525-line ones below).
-HD_MIN_WIDTH, HD_MIN_HEIGHT = 1280, 577
-MATRIX_FOR_PRIMARIES = {
-    "bt709": "bt709",
-    "smpte170m": "smpte170m",
-    "bt470bg": "bt470bg",
-    "bt2020": "bt2020nc",
-    "smpte432": "bt709",  # Display P3 video keeps the BT.709 matrix
-}
-
-
-def colour_tags(video: VideoInfo) -> tuple[str, str, str, str]:
-    """(primaries, transfer, matrix, range) of the source's pixels, which scaling keeps as they are.
-
-    CMAF wants every visual sample entry to carry a colour box; ffmpeg writes it from these tags
-    (with `write_colr`, even for an untagged source, so a guess is needed: the one players make).
-    """
-    hd = video.width >= HD_MIN_WIDTH or video.height >= HD_MIN_HEIGHT
-    guessed = "bt709" if hd else "bt470bg" if video.height == 576 else "smpte170m"
-    primaries = video.color_primaries if video.color_primaries in MATRIX_FOR_PRIMARIES else guessed
-    transfer = video.color_transfer or ("bt709" if hd else "smpte170m")
-    full = (video.pix_fmt or "").startswith("yuvj")
-    return primaries, transfer, MATRIX_FOR_PRIMARIES[primaries], "pc" if full else "tv"
-
-
-def colour_filter(video: VideoInfo) -> str:
-    """A `setparams` filter tagging frames with the source's colour (metadata only, pixels untouched).
-
-    Frame tags, not encoder options: ffmpeg takes the encoder's primaries and transfer from the frames.
-    """
-    primaries, transfer, matrix, full = colour_tags(video)
-    return f"setparams=color_primaries={primaries}:color_trc={transfer}:colorspace={matrix}:range={full}"
 
 
 def rendition_audio_args(plan: AudioPlan, stream: str) -> list[str]:

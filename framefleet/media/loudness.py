@@ -14,13 +14,14 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from framefleet.core.failures import FailureClass, JobFailure
 from framefleet.core.ladders import AudioRenditionSpec
+from framefleet.core.operations import MIX_CHANNELS
 from framefleet.core.spec import AudioCodec, JobSpec
-from framefleet.media.filters import channel_mix, layout_name, loudnorm
+from framefleet.media.filters import channel_mix, layout_name, loudnorm, remix
 from framefleet.media.outputs import audio_target
 from framefleet.media.planning import LoudnessCheck
 from framefleet.media.probe import AudioInfo, MediaInfo, with_audio_track
@@ -60,12 +61,22 @@ def build_loudness_scan(spec: JobSpec, info: MediaInfo, source: Path) -> list[st
     assert info.audio is not None
     counts = final_channels(spec, info) or [info.audio.channels]
     head = [channel_mix(ops.channel_mix, info.audio)] if ops.channel_mix is not None else []
+    mixed = info.audio  # what each layout's remix starts from: the sound after the channel mix
+    if ops.channel_mix is not None:
+        count = MIX_CHANNELS[ops.channel_mix.layout]
+        mixed = replace(info.audio, channels=count, layout=layout_name(count))
     head.append(f"asplit={len(counts)}" + "".join(f"[m{c}]" for c in counts))
     chains = [f"[0:a:{info.audio.index}]{','.join(head)}"]
     first_pass = loudnorm(ops.loudness, None)
     for count in counts:
         name = first_pass.replace("loudnorm=", f"loudnorm@c{count}=", 1)
-        chains.append(f"[m{count}]aformat=channel_layouts={layout_name(count)},{name}[l{count}]")
+        # The same remix the encode does (the explicit 5.1 downmix), so the measurement is of its sound.
+        to_layout = (
+            remix(mixed, count)
+            if count != mixed.channels
+            else f"aformat=channel_layouts={layout_name(count)}"
+        )
+        chains.append(f"[m{count}]{to_layout},{name}[l{count}]")
     # loudnorm prints its JSON at the info level; -nostats keeps the rest of stderr short.
     args = ["-hide_banner", "-nostdin", "-nostats", "-progress", "pipe:1", "-loglevel", "info"]
     trim = ops.trim

@@ -14,6 +14,7 @@ from pathlib import Path
 from framefleet.core.encoding import AUDIO_ONLY_CONTAINERS, IMAGE_CODECS
 from framefleet.core.spec import AudioCodec, Container, OutputSpec, PixFmt, VideoCodec
 from framefleet.media.capabilities import CPU_ENCODERS
+from framefleet.media.colour import encode_filters
 from framefleet.media.encoders import (
     DEFAULT_PIX_FMT,
     Family,
@@ -24,7 +25,9 @@ from framefleet.media.encoders import (
 from framefleet.media.filters import (
     fit_picture,
     fps_value,
+    remix,
 )
+from framefleet.media.ladder import constant_rate
 from framefleet.media.metadata import tag_args
 from framefleet.media.planning import (
     AUDIO_SOURCE,
@@ -168,8 +171,8 @@ def target_size(output: OutputSpec, video: VideoInfo) -> tuple[int, int] | None:
 def video_filters(output: OutputSpec, video: VideoInfo) -> tuple[list[str], int, int]:
     """Filters for an output's picture and the size they give."""
     filters: list[str] = []
-    fps = output.video.fps
-    if fps is not None and (video.fps is None or abs(video.fps - fps) > 1e-3):
+    fps = output_fps(output, video)
+    if fps is not None and (video.vfr or video.fps is None or abs(video.fps - fps) > 1e-3):
         filters.append(f"fps={fps_value(fps)}")
     spec = output.video
     if spec.fit is not None and spec.width is not None and spec.height is not None:
@@ -183,6 +186,15 @@ def video_filters(output: OutputSpec, video: VideoInfo) -> tuple[list[str], int,
         filters.append("setsar=1")
         return filters, size[0], size[1]
     return filters, video.display_width, video.display_height
+
+
+def output_fps(output: OutputSpec, video: VideoInfo) -> float | None:
+    """The output's constant frame rate, or None to keep the source's timing (variable if it varies)."""
+    if output.video.fps is not None:
+        return output.video.fps
+    if output.video.constant_rate and video.vfr:
+        return constant_rate(video)
+    return None
 
 
 def audio_target(
@@ -206,7 +218,9 @@ def audio_filters(codec: AudioCodec, rate: int, channels: int, audio: AudioInfo)
         filters.append(f"aresample={rate}")
     layout = LAYOUTS[channels]
     # libopus refuses layouts such as 5.1(side) or 2.1 even at a supported channel count.
-    if channels != audio.channels or (codec is AudioCodec.opus and audio.layout != layout):
+    if channels != audio.channels:
+        filters.append(remix(audio, channels))
+    elif codec is AudioCodec.opus and audio.layout != layout:
         filters.append(f"aformat=channel_layouts={layout}")
     return filters
 
@@ -247,8 +261,10 @@ def plan_video(plan: OutputPlan, b: JobBuilder) -> None:
     enc = encode_of(output, 0, 0)
     pix = enc.pix_fmt or DEFAULT_PIX_FMT
     plan.video_filters, plan.width, plan.height = video_filters(output, b.video)
-    plan.fps = output.video.fps or b.video.fps
-    enc = encode_of(output, plan.width, plan.height)
+    plan.fps = output_fps(output, b.video) or b.video.fps
+    if codec not in IMAGE_CODECS:
+        plan.video_filters = encode_filters(b.video, plan.video_filters, plan.width, plan.height)
+    enc = encode_of(output, plan.width, plan.height, plan.fps)
     if codec in IMAGE_CODECS:
         check_cpu_encoder(codec, b.caps) if codec in CPU_ENCODERS else b.check_encoder(
             encoder_name(Family.cpu, codec), f"output {output.name}"
@@ -265,7 +281,7 @@ def plan_video(plan: OutputPlan, b: JobBuilder) -> None:
     plan.video = "encode"
 
 
-def encode_of(output: OutputSpec, width: int, height: int) -> VideoEncode:
+def encode_of(output: OutputSpec, width: int, height: int, fps: float | None = None) -> VideoEncode:
     """The encoder settings an output asks for, at its final size."""
     v = output.video
     assert v.codec is not None
@@ -282,6 +298,7 @@ def encode_of(output: OutputSpec, width: int, height: int) -> VideoEncode:
         image_quality=v.image_quality,
         width=width,
         height=height,
+        fps=fps,
     )
 
 
@@ -313,7 +330,7 @@ def plan_audio(plan: OutputPlan, b: JobBuilder) -> None:
         check_cpu_encoder(codec, b.caps)
     plan.audio = "encode"
     rate, channels = audio_target(codec, output.audio.sample_rate, output.audio.channels, b.audio)
-    plan.audio_filters = audio_filters(codec, rate, channels, b.audio)
+    plan.audio_filters = b.audio_fit + audio_filters(codec, rate, channels, b.audio)
     plan.audio_filters += b.loudness_tail(output.name or f"output{plan.index}", channels, rate)
 
 
@@ -347,7 +364,7 @@ def video_args(b: JobBuilder, plan: OutputPlan) -> list[str]:
     args = ["-map", map_label(plan.video_label)]
     if plan.video == "copy":
         return [*args, "-c:v", "copy"]
-    enc = encode_of(plan.output, plan.width, plan.height)
+    enc = encode_of(plan.output, plan.width, plan.height, plan.fps)
     threads = b.threads if plan.family is Family.cpu else 0
     hw_frames = b.gpu_frames and plan.family is Family.nvenc
     return args + video_encoder_args(enc, plan.family, threads=threads, hw_frames=hw_frames)

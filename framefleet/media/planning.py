@@ -22,6 +22,7 @@ from framefleet.media.filters import (
     Assets,
     PreVideo,
     even,
+    fit_audio,
     loudness_chain,
     pre_audio,
     pre_video,
@@ -130,6 +131,8 @@ class JobBuilder:
         if self.audio is not None:
             self.audio_pre, self.audio = pre_audio(ops, self.audio)
         self.loudness = ops.loudness if ops is not None and self.audio is not None else None
+        # Encoded sound ends with the picture (stream copies keep the input's packets).
+        self.audio_fit = fit_audio(video_length(spec, info)) if self.video is not None else []
         self.loudness_checks: list[LoudnessCheck] = []
         self.gpu_frames = False
 
@@ -249,6 +252,19 @@ def map_label(label: str) -> str:
 # Filters that only resize or retag a picture: a branch made of these (after any fps change) shows the
 # same scene as the source, so it can be upscaled back and compared with it pixel for pixel.
 RESIZING = ("scale=", "setsar=", "setparams=")
+
+
+def video_length(spec: JobSpec, info: MediaInfo) -> float | None:
+    """Seconds of picture the job writes: the video stream's own length after the trim."""
+    if info.video is None or info.video.duration is None:
+        return None
+    length = info.video.duration
+    trim = spec.operations.trim if spec.operations is not None else None
+    if trim is not None:
+        length = max(0.0, length - trim.start)
+        if trim.length is not None:
+            length = min(length, trim.length)
+    return length
 
 
 def display_size(b: JobBuilder, filters: list[str], width: int, height: int) -> tuple[int, int] | None:

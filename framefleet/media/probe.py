@@ -33,6 +33,8 @@ TEXT_CODECS = frozenset({"ansi", "bintext", "xbin", "idf", "text", "subrip", "we
 TRANSFERS = {1: "bt709", 6: "smpte170m", 13: "iec61966-2-1", 14: "bt2020-10", 15: "bt2020-12"}
 TRANSFERS |= {16: "smpte2084", 18: "arib-std-b67"}
 PRIMARIES = {1: "bt709", 5: "bt470bg", 6: "smpte170m", 9: "bt2020", 12: "smpte432"}
+MATRICES = {1: "bt709", 5: "bt470bg", 6: "smpte170m", 9: "bt2020nc"}
+RANGES = {1: "tv", 2: "pc"}
 HDR_TRANSFERS = frozenset({"smpte2084", "arib-std-b67"})
 INTERLACED_FIELD_ORDERS = frozenset({2, 3, 4, 5})  # tt, bb, tb, bt
 # Average and nominal rates further apart than this mark a variable-frame-rate stream.
@@ -55,6 +57,10 @@ class VideoInfo:
     color_transfer: str | None = None
     color_primaries: str | None = None
     vfr: bool = False
+    color_matrix: str | None = None  # YCbCr matrix tag (ffmpeg's colorspace names)
+    color_range: str | None = None  # "tv" (limited) or "pc" (full); None when untagged
+    duration: float | None = None  # the video stream's own length in seconds, when the file says
+    nominal_fps: float | None = None  # the stream's declared (base) rate; differs from `fps` when VFR
 
     @property
     def hdr(self) -> bool:
@@ -219,7 +225,25 @@ def _video_info(stream: Any, frame: Any) -> VideoInfo:
         color_primaries=_code(getattr(frame, "color_primaries", None), PRIMARIES)
         or _code(getattr(ctx, "color_primaries", None), PRIMARIES),
         vfr=_is_vfr(stream),
+        color_matrix=_code(getattr(frame, "colorspace", None), MATRICES)
+        or _code(getattr(ctx, "colorspace", None), MATRICES),
+        color_range=_code(getattr(frame, "color_range", None), RANGES)
+        or _code(getattr(ctx, "color_range", None), RANGES),
+        duration=_stream_seconds(stream),
+        nominal_fps=_rate(stream.base_rate),
     )
+
+
+def _stream_seconds(stream: Any) -> float | None:
+    """A stream's own length: its duration, or Matroska's DURATION tag (`00:00:04.000000000`)."""
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    tag = str(stream.metadata.get("DURATION") or "")
+    try:
+        hours, minutes, seconds = tag.split(":")
+        return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+    except ValueError:
+        return None
 
 
 def _audio_info(stream: Any, index: int = 0) -> AudioInfo:

@@ -291,20 +291,38 @@ def read_scores(logs: ScoreLogs, quality: QualitySpec, *, bit_depth: int = 8) ->
             if quality.phone:
                 row[PHONE_MODEL] = _finite(scores.get(PHONE_MODEL))
             if Metric.psnr in metrics:
-                row["psnr"] = _finite(scores.get("psnr_y"))
-    stats: list[tuple[Metric, Path, str]] = []
+                planes = [_finite(scores.get(k)) for k in ("psnr_y", "psnr_cb", "psnr_cr")]
+                row["psnr"] = planes[0]
+                row["psnr_yuv"] = weighted_psnr(planes)
+    stats: list[tuple[str, Path, str]] = []
     if Metric.psnr in metrics and Metric.vmaf not in metrics:
-        stats.append((Metric.psnr, logs.psnr, "psnr_y"))
+        stats += [
+            ("psnr", logs.psnr, "psnr_y"),
+            ("psnr_u", logs.psnr, "psnr_u"),
+            ("psnr_v", logs.psnr, "psnr_v"),
+        ]
     if Metric.ssim in metrics:
-        stats.append((Metric.ssim, logs.ssim, "Y"))
-    for metric, path, key in stats:
+        stats.append(("ssim", logs.ssim, "Y"))
+    for name, path, key in stats:
         for n, value in _load_stats(path, key):
             index = (n - 1) * quality.subsample
             row = frames.setdefault(index, {"frame": index})
-            if metric is Metric.psnr and value is None:
+            if name.startswith("psnr") and value is None:
                 value = cap  # identical pictures
-            row[metric.value] = value
+            row[name] = value
+    for row in frames.values():
+        if "psnr_u" in row:
+            row["psnr_yuv"] = weighted_psnr([row.get("psnr"), row.pop("psnr_u"), row.pop("psnr_v", None)])
     return [frames[i] for i in sorted(frames)]
+
+
+def weighted_psnr(planes: list[float | None]) -> float | None:
+    """PSNR over Y, Cb and Cr weighted 6:1:1 (the weighting video coding studies report for 4:2:0);
+    `psnr` alone is luma only (PSNR-Y)."""
+    y, cb, cr = planes
+    if y is None or cb is None or cr is None:
+        return None
+    return (6 * y + cb + cr) / 8
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -362,6 +380,8 @@ def summarise(
     keys = [m.value for m in quality.metrics if m in (Metric.vmaf, Metric.psnr, Metric.ssim)]
     if quality.phone:
         keys.insert(keys.index("vmaf") + 1, PHONE_MODEL)
+    if "psnr" in keys and any(row.get("psnr_yuv") is not None for row in rows):
+        keys.insert(keys.index("psnr") + 1, "psnr_yuv")
     summary: dict[str, Any] = {"frames": len(rows), "subsample": quality.subsample}
     if Metric.vmaf in quality.metrics:
         summary["model"] = model

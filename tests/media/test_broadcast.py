@@ -187,8 +187,9 @@ def test_each_layout_is_normalised_on_its_own_and_measured(ffmpeg: str, surround
     }
     assets = _measured(ffmpeg, body, surround)
     assert set(assets.loudness or {}) == {2, 6}
-    # The downmix is louder than the 5.1 mix it comes from: one correction cannot fit both.
-    assert (assets.loudness or {})[2]["input_i"] - (assets.loudness or {})[6]["input_i"] > 2
+    # The downmix (scaled for headroom) measures far from the 5.1 mix it comes from: one correction
+    # cannot fit both.
+    assert abs((assets.loudness or {})[2]["input_i"] - (assets.loudness or {})[6]["input_i"]) > 2
     spec, plan, _ = run_plan(ffmpeg, body, surround, folder / "loud-layouts", assets=assets)
     for output in plan.outputs:
         integrated, _, _ = _r128(ffmpeg, output.path)

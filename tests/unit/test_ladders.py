@@ -190,9 +190,18 @@ def test_all_rungs_above_the_source_keep_the_smallest_at_source_size() -> None:
 
 @pytest.mark.parametrize(
     ("fps", "seconds", "gop", "real"),
-    [(25.0, 4, 100, 4.0), (30000 / 1001, 2, 60, 2.002), (24.0, 6, 144, 6.0), (50.0, 1, 50, 1.0)],
+    [
+        (25.0, 4, 50, 4.0),
+        (30000 / 1001, 2, 60, 2.002),
+        (30000 / 1001, 4, 60, 4.004),
+        (24.0, 6, 48, 6.0),
+        (50.0, 1, 50, 1.0),
+        (25.0, 5, 25, 5.0),  # 2.5 s does not fit: 5 keyframes per segment
+    ],
 )
-def test_gop_is_segment_length_times_frame_rate(fps: float, seconds: float, gop: int, real: float) -> None:
+def test_keyframes_every_two_seconds_at_most_and_on_every_segment_start(
+    fps: float, seconds: float, gop: int, real: float
+) -> None:
     ladder = resolve_ladder(groupspec(segment_seconds=seconds), video(fps=fps))
     assert ladder.gop == gop and ladder.segment_seconds == pytest.approx(real, abs=1e-3)
     assert not ladder.needs_fps_filter
@@ -200,7 +209,7 @@ def test_gop_is_segment_length_times_frame_rate(fps: float, seconds: float, gop:
 
 def test_variable_frame_rate_is_made_constant_at_a_standard_rate() -> None:
     ladder = resolve_ladder(groupspec(), video(fps=29.6, vfr=True))
-    assert ladder.fps == pytest.approx(30000 / 1001) and ladder.needs_fps_filter and ladder.gop == 120
+    assert ladder.fps == pytest.approx(30000 / 1001) and ladder.needs_fps_filter and ladder.gop == 60
 
 
 def test_group_fps_above_the_source_is_not_upsampled() -> None:

@@ -11,15 +11,24 @@ from framefleet.core.failures import FailureClass, JobFailure
 from framefleet.core.spec import JobSpec
 from framefleet.media.capabilities import CPU_ENCODERS, Capabilities
 from framefleet.media.command import build_transcode, expected_duration, target_size
+from framefleet.media.filters import DOWNMIX_5_1_STEREO
 from framefleet.media.metadata import STRIP_METADATA
 from framefleet.media.probe import AudioInfo, MediaInfo, VideoInfo
 
 ALL_CAPS = Capabilities(
     encoders=frozenset(CPU_ENCODERS.values()),
-    filters=frozenset({"split", "asplit", "scale", "setsar", "fps", "aresample", "aformat", "null", "anull"}),
+    filters=frozenset(
+        {"split", "asplit", "scale", "setsar", "fps", "aresample", "aformat", "pan", "null", "anull"}
+    ),
     hwaccels=frozenset(),
 )
 INPUT = Path("/work/in/clip.mp4")
+
+# How every encoded picture of a BT.709 source is scaled (see framefleet/media/colour.py).
+SWS = (
+    "flags=lanczos+accurate_rnd+full_chroma_int"
+    ":in_range=limited:out_range=limited:in_color_matrix=bt709:out_color_matrix=bt709"
+)
 
 
 def video(width: int = 1920, height: int = 1080, **kw: Any) -> VideoInfo:
@@ -29,6 +38,11 @@ def video(width: int = 1920, height: int = 1080, **kw: Any) -> VideoInfo:
         height=height,
         fps=25.0,
         pix_fmt="yuv420p",
+        # Tagged BT.709 limited range: nothing for the colour stage to add.
+        color_primaries="bt709",
+        color_transfer="bt709",
+        color_matrix="bt709",
+        color_range="tv",
         rotation=0,
         frames=250,
         bit_rate=4_000_000,
@@ -130,8 +144,8 @@ def test_two_outputs_share_one_decode_through_split() -> None:
     assert argv.count("-i") == 1
     g = graph(argv)
     assert g.startswith("[0:V:0]split=2[vsrc0][vsrc1];")
-    assert "[vsrc0]scale=1280:720:flags=bicubic,setsar=1[vout0]" in g
-    assert "[vsrc1]scale=640:360:flags=bicubic,setsar=1[vout1]" in g
+    assert "[vsrc0]scale=1280:720:" + SWS + ",setsar=1[vout0]" in g
+    assert "[vsrc1]scale=640:360:" + SWS + ",setsar=1[vout1]" in g
 
     hd = output_args(argv, p["hd"])
     assert value(hd, "-map") == "[vout0]"
@@ -163,7 +177,7 @@ def test_unfiltered_outputs_map_the_split_branches_directly() -> None:
         {"name": "same", "container": "mkv"},
     )
     argv = build(spec, media(video(), audio()))
-    assert graph(argv) == "[0:V:0]split=2[vsrc0][vsrc1];[vsrc0]scale=640:360:flags=bicubic,setsar=1[vout0]"
+    assert graph(argv) == "[0:V:0]split=2[vsrc0][vsrc1];[vsrc0]scale=640:360:" + SWS + ",setsar=1[vout0]"
     assert value(output_args(argv, paths(spec)["same"]), "-map") == "[vsrc1]"
 
 
@@ -203,7 +217,7 @@ def test_copy_next_to_encodes_keeps_the_copy_unfiltered() -> None:
         {"name": "s", "container": "mp4", "video": {"width": 640}},
     )
     argv = build(spec, media(video(), audio()))
-    assert graph(argv) == "[0:V:0]scale=640:360:flags=bicubic,setsar=1[vout1]"
+    assert graph(argv) == "[0:V:0]scale=640:360:" + SWS + ",setsar=1[vout1]"
     copy = output_args(argv, paths(spec)["c"])
     assert copy[:4] == ["-map", "0:V:0", "-c:v", "copy"]
 
@@ -217,7 +231,7 @@ def test_hevc_in_mp4_is_tagged_for_apple_players_also_by_copy() -> None:
     argv = build(spec, media(video(codec="hevc"), audio()))
     enc = output_args(argv, paths(spec)["e"])
     assert (value(enc, "-c:v"), value(enc, "-crf"), value(enc, "-preset")) == ("libx265", "28", "slow")
-    assert value(enc, "-x265-params") == "log-level=error"
+    assert value(enc, "-x265-params") == "log-level=error:level-idc=4"
     assert value(enc, "-tag:v") == "hvc1"
     assert value(output_args(argv, paths(spec)["c"]), "-tag:v") == "hvc1"
     assert "-tag:v" not in output_args(argv, paths(spec)["k"])
@@ -321,7 +335,7 @@ def test_target_size_keeps_aspect_and_even_dimensions(
 def test_odd_aspect_source_is_scaled_in_the_graph() -> None:
     spec = job({"name": "a", "container": "mp4", "video": {"width": 640}})
     argv = build(spec, media(video(1440, 1080, sample_aspect_ratio=4 / 3), audio()))
-    assert graph(argv) == "[0:V:0]scale=640:360:flags=bicubic,setsar=1[vout0]"
+    assert graph(argv) == "[0:V:0]scale=640:360:" + SWS + ",setsar=1[vout0]"
 
 
 def test_fps_filter_comes_first_and_uses_exact_ntsc_fractions() -> None:
@@ -331,7 +345,7 @@ def test_fps_filter_comes_first_and_uses_exact_ntsc_fractions() -> None:
         {"name": "c", "container": "mp4", "video": {"fps": 12.5}},
     )
     g = graph(build(spec, media(video(), audio())))
-    assert "[vsrc0]fps=30000/1001,scale=1280:720:flags=bicubic,setsar=1[vout0]" in g
+    assert "[vsrc0]fps=30000/1001,scale=1280:720:" + SWS + ",setsar=1[vout0]" in g
     assert "[vsrc2]fps=12.5[vout2]" in g
     assert "vout1" not in g
 
@@ -387,8 +401,8 @@ def test_audio_branches_resample_and_set_layouts_only_where_needed() -> None:
     g = graph(argv)
     assert "[0:a:0]asplit=4[asrc0][asrc1][asrc2][asrc3]" in g
     assert "[asrc0]aresample=48000,aformat=channel_layouts=5.1[aout0]" in g
-    assert "[asrc1]aformat=channel_layouts=stereo[aout1]" in g
-    assert "[asrc2]aformat=channel_layouts=stereo[aout2]" in g
+    # 5.1 to stereo is the explicit BS.775 matrix with headroom, LFE left out.
+    assert f"[asrc1]{DOWNMIX_5_1_STEREO}[aout1]" in g and f"[asrc2]{DOWNMIX_5_1_STEREO}[aout2]" in g
     keep = output_args(argv, paths(spec)["keep"])
     assert "[asrc3]" in keep
     # Default bitrates scale with channel pairs so surround is not starved.

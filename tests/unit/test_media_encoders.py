@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,12 @@ CAPS = Capabilities(
 )
 NVENC = HardwareSetup(Family.nvenc)
 
+# How every encoded picture of a BT.709 source is scaled (see framefleet/media/colour.py).
+SWS = (
+    "flags=lanczos+accurate_rnd+full_chroma_int"
+    ":in_range=limited:out_range=limited:in_color_matrix=bt709:out_color_matrix=bt709"
+)
+
 
 def media(codec: str = "h264", bit_depth: int = 8, rotation: int = 0) -> MediaInfo:
     video = VideoInfo(
@@ -46,6 +53,11 @@ def media(codec: str = "h264", bit_depth: int = 8, rotation: int = 0) -> MediaIn
         height=1080,
         fps=25.0,
         pix_fmt="yuv420p",
+        # Tagged BT.709 limited range: nothing for the colour stage to add.
+        color_primaries="bt709",
+        color_transfer="bt709",
+        color_matrix="bt709",
+        color_range="tv",
         rotation=rotation,
         frames=250,
         bit_rate=None,
@@ -189,7 +201,12 @@ def test_nvenc_ladder_decodes_and_scales_on_the_gpu() -> None:
 
 def test_nvenc_cmaf_rungs_keep_their_colour_tags_on_the_gpu() -> None:
     body = {"groups": [{"name": "c", "type": "cmaf", "ladder": ["720p"], "audio": []}]}
-    job = plan(body)
+    info = media()
+    assert info.video is not None
+    untagged = replace(
+        info.video, color_primaries=None, color_transfer=None, color_matrix=None, color_range=None
+    )
+    job = plan(body, info=replace(info, video=untagged))
     assert job.notes["gpu_frames"] is True
     tags = "setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709:range=tv"
     assert f"scale_cuda=1280:720:format=nv12,{tags}" in graph(job.argv)
@@ -247,7 +264,7 @@ def test_qsv_and_vaapi_plans() -> None:
         HardwareSetup(Family.vaapi, "/dev/dri/renderD129"),
     )
     assert vaapi.argv[vaapi.argv.index("-init_hw_device") + 1] == "vaapi=va:/dev/dri/renderD129"
-    assert "[0:V:0]scale=1280:720:flags=bicubic,setsar=1,format=nv12,hwupload[vout0]" in graph(vaapi.argv)
+    assert "[0:V:0]scale=1280:720:" + SWS + ",setsar=1,format=nv12,hwupload[vout0]" in graph(vaapi.argv)
 
 
 def test_without_a_gpu_family_the_cpu_encoders_run() -> None:

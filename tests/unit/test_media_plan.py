@@ -29,6 +29,7 @@ FILTERS = frozenset(
         "adelay",
         "asetpts",
         "aformat",
+        "pan",
         "null",
         "anull",
         "select",
@@ -52,7 +53,6 @@ FILTERS = frozenset(
         "colorchannelmixer",
         "subtitles",
         "loudnorm",
-        "pan",
         "zscale",
         "tonemap",
         "sidedata",
@@ -66,6 +66,12 @@ CAPS = Capabilities(
 )
 SOURCE = Path("/w/in.mp4")
 WORK = Path("/w/out")
+
+# How every encoded picture of a BT.709 source is scaled (see framefleet/media/colour.py).
+SWS = (
+    "flags=lanczos+accurate_rnd+full_chroma_int"
+    ":in_range=limited:out_range=limited:in_color_matrix=bt709:out_color_matrix=bt709"
+)
 
 
 def media(width: int = 1280, height: int = 720, audio: bool = True, **kw: Any) -> MediaInfo:
@@ -129,8 +135,16 @@ def test_hls_rungs_share_one_decode_with_aligned_gops() -> None:
     assert argv.count("-i") == 1
     g = graph(argv)
     assert g.startswith("[0:V:0]split=2[vsrcg0r0][vsrcg0r1];")
-    assert "[vsrcg0r0]setsar=1/1[voutg0r0]" in g
-    assert "[vsrcg0r1]scale=640:360:flags=bicubic,setsar=1/1[voutg0r1]" in g
+    assert (
+        "[vsrcg0r0]setsar=1/1,setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709:range=tv[voutg0r0]"
+        in g
+    )
+    assert (
+        "[vsrcg0r1]scale=640:360:"
+        + SWS
+        + ",setsar=1/1,setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709:range=tv[voutg0r1]"
+        in g
+    )
     rung = output(argv, "/w/out/groups/abr/720p.m3u8")
     assert rung[:2] == ["-map", "[voutg0r0]"]
     assert (value(rung, "-b:v"), value(rung, "-maxrate"), value(rung, "-bufsize")) == (
@@ -201,7 +215,8 @@ def test_dash_output_holds_every_rendition_with_sets_by_codec_and_language() -> 
     ]
     assert value(dash, "-c:v:0") == "libx265" and value(dash, "-c:v:1") == "libsvtav1"
     assert (
-        value(dash, "-x265-params:v:0") == "log-level=error:keyint=100:min-keyint=100:scenecut=0:open-gop=0"
+        value(dash, "-x265-params:v:0")
+        == "log-level=error:keyint=50:min-keyint=50:scenecut=0:open-gop=0:level-idc=3.1"
     )
     assert value(dash, "-svtav1-params:v:1") == "irefresh-type=2:scd=0"
     assert value(dash, "-tag:v:0") == "hvc1" and value(dash, "-forced-idr:v:2") == "1"
@@ -234,14 +249,15 @@ def test_cmaf_brands_its_segments_and_tags_colour() -> None:
     assert hdr in graph(plan(hevc, tagged).argv)
     # 8-bit H.264 rungs of a PQ source are tone-mapped, and tagged as the BT.709 pictures they now are.
     sdr = graph(plan(body, tagged).argv)
-    assert "tonemap=" in sdr and hdr not in sdr and hd in sdr
+    assert "tonemap=" in sdr and hdr not in sdr and "zscale=t=bt709:m=bt709:r=tv" in sdr
+    # Every encoded picture is tagged, DASH and HLS rungs too (an untagged source is tagged as assumed).
     dash = plan({"groups": [{**body["groups"][0], "type": "dash"}]}).argv
-    assert "setparams" not in graph(dash)
+    assert graph(dash).count(hd) == 2
 
 
 def test_odd_rung_sizes_keep_the_exact_display_aspect() -> None:
     argv = plan({"groups": [{"name": "g", "type": "dash", "ladder": ["240p"]}]}).argv
-    assert "scale=426:240:flags=bicubic,setsar=640/639" in graph(argv)
+    assert "scale=426:240:" + SWS + ",setsar=640/639" in graph(argv)
 
 
 def test_scored_streams_are_decoded_back_in_the_same_process() -> None:
@@ -254,8 +270,13 @@ def test_scored_streams_are_decoded_back_in_the_same_process() -> None:
     argv = job.argv
     g = graph(argv)
     # Scaled streams are scored at the source's size: the reference is split off before the scale.
-    assert "[vsrc0]split=2[vout0raw][vref0];[vout0raw]scale=640:360:flags=bicubic,setsar=1[vout0]" in g
-    assert "[vsrcg0r1]split=2[voutg0r1raw][vrefg0r1];[voutg0r1raw]scale=640:360:flags=bicubic" in g
+    assert (
+        "[vsrc0]split=2[vout0raw][vref0];[vout0raw]scale=640:360:"
+        + SWS
+        + ",setsar=1,setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709:range=tv[vout0]"
+        in g
+    )
+    assert "[vsrcg0r1]split=2[voutg0r1raw][vrefg0r1];[voutg0r1raw]scale=640:360:" + SWS + "" in g
     refs = argv[argv.index("[vref0]") - 1 : argv.index("rawvideo") + 4]
     assert refs == [
         "-map",

@@ -199,7 +199,7 @@ def test_real_logs_merge_by_frame_index() -> None:
     rows = read_scores(ALL, quality)
     assert [r["frame"] for r in rows] == list(range(0, 50, 5))
     first = rows[0]
-    assert set(first) == {"frame", "vmaf", "vmaf_phone", "psnr", "ssim"}
+    assert set(first) == {"frame", "vmaf", "vmaf_phone", "psnr", "psnr_yuv", "ssim"}
     assert 37 < first["psnr"] < 38 and 0.96 < first["ssim"] < 0.97
     assert first["vmaf_phone"] >= first["vmaf"]
 
@@ -207,7 +207,7 @@ def test_real_logs_merge_by_frame_index() -> None:
 def test_psnr_and_ssim_only_logs() -> None:
     rows = read_scores(STATS, QualitySpec(metrics=[Metric.psnr, Metric.ssim], subsample=5))
     assert [r["frame"] for r in rows] == list(range(0, 50, 5))
-    assert all(set(r) == {"frame", "psnr", "ssim"} for r in rows)
+    assert all(set(r) == {"frame", "psnr", "psnr_yuv", "ssim"} for r in rows)
 
 
 def test_summary_pools_percentiles_and_finds_the_worst_segment(tmp_path: Path) -> None:
