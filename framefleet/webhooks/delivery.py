@@ -303,6 +303,9 @@ class WebhookWorker:
         self._wake.set()
         for thread in self._threads:
             thread.join(timeout)
+        # Hand the fan-out lease over at once rather than when it expires.
+        if self.redis.get(LEADER_KEY) == self._name:
+            self.redis.delete(LEADER_KEY)
 
     def _lead(self) -> bool:
         """Take or keep the fan-out lease (a Redis key with a TTL, renewed while leading)."""
