@@ -38,7 +38,7 @@ def webhook_worker(worker_env: dict[str, str], session_dir: Path) -> Iterator[su
 
 
 def test_real_job_produces_signed_ordered_deliveries(
-    worker: Any, webhook_worker: Any, api: Any, tenant_key: tuple[str, str]
+    worker: Any, webhook_worker: Any, api: Any, tenant_key: tuple[str, str], clip: Path
 ) -> None:
     tenant, key = tenant_key
     headers = {"X-API-Key": key}
@@ -60,7 +60,9 @@ def test_real_job_produces_signed_ordered_deliveries(
             "outputs": [{"name": "web", "container": "mp4", "video": {"width": 160, "height": 120}}],
         }
         job = api.post("/v1/jobs", json=spec, headers=headers).json()
-        got = target.wait(lambda got: any(r.event["type"] == "job.succeeded" for r in got), timeout=120)
+        got = target.wait(
+            lambda got: any(r.event["type"] in ("job.succeeded", "job.failed") for r in got), timeout=120
+        )
         events = [r.event for r in got]
         assert [e["type"] for e in events] == [
             "job.created",
