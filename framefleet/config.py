@@ -141,6 +141,21 @@ class Settings(BaseSettings):
     # Workers seen within this long count as members of their pool when deciding what can run.
     workers_known_seconds: float = Field(default=7 * 24 * 3600.0, gt=0)
 
+    # Webhooks (framefleet/webhooks, docs/workflows.md): targets on internal addresses are refused unless
+    # allowed; each POST may take webhook_timeout_seconds; a refused delivery is retried with exponential
+    # backoff and jitter (base doubling to the cap) up to webhook_max_attempts attempts (at least 24 h with
+    # the defaults), then given up and its endpoint marked failing.
+    webhook_allow_private: bool = False
+    webhook_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    webhook_retry_base_seconds: float = Field(default=10.0, ge=0)
+    webhook_retry_cap_seconds: float = Field(default=3600.0, ge=0)
+    webhook_max_attempts: int = Field(default=33, ge=1)
+    # How long the previous secret keeps signing after a rotation (unless the request says otherwise).
+    webhook_rotation_grace_seconds: float = Field(default=24 * 3600.0, ge=0)
+    # Sending threads of one `framefleet webhooks worker`, and how long one may hold a delivery.
+    webhook_senders: int = Field(default=4, ge=1)
+    webhook_lease_seconds: float = Field(default=120.0, gt=0)
+
     # Embedded stack (`framefleet up`)
     flower_port: int = 5555
     log_format: Literal["json", "console"] = "json"

@@ -12,6 +12,8 @@ from typing import Any
 
 import redis
 
+from framefleet.webhooks import feed
+
 EVENT_TYPES = ("state", "progress", "output", "metrics", "done")
 STREAM_MAXLEN = 10_000
 
@@ -34,7 +36,14 @@ def publish(client: redis.Redis, job_id: str, event_type: str, data: dict[str, A
         "type": event_type,
         "data": json.dumps(data, default=str, separators=(",", ":")),
     }
-    return str(client.xadd(stream_key(job_id), fields, maxlen=STREAM_MAXLEN, approximate=True))
+    hook = feed.webhook_type(event_type, data)
+    if hook is None:
+        return str(client.xadd(stream_key(job_id), fields, maxlen=STREAM_MAXLEN, approximate=True))
+    # Events that webhooks report also go to their feed, in the same round trip.
+    pipe = client.pipeline(transaction=False)
+    pipe.xadd(stream_key(job_id), fields, maxlen=STREAM_MAXLEN, approximate=True)
+    feed.add(pipe, job_id, hook, str(data.get("name") or data.get("reason") or "")[:200])
+    return str(pipe.execute()[0])
 
 
 def expire(client: redis.Redis, job_id: str, ttl_seconds: int) -> None:

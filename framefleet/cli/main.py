@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from framefleet import __version__
-from framefleet.cli import admin, demo, jobs, services, supervisor, worker
+from framefleet.cli import admin, demo, jobs, services, supervisor, webhooks, worker
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     services.add_parsers(sub)
     admin.add_parsers(sub)
     jobs.add_parsers(sub)
+    webhooks.add_parsers(sub)
     return parser
 
 

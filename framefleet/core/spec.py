@@ -372,9 +372,52 @@ MetadataKey = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za
 MetadataValue = Annotated[str, Field(max_length=512)]
 
 
+WebhookEventType = Literal[
+    "job.created",
+    "job.started",
+    "job.output_ready",
+    "job.succeeded",
+    "job.failed",
+    "job.canceled",
+    "job.retrying",
+]
+
+
+def check_webhook_url(value: str) -> str:
+    """An absolute http(s) URL with a host and no control characters or credentials (shape only: the
+    address guard checks where it leads when a delivery is sent)."""
+    if len(value) > 2048 or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+        raise spec_error("url", "a webhook URL is at most 2048 printable characters")
+    scheme, sep, rest = value.partition("://")
+    authority = rest.split("/", 1)[0].split("?", 1)[0]
+    if not sep or scheme.lower() not in ("http", "https") or not authority:
+        raise spec_error("url", "a webhook URL is an absolute http:// or https:// URL")
+    if "@" in authority:
+        raise spec_error("url", "a webhook URL must not carry credentials")
+    return value
+
+
+def _final_events() -> list[WebhookEventType]:
+    return ["job.succeeded", "job.failed", "job.canceled"]
+
+
+class NotifySpec(Strict):
+    """A URL told about this job's events (signed with the tenant's notify secret)."""
+
+    url: str
+    events: Annotated[list[WebhookEventType], Field(min_length=1, max_length=7)] = Field(
+        default_factory=_final_events
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return check_webhook_url(value)
+
+
 class JobSpec(Strict):
     _added: ClassVar[frozenset[str]] = frozenset(
-        {"groups", "thumbnails", "sprites", "poster", "operations", "fallback", "max_run_seconds"}
+        {"groups", "thumbnails", "sprites", "poster", "operations", "fallback", "max_run_seconds", "notify"}
     )
 
     version: Literal[1] = SPEC_VERSION
@@ -397,6 +440,8 @@ class JobSpec(Strict):
     # the deployment's FRAMEFLEET_JOB_MAX_SECONDS, checked at submission.
     max_run_seconds: Annotated[int, Field(ge=1)] | None = None
     metadata: Annotated[dict[MetadataKey, MetadataValue], Field(max_length=32)] = Field(default_factory=dict)
+    # Webhook URLs for this job alone, besides the tenant's endpoints (docs/workflows.md).
+    notify: Annotated[list[NotifySpec], Field(max_length=4)] = Field(default_factory=list)
 
     @field_validator("input")
     @classmethod

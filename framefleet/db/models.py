@@ -214,3 +214,80 @@ OUTPUT_KINDS = (
     "vtt",
     "poster",
 )
+
+
+class WebhookEndpoint(Base):
+    """A tenant's webhook receiver (kind `endpoint`), or the tenant's signing secret for per-job `notify`
+    URLs (kind `notify`, no URL). Secrets are stored encrypted (framefleet/tenancy/secrets.py)."""
+
+    __tablename__ = "webhook_endpoints"
+    __table_args__ = (sa.Index("ix_webhook_endpoints_tenant", "tenant_id", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(sa.ForeignKey("tenants.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(sa.String(16), default="endpoint")
+    url: Mapped[str] = mapped_column(sa.Text, default="")
+    event_types: Mapped[list[str]] = mapped_column(sa.JSON, default=list)
+    description: Mapped[str | None] = mapped_column(sa.String(255), default=None)
+    enabled: Mapped[bool] = mapped_column(default=True)
+    secret: Mapped[str] = mapped_column(sa.Text)
+    # After a rotation the previous secret still signs (a second v1=) until previous_secret_until.
+    previous_secret: Mapped[str | None] = mapped_column(sa.Text, default=None)
+    previous_secret_until: Mapped[datetime | None] = mapped_column(default=None)
+    # Health: `ok`, or `failing` once a delivery was given up (until the next accepted one).
+    status: Mapped[str] = mapped_column(sa.String(16), default="ok")
+    failing_since: Mapped[datetime | None] = mapped_column(default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WebhookEvent(Base):
+    """One job event to tell receivers about; its id is the receivers' idempotency key."""
+
+    __tablename__ = "webhook_events"
+    __table_args__ = (sa.UniqueConstraint("job_id", "sequence", name="uq_webhook_events_job_sequence"),)
+
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(sa.ForeignKey("tenants.id", ondelete="CASCADE"))
+    job_id: Mapped[str] = mapped_column(sa.String(36))
+    sequence: Mapped[int] = mapped_column()
+    type: Mapped[str] = mapped_column(sa.String(32))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The feed entry it came from: a feed entry read twice (after a crash) makes no second event.
+    source: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    body: Mapped[dict[str, Any]] = mapped_column()
+
+
+class WebhookDelivery(Base):
+    """One event to one target (an endpoint, or a job's notify URL): the source of truth for sending."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        sa.Index("ix_webhook_deliveries_due", "state", "next_attempt_at"),
+        sa.Index("ix_webhook_deliveries_order", "job_id", "target", "sequence"),
+        sa.Index("ix_webhook_deliveries_endpoint", "endpoint_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True)
+    event_id: Mapped[str] = mapped_column(sa.ForeignKey("webhook_events.id", ondelete="CASCADE"))
+    tenant_id: Mapped[int] = mapped_column(sa.ForeignKey("tenants.id", ondelete="CASCADE"))
+    endpoint_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("webhook_endpoints.id", ondelete="CASCADE"), default=None
+    )
+    url: Mapped[str] = mapped_column(sa.Text)
+    # What ordering is kept per: "endpoint:<id>" or "notify:<url>".
+    target: Mapped[str] = mapped_column(sa.String(255))
+    job_id: Mapped[str] = mapped_column(sa.String(36))
+    sequence: Mapped[int] = mapped_column()
+    # pending -> sending -> succeeded | failed (given up); a `sending` row whose lease passed is pending.
+    state: Mapped[str] = mapped_column(sa.String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    lease_until: Mapped[datetime | None] = mapped_column(default=None)
+    response_status: Mapped[int | None] = mapped_column(default=None)
+    response_excerpt: Mapped[str | None] = mapped_column(sa.Text, default=None)
+    latency_ms: Mapped[float | None] = mapped_column(default=None)
+    error: Mapped[str | None] = mapped_column(sa.Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -17,6 +17,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import redis
 from sqlalchemy.exc import IntegrityError
 
 from framefleet.db.models import Job
@@ -24,6 +25,8 @@ from framefleet.db.session import session_factory
 from framefleet.jobs import service
 from framefleet.jobs.dispatch import dispatch_many
 from framefleet.logging import get_logger
+from framefleet.redis_client import get_redis
+from framefleet.webhooks import feed
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -97,6 +100,13 @@ class Intake:
         # Committed: a failed publish only delays these jobs (the reconciler publishes them again).
         jobs = [Job(**row) for row in rows]
         dispatch_many(jobs, celery=self.celery)
+        try:
+            feed.note_created(get_redis(self.celery.conf.broker_url), [job.id for job in jobs])
+        except redis.RedisError as exc:
+            # The jobs are in; only their `job.created` webhooks are missing.
+            log.warning(
+                "job.created not fed to webhooks", count=len(jobs), error=f"{type(exc).__name__}: {exc}"
+            )
         return list(jobs)
 
     def _run(self) -> None:

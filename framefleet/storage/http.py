@@ -260,6 +260,41 @@ class _GuardedTransport(httpx.BaseTransport):
         self._pool.close()
 
 
+@contextlib.contextmanager
+def guarded_client(
+    *,
+    allow_private: bool,
+    deadline: _Deadline | float,
+    resolver: Resolver | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    user_agent: str = _USER_AGENT,
+) -> Iterator[httpx.Client]:
+    """An httpx client whose every connection passes the address guard, all within one time limit
+    (seconds, or a shared deadline); redirects are not followed, proxies from the environment ignored."""
+    if not isinstance(deadline, _Deadline):
+        deadline = _Deadline(deadline)
+    backend = _GuardedBackend(
+        allow_private=allow_private, resolver=resolver or system_resolver, deadline=deadline
+    )
+    context = ssl_context or httpx.create_ssl_context(trust_env=False)
+    pool = httpcore.ConnectionPool(ssl_context=context, network_backend=backend, max_connections=2, retries=0)
+    client = httpx.Client(
+        transport=_GuardedTransport(pool),
+        trust_env=False,
+        follow_redirects=False,
+        timeout=httpx.Timeout(deadline.seconds),
+        # Identity encoding: max_bytes then bounds what lands on disk, and no decompression bomb.
+        headers={"Accept-Encoding": "identity", "User-Agent": user_agent},
+    )
+    with client:
+        yield client
+
+
+def checked_url(uri: str) -> httpx.URL:
+    """`uri` parsed, when it is an http(s) URL with a host; StorageError otherwise."""
+    return _checked_url(uri)
+
+
 def _checked_url(uri: str) -> httpx.URL:
     if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in uri):
         raise StorageDenied(f"control character in URL {uri!r}")
@@ -314,21 +349,13 @@ class HttpStorage:
 
     @contextlib.contextmanager
     def _client(self, deadline: _Deadline) -> Iterator[httpx.Client]:
-        backend = _GuardedBackend(
-            allow_private=self.allow_private, resolver=self._resolver, deadline=deadline
-        )
-        pool = httpcore.ConnectionPool(
-            ssl_context=self._ssl_context, network_backend=backend, max_connections=2, retries=0
-        )
-        client = httpx.Client(
-            transport=_GuardedTransport(pool),
-            trust_env=False,
-            follow_redirects=False,
-            timeout=httpx.Timeout(self.timeout),
-            # Identity encoding: max_bytes then bounds what lands on disk, and no decompression bomb.
-            headers={"Accept-Encoding": "identity", "User-Agent": _USER_AGENT},
-        )
-        with client:
+        with guarded_client(
+            allow_private=self.allow_private,
+            deadline=deadline,
+            resolver=self._resolver,
+            ssl_context=self._ssl_context,
+            user_agent=_USER_AGENT,
+        ) as client:
             yield client
 
     def _open(self, client: httpx.Client, method: str, uri: str) -> httpx.Response:

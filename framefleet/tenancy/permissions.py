@@ -28,6 +28,9 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "keys:manage": frozenset({ADMIN}),
     "audit:read": frozenset({ADMIN, OPERATOR, MEMBER, VIEWER}),
     "audit:read:any": frozenset({ADMIN}),
+    # Webhook endpoints and their delivery logs; managing includes seeing a new or rotated secret once.
+    "webhooks:read": frozenset({ADMIN, OPERATOR, MEMBER, VIEWER}),
+    "webhooks:manage": frozenset({ADMIN, MEMBER}),
 }
 
 

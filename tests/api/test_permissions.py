@@ -36,7 +36,13 @@ def operations(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]
 
 def concrete(path: str) -> str:
     """A path with its parameters filled in with ids that exist nowhere."""
-    values = {"job_id": str(uuid.uuid4()), "key_id": "999999", "name": f"nobody-{uuid.uuid4().hex[:6]}"}
+    values = {
+        "job_id": str(uuid.uuid4()),
+        "key_id": "999999",
+        "webhook_id": "999999",
+        "delivery_id": "999999",
+        "name": f"nobody-{uuid.uuid4().hex[:6]}",
+    }
     return re.sub(r"\{(\w+)\}", lambda match: values[match.group(1)], path)
 
 
