@@ -5,7 +5,8 @@ process the entrypoint became), so the service is read from /proc/1/cmdline:
 - api: GET /healthz answers 200;
 - flower: GET /healthcheck answers 200 (Flower serves it without authentication);
 - worker: the worker node answers a Celery ping over the broker;
-- beat: the broker answers PING (beat is useless without it, and has no port of its own);
+- beat, webhooks (the webhook sender): the broker answers PING (neither works without it, and neither has a
+  port of its own);
 - anything else (one-shot commands): healthy while it runs.
 Exit status 0 is healthy, 1 unhealthy, as HEALTHCHECK expects.
 """
@@ -92,7 +93,7 @@ def check(argv: Sequence[str]) -> bool:
         return http_ok(f"http://127.0.0.1:{os.environ.get('FRAMEFLEET_FLOWER_PORT', '5555')}/healthcheck")
     if service == "worker":
         return worker_ok(argv)
-    if service == "beat":
+    if service in ("beat", "webhooks"):
         return broker_ok()
     return True
 

@@ -382,10 +382,11 @@ class EmbeddedStack:
             # A clip in the demo tenant's folder (made once), which the README tour and examples/ use.
             self.sample_clip = make_demo_clip(self.settings)
             self.log_dir.mkdir(parents=True, exist_ok=True)
-            self._say(f"Starting redis, api, worker, beat and flower (logs in {self.log_dir}) ...")
+            names = "redis, api, worker, beat, the webhook sender and flower"
+            self._say(f"Starting {names} (logs in {self.log_dir}) ...")
             self._spawn("redis")
             self._wait_for("redis", lambda: port_open(self.redis_host, self.redis_port))
-            for name in ("api", "worker", "beat", "flower"):
+            for name in ("api", "worker", "beat", "webhooks", "flower"):
                 self._spawn(name)
             self._wait_for("api", self._api_healthy)
             self._wait_for("flower", lambda: port_open("127.0.0.1", self.settings.flower_port))
@@ -409,6 +410,8 @@ class EmbeddedStack:
         base = [sys.executable, "-m", "framefleet.cli.main"]
         if name == "worker":
             return [*base, "worker", "--pool", "cpu", "--name", "cpu@%h"]
+        if name == "webhooks":
+            return [*base, "webhooks", "worker"]
         return [*base, name]
 
     def _spawn(self, name: str) -> Child:
@@ -439,7 +442,7 @@ class EmbeddedStack:
                 if WORKER_READY in text:
                     child.ready.set()
                 if self.echo_logs:
-                    self._write(f"{child.name:<6} | {text}\n")
+                    self._write(f"{child.name:<8} | {text}\n")
 
     def _write(self, text: str) -> None:
         with self._lock:
@@ -619,5 +622,7 @@ def run_up(settings: Settings | None = None) -> int:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register `up`."""
-    up = sub.add_parser("up", help="run the whole stack on this machine (redis, api, worker, beat, flower)")
+    up = sub.add_parser(
+        "up", help="run the whole stack on this machine (redis, api, worker, beat, webhook sender, flower)"
+    )
     up.set_defaults(handler=lambda a: run_up())

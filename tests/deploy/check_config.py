@@ -17,7 +17,18 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "compose.yaml"
-DEV_SERVICES = {"redis", "postgres", "minio", "s3-init", "migrate", "api", "worker", "beat", "flower"}
+DEV_SERVICES = {
+    "redis",
+    "postgres",
+    "minio",
+    "s3-init",
+    "migrate",
+    "api",
+    "worker",
+    "beat",
+    "webhooks",
+    "flower",
+}
 PROD_SERVICES = {
     "gateway",
     "prod-postgres",
@@ -26,6 +37,7 @@ PROD_SERVICES = {
     "prod-api",
     "prod-worker",
     "prod-beat",
+    "prod-webhooks",
     "prod-flower",
 }
 PROFILE_SERVICES = {

@@ -29,7 +29,7 @@ API = f"http://127.0.0.1:{os.environ.get('DEPLOY_API_PORT', '18000')}"
 S3 = f"http://127.0.0.1:{os.environ.get('DEPLOY_S3_PORT', '19000')}"
 FLOWER = f"http://127.0.0.1:{os.environ.get('DEPLOY_FLOWER_PORT', '15555')}"
 BUCKET = "framefleet"
-APP_SERVICES = ("api", "worker", "beat", "flower")
+APP_SERVICES = ("api", "worker", "beat", "webhooks", "flower")
 
 
 def container(service: str) -> str:
