@@ -29,6 +29,7 @@ API = f"http://127.0.0.1:{os.environ.get('DEPLOY_API_PORT', '18000')}"
 S3 = f"http://127.0.0.1:{os.environ.get('DEPLOY_S3_PORT', '19000')}"
 FLOWER = f"http://127.0.0.1:{os.environ.get('DEPLOY_FLOWER_PORT', '15555')}"
 BUCKET = "framefleet"
+TENANT = "deploy-ci"
 APP_SERVICES = ("api", "worker", "beat", "webhooks", "flower")
 
 
@@ -65,7 +66,7 @@ def inspect(name: str, template: str) -> str:
 def api_key() -> str:
     """A fresh admin key made inside the api container, as an operator would."""
     out = subprocess.run(
-        ["podman", "exec", container("api"), "framefleet", "keys", "create", "--tenant", "deploy-ci"],
+        ["podman", "exec", container("api"), "framefleet", "keys", "create", "--tenant", TENANT],
         check=True,
         capture_output=True,
         text=True,
@@ -122,7 +123,8 @@ def input_uri(s3: Any, tmp_path_factory: pytest.TempPathFactory) -> str:
         check=True,
         timeout=60,
     )
-    key = f"inputs/{uuid.uuid4().hex}/clip.mp4"
+    # In the test tenant's own area of the bucket (FRAMEFLEET_S3_ROOTS in the dev profile).
+    key = f"tenants/{TENANT}/inputs/{uuid.uuid4().hex}/clip.mp4"
     s3.upload_file(str(clip), BUCKET, key)
     return f"s3://{BUCKET}/{key}"
 
