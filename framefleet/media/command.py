@@ -375,7 +375,9 @@ def _video_consumers(
             continue
         codec = plan.output.video.codec
         pix = plan.output.video.pix_fmt or DEFAULT_PIX_FMT
-        consumer = Consumer(key=plan.key, filters=list(plan.video_filters), gif=codec is VideoCodec.gif)
+        consumer = Consumer(
+            key=plan.key, filters=list(plan.video_filters), gif=codec is VideoCodec.gif, head=plan.head
+        )
         if b.score and scoreable(codec):
             display = display_size(b, consumer.filters, plan.width, plan.height)
             plan.score = score_for(b, plan.output.name or "", plan.width, plan.height, plan.fps, pix, display)
@@ -390,7 +392,7 @@ def _video_consumers(
         for rindex, rung in enumerate(group.rungs):
             key = f"g{gindex}r{rindex}"
             pix = rung.encode.pix_fmt or DEFAULT_PIX_FMT
-            consumer = Consumer(key=key, filters=list(rung.filters))
+            consumer = Consumer(key=key, filters=list(rung.filters), head=rung.head)
             if b.score:
                 name = f"{group.name}/{rung.name}"
                 size = (rung.encode.width, rung.encode.height)
@@ -406,7 +408,9 @@ def _video_consumers(
                 gpu_branch(consumer, rung.family, rung.encode.width, rung.encode.height, pix, sw)
             consumers.append(consumer)
     for pindex, picture in enumerate(pictures):
-        consumer = Consumer(key=f"p{pindex}", filters=list(picture.filters))
+        consumer = Consumer(key=f"p{pindex}", filters=[*b.branch_tonemap, *picture.filters])
+        if b.branch_tonemap:
+            b.notes["tonemapped"] = True
         if b.gpu_frames:
             consumer.filters = ["hwdownload", f"format={sw}", *consumer.filters]
         consumers.append(consumer)

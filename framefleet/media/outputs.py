@@ -39,7 +39,7 @@ from framefleet.media.planning import (
     map_label,
     unsupported,
 )
-from framefleet.media.probe import AudioInfo, MediaInfo, VideoInfo
+from framefleet.media.probe import AudioInfo, Hdr10, MediaInfo, VideoInfo
 
 # Outputs are written to temporary names, so the muxer is always named rather than guessed from a suffix.
 MUXERS: dict[Container, str] = {
@@ -125,6 +125,8 @@ class OutputPlan:
     height: int = 0
     fps: float | None = None
     score: StreamScore | None = None
+    head: list[str] = field(default_factory=list)  # before the branch and its reference: tone mapping
+    hdr10: Hdr10 | None = None  # HDR10 metadata the encoder states (an HEVC picture that stays HDR)
 
     @property
     def key(self) -> str:
@@ -260,11 +262,13 @@ def plan_video(plan: OutputPlan, b: JobBuilder) -> None:
         return
     enc = encode_of(output, 0, 0)
     pix = enc.pix_fmt or DEFAULT_PIX_FMT
-    plan.video_filters, plan.width, plan.height = video_filters(output, b.video)
-    plan.fps = output_fps(output, b.video) or b.video.fps
+    picture, plan.head = b.picture_for(codec, output.video.pix_fmt)
+    plan.video_filters, plan.width, plan.height = video_filters(output, picture)
+    plan.fps = output_fps(output, picture) or picture.fps
     if codec not in IMAGE_CODECS:
-        plan.video_filters = encode_filters(b.video, plan.video_filters, plan.width, plan.height)
-    enc = encode_of(output, plan.width, plan.height, plan.fps)
+        plan.video_filters = encode_filters(picture, plan.video_filters, plan.width, plan.height)
+    plan.hdr10 = b.hdr10_for(codec, picture)
+    enc = encode_of(output, plan.width, plan.height, plan.fps, plan.hdr10)
     if codec in IMAGE_CODECS:
         check_cpu_encoder(codec, b.caps) if codec in CPU_ENCODERS else b.check_encoder(
             encoder_name(Family.cpu, codec), f"output {output.name}"
@@ -281,7 +285,9 @@ def plan_video(plan: OutputPlan, b: JobBuilder) -> None:
     plan.video = "encode"
 
 
-def encode_of(output: OutputSpec, width: int, height: int, fps: float | None = None) -> VideoEncode:
+def encode_of(
+    output: OutputSpec, width: int, height: int, fps: float | None = None, hdr10: Hdr10 | None = None
+) -> VideoEncode:
     """The encoder settings an output asks for, at its final size."""
     v = output.video
     assert v.codec is not None
@@ -299,6 +305,7 @@ def encode_of(output: OutputSpec, width: int, height: int, fps: float | None = N
         width=width,
         height=height,
         fps=fps,
+        hdr10=hdr10,
     )
 
 
@@ -364,7 +371,7 @@ def video_args(b: JobBuilder, plan: OutputPlan) -> list[str]:
     args = ["-map", map_label(plan.video_label)]
     if plan.video == "copy":
         return [*args, "-c:v", "copy"]
-    enc = encode_of(plan.output, plan.width, plan.height, plan.fps)
+    enc = encode_of(plan.output, plan.width, plan.height, plan.fps, plan.hdr10)
     threads = b.threads if plan.family is Family.cpu else 0
     hw_frames = b.gpu_frames and plan.family is Family.nvenc
     return args + video_encoder_args(enc, plan.family, threads=threads, hw_frames=hw_frames)
