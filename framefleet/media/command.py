@@ -53,6 +53,7 @@ from framefleet.media.outputs import (
     output_path,
     plain_output_args,
     plan_audio,
+    plan_subtitles,
     plan_video,
     target_size,
 )
@@ -284,6 +285,8 @@ def plan_job(
         plan = OutputPlan(index=index, output=output, path=path, video="none", audio="none")
         plan_video(plan, b)
         plan_audio(plan, b)
+        if left := plan_subtitles(plan, b):
+            b.notes.setdefault("subtitles_not_carried", {})[name] = left
         if plan.video == "none" and plan.audio == "none":
             raise unsupported(
                 f"output {name!r} would be empty: it has no video and the input has no audio stream"
@@ -292,6 +295,11 @@ def plan_job(
     groups = [
         plan_group(b, g, i, workdir / "groups" / (g.name or f"group{i}")) for i, g in enumerate(spec.groups)
     ]
+    for group in groups:  # HLS/DASH subtitle renditions are not written yet: say which tracks are missing
+        if tracks := b.info.subtitle_tracks:
+            b.notes.setdefault("subtitles_not_carried", {})[group.name] = [
+                {"index": t.index, "language": t.language, "codec": t.codec} for t in tracks
+            ]
     pictures = _plan_pictures(b, duration)
 
     families = [p.family for p in outputs if p.video == "encode"] + [

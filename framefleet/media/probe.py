@@ -121,6 +121,13 @@ class AudioInfo:
 
 
 @dataclass(frozen=True)
+class SubtitleInfo:
+    codec: str  # mov_text, subrip, webvtt, ass, or a picture codec (hdmv_pgs_subtitle, dvd_subtitle)
+    index: int  # among the input's subtitle streams (ffmpeg's 0:s:N)
+    language: str | None = None
+
+
+@dataclass(frozen=True)
 class MediaInfo:
     format_name: str
     duration: float | None
@@ -129,6 +136,7 @@ class MediaInfo:
     video: VideoInfo | None
     audio: AudioInfo | None  # the track outputs use: the first, or the one the spec picks
     audio_tracks: tuple[AudioInfo, ...] = ()  # every audio stream, in order
+    subtitle_tracks: tuple[SubtitleInfo, ...] = ()  # every subtitle stream, in order
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict."""
@@ -372,6 +380,10 @@ def _probe_open(path: Path, size: int) -> MediaInfo:
             video=video,
             audio=audio,
             audio_tracks=tracks,
+            subtitle_tracks=tuple(
+                SubtitleInfo(codec=_codec_name(st.codec_context), index=i, language=_language(st))
+                for i, st in enumerate(container.streams.subtitles)
+            ),
         )
 
 

@@ -574,3 +574,86 @@ def test_audio_tracks_are_picked_by_language_or_index_and_unused_ones_reported(
     missing = {"outputs": [output], "operations": {"audio_track": {"language": "deu"}}}
     with pytest.raises(JobFailure, match="no audio track with language 'deu'"):
         run_plan(ffmpeg, missing, three_tracks, tmp_path / "m")
+
+
+@pytest.fixture(scope="module")
+def subtitled(ffmpeg: str, folder: Path) -> Path:
+    """An MP4 with two mov_text subtitle tracks, English and French, and a tone."""
+    cues = {"eng": "Hello there", "fra": "Bonjour"}
+    srts = []
+    for language, text in cues.items():
+        srt = folder / f"{language}.srt"
+        srt.write_text(f"1\n00:00:00,100 --> 00:00:00,400\n{text}\n", encoding="utf-8")
+        srts += ["-i", srt]
+    path = folder / "subtitled.mp4"
+    quiet_ffmpeg(
+        ffmpeg,
+        *("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25:duration=0.5"),
+        *("-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=0.5"),
+        *srts,
+        *("-map", "0", "-map", "1", "-map", "2", "-map", "3"),
+        *("-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-c:s", "mov_text"),
+        *("-metadata:s:s:0", "language=eng", "-metadata:s:s:1", "language=fra"),
+        path,
+    )
+    return path
+
+
+def _subtitles(path: Path) -> list[tuple[str, str | None, bytes]]:
+    """(codec, language, every packet's bytes) of each subtitle stream of `path`."""
+    with av.open(str(path)) as container:
+        found = []
+        for stream in container.streams.subtitles:
+            data = b"".join(bytes(p) for p in container.demux(stream) if p.size)
+            container.seek(0)
+            found.append((stream.codec_context.codec.canonical_name, stream.metadata.get("language"), data))
+        return found
+
+
+def test_subtitle_tracks_are_carried_where_the_container_can_hold_them(
+    ffmpeg: str, subtitled: Path, tmp_path: Path
+) -> None:
+    assert [(t.index, t.codec, t.language) for t in probe(subtitled).subtitle_tracks] == [
+        (0, "mov_text", "eng"),
+        (1, "mov_text", "fra"),
+    ]
+    fast = {"preset": "ultrafast"}
+    body = {
+        "outputs": [
+            {"name": "mp4", "container": "mp4", "video": fast},
+            {"name": "mkv", "container": "mkv", "video": fast},
+            {
+                "name": "webm",
+                "container": "webm",
+                "video": {"codec": "vp9", "crf": 40},
+                "audio": {"codec": "opus"},
+            },
+            {"name": "ts", "container": "ts", "video": fast},
+            {"name": "quiet", "container": "mp4", "video": fast, "subtitles": "drop"},
+        ],
+        "groups": [
+            {
+                "name": "abr",
+                "type": "hls",
+                "ladder": [{"height": 48, "bitrate_kbps": 200}],
+                "preset": "ultrafast",
+            }
+        ],
+    }
+    job, plan, _ = run_plan(ffmpeg, body, subtitled, tmp_path / "w")
+    rows = {row.name: row for row in collect_results(plan, job, "file:///published/job").rows}
+    paths = {p.output.name: p.path for p in plan.outputs}
+    for name, codec in (("mp4", "mov_text"), ("mkv", "subrip"), ("webm", "webvtt")):
+        tracks = _subtitles(paths[name])
+        assert [(c, lang) for c, lang, _ in tracks] == [(codec, "eng"), (codec, "fra")], name
+        assert b"Hello there" in tracks[0][2] and b"Bonjour" in tracks[1][2], name
+        assert "subtitles_not_carried" not in (rows[name].details or {})
+    assert _subtitles(paths["quiet"]) == [] and "subtitles_not_carried" not in (rows["quiet"].details or {})
+    # MPEG-TS and the HLS group hold no text subtitles here: the result names the tracks left out.
+    missing = [
+        {"index": 0, "language": "eng", "codec": "mov_text"},
+        {"index": 1, "language": "fra", "codec": "mov_text"},
+    ]
+    assert _subtitles(paths["ts"]) == []
+    assert rows["ts"].details is not None and rows["ts"].details["subtitles_not_carried"] == missing
+    assert rows["abr"].details is not None and rows["abr"].details["subtitles_not_carried"] == missing
