@@ -172,8 +172,9 @@ class ChannelMixSpec(Strict):
 class ToneMapSpec(Strict):
     """HDR (PQ or HLG) to SDR BT.709.
 
-    Without this section an HDR source is tone-mapped whenever the job has an SDR target (8-bit, H.264 or
-    a picture); `when: never` forbids that (the job is refused rather than writing HDR on SDR).
+    `hdr` (the default, also without this section): an HDR source is tone-mapped on each SDR target's own
+    branch (8-bit, H.264 or a picture) while HDR targets stay HDR; `always`: the shared picture is
+    tone-mapped for every output; `never`: a job with an SDR target is refused rather than writing HDR on SDR.
     """
 
     algorithm: ToneMapAlgorithm = ToneMapAlgorithm.hable

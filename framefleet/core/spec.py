@@ -221,7 +221,7 @@ OutputTag = Literal[
 
 
 class OutputSpec(Strict):
-    _added: ClassVar[frozenset[str]] = frozenset({"overwrite", "metadata"})
+    _added: ClassVar[frozenset[str]] = frozenset({"overwrite", "metadata", "subtitles"})
 
     name: Name | None = None
     container: Container
@@ -234,6 +234,8 @@ class OutputSpec(Strict):
     metadata: Annotated[dict[OutputTag, Annotated[str, Field(max_length=512)]], Field(max_length=16)] = Field(
         default_factory=dict
     )
+    # The input's text subtitle tracks: carried where the container can hold them (keep), or left out.
+    subtitles: Literal["keep", "drop"] = "keep"
 
     @model_validator(mode="after")
     def _normalise(self) -> Self:

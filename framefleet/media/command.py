@@ -53,6 +53,7 @@ from framefleet.media.outputs import (
     output_path,
     plain_output_args,
     plan_audio,
+    plan_subtitles,
     plan_video,
     target_size,
 )
@@ -284,6 +285,8 @@ def plan_job(
         plan = OutputPlan(index=index, output=output, path=path, video="none", audio="none")
         plan_video(plan, b)
         plan_audio(plan, b)
+        if left := plan_subtitles(plan, b):
+            b.notes.setdefault("subtitles_not_carried", {})[name] = left
         if plan.video == "none" and plan.audio == "none":
             raise unsupported(
                 f"output {name!r} would be empty: it has no video and the input has no audio stream"
@@ -292,6 +295,11 @@ def plan_job(
     groups = [
         plan_group(b, g, i, workdir / "groups" / (g.name or f"group{i}")) for i, g in enumerate(spec.groups)
     ]
+    for group in groups:  # HLS/DASH subtitle renditions are not written yet: say which tracks are missing
+        if tracks := b.info.subtitle_tracks:
+            b.notes.setdefault("subtitles_not_carried", {})[group.name] = [
+                {"index": t.index, "language": t.language, "codec": t.codec} for t in tracks
+            ]
     pictures = _plan_pictures(b, duration)
 
     families = [p.family for p in outputs if p.video == "encode"] + [
@@ -375,7 +383,9 @@ def _video_consumers(
             continue
         codec = plan.output.video.codec
         pix = plan.output.video.pix_fmt or DEFAULT_PIX_FMT
-        consumer = Consumer(key=plan.key, filters=list(plan.video_filters), gif=codec is VideoCodec.gif)
+        consumer = Consumer(
+            key=plan.key, filters=list(plan.video_filters), gif=codec is VideoCodec.gif, head=plan.head
+        )
         if b.score and scoreable(codec):
             display = display_size(b, consumer.filters, plan.width, plan.height)
             plan.score = score_for(b, plan.output.name or "", plan.width, plan.height, plan.fps, pix, display)
@@ -390,7 +400,7 @@ def _video_consumers(
         for rindex, rung in enumerate(group.rungs):
             key = f"g{gindex}r{rindex}"
             pix = rung.encode.pix_fmt or DEFAULT_PIX_FMT
-            consumer = Consumer(key=key, filters=list(rung.filters))
+            consumer = Consumer(key=key, filters=list(rung.filters), head=rung.head)
             if b.score:
                 name = f"{group.name}/{rung.name}"
                 size = (rung.encode.width, rung.encode.height)
@@ -406,7 +416,9 @@ def _video_consumers(
                 gpu_branch(consumer, rung.family, rung.encode.width, rung.encode.height, pix, sw)
             consumers.append(consumer)
     for pindex, picture in enumerate(pictures):
-        consumer = Consumer(key=f"p{pindex}", filters=list(picture.filters))
+        consumer = Consumer(key=f"p{pindex}", filters=[*b.branch_tonemap, *picture.filters])
+        if b.branch_tonemap:
+            b.notes["tonemapped"] = True
         if b.gpu_frames:
             consumer.filters = ["hwdownload", f"format={sw}", *consumer.filters]
         consumers.append(consumer)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from framefleet.core.specbase import PixFmt, Preset, Profile, VideoCodec
+from framefleet.media.probe import Hdr10
 
 DEFAULT_CRF: dict[VideoCodec, int] = {
     VideoCodec.h264: 23,
@@ -170,6 +171,8 @@ class VideoEncode:
     height: int = 0
     b_frames: int | None = None  # pinned B-frame count; None leaves it to the preset (or the driver)
     fps: float | None = None  # the stream's frame rate, for the level
+    # HDR10 static metadata to write (SEI, and the muxer's mdcv/clli): set only for a picture that stays HDR.
+    hdr10: Hdr10 | None = None
 
 
 # H.264 levels (ITU-T H.264 Table A-1): (level, max macroblocks/s, max frame size in macroblocks, max bit
@@ -326,6 +329,10 @@ def _x265_params(enc: VideoEncode) -> str:
     level = enc.level or level_for(enc)
     if level is not None:
         params.append(f"level-idc={level}")
+    if enc.hdr10 is not None:
+        # Stated to x265 rather than left to frame side data: any filter that drops the side data would
+        # otherwise lose the HDR10 SEI (and the mdcv/clli boxes the muxer derives from the encoder).
+        params += enc.hdr10.x265_params()
     return ":".join(params)
 
 

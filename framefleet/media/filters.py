@@ -250,9 +250,9 @@ def pre_video(
             width, height = height, width
     pix_fmt = video.pix_fmt
     tonemapped = False
-    if ops.tonemap is not None and (
-        ops.tonemap.when == "always" or (video.hdr and ops.tonemap.when == "hdr")
-    ):
+    # `always` tone-maps the shared picture, for every output. HDR sources are otherwise tone-mapped on
+    # each SDR branch only (planning.JobBuilder.picture_for), so 10-bit HEVC/AV1/VP9 outputs stay HDR.
+    if ops.tonemap is not None and ops.tonemap.when == "always":
         filters += tonemap_chain(ops.tonemap)
         pix_fmt = "yuv420p"
         pre.notes["tonemapped"] = True
@@ -295,19 +295,26 @@ def pre_video(
         interlaced=video.interlaced and deint is None,
     )
     if tonemapped:  # SDR BT.709 from here on: every tag written downstream says so
-        pre.video = replace(
-            pre.video,
-            color_primaries="bt709",
-            color_transfer="bt709",
-            color_matrix="bt709",
-            color_range="tv",
-            bit_depth=8,
-        )
+        pre.video = tonemapped_video(pre.video)
     # Only automatic deinterlacing leaves a stream copy possible: the copy keeps the source's fields.
     only_auto = ops.deinterlace is Deinterlace.auto and chains == [f"[{source}]{deint}[vpre]"]
     pre.edited = bool(chains) and not only_auto
     pre.filters = filter_names(";".join(chains))
     return pre
+
+
+def tonemapped_video(video: VideoInfo) -> VideoInfo:
+    """The picture as tonemap_chain leaves it: 8-bit BT.709, limited range, no HDR10 metadata."""
+    return replace(
+        video,
+        color_primaries="bt709",
+        color_transfer="bt709",
+        color_matrix="bt709",
+        color_range="tv",
+        bit_depth=8,
+        pix_fmt="yuv420p",
+        hdr10=None,
+    )
 
 
 def _as_shown(video: VideoInfo, width: int, height: int) -> VideoInfo:

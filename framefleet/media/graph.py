@@ -32,11 +32,13 @@ class Consumer:
     # (after an fps change or a download only) and gets these filters instead (the display-size scale).
     ref_filters: list[str] | None = None
     out: str = ""  # filled in: the label the output maps
+    # First on the branch, shared by the encoder and the reference (tone mapping an SDR branch of HDR).
+    head: list[str] = field(default_factory=list)
 
 
 def consumer_chains(src: str, consumer: Consumer, label: str) -> tuple[list[str], str]:
     """The chains of one branch from `src`, and the label its output maps."""
-    chain = list(consumer.filters)
+    chain = [*consumer.head, *consumer.filters]
     if consumer.gif:
         # One palette per frame: no whole-video buffering, good colours for moving pictures.
         return [
@@ -47,7 +49,10 @@ def consumer_chains(src: str, consumer: Consumer, label: str) -> tuple[list[str]
     if consumer.ref is not None:
         at = len(chain)
         if consumer.ref_filters is not None:
-            at = next((i for i, f in enumerate(chain) if not f.startswith(BEFORE_RESIZE)), len(chain))
+            at = len(consumer.head) + next(
+                (i for i, f in enumerate(consumer.filters) if not f.startswith(BEFORE_RESIZE)),
+                len(consumer.filters),
+            )
         enc_chain = [*chain[at:], *consumer.tail]
         ref_chain = [*consumer.ref_tail, *(consumer.ref_filters or [])]
         enc = f"{label}raw" if enc_chain else label
@@ -69,7 +74,7 @@ def fan_out(kind: str, source: str, consumers: list[Consumer], head: list[str]) 
     graph = list(head)
     if not consumers:
         return graph
-    needs_graph = bool(head) or any(c.filters or c.gif or c.ref or c.tail for c in consumers)
+    needs_graph = bool(head) or any(c.head or c.filters or c.gif or c.ref or c.tail for c in consumers)
     if not needs_graph:
         for consumer in consumers:
             consumer.out = source  # every encoder takes the decoded stream as it is
@@ -96,7 +101,7 @@ def use_gpu_frames(b: JobBuilder, families: list[Family]) -> bool:
         return False
     if video.codec not in NVDEC_CODECS or video.rotation or video.bit_depth > 10:
         return False
-    return not (b.pre is not None and b.pre.chains)
+    return not (b.pre is not None and b.pre.chains) and not b.branch_tonemap
 
 
 def gpu_branch(consumer: Consumer, family: Family, width: int, height: int, pix: PixFmt, sw: str) -> None:

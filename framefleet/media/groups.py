@@ -3,7 +3,7 @@ renditions, and the hls / dash muxer outputs that write their segments and media
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -58,6 +58,8 @@ class RungPlan:
     playlist: str = ""  # HLS media playlist (hls groups)
     stream_index: int = 0  # index inside the DASH/CMAF output
     aspect: Fraction = Fraction(16, 9)  # display aspect, the source's
+    head: list[str] = field(default_factory=list)  # before the branch and its reference: tone mapping
+    video_range: str = "SDR"  # HLS VIDEO-RANGE: SDR, or PQ/HLG when the rung stays HDR
 
 
 @dataclass
@@ -86,7 +88,6 @@ class GroupPlan:
     ladder: ResolvedLadder
     rungs: list[RungPlan]
     audio: list[AudioPlan]
-    video_range: str = "SDR"  # HLS VIDEO-RANGE of the rungs: SDR, or PQ/HLG when HDR reaches them
 
     @property
     def name(self) -> str:
@@ -123,6 +124,8 @@ def plan_group(b: JobBuilder, group: GroupSpec, gindex: int, folder: Path) -> Gr
             height=resolved.height,
             fps=ladder.fps,
         )
+        picture, head = b.picture_for(rung.codec, rung.pix_fmt)
+        enc = replace(enc, hdr10=b.hdr10_for(rung.codec, picture))
         what = f"group {group.name!r} rung {rung.name!r}"
         family = b.family_for(enc, what)
         if hls_ts and family is not Family.cpu:
@@ -139,8 +142,10 @@ def plan_group(b: JobBuilder, group: GroupSpec, gindex: int, folder: Path) -> Gr
             filters.append(f"scale={resolved.width}:{resolved.height}:flags=bicubic")
         filters.append(f"setsar={sar.numerator}/{sar.denominator}")
         # Explicit colour on every rung (CMAF also wants a colour box in every video track).
-        filters = encode_filters(b.video, filters, resolved.width, resolved.height)
+        filters = encode_filters(picture, filters, resolved.width, resolved.height)
         plan = RungPlan(name=rung.name or f"rung{rindex}", encode=enc, family=family, filters=filters)
+        plan.head = head
+        plan.video_range = VIDEO_RANGES.get(picture.color_transfer or "", "SDR")
         plan.aspect = sar * Fraction(resolved.width, resolved.height)
         plan.playlist = f"{plan.name}.m3u8"
         rungs.append(plan)
@@ -164,10 +169,7 @@ def plan_group(b: JobBuilder, group: GroupSpec, gindex: int, folder: Path) -> Gr
         for sound in audio:
             sound.filters += ts_audio_lead(delays[-1] / ladder.fps, sound.sample_rate)
     del gindex
-    video_range = VIDEO_RANGES.get(b.video.color_transfer or "", "SDR")
-    return GroupPlan(
-        spec=group, folder=folder, ladder=ladder, rungs=rungs, audio=audio, video_range=video_range
-    )
+    return GroupPlan(spec=group, folder=folder, ladder=ladder, rungs=rungs, audio=audio)
 
 
 def ts_audio_lead(seconds: float, rate: int) -> list[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from framefleet.core.encoding import AUDIO_ONLY_CONTAINERS, IMAGE_CODECS
 from framefleet.core.spec import AudioCodec, Container, OutputSpec, PixFmt, VideoCodec
@@ -39,7 +40,7 @@ from framefleet.media.planning import (
     map_label,
     unsupported,
 )
-from framefleet.media.probe import AudioInfo, MediaInfo, VideoInfo
+from framefleet.media.probe import AudioInfo, Hdr10, MediaInfo, SubtitleInfo, VideoInfo
 
 # Outputs are written to temporary names, so the muxer is always named rather than guessed from a suffix.
 MUXERS: dict[Container, str] = {
@@ -107,6 +108,28 @@ OPUS_RATES = frozenset({8000, 12000, 16000, 24000, 48000})
 MP3_MAX_RATE = 48000
 
 
+# Subtitle codec each container is given a text track in (mov_text in MP4/MOV, WebVTT in WebM); Matroska
+# keeps WebVTT and ASS as they are and takes the other text formats as SubRip. Other containers hold none.
+TEXT_SUBTITLES = frozenset({"mov_text", "subrip", "webvtt", "ass", "ssa", "text"})
+SUBTITLE_CODEC: dict[Container, str] = {
+    Container.mp4: "mov_text",
+    Container.mov: "mov_text",
+    Container.webm: "webvtt",
+    Container.mkv: "subrip",
+}
+MKV_KEEPS = frozenset({"webvtt", "ass", "subrip"})
+
+
+def subtitle_codec(container: Container, track: SubtitleInfo) -> str | None:
+    """The codec a subtitle track is written in, or None when the container cannot hold it."""
+    if track.codec not in TEXT_SUBTITLES:
+        # Picture subtitles (PGS, DVD) cannot become text; only Matroska holds them, by copy.
+        return "copy" if container is Container.mkv else None
+    if container is Container.mkv and track.codec in MKV_KEEPS:
+        return "copy"
+    return SUBTITLE_CODEC.get(container)
+
+
 @dataclass
 class OutputPlan:
     """What one plain output does with each kind of stream; filters are empty when no branch is needed."""
@@ -125,6 +148,9 @@ class OutputPlan:
     height: int = 0
     fps: float | None = None
     score: StreamScore | None = None
+    head: list[str] = field(default_factory=list)  # before the branch and its reference: tone mapping
+    hdr10: Hdr10 | None = None  # HDR10 metadata the encoder states (an HEVC picture that stays HDR)
+    subtitles: list[tuple[SubtitleInfo, str]] = field(default_factory=list)  # carried tracks, their codec
 
     @property
     def key(self) -> str:
@@ -260,11 +286,13 @@ def plan_video(plan: OutputPlan, b: JobBuilder) -> None:
         return
     enc = encode_of(output, 0, 0)
     pix = enc.pix_fmt or DEFAULT_PIX_FMT
-    plan.video_filters, plan.width, plan.height = video_filters(output, b.video)
-    plan.fps = output_fps(output, b.video) or b.video.fps
+    picture, plan.head = b.picture_for(codec, output.video.pix_fmt)
+    plan.video_filters, plan.width, plan.height = video_filters(output, picture)
+    plan.fps = output_fps(output, picture) or picture.fps
     if codec not in IMAGE_CODECS:
-        plan.video_filters = encode_filters(b.video, plan.video_filters, plan.width, plan.height)
-    enc = encode_of(output, plan.width, plan.height, plan.fps)
+        plan.video_filters = encode_filters(picture, plan.video_filters, plan.width, plan.height)
+    plan.hdr10 = b.hdr10_for(codec, picture)
+    enc = encode_of(output, plan.width, plan.height, plan.fps, plan.hdr10)
     if codec in IMAGE_CODECS:
         check_cpu_encoder(codec, b.caps) if codec in CPU_ENCODERS else b.check_encoder(
             encoder_name(Family.cpu, codec), f"output {output.name}"
@@ -281,7 +309,9 @@ def plan_video(plan: OutputPlan, b: JobBuilder) -> None:
     plan.video = "encode"
 
 
-def encode_of(output: OutputSpec, width: int, height: int, fps: float | None = None) -> VideoEncode:
+def encode_of(
+    output: OutputSpec, width: int, height: int, fps: float | None = None, hdr10: Hdr10 | None = None
+) -> VideoEncode:
     """The encoder settings an output asks for, at its final size."""
     v = output.video
     assert v.codec is not None
@@ -299,6 +329,7 @@ def encode_of(output: OutputSpec, width: int, height: int, fps: float | None = N
         width=width,
         height=height,
         fps=fps,
+        hdr10=hdr10,
     )
 
 
@@ -334,6 +365,34 @@ def plan_audio(plan: OutputPlan, b: JobBuilder) -> None:
     plan.audio_filters += b.loudness_tail(output.name or f"output{plan.index}", channels, rate)
 
 
+def plan_subtitles(plan: OutputPlan, b: JobBuilder) -> list[dict[str, Any]]:
+    """Carry the input's subtitle tracks the output's container can hold (unless it says drop); returns
+    the tracks left out because it cannot, so the job's result names them."""
+    tracks = b.info.subtitle_tracks
+    if plan.output.subtitles == "drop" or not tracks:
+        return []
+    left: list[dict[str, Any]] = []
+    for track in tracks:
+        codec = subtitle_codec(plan.output.container, track) if plan.video != "none" else None
+        if codec is not None and codec != "copy" and codec not in b.caps.encoders:
+            codec = None
+        if codec is None:
+            left.append({"index": track.index, "language": track.language, "codec": track.codec})
+        else:
+            plan.subtitles.append((track, codec))
+    return left
+
+
+def subtitle_args(plan: OutputPlan) -> list[str]:
+    """Map, codec and language of each carried subtitle track (the input's tags are stripped)."""
+    args: list[str] = []
+    for k, (track, codec) in enumerate(plan.subtitles):
+        args += ["-map", f"0:s:{track.index}", f"-c:s:{k}", codec]
+        if track.language:
+            args += [f"-metadata:s:s:{k}", f"language={track.language}"]
+    return args
+
+
 def hvc1_tag(plan: OutputPlan, info: MediaInfo) -> list[str]:
     """`-tag:v hvc1` for HEVC in MP4/MOV."""
     # Apple players only play HEVC in MP4/MOV when tagged hvc1 (ffmpeg's default is hev1).
@@ -364,7 +423,7 @@ def video_args(b: JobBuilder, plan: OutputPlan) -> list[str]:
     args = ["-map", map_label(plan.video_label)]
     if plan.video == "copy":
         return [*args, "-c:v", "copy"]
-    enc = encode_of(plan.output, plan.width, plan.height, plan.fps)
+    enc = encode_of(plan.output, plan.width, plan.height, plan.fps, plan.hdr10)
     threads = b.threads if plan.family is Family.cpu else 0
     hw_frames = b.gpu_frames and plan.family is Family.nvenc
     return args + video_encoder_args(enc, plan.family, threads=threads, hw_frames=hw_frames)
@@ -387,6 +446,7 @@ def plain_output_args(b: JobBuilder, plan: OutputPlan) -> list[str]:
     if plan.audio != "none":
         assert b.audio is not None
         args += audio_args(plan, b.audio)
+    args += subtitle_args(plan)
     args += tag_args(plan.output.metadata, audio=plan.audio != "none")
     container = plan.output.container
     if container in AUDIO_ONLY_CONTAINERS:

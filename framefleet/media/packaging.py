@@ -58,6 +58,7 @@ class Rendition:
     language: str | None = None
     default: bool = False
     representation_id: str | None = None
+    video_range: str = "SDR"  # HLS VIDEO-RANGE of a video rung: SDR, PQ or HLG
     peak_bps: int = 0
     average_bps: int = 0
     bandwidth_bps: int = 0  # DASH @bandwidth
@@ -215,10 +216,10 @@ def target_duration(renditions: list[Rendition]) -> int:
     return max(1, math.floor(longest + 0.5))
 
 
-def master_playlist(renditions: list[Rendition], version: int, video_range: str = "SDR") -> str:
+def master_playlist(renditions: list[Rendition], version: int) -> str:
     """The HLS master playlist: audio renditions as EXT-X-MEDIA, one EXT-X-STREAM-INF per video rung.
 
-    `video_range` (SDR, PQ or HLG) is said on every variant: players pick HDR variants only on HDR screens.
+    Every variant says its VIDEO-RANGE (SDR, PQ or HLG): players pick HDR variants only on HDR screens.
     """
     audio = [r for r in renditions if r.kind == "audio"]
     video = [r for r in renditions if r.kind == "video"]
@@ -241,7 +242,7 @@ def master_playlist(renditions: list[Rendition], version: int, video_range: str 
             f"RESOLUTION={rendition.width}x{rendition.height}",
             f"FRAME-RATE={rendition.fps or 0:.3f}",
             f'CODECS="{codecs}"',
-            f"VIDEO-RANGE={video_range}",
+            f"VIDEO-RANGE={rendition.video_range}",
         ]
         if audio:
             attrs.append(f'AUDIO="{AUDIO_GROUP}"')
@@ -265,6 +266,7 @@ def _package_hls(plan: GroupPlan) -> PackagedGroup:
             width=rung.encode.width,
             height=rung.encode.height,
             fps=plan.ladder.fps,
+            video_range=rung.video_range,
         )
         rendition.codecs = codec_string(folder / (init or rendition.segments[0].name))
         renditions.append(rendition)
@@ -287,7 +289,7 @@ def _package_hls(plan: GroupPlan) -> PackagedGroup:
         rendition.peak_bps = peak_bitrate(rendition.segments, target)
         rendition.average_bps = average_bitrate(rendition.segments)
     version = 7 if plan.spec.segment_type is SegmentType.fmp4 else 6
-    (folder / HLS_MASTER).write_text(master_playlist(renditions, version, plan.video_range), encoding="utf-8")
+    (folder / HLS_MASTER).write_text(master_playlist(renditions, version), encoding="utf-8")
     return PackagedGroup(plan, folder, renditions, {"hls": HLS_MASTER})
 
 
@@ -397,6 +399,7 @@ def _package_dash(plan: GroupPlan) -> PackagedGroup:
                 height=rung.encode.height,
                 fps=plan.ladder.fps,
                 representation_id=rep["id"],
+                video_range=rung.video_range,
             )
         )
     for audio in plan.audio:
@@ -437,7 +440,7 @@ def _package_dash(plan: GroupPlan) -> PackagedGroup:
             rendition.playlist = f"{rendition.name}.m3u8"
             playlist = media_playlist(rendition, target, independent=rendition.kind == "video")
             (folder / rendition.playlist).write_text(playlist, encoding="utf-8")
-        (folder / HLS_MASTER).write_text(master_playlist(renditions, 7, plan.video_range), encoding="utf-8")
+        (folder / HLS_MASTER).write_text(master_playlist(renditions, 7), encoding="utf-8")
         manifests = {"hls": HLS_MASTER, "dash": DASH_MANIFEST}
     return PackagedGroup(plan, folder, renditions, manifests)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from framefleet.core.failures import FailureClass, JobFailure
-from framefleet.core.operations import LoudnessSpec, OperationsSpec, ToneMapSpec
+from framefleet.core.operations import LoudnessSpec, ToneMapSpec
 from framefleet.core.spec import AudioCodec, Fallback, JobSpec, PixFmt, QualitySpec, VideoCodec
 from framefleet.media.capabilities import CPU_ENCODERS, Capabilities
 from framefleet.media.encoders import (
@@ -26,9 +26,18 @@ from framefleet.media.filters import (
     loudness_chain,
     pre_audio,
     pre_video,
+    tonemap_chain,
+    tonemapped_video,
 )
 from framefleet.media.metadata import STRIP_METADATA
-from framefleet.media.probe import AudioInfo, MediaInfo, VideoInfo, unused_audio_tracks, with_audio_track
+from framefleet.media.probe import (
+    AudioInfo,
+    Hdr10,
+    MediaInfo,
+    VideoInfo,
+    unused_audio_tracks,
+    with_audio_track,
+)
 from framefleet.media.quality import ScoreLogs, stream_metrics, vmaf_model_for
 
 # Codecs that carry PQ or HLG pictures (at 10 bits).
@@ -121,11 +130,16 @@ class JobBuilder:
         self.strip_audio = ops is not None and ops.strip_audio
         self.pre: PreVideo | None = None
         self.video: VideoInfo | None = None
+        # Tone mapping on each SDR branch (HDR source, SDR target) and the picture such a branch sees.
+        self.branch_tonemap: list[str] = []
+        self.sdr_video: VideoInfo | None = None
         if info.video is not None:
-            ops = hdr_operations(spec, info.video)
             self.pre = pre_video(ops, info.video, VIDEO_SOURCE, assets, input_index=1)
-            self.video = self.pre.video
+            self.video = video = self.pre.video
             self.notes.update(self.pre.notes)
+            if video is not None and (tonemap := branch_tonemap(spec, video)) is not None:
+                self.branch_tonemap = tonemap_chain(tonemap)
+                self.sdr_video = tonemapped_video(video)
         self.audio: AudioInfo | None = None if self.strip_audio else info.audio
         self.audio_pre: list[str] = []
         if self.audio is not None:
@@ -135,6 +149,21 @@ class JobBuilder:
         self.audio_fit = fit_audio(video_length(spec, info)) if self.video is not None else []
         self.loudness_checks: list[LoudnessCheck] = []
         self.gpu_frames = False
+
+    def picture_for(self, codec: VideoCodec | None, pix: PixFmt | None) -> tuple[VideoInfo, list[str]]:
+        """The picture an encoded branch of `codec`/`pix` starts from, and the filters that make it: an SDR
+        target of an HDR source gets the tone-mapped picture, everything else the shared one as it is."""
+        assert self.video is not None
+        if self.sdr_video is not None and is_sdr(codec, pix):
+            self.notes["tonemapped"] = True
+            return self.sdr_video, list(self.branch_tonemap)
+        return self.video, []
+
+    def hdr10_for(self, codec: VideoCodec | None, video: VideoInfo) -> Hdr10 | None:
+        """The HDR10 metadata an HEVC stream of `video` states (x265 writes it as SEI; MP4 adds mdcv/clli)."""
+        if codec is VideoCodec.hevc and video.hdr and video.bit_depth > 8:
+            return video.hdr10
+        return None
 
     def loudness_tail(self, name: str, channels: int, rate: int) -> list[str]:
         """Normalisation and metering at the end of the sound branch of `name` (nothing without loudness)."""
@@ -185,48 +214,50 @@ class JobBuilder:
         self.scores.append(score)
 
 
+def is_sdr(codec: VideoCodec | None, pix: PixFmt | None) -> bool:
+    """Whether an encoded stream cannot be HDR: only 10-bit HEVC, AV1 and VP9 carry PQ or HLG (copies keep
+    the source as it is; pictures are always SDR)."""
+    if codec in (None, VideoCodec.copy, VideoCodec.none):
+        return False
+    return codec not in HDR_CODECS or pix is not PixFmt.yuv420p10le
+
+
 def sdr_targets(spec: JobSpec) -> list[str]:
-    """Where the spec sends pictures that cannot be HDR: 8-bit or H.264 outputs and rungs, and pictures.
-
-    Only 10-bit HEVC, AV1 and VP9 carry PQ or HLG; copies keep the source as it is.
-    """
-
-    def sdr(codec: VideoCodec | None, pix: PixFmt | None) -> bool:
-        if codec in (None, VideoCodec.copy, VideoCodec.none):
-            return False
-        return codec not in HDR_CODECS or pix is not PixFmt.yuv420p10le
-
-    where = [f"outputs.{i}" for i, o in enumerate(spec.outputs) if sdr(o.video.codec, o.video.pix_fmt)]
+    """Where the spec sends pictures that cannot be HDR: 8-bit or H.264 outputs and rungs, and pictures."""
+    where = [f"outputs.{i}" for i, o in enumerate(spec.outputs) if is_sdr(o.video.codec, o.video.pix_fmt)]
     for g, group in enumerate(spec.groups):
         where += [
-            f"groups.{g}.ladder.{r}" for r, rung in enumerate(group.ladder) if sdr(rung.codec, rung.pix_fmt)
+            f"groups.{g}.ladder.{r}"
+            for r, rung in enumerate(group.ladder)
+            if is_sdr(rung.codec, rung.pix_fmt)
         ]
     if spec.thumbnails or spec.sprites or spec.poster is not None:
         where.append("thumbnails")
     return where
 
 
-def hdr_operations(spec: JobSpec, video: VideoInfo) -> OperationsSpec | None:
-    """The operations with the tone mapping an HDR source needs: without an `operations.tonemap`, an HDR
-    source going to any SDR target is tone-mapped to BT.709 (in the shared chain, so every output gets
-    the same SDR picture); `when: never` refuses such a job instead of writing HDR tags on SDR pictures."""
-    ops = spec.operations
+def branch_tonemap(spec: JobSpec, video: VideoInfo) -> ToneMapSpec | None:
+    """The tone mapping each SDR branch of an HDR picture gets (None: none needed, or `when: always`
+    already tone-mapped the shared picture).
+
+    Without an `operations.tonemap` section the default (hable) applies; `when: never` refuses the job
+    rather than writing HDR tags on SDR pictures. HDR targets (10-bit HEVC, AV1, VP9) stay HDR.
+    """
     if not video.hdr:
-        return ops
+        return None
     targets = sdr_targets(spec)
     if not targets:
-        return ops
-    tonemap = ops.tonemap if ops is not None else None
-    if tonemap is not None and tonemap.when == "never":
+        return None
+    ops = spec.operations
+    tonemap = (ops.tonemap if ops is not None else None) or ToneMapSpec()
+    if tonemap.when == "never":
         raise JobFailure(
             FailureClass.spec_unsupported,
             f"the source is HDR ({video.color_transfer}) and {targets[0]} is an SDR target (8-bit, H.264 or "
             "a picture), but operations.tonemap.when is never: make it 10-bit HEVC, AV1 or VP9, or allow "
             "tone mapping",
         )
-    if tonemap is not None:
-        return ops
-    return (ops or OperationsSpec()).model_copy(update={"tonemap": ToneMapSpec()})
+    return tonemap
 
 
 def check_cpu_encoder(codec: VideoCodec | AudioCodec, caps: Capabilities) -> str:

@@ -6,6 +6,7 @@ JobFailure(input_invalid) with a sentence a user understands; no other exception
 
 from __future__ import annotations
 
+import struct
 import time
 from dataclasses import asdict, dataclass, replace
 from fractions import Fraction
@@ -42,6 +43,35 @@ VFR_TOLERANCE = 0.005
 
 
 @dataclass(frozen=True)
+class Hdr10:
+    """HDR10 static metadata (SMPTE ST 2086 mastering display, CTA-861.3 content light level), in the
+    units x265 and the HEVC SEI use: chromaticity in 1/50000, luminance in 1/10000 cd/m2."""
+
+    green: tuple[int, int] | None = None
+    blue: tuple[int, int] | None = None
+    red: tuple[int, int] | None = None
+    white: tuple[int, int] | None = None
+    max_luminance: int | None = None
+    min_luminance: int | None = None
+    max_cll: int | None = None  # brightest pixel, cd/m2
+    max_fall: int | None = None  # brightest frame average, cd/m2
+
+    def x265_params(self) -> list[str]:
+        """`master-display=...` and `max-cll=...` for -x265-params (what the source states, nothing else)."""
+        params: list[str] = []
+        if None not in (self.green, self.blue, self.red, self.white, self.max_luminance, self.min_luminance):
+            g, b, r, w = self.green, self.blue, self.red, self.white
+            assert g and b and r and w
+            params.append(
+                f"master-display=G({g[0]},{g[1]})B({b[0]},{b[1]})R({r[0]},{r[1]})WP({w[0]},{w[1]})"
+                f"L({self.max_luminance},{self.min_luminance})"
+            )
+        if self.max_cll is not None and self.max_fall is not None:
+            params.append(f"max-cll={self.max_cll},{self.max_fall}")
+        return params
+
+
+@dataclass(frozen=True)
 class VideoInfo:
     codec: str
     width: int
@@ -61,6 +91,7 @@ class VideoInfo:
     color_range: str | None = None  # "tv" (limited) or "pc" (full); None when untagged
     duration: float | None = None  # the video stream's own length in seconds, when the file says
     nominal_fps: float | None = None  # the stream's declared (base) rate; differs from `fps` when VFR
+    hdr10: Hdr10 | None = None  # mastering display and content light level, when the source states them
 
     @property
     def hdr(self) -> bool:
@@ -90,6 +121,13 @@ class AudioInfo:
 
 
 @dataclass(frozen=True)
+class SubtitleInfo:
+    codec: str  # mov_text, subrip, webvtt, ass, or a picture codec (hdmv_pgs_subtitle, dvd_subtitle)
+    index: int  # among the input's subtitle streams (ffmpeg's 0:s:N)
+    language: str | None = None
+
+
+@dataclass(frozen=True)
 class MediaInfo:
     format_name: str
     duration: float | None
@@ -98,6 +136,7 @@ class MediaInfo:
     video: VideoInfo | None
     audio: AudioInfo | None  # the track outputs use: the first, or the one the spec picks
     audio_tracks: tuple[AudioInfo, ...] = ()  # every audio stream, in order
+    subtitle_tracks: tuple[SubtitleInfo, ...] = ()  # every subtitle stream, in order
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict."""
@@ -231,7 +270,38 @@ def _video_info(stream: Any, frame: Any) -> VideoInfo:
         or _code(getattr(ctx, "color_range", None), RANGES),
         duration=_stream_seconds(stream),
         nominal_fps=_rate(stream.base_rate),
+        hdr10=_hdr10(frame),
     )
+
+
+def _ratio(num: int, den: int, scale: int) -> int:
+    return round(num * scale / den) if den else 0
+
+
+def _hdr10(frame: Any) -> Hdr10 | None:
+    """HDR10 static metadata from the first frame's side data (decoders attach the stream's SEI or
+    container boxes to every frame), or None when the source states none."""
+    found: dict[str, Any] = {}
+    for side in getattr(frame, "side_data", None) or ():
+        kind = str(getattr(side.type, "name", side.type)).rsplit(".", 1)[-1]
+        data = bytes(side)
+        # AVMasteringDisplayMetadata: primaries R, G, B then white point as rationals, min and max
+        # luminance as rationals, then has_primaries and has_luminance.
+        if kind == "MASTERING_DISPLAY_METADATA" and len(data) >= 88:
+            v = struct.unpack("=22i", data[:88])
+            if v[20]:
+                xy = [
+                    (_ratio(v[i], v[i + 1], 50000), _ratio(v[i + 2], v[i + 3], 50000))
+                    for i in range(0, 16, 4)
+                ]
+                found.update(red=xy[0], green=xy[1], blue=xy[2], white=xy[3])
+            if v[21]:
+                found.update(
+                    min_luminance=_ratio(v[16], v[17], 10000), max_luminance=_ratio(v[18], v[19], 10000)
+                )
+        elif kind == "CONTENT_LIGHT_LEVEL" and len(data) >= 8:
+            found["max_cll"], found["max_fall"] = struct.unpack("=2I", data[:8])
+    return Hdr10(**found) if found else None
 
 
 def _stream_seconds(stream: Any) -> float | None:
@@ -310,6 +380,10 @@ def _probe_open(path: Path, size: int) -> MediaInfo:
             video=video,
             audio=audio,
             audio_tracks=tracks,
+            subtitle_tracks=tuple(
+                SubtitleInfo(codec=_codec_name(st.codec_context), index=i, language=_language(st))
+                for i, st in enumerate(container.streams.subtitles)
+            ),
         )
 
 

@@ -347,6 +347,11 @@ def collect_results(plan: JobPlan, spec: JobSpec, base: str) -> Results:
         for row in results.rows:
             if row.kind == "audio" or row.audio_codec is not None:
                 row.details = {**(row.details or {}), "unused_audio_tracks": unused}
+    # Subtitle tracks an output's container (or a group) could not carry are named, never dropped silently.
+    left_out = plan.notes.get("subtitles_not_carried") or {}
+    for row in results.rows:
+        if row.name in left_out:
+            row.details = {**(row.details or {}), "subtitles_not_carried": left_out[row.name]}
     readings = {r.name: r for r in check_loudness(plan.loudness)}
     for row in results.rows:
         if row.name in readings:

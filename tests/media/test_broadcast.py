@@ -440,6 +440,88 @@ def test_hdr_stays_hdr_on_ten_bit_hevc_and_can_forbid_tone_mapping(
     assert "outputs.0" in str(refused.value) and "tonemap" in str(refused.value)
 
 
+def _first_frame_side_data(path: Path) -> set[str]:
+    with av.open(str(path)) as container:
+        frame = next(container.decode(video=0))
+        return {str(side.type).rsplit(".", 1)[-1] for side in frame.side_data}
+
+
+def test_mixed_jobs_tone_map_only_their_sdr_outputs_and_hdr_keeps_its_hdr10_metadata(
+    ffmpeg: str, hdr10: Path, tmp_path: Path
+) -> None:
+    source = probe(hdr10).video
+    assert source is not None and source.hdr10 is not None
+    assert source.hdr10.x265_params() == [
+        "master-display=G(13250,34500)B(7500,3000)R(34000,16000)WP(15635,16450)L(10000000,1)",
+        "max-cll=1000,400",
+    ]
+    hevc = {"codec": "hevc", "pix_fmt": "yuv420p10le", "preset": "ultrafast"}
+    body = {
+        "outputs": [
+            {"name": "hdr", "container": "mp4", "video": {**hevc, "crf": 20}},
+            {"name": "sdr", "container": "mp4", "video": {"preset": "ultrafast", "crf": 18}},
+        ],
+        "groups": [
+            {
+                "name": "abr",
+                "type": "hls",
+                "segment_type": "fmp4",
+                "ladder": [
+                    {
+                        "name": "pq",
+                        "height": 96,
+                        "bitrate_kbps": 400,
+                        "codec": "hevc",
+                        "pix_fmt": "yuv420p10le",
+                    },
+                    {"name": "avc", "height": 48, "bitrate_kbps": 200},
+                ],
+                "preset": "ultrafast",
+                "audio": [],
+            }
+        ],
+        "poster": {"time": 0.2},
+        "quality": {"metrics": ["psnr"]},
+    }
+    job, plan, _ = run_plan(ffmpeg, body, hdr10, tmp_path / "w")
+    rows = {row.name: row.metrics for row in collect_results(plan, job, "file:///published/job").rows}
+    hdr, sdr = (probe(p.path).video for p in plan.outputs)
+    assert hdr is not None and sdr is not None
+    # The HEVC output stays HDR10: PQ, 10-bit, the source's mastering display and light levels stated to
+    # x265 (SEI on the frames) and in the MP4 (mdcv, clli).
+    assert (hdr.color_transfer, hdr.color_primaries, hdr.bit_depth) == ("smpte2084", "bt2020", 10)
+    assert hdr.hdr10 == source.hdr10
+    assert f"master-display={source.hdr10.x265_params()[0].split('=', 1)[1]}" in " ".join(plan.argv)
+    assert {"MASTERING_DISPLAY_METADATA", "CONTENT_LIGHT_LEVEL"} <= _first_frame_side_data(
+        plan.outputs[0].path
+    )
+    assert all(box in plan.outputs[0].path.read_bytes() for box in HDR_BOXES)
+    # The H.264 output is tone-mapped on its own branch: BT.709, 8-bit, no HDR side data anywhere.
+    assert (sdr.color_transfer, sdr.color_primaries, sdr.bit_depth, sdr.hdr10) == ("bt709", "bt709", 8, None)
+    assert not any(box in plan.outputs[1].path.read_bytes() for box in HDR_BOXES)
+    assert not {"MASTERING_DISPLAY_METADATA", "CONTENT_LIGHT_LEVEL"} & _first_frame_side_data(
+        plan.outputs[1].path
+    )
+    # Each stream is scored against its own branch's picture (an SDR encode against the HDR reference
+    # would score far lower).
+    assert rows["sdr"]["psnr"]["mean"] > 35 and rows["hdr"]["psnr"]["mean"] > 35
+    # The ladder: each variant says its own range; the HEVC rung's pictures carry the HDR10 SEI, the H.264
+    # rung's none (ffmpeg's HLS muxer writes no mdcv/clli boxes into fMP4 init segments).
+    folder = plan.groups[0].folder
+    master = (folder / "master.m3u8").read_text()
+    assert master.count("VIDEO-RANGE=PQ") == 1 and master.count("VIDEO-RANGE=SDR") == 1
+    hdr10_sei = {"MASTERING_DISPLAY_METADATA", "CONTENT_LIGHT_LEVEL"}
+    for rung, has_hdr10 in (("pq", True), ("avc", False)):
+        joined = tmp_path / f"{rung}.mp4"
+        joined.write_bytes(
+            (folder / f"{rung}_init.mp4").read_bytes() + (folder / f"{rung}_00000.m4s").read_bytes()
+        )
+        assert (hdr10_sei <= _first_frame_side_data(joined)) is has_hdr10, rung
+        assert not hdr10_sei & _first_frame_side_data(joined) or has_hdr10, rung
+    # The poster is an SDR picture too.
+    assert plan.notes["tonemapped"] is True
+
+
 @pytest.fixture(scope="module")
 def three_tracks(ffmpeg: str, folder: Path) -> Path:
     """A mov with three PCM tracks: mono English left and right, stereo French."""
@@ -492,3 +574,86 @@ def test_audio_tracks_are_picked_by_language_or_index_and_unused_ones_reported(
     missing = {"outputs": [output], "operations": {"audio_track": {"language": "deu"}}}
     with pytest.raises(JobFailure, match="no audio track with language 'deu'"):
         run_plan(ffmpeg, missing, three_tracks, tmp_path / "m")
+
+
+@pytest.fixture(scope="module")
+def subtitled(ffmpeg: str, folder: Path) -> Path:
+    """An MP4 with two mov_text subtitle tracks, English and French, and a tone."""
+    cues = {"eng": "Hello there", "fra": "Bonjour"}
+    srts = []
+    for language, text in cues.items():
+        srt = folder / f"{language}.srt"
+        srt.write_text(f"1\n00:00:00,100 --> 00:00:00,400\n{text}\n", encoding="utf-8")
+        srts += ["-i", srt]
+    path = folder / "subtitled.mp4"
+    quiet_ffmpeg(
+        ffmpeg,
+        *("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25:duration=0.5"),
+        *("-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=0.5"),
+        *srts,
+        *("-map", "0", "-map", "1", "-map", "2", "-map", "3"),
+        *("-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-c:s", "mov_text"),
+        *("-metadata:s:s:0", "language=eng", "-metadata:s:s:1", "language=fra"),
+        path,
+    )
+    return path
+
+
+def _subtitles(path: Path) -> list[tuple[str, str | None, bytes]]:
+    """(codec, language, every packet's bytes) of each subtitle stream of `path`."""
+    with av.open(str(path)) as container:
+        found = []
+        for stream in container.streams.subtitles:
+            data = b"".join(bytes(p) for p in container.demux(stream) if p.size)
+            container.seek(0)
+            found.append((stream.codec_context.codec.canonical_name, stream.metadata.get("language"), data))
+        return found
+
+
+def test_subtitle_tracks_are_carried_where_the_container_can_hold_them(
+    ffmpeg: str, subtitled: Path, tmp_path: Path
+) -> None:
+    assert [(t.index, t.codec, t.language) for t in probe(subtitled).subtitle_tracks] == [
+        (0, "mov_text", "eng"),
+        (1, "mov_text", "fra"),
+    ]
+    fast = {"preset": "ultrafast"}
+    body = {
+        "outputs": [
+            {"name": "mp4", "container": "mp4", "video": fast},
+            {"name": "mkv", "container": "mkv", "video": fast},
+            {
+                "name": "webm",
+                "container": "webm",
+                "video": {"codec": "vp9", "crf": 40},
+                "audio": {"codec": "opus"},
+            },
+            {"name": "ts", "container": "ts", "video": fast},
+            {"name": "quiet", "container": "mp4", "video": fast, "subtitles": "drop"},
+        ],
+        "groups": [
+            {
+                "name": "abr",
+                "type": "hls",
+                "ladder": [{"height": 48, "bitrate_kbps": 200}],
+                "preset": "ultrafast",
+            }
+        ],
+    }
+    job, plan, _ = run_plan(ffmpeg, body, subtitled, tmp_path / "w")
+    rows = {row.name: row for row in collect_results(plan, job, "file:///published/job").rows}
+    paths = {p.output.name: p.path for p in plan.outputs}
+    for name, codec in (("mp4", "mov_text"), ("mkv", "subrip"), ("webm", "webvtt")):
+        tracks = _subtitles(paths[name])
+        assert [(c, lang) for c, lang, _ in tracks] == [(codec, "eng"), (codec, "fra")], name
+        assert b"Hello there" in tracks[0][2] and b"Bonjour" in tracks[1][2], name
+        assert "subtitles_not_carried" not in (rows[name].details or {})
+    assert _subtitles(paths["quiet"]) == [] and "subtitles_not_carried" not in (rows["quiet"].details or {})
+    # MPEG-TS and the HLS group hold no text subtitles here: the result names the tracks left out.
+    missing = [
+        {"index": 0, "language": "eng", "codec": "mov_text"},
+        {"index": 1, "language": "fra", "codec": "mov_text"},
+    ]
+    assert _subtitles(paths["ts"]) == []
+    assert rows["ts"].details is not None and rows["ts"].details["subtitles_not_carried"] == missing
+    assert rows["abr"].details is not None and rows["abr"].details["subtitles_not_carried"] == missing
