@@ -221,7 +221,14 @@ def test_up_serves_and_stops_cleanly_on_ctrl_c(
     assert ready.status_code == 200, ready.text
     children = descendants(up.proc.pid)
     names = " | ".join(cmdline(pid) for pid, _ in children)
-    for service in ("redis-server", "main api", "main worker", "main beat", "main webhooks worker", "main flower"):
+    for service in (
+        "redis-server",
+        "main api",
+        "main worker",
+        "main beat",
+        "main webhooks worker",
+        "main flower",
+    ):
         assert service in names, names
 
     # A second supervisor on the same data directory refuses to start.
