@@ -229,7 +229,7 @@ def test_job_through_published_api_followed_over_sse(api_key: str, input_uri: st
     final = httpx.get(f"{API}/v1/jobs/{job['id']}", headers={"X-API-Key": api_key}, timeout=10).json()
     assert final["state"] == "succeeded", final
     (output,) = final["outputs"]
-    assert output["uri"].startswith(f"s3://{BUCKET}/outputs/{job['id']}/"), output
+    assert output["uri"].startswith(f"s3://{BUCKET}/outputs/tenants/{TENANT}/{job['id']}/"), output
     key = output["uri"].split("/", 3)[3]
     local = Path(os.environ.get("TMPDIR", "/tmp")) / f"{job['id']}-small.mp4"
     s3.download_file(BUCKET, key, str(local))

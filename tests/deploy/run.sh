@@ -251,9 +251,9 @@ for service in s3-init migrate; do
   podman logs "$name" 2>&1 | tail -n 2
   [ "$code" = 0 ] || die "$service exited with status $code"
 done
-say "starting api, worker, beat and flower"
-up api worker beat flower
-wait_healthy 180 api worker beat flower
+say "starting api, worker, beat, webhooks and flower"
+up api worker beat webhooks flower
+wait_healthy 180 api worker beat webhooks flower
 
 e2e() {  # e2e PYTEST_ARGS...: run tests/deploy/e2e_dev.py against the running stack and count the results
   local log=$WORK/pytest.log status
@@ -277,12 +277,12 @@ e2e
 # The same stack on PostgreSQL: the one variable the dev profile reads to switch databases.
 say "switching the dev services to PostgreSQL (FRAMEFLEET_DATABASE_URL) and running the job again"
 export FRAMEFLEET_DATABASE_URL=postgresql://framefleet:framefleet-dev@postgres:5432/framefleet
-for service in migrate api worker beat flower; do podman rm --force "$(container_of "$service")" >/dev/null; done
+for service in migrate api worker beat webhooks flower; do podman rm --force "$(container_of "$service")" >/dev/null; done
 up migrate
 code=$(timeout 180 podman wait "$(container_of migrate)") || die "migrate did not finish"
 podman logs "$(container_of migrate)" 2>&1 | tail -n 1
 [ "$code" = 0 ] || die "migrate on PostgreSQL exited with status $code"
-up api worker beat flower
-wait_healthy 180 api worker beat flower
+up api worker beat webhooks flower
+wait_healthy 180 api worker beat webhooks flower
 e2e -k "healthy or job_through"
 say "total time $(($(date +%s) - STARTED)) s"
