@@ -1,6 +1,6 @@
 """Short jobs: drain rate through FrameFleet ÷ the same ffmpeg argument list run directly, two at a time.
 
-For each clip (the soak's 0.2 s 160×120 and a 2 s 480p one, both → one MPEG-TS output, x264 ultrafast +
+For each clip (the soak's 0.2 s 160x120 and a 2 s 480p one, both → one MPEG-TS output, x264 ultrafast +
 AAC) the rounds alternate in one run: a batch of jobs drained by one worker with two pool processes, then
 the planner's own argument list for that job run directly with two processes at a time, and again. Each
 side's figure is the median over rounds; the target ratio is ≥ 0.8.
@@ -22,6 +22,7 @@ ending's transaction) and the job's event stream, whose ids are Redis's millisec
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 import tempfile
@@ -49,7 +50,7 @@ STEPS = ("between jobs", "claim", "prepare", "ffmpeg", "publish", "record")
 
 
 def direct_argv(spec: dict[str, Any], clip: Path, outdir: Path, settings: Settings) -> list[str]:
-    """The argument list the worker's planner builds for `spec` (as bench/e2e.py does), writing to `outdir`."""
+    """The argument list the worker's planner builds for `spec` (as bench/e2e.py does), into `outdir`."""
     plan = plan_job(
         JobSpec.model_validate(spec),
         probe(clip),
@@ -76,7 +77,7 @@ def drain_direct(argvs: list[list[str]], jobs: int) -> float:
 
 
 def drain_stack(http: httpx.Client, spec: dict[str, Any], jobs: int, db: str) -> tuple[float, list[str]]:
-    """Submit `jobs` copies of `spec`, wait until all have ended; jobs/s from the first claim to the last end."""
+    """Submit `jobs` copies of `spec` and wait for their ends; jobs/s from the first claim to the last end."""
     from framefleet.db.models import Job
     from framefleet.db.session import session_scope
 
@@ -150,7 +151,7 @@ def breakdown(ids: list[str], db: str, redis_url: str) -> dict[str, list[float]]
         by_worker.setdefault(row.worker, []).append(marks[row.id])
     for jobs in by_worker.values():
         jobs.sort(key=lambda at: at["claim"])
-        for previous, current in zip(jobs, jobs[1:], strict=False):
+        for previous, current in itertools.pairwise(jobs):
             if "done" in previous:
                 steps["between jobs"].append(current["claim"] - previous["done"])
     return steps
@@ -170,7 +171,9 @@ def main(jobs: int = 60, rounds: int = 3) -> dict[str, Any]:
                 name = size.replace("x", "_")
                 clip = make_clip(demo_media(settings) / "short" / f"{name}.mp4", seconds=seconds, size=size)
                 spec = {"input": clip.as_uri(), "outputs": [OUTPUT]}
-                argvs = [direct_argv(spec, clip, Path(tmp) / f"{name}-{i}", settings) for i in range(PARALLEL)]
+                argvs = [
+                    direct_argv(spec, clip, Path(tmp) / f"{name}-{i}", settings) for i in range(PARALLEL)
+                ]
                 drain_stack(http, spec, 4, settings.database_url)  # warm both pool processes
                 drain_direct(argvs, 4)
                 stack_rates, direct_rates, steps = [], [], {s: [] for s in STEPS}
