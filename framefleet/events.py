@@ -37,6 +37,35 @@ def publish(client: redis.Redis, job_id: str, event_type: str, data: dict[str, A
     return str(client.xadd(stream_key(job_id), fields, maxlen=STREAM_MAXLEN, approximate=True))
 
 
+def publish_batch(
+    client: redis.Redis,
+    job_id: str,
+    items: list[tuple[str, dict[str, Any]]],
+    *,
+    ttl_seconds: int | None = None,
+    delete: tuple[str, ...] = (),
+) -> None:
+    """Publish `items` in order in one round trip (then expire the stream, delete `delete` keys).
+
+    Not a transaction: each event is appended on its own, as `publish` would, just without a round trip
+    per event. A short job ends with several events, and each round trip was a visible share of its cost.
+    """
+    pipe = client.pipeline(transaction=False)
+    for event_type, data in items:
+        if event_type not in EVENT_TYPES:
+            raise ValueError(f"unknown event type {event_type!r}")
+        fields: dict[Any, Any] = {
+            "type": event_type,
+            "data": json.dumps(data, default=str, separators=(",", ":")),
+        }
+        pipe.xadd(stream_key(job_id), fields, maxlen=STREAM_MAXLEN, approximate=True)
+    if ttl_seconds is not None:
+        pipe.expire(stream_key(job_id), ttl_seconds)
+    if delete:
+        pipe.delete(*delete)
+    pipe.execute()
+
+
 def expire(client: redis.Redis, job_id: str, ttl_seconds: int) -> None:
     client.expire(stream_key(job_id), ttl_seconds)
 

@@ -82,8 +82,20 @@ def transition(
     return job
 
 
-def announce(client: redis.Redis, job: Job, *, reason: str, ttl_seconds: int) -> None:
-    """Publish the job's new state (after commit), and the final `done` event for a terminal state."""
+def announce(
+    client: redis.Redis,
+    job: Job,
+    *,
+    reason: str,
+    ttl_seconds: int,
+    before: list[tuple[str, dict[str, Any]]] | None = None,
+    delete: tuple[str, ...] = (),
+) -> None:
+    """Publish the job's new state (after commit), and the final `done` event for a terminal state.
+
+    `before`: events that go ahead of the state change (the outputs of a succeeded job); `delete`: keys to
+    drop with it. All in one Redis round trip.
+    """
     state = JobState(job.state)
     payload = {
         "state": state.value,
@@ -92,10 +104,12 @@ def announce(client: redis.Redis, job: Job, *, reason: str, ttl_seconds: int) ->
         "failure_class": job.failure_class,
         "error": job.error,
     }
-    events.publish(client, job.id, "state", payload)
+    items = [*(before or []), ("state", payload)]
     if state in TERMINAL:
-        events.publish(client, job.id, "done", payload)
-        events.expire(client, job.id, ttl_seconds)
+        items.append(("done", payload))
+    events.publish_batch(
+        client, job.id, items, ttl_seconds=ttl_seconds if state in TERMINAL else None, delete=delete
+    )
 
 
 def assert_owner(session: Session, job_id: str, attempt: int) -> None:
