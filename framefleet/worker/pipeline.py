@@ -70,14 +70,18 @@ class ProgressReporter:
         self._last_db = time.monotonic()
 
     def report(self, percent: float, sample: Progress | None, phase: str, *, force: bool = False) -> None:
-        """Publish progress, throttled (always when `force`)."""
+        """Publish progress, throttled (to the event stream always when `force`).
+
+        `force` (the encode's last sample) does not write the database: the ending's transaction writes
+        the final progress a moment later, and for a short job that write was a transaction of its own.
+        """
         now = time.monotonic()
         if force or now - self._last_event >= self.event_interval:
             self._last_event = now
             data: dict[str, Any] = sample.to_dict() if sample else dict.fromkeys(PROGRESS_FIELDS)
             data.update(percent=round(percent, 2), phase=phase)
             events.publish(self.redis, self.job_id, "progress", data)
-        if force or now - self._last_db >= self.db_interval:
+        if now - self._last_db >= self.db_interval:
             self._last_db = now
             with session_scope() as session:
                 session.execute(
