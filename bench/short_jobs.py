@@ -14,15 +14,21 @@ ending's transaction) and the job's event stream, whose ids are Redis's millisec
     prepare        `running` → `progress` 0 % (work folder, fetch, probe, plan; the event is sent just
                    before ffmpeg is spawned)
     ffmpeg         `progress` 0 % → `progress` 100 % (the encode, as the worker saw it)
-    publish        100 % → first `output` event (process exit, result probe, ownership check, put, rows)
-    record         `output` → `done` (ending transition + commit + announce)
+    finish         `progress` 100 % → `done` (process exit, result probe, ownership check, put with fsyncs,
+                   output rows, ending transition + commit, the ending's events)
+
+Wall-clock figures on a shared machine move a lot from run to run, so each round also reports the CPU time
+the stack's own processes spent per job (their user + system time, not their ffmpeg children's): the
+worker (main and pool processes), the API, Redis, and beat + Flower. That figure barely depends on load.
 
 `python -m bench.short_jobs [jobs per round] [rounds]`
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import os
 import subprocess
 import sys
 import tempfile
@@ -46,7 +52,7 @@ CLIPS = {"tiny 0.2s 160x120": (0.2, "160x120"), "480p 2s": (2.0, "854x480")}
 OUTPUT = {"container": "ts", "video": {"preset": "ultrafast"}}
 PARALLEL = 2
 TARGET_RATIO = 0.8
-STEPS = ("between jobs", "claim", "prepare", "ffmpeg", "publish", "record")
+STEPS = ("between jobs", "claim", "prepare", "ffmpeg", "finish")
 
 
 def direct_argv(spec: dict[str, Any], clip: Path, outdir: Path, settings: Settings) -> list[str]:
@@ -128,8 +134,6 @@ def breakdown(ids: list[str], db: str, redis_url: str) -> dict[str, list[float]]
                     at.setdefault("ffmpeg", ms)
                 if (event.data.get("percent") or 0) >= 100:
                     at.setdefault("encoded", ms)
-            elif event.type == "output":
-                at.setdefault("output", ms)
             elif event.type == "done":
                 at.setdefault("done", ms)
         marks[row.id] = at
@@ -139,8 +143,7 @@ def breakdown(ids: list[str], db: str, redis_url: str) -> dict[str, list[float]]
         ("claim", "claim", "running"),
         ("prepare", "running", "ffmpeg"),
         ("ffmpeg", "ffmpeg", "encoded"),
-        ("publish", "encoded", "output"),
-        ("record", "output", "done"),
+        ("finish", "encoded", "done"),
     ]
     for at in marks.values():
         for step, begin, end in pairs:
@@ -155,6 +158,35 @@ def breakdown(ids: list[str], db: str, redis_url: str) -> dict[str, list[float]]
             if "done" in previous:
                 steps["between jobs"].append(current["claim"] - previous["done"])
     return steps
+
+
+def cpu_ms(pid: int) -> float:
+    """User + system CPU time of one process (not of its children), in ms; 0 once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+
+
+def stack_processes(stack: Any) -> dict[str, list[int]]:
+    """The stack's processes by role; the worker's pool processes with its main process."""
+    found: dict[str, list[int]] = {}
+    for name, child in stack.children.items():
+        if child.pid is None:
+            continue
+        role = "beat+flower" if name in ("beat", "flower") else name
+        pids = [child.pid]
+        if name == "worker":
+            for task in Path(f"/proc/{child.pid}/task").iterdir():
+                with contextlib.suppress(OSError):
+                    pids += [int(c) for c in (task / "children").read_text().split()]
+        found.setdefault(role, []).extend(pids)
+    return found
+
+
+def cpu_by_role(processes: dict[str, list[int]]) -> dict[str, float]:
+    return {role: sum(cpu_ms(pid) for pid in pids) for role, pids in processes.items()}
 
 
 def main(jobs: int = 60, rounds: int = 3) -> dict[str, Any]:
@@ -177,8 +209,14 @@ def main(jobs: int = 60, rounds: int = 3) -> dict[str, Any]:
                 drain_stack(http, spec, 4, settings.database_url)  # warm both pool processes
                 drain_direct(argvs, 4)
                 stack_rates, direct_rates, steps = [], [], {s: [] for s in STEPS}
+                processes = stack_processes(stack)
+                cpu: dict[str, list[float]] = {}
                 for _ in range(rounds):
+                    before = cpu_by_role(processes)
                     rate, ids = drain_stack(http, spec, jobs, settings.database_url)
+                    after = cpu_by_role(processes)
+                    for role in after:
+                        cpu.setdefault(role, []).append((after[role] - before[role]) / jobs)
                     stack_rates.append(rate)
                     direct_rates.append(drain_direct(argvs, jobs))
                     for step, values in breakdown(ids, settings.database_url, settings.redis_url).items():
@@ -193,6 +231,7 @@ def main(jobs: int = 60, rounds: int = 3) -> dict[str, Any]:
                     "rounds": {"framefleet": stack_rates, "direct": direct_rates},
                     "step_median_ms": step_medians,
                     "outside_ffmpeg_ms": round(outside, 1),
+                    "cpu_ms_per_job": {role: round(median(v), 2) for role, v in cpu.items()},
                 }
                 print(
                     f"short jobs, {label}: framefleet {median(stack_rates):.1f} jobs/s, direct ffmpeg "
@@ -203,6 +242,10 @@ def main(jobs: int = 60, rounds: int = 3) -> dict[str, Any]:
                     "  per job, median ms: "
                     + ", ".join(f"{s} {v:.1f}" for s, v in step_medians.items())
                     + f"; outside ffmpeg {outside:.1f}"
+                )
+                print(
+                    "  CPU ms per job (not ffmpeg's): "
+                    + ", ".join(f"{role} {v:.2f}" for role, v in result[label]["cpu_ms_per_job"].items())
                 )
     return result
 
