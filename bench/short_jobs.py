@@ -19,7 +19,8 @@ ending's transaction) and the job's event stream, whose ids are Redis's millisec
 
 Wall-clock figures on a shared machine move a lot from run to run, so each round also reports the CPU time
 the stack's own processes spent per job (their user + system time, not their ffmpeg children's): the
-worker (main and pool processes), the API, Redis, and beat + Flower. That figure barely depends on load.
+worker's main process and its pool processes, the API, Redis, and beat + Flower. That figure barely
+depends on load.
 
 `python -m bench.short_jobs [jobs per round] [rounds]`
 """
@@ -176,12 +177,14 @@ def stack_processes(stack: Any) -> dict[str, list[int]]:
         if child.pid is None:
             continue
         role = "beat+flower" if name in ("beat", "flower") else name
-        pids = [child.pid]
         if name == "worker":
+            role = "worker main"
             for task in Path(f"/proc/{child.pid}/task").iterdir():
                 with contextlib.suppress(OSError):
-                    pids += [int(c) for c in (task / "children").read_text().split()]
-        found.setdefault(role, []).extend(pids)
+                    found.setdefault("worker pool", []).extend(
+                        int(c) for c in (task / "children").read_text().split()
+                    )
+        found.setdefault(role, []).append(child.pid)
     return found
 
 
