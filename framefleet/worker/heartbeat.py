@@ -73,11 +73,17 @@ class Heartbeat:
 
     # -- current job
 
-    def set_current(self, job_id: str, attempt: int) -> None:
-        """Advertise the job this process runs (at the next beat, which is brought forward)."""
+    def set_current(self, job_id: str, attempt: int, *, beat_now: bool = True) -> None:
+        """Advertise the job this process runs (at the next beat, brought forward unless not `beat_now`).
+
+        The worker's claim writes the row in its own transaction (`record_current`) and passes
+        `beat_now=False`: a forced beat per job was a database write and a Redis write that a short job
+        paid for while it prepared its ffmpeg.
+        """
         with self._lock:
             self.current_job, self.current_attempt = job_id, attempt
-        self._wake.set()
+        if beat_now:
+            self._wake.set()
 
     def clear_current(self, *, done: bool = True) -> None:
         """Stop advertising the job (at the next regular beat: nothing waits on a worker turning idle).
@@ -179,6 +185,17 @@ class Heartbeat:
         if self._thread is not None:
             self._thread.join(5)
         mark_stopped(self.id)
+
+
+def record_current(session: Any, worker_id: str, job_id: str, attempt: int) -> None:
+    """Write in `session` (the claim's transaction) that `worker_id` runs `job_id`'s `attempt`.
+
+    The row then says so from the very commit that makes the job running. The lease (last_heartbeat)
+    stays the beat's to renew.
+    """
+    session.execute(
+        sa.update(Worker).where(Worker.id == worker_id).values(current_job=job_id, current_attempt=attempt)
+    )
 
 
 def mark_stopped(worker_id: str) -> None:

@@ -168,7 +168,7 @@ def run_job(self: object, job_id: str) -> None:
     log.info("job started", priority=job.priority, pool=job.pool)
     beat = heartbeat.current()
     if beat is not None:
-        beat.set_current(job_id, attempt)
+        beat.set_current(job_id, attempt, beat_now=False)  # the claim wrote the row
     _remove_stale_attempts(settings.work_root / job_id, attempt)
     limits = AttemptLimits(
         limit_for=functools.partial(_limit_for, settings=settings, override=job.max_run_seconds),
@@ -251,6 +251,9 @@ def _claim(job_id: str, worker: str, settings: Settings) -> tuple[Job, int, str]
                     attempt=current.attempt,
                     values={"attempt": attempt, "worker": worker, "started_at": utcnow(), "progress": 0.0},
                 )
+                # Advertised in the claim's own transaction: GET /v1/workers and the reaper see this
+                # worker running the job from the commit that made it running.
+                heartbeat.record_current(session, worker, job_id, attempt)
                 tenant = session.get(Tenant, job.tenant_id)
                 tenant_name = tenant.name if tenant else str(job.tenant_id)
     except TransitionError as exc:
