@@ -297,5 +297,6 @@ def children(pid: int) -> list[int]:
 
 
 def output_files(stack: Stack, job_id: str) -> list[str]:
-    folder = stack.media / "outputs" / job_id
-    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+    # A job's own folder is under its tenant's area (storage/namespace.py: job_output_base).
+    folders = list((stack.media / "outputs" / "tenants").glob(f"*/{job_id}"))
+    return sorted(p.name for folder in folders for p in folder.iterdir())
