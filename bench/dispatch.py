@@ -1,7 +1,8 @@
 """Dispatch latency: from sending POST /v1/jobs to the worker starting ffmpeg, over 200 jobs.
 
 The worker publishes a `progress` event (phase encode, 0 %) immediately before it spawns ffmpeg; its Redis
-stream id is a millisecond timestamp from the same machine's clock. Target: p50 ≤ 25 ms.
+stream id is a millisecond timestamp from the same machine's clock. Targets on an idle stack: p50 ≤ 10 ms,
+p99 ≤ 25 ms.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def main(jobs: int = 200) -> dict[str, float]:
     result = {"p50_ms": median(latencies), "p99_ms": percentile(latencies, 99), "jobs": len(latencies)}
     print(
         f"dispatch: POST -> ffmpeg start p50 {result['p50_ms']:.1f} ms  p99 {result['p99_ms']:.1f} ms "
-        f"over {len(latencies)} jobs (target p50 <= 25 ms)"
+        f"over {len(latencies)} jobs (targets p50 <= 10 ms, p99 <= 25 ms)"
     )
     return result
 

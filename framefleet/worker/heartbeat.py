@@ -73,17 +73,29 @@ class Heartbeat:
 
     # -- current job
 
-    def set_current(self, job_id: str, attempt: int) -> None:
-        """Advertise the job this process runs (at the next beat, which is brought forward)."""
+    def set_current(self, job_id: str, attempt: int, *, beat_now: bool = True) -> None:
+        """Advertise the job this process runs (at the next beat, brought forward unless not `beat_now`).
+
+        The worker's claim writes the row in its own transaction (`record_current`) and passes
+        `beat_now=False`: a forced beat per job was a database write and a Redis write that a short job
+        paid for while it prepared its ffmpeg.
+        """
         with self._lock:
             self.current_job, self.current_attempt = job_id, attempt
-        self._wake.set()
+        if beat_now:
+            self._wake.set()
 
     def clear_current(self, *, done: bool = True) -> None:
+        """Stop advertising the job (at the next regular beat: nothing waits on a worker turning idle).
+
+        Not brought forward, unlike set_current: for short jobs that beat was a database write per job,
+        contending with the next claim. The reaper only looks at running jobs, and this is called after
+        the ending is recorded; should that have failed, the job is still taken back once the row says
+        idle, one interval later at most.
+        """
         with self._lock:
             self.current_job = self.current_attempt = None
             self.jobs_done += int(done)
-        self._wake.set()
 
     # -- beating
 
@@ -173,6 +185,17 @@ class Heartbeat:
         if self._thread is not None:
             self._thread.join(5)
         mark_stopped(self.id)
+
+
+def record_current(session: Any, worker_id: str, job_id: str, attempt: int) -> None:
+    """Write in `session` (the claim's transaction) that `worker_id` runs `job_id`'s `attempt`.
+
+    The row then says so from the very commit that makes the job running. The lease (last_heartbeat)
+    stays the beat's to renew.
+    """
+    session.execute(
+        sa.update(Worker).where(Worker.id == worker_id).values(current_job=job_id, current_attempt=attempt)
+    )
 
 
 def mark_stopped(worker_id: str) -> None:

@@ -4,7 +4,8 @@ Every deliverable (plain outputs, HLS/DASH/CMAF groups, thumbnails, sprites, pos
 score comes from one ffmpeg process writing into the attempt's private work directory. Files are
 published only once all of them are ready, each with an atomic put, manifests and WebVTT maps last so a
 reader never sees one pointing at a missing file. If anything fails or the job is canceled, whatever
-this attempt had put is removed again, manifests first.
+this attempt had put is removed again, manifests first. The attempt returns the output rows and their
+events; the task records them in the same transaction as the job's ending (tasks.py).
 """
 
 from __future__ import annotations
@@ -69,14 +70,18 @@ class ProgressReporter:
         self._last_db = time.monotonic()
 
     def report(self, percent: float, sample: Progress | None, phase: str, *, force: bool = False) -> None:
-        """Publish progress, throttled (always when `force`)."""
+        """Publish progress, throttled (to the event stream always when `force`).
+
+        `force` (the encode's last sample) does not write the database: the ending's transaction writes
+        the final progress a moment later, and for a short job that write was a transaction of its own.
+        """
         now = time.monotonic()
         if force or now - self._last_event >= self.event_interval:
             self._last_event = now
             data: dict[str, Any] = sample.to_dict() if sample else dict.fromkeys(PROGRESS_FIELDS)
             data.update(percent=round(percent, 2), phase=phase)
             events.publish(self.redis, self.job_id, "progress", data)
-        if force or now - self._last_db >= self.db_interval:
+        if now - self._last_db >= self.db_interval:
             self._last_db = now
             with session_scope() as session:
                 session.execute(
@@ -122,9 +127,17 @@ class _Attempt:
         )
 
 
+@dataclasses.dataclass
+class Published:
+    """What a successful attempt put in place: the output rows to record and the events that announce them."""
+
+    rows: list[JobOutput]
+    events: list[tuple[str, dict[str, Any]]]
+
+
 def run_pipeline(
     job: Job, *, tenant: str, settings: Settings, redis_client: redis.Redis, attempt: int
-) -> None:
+) -> Published:
     """Run one attempt of `tenant`'s `job`; raise JobFailure or JobCanceled when it does not succeed.
 
     Every URI is checked against the tenant's namespace again here, whatever the API checked: the spec
@@ -165,7 +178,7 @@ def run_pipeline(
         run.check_canceled()
         # A superseded attempt (its worker was presumed dead) must not publish beside its replacement.
         ensure_owner(job.id, attempt)
-        _publish(job.id, results, redis_client, namespace)
+        return _publish(job.id, results, namespace)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
         _remove_empty_parent(workdir.parent)
@@ -275,8 +288,8 @@ def _raise_for(result: FfmpegResult, step: str) -> None:
         raise JobFailure(failure, f"ffmpeg {step} failed: {detail[0][:500]}")
 
 
-def _publish(job_id: str, results: Results, redis_client: redis.Redis, namespace: Namespace) -> None:
-    """Put every piece (manifests last), then record the rows and announce them.
+def _publish(job_id: str, results: Results, namespace: Namespace) -> Published:
+    """Put every piece (manifests last); return the rows and events for the task to record with the ending.
 
     A piece replaces an existing object only when it may (`piece.replace`: the job's own folder, or a
     deliverable with `overwrite: true`); otherwise the put is create-only and an existing object fails it.
@@ -294,14 +307,13 @@ def _publish(job_id: str, results: Results, redis_client: redis.Redis, namespace
         _unpublish(published, namespace)
         raise
     rows = [_output_row(job_id, row) for row in results.rows]
-    with session_scope() as session:
-        session.execute(sa.delete(JobOutput).where(JobOutput.job_id == job_id))
-        session.add_all(rows)
+    announced: list[tuple[str, dict[str, Any]]] = []
     for row in rows:
-        events.publish(redis_client, job_id, "output", {**output_view(row), **row.group_view()})
+        announced.append(("output", {**output_view(row), **row.group_view()}))
         if row.metrics is not None:
             data = {"name": row.name, "kind": row.kind, "group": row.group_name, "metrics": row.metrics}
-            events.publish(redis_client, job_id, "metrics", data)
+            announced.append(("metrics", data))
+    return Published(rows, announced)
 
 
 def _unpublish(uris: list[str], namespace: Namespace) -> None:

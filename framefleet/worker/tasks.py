@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
+import sqlalchemy as sa
 import structlog
 from celery.signals import worker_init, worker_process_init, worker_process_shutdown, worker_shutting_down
 
@@ -34,7 +35,7 @@ from framefleet.config import Settings, get_settings
 from framefleet.core.failures import FailureClass, JobFailure, classify_failure
 from framefleet.core.states import JobState, TransitionError
 from framefleet.core.timeouts import TimeLimits, run_limit
-from framefleet.db.models import Job, Tenant, utcnow
+from framefleet.db.models import Job, JobOutput, Tenant, utcnow
 from framefleet.db.session import dispose_all, session_scope
 from framefleet.jobs import state_machine
 from framefleet.jobs.dispatch import dispatch
@@ -48,7 +49,7 @@ from framefleet.scheduling.outcomes import fail_attempt
 from framefleet.tenancy import service as tenancy_service
 from framefleet.tenancy.access import SUSPENDED
 from framefleet.worker import heartbeat, shutdown, trial
-from framefleet.worker.pipeline import JobCanceled, run_pipeline
+from framefleet.worker.pipeline import JobCanceled, Published, run_pipeline
 
 log = get_logger("framefleet.worker")
 
@@ -142,6 +143,7 @@ class Ending:
     reason: str
     failure_class: FailureClass | None = None
     values: dict[str, Any] = field(default_factory=dict)
+    published: Published | None = None
 
 
 @app.task(name=RUN_JOB_TASK, bind=True, acks_late=True, ignore_result=True)
@@ -168,7 +170,7 @@ def run_job(self: object, job_id: str) -> None:
     log.info("job started", priority=job.priority, pool=job.pool)
     beat = heartbeat.current()
     if beat is not None:
-        beat.set_current(job_id, attempt)
+        beat.set_current(job_id, attempt, beat_now=False)  # the claim wrote the row
     _remove_stale_attempts(settings.work_root / job_id, attempt)
     limits = AttemptLimits(
         limit_for=functools.partial(_limit_for, settings=settings, override=job.max_run_seconds),
@@ -185,7 +187,6 @@ def run_job(self: object, job_id: str) -> None:
         # the reaper could take a finished job for an orphan.
         if beat is not None:
             beat.clear_current()
-    _quietly(lambda: redis_client.delete(cancel_key(job_id)), "cancel flag not cleared")
     structlog.contextvars.clear_contextvars()
 
 
@@ -209,7 +210,9 @@ def _run_attempt(
 ) -> Ending:
     try:
         with attempt_limits(limits):
-            run_pipeline(job, tenant=tenant, settings=settings, redis_client=redis_client, attempt=attempt)
+            published = run_pipeline(
+                job, tenant=tenant, settings=settings, redis_client=redis_client, attempt=attempt
+            )
     except JobCanceled:
         return Ending("canceled", "canceled by client", FailureClass.canceled)
     except FfmpegAborted as aborted:
@@ -224,7 +227,7 @@ def _run_attempt(
         log.exception("job crashed")
         failure_class = classify_failure(None, "", exc)
         return Ending("failed", f"internal error: {type(exc).__name__}: {exc}"[:500], failure_class)
-    return Ending("succeeded", "all outputs published", values={"progress": 100.0})
+    return Ending("succeeded", "all outputs published", values={"progress": 100.0}, published=published)
 
 
 def _claim(job_id: str, worker: str, settings: Settings) -> tuple[Job, int, str] | None:
@@ -258,6 +261,9 @@ def _claim(job_id: str, worker: str, settings: Settings) -> tuple[Job, int, str]
                     attempt=current.attempt,
                     values={"attempt": attempt, "worker": worker, "started_at": utcnow(), "progress": 0.0},
                 )
+                # Advertised in the claim's own transaction: GET /v1/workers and the reaper see this
+                # worker running the job from the commit that made it running.
+                heartbeat.record_current(session, worker, job_id, attempt)
                 tenant_name = tenant.name if tenant else str(job.tenant_id)
     except TransitionError as exc:
         # Canceled while queued, or another delivery already owns it: this message has nothing to do.
@@ -327,6 +333,11 @@ def _record(job_id: str, ending: Ending, *, worker: str, attempt: int, settings:
                     attempt,
                     {"failure_class": None, "error": None, **ending.values},
                 )
+                # In the ending's transaction, after its compare-and-set: the rows appear together with
+                # `succeeded` (never beside a running job), and an attempt that lost the job writes none.
+                assert ending.published is not None
+                session.execute(sa.delete(JobOutput).where(JobOutput.job_id == job_id))
+                session.add_all(ending.published.rows)
             elif ending.kind == "canceled":
                 job = _end(
                     session,
@@ -375,9 +386,16 @@ def _record(job_id: str, ending: Ending, *, worker: str, attempt: int, settings:
         return
     if redispatch:
         dispatch(job)
+    # One round trip: the outputs (after their rows are committed), the new state, and the cancel flag
+    # cleared (this attempt is over, so a cancel request has nothing left to stop).
     _quietly(
         lambda: state_machine.announce(
-            get_redis(), job, reason=ending.reason, ttl_seconds=settings.events_ttl_seconds
+            get_redis(),
+            job,
+            reason=ending.reason,
+            ttl_seconds=settings.events_ttl_seconds,
+            before=ending.published.events if ending.published is not None else None,
+            delete=(cancel_key(job_id),),
         ),
         "state event not published",
     )

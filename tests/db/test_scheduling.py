@@ -29,6 +29,7 @@ from framefleet.scheduling.maintenance import (
     reconcile_broker,
 )
 from framefleet.scheduling.outcomes import fail_attempt
+from framefleet.worker import tasks
 from framefleet.worker.heartbeat import worker_key
 from tests.factories import queued_job
 from tests.isolated import private_database, settings_env
@@ -335,6 +336,25 @@ def test_reaper_recovers_a_job_its_live_worker_no_longer_runs(tenant_key: tuple[
         )
     # The worker's heartbeats say it is idle although the job says it runs there.
     assert job_id in reap_dead_workers(s)
+
+
+def test_the_claim_advertises_the_job_on_the_worker_row_without_a_beat(
+    tenant_key: tuple[str, str], made: Any
+) -> None:
+    # The worker's claim (no heartbeat thread here): the row says the job runs there from the commit that
+    # made it running, so neither GET /v1/workers nor the reaper depends on a beat coming soon after.
+    worker = add_worker(made)
+    job_id = new_job(tenant_key[1], made, hardware="cpu")
+    claimed = tasks._claim(job_id, worker, settings())
+    assert claimed is not None and claimed[1] == 1
+    with session_scope() as session:
+        row = session.get(Worker, worker)
+        assert row is not None and (row.current_job, row.current_attempt) == (job_id, 1)
+    assert job(job_id).state == "running"
+    # A second delivery of the same message claims nothing and leaves the row as it is.
+    assert tasks._claim(job_id, "cpu@other:1", settings()) is None
+    with session_scope() as session:
+        assert session.get(Worker, worker).current_job == job_id  # type: ignore[union-attr]
 
 
 def test_reaper_cancels_a_job_canceled_while_its_worker_died(tenant_key: tuple[str, str], made: Any) -> None:
