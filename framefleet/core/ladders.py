@@ -20,6 +20,7 @@ from framefleet.core.encoding import (
     check_profile_level,
     check_rate_control,
 )
+from framefleet.core.operations import AudioTrackSpec
 from framefleet.core.specbase import (
     LANGUAGE_PATTERN,
     AudioCodec,
@@ -142,6 +143,8 @@ class RenditionSpec(Strict):
 class AudioRenditionSpec(Strict):
     """One audio rendition of a group (HLS EXT-X-MEDIA, DASH audio AdaptationSet)."""
 
+    _added: ClassVar[frozenset[str]] = frozenset({"track"})
+
     name: Name | None = None
     codec: AudioCodec = AudioCodec.aac
     bitrate_kbps: Annotated[int, Field(ge=8, le=1024)] | None = None
@@ -149,6 +152,8 @@ class AudioRenditionSpec(Strict):
     sample_rate: int | None = None
     language: str | None = None
     default: bool = False
+    # The input track (or mono pair) this rendition is made from; default operations.audio_track's.
+    track: AudioTrackSpec | None = None
 
     @field_validator("language")
     @classmethod

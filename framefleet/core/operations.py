@@ -182,15 +182,24 @@ class ToneMapSpec(Strict):
 
 
 class AudioTrackSpec(Strict):
-    """Which input audio track the outputs use: by position among the audio streams, or by language."""
+    """One input audio track (by position among the audio streams, or by language), or two mono tracks
+    paired into one stereo track: `pair` lists the left and the right track's positions."""
+
+    _added: ClassVar[frozenset[str]] = frozenset({"pair"})
 
     index: Annotated[int, Field(ge=0, le=63)] | None = None
     language: Annotated[str, Field(pattern=r"^[a-z]{2,3}$")] | None = None
+    pair: Annotated[list[Annotated[int, Field(ge=0, le=63)]], Field(min_length=2, max_length=2)] | None = None
 
     @model_validator(mode="after")
     def _check(self) -> Self:
-        if (self.index is None) == (self.language is None):
-            raise spec_error("audio_track", "give either index or language", "audio_track")
+        given = [f for f in ("index", "language", "pair") if getattr(self, f) is not None]
+        if len(given) != 1:
+            raise spec_error(
+                "audio_track", "give one of index, language or pair", given[-1] if given else None
+            )
+        if self.pair is not None and self.pair[0] == self.pair[1]:
+            raise spec_error("audio_track", "pair needs two different tracks (left, right)", "pair")
         return self
 
 

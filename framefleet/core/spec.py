@@ -35,7 +35,7 @@ from framefleet.core.encoding import (
     check_rate_control,
 )
 from framefleet.core.ladders import GroupSpec
-from framefleet.core.operations import OperationsSpec
+from framefleet.core.operations import AudioTrackSpec, OperationsSpec
 from framefleet.core.specbase import (
     AudioCodec,
     Container,
@@ -221,7 +221,7 @@ OutputTag = Literal[
 
 
 class OutputSpec(Strict):
-    _added: ClassVar[frozenset[str]] = frozenset({"overwrite", "metadata", "subtitles"})
+    _added: ClassVar[frozenset[str]] = frozenset({"overwrite", "metadata", "subtitles", "audio_tracks"})
 
     name: Name | None = None
     container: Container
@@ -236,6 +236,9 @@ class OutputSpec(Strict):
     )
     # The input's text subtitle tracks: carried where the container can hold them (keep), or left out.
     subtitles: Literal["keep", "drop"] = "keep"
+    # Several sound tracks, one per input track (or mono pair) listed, in order, each tagged with its
+    # input track's language; default one track, operations.audio_track's.
+    audio_tracks: Annotated[list[AudioTrackSpec], Field(min_length=1, max_length=8)] | None = None
 
     @model_validator(mode="after")
     def _normalise(self) -> Self:
@@ -271,6 +274,16 @@ class OutputSpec(Strict):
         if vcodec not in (VideoCodec.copy, VideoCodec.none) and vcodec not in CONTAINER_VIDEO[container]:
             raise spec_error(
                 "container_codec", f"{container.value} cannot hold {vcodec.value} video", "video.codec"
+            )
+        if self.audio_tracks is not None and acodec in (AudioCodec.copy, AudioCodec.none):
+            raise spec_error(
+                "audio_tracks",
+                "audio tracks are encoded: set an audio codec other than copy or none",
+                "audio_tracks",
+            )
+        if self.audio_tracks is not None and "language" in self.metadata:
+            raise spec_error(
+                "audio_tracks", "each audio track is tagged with its own language", "metadata.language"
             )
         if acodec not in (AudioCodec.copy, AudioCodec.none) and acodec not in CONTAINER_AUDIO[container]:
             raise spec_error(

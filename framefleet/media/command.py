@@ -39,6 +39,7 @@ from framefleet.media.filters import (
     filter_names,
     fps_value,
     num,
+    pre_audio,
 )
 from framefleet.media.graph import Consumer, fan_out, gpu_branch, sw_format, use_gpu_frames
 from framefleet.media.groups import (
@@ -312,10 +313,16 @@ def plan_job(
     graph: list[str] = []
     if b.pre is not None:
         graph += fan_out("v", b.pre.label, video_consumers, b.pre.chains)
-    audio_head = (
-        [f"[{b.audio_source}]{','.join(b.audio_pre)}[apre]"] if b.audio_pre and audio_consumers else []
-    )
-    graph += fan_out("a", "apre" if audio_head else b.audio_source, audio_consumers, audio_head)
+    for sound in b.sources.sources:  # one fan-out per input track (or mono pair) that branches use
+        consumers = audio_consumers.get(sound.ordinal, [])
+        if not consumers:
+            continue
+        head, start = sound.head()
+        pre, _ = pre_audio(spec.operations, sound.track)
+        if pre:
+            head.append(f"[{start}]{','.join(pre)}[apre{sound.ordinal}]")
+            start = f"apre{sound.ordinal}"
+        graph += fan_out("a", start, consumers, head)
     _assign_labels(outputs, groups, pictures, video_consumers, audio_consumers)
     if graph:
         require_filters(filter_names(";".join(graph)), caps)
@@ -425,12 +432,26 @@ def _video_consumers(
     return consumers
 
 
-def _audio_consumers(outputs: list[OutputPlan], groups: list[GroupPlan]) -> list[Consumer]:
-    consumers = [Consumer(key=p.key, filters=list(p.audio_filters)) for p in outputs if p.audio == "encode"]
+def _audio_consumers(outputs: list[OutputPlan], groups: list[GroupPlan]) -> dict[int, list[Consumer]]:
+    """The sound branches, by the sound source (input track or mono pair) each starts from."""
+    found: dict[int, list[Consumer]] = {}
+    for plan in outputs:
+        if plan.audio != "encode":
+            continue
+        assert plan.audio_source is not None
+        found.setdefault(plan.audio_source.ordinal, []).append(
+            Consumer(key=plan.key, filters=list(plan.audio_filters))
+        )
+        for more in plan.more_audio:
+            found.setdefault(more.source.ordinal, []).append(
+                Consumer(key=more.key, filters=list(more.filters))
+            )
     for gindex, group in enumerate(groups):
-        for aindex, plan in enumerate(group.audio):
-            consumers.append(Consumer(key=f"g{gindex}a{aindex}", filters=list(plan.filters)))
-    return consumers
+        for aindex, sound in enumerate(group.audio):
+            found.setdefault(sound.source.ordinal, []).append(
+                Consumer(key=f"g{gindex}a{aindex}", filters=list(sound.filters))
+            )
+    return found
 
 
 def _assign_labels(
@@ -438,15 +459,17 @@ def _assign_labels(
     groups: list[GroupPlan],
     pictures: list[PicturePlan],
     video: list[Consumer],
-    audio: list[Consumer],
+    audio: dict[int, list[Consumer]],
 ) -> None:
     by_key = {c.key: c.out for c in video}
-    by_audio = {c.key: c.out for c in audio}
+    by_audio = {c.key: c.out for consumers in audio.values() for c in consumers}
     for plan in outputs:
         if plan.video == "encode":
             plan.video_label = by_key[plan.key]
         if plan.audio == "encode":
             plan.audio_label = by_audio[plan.key]
+            for more in plan.more_audio:
+                more.label = by_audio[more.key]
     for gindex, group in enumerate(groups):
         for rindex, rung in enumerate(group.rungs):
             rung.label = by_key[f"g{gindex}r{rindex}"]

@@ -142,7 +142,7 @@ class Assets:
     watermark_size: tuple[int, int] | None = None
     subtitles: Path | None = None
     # loudnorm's first-pass measurement for each final channel count ({} for one that is silent)
-    loudness: dict[int, dict[str, float]] | None = None
+    loudness: dict[tuple[int, int], dict[str, float]] | None = None  # (sound source, channels)
 
 
 @dataclass
@@ -421,11 +421,16 @@ def layout_name(channels: int) -> str:
 
 
 def loudness_chain(
-    spec: LoudnessSpec, measured: dict[int, dict[str, float]], channels: int, rate: int, meter: Path
+    spec: LoudnessSpec,
+    measured: dict[tuple[int, int], dict[str, float]],
+    source: int,
+    channels: int,
+    rate: int,
+    meter: Path,
 ) -> list[str]:
     """The tail of one sound branch: loudnorm for its final layout, then an ebur128 meter whose readings go
     to `meter` (the last frame's integrated loudness, range and true peaks are the stream's)."""
-    found = measured.get(channels)
+    found = measured.get((source, channels))
     if not found:  # {}: this layout measured silent, nothing to correct or to check
         return []
     layout = layout_name(channels)

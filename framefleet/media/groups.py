@@ -33,6 +33,7 @@ from framefleet.media.planning import (
     unsupported,
 )
 from framefleet.media.probe import VideoInfo
+from framefleet.media.tracks import SoundSource
 
 HLS_SEGMENT_EXT = {SegmentType.ts: "ts", SegmentType.fmp4: "m4s"}
 
@@ -70,6 +71,8 @@ class AudioPlan:
     sample_rate: int
     channels: int
     filters: list[str]
+    source: SoundSource
+    language: str | None = None  # the rendition's, else its input track's
     label: str = ""
     playlist: str = ""
     stream_index: int = 0
@@ -152,13 +155,19 @@ def plan_group(b: JobBuilder, group: GroupSpec, gindex: int, folder: Path) -> Gr
     audio: list[AudioPlan] = []
     if b.audio is not None:
         renditions = group.audio if group.audio is not None else [AudioRenditionSpec(default=True)]
-        for rendition in renditions:
+        for aindex, rendition in enumerate(renditions):
             b.check_encoder(CPU_ENCODERS[rendition.codec], f"group {group.name} audio")
-            rate, channels = audio_target(rendition.codec, rendition.sample_rate, rendition.channels, b.audio)
-            filters = b.audio_fit + audio_filters(rendition.codec, rate, channels, b.audio)
+            source = b.sources.for_rendition(rendition, f"groups.{gindex}.audio.{aindex}.track")
+            assert source is not None
+            mixed = b.sound(source)
+            rate, channels = audio_target(rendition.codec, rendition.sample_rate, rendition.channels, mixed)
+            filters = b.audio_fit + audio_filters(rendition.codec, rate, channels, mixed)
             name = rendition.name or "audio"
-            filters += b.loudness_tail(f"{group.name or f'group{gindex}'}/{name}", channels, rate)
-            audio.append(AudioPlan(rendition, rate, channels, filters, playlist=f"{name}.m3u8"))
+            filters += b.loudness_tail(f"{group.name or f'group{gindex}'}/{name}", source, channels, rate)
+            language = rendition.language or source.track.language
+            audio.append(
+                AudioPlan(rendition, rate, channels, filters, source, language, playlist=f"{name}.m3u8")
+            )
     if hls_ts and audio:
         delays = sorted({reorder_delay_frames(r.encode, r.family) for r in rungs})
         if len(delays) > 1:
@@ -166,9 +175,8 @@ def plan_group(b: JobBuilder, group: GroupSpec, gindex: int, folder: Path) -> Gr
                 f"group {group.name!r}: rungs reorder {delays} frames; the sound lines up with the "
                 f"longest, so players that place TS by decode time are off by the difference elsewhere"
             )
-        for sound in audio:
-            sound.filters += ts_audio_lead(delays[-1] / ladder.fps, sound.sample_rate)
-    del gindex
+        for rendition_plan in audio:
+            rendition_plan.filters += ts_audio_lead(delays[-1] / ladder.fps, rendition_plan.sample_rate)
     return GroupPlan(spec=group, folder=folder, ladder=ladder, rungs=rungs, audio=audio)
 
 
@@ -217,8 +225,8 @@ def rendition_audio_args(plan: AudioPlan, stream: str) -> list[str]:
     codec = plan.spec.codec
     kbps = audio_kbps(codec, plan.spec.bitrate_kbps, plan.channels)
     args = [f"-c:{stream}", CPU_ENCODERS[codec], f"-b:{stream}", f"{kbps}k"]
-    if plan.spec.language:
-        args += [f"-metadata:s:{stream}", f"language={plan.spec.language}"]
+    if plan.language:
+        args += [f"-metadata:s:{stream}", f"language={plan.language}"]
     return args
 
 
@@ -279,7 +287,7 @@ def dash_output(b: JobBuilder, group: GroupPlan) -> None:
     for aindex, plan in enumerate(group.audio):
         plan.stream_index = len(group.rungs) + aindex
         args += ["-map", map_label(plan.label), *rendition_audio_args(plan, f"a:{aindex}")]
-        by_language.setdefault((plan.spec.language or "und", plan.spec.codec), []).append(plan.stream_index)
+        by_language.setdefault((plan.language or "und", plan.spec.codec), []).append(plan.stream_index)
     for streams in by_language.values():
         sets.append(f"id={len(sets)},streams={','.join(map(str, streams))}")
     args += [

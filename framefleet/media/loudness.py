@@ -14,69 +14,82 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from framefleet.core.failures import FailureClass, JobFailure
 from framefleet.core.ladders import AudioRenditionSpec
-from framefleet.core.operations import MIX_CHANNELS
 from framefleet.core.spec import AudioCodec, JobSpec
-from framefleet.media.filters import channel_mix, layout_name, loudnorm, remix
+from framefleet.media.filters import layout_name, loudnorm, pre_audio, remix
 from framefleet.media.outputs import audio_target
 from framefleet.media.planning import LoudnessCheck
-from framefleet.media.probe import AudioInfo, MediaInfo, with_audio_track
+from framefleet.media.probe import MediaInfo
+from framefleet.media.tracks import SoundSource, SoundSources
 
 MEASURED_KEYS = ("input_i", "input_tp", "input_lra", "input_thresh", "target_offset")
-# loudnorm prints its JSON after a line naming the filter instance; ours are named loudnorm@c<channels>.
-_JSON_BLOCK = re.compile(r"\[loudnorm@c(\d+) @ [^\]]*\][^{]*(\{[^{}]*\})", re.DOTALL)
+# loudnorm prints its JSON after a line naming the filter instance; ours are named
+# loudnorm@s<sound source>c<channels>.
+_JSON_BLOCK = re.compile(r"\[loudnorm@s(\d+)c(\d+) @ [^\]]*\][^{]*(\{[^{}]*\})", re.DOTALL)
 
 
-def final_channels(spec: JobSpec, info: MediaInfo) -> list[int]:
-    """Every channel count the job's encoded sound ends up in (outputs and audio renditions), sorted."""
+def final_channels(spec: JobSpec, sources: SoundSources) -> dict[int, list[int]]:
+    """Every channel count each sound source ends up in (outputs' tracks and audio renditions), sorted."""
     ops = spec.operations
-    audio = info.audio
-    if audio is None:
-        return []
-    if ops is not None and ops.channel_mix is not None:
-        mixed = {"mono": 1, "stereo": 2, "5.1": 6}[ops.channel_mix.layout.value]
-        audio = AudioInfo(audio.codec, mixed, audio.sample_rate, audio.bit_rate)
-    found: set[int] = set()
-    for output in spec.outputs:
+    found: dict[int, set[int]] = {}
+
+    def add(source: SoundSource | None, codec: AudioCodec, rate: int | None, channels: int | None) -> None:
+        if source is None:
+            return
+        _, mixed = pre_audio(ops, source.track)
+        found.setdefault(source.ordinal, set()).add(audio_target(codec, rate, channels, mixed)[1])
+
+    for oindex, output in enumerate(spec.outputs):
         codec = output.audio.codec
         if codec is None or codec in (AudioCodec.none, AudioCodec.copy):
             continue
-        found.add(audio_target(codec, output.audio.sample_rate, output.audio.channels, audio)[1])
-    for group in spec.groups:
-        for rendition in group.audio if group.audio is not None else [AudioRenditionSpec(default=True)]:
-            found.add(audio_target(rendition.codec, rendition.sample_rate, rendition.channels, audio)[1])
-    return sorted(found)
+        for sound in sources.for_output(output, oindex):
+            add(sound, codec, output.audio.sample_rate, output.audio.channels)
+    for gindex, group in enumerate(spec.groups):
+        renditions = group.audio if group.audio is not None else [AudioRenditionSpec(default=True)]
+        for aindex, rendition in enumerate(renditions):
+            picked = sources.for_rendition(rendition, f"groups.{gindex}.audio.{aindex}.track")
+            add(picked, rendition.codec, rendition.sample_rate, rendition.channels)
+    return {ordinal: sorted(counts) for ordinal, counts in found.items()}
 
 
 def build_loudness_scan(spec: JobSpec, info: MediaInfo, source: Path) -> list[str]:
-    """ffmpeg arguments (without the binary) measuring the loudness of each layout the encode will correct."""
+    """ffmpeg arguments (without the binary) measuring the loudness of each layout the encode will correct,
+    for each sound source (input track or mono pair) the job uses."""
     ops = spec.operations
     if ops is None or ops.loudness is None or info.audio is None:
         raise ValueError("no loudness normalisation to measure")
-    info = with_audio_track(info, ops.audio_track)
-    assert info.audio is not None
-    counts = final_channels(spec, info) or [info.audio.channels]
-    head = [channel_mix(ops.channel_mix, info.audio)] if ops.channel_mix is not None else []
-    mixed = info.audio  # what each layout's remix starts from: the sound after the channel mix
-    if ops.channel_mix is not None:
-        count = MIX_CHANNELS[ops.channel_mix.layout]
-        mixed = replace(info.audio, channels=count, layout=layout_name(count))
-    head.append(f"asplit={len(counts)}" + "".join(f"[m{c}]" for c in counts))
-    chains = [f"[0:a:{info.audio.index}]{','.join(head)}"]
+    sources = SoundSources(spec, info)
+    wanted = final_channels(spec, sources)
+    if not wanted and sources.primary is not None:
+        wanted = {sources.primary.ordinal: [sources.primary.track.channels]}
+    chains: list[str] = []
+    outputs: list[str] = []
     first_pass = loudnorm(ops.loudness, None)
-    for count in counts:
-        name = first_pass.replace("loudnorm=", f"loudnorm@c{count}=", 1)
-        # The same remix the encode does (the explicit 5.1 downmix), so the measurement is of its sound.
-        to_layout = (
-            remix(mixed, count)
-            if count != mixed.channels
-            else f"aformat=channel_layouts={layout_name(count)}"
-        )
-        chains.append(f"[m{count}]{to_layout},{name}[l{count}]")
+    for sound in sources.sources:
+        counts = wanted.get(sound.ordinal)
+        if not counts:
+            continue
+        head_chains, start = sound.head()
+        pre, mixed = pre_audio(ops, sound.track)  # what each layout's remix starts from: after the mix
+        chains += head_chains
+        n = sound.ordinal
+        split = f"asplit={len(counts)}" + "".join(f"[s{n}m{c}]" for c in counts)
+        chains.append(f"[{start}]{','.join([*pre, split])}")
+        for count in counts:
+            name = first_pass.replace("loudnorm=", f"loudnorm@s{n}c{count}=", 1)
+            # The same remix the encode does (the explicit 5.1 downmix), so the measurement is of its sound.
+            to_layout = (
+                remix(mixed, count)
+                if count != mixed.channels
+                else f"aformat=channel_layouts={layout_name(count)}"
+            )
+            chains.append(f"[s{n}m{count}]{to_layout},{name}[s{n}l{count}]")
+            outputs.append(f"s{n}l{count}")
     # loudnorm prints its JSON at the info level; -nostats keeps the rest of stderr short.
     args = ["-hide_banner", "-nostdin", "-nostats", "-progress", "pipe:1", "-loglevel", "info"]
     trim = ops.trim
@@ -85,18 +98,19 @@ def build_loudness_scan(spec: JobSpec, info: MediaInfo, source: Path) -> list[st
     if trim is not None and trim.length is not None:
         args += ["-t", f"{trim.length:g}"]
     args += ["-i", str(source), "-filter_complex", ";".join(chains)]
-    for count in counts:
-        args += ["-map", f"[l{count}]", "-f", "null", "-"]
+    for label in outputs:
+        args += ["-map", f"[{label}]", "-f", "null", "-"]
     return args
 
 
-def parse_loudnorm(stderr: str) -> dict[int, dict[str, float]]:
-    """loudnorm's measurement of each channel count from the pass's stderr; {} for one that is silent."""
+def parse_loudnorm(stderr: str) -> dict[tuple[int, int], dict[str, float]]:
+    """loudnorm's measurement of each (sound source, channel count) from the pass's stderr; {} for one
+    that is silent."""
     blocks = _JSON_BLOCK.findall(stderr)
     if not blocks:
         raise JobFailure(FailureClass.encoder_failed, "the loudness pass printed no measurement")
-    found: dict[int, dict[str, float]] = {}
-    for count, block in blocks:
+    found: dict[tuple[int, int], dict[str, float]] = {}
+    for ordinal, count, block in blocks:
         try:
             data = json.loads(block)
             measured = {key: float(data[key]) for key in MEASURED_KEYS}
@@ -105,7 +119,7 @@ def parse_loudnorm(stderr: str) -> dict[int, dict[str, float]]:
                 FailureClass.encoder_failed, f"the loudness measurement is unreadable: {exc}"
             ) from None
         # Silence measures -inf: there is nothing to correct.
-        found[int(count)] = measured if all(math.isfinite(v) for v in measured.values()) else {}
+        found[int(ordinal), int(count)] = measured if all(math.isfinite(v) for v in measured.values()) else {}
     return found
 
 

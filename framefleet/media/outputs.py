@@ -41,6 +41,7 @@ from framefleet.media.planning import (
     unsupported,
 )
 from framefleet.media.probe import AudioInfo, Hdr10, MediaInfo, SubtitleInfo, VideoInfo
+from framefleet.media.tracks import SoundSource
 
 # Outputs are written to temporary names, so the muxer is always named rather than guessed from a suffix.
 MUXERS: dict[Container, str] = {
@@ -131,6 +132,16 @@ def subtitle_codec(container: Container, track: SubtitleInfo) -> str | None:
 
 
 @dataclass
+class SoundBranch:
+    """One more sound track of an output: its input track, its branch and the label it maps."""
+
+    key: str
+    source: SoundSource
+    filters: list[str]
+    label: str = ""
+
+
+@dataclass
 class OutputPlan:
     """What one plain output does with each kind of stream; filters are empty when no branch is needed."""
 
@@ -151,6 +162,8 @@ class OutputPlan:
     head: list[str] = field(default_factory=list)  # before the branch and its reference: tone mapping
     hdr10: Hdr10 | None = None  # HDR10 metadata the encoder states (an HEVC picture that stays HDR)
     subtitles: list[tuple[SubtitleInfo, str]] = field(default_factory=list)  # carried tracks, their codec
+    audio_source: SoundSource | None = None  # the first sound track's input track (or pair)
+    more_audio: list[SoundBranch] = field(default_factory=list)  # audio_tracks after the first
 
     @property
     def key(self) -> str:
@@ -340,7 +353,9 @@ def plan_audio(plan: OutputPlan, b: JobBuilder) -> None:
     if codec is None or codec is AudioCodec.none or b.audio is None:
         plan.audio = "none"
         return
-    plan.audio_label = b.audio_source
+    sources = b.sources.for_output(output, plan.index)
+    plan.audio_source = sources[0]
+    plan.audio_label = sources[0].head()[1]
     if codec is AudioCodec.copy:
         allowed = COPY_AUDIO.get(output.container)
         if allowed is not None and b.audio.codec not in allowed:
@@ -348,7 +363,7 @@ def plan_audio(plan: OutputPlan, b: JobBuilder) -> None:
                 f"output {output.name!r}: {output.container.value} cannot hold the input's "
                 f"{b.audio.codec} audio by copy; choose an audio codec to re-encode"
             )
-        if b.audio_pre or b.loudness is not None:
+        if b.audio_pre or b.loudness is not None or b.audio.paired is not None:
             raise unsupported(
                 f"output {output.name!r} copies the audio, but the job's operations change the sound; "
                 "choose an audio codec to re-encode"
@@ -360,9 +375,17 @@ def plan_audio(plan: OutputPlan, b: JobBuilder) -> None:
     else:
         check_cpu_encoder(codec, b.caps)
     plan.audio = "encode"
-    rate, channels = audio_target(codec, output.audio.sample_rate, output.audio.channels, b.audio)
-    plan.audio_filters = b.audio_fit + audio_filters(codec, rate, channels, b.audio)
-    plan.audio_filters += b.loudness_tail(output.name or f"output{plan.index}", channels, rate)
+    name = output.name or f"output{plan.index}"
+    for k, source in enumerate(sources):
+        sound = b.sound(source)
+        rate, channels = audio_target(codec, output.audio.sample_rate, output.audio.channels, sound)
+        filters = b.audio_fit + audio_filters(codec, rate, channels, sound)
+        # The first track's loudness reading is the output's; the others' are named after their place.
+        filters += b.loudness_tail(name if k == 0 else f"{name}#{k}", source, channels, rate)
+        if k == 0:
+            plan.audio_filters = filters
+        else:
+            plan.more_audio.append(SoundBranch(f"{plan.key}t{k}", source, filters))
 
 
 def plan_subtitles(plan: OutputPlan, b: JobBuilder) -> list[dict[str, Any]]:
@@ -404,18 +427,32 @@ def hvc1_tag(plan: OutputPlan, info: MediaInfo) -> list[str]:
     return ["-tag:v", "hvc1"] if hevc else []
 
 
-def audio_args(plan: OutputPlan, audio: AudioInfo) -> list[str]:
-    """Map and encoder options for an output's sound."""
-    args = ["-map", map_label(plan.audio_label)]
+def audio_args(b: JobBuilder, plan: OutputPlan) -> list[str]:
+    """Map and encoder options for an output's sound tracks (with `audio_tracks`, each is tagged with its
+    input track's language)."""
+    args: list[str] = []
+    for label in [plan.audio_label, *(m.label for m in plan.more_audio)]:
+        args += ["-map", map_label(label)]
     if plan.audio == "copy":
         return [*args, "-c:a", "copy"]
     spec = plan.output.audio
     codec = spec.codec
     assert codec is not None and codec not in (AudioCodec.copy, AudioCodec.none)
+    assert plan.audio_source is not None
+    sources = [plan.audio_source, *(m.source for m in plan.more_audio)]
     if codec is AudioCodec.flac:
-        return [*args, "-c:a", "flac"]
-    _, channels = audio_target(codec, spec.sample_rate, spec.channels, audio)
-    return [*args, "-c:a", CPU_ENCODERS[codec], "-b:a", f"{audio_kbps(codec, spec.bitrate_kbps, channels)}k"]
+        args += ["-c:a", "flac"]
+    else:
+        args += ["-c:a", CPU_ENCODERS[codec]]
+        for k, source in enumerate(sources):
+            _, channels = audio_target(codec, spec.sample_rate, spec.channels, b.sound(source))
+            which = f"-b:a:{k}" if len(sources) > 1 else "-b:a"
+            args += [which, f"{audio_kbps(codec, spec.bitrate_kbps, channels)}k"]
+    if plan.output.audio_tracks is not None:
+        for k, source in enumerate(sources):
+            if source.track.language:
+                args += [f"-metadata:s:a:{k}", f"language={source.track.language}"]
+    return args
 
 
 def video_args(b: JobBuilder, plan: OutputPlan) -> list[str]:
@@ -444,8 +481,7 @@ def plain_output_args(b: JobBuilder, plan: OutputPlan) -> list[str]:
         args += video_args(b, plan)
         args += hvc1_tag(plan, b.info)
     if plan.audio != "none":
-        assert b.audio is not None
-        args += audio_args(plan, b.audio)
+        args += audio_args(b, plan)
     args += subtitle_args(plan)
     args += tag_args(plan.output.metadata, audio=plan.audio != "none")
     container = plan.output.container

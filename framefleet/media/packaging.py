@@ -279,7 +279,7 @@ def _package_hls(plan: GroupPlan) -> PackagedGroup:
             init=init,
             playlist=audio.playlist,
             channels=audio.channels,
-            language=audio.spec.language,
+            language=audio.language,
             default=audio.spec.default,
         )
         rendition.codecs = codec_string(folder / (init or rendition.segments[0].name))
@@ -414,7 +414,7 @@ def _package_dash(plan: GroupPlan) -> PackagedGroup:
                 init=rep["init"],
                 codecs=rep["codecs"],
                 channels=audio.channels,
-                language=audio.spec.language,
+                language=audio.language,
                 default=audio.spec.default,
                 representation_id=rep["id"],
             )

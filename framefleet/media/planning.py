@@ -3,7 +3,7 @@ and their indexes (for loopback decoders), hardware routing, and the scored stre
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +35,9 @@ from framefleet.media.probe import (
     Hdr10,
     MediaInfo,
     VideoInfo,
-    unused_audio_tracks,
-    with_audio_track,
 )
 from framefleet.media.quality import ScoreLogs, stream_metrics, vmaf_model_for
+from framefleet.media.tracks import SoundSource, SoundSources
 
 # Codecs that carry PQ or HLG pictures (at 10 bits).
 HDR_CODECS = frozenset({VideoCodec.hevc, VideoCodec.av1, VideoCodec.vp9})
@@ -109,11 +108,14 @@ class JobBuilder:
         score: bool,
     ) -> None:
         ops = spec.operations
-        info = with_audio_track(info, ops.audio_track if ops is not None else None)
+        # Every input track (or mono pair) the job's sound is made from; the first is every output's default.
+        self.sources = SoundSources(spec, info)
+        primary = self.sources.primary
+        info = replace(info, audio=primary.track if primary is not None else None)
         self.spec = spec
         self.info = info
-        # The input audio stream every sound output draws from.
-        self.audio_source = f"0:a:{info.audio.index}" if info.audio is not None else AUDIO_SOURCE
+        # The input audio stream (or joined pair) every sound output draws from by default.
+        self.audio_source = primary.head()[1] if primary is not None else AUDIO_SOURCE
         self.caps = caps
         self.workdir = workdir
         self.threads = threads
@@ -124,7 +126,7 @@ class JobBuilder:
         self.scores: list[StreamScore] = []
         self.refs: list[tuple[str, StreamScore, int, int]] = []  # (ref label, score, output index, stream)
         self.notes: dict[str, Any] = {}
-        if unused := unused_audio_tracks(info):
+        if unused := self.sources.unused():
             self.notes["unused_audio_tracks"] = unused
         ops = spec.operations
         self.strip_audio = ops is not None and ops.strip_audio
@@ -165,7 +167,11 @@ class JobBuilder:
             return video.hdr10
         return None
 
-    def loudness_tail(self, name: str, channels: int, rate: int) -> list[str]:
+    def sound(self, source: SoundSource) -> AudioInfo:
+        """The sound a source's branches start from: after the shared channel mix."""
+        return pre_audio(self.spec.operations, source.track)[1]
+
+    def loudness_tail(self, name: str, source: SoundSource, channels: int, rate: int) -> list[str]:
         """Normalisation and metering at the end of the sound branch of `name` (nothing without loudness)."""
         if self.loudness is None:
             return []
@@ -173,7 +179,7 @@ class JobBuilder:
             raise ValueError("loudness normalisation needs its measuring pass first")
         safe = name.replace("/", "__")
         meter = self.workdir / "loudness" / f"{safe}.r128.txt"
-        chain = loudness_chain(self.loudness, self.assets.loudness, channels, rate, meter)
+        chain = loudness_chain(self.loudness, self.assets.loudness, source.ordinal, channels, rate, meter)
         if chain:
             self.loudness_checks.append(LoudnessCheck(name, meter, self.loudness))
         return chain

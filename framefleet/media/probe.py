@@ -118,6 +118,7 @@ class AudioInfo:
     layout: str | None = None
     index: int = 0  # among the input's audio streams (ffmpeg's 0:a:N)
     language: str | None = None
+    paired: int | None = None  # a mono pair made stereo: the right track's index (`index` is the left's)
 
 
 @dataclass(frozen=True)
@@ -422,35 +423,60 @@ def probe(path: Path) -> MediaInfo:
         raise _invalid(f"the input is not readable audio or video ({type(exc).__name__}: {exc})") from None
 
 
-def with_audio_track(info: MediaInfo, track: AudioTrackSpec | None) -> MediaInfo:
-    """`info` with the audio track the spec picks as its `audio` (the first without a choice).
+def pick_audio_track(
+    info: MediaInfo, track: AudioTrackSpec | None, where: str = "operations.audio_track"
+) -> AudioInfo | None:
+    """The input audio track `track` picks (the first without a choice); a pair of mono tracks comes back
+    as one stereo track whose `paired` names the right one.
 
     A pick the input cannot meet is refused (spec_unsupported) rather than silently taking another track.
     """
     if track is None or not info.audio_tracks:
         if track is not None:
-            raise JobFailure(FailureClass.spec_unsupported, "operations.audio_track: the input has no audio")
-        return info
+            raise JobFailure(FailureClass.spec_unsupported, f"{where}: the input has no audio")
+        return info.audio
+    have = ", ".join(f"{t.index}:{t.language or 'und'}/{t.channels}ch" for t in info.audio_tracks)
+
+    def refuse(wanted: str) -> JobFailure:
+        return JobFailure(
+            FailureClass.spec_unsupported,
+            f"{where}: the input has no audio track with {wanted} (it has {have})",
+        )
+
+    if track.pair is not None:
+        left, right = (next((t for t in info.audio_tracks if t.index == i), None) for i in track.pair)
+        for wanted, found in zip(track.pair, (left, right), strict=True):
+            if found is None:
+                raise refuse(f"index {wanted}")
+            if found.channels != 1:
+                raise JobFailure(
+                    FailureClass.spec_unsupported,
+                    f"{where}: pair needs two mono tracks, track {wanted} has {found.channels} channels",
+                )
+        assert left is not None and right is not None
+        return replace(
+            left,
+            channels=2,
+            layout="stereo",
+            bit_rate=None,
+            paired=right.index,
+            language=left.language or right.language,
+        )
     if track.index is not None:
         chosen = next((t for t in info.audio_tracks if t.index == track.index), None)
-        wanted = f"index {track.index}"
-    else:
-        chosen = next((t for t in info.audio_tracks if t.language == track.language), None)
-        wanted = f"language {track.language!r}"
+        if chosen is None:
+            raise refuse(f"index {track.index}")
+        return chosen
+    chosen = next((t for t in info.audio_tracks if t.language == track.language), None)
     if chosen is None:
-        have = ", ".join(f"{t.index}:{t.language or 'und'}" for t in info.audio_tracks)
-        raise JobFailure(
-            FailureClass.spec_unsupported,
-            f"operations.audio_track: the input has no audio track with {wanted} (it has {have})",
-        )
-    return replace(info, audio=chosen)
+        raise refuse(f"language {track.language!r}")
+    return chosen
 
 
-def unused_audio_tracks(info: MediaInfo) -> list[dict[str, Any]]:
-    """The input's audio tracks that no output uses: index, language, codec and channels of each."""
-    used = info.audio.index if info.audio is not None else None
+def unused_audio_tracks(info: MediaInfo, used: set[int]) -> list[dict[str, Any]]:
+    """The input's audio tracks outside `used`: index, language, codec and channels of each."""
     return [
         {"index": t.index, "language": t.language, "codec": t.codec, "channels": t.channels}
         for t in info.audio_tracks
-        if t.index != used
+        if t.index not in used
     ]

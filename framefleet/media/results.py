@@ -356,6 +356,10 @@ def collect_results(plan: JobPlan, spec: JobSpec, base: str) -> Results:
     for row in results.rows:
         if row.name in readings:
             row.metrics = {**(row.metrics or {}), "loudness": readings[row.name].summary()}
+        # An output's further audio_tracks are read as `<name>#<k>`: listed after the first's, in order.
+        more = [readings[f"{row.name}#{k}"] for k in range(1, 9) if f"{row.name}#{k}" in readings]
+        if more:
+            row.metrics = {**(row.metrics or {}), "loudness_tracks": [r.summary() for r in more]}
     return results
 
 

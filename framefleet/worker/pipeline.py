@@ -220,7 +220,7 @@ def _assets(spec: JobSpec, info: MediaInfo, source: Path, workdir: Path, run: _A
         fetched = _fetch(ops.subtitles.uri, folder / "fetched", run.namespace)
         subtitles = folder / f"subtitles.{ops.subtitles.format}"
         shutil.copyfile(fetched, subtitles)
-    loudness: dict[int, dict[str, float]] | None = None
+    loudness: dict[tuple[int, int], dict[str, float]] | None = None
     if ops.loudness is not None and info.audio is not None and not ops.strip_audio:
         run.check_canceled()
 

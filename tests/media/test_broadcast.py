@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import re
 import subprocess
+from array import array
 from pathlib import Path
 from typing import Any
 
 import av
 import pytest
+from pydantic import ValidationError
 
 from framefleet.core.failures import FailureClass, JobFailure
 from framefleet.core.spec import JobSpec
@@ -186,10 +188,10 @@ def test_each_layout_is_normalised_on_its_own_and_measured(ffmpeg: str, surround
         "operations": {"loudness": {"integrated": -23}},
     }
     assets = _measured(ffmpeg, body, surround)
-    assert set(assets.loudness or {}) == {2, 6}
+    assert set(assets.loudness or {}) == {(0, 2), (0, 6)}  # (sound source, channels)
     # The downmix (scaled for headroom) measures far from the 5.1 mix it comes from: one correction
     # cannot fit both.
-    assert abs((assets.loudness or {})[2]["input_i"] - (assets.loudness or {})[6]["input_i"]) > 2
+    assert abs((assets.loudness or {})[0, 2]["input_i"] - (assets.loudness or {})[0, 6]["input_i"]) > 2
     spec, plan, _ = run_plan(ffmpeg, body, surround, folder / "loud-layouts", assets=assets)
     for output in plan.outputs:
         integrated, _, _ = _r128(ffmpeg, output.path)
@@ -217,7 +219,7 @@ def test_a_wide_range_source_still_reaches_its_target_linearly(ffmpeg: str, fold
         "operations": {"loudness": {"integrated": -23}},
     }
     assets = _measured(ffmpeg, body, wide)
-    assert (assets.loudness or {})[1]["input_lra"] > 15
+    assert (assets.loudness or {})[0, 1]["input_lra"] > 15
     spec, plan, _ = run_plan(ffmpeg, body, wide, folder / "wide", assets=assets)
     integrated, lra, _ = _r128(ffmpeg, plan.outputs[0].path)
     assert integrated == pytest.approx(-23, abs=0.5) and lra > 15  # linear: the range is kept
@@ -574,6 +576,128 @@ def test_audio_tracks_are_picked_by_language_or_index_and_unused_ones_reported(
     missing = {"outputs": [output], "operations": {"audio_track": {"language": "deu"}}}
     with pytest.raises(JobFailure, match="no audio track with language 'deu'"):
         run_plan(ffmpeg, missing, three_tracks, tmp_path / "m")
+
+
+def _tone_hz(path: Path, stream: int) -> list[float]:
+    """Each channel's frequency (from zero crossings) in audio stream `stream` of `path`."""
+    crossings: list[int] = []
+    samples = 0
+    last: list[float] = []
+    with av.open(str(path)) as container:
+        audio = container.streams.audio[stream]
+        for frame in container.decode(audio):
+            frame = frame.reformat(format="fltp") if frame.format.name != "fltp" else frame
+            if not crossings:
+                crossings = [0] * len(frame.planes)
+                last = [0.0] * len(frame.planes)
+            for ch, plane in enumerate(frame.planes):
+                values = array("f", bytes(plane))[: frame.samples]
+                for value in values:
+                    if (value >= 0) != (last[ch] >= 0):
+                        crossings[ch] += 1
+                    last[ch] = value
+            samples += frame.samples
+            rate = frame.sample_rate
+    return [c / 2 / (samples / rate) for c in crossings]
+
+
+def test_audio_track_pair_is_validated_at_submission() -> None:
+    for pick, field in (({"pair": [0, 0]}, "pair"), ({"pair": [0, 1], "index": 2}, "pair")):
+        with pytest.raises(ValidationError) as info:
+            JobSpec.model_validate(
+                {
+                    "input": "file:///in.mov",
+                    "outputs": [{"container": "mp4"}],
+                    "operations": {"audio_track": pick},
+                }
+            )
+        (error,) = info.value.errors()
+        assert error["loc"][:2] == ("operations", "audio_track")
+        assert (error.get("ctx") or {}).get("field") == field
+    with pytest.raises(ValidationError) as info:
+        JobSpec.model_validate(
+            {
+                "input": "file:///in.mov",
+                "outputs": [{"container": "mp4", "audio": {"codec": "copy"}, "audio_tracks": [{"index": 1}]}],
+            }
+        )
+    assert (info.value.errors()[0].get("ctx") or {}).get("field") == "audio_tracks"
+
+
+def test_mono_tracks_pair_into_stereo_and_other_languages_are_carried(
+    ffmpeg: str, three_tracks: Path, tmp_path: Path
+) -> None:
+    pair = {"pair": [0, 1]}
+    fast = {"preset": "ultrafast"}
+    body = {
+        "outputs": [
+            {"name": "both", "container": "mp4", "video": fast, "audio_tracks": [pair, {"language": "fra"}]},
+            {"name": "main", "container": "mkv", "video": fast, "audio": {"codec": "opus"}},
+        ],
+        "groups": [
+            {
+                "name": type_,
+                "type": type_,
+                "ladder": [{"height": 48, "bitrate_kbps": 200}],
+                "preset": "ultrafast",
+                "audio": [
+                    {"name": "main", "default": True},
+                    {"name": "french", "track": {"language": "fra"}, "bitrate_kbps": 64},
+                ],
+            }
+            for type_ in ("hls", "dash")
+        ],
+        "operations": {"audio_track": pair, "loudness": {"integrated": -23}},
+    }
+    assets = _measured(ffmpeg, body, three_tracks)
+    # The loudness pass measures the paired stereo and the French track, each in its own right.
+    assert set(assets.loudness or {}) == {(0, 2), (1, 2)}
+    job, plan, _ = run_plan(ffmpeg, body, three_tracks, tmp_path / "p", assets=assets)
+    rows = {row.name: row for row in collect_results(plan, job, "file:///published/job").rows}
+    paths = {p.output.name: p.path for p in plan.outputs}
+    with av.open(str(paths["both"])) as container:
+        found = [
+            (s.codec_context.channels, s.layout.name, s.metadata.get("language"))
+            for s in container.streams.audio
+        ]
+    assert found == [(2, "stereo", "eng"), (2, "stereo", "fra")]
+    left, right = _tone_hz(paths["both"], 0)
+    # Left is the 440 Hz track, right the 660 Hz one (priming and the fit to the picture add some silence,
+    # so the rates are checked loosely and their ratio closely).
+    assert left == pytest.approx(440, rel=0.1) and right / left == pytest.approx(1.5, rel=0.02)
+    assert _tone_hz(paths["both"], 1) == [pytest.approx(880, rel=0.1)] * 2
+    # Without audio_tracks an output takes operations.audio_track's pick: the pair, stereo.
+    with av.open(str(paths["main"])) as container:
+        (main,) = container.streams.audio
+        assert (main.codec_context.channels, main.layout.name) == (2, "stereo")
+    left, right = _tone_hz(paths["main"], 0)
+    assert left == pytest.approx(440, rel=0.1) and right / left == pytest.approx(1.5, rel=0.02)
+    # Every input track is used by something: none is reported unused.
+    assert all("unused_audio_tracks" not in (row.details or {}) for row in rows.values())
+    # Each normalised track is metered: the paired main track and the French one.
+    assert rows["both"].metrics is not None and rows["both"].metrics["loudness"]["within_tolerance"]
+    (french,) = rows["both"].metrics["loudness_tracks"]
+    assert french["within_tolerance"] and french["target_lufs"] == -23
+    # HLS: one EXT-X-MEDIA per rendition, with NAME and the input track's LANGUAGE.
+    master = (plan.groups[0].folder / "master.m3u8").read_text()
+    media = [line for line in master.splitlines() if line.startswith("#EXT-X-MEDIA:TYPE=AUDIO")]
+    assert len(media) == 2
+    assert 'NAME="main"' in media[0] and 'LANGUAGE="eng"' in media[0] and 'CHANNELS="2"' in media[0]
+    assert 'NAME="french"' in media[1] and 'LANGUAGE="fra"' in media[1]
+    assert (
+        _tone_hz(_joined(plan.groups[0].folder, "french", tmp_path), 0) == [pytest.approx(880, rel=0.1)] * 2
+    )
+    # DASH: one audio AdaptationSet per language, with its lang.
+    mpd = (plan.groups[1].folder / "manifest.mpd").read_text()
+    langs = re.findall(r'<AdaptationSet[^>]*contentType="audio"[^>]*lang="([a-z]+)"', mpd)
+    assert sorted(langs) == ["eng", "fra"]
+
+
+def _joined(folder: Path, name: str, tmp_path: Path) -> Path:
+    """An HLS rendition's TS segments joined into one file."""
+    path = tmp_path / f"{name}.ts"
+    path.write_bytes(b"".join(p.read_bytes() for p in sorted(folder.glob(f"{name}_*.ts"))))
+    return path
 
 
 @pytest.fixture(scope="module")

@@ -224,8 +224,8 @@ def test_two_pass_loudness_reaches_its_target(ffmpeg: str, clip: Path, folder: P
     )
     assert scan.returncode == 0, scan.stderr_tail
     measured = parse_loudnorm(scan.stderr_tail)
-    assert list(measured) == [1]  # the mono clip's one final layout
-    assert measured[1]["input_i"] == pytest.approx(_integrated_loudness(ffmpeg, clip), abs=0.2)
+    assert list(measured) == [(0, 1)]  # the mono clip's one final layout, from its one track
+    assert measured[0, 1]["input_i"] == pytest.approx(_integrated_loudness(ffmpeg, clip), abs=0.2)
     plan, paths = encode(ffmpeg, body, clip, folder / "loud", Assets(loudness=measured))
     assert "linear=true" in " ".join(plan.argv) and "aresample=48000" in " ".join(plan.argv)
     assert _integrated_loudness(ffmpeg, paths["l"]) == pytest.approx(-16, abs=1.0)
