@@ -31,6 +31,7 @@ import redis
 from bench.common import free_port, percentile
 from bench.httpclient import Connection, open_stream
 from framefleet.events import publish
+from framefleet.storage.namespace import namespace_for
 
 JOBS = 10
 EVENTS_PER_JOB = 30
@@ -168,8 +169,9 @@ def run(streams: int, database_url: str | None = None) -> dict[str, Any]:
         reset_settings_cache()
         settings = Settings()
         upgrade(settings.database_url)
+        tenant = f"bench-{os.getpid()}"
         with session_scope(settings.database_url) as session:
-            key, _ = create_key(session, tenant=f"bench-{os.getpid()}")
+            key, _ = create_key(session, tenant=tenant)
         children = [subprocess.Popen([binary, "redis"], env=env, stdout=subprocess.DEVNULL)]
         try:
             r = redis.Redis.from_url(settings.redis_url, decode_responses=True)
@@ -179,7 +181,13 @@ def run(streams: int, database_url: str | None = None) -> dict[str, Any]:
             )
             _wait(lambda: httpx.get(f"http://{HOST}:{api_port}/healthz").status_code == 200, "api")
             jobs = []
-            spec = {"input": "file:///x.mp4", "outputs": [{"container": "mp4"}], "hardware": "gpu"}
+            # Never run (no worker): only its events matter. The input lies in the tenant's own area.
+            tenant_area = namespace_for(settings, tenant).local_roots(write=False)[0]
+            spec = {
+                "input": (tenant_area / "x.mp4").as_uri(),
+                "outputs": [{"container": "mp4"}],
+                "hardware": "gpu",
+            }
             for _ in range(JOBS):
                 answer = httpx.post(
                     f"http://{HOST}:{api_port}/v1/jobs", json=spec, headers={"X-API-Key": key}
