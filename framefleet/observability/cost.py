@@ -81,7 +81,7 @@ def add_usage(total: dict[str, Any] | None, attempt: dict[str, Any]) -> dict[str
         **summed,
         "joules_source": RAPL if sources == {RAPL} else ESTIMATED,
         "cost": {
-            "amount": round(total.get("cost", {}).get("amount", 0.0) + attempt["cost"]["amount"], 8),
+            "amount": round(total.get("cost", {}).get("amount", 0.0) + attempt["cost"]["amount"], 12),
             "currency": attempt["cost"]["currency"],
         },
         "attempts": int(total.get("attempts", 0)) + 1,

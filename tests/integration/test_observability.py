@@ -99,11 +99,13 @@ def test_usage_matches_kernel_accounting_and_series_move(
         assert usage["attempts"] == 1
         assert usage["cpu_seconds"] == pytest.approx(kernel, rel=0.10, abs=0.03), (usage, kernel)
         assert usage["joules_source"] == "estimated"  # no readable RAPL counters here
-        assert usage["joules"] == pytest.approx(usage["cpu_seconds"] * 12.0, abs=0.012)  # rounding of cpu_seconds
+        assert usage["joules"] == pytest.approx(
+            usage["cpu_seconds"] * 12.0, abs=0.012
+        )  # rounding of cpu_seconds
         expected = usage["joules"] / 3.6e6 * 0.5 + usage["cpu_seconds"] / 3600 * 0.04
         assert job["cost"] == usage["cost"]
         assert usage["cost"]["currency"] == "CHF"
-        assert usage["cost"]["amount"] == pytest.approx(expected, rel=1e-3)
+        assert usage["cost"]["amount"] == pytest.approx(expected, rel=0.02)  # from rounded figures
         assert usage["wall_seconds"] > 0
     assert measured[1][0]["usage"]["cpu_seconds"] > measured[0][0]["usage"]["cpu_seconds"]
 
