@@ -59,7 +59,7 @@ def attempt_usage(
         "joules_source": source,
         "cost": {
             "amount": round(
-                cost_of(joules=joules, cpu_seconds=cpu_seconds, gpu_seconds=gpu_seconds, rates=rates), 8
+                cost_of(joules=joules, cpu_seconds=cpu_seconds, gpu_seconds=gpu_seconds, rates=rates), 12
             ),
             "currency": rates.currency,
         },
