@@ -68,6 +68,10 @@ def _start_maintenance(sender: object = None, **_: object) -> None:
     # The beat process also runs FrameFleet's maintenance loop (reaper, reconciler, retry promotion,
     # aging) in a thread of its own rather than as Celery tasks: those would wait in the same queues as
     # the encodes and never run when every worker is busy or dead, which is exactly when they are needed.
+    from framefleet.observability.metrics import serve_beat_metrics
     from framefleet.scheduling.maintenance import start_in_background
 
-    start_in_background(get_settings())
+    settings = get_settings()
+    if settings.beat_metrics_port:
+        serve_beat_metrics(settings.beat_metrics_port, settings.metrics_host)
+    start_in_background(settings)

@@ -156,6 +156,23 @@ class Settings(BaseSettings):
     webhook_senders: int = Field(default=4, ge=1)
     webhook_lease_seconds: float = Field(default=120.0, gt=0)
 
+    # Observability (docs/observability.md): a worker's and the beat's /metrics port (0: not served; the
+    # API serves its own at /metrics), the address they listen on, and the bound on the tenant label.
+    worker_metrics_port: int = Field(default=0, ge=0, le=65535)
+    beat_metrics_port: int = Field(default=0, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"
+    metrics_tenants: list[str] = Field(default_factory=list)
+    metrics_max_tenants: int = Field(default=100, ge=0)
+    queue_metrics_interval_seconds: float = Field(default=5.0, gt=0)
+    # Cost of a job (observability/cost.py): energy price, CPU and GPU rates, and the watts per busy core
+    # that estimate energy where RAPL counters cannot be read.
+    cost_currency: str = "EUR"
+    energy_price_per_kwh: float = Field(default=0.30, ge=0)
+    cpu_hour_rate: float = Field(default=0.0, ge=0)
+    gpu_hour_rate: float = Field(default=0.0, ge=0)
+    watts_per_core: float = Field(default=12.0, ge=0)
+    powercap_root: Path = Path("/sys/class/powercap")
+
     # Embedded stack (`framefleet up`)
     flower_port: int = 5555
     log_format: Literal["json", "console"] = "json"

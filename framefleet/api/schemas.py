@@ -52,6 +52,16 @@ class JobView(BaseModel):
     pending_reason: str | None = Field(
         default=None, description="Why a `pending` job waits, e.g. `tenant-suspended`; null otherwise"
     )
+    usage: dict[str, Any] | None = Field(
+        default=None,
+        description="What all attempts consumed: cpu_seconds, wall_seconds, gpu_seconds, joules, "
+        "joules_source "
+        "(rapl or estimated), cost and attempts; null before the first attempt ends",
+    )
+    cost: dict[str, Any] | None = Field(
+        default=None,
+        description="The job's cost so far: {amount, currency}; null before the first attempt ends",
+    )
     spec: dict[str, Any]
     outputs: list[OutputView] | None = None
 

@@ -54,6 +54,7 @@ def report_result(job: dict[str, Any], out: TextIO | None = None) -> int:
     if state == "succeeded":
         out.write(f"Job {job.get('id')} succeeded.\n\n")
         out.write(format_table(RESULT_HEADERS, result_rows(job.get("outputs") or [])) + "\n")
+        out.write(usage_line(job.get("usage")))
         return EXIT_OK
     out.write(f"Job {job.get('id')} {state}")
     progress = job.get("progress")
@@ -65,6 +66,18 @@ def report_result(job: dict[str, Any], out: TextIO | None = None) -> int:
         out.write(f" - {job['error']}")
     out.write("\n")
     return EXIT_JOB_FAILED
+
+
+def usage_line(usage: Any) -> str:
+    """One line of what the job consumed and cost, or nothing when it recorded no usage."""
+    if not isinstance(usage, dict) or not isinstance(usage.get("cost"), dict):
+        return ""
+    cost = usage["cost"]
+    return (
+        f"\nUsage: {usage.get('cpu_seconds', 0):.2f} CPU-s, {usage.get('wall_seconds', 0):.2f} s wall, "
+        f"{usage.get('joules', 0):.1f} J ({usage.get('joules_source')}), "
+        f"cost {cost.get('amount', 0):.6f} {cost.get('currency', '')}\n"
+    )
 
 
 def local_input_uri(value: Any, *, cwd: Path) -> Any:

@@ -101,6 +101,7 @@ def new_job_row(
         "max_run_seconds": spec.max_run_seconds,
         "run_limit_seconds": None,
         "avoid_workers": None,
+        "usage": None,
     }
 
 
@@ -280,6 +281,8 @@ def job_view(job: Job, outputs: list[JobOutput] | None = None) -> dict[str, Any]
         "retry_at": job.retry_at,
         "max_run_seconds": job.max_run_seconds,
         "pending_reason": job.pending_reason,
+        "usage": job.usage,
+        "cost": (job.usage or {}).get("cost"),
         "spec": job.spec,
     }
     if outputs is not None:

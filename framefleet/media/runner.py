@@ -28,6 +28,7 @@ from typing import IO
 
 from framefleet.core.failures import FailureClass, JobFailure
 from framefleet.media.progress import Progress, ProgressParser
+from framefleet.observability import usage as attempt_usage
 
 STDERR_TAIL_BYTES = 8192
 TERM_GRACE_SECONDS = 1.0
@@ -126,6 +127,7 @@ class FfmpegResult:
     last_progress: Progress | None = None
     elapsed_seconds: float = 0.0
     pid: int = 0
+    cpu_seconds: float = 0.0
 
 
 _EOF = object()
@@ -181,8 +183,28 @@ def _kill_group(proc: subprocess.Popen[bytes], sig: int) -> None:
         os.killpg(proc.pid, sig)
 
 
-def stop_process_group(proc: subprocess.Popen[bytes], grace: float = TERM_GRACE_SECONDS) -> None:
-    """SIGTERM the process group, SIGKILL it after `grace` seconds, then reap the leader."""
+def _reap(proc: subprocess.Popen[bytes]) -> float:
+    """Reap the leader; return the CPU seconds (user + system) the kernel accounted for it.
+
+    wait4 reports the leader together with every descendant it waited for (ffmpeg's own helpers), and
+    only that process tree: unlike RUSAGE_CHILDREN deltas it stays exact when other threads of this
+    process reap their own children meanwhile.
+    """
+    if proc.returncode is not None:
+        return 0.0
+    try:
+        _, status, rusage = os.wait4(proc.pid, 0)
+    except ChildProcessError:  # reaped elsewhere (a SIGCHLD handler): no accounting for it
+        proc.wait()
+        return 0.0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return rusage.ru_utime + rusage.ru_stime
+
+
+def stop_process_group(proc: subprocess.Popen[bytes], grace: float = TERM_GRACE_SECONDS) -> float:
+    """SIGTERM the process group, SIGKILL it after `grace` seconds, then reap the leader.
+
+    Returns the CPU seconds of the leader and the descendants it reaped (see _reap)."""
     if not _has_exited(proc):
         _kill_group(proc, signal.SIGTERM)
         if not _wait_exit(proc, grace):
@@ -190,7 +212,7 @@ def stop_process_group(proc: subprocess.Popen[bytes], grace: float = TERM_GRACE_
             _wait_exit(proc, 10.0)
     # Anything the leader started is still in the group; the unreaped leader keeps the id ours.
     _kill_group(proc, signal.SIGKILL)
-    proc.wait()
+    return _reap(proc)
 
 
 def run_ffmpeg(
@@ -299,7 +321,15 @@ def run_ffmpeg(
                     break
     finally:
         # Runs on every exit path: a finished ffmpeg is just reaped, a live one is stopped first.
-        stop_process_group(proc)
+        cpu_seconds = stop_process_group(proc)
+        usage = attempt_usage.current()
+        if usage is not None:
+            usage.cpu_seconds += cpu_seconds
+            usage.ffmpeg_wall_seconds += time.monotonic() - started
+            if last is not None and last.frame:
+                usage.frames += last.frame
+            if last is not None and last.out_time:
+                usage.media_seconds += last.out_time
         for reader in readers:
             reader.join(timeout=2.0)
         for pipe in (proc.stdout, proc.stderr):
@@ -320,4 +350,5 @@ def run_ffmpeg(
         last_progress=last,
         elapsed_seconds=round(time.monotonic() - started, 3),
         pid=proc.pid,
+        cpu_seconds=round(cpu_seconds, 3),
     )

@@ -31,13 +31,15 @@ import sqlalchemy as sa
 
 from framefleet.config import Settings
 from framefleet.core.failures import FailureClass
+from framefleet.core.spec import PRIORITY_ORDER
 from framefleet.core.states import JobState, TransitionError
 from framefleet.db.models import Job, Worker, utcnow
 from framefleet.db.session import session_scope
 from framefleet.jobs import state_machine
 from framefleet.jobs.dispatch import dispatch, queue_priority
 from framefleet.logging import get_logger
-from framefleet.queues import queue_name
+from framefleet.observability import metrics
+from framefleet.queues import POOLS, queue_name
 from framefleet.redis_client import get_redis
 from framefleet.scheduling import broker
 from framefleet.scheduling.aging import aged_priority, is_higher
@@ -310,6 +312,34 @@ def age_waiting_jobs(
     return promoted
 
 
+def queue_levels(
+    rows: list[tuple[str, str, datetime | None, int]], now: datetime
+) -> tuple[dict[str, int], dict[str, float]]:
+    """Depth and oldest-job age of every queue (`<pool>.<priority>`), empty ones included as 0, from
+    (pool, effective priority, oldest queued_at, count) rows."""
+    depth = {queue_name(pool, priority): 0 for pool in POOLS for priority in PRIORITY_ORDER}
+    oldest = dict.fromkeys(depth, 0.0)
+    for pool, priority, first, count in rows:
+        name = queue_name(pool, priority)
+        depth[name] = depth.get(name, 0) + count
+        if first is not None:
+            oldest[name] = max(oldest.get(name, 0.0), (now - first).total_seconds())
+    return depth, oldest
+
+
+def measure_queues(settings: Settings, now: datetime | None = None) -> None:
+    """Refresh the beat's queue series from the database (one grouped query)."""
+    effective = sa.func.coalesce(Job.effective_priority, Job.priority)
+    with session_scope() as session:
+        rows = session.execute(
+            sa.select(Job.pool, effective, sa.func.min(Job.queued_at), sa.func.count())
+            .where(Job.state == JobState.queued)
+            .group_by(Job.pool, effective)
+        ).all()
+    depth, oldest = queue_levels([tuple(row) for row in rows], now or utcnow())  # type: ignore[misc]
+    metrics.QUEUES.update(depth, oldest)
+
+
 def _routing_of(session: Any, *where: Any, limit: int | None = None) -> list[Job]:
     """Detached jobs carrying only what publishing needs (id, pool, priorities, queued_at): cheap by the
     thousand, where loading whole rows with their specs is not."""
@@ -371,6 +401,7 @@ class Maintenance:
             ),
             Task("reconciler", s.reconcile_interval_seconds, lambda: reconcile_broker(s, celery=self.celery)),
             Task("aging", s.aging_interval_seconds, lambda: age_waiting_jobs(s, celery=self.celery)),
+            Task("queue metrics", s.queue_metrics_interval_seconds, lambda: measure_queues(s)),
         ]
 
     def tick(self) -> None:
@@ -381,6 +412,7 @@ class Maintenance:
             log.info("beat leadership " + ("acquired" if leading else "lost"), identity=self.lock.identity)
             self.leading = leading
         if not leading:
+            metrics.QUEUES.clear()  # only the leader speaks for the queues
             return
         now = time.monotonic()
         for task in self.tasks:

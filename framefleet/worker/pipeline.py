@@ -41,6 +41,7 @@ from framefleet.media.probe import MediaInfo, probe
 from framefleet.media.progress import Progress
 from framefleet.media.results import Results, Row, collect_results
 from framefleet.media.runner import FfmpegResult, run_ffmpeg
+from framefleet.observability import usage as attempt_usage
 from framefleet.storage import backend_within
 from framefleet.storage.base import StorageError
 from framefleet.storage.namespace import Namespace, job_output_base, namespace_for
@@ -154,6 +155,8 @@ def run_pipeline(
     run = _Attempt(job, settings, redis_client, attempt, namespace)
     try:
         source = _fetch(spec.input, workdir / "input", namespace)
+        if (usage := attempt_usage.current()) is not None:
+            usage.bytes_in += source.stat().st_size
         run.check_canceled()
         info = probe(source)
         log.info("input probed", duration=info.duration, video=bool(info.video), audio=bool(info.audio))

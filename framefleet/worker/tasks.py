@@ -43,6 +43,8 @@ from framefleet.jobs.service import cancel_key
 from framefleet.logging import configure_logging, get_logger
 from framefleet.media.ffmpeg import ffmpeg_path
 from framefleet.media.runner import AttemptLimits, FfmpegAborted, attempt_limits
+from framefleet.observability import cost, energy, metrics
+from framefleet.observability.usage import AttemptUsage, collecting
 from framefleet.redis_client import get_redis, reset_clients
 from framefleet.scheduling import registry
 from framefleet.scheduling.outcomes import fail_attempt
@@ -72,6 +74,10 @@ def _prove_capabilities(sender: Any = None, **_: object) -> None:
     settings = get_settings()
     _node = getattr(sender, "hostname", None)
     shutdown.clear()
+    if settings.worker_metrics_port:
+        # Before the pool processes fork: they inherit the multiprocess mode and write beside each other.
+        metrics.enable_multiprocess(settings.data_dir / "metrics" / f"worker-{settings.worker_metrics_port}")
+        metrics.serve_worker_metrics(settings.worker_metrics_port, settings.metrics_host)
     _capabilities = trial.prove_capabilities(ffmpeg_path(), timeout=settings.capability_trial_timeout_seconds)
     log.info(
         "capabilities proven",
@@ -98,6 +104,8 @@ def _after_fork(sender: Any = None, **_: object) -> None:
     )
     heartbeat.install(beat)
     beat.start()
+    metrics.SLOTS.labels(settings.pool).set(1)
+    metrics.BUSY.labels(settings.pool).set(0)
     # A SIGTERM sent to the whole process group (systemd, `framefleet up`) must not kill the job mid-encode:
     # the main process gets it too and starts the graceful shutdown that hands jobs back after the grace.
     # (Ignored, billiard leaves it so; media/runner.py restores the default for ffmpeg.)
@@ -114,6 +122,8 @@ def _on_shutting_down(how: str = "Warm", **_: object) -> None:
 def _on_pool_process_exit(pid: int | None = None, exitcode: int | None = None, **_: object) -> None:
     # Runs in the main process. A pool process that died (OOM killer, crash) left its job `running`;
     # marking it stopped lets the reaper recover the job now instead of after the heartbeat TTL.
+    if pid is not None:
+        metrics.pool_process_exited(pid)
     if pid is not None and _node is not None:
         heartbeat.mark_stopped(heartbeat.worker_id_for(_node, pid))
 
@@ -168,6 +178,12 @@ def run_job(self: object, job_id: str) -> None:
         "state event not published",
     )
     log.info("job started", priority=job.priority, pool=job.pool)
+    tenant_label = _tenant_label(settings)(tenant_name)
+    metrics.JOBS_STARTED.labels(job.priority, job.pool, tenant_label).inc()
+    if job.queued_at is not None and job.started_at is not None:
+        wait = (job.started_at - job.queued_at).total_seconds()
+        metrics.QUEUE_WAIT.labels(job.priority, job.pool).observe(max(0.0, wait))
+    metrics.BUSY.labels(job.pool).set(1)
     beat = heartbeat.current()
     if beat is not None:
         beat.set_current(job_id, attempt, beat_now=False)  # the claim wrote the row
@@ -177,17 +193,95 @@ def run_job(self: object, job_id: str) -> None:
         stall_timeout=settings.stall_timeout_seconds or None,
         abort=_abort_reason,
     )
+    consumed = AttemptUsage()
+    before = energy.sample(settings.powercap_root)
+    started = time.monotonic()
     try:
-        ending = _run_attempt(job, tenant_name, settings, redis_client, attempt, limits)
+        with collecting(consumed):
+            ending = _run_attempt(job, tenant_name, settings, redis_client, attempt, limits)
+        wall = time.monotonic() - started
         if limits.limit_seconds is not None:
             ending.values["run_limit_seconds"] = round(limits.limit_seconds, 3)
-        _record(job_id, ending, worker=worker, attempt=attempt, settings=settings)
+        used = cost.attempt_usage(
+            cpu_seconds=consumed.cpu_seconds,
+            wall_seconds=wall,
+            measured_joules=energy.measured_joules(
+                before, energy.sample(settings.powercap_root), consumed.cpu_seconds
+            ),
+            rates=_rates(settings),
+        )
+        ending.values["usage"] = cost.add_usage(job.usage, used)
+        outcome = _record(job_id, ending, worker=worker, attempt=attempt, settings=settings)
+        _count_ending(job, ending, outcome, tenant_label, wall, consumed, used)
     finally:
         # Only now: until its ending is recorded, the heartbeat must keep saying this job runs here, or
         # the reaper could take a finished job for an orphan.
         if beat is not None:
             beat.clear_current()
+        metrics.BUSY.labels(job.pool).set(0)
     structlog.contextvars.clear_contextvars()
+
+
+@functools.cache
+def _tenant_labels(allow: tuple[str, ...], cap: int) -> metrics.TenantLabels:
+    return metrics.TenantLabels(allow, cap)
+
+
+def _tenant_label(settings: Settings) -> metrics.TenantLabels:
+    """One bound per process (and per setting), so the cap counts every tenant this process labelled."""
+    return _tenant_labels(tuple(settings.metrics_tenants), settings.metrics_max_tenants)
+
+
+def _rates(settings: Settings) -> cost.Rates:
+    return cost.Rates(
+        currency=settings.cost_currency,
+        price_per_kwh=settings.energy_price_per_kwh,
+        cpu_hour_rate=settings.cpu_hour_rate,
+        gpu_hour_rate=settings.gpu_hour_rate,
+        watts_per_core=settings.watts_per_core,
+    )
+
+
+def _count_ending(
+    job: Job,
+    ending: Ending,
+    outcome: str | None,
+    tenant: str,
+    wall: float,
+    consumed: AttemptUsage,
+    used: dict[str, Any],
+) -> None:
+    """The attempt's series: how it ended (as recorded; `lost` when another owner took the job), what it
+    moved and consumed, and how fast it encoded."""
+    label = "lost" if outcome is None else "handback" if outcome == JobState.queued else outcome
+    pool = job.pool
+    metrics.JOBS_FINISHED.labels(job.priority, pool, tenant, label).inc()
+    metrics.RUN_TIME.labels(job.priority, pool, label).observe(wall)
+    if ending.failure_class is not None and ending.kind in ("failed", "lease"):
+        metrics.JOB_FAILURES.labels(pool, ending.failure_class.value).inc()
+        if label == JobState.retrying:
+            metrics.JOB_RETRIES.labels(job.priority, pool).inc()
+    metrics.BYTES_IN.labels(pool).inc(consumed.bytes_in)
+    metrics.CPU_SECONDS.labels(pool, tenant).inc(used["cpu_seconds"])
+    metrics.ENERGY.labels(pool, tenant, used["joules_source"]).inc(used["joules"])
+    metrics.COST.labels(pool, tenant, used["cost"]["currency"]).inc(used["cost"]["amount"])
+    if ending.published is None:
+        return
+    rows = ending.published.rows
+    metrics.BYTES_OUT.labels(pool).inc(sum(row.size_bytes or 0 for row in rows))
+    video = next((row for row in rows if row.video_codec), None)
+    codec = (
+        video.video_codec if video is not None else next((r.audio_codec for r in rows if r.audio_codec), None)
+    )
+    if consumed.ffmpeg_wall_seconds > 0 and codec:
+        resolution = metrics.resolution_class(video.height if video is not None else None)
+        if consumed.frames:
+            metrics.ENCODE_FPS.labels(codec, resolution).observe(
+                consumed.frames / consumed.ffmpeg_wall_seconds
+            )
+        if consumed.media_seconds:
+            speed = consumed.media_seconds / consumed.ffmpeg_wall_seconds
+            metrics.ENCODE_SPEED.labels(codec, resolution).observe(speed)
 
 
 def _quietly(action: Any, what: str) -> None:
@@ -318,8 +412,10 @@ def _remove_stale_attempts(job_dir: Path, attempt: int) -> None:
 # ---------------------------------------------------------------- endings
 
 
-def _record(job_id: str, ending: Ending, *, worker: str, attempt: int, settings: Settings) -> None:
-    """Write the attempt's ending through the state machine, unless the job was taken from this attempt."""
+def _record(job_id: str, ending: Ending, *, worker: str, attempt: int, settings: Settings) -> str | None:
+    """Write the attempt's ending through the state machine, unless the job was taken from this attempt.
+
+    Returns the state the job was left in, or None when this attempt no longer owned it."""
     redispatch = False
     try:
         with session_scope() as session:
@@ -383,7 +479,7 @@ def _record(job_id: str, ending: Ending, *, worker: str, attempt: int, settings:
                 )
     except TransitionError as exc:
         log.warning("could not record job ending", ending=ending.kind, reason=exc.reason)
-        return
+        return None
     if redispatch:
         dispatch(job)
     # One round trip: the outputs (after their rows are committed), the new state, and the cancel flag
@@ -400,6 +496,7 @@ def _record(job_id: str, ending: Ending, *, worker: str, attempt: int, settings:
         "state event not published",
     )
     log.info("job ended", state=job.state, failure_class=job.failure_class, reason=ending.reason)
+    return str(job.state)
 
 
 def _end(

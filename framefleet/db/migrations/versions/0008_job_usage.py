@@ -1,0 +1,24 @@
+"""job usage: what a job's attempts consumed and cost (observability/cost.py)
+
+Revision ID: 0008_job_usage
+Revises: 0006_webhooks
+Create Date: 2026-12-20
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0008_job_usage"
+down_revision = "0006_webhooks"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("jobs") as batch:
+        batch.add_column(sa.Column("usage", sa.JSON(), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("jobs") as batch:
+        batch.drop_column("usage")

@@ -1,0 +1,1 @@
+"""Metrics of every FrameFleet process (worker, beat) and the energy and cost of each job."""
