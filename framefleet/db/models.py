@@ -134,7 +134,7 @@ class Job(Base):
     avoid_workers: Mapped[list[str] | None] = mapped_column(sa.JSON, default=None)
     # Why a `pending` job waits (migration 0005), e.g. "tenant-suspended"; None otherwise.
     pending_reason: Mapped[str | None] = mapped_column(sa.String(32), default=None)
-    # What all attempts so far consumed and cost (migration 0008, observability/cost.py); None before any.
+    # What all attempts so far consumed and cost (migration 0007, observability/cost.py); None before any.
     usage: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON, default=None)
 
 

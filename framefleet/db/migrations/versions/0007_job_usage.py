@@ -1,14 +1,14 @@
 """job usage: what a job's attempts consumed and cost (observability/cost.py)
 
-Revision ID: 0008_job_usage
+Revision ID: 0007_job_usage
 Revises: 0006_webhooks
-Create Date: 2026-12-20
+Create Date: 2026-12-01
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0008_job_usage"
+revision = "0007_job_usage"
 down_revision = "0006_webhooks"
 branch_labels = None
 depends_on = None
