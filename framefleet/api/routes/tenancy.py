@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from starlette.responses import Response
 
 from framefleet.api.deps import RedisDep, SessionDep, SettingsDep, requires
@@ -19,6 +19,7 @@ from framefleet.keys import Principal
 from framefleet.tenancy import audit, service
 from framefleet.tenancy.audit import Actor
 from framefleet.tenancy.permissions import ROLES, allows
+from framefleet.tenancy.ratelimit import tenant_limits
 
 router = APIRouter(prefix="/v1", tags=["tenancy"])
 
@@ -37,15 +38,24 @@ KeyManager = Annotated[Principal, requires("keys:manage")]
 AuditReader = Annotated[Principal, requires("audit:read")]
 
 
+def _checked_settings(value: dict[str, Any]) -> dict[str, Any]:
+    tenant_limits(value)  # a malformed `rate_limits` is a 422 naming it
+    return value
+
+
 class TenantCreate(BaseModel):
     model_config = {"extra": "forbid"}
     name: str = Field(min_length=1, max_length=64, description="path-safe: letters, digits, '_', '-', '.'")
-    settings: dict[str, Any] = Field(default_factory=dict)
+    settings: dict[str, Any] = Field(
+        default_factory=dict, description="free-form; `rate_limits` as in docs/security.md"
+    )
+    _check = field_validator("settings")(_checked_settings)
 
 
 class TenantUpdate(BaseModel):
     model_config = {"extra": "forbid"}
-    settings: dict[str, Any]
+    settings: dict[str, Any] = Field(description="free-form; `rate_limits` as in docs/security.md")
+    _check = field_validator("settings")(_checked_settings)
 
 
 class SuspendBody(BaseModel):
