@@ -20,6 +20,7 @@ from framefleet.core.specbase import NAME_PATTERN
 from framefleet.db.models import ApiKey, Tenant, utcnow
 from framefleet.logging import get_logger
 from framefleet.tenancy.permissions import ALIASES, ROLES, canonical_role
+from framefleet.tenancy.quotas import Quotas, quotas_of
 from framefleet.tenancy.ratelimit import TenantLimits, tenant_limits
 
 log = get_logger(__name__)
@@ -44,6 +45,8 @@ class Principal:
     networks: tuple[Network, ...] = ()
     # The tenant's own rate limits (its settings' `rate_limits`), read with the key and cached with it.
     limits: TenantLimits = field(default_factory=TenantLimits)
+    # The tenant's job quotas (its settings' `quotas`), cached the same way.
+    quotas: Quotas = field(default_factory=Quotas)
 
     @property
     def actor(self) -> str:
@@ -146,6 +149,11 @@ def authenticate(session: Session, raw: str) -> Principal | None:
         # Settings are checked when written; rows from before that check fall back to the defaults.
         log.warning("tenant rate limits ignored", tenant=tenant_name, error=str(exc))
         limits = TenantLimits()
+    try:
+        quotas = quotas_of(tenant_settings)
+    except ValueError as exc:
+        log.warning("tenant quotas ignored", tenant=tenant_name, error=str(exc))
+        quotas = Quotas()
     return Principal(
         tenant_id=key.tenant_id,
         tenant=tenant_name,
@@ -156,6 +164,7 @@ def authenticate(session: Session, raw: str) -> Principal | None:
         expires_at=key.expires_at,
         networks=tuple(ipaddress.ip_network(c) for c in key.allowed_cidrs or ()),
         limits=limits,
+        quotas=quotas,
     )
 
 

@@ -101,6 +101,8 @@ class Job(Base):
         sa.UniqueConstraint("tenant_id", "idempotency_key", name="uq_jobs_tenant_idempotency"),
         sa.Index("ix_jobs_tenant_created", "tenant_id", "created_at", "id"),
         sa.Index("ix_jobs_state", "state"),
+        # Quota checks count one tenant's jobs in a state, bounded by the quota (tenancy/quotas.py).
+        sa.Index("ix_jobs_tenant_state", "tenant_id", "state"),
         sa.Index("ix_jobs_state_retry_at", "state", "retry_at"),
     )
 

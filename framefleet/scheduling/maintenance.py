@@ -42,6 +42,7 @@ from framefleet.redis_client import get_redis
 from framefleet.scheduling import broker
 from framefleet.scheduling.aging import aged_priority, is_higher
 from framefleet.scheduling.outcomes import fail_attempt
+from framefleet.tenancy import quotas
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -371,6 +372,8 @@ class Maintenance:
             ),
             Task("reconciler", s.reconcile_interval_seconds, lambda: reconcile_broker(s, celery=self.celery)),
             Task("aging", s.aging_interval_seconds, lambda: age_waiting_jobs(s, celery=self.celery)),
+            # Jobs held for a tenant's max_running_jobs whose release a worker did not get to write.
+            Task("quotas", s.retry_promote_interval_seconds, lambda: quotas.sweep(s, celery=self.celery)),
         ]
 
     def tick(self) -> None:

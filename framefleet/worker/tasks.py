@@ -46,6 +46,7 @@ from framefleet.media.runner import AttemptLimits, FfmpegAborted, attempt_limits
 from framefleet.redis_client import get_redis, reset_clients
 from framefleet.scheduling import registry
 from framefleet.scheduling.outcomes import fail_attempt
+from framefleet.tenancy import quotas
 from framefleet.tenancy import service as tenancy_service
 from framefleet.tenancy.access import SUSPENDED
 from framefleet.worker import heartbeat, shutdown, trial
@@ -240,14 +241,20 @@ def _claim(job_id: str, worker: str, settings: Settings) -> tuple[Job, int, str]
                 return None
             tenant = session.get(Tenant, current.tenant_id)
             held = None
+            held_reason = ""
             if tenant is not None and tenant.status == SUSPENDED and current.state == JobState.queued:
                 # Held, not run: reactivating the tenant queues it again (tenancy/service.py).
                 held = tenancy_service.hold_for_suspension(
                     session, job_id=job_id, tenant=tenant.name, worker=worker
                 )
+                held_reason = "tenant suspended"
                 decline = False
             elif _should_decline(session, current, worker, settings):
                 decline = True
+            elif (held := _hold_for_quota(session, current, tenant, worker)) is not None:
+                # Held, not run: a job of the tenant that stops running releases it (tenancy/quotas.py).
+                held_reason = "tenant runs its max_running_jobs"
+                decline = False
             else:
                 decline = False
                 attempt = current.attempt + 1
@@ -270,10 +277,10 @@ def _claim(job_id: str, worker: str, settings: Settings) -> tuple[Job, int, str]
         log.info("job not claimable; skipping", job_id=job_id, reason=exc.reason)
         return None
     if held is not None:
-        log.info("tenant suspended; job held pending", job_id=job_id)
+        log.info("job held pending", job_id=job_id, reason=held_reason)
         _quietly(
             lambda: state_machine.announce(
-                get_redis(), held, reason="tenant suspended", ttl_seconds=settings.events_ttl_seconds
+                get_redis(), held, reason=held_reason, ttl_seconds=settings.events_ttl_seconds
             ),
             "state event not published",
         )
@@ -283,6 +290,14 @@ def _claim(job_id: str, worker: str, settings: Settings) -> tuple[Job, int, str]
         _pass_on(job_id, "this GPU worker failed it before and another one is available")
         return None
     return job, attempt, tenant_name
+
+
+def _hold_for_quota(session: Any, job: Job, tenant: Tenant | None, worker: str) -> Job | None:
+    """The job moved to `pending` when its tenant already runs its max_running_jobs; else None."""
+    if tenant is None or job.state != JobState.queued:
+        return None
+    limits = quotas.settings_quotas(tenant.settings)
+    return quotas.hold_if_full(session, job=job, tenant=tenant.name, quotas=limits, worker=worker)
 
 
 def _should_decline(session: Any, job: Job, worker: str, settings: Settings) -> bool:
@@ -400,6 +415,11 @@ def _record(job_id: str, ending: Ending, *, worker: str, attempt: int, settings:
         "state event not published",
     )
     log.info("job ended", state=job.state, failure_class=job.failure_class, reason=ending.reason)
+    # A running slot of the tenant came free: the oldest job held for it may go (the beat also sweeps).
+    try:
+        quotas.release_and_dispatch(tenant_id=job.tenant_id, settings=settings)
+    except Exception as exc:  # the ending is recorded; the beat's sweep releases them instead
+        log.warning("held jobs not released", error=f"{type(exc).__name__}: {exc}")
 
 
 def _end(

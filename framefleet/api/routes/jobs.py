@@ -34,10 +34,14 @@ from framefleet.jobs.locations import location_problem
 from framefleet.keys import Principal
 from framefleet.scheduling.registry import WorkerCache
 from framefleet.storage.namespace import Namespace, namespace_for
+from framefleet.tenancy import quotas
 from framefleet.tenancy import service as tenancy_service
 from framefleet.tenancy.permissions import allows
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+# Retry-After on a quota refusal: waiting jobs start and end within seconds to minutes.
+QUOTA_RETRY_AFTER_SECONDS = 30
 
 Reader = Annotated[Principal, requires("jobs:read")]
 Submitter = Annotated[Principal, requires("jobs:submit")]
@@ -90,6 +94,11 @@ def _location(job: Job) -> str:
         **_AUTH,
         **_FORBIDDEN,
         **_INVALID,
+        429: {
+            "model": ProblemView,
+            "description": "Rate limit spent (`rate-limited`) or a quota full (`quota-exceeded`: `quota`, "
+            "`usage`, `limit`); see Retry-After",
+        },
     },
     summary="Submit a job",
 )
@@ -148,6 +157,16 @@ async def submit(
         replay = await in_thread(session, _replay, principal, idempotency_key, row["spec_hash"])
         if replay is not None:
             return replay
+    if principal.quotas.max_queued_jobs is not None:
+        over = await in_thread(session, _queued_over, principal)
+        if over is not None:
+            usage, limit = over
+            raise Problem(
+                "quota-exceeded",
+                f"tenant {principal.tenant!r} has {usage} jobs waiting, its max_queued_jobs quota is {limit}",
+                headers={"Retry-After": str(QUOTA_RETRY_AFTER_SECONDS)},
+                extensions={"quota": "max_queued_jobs", "usage": usage, "limit": limit},
+            )
     intake: Intake = request.app.state.intake
     try:
         job = await asyncio.wrap_future(intake.enqueue(row))
@@ -159,6 +178,10 @@ async def submit(
         return replay
     metrics.JOBS_SUBMITTED.labels(job.priority).inc()
     return json_response(service.job_view(job, []), 201, {"Location": _location(job)})
+
+
+def _queued_over(session: Session, principal: Principal) -> tuple[int, int] | None:
+    return quotas.queued_over(session, tenant_id=principal.tenant_id, quotas=principal.quotas)
 
 
 def as_tenant(session: Session, caller: Principal, tenant: str | None) -> Principal:

@@ -19,6 +19,7 @@ from framefleet.keys import Principal
 from framefleet.tenancy import audit, service
 from framefleet.tenancy.audit import Actor
 from framefleet.tenancy.permissions import ROLES, allows
+from framefleet.tenancy.quotas import quotas_of
 from framefleet.tenancy.ratelimit import tenant_limits
 
 router = APIRouter(prefix="/v1", tags=["tenancy"])
@@ -39,7 +40,9 @@ AuditReader = Annotated[Principal, requires("audit:read")]
 
 
 def _checked_settings(value: dict[str, Any]) -> dict[str, Any]:
-    tenant_limits(value)  # a malformed `rate_limits` is a 422 naming it
+    # A malformed `rate_limits` or `quotas` is a 422 naming it.
+    tenant_limits(value)
+    quotas_of(value)
     return value
 
 
