@@ -173,6 +173,22 @@ class JobTransition(Base):
     actor: Mapped[str | None] = mapped_column(sa.String(64), default=None)
 
 
+class TenantUsage(Base):
+    """What a tenant used in one calendar month (UTC), counted when its jobs succeed (migration 0007).
+
+    Kept as counters so that quota checks and reports read a few rows, never the tenant's jobs;
+    tenancy/usage.py `reconcile` recomputes them from the jobs and outputs.
+    """
+
+    __tablename__ = "tenant_usage"
+
+    tenant_id: Mapped[int] = mapped_column(sa.ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True)
+    period: Mapped[str] = mapped_column(sa.String(7), primary_key=True)  # "2026-12"
+    jobs_succeeded: Mapped[int] = mapped_column(default=0)
+    media_seconds: Mapped[float] = mapped_column(default=0.0)
+    output_bytes: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+
+
 class JobOutput(Base):
     __tablename__ = "job_outputs"
     __table_args__ = (sa.UniqueConstraint("job_id", "name", name="uq_job_outputs_name"),)

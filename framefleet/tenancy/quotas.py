@@ -1,7 +1,8 @@
-"""Job quotas per tenant (its settings' `quotas`): how many jobs may wait, and how many may run at once.
+"""Quotas per tenant (its settings' `quotas`), each optional.
 
-- `max_queued_jobs`: a hard limit. A submission that finds the tenant's waiting jobs (pending, queued,
-  retrying) at it is refused, 429 `quota-exceeded`.
+- `max_queued_jobs`, `media_minutes_per_month`, `output_bytes`: hard limits. A submission that finds the
+  tenant's waiting jobs (pending, queued, retrying), this month's media minutes or its stored output bytes
+  (tenancy/usage.py) at the limit is refused, 429 `quota-exceeded`.
 - `max_running_jobs`: never refuses. A worker that takes a job of a tenant already running its limit moves
   it `queued → pending` (reason `quota-running`); when one of the tenant's jobs stops running, the held
   jobs are queued again oldest first, as many as there are free slots. The beat does the same every few
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import redis
@@ -28,6 +30,7 @@ from framefleet.jobs import state_machine
 from framefleet.jobs.dispatch import dispatch_many
 from framefleet.logging import get_logger
 from framefleet.redis_client import get_redis
+from framefleet.tenancy import usage
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -45,6 +48,8 @@ WAITING = (JobState.pending, JobState.queued, JobState.retrying)
 class Quotas:
     max_queued_jobs: int | None = None
     max_running_jobs: int | None = None
+    media_minutes_per_month: int | None = None
+    output_bytes: int | None = None
 
 
 def quotas_of(settings: Mapping[str, Any] | None) -> Quotas:
@@ -55,7 +60,7 @@ def quotas_of(settings: Mapping[str, Any] | None) -> Quotas:
     raw = (settings or {}).get("quotas")
     if raw is None:
         return Quotas()
-    fields = ("max_queued_jobs", "max_running_jobs")
+    fields = ("max_queued_jobs", "max_running_jobs", "media_minutes_per_month", "output_bytes")
     if not isinstance(raw, Mapping) or not set(raw) <= set(fields):
         raise ValueError(f"settings.quotas may hold {', '.join(fields)}")
     for name, value in raw.items():
@@ -75,13 +80,56 @@ def count_upto(session: Session, tenant_id: int, states: Sequence[JobState], bou
     return int(session.scalar(sa.select(sa.func.count()).select_from(inner)) or 0)
 
 
-def queued_over(session: Session, *, tenant_id: int, quotas: Quotas) -> tuple[int, int] | None:
-    """(usage, limit) when the tenant's waiting jobs are at max_queued_jobs; None when one more fits."""
-    limit = quotas.max_queued_jobs
-    if limit is None:
-        return None
-    usage = count_upto(session, tenant_id, WAITING, limit + 1)
-    return (usage, limit) if usage >= limit else None
+@dataclass(frozen=True)
+class Over:
+    """A hard quota a submission found spent."""
+
+    quota: str
+    usage: float
+    limit: int
+
+
+def submission_over(session: Session, *, tenant_id: int, quotas: Quotas, now: datetime) -> Over | None:
+    """The first hard quota the tenant has spent (a new job would be refused); None when one more fits."""
+    if quotas.max_queued_jobs is not None:
+        waiting = count_upto(session, tenant_id, WAITING, quotas.max_queued_jobs + 1)
+        if waiting >= quotas.max_queued_jobs:
+            return Over("max_queued_jobs", waiting, quotas.max_queued_jobs)
+    if quotas.media_minutes_per_month is not None:
+        row = usage.month(session, tenant_id=tenant_id, period=usage.period_of(now))
+        minutes = round((row.media_seconds if row else 0.0) / 60, 3)
+        if minutes >= quotas.media_minutes_per_month:
+            return Over("media_minutes_per_month", minutes, quotas.media_minutes_per_month)
+    if quotas.output_bytes is not None:
+        stored = usage.stored_bytes(session, tenant_id=tenant_id)
+        if stored >= quotas.output_bytes:
+            return Over("output_bytes", stored, quotas.output_bytes)
+    return None
+
+
+def report(session: Session, *, tenant: Tenant, now: datetime) -> dict[str, Any]:
+    """Usage against each quota now, and every month's usage (GET /v1/usage, `framefleet tenants usage`)."""
+    limits = settings_quotas(tenant.settings)
+    counts = dict(
+        session.execute(
+            sa.select(Job.state, sa.func.count())
+            .where(Job.tenant_id == tenant.id, Job.state.in_([s.value for s in (*WAITING, JobState.running)]))
+            .group_by(Job.state)
+        ).all()
+    )
+    this_month = usage.month(session, tenant_id=tenant.id, period=usage.period_of(now))
+    current = {
+        "max_queued_jobs": sum(counts.get(s.value, 0) for s in WAITING),
+        "max_running_jobs": counts.get(JobState.running.value, 0),
+        "media_minutes_per_month": round((this_month.media_seconds if this_month else 0.0) / 60, 3),
+        "output_bytes": usage.stored_bytes(session, tenant_id=tenant.id),
+    }
+    return {
+        "tenant": tenant.name,
+        "period": usage.period_of(now),
+        "quotas": {name: {"usage": value, "limit": getattr(limits, name)} for name, value in current.items()},
+        "periods": usage.periods(session, tenant_id=tenant.id),
+    }
 
 
 def _lock_tenant(session: Session, tenant_id: int) -> None:

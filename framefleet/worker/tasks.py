@@ -46,7 +46,7 @@ from framefleet.media.runner import AttemptLimits, FfmpegAborted, attempt_limits
 from framefleet.redis_client import get_redis, reset_clients
 from framefleet.scheduling import registry
 from framefleet.scheduling.outcomes import fail_attempt
-from framefleet.tenancy import quotas
+from framefleet.tenancy import quotas, usage
 from framefleet.tenancy import service as tenancy_service
 from framefleet.tenancy.access import SUSPENDED
 from framefleet.worker import heartbeat, shutdown, trial
@@ -353,6 +353,13 @@ def _record(job_id: str, ending: Ending, *, worker: str, attempt: int, settings:
                 assert ending.published is not None
                 session.execute(sa.delete(JobOutput).where(JobOutput.job_id == job_id))
                 session.add_all(ending.published.rows)
+                # Counted with the success itself: quotas and reports read the month's row, not the jobs.
+                usage.record_success(
+                    session,
+                    tenant_id=job.tenant_id,
+                    outputs=ending.published.rows,
+                    at=job.finished_at or utcnow(),
+                )
             elif ending.kind == "canceled":
                 job = _end(
                     session,

@@ -11,9 +11,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from framefleet.config import Settings
-from framefleet.db.models import Job
+from framefleet.db.models import Job, JobOutput
 from framefleet.db.session import session_scope
-from framefleet.tenancy import quotas
+from framefleet.tenancy import quotas, usage
 from tests.api.conftest import KeyMaker, job_body, move_job, submit
 
 
@@ -89,3 +89,69 @@ def test_running_quota_holds_jobs_and_releases_them_in_submission_order(
     move_job(api_settings.database_url, ids[1], "failed")
     assert quotas.sweep(api_settings) == 1
     assert client.get(f"/v1/jobs/{ids[2]}", headers=member).json()["state"] == "queued"
+
+
+def _succeed_with_outputs(database_url: str, job_id: str, *sizes_and_seconds: tuple[int, float]) -> None:
+    """Finish a job as the worker does: outputs recorded and counted with the success."""
+    move_job(database_url, job_id, "running", "succeeded")
+    with session_scope(database_url) as session:
+        job = session.get(Job, job_id)
+        assert job is not None and job.finished_at is not None
+        rows = [
+            JobOutput(
+                job_id=job_id,
+                name=f"o{i}",
+                uri=f"file:///x/{i}",
+                container="mp4",
+                size_bytes=size,
+                duration_seconds=seconds,
+            )
+            for i, (size, seconds) in enumerate(sizes_and_seconds)
+        ]
+        session.add_all(rows)
+        usage.record_success(session, tenant_id=job.tenant_id, outputs=rows, at=job.finished_at)
+
+
+def test_usage_counts_succeeded_jobs_and_the_media_and_output_quotas_refuse(
+    client: TestClient, make_key: KeyMaker, api_settings: Settings
+) -> None:
+    name, member = _tenant(client, make_key, {"media_minutes_per_month": 3, "output_bytes": 10_000})
+    first, second = submit(client, member)["id"], submit(client, member)["id"]
+    _succeed_with_outputs(api_settings.database_url, first, (1000, 60.0), (500, 60.0))
+    _succeed_with_outputs(api_settings.database_url, second, (2000, 90.0))
+    own = client.get("/v1/usage", headers=member)
+    assert own.status_code == 200, own.text
+    view = own.json()
+    assert view["tenant"] == name
+    assert view["quotas"]["media_minutes_per_month"] == {"usage": 2.5, "limit": 3}
+    assert view["quotas"]["output_bytes"] == {"usage": 3500, "limit": 10_000}
+    assert view["quotas"]["max_running_jobs"] == {"usage": 0, "limit": None}
+    assert view["periods"] == [
+        {"period": view["period"], "jobs_succeeded": 2, "media_minutes": 2.5, "output_bytes": 3500}
+    ]
+    # The admin route shows the same; it is the installation's (tenants:read).
+    assert client.get(f"/v1/tenants/{name}/usage", headers=make_key()).json() == view
+    assert client.get(f"/v1/tenants/{name}/usage", headers=member).status_code == 403
+    # Counters recomputed from the rows agree with those counted on the way.
+    with session_scope(api_settings.database_url) as session:
+        tenant_id = session.get(Job, first).tenant_id  # type: ignore[union-attr]
+        assert usage.reconcile(session, tenant_id=tenant_id) == 1
+    assert client.get("/v1/usage", headers=member).json() == view
+    # Still under 3 minutes: one more fits; at 3 the month's quota is spent.
+    third = submit(client, member)["id"]
+    _succeed_with_outputs(api_settings.database_url, third, (100, 30.0))
+    refused = client.post("/v1/jobs", json=job_body(), headers=member)
+    assert refused.status_code == 429, refused.text
+    assert (refused.json()["quota"], refused.json()["usage"], refused.json()["limit"]) == (
+        "media_minutes_per_month",
+        3.0,
+        3,
+    )
+    # Output bytes stored: raising the media quota leaves the byte quota to refuse.
+    limits = {"quotas": {"output_bytes": 3600}}
+    assert (
+        client.patch(f"/v1/tenants/{name}", json={"settings": limits}, headers=make_key()).status_code == 200
+    )
+    member = make_key(tenant=name, role="member")  # a fresh key: no cached principal with the old quotas
+    refused = client.post("/v1/jobs", json=job_body(), headers=member)
+    assert refused.json()["quota"] == "output_bytes" and refused.json()["usage"] == 3600

@@ -65,3 +65,12 @@ def test_a_tenant_runs_at_most_its_max_running_jobs_and_none_is_lost(
     assert held >= 1
     # Released in submission order: they started in the order they were submitted.
     assert [start for start, _ in runs] == sorted(start for start, _ in runs)
+    # Each success was counted by the worker as it was recorded: no scan, same figures as the rows.
+    sizes = [
+        output["size_bytes"]
+        for job_id in ids
+        for output in api.get(f"/v1/jobs/{job_id}", headers={"X-API-Key": member}).json()["outputs"]
+    ]
+    month = api.get("/v1/usage", headers={"X-API-Key": member}).json()["periods"][0]
+    assert (month["jobs_succeeded"], month["output_bytes"]) == (4, sum(sizes))
+    assert month["media_minutes"] > 0

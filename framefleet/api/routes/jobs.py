@@ -24,7 +24,7 @@ from framefleet.config import Settings
 from framefleet.core.spec import JobSpec, Priority
 from framefleet.core.states import TERMINAL, JobState
 from framefleet.core.timeouts import TimeLimits, override_error
-from framefleet.db.models import Job
+from framefleet.db.models import Job, utcnow
 from framefleet.db.session import session_scope
 from framefleet.events import is_valid_id
 from framefleet.jobs import service
@@ -157,15 +157,15 @@ async def submit(
         replay = await in_thread(session, _replay, principal, idempotency_key, row["spec_hash"])
         if replay is not None:
             return replay
-    if principal.quotas.max_queued_jobs is not None:
-        over = await in_thread(session, _queued_over, principal)
+    if principal.quotas != quotas.Quotas():
+        over = await in_thread(session, _quota_over, principal)
         if over is not None:
-            usage, limit = over
             raise Problem(
                 "quota-exceeded",
-                f"tenant {principal.tenant!r} has {usage} jobs waiting, its max_queued_jobs quota is {limit}",
+                f"tenant {principal.tenant!r} has spent its {over.quota} quota: "
+                f"{over.usage:g} of {over.limit}",
                 headers={"Retry-After": str(QUOTA_RETRY_AFTER_SECONDS)},
-                extensions={"quota": "max_queued_jobs", "usage": usage, "limit": limit},
+                extensions={"quota": over.quota, "usage": over.usage, "limit": over.limit},
             )
     intake: Intake = request.app.state.intake
     try:
@@ -180,8 +180,10 @@ async def submit(
     return json_response(service.job_view(job, []), 201, {"Location": _location(job)})
 
 
-def _queued_over(session: Session, principal: Principal) -> tuple[int, int] | None:
-    return quotas.queued_over(session, tenant_id=principal.tenant_id, quotas=principal.quotas)
+def _quota_over(session: Session, principal: Principal) -> quotas.Over | None:
+    return quotas.submission_over(
+        session, tenant_id=principal.tenant_id, quotas=principal.quotas, now=utcnow()
+    )
 
 
 def as_tenant(session: Session, caller: Principal, tenant: str | None) -> Principal:
