@@ -159,7 +159,7 @@ def run_job(self: object, job_id: str) -> None:
     claimed = _claim(job_id, worker, settings)
     if claimed is None:
         return
-    job, attempt, tenant_name = claimed
+    job, attempt, tenant_name, running_quota = claimed
     structlog.contextvars.bind_contextvars(job_id=job_id, tenant=tenant_name, attempt=attempt, worker=worker)
     redis_client = get_redis()
     _quietly(
@@ -182,7 +182,7 @@ def run_job(self: object, job_id: str) -> None:
         ending = _run_attempt(job, tenant_name, settings, redis_client, attempt, limits)
         if limits.limit_seconds is not None:
             ending.values["run_limit_seconds"] = round(limits.limit_seconds, 3)
-        _record(job_id, ending, worker=worker, attempt=attempt, settings=settings)
+        _record(job_id, ending, worker=worker, attempt=attempt, settings=settings, release=running_quota)
     finally:
         # Only now: until its ending is recorded, the heartbeat must keep saying this job runs here, or
         # the reaper could take a finished job for an orphan.
@@ -231,8 +231,11 @@ def _run_attempt(
     return Ending("succeeded", "all outputs published", values={"progress": 100.0}, published=published)
 
 
-def _claim(job_id: str, worker: str, settings: Settings) -> tuple[Job, int, str] | None:
-    """Compare-and-set queued → running for a new attempt; None when this delivery has nothing to do."""
+def _claim(job_id: str, worker: str, settings: Settings) -> tuple[Job, int, str, bool] | None:
+    """Compare-and-set queued → running for a new attempt; None when this delivery has nothing to do.
+
+    The last item says whether the tenant has a max_running_jobs quota (its ending then releases a held job).
+    """
     try:
         with session_scope() as session:
             current = session.get(Job, job_id)
@@ -272,6 +275,9 @@ def _claim(job_id: str, worker: str, settings: Settings) -> tuple[Job, int, str]
                 # worker running the job from the commit that made it running.
                 heartbeat.record_current(session, worker, job_id, attempt)
                 tenant_name = tenant.name if tenant else str(job.tenant_id)
+                running_quota = tenant is not None and (
+                    quotas.settings_quotas(tenant.settings).max_running_jobs is not None
+                )
     except TransitionError as exc:
         # Canceled while queued, or another delivery already owns it: this message has nothing to do.
         log.info("job not claimable; skipping", job_id=job_id, reason=exc.reason)
@@ -289,7 +295,7 @@ def _claim(job_id: str, worker: str, settings: Settings) -> tuple[Job, int, str]
         time.sleep(DECLINE_PAUSE_SECONDS)  # let another worker take it rather than bouncing at full speed
         _pass_on(job_id, "this GPU worker failed it before and another one is available")
         return None
-    return job, attempt, tenant_name
+    return job, attempt, tenant_name, running_quota
 
 
 def _hold_for_quota(session: Any, job: Job, tenant: Tenant | None, worker: str) -> Job | None:
@@ -333,8 +339,13 @@ def _remove_stale_attempts(job_dir: Path, attempt: int) -> None:
 # ---------------------------------------------------------------- endings
 
 
-def _record(job_id: str, ending: Ending, *, worker: str, attempt: int, settings: Settings) -> None:
-    """Write the attempt's ending through the state machine, unless the job was taken from this attempt."""
+def _record(
+    job_id: str, ending: Ending, *, worker: str, attempt: int, settings: Settings, release: bool = False
+) -> None:
+    """Write the attempt's ending through the state machine, unless the job was taken from this attempt.
+
+    `release`: the tenant has a max_running_jobs quota, so the freed slot may let a held job go.
+    """
     redispatch = False
     try:
         with session_scope() as session:
@@ -422,6 +433,8 @@ def _record(job_id: str, ending: Ending, *, worker: str, attempt: int, settings:
         "state event not published",
     )
     log.info("job ended", state=job.state, failure_class=job.failure_class, reason=ending.reason)
+    if not release:
+        return
     # A running slot of the tenant came free: the oldest job held for it may go (the beat also sweeps).
     try:
         quotas.release_and_dispatch(tenant_id=job.tenant_id, settings=settings)
