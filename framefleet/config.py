@@ -123,6 +123,11 @@ class Settings(BaseSettings):
         default_factory=lambda: {"burst": 300.0, "per_second": 50.0}
     )
 
+    # Fair share (scheduling/fairshare.py): jobs of one tenant queued in one queue at once, times its weight
+    # (settings `fair_share.weight`); the rest wait `pending` (fair-share) in the database. 0 (the default):
+    # off, every job is published at once, first in first out per queue.
+    fair_share_in_flight: int = Field(default=0, ge=0)
+
     # Worker
     pool: Literal["cpu", "gpu"] = "cpu"
     worker_concurrency: int = 1

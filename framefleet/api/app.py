@@ -128,7 +128,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from framefleet.celery_app import celery_for
 
     app.state.celery = celery_for(settings)
-    app.state.intake = Intake(settings.database_url, app.state.celery)
+    app.state.intake = Intake(
+        settings.database_url, app.state.celery, fair_share_in_flight=settings.fair_share_in_flight
+    )
     app.state.key_cache = KeyCache(settings.api_key_cache_seconds)
     app.state.audit_writer = AuditWriter(settings.database_url)
     app.state.worker_cache = WorkerCache(settings.admission_cache_seconds)

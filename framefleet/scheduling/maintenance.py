@@ -39,7 +39,7 @@ from framefleet.jobs.dispatch import dispatch, queue_priority
 from framefleet.logging import get_logger
 from framefleet.queues import queue_name
 from framefleet.redis_client import get_redis
-from framefleet.scheduling import broker
+from framefleet.scheduling import broker, fairshare
 from framefleet.scheduling.aging import aged_priority, is_higher
 from framefleet.scheduling.outcomes import fail_attempt
 from framefleet.tenancy import quotas
@@ -374,6 +374,10 @@ class Maintenance:
             Task("aging", s.aging_interval_seconds, lambda: age_waiting_jobs(s, celery=self.celery)),
             # Jobs held for a tenant's max_running_jobs whose release a worker did not get to write.
             Task("quotas", s.retry_promote_interval_seconds, lambda: quotas.sweep(s, celery=self.celery)),
+            # Tenants below their fair share of a queue while jobs of theirs wait (cancels, lost releases).
+            Task(
+                "fair-share", s.retry_promote_interval_seconds, lambda: fairshare.sweep(s, celery=self.celery)
+            ),
         ]
 
     def tick(self) -> None:

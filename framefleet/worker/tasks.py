@@ -38,13 +38,13 @@ from framefleet.core.timeouts import TimeLimits, run_limit
 from framefleet.db.models import Job, JobOutput, Tenant, utcnow
 from framefleet.db.session import dispose_all, session_scope
 from framefleet.jobs import state_machine
-from framefleet.jobs.dispatch import dispatch
+from framefleet.jobs.dispatch import dispatch, dispatch_many
 from framefleet.jobs.service import cancel_key
 from framefleet.logging import configure_logging, get_logger
 from framefleet.media.ffmpeg import ffmpeg_path
 from framefleet.media.runner import AttemptLimits, FfmpegAborted, attempt_limits
 from framefleet.redis_client import get_redis, reset_clients
-from framefleet.scheduling import registry
+from framefleet.scheduling import fairshare, registry
 from framefleet.scheduling.outcomes import fail_attempt
 from framefleet.tenancy import quotas, usage
 from framefleet.tenancy import service as tenancy_service
@@ -245,6 +245,7 @@ def _claim(job_id: str, worker: str, settings: Settings) -> tuple[Job, int, str,
             tenant = session.get(Tenant, current.tenant_id)
             held = None
             held_reason = ""
+            successors: list[Job] = []
             if tenant is not None and tenant.status == SUSPENDED and current.state == JobState.queued:
                 # Held, not run: reactivating the tenant queues it again (tenancy/service.py).
                 held = tenancy_service.hold_for_suspension(
@@ -271,6 +272,9 @@ def _claim(job_id: str, worker: str, settings: Settings) -> tuple[Job, int, str,
                     attempt=current.attempt,
                     values={"attempt": attempt, "worker": worker, "started_at": utcnow(), "progress": 0.0},
                 )
+                # The job left its queue: its tenant's next job waiting for its fair share takes its place.
+                if settings.fair_share_in_flight > 0:
+                    successors = fairshare.release_next(session, job=job)
                 # Advertised in the claim's own transaction: GET /v1/workers and the reaper see this
                 # worker running the job from the commit that made it running.
                 heartbeat.record_current(session, worker, job_id, attempt)
@@ -291,6 +295,8 @@ def _claim(job_id: str, worker: str, settings: Settings) -> tuple[Job, int, str,
             "state event not published",
         )
         return None
+    if successors:
+        dispatch_many(successors)
     if decline:
         time.sleep(DECLINE_PAUSE_SECONDS)  # let another worker take it rather than bouncing at full speed
         _pass_on(job_id, "this GPU worker failed it before and another one is available")

@@ -52,6 +52,11 @@ def test_malformed_quotas_are_refused(client: TestClient, make_key: KeyMaker) ->
     assert "settings.quotas.max_running_jobs" in answer.text
     with pytest.raises(ValueError, match="may hold"):
         quotas.quotas_of({"quotas": {"max_gpus": 1}})
+    weightless = {"fair_share": {"weight": 0}}
+    answer = client.post(
+        "/v1/tenants", json={"name": f"q-{uuid.uuid4().hex[:6]}", "settings": weightless}, headers=make_key()
+    )
+    assert answer.status_code == 422 and "settings.fair_share.weight" in answer.text
 
 
 def test_running_quota_holds_jobs_and_releases_them_in_submission_order(

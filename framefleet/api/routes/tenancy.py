@@ -17,6 +17,7 @@ from framefleet.api.responses import json_response
 from framefleet.api.schemas import ProblemView
 from framefleet.db.models import utcnow
 from framefleet.keys import Principal
+from framefleet.scheduling.fairshare import weight_of
 from framefleet.tenancy import audit, quotas, service
 from framefleet.tenancy.audit import Actor
 from framefleet.tenancy.permissions import ROLES, allows
@@ -45,6 +46,7 @@ def _checked_settings(value: dict[str, Any]) -> dict[str, Any]:
     # A malformed `rate_limits` or `quotas` is a 422 naming it.
     tenant_limits(value)
     quotas_of(value)
+    weight_of(value)
     return value
 
 
