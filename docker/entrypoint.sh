@@ -26,7 +26,7 @@ if [ "${1:-}" = --reload ]; then
   src=$(python -c 'import framefleet, os; print(os.path.dirname(framefleet.__file__))')
   if [ "${1:-api}" = api ]; then
     shift $(( $# > 0 ? 1 : 0 ))
-    exec uvicorn framefleet.api.app:create_app --factory --reload --reload-dir "$src" \
+    exec uvicorn framefleet.api.app:create_app --factory --reload --reload-dir "$src" --no-proxy-headers \
       --host "${FRAMEFLEET_API_HOST:-0.0.0.0}" --port "${FRAMEFLEET_API_PORT:-8000}" "$@"
   fi
   exec watchfiles --filter python "framefleet-entrypoint $*" "$src"

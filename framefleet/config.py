@@ -5,12 +5,16 @@ docs/configuration.md lists each setting with its default; keep the two in step.
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from framefleet.tenancy.permissions import ROLES
+from framefleet.tenancy.ratelimit import Bucket, parse_bucket
 
 # The job priorities, highest first (core/spec.py's Priority; spelled out so settings load without the spec).
 PriorityName = Literal["live", "high", "normal", "low", "batch"]
@@ -97,6 +101,32 @@ class Settings(BaseSettings):
     # At least the event hub's XREAD batch (100 per job): one batch is put in every queue at once, so a
     # smaller buffer would cut off even a client that keeps up.
     sse_client_buffer_events: int = Field(default=1_000, ge=100)
+    # Addresses of the proxies (CIDRs) whose X-Forwarded-For names the client; from any other peer the
+    # header is ignored. The one client address feeds key CIDR allowlists, rate limits and the audit log.
+    trusted_proxies: list[str] = Field(default_factory=list)
+    # Request rate limits (token buckets in Redis shared by every API process, docs/security.md): per key by
+    # its role, per tenant, and per client address for requests without a valid key. A tenant's settings
+    # may override the first two (`rate_limits`).
+    rate_limits_enabled: bool = True
+    rate_limit_roles: dict[str, dict[str, float]] = Field(
+        default_factory=lambda: {
+            "admin": {"burst": 200.0, "per_second": 50.0},
+            "operator": {"burst": 200.0, "per_second": 50.0},
+            "member": {"burst": 200.0, "per_second": 50.0},
+            "viewer": {"burst": 100.0, "per_second": 20.0},
+        }
+    )
+    rate_limit_tenant: dict[str, float] = Field(
+        default_factory=lambda: {"burst": 1000.0, "per_second": 200.0}
+    )
+    rate_limit_anonymous: dict[str, float] = Field(
+        default_factory=lambda: {"burst": 300.0, "per_second": 50.0}
+    )
+
+    # Fair share (scheduling/fairshare.py): jobs of one tenant queued in one queue at once, times its weight
+    # (settings `fair_share.weight`); the rest wait `pending` (fair-share) in the database. 0 (the default):
+    # off, every job is published at once, first in first out per queue.
+    fair_share_in_flight: int = Field(default=0, ge=0)
 
     # Worker
     pool: Literal["cpu", "gpu"] = "cpu"
@@ -212,9 +242,23 @@ class Settings(BaseSettings):
         if "*" in self.cors_origins:
             raise ValueError("FRAMEFLEET_CORS_ORIGINS lists origins; '*' (any origin) is not allowed")
         self.cors_origins = [origin.rstrip("/") for origin in self.cors_origins]
+        self.trusted_proxies = [str(ipaddress.ip_network(net, strict=False)) for net in self.trusted_proxies]
+        self.rate_limit_buckets()  # malformed limits refuse to start
         if self.env == "prod" and self.secret_key.strip().lower() in PLACEHOLDER_SECRETS:
             raise ValueError("FRAMEFLEET_SECRET_KEY must be set to a real secret when FRAMEFLEET_ENV=prod")
         return self
+
+    def rate_limit_buckets(self) -> tuple[dict[str, Bucket], Bucket, Bucket]:
+        """The default buckets: per role (every role has one), per tenant, per anonymous client address."""
+        if set(self.rate_limit_roles) != set(ROLES):
+            raise ValueError(f"FRAMEFLEET_RATE_LIMIT_ROLES must give a bucket for each of {', '.join(ROLES)}")
+        roles = {
+            role: parse_bucket(value, field=f"FRAMEFLEET_RATE_LIMIT_ROLES.{role}")
+            for role, value in self.rate_limit_roles.items()
+        }
+        tenant = parse_bucket(self.rate_limit_tenant, field="FRAMEFLEET_RATE_LIMIT_TENANT")
+        anonymous = parse_bucket(self.rate_limit_anonymous, field="FRAMEFLEET_RATE_LIMIT_ANONYMOUS")
+        return roles, tenant, anonymous
 
     @property
     def work_root(self) -> Path:

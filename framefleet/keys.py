@@ -10,7 +10,7 @@ import hashlib
 import ipaddress
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -18,7 +18,12 @@ from sqlalchemy.orm import Session
 
 from framefleet.core.specbase import NAME_PATTERN
 from framefleet.db.models import ApiKey, Tenant, utcnow
+from framefleet.logging import get_logger
 from framefleet.tenancy.permissions import ALIASES, ROLES, canonical_role
+from framefleet.tenancy.quotas import Quotas, quotas_of
+from framefleet.tenancy.ratelimit import TenantLimits, tenant_limits
+
+log = get_logger(__name__)
 
 __all__ = ["KEY_PREFIX", "ROLES", "Principal", "authenticate", "create_key", "hash_key", "looks_like_key"]
 
@@ -38,6 +43,10 @@ class Principal:
     tenant_status: str = "active"
     expires_at: datetime | None = None
     networks: tuple[Network, ...] = ()
+    # The tenant's own rate limits (its settings' `rate_limits`), read with the key and cached with it.
+    limits: TenantLimits = field(default_factory=TenantLimits)
+    # The tenant's job quotas (its settings' `quotas`), cached the same way.
+    quotas: Quotas = field(default_factory=Quotas)
 
     @property
     def actor(self) -> str:
@@ -127,13 +136,24 @@ def authenticate(session: Session, raw: str) -> Principal | None:
     if not looks_like_key(raw):
         return None
     row = session.execute(
-        sa.select(ApiKey, Tenant.name, Tenant.status)
+        sa.select(ApiKey, Tenant.name, Tenant.status, Tenant.settings)
         .join(Tenant, Tenant.id == ApiKey.tenant_id)
         .where(ApiKey.key_hash == hash_key(raw), ApiKey.revoked_at.is_(None))
     ).one_or_none()
     if row is None:
         return None
-    key, tenant_name, tenant_status = row
+    key, tenant_name, tenant_status, tenant_settings = row
+    try:
+        limits = tenant_limits(tenant_settings)
+    except ValueError as exc:
+        # Settings are checked when written; rows from before that check fall back to the defaults.
+        log.warning("tenant rate limits ignored", tenant=tenant_name, error=str(exc))
+        limits = TenantLimits()
+    try:
+        quotas = quotas_of(tenant_settings)
+    except ValueError as exc:
+        log.warning("tenant quotas ignored", tenant=tenant_name, error=str(exc))
+        quotas = Quotas()
     return Principal(
         tenant_id=key.tenant_id,
         tenant=tenant_name,
@@ -143,6 +163,8 @@ def authenticate(session: Session, raw: str) -> Principal | None:
         tenant_status=tenant_status,
         expires_at=key.expires_at,
         networks=tuple(ipaddress.ip_network(c) for c in key.allowed_cidrs or ()),
+        limits=limits,
+        quotas=quotas,
     )
 
 

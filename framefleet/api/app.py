@@ -14,12 +14,13 @@ from starlette.responses import RedirectResponse
 
 from framefleet.api import errors, openapi
 from framefleet.api.audit import AuditMiddleware
-from framefleet.api.auth import AuthMiddleware
+from framefleet.api.auth import AuthMiddleware, Limits
 from framefleet.api.headers import SecurityHeadersMiddleware
 from framefleet.api.hub import EventHub
 from framefleet.api.key_cache import KeyCache
 from framefleet.api.limits import AdmissionLimiter, StreamLimits
 from framefleet.api.middleware import RequestContextMiddleware
+from framefleet.api.proxies import ClientAddressMiddleware
 from framefleet.api.routes import health, jobs, tenancy, webhooks, workers
 from framefleet.api.sse import done_grace
 from framefleet.config import Settings, get_settings
@@ -27,8 +28,10 @@ from framefleet.db.session import limits_of, session_factory
 from framefleet.jobs.intake import Intake
 from framefleet.keys import Principal, authenticate, touch_key
 from framefleet.logging import configure_logging, get_logger
+from framefleet.redis_client import get_redis
 from framefleet.scheduling.registry import WorkerCache
 from framefleet.tenancy.audit import AuditWriter
+from framefleet.tenancy.ratelimit import RateLimiter
 
 OPENAPI_URL = "/v1/openapi.json"
 
@@ -62,6 +65,15 @@ def key_toucher(settings: Settings) -> Callable[[int], None]:
             session.commit()
 
     return touch
+
+
+def rate_limits(settings: Settings) -> Limits | None:
+    """The limiter with the installation's default buckets; None when limits are turned off."""
+    if not settings.rate_limits_enabled:
+        return None
+    roles, tenant, anonymous = settings.rate_limit_buckets()
+    limiter = RateLimiter(get_redis(settings.redis_url))
+    return Limits(limiter=limiter, roles=roles, tenant=tenant, anonymous=anonymous)
 
 
 def event_hub(settings: Settings) -> EventHub:
@@ -116,7 +128,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from framefleet.celery_app import celery_for
 
     app.state.celery = celery_for(settings)
-    app.state.intake = Intake(settings.database_url, app.state.celery)
+    app.state.intake = Intake(
+        settings.database_url, app.state.celery, fair_share_in_flight=settings.fair_share_in_flight
+    )
     app.state.key_cache = KeyCache(settings.api_key_cache_seconds)
     app.state.audit_writer = AuditWriter(settings.database_url)
     app.state.worker_cache = WorkerCache(settings.admission_cache_seconds)
@@ -127,14 +141,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     errors.install(app)
     openapi.install(app)
-    # The last added runs first: security headers and CORS, request context (id, log, metrics), admission,
-    # audit (so refusals are recorded), then authentication.
+    # The last added runs first: the client's address, security headers and CORS, request context (id, log,
+    # metrics), admission, audit (so refusals are recorded), then authentication and rate limits.
     app.add_middleware(
         AuthMiddleware,
         cache=app.state.key_cache,
         lookup=key_lookup(settings),
         touch=key_toucher(settings),
         busy_retry_after=settings.api_retry_after_seconds,
+        limits=rate_limits(settings),
     )
     app.add_middleware(AuditMiddleware, writer=app.state.audit_writer)
     app.add_middleware(
@@ -152,10 +167,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "PATCH", "DELETE"],
             allow_headers=["X-API-Key", "Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"],
-            expose_headers=["Location", "X-Request-ID", "Retry-After"],
+            expose_headers=[
+                "Location",
+                "X-Request-ID",
+                "Retry-After",
+                "RateLimit-Limit",
+                "RateLimit-Remaining",
+                "RateLimit-Reset",
+                "RateLimit-Policy",
+            ],
             max_age=600,
         )
     app.add_middleware(SecurityHeadersMiddleware, public_url=settings.public_url)
+    # Outermost: every layer inside sees the one client address (proxies.py).
+    app.add_middleware(ClientAddressMiddleware, trusted=settings.trusted_proxies)
     app.include_router(jobs.router)
     app.include_router(workers.router)
     app.include_router(tenancy.router)

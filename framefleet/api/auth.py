@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import anyio
-from starlette.types import ASGIApp, Receive, Scope, Send
+import redis
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from framefleet.api.errors import WWW_AUTHENTICATE, Problem, problem_response, unavailable_problem
 from framefleet.api.key_cache import KeyCache
@@ -20,6 +23,7 @@ from framefleet.db.models import utcnow
 from framefleet.keys import Principal, looks_like_key
 from framefleet.logging import get_logger
 from framefleet.tenancy.access import refusal
+from framefleet.tenancy.ratelimit import Bucket, Decision, RateLimiter
 
 log = get_logger(__name__)
 
@@ -36,6 +40,34 @@ TOUCH_INTERVAL_SECONDS = 60.0
 def unauthorized(detail: str, *, invalid: bool) -> Problem:
     challenge = WWW_AUTHENTICATE + (', error="invalid_token"' if invalid else "")
     return Problem("unauthorized", detail, headers={"WWW-Authenticate": challenge})
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The rate limiter and the installation's default buckets (Settings.rate_limit_buckets)."""
+
+    limiter: RateLimiter
+    roles: dict[str, Bucket]
+    tenant: Bucket
+    anonymous: Bucket
+
+    def buckets(self, principal: Principal | None, client_ip: str | None) -> list[tuple[str, str, Bucket]]:
+        """What a request spends: its key's and its tenant's buckets, or its address's when it has no key."""
+        if principal is None:
+            return [("client", client_ip or "unknown", self.anonymous)]
+        key = principal.limits.for_role(principal.role) or self.roles[principal.role]
+        tenant = principal.limits.tenant or self.tenant
+        return [("key", str(principal.key_id), key), ("tenant", str(principal.tenant_id), tenant)]
+
+
+def rate_limited(decision: Decision) -> Problem:
+    return Problem(
+        "rate-limited",
+        f"the {decision.scope}'s request rate limit ({decision.bucket.burst} at once, "
+        f"{decision.bucket.per_second:g} a second) is spent; retry after the time in Retry-After",
+        headers=decision.headers(),
+        extensions={"limit": decision.scope},
+    )
 
 
 MISSING = "send an API key in X-API-Key or as `Authorization: Bearer <key>`"
@@ -59,9 +91,17 @@ class AuthMiddleware:
     """Refuses /v1/ requests without a valid key (401) before the app sees them."""
 
     def __init__(
-        self, app: ASGIApp, *, cache: KeyCache, lookup: Lookup, touch: Touch, busy_retry_after: int
+        self,
+        app: ASGIApp,
+        *,
+        cache: KeyCache,
+        lookup: Lookup,
+        touch: Touch,
+        busy_retry_after: int,
+        limits: Limits | None = None,
     ) -> None:
         self.app = app
+        self.limits = limits
         self.cache = cache
         self.lookup = lookup
         self.touch = touch
@@ -97,6 +137,19 @@ class AuthMiddleware:
             self.cache.put(raw, found)
         return found
 
+    async def take(self, principal: Principal | None, client_ip: str | None) -> Decision | None:
+        """This request's rate-limit decision; None when limits are off or Redis cannot answer."""
+        if self.limits is None:
+            return None
+        try:
+            return await anyio.to_thread.run_sync(
+                self.limits.limiter.take, self.limits.buckets(principal, client_ip)
+            )
+        except redis.RedisError as exc:
+            # Fail open: Redis down is answered by the routes that need it; limits must not add an outage.
+            log.warning("rate limit not checked", error=f"{type(exc).__name__}: {exc}")
+            return None
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
         if scope["type"] != "http" or not path.startswith(PROTECTED_PREFIX) or path in PUBLIC_PATHS:
@@ -112,12 +165,16 @@ class AuthMiddleware:
                 raise
             await problem_response(outage, path)(scope, receive, send)
             return
+        client = scope.get("client")
+        client_ip = client[0] if client else None
         if principal is None:
             problem = unauthorized(UNKNOWN, invalid=True) if raw else unauthorized(MISSING, invalid=False)
+            decision = await self.take(None, client_ip)
+            if decision is not None and not decision.allowed:
+                problem = rate_limited(decision)
             await problem_response(problem, path)(scope, receive, send)
             return
-        client = scope.get("client")
-        refused = refusal(principal, now=utcnow(), client_ip=client[0] if client else None)
+        refused = refusal(principal, now=utcnow(), client_ip=client_ip)
         scope.setdefault("state", {})[STATE_KEY] = principal
         if refused is not None:
             problem = (
@@ -127,5 +184,21 @@ class AuthMiddleware:
             )
             await problem_response(problem, path)(scope, receive, send)
             return
+        decision = await self.take(principal, client_ip)
+        if decision is not None and not decision.allowed:
+            await problem_response(rate_limited(decision), path)(scope, receive, send)
+            return
         await self.record_use(principal.key_id)
-        await self.app(scope, receive, send)
+        if decision is None:
+            await self.app(scope, receive, send)
+            return
+        limit_headers = decision.headers()
+
+        async def send_with_limits(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in limit_headers.items():
+                    headers[name] = value
+            await send(message)
+
+        await self.app(scope, receive, send_with_limits)

@@ -41,6 +41,8 @@ KINDS: dict[str, tuple[int, str]] = {
     # Valid, but no known worker could ever run it: may change when workers with other capabilities join.
     "unschedulable": (422, "No worker can run this job"),
     "rate-limited": (429, "Too many requests"),
+    # A tenant's quota (settings.quotas) is spent: names the quota, its usage and its limit.
+    "quota-exceeded": (429, "Quota exceeded"),
     "internal": (500, "Internal server error"),
     "unavailable": (503, "Service unavailable"),
 }

@@ -138,6 +138,31 @@ def cmd_tenants_update(args: argparse.Namespace) -> int:
 
 
 @handled
+def cmd_tenants_usage(args: argparse.Namespace) -> int:
+    from framefleet.db.models import utcnow
+    from framefleet.tenancy import quotas, service, usage
+
+    with database() as session:
+        tenant = service.get_tenant(session, name=args.name)
+        if args.reconcile:
+            # Recomputed from the tenant's jobs and outputs, in this command's transaction.
+            usage.reconcile(session, tenant_id=tenant.id)
+        view = quotas.report(session, tenant=tenant, now=utcnow())
+    lines = [f"{'QUOTA':<26} {'USAGE':>14} LIMIT"]
+    lines += [
+        f"{name:<26} {entry['usage']:>14} {'-' if entry['limit'] is None else entry['limit']}"
+        for name, entry in view["quotas"].items()
+    ]
+    lines += ["", f"{'PERIOD':<8} {'JOBS':>8} {'MEDIA MIN':>12} {'OUTPUT BYTES':>16}"]
+    lines += [
+        f"{p['period']:<8} {p['jobs_succeeded']:>8} {p['media_minutes']:>12} {p['output_bytes']:>16}"
+        for p in view["periods"]
+    ]
+    _print(view, args.json, "\n".join(lines))
+    return 0
+
+
+@handled
 def cmd_tenants_suspend(args: argparse.Namespace) -> int:
     from framefleet.tenancy import service
     from framefleet.tenancy.audit import CLI
@@ -291,6 +316,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     update.add_argument("name")
     update.add_argument("--settings", required=True, metavar="JSON")
     update.set_defaults(handler=cmd_tenants_update)
+    usage_cmd = t_sub.add_parser("usage", help="a tenant's usage against its quotas, per month")
+    usage_cmd.add_argument("name")
+    usage_cmd.add_argument(
+        "--reconcile", action="store_true", help="recompute the counters from the jobs and outputs first"
+    )
+    usage_cmd.set_defaults(handler=cmd_tenants_usage)
     suspend = t_sub.add_parser("suspend", help="refuse the tenant's keys and hold its queued jobs")
     suspend.add_argument("name")
     suspend.add_argument("--reason")

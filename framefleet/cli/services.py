@@ -37,6 +37,8 @@ def run_api(*, host: str | None = None, port: int | None = None) -> int:
         log_config=None,
         log_level=settings.log_level.lower(),
         server_header=False,
+        # X-Forwarded-For is believed only from FRAMEFLEET_TRUSTED_PROXIES, by the app (api/proxies.py).
+        proxy_headers=False,
         # Event streams stay open; without a bound, a watching client would hold up shutdown.
         timeout_graceful_shutdown=5,
     )

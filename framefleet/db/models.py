@@ -101,6 +101,8 @@ class Job(Base):
         sa.UniqueConstraint("tenant_id", "idempotency_key", name="uq_jobs_tenant_idempotency"),
         sa.Index("ix_jobs_tenant_created", "tenant_id", "created_at", "id"),
         sa.Index("ix_jobs_state", "state"),
+        # Quota checks count one tenant's jobs in a state, bounded by the quota (tenancy/quotas.py).
+        sa.Index("ix_jobs_tenant_state", "tenant_id", "state"),
         sa.Index("ix_jobs_state_retry_at", "state", "retry_at"),
     )
 
@@ -134,7 +136,7 @@ class Job(Base):
     avoid_workers: Mapped[list[str] | None] = mapped_column(sa.JSON, default=None)
     # Why a `pending` job waits (migration 0005), e.g. "tenant-suspended"; None otherwise.
     pending_reason: Mapped[str | None] = mapped_column(sa.String(32), default=None)
-    # What all attempts so far consumed and cost (migration 0007, observability/cost.py); None before any.
+    # What all attempts so far consumed and cost (migration 0008, observability/cost.py); None before any.
     usage: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON, default=None)
 
 
@@ -171,6 +173,22 @@ class JobTransition(Base):
     attempt: Mapped[int] = mapped_column(default=0)
     # Who asked for this change when a client did (a key's "key:<id>:<prefix>"; migration 0005).
     actor: Mapped[str | None] = mapped_column(sa.String(64), default=None)
+
+
+class TenantUsage(Base):
+    """What a tenant used in one calendar month (UTC), counted when its jobs succeed (migration 0007).
+
+    Kept as counters so that quota checks and reports read a few rows, never the tenant's jobs;
+    tenancy/usage.py `reconcile` recomputes them from the jobs and outputs.
+    """
+
+    __tablename__ = "tenant_usage"
+
+    tenant_id: Mapped[int] = mapped_column(sa.ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True)
+    period: Mapped[str] = mapped_column(sa.String(7), primary_key=True)  # "2026-12"
+    jobs_succeeded: Mapped[int] = mapped_column(default=0)
+    media_seconds: Mapped[float] = mapped_column(default=0.0)
+    output_bytes: Mapped[int] = mapped_column(sa.BigInteger, default=0)
 
 
 class JobOutput(Base):

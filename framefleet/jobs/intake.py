@@ -20,12 +20,14 @@ from typing import TYPE_CHECKING, Any
 import redis
 from sqlalchemy.exc import IntegrityError
 
+from framefleet.core.states import JobState
 from framefleet.db.models import Job
 from framefleet.db.session import session_factory
 from framefleet.jobs import service
 from framefleet.jobs.dispatch import dispatch_many
 from framefleet.logging import get_logger
 from framefleet.redis_client import get_redis
+from framefleet.scheduling import fairshare
 from framefleet.webhooks import feed
 
 if TYPE_CHECKING:
@@ -46,8 +48,11 @@ class _Submission:
 class Intake:
     """The writer of one API process. enqueue() may be called from any thread."""
 
-    def __init__(self, database_url: str, celery: Celery, *, max_group: int = MAX_GROUP) -> None:
+    def __init__(
+        self, database_url: str, celery: Celery, *, max_group: int = MAX_GROUP, fair_share_in_flight: int = 0
+    ) -> None:
         self.database_url = database_url
+        self.fair_share_in_flight = fair_share_in_flight
         self.celery = celery
         self.max_group = max_group
         self._waiting: queue.SimpleQueue[_Submission | None] = queue.SimpleQueue()
@@ -85,8 +90,11 @@ class Intake:
     def write_group(self, rows: Sequence[dict[str, Any]]) -> list[Job | Exception]:
         """Insert rows in one transaction and publish them in one round trip; each row's outcome in order:
         its job, or the error that kept it out (IntegrityError for a reused idempotency key)."""
+        # Copies: fair share may make a row `pending`, and a retried row must be judged afresh.
+        rows = [dict(row) for row in rows]
         try:
             with session_factory(self.database_url)() as session:
+                fairshare.assign(session, rows, in_flight=self.fair_share_in_flight)
                 service.insert_jobs(session, rows)
                 session.commit()
         except IntegrityError as exc:
@@ -99,7 +107,8 @@ class Intake:
             return [exc] * len(rows)
         # Committed: a failed publish only delays these jobs (the reconciler publishes them again).
         jobs = [Job(**row) for row in rows]
-        dispatch_many(jobs, celery=self.celery)
+        # Jobs beyond their tenant's fair share wait in the database; a claim or the beat publishes them.
+        dispatch_many([job for job in jobs if job.state == JobState.queued.value], celery=self.celery)
         try:
             feed.note_created(get_redis(self.celery.conf.broker_url), [job.id for job in jobs])
         except redis.RedisError as exc:

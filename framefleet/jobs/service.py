@@ -115,9 +115,12 @@ def insert_jobs(session: Session, rows: Sequence[dict[str, Any]]) -> None:
             {
                 "job_id": row["id"],
                 "from_state": None,
-                "to_state": JobState.queued.value,
+                "to_state": row["state"],
                 "at": row["created_at"],
-                "reason": "submitted",
+                # A job beyond its tenant's fair share of the queue waits in the database (fairshare.py).
+                "reason": "submitted"
+                if row["state"] == JobState.queued.value
+                else "submitted; waits for its tenant's turn in the queue (fair share)",
                 "worker": None,
                 "attempt": 0,
             }

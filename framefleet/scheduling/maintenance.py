@@ -41,9 +41,10 @@ from framefleet.logging import get_logger
 from framefleet.observability import metrics
 from framefleet.queues import POOLS, queue_name
 from framefleet.redis_client import get_redis
-from framefleet.scheduling import broker
+from framefleet.scheduling import broker, fairshare
 from framefleet.scheduling.aging import aged_priority, is_higher
 from framefleet.scheduling.outcomes import fail_attempt
+from framefleet.tenancy import quotas
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -402,6 +403,12 @@ class Maintenance:
             Task("reconciler", s.reconcile_interval_seconds, lambda: reconcile_broker(s, celery=self.celery)),
             Task("aging", s.aging_interval_seconds, lambda: age_waiting_jobs(s, celery=self.celery)),
             Task("queue metrics", s.queue_metrics_interval_seconds, lambda: measure_queues(s)),
+            # Jobs held for a tenant's max_running_jobs whose release a worker did not get to write.
+            Task("quotas", s.retry_promote_interval_seconds, lambda: quotas.sweep(s, celery=self.celery)),
+            # Tenants below their fair share of a queue while jobs of theirs wait (cancels, lost releases).
+            Task(
+                "fair-share", s.retry_promote_interval_seconds, lambda: fairshare.sweep(s, celery=self.celery)
+            ),
         ]
 
     def tick(self) -> None:

@@ -28,6 +28,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "keys:manage": frozenset({ADMIN}),
     "audit:read": frozenset({ADMIN, OPERATOR, MEMBER, VIEWER}),
     "audit:read:any": frozenset({ADMIN}),
+    # Usage against the quotas: a tenant's own (every role), any tenant's through tenants:read.
+    "usage:read": frozenset({ADMIN, OPERATOR, MEMBER, VIEWER}),
     # Webhook endpoints and their delivery logs; managing includes seeing a new or rotated secret once.
     "webhooks:read": frozenset({ADMIN, OPERATOR, MEMBER, VIEWER}),
     "webhooks:manage": frozenset({ADMIN, MEMBER}),

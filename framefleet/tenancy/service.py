@@ -20,9 +20,12 @@ from framefleet.jobs.dispatch import dispatch_many
 from framefleet.keys import check_tenant_name
 from framefleet.keys import create_key as make_key
 from framefleet.logging import get_logger
+from framefleet.scheduling.fairshare import weight_of
 from framefleet.tenancy import audit
 from framefleet.tenancy.access import ACTIVE, SUSPENDED
 from framefleet.tenancy.audit import Actor
+from framefleet.tenancy.quotas import quotas_of
+from framefleet.tenancy.ratelimit import tenant_limits
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -64,6 +67,9 @@ def create_tenant(
 ) -> Tenant:
     """A new active tenant; ValueError for a name that is not path-safe, Conflict when it exists."""
     check_tenant_name(name)
+    tenant_limits(settings)
+    quotas_of(settings)
+    weight_of(settings)
     if find_tenant(session, name=name) is not None:
         raise Conflict(f"tenant {name!r} already exists")
     tenant = Tenant(name=name, settings=settings or {}, status=ACTIVE)
@@ -75,7 +81,10 @@ def create_tenant(
 
 
 def update_tenant(session: Session, *, name: str, settings: dict[str, Any], actor: Actor) -> Tenant:
-    """Replace a tenant's settings."""
+    """Replace a tenant's settings; ValueError when their `rate_limits` or `quotas` are malformed."""
+    tenant_limits(settings)
+    quotas_of(settings)
+    weight_of(settings)
     tenant = get_tenant(session, name=name)
     tenant.settings = settings
     tenant.updated_at = utcnow()

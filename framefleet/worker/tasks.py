@@ -38,7 +38,7 @@ from framefleet.core.timeouts import TimeLimits, run_limit
 from framefleet.db.models import Job, JobOutput, Tenant, utcnow
 from framefleet.db.session import dispose_all, session_scope
 from framefleet.jobs import state_machine
-from framefleet.jobs.dispatch import dispatch
+from framefleet.jobs.dispatch import dispatch, dispatch_many
 from framefleet.jobs.service import cancel_key
 from framefleet.logging import configure_logging, get_logger
 from framefleet.media.ffmpeg import ffmpeg_path
@@ -46,8 +46,9 @@ from framefleet.media.runner import AttemptLimits, FfmpegAborted, attempt_limits
 from framefleet.observability import cost, energy, metrics
 from framefleet.observability.usage import AttemptUsage, collecting
 from framefleet.redis_client import get_redis, reset_clients
-from framefleet.scheduling import registry
+from framefleet.scheduling import fairshare, registry
 from framefleet.scheduling.outcomes import fail_attempt
+from framefleet.tenancy import quotas, usage
 from framefleet.tenancy import service as tenancy_service
 from framefleet.tenancy.access import SUSPENDED
 from framefleet.worker import heartbeat, shutdown, trial
@@ -168,7 +169,7 @@ def run_job(self: object, job_id: str) -> None:
     claimed = _claim(job_id, worker, settings)
     if claimed is None:
         return
-    job, attempt, tenant_name = claimed
+    job, attempt, tenant_name, running_quota = claimed
     structlog.contextvars.bind_contextvars(job_id=job_id, tenant=tenant_name, attempt=attempt, worker=worker)
     redis_client = get_redis()
     _quietly(
@@ -211,7 +212,9 @@ def run_job(self: object, job_id: str) -> None:
             rates=_rates(settings),
         )
         ending.values["usage"] = cost.add_usage(job.usage, used)
-        outcome = _record(job_id, ending, worker=worker, attempt=attempt, settings=settings)
+        outcome = _record(
+            job_id, ending, worker=worker, attempt=attempt, settings=settings, release=running_quota
+        )
         _count_ending(job, ending, outcome, tenant_label, wall, consumed, used)
     finally:
         # Only now: until its ending is recorded, the heartbeat must keep saying this job runs here, or
@@ -324,8 +327,11 @@ def _run_attempt(
     return Ending("succeeded", "all outputs published", values={"progress": 100.0}, published=published)
 
 
-def _claim(job_id: str, worker: str, settings: Settings) -> tuple[Job, int, str] | None:
-    """Compare-and-set queued → running for a new attempt; None when this delivery has nothing to do."""
+def _claim(job_id: str, worker: str, settings: Settings) -> tuple[Job, int, str, bool] | None:
+    """Compare-and-set queued → running for a new attempt; None when this delivery has nothing to do.
+
+    The last item says whether the tenant has a max_running_jobs quota (its ending then releases a held job).
+    """
     try:
         with session_scope() as session:
             current = session.get(Job, job_id)
@@ -334,14 +340,21 @@ def _claim(job_id: str, worker: str, settings: Settings) -> tuple[Job, int, str]
                 return None
             tenant = session.get(Tenant, current.tenant_id)
             held = None
+            held_reason = ""
+            successors: list[Job] = []
             if tenant is not None and tenant.status == SUSPENDED and current.state == JobState.queued:
                 # Held, not run: reactivating the tenant queues it again (tenancy/service.py).
                 held = tenancy_service.hold_for_suspension(
                     session, job_id=job_id, tenant=tenant.name, worker=worker
                 )
+                held_reason = "tenant suspended"
                 decline = False
             elif _should_decline(session, current, worker, settings):
                 decline = True
+            elif (held := _hold_for_quota(session, current, tenant, worker)) is not None:
+                # Held, not run: a job of the tenant that stops running releases it (tenancy/quotas.py).
+                held_reason = "tenant runs its max_running_jobs"
+                decline = False
             else:
                 decline = False
                 attempt = current.attempt + 1
@@ -355,28 +368,44 @@ def _claim(job_id: str, worker: str, settings: Settings) -> tuple[Job, int, str]
                     attempt=current.attempt,
                     values={"attempt": attempt, "worker": worker, "started_at": utcnow(), "progress": 0.0},
                 )
+                # The job left its queue: its tenant's next job waiting for its fair share takes its place.
+                if settings.fair_share_in_flight > 0:
+                    successors = fairshare.release_next(session, job=job)
                 # Advertised in the claim's own transaction: GET /v1/workers and the reaper see this
                 # worker running the job from the commit that made it running.
                 heartbeat.record_current(session, worker, job_id, attempt)
                 tenant_name = tenant.name if tenant else str(job.tenant_id)
+                running_quota = tenant is not None and (
+                    quotas.settings_quotas(tenant.settings).max_running_jobs is not None
+                )
     except TransitionError as exc:
         # Canceled while queued, or another delivery already owns it: this message has nothing to do.
         log.info("job not claimable; skipping", job_id=job_id, reason=exc.reason)
         return None
     if held is not None:
-        log.info("tenant suspended; job held pending", job_id=job_id)
+        log.info("job held pending", job_id=job_id, reason=held_reason)
         _quietly(
             lambda: state_machine.announce(
-                get_redis(), held, reason="tenant suspended", ttl_seconds=settings.events_ttl_seconds
+                get_redis(), held, reason=held_reason, ttl_seconds=settings.events_ttl_seconds
             ),
             "state event not published",
         )
         return None
+    if successors:
+        dispatch_many(successors)
     if decline:
         time.sleep(DECLINE_PAUSE_SECONDS)  # let another worker take it rather than bouncing at full speed
         _pass_on(job_id, "this GPU worker failed it before and another one is available")
         return None
-    return job, attempt, tenant_name
+    return job, attempt, tenant_name, running_quota
+
+
+def _hold_for_quota(session: Any, job: Job, tenant: Tenant | None, worker: str) -> Job | None:
+    """The job moved to `pending` when its tenant already runs its max_running_jobs; else None."""
+    if tenant is None or job.state != JobState.queued:
+        return None
+    limits = quotas.settings_quotas(tenant.settings)
+    return quotas.hold_if_full(session, job=job, tenant=tenant.name, quotas=limits, worker=worker)
 
 
 def _should_decline(session: Any, job: Job, worker: str, settings: Settings) -> bool:
@@ -412,10 +441,14 @@ def _remove_stale_attempts(job_dir: Path, attempt: int) -> None:
 # ---------------------------------------------------------------- endings
 
 
-def _record(job_id: str, ending: Ending, *, worker: str, attempt: int, settings: Settings) -> str | None:
+def _record(
+    job_id: str, ending: Ending, *, worker: str, attempt: int, settings: Settings, release: bool = False
+) -> str | None:
     """Write the attempt's ending through the state machine, unless the job was taken from this attempt.
 
-    Returns the state the job was left in, or None when this attempt no longer owned it."""
+    Returns the state the job was left in, or None when this attempt no longer owned it. `release`: the
+    tenant has a max_running_jobs quota, so the freed slot may let a held job go.
+    """
     redispatch = False
     try:
         with session_scope() as session:
@@ -434,6 +467,13 @@ def _record(job_id: str, ending: Ending, *, worker: str, attempt: int, settings:
                 assert ending.published is not None
                 session.execute(sa.delete(JobOutput).where(JobOutput.job_id == job_id))
                 session.add_all(ending.published.rows)
+                # Counted with the success itself: quotas and reports read the month's row, not the jobs.
+                usage.record_success(
+                    session,
+                    tenant_id=job.tenant_id,
+                    outputs=ending.published.rows,
+                    at=job.finished_at or utcnow(),
+                )
             elif ending.kind == "canceled":
                 job = _end(
                     session,
@@ -496,6 +536,12 @@ def _record(job_id: str, ending: Ending, *, worker: str, attempt: int, settings:
         "state event not published",
     )
     log.info("job ended", state=job.state, failure_class=job.failure_class, reason=ending.reason)
+    if release:
+        # A running slot of the tenant came free: the oldest job held for it may go (the beat also sweeps).
+        try:
+            quotas.release_and_dispatch(tenant_id=job.tenant_id, settings=settings)
+        except Exception as exc:  # the ending is recorded; the beat's sweep releases them instead
+            log.warning("held jobs not released", error=f"{type(exc).__name__}: {exc}")
     return str(job.state)
 
 

@@ -35,7 +35,13 @@ HOST = "127.0.0.1"
 def api_process(test_env: dict[str, str], tmp_path: Path) -> Iterator[int]:
     """`framefleet api` on a free port; yields the port."""
     port = services.free_port()
-    env = {**test_env, "FRAMEFLEET_ADMISSION_CHECK": "false", "FRAMEFLEET_LOG_LEVEL": "WARNING"}
+    # Measures the API itself: the per-key rate limits (test_ratelimit.py) would refuse most of the load.
+    env = {
+        **test_env,
+        "FRAMEFLEET_ADMISSION_CHECK": "false",
+        "FRAMEFLEET_LOG_LEVEL": "WARNING",
+        "FRAMEFLEET_RATE_LIMITS_ENABLED": "false",
+    }
     log = (tmp_path / "api.log").open("w")
     command = [str(Path(sys.executable).parent / "framefleet"), "api", "--host", HOST, "--port", str(port)]
     proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

@@ -173,3 +173,19 @@ def test_tenant_and_key_lifecycle_from_the_cli_is_audited(test_env: dict[str, st
     ]
     text = framefleet("audit", "--action", "tenant.suspend", env=test_env).stdout
     assert f"tenant:{tenant}" in text
+
+
+def test_tenants_usage_reports_quotas_and_reconciles(test_env: dict[str, str]) -> None:
+    import json
+
+    tenant = f"cli-{uuid.uuid4().hex[:8]}"
+    settings = json.dumps({"quotas": {"max_running_jobs": 2}})
+    assert framefleet("tenants", "create", tenant, "--settings", settings, env=test_env).returncode == 0
+    shown = framefleet("tenants", "usage", tenant, "--reconcile", "--json", env=test_env)
+    assert shown.returncode == 0, shown.stderr
+    view = json.loads(shown.stdout)
+    assert view["quotas"]["max_running_jobs"] == {"usage": 0, "limit": 2}
+    assert view["periods"] == []
+    text = framefleet("tenants", "usage", tenant, env=test_env)
+    assert "max_running_jobs" in text.stdout and "PERIOD" in text.stdout
+    assert framefleet("tenants", "usage", "nobody-" + tenant, env=test_env).returncode == 1

@@ -24,7 +24,7 @@ from framefleet.config import Settings
 from framefleet.core.spec import JobSpec, Priority
 from framefleet.core.states import TERMINAL, JobState
 from framefleet.core.timeouts import TimeLimits, override_error
-from framefleet.db.models import Job
+from framefleet.db.models import Job, utcnow
 from framefleet.db.session import session_scope
 from framefleet.events import is_valid_id
 from framefleet.jobs import service
@@ -34,10 +34,14 @@ from framefleet.jobs.locations import location_problem
 from framefleet.keys import Principal
 from framefleet.scheduling.registry import WorkerCache
 from framefleet.storage.namespace import Namespace, namespace_for
+from framefleet.tenancy import quotas
 from framefleet.tenancy import service as tenancy_service
 from framefleet.tenancy.permissions import allows
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+# Retry-After on a quota refusal: waiting jobs start and end within seconds to minutes.
+QUOTA_RETRY_AFTER_SECONDS = 30
 
 Reader = Annotated[Principal, requires("jobs:read")]
 Submitter = Annotated[Principal, requires("jobs:submit")]
@@ -90,6 +94,11 @@ def _location(job: Job) -> str:
         **_AUTH,
         **_FORBIDDEN,
         **_INVALID,
+        429: {
+            "model": ProblemView,
+            "description": "Rate limit spent (`rate-limited`) or a quota full (`quota-exceeded`: `quota`, "
+            "`usage`, `limit`); see Retry-After",
+        },
     },
     summary="Submit a job",
 )
@@ -148,6 +157,16 @@ async def submit(
         replay = await in_thread(session, _replay, principal, idempotency_key, row["spec_hash"])
         if replay is not None:
             return replay
+    if principal.quotas != quotas.Quotas():
+        over = await in_thread(session, _quota_over, principal)
+        if over is not None:
+            raise Problem(
+                "quota-exceeded",
+                f"tenant {principal.tenant!r} has spent its {over.quota} quota: "
+                f"{over.usage:g} of {over.limit}",
+                headers={"Retry-After": str(QUOTA_RETRY_AFTER_SECONDS)},
+                extensions={"quota": over.quota, "usage": over.usage, "limit": over.limit},
+            )
     intake: Intake = request.app.state.intake
     try:
         job = await asyncio.wrap_future(intake.enqueue(row))
@@ -159,6 +178,12 @@ async def submit(
         return replay
     metrics.JOBS_SUBMITTED.labels(job.priority).inc()
     return json_response(service.job_view(job, []), 201, {"Location": _location(job)})
+
+
+def _quota_over(session: Session, principal: Principal) -> quotas.Over | None:
+    return quotas.submission_over(
+        session, tenant_id=principal.tenant_id, quotas=principal.quotas, now=utcnow()
+    )
 
 
 def as_tenant(session: Session, caller: Principal, tenant: str | None) -> Principal:

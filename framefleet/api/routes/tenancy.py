@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from starlette.responses import Response
 
 from framefleet.api.deps import RedisDep, SessionDep, SettingsDep, requires
@@ -15,10 +15,14 @@ from framefleet.api.key_cache import KeyCache
 from framefleet.api.middleware import request_id_of
 from framefleet.api.responses import json_response
 from framefleet.api.schemas import ProblemView
+from framefleet.db.models import utcnow
 from framefleet.keys import Principal
-from framefleet.tenancy import audit, service
+from framefleet.scheduling.fairshare import weight_of
+from framefleet.tenancy import audit, quotas, service
 from framefleet.tenancy.audit import Actor
 from framefleet.tenancy.permissions import ROLES, allows
+from framefleet.tenancy.quotas import quotas_of
+from framefleet.tenancy.ratelimit import tenant_limits
 
 router = APIRouter(prefix="/v1", tags=["tenancy"])
 
@@ -35,17 +39,30 @@ TenantReader = Annotated[Principal, requires("tenants:read")]
 TenantManager = Annotated[Principal, requires("tenants:manage")]
 KeyManager = Annotated[Principal, requires("keys:manage")]
 AuditReader = Annotated[Principal, requires("audit:read")]
+UsageReader = Annotated[Principal, requires("usage:read")]
+
+
+def _checked_settings(value: dict[str, Any]) -> dict[str, Any]:
+    # A malformed `rate_limits` or `quotas` is a 422 naming it.
+    tenant_limits(value)
+    quotas_of(value)
+    weight_of(value)
+    return value
 
 
 class TenantCreate(BaseModel):
     model_config = {"extra": "forbid"}
     name: str = Field(min_length=1, max_length=64, description="path-safe: letters, digits, '_', '-', '.'")
-    settings: dict[str, Any] = Field(default_factory=dict)
+    settings: dict[str, Any] = Field(
+        default_factory=dict, description="free-form; `rate_limits` as in docs/security.md"
+    )
+    _check = field_validator("settings")(_checked_settings)
 
 
 class TenantUpdate(BaseModel):
     model_config = {"extra": "forbid"}
-    settings: dict[str, Any]
+    settings: dict[str, Any] = Field(description="free-form; `rate_limits` as in docs/security.md")
+    _check = field_validator("settings")(_checked_settings)
 
 
 class SuspendBody(BaseModel):
@@ -241,6 +258,23 @@ def rotate_key(key_id: int, request: Request, session: SessionDep, principal: Ke
         raise Problem("conflict", str(exc)) from exc
     _forget_keys(request)
     return json_response({**service.key_view(key, tenant), "key": raw}, 201)
+
+
+@router.get("/usage", responses=_ERRORS, summary="The caller's tenant's usage against its quotas")
+def own_usage(session: SessionDep, principal: UsageReader) -> Response:
+    """Usage against each quota now (`usage`, `limit`: null when unset), and each month's usage."""
+    tenant = service.get_tenant(session, name=principal.tenant)
+    return json_response(quotas.report(session, tenant=tenant, now=utcnow()))
+
+
+@router.get("/tenants/{name}/usage", responses=_ERRORS, summary="A tenant's usage against its quotas")
+def tenant_usage(name: str, session: SessionDep, _principal: TenantReader) -> Response:
+    """Usage against each quota now (`usage`, `limit`: null when unset), and each month's usage."""
+    try:
+        tenant = service.get_tenant(session, name=name)
+    except service.NotFound as exc:
+        raise Problem("not-found", str(exc)) from exc
+    return json_response(quotas.report(session, tenant=tenant, now=utcnow()))
 
 
 @router.get("/audit", responses=_ERRORS, summary="Audit log")

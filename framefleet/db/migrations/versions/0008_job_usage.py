@@ -1,15 +1,15 @@
 """job usage: what a job's attempts consumed and cost (observability/cost.py)
 
-Revision ID: 0007_job_usage
-Revises: 0006_webhooks
+Revision ID: 0008_job_usage
+Revises: 0007_tenant_quotas
 Create Date: 2026-12-01
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0007_job_usage"
-down_revision = "0006_webhooks"
+revision = "0008_job_usage"
+down_revision = "0007_tenant_quotas"
 branch_labels = None
 depends_on = None
 
