@@ -323,7 +323,9 @@ def _gop_args(opt: _Opts, enc: VideoEncode, family: Family) -> list[str]:
 
 
 def _x265_params(enc: VideoEncode) -> str:
-    params = ["log-level=error"]
+    # info=0: no user-data SEI naming x265's version and every option (it would sit in hvcC and the first
+    # picture); the HDR10 SEI are separate messages and stay.
+    params = ["log-level=error", "info=0"]
     if enc.gop is not None:
         params += [f"keyint={enc.gop}", f"min-keyint={enc.gop}", "scenecut=0", "open-gop=0"]
     level = enc.level or level_for(enc)
@@ -451,6 +453,11 @@ def video_encoder_args(
         args += [opt("x265-params"), _x265_params(enc)]
         if enc.gop is not None:
             args += [opt("forced-idr"), "1"]
+    if family is Family.cpu and enc.codec is VideoCodec.h264:
+        # x264 has no switch for the user-data SEI naming its version and every option: drop the SEI NAL
+        # units (type 6). x264 writes no other SEI with these settings (no HRD, no intra refresh, no open
+        # GOP), and AVC outputs carry no HDR or caption SEI (HDR sources are tone-mapped for them).
+        args += [opt("bsf", typed=True), "filter_units=remove_types=6"]
     if family is Family.cpu and enc.codec is VideoCodec.av1 and enc.gop is not None:
         # Closed GOPs (key frames, not intra-only refreshes), no scene-change keyframes.
         args += [opt("svtav1-params"), "irefresh-type=2:scd=0"]

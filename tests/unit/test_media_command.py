@@ -231,7 +231,7 @@ def test_hevc_in_mp4_is_tagged_for_apple_players_also_by_copy() -> None:
     argv = build(spec, media(video(codec="hevc"), audio()))
     enc = output_args(argv, paths(spec)["e"])
     assert (value(enc, "-c:v"), value(enc, "-crf"), value(enc, "-preset")) == ("libx265", "28", "slow")
-    assert value(enc, "-x265-params") == "log-level=error:level-idc=4"
+    assert value(enc, "-x265-params") == "log-level=error:info=0:level-idc=4"
     assert value(enc, "-tag:v") == "hvc1"
     assert value(output_args(argv, paths(spec)["c"]), "-tag:v") == "hvc1"
     assert "-tag:v" not in output_args(argv, paths(spec)["k"])

@@ -216,7 +216,7 @@ def test_dash_output_holds_every_rendition_with_sets_by_codec_and_language() -> 
     assert value(dash, "-c:v:0") == "libx265" and value(dash, "-c:v:1") == "libsvtav1"
     assert (
         value(dash, "-x265-params:v:0")
-        == "log-level=error:keyint=50:min-keyint=50:scenecut=0:open-gop=0:level-idc=3.1"
+        == "log-level=error:info=0:keyint=50:min-keyint=50:scenecut=0:open-gop=0:level-idc=3.1"
     )
     assert value(dash, "-svtav1-params:v:1") == "irefresh-type=2:scd=0"
     assert value(dash, "-tag:v:0") == "hvc1" and value(dash, "-forced-idr:v:2") == "1"
