@@ -296,10 +296,11 @@ def plan_job(
     groups = [
         plan_group(b, g, i, workdir / "groups" / (g.name or f"group{i}")) for i, g in enumerate(spec.groups)
     ]
-    for group in groups:  # HLS/DASH subtitle renditions are not written yet: say which tracks are missing
-        if tracks := b.info.subtitle_tracks:
+    for group in groups:  # HLS carries text tracks as WebVTT renditions; DASH/CMAF and picture tracks not
+        carried = {s.track.index for s in group.subtitles}
+        if missing := [t for t in b.info.subtitle_tracks if t.index not in carried]:
             b.notes.setdefault("subtitles_not_carried", {})[group.name] = [
-                {"index": t.index, "language": t.language, "codec": t.codec} for t in tracks
+                {"index": t.index, "language": t.language, "codec": t.codec} for t in missing
             ]
     pictures = _plan_pictures(b, duration)
 

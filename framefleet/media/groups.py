@@ -23,7 +23,7 @@ from framefleet.media.filters import (
     num,
 )
 from framefleet.media.ladder import ResolvedLadder, resolve_ladder
-from framefleet.media.outputs import audio_filters, audio_kbps, audio_target
+from framefleet.media.outputs import TEXT_SUBTITLES, audio_filters, audio_kbps, audio_target
 from framefleet.media.planning import (
     ENCODER_PIX_FMTS,
     JobBuilder,
@@ -32,7 +32,7 @@ from framefleet.media.planning import (
     map_label,
     unsupported,
 )
-from framefleet.media.probe import VideoInfo
+from framefleet.media.probe import SubtitleInfo, VideoInfo
 from framefleet.media.tracks import SoundSource
 
 HLS_SEGMENT_EXT = {SegmentType.ts: "ts", SegmentType.fmp4: "m4s"}
@@ -78,6 +78,25 @@ class AudioPlan:
     stream_index: int = 0
 
 
+@dataclass
+class SubtitlePlan:
+    """One input text subtitle track carried as an HLS WebVTT rendition: ffmpeg converts it to one WebVTT
+    file, packaging cuts that into segments on the video's boundaries and writes its playlist."""
+
+    track: SubtitleInfo
+    name: str
+
+    @property
+    def vtt(self) -> str:
+        """The whole track as ffmpeg writes it (cut into segments afterwards, not published)."""
+        return f"{self.name}.vtt"
+
+    @property
+    def playlist(self) -> str:
+        """Its media playlist."""
+        return f"{self.name}.m3u8"
+
+
 # HLS VIDEO-RANGE by transfer function (the picture's after operations: tone-mapped rungs are SDR).
 VIDEO_RANGES = {"smpte2084": "PQ", "arib-std-b67": "HLG"}
 
@@ -91,6 +110,7 @@ class GroupPlan:
     ladder: ResolvedLadder
     rungs: list[RungPlan]
     audio: list[AudioPlan]
+    subtitles: list[SubtitlePlan] = field(default_factory=list)  # HLS WebVTT renditions
 
     @property
     def name(self) -> str:
@@ -177,7 +197,12 @@ def plan_group(b: JobBuilder, group: GroupSpec, gindex: int, folder: Path) -> Gr
             )
         for rendition_plan in audio:
             rendition_plan.filters += ts_audio_lead(delays[-1] / ladder.fps, rendition_plan.sample_rate)
-    return GroupPlan(spec=group, folder=folder, ladder=ladder, rungs=rungs, audio=audio)
+    subtitles = [
+        SubtitlePlan(track, f"subtitles{track.index}")
+        for track in b.info.subtitle_tracks
+        if group.type is GroupType.hls and track.codec in TEXT_SUBTITLES and "webvtt" in b.caps.encoders
+    ]
+    return GroupPlan(spec=group, folder=folder, ladder=ladder, rungs=rungs, audio=audio, subtitles=subtitles)
 
 
 def ts_audio_lead(seconds: float, rate: int) -> list[str]:
@@ -269,6 +294,10 @@ def hls_outputs(b: JobBuilder, group: GroupPlan) -> None:
             args += ["-hls_fmp4_init_filename", f"{plan.spec.name}_init.mp4"]
         args += ["-hls_segment_filename", str(group.folder / f"{plan.spec.name}_%05d.{ext}")]
         b.add_output(args, str(group.folder / plan.playlist))
+    for sub in group.subtitles:
+        # ffmpeg's hls muxer takes no WebVTT-only output: the whole track as WebVTT, segmented later.
+        args = ["-map", f"0:s:{sub.track.index}", "-c:s", "webvtt", "-f", "webvtt"]
+        b.add_output(args, str(group.folder / sub.vtt))
 
 
 def dash_output(b: JobBuilder, group: GroupPlan) -> None:

@@ -16,6 +16,7 @@ points at something not yet published.
 
 from __future__ import annotations
 
+import io
 import math
 import re
 import xml.etree.ElementTree as ET
@@ -27,11 +28,12 @@ from framefleet.core.failures import FailureClass, JobFailure
 from framefleet.core.ladders import GroupType, SegmentType
 from framefleet.media.cmaf import NotPatchable, aac_brand, avc_brand, patch_header, patch_segment
 from framefleet.media.codecs import codec_string
-from framefleet.media.groups import DASH_MANIFEST, HLS_MASTER, GroupPlan
+from framefleet.media.groups import DASH_MANIFEST, HLS_MASTER, GroupPlan, SubtitlePlan
 from framefleet.media.mpd import fix_mpd, iso_duration, mpd_problems
 
 MPD_NS = {"mpd": "urn:mpeg:dash:schema:mpd:2011"}
 AUDIO_GROUP = "audio"
+SUBTITLE_GROUP = "subs"
 
 
 @dataclass
@@ -46,7 +48,7 @@ class Rendition:
     """One packaged stream of a group: its playlist (HLS), init segment, media segments and rates."""
 
     name: str
-    kind: str  # video | audio
+    kind: str  # video | audio | subtitles
     segments: list[Segment]
     init: str | None = None
     playlist: str | None = None
@@ -89,6 +91,8 @@ class Rendition:
             facts["bandwidth"] = self.bandwidth_bps
         if self.kind == "video":
             facts |= {"width": self.width, "height": self.height, "frame_rate": round(self.fps or 0, 3)}
+        elif self.kind == "subtitles":
+            facts |= {"language": self.language}
         else:
             facts |= {"channels": self.channels, "language": self.language, "default": self.default}
         return facts
@@ -223,7 +227,14 @@ def master_playlist(renditions: list[Rendition], version: int) -> str:
     """
     audio = [r for r in renditions if r.kind == "audio"]
     video = [r for r in renditions if r.kind == "video"]
+    subtitles = [r for r in renditions if r.kind == "subtitles"]
     lines = ["#EXTM3U", f"#EXT-X-VERSION:{version}", "#EXT-X-INDEPENDENT-SEGMENTS"]
+    for rendition in subtitles:
+        attrs = [f'TYPE=SUBTITLES,GROUP-ID="{SUBTITLE_GROUP}"', f'NAME="{rendition.name}"']
+        if rendition.language:
+            attrs.append(f'LANGUAGE="{rendition.language}"')
+        attrs += ["DEFAULT=NO", "AUTOSELECT=YES", "FORCED=NO", f'URI="{rendition.playlist}"']
+        lines.append("#EXT-X-MEDIA:" + ",".join(attrs))
     for rendition in audio:
         attrs = [f'TYPE=AUDIO,GROUP-ID="{AUDIO_GROUP}"', f'NAME="{rendition.name}"']
         if rendition.language:
@@ -246,6 +257,8 @@ def master_playlist(renditions: list[Rendition], version: int) -> str:
         ]
         if audio:
             attrs.append(f'AUDIO="{AUDIO_GROUP}"')
+        if subtitles:
+            attrs.append(f'SUBTITLES="{SUBTITLE_GROUP}"')
         # No rendition carries captions; saying so stops players waiting for CEA-608 in the video.
         attrs.append("CLOSED-CAPTIONS=NONE")
         lines += ["#EXT-X-STREAM-INF:" + ",".join(attrs), rendition.playlist or ""]
@@ -284,13 +297,113 @@ def _package_hls(plan: GroupPlan) -> PackagedGroup:
         )
         rendition.codecs = codec_string(folder / (init or rendition.segments[0].name))
         renditions.append(rendition)
+    renditions += [_package_subtitles(plan, sub, renditions[0]) for sub in plan.subtitles]
     target = target_duration(renditions)
     for rendition in renditions:
         rendition.peak_bps = peak_bitrate(rendition.segments, target)
         rendition.average_bps = average_bitrate(rendition.segments)
+    for rendition in renditions:
+        if rendition.kind == "subtitles":  # segments as long as the video's: the playlist is written now
+            playlist = media_playlist(rendition, target, independent=False)
+            (folder / (rendition.playlist or "")).write_text(playlist, encoding="utf-8")
     version = 7 if plan.spec.segment_type is SegmentType.fmp4 else 6
     (folder / HLS_MASTER).write_text(master_playlist(renditions, version), encoding="utf-8")
     return PackagedGroup(plan, folder, renditions, {"hls": HLS_MASTER})
+
+
+# --- WebVTT subtitle renditions ------------------------------------------------------------------------
+
+VTT_TIME = re.compile(r"(?:(\d+):)?(\d{2}):(\d{2})\.(\d{3})")
+
+
+@dataclass
+class Cue:
+    start: float
+    end: float
+    text: str  # the cue's settings and payload lines, as ffmpeg wrote them after the timing
+
+
+def _vtt_seconds(text: str) -> float:
+    match = VTT_TIME.fullmatch(text.strip())
+    if match is None:
+        raise _invalid(f"unreadable WebVTT time {text!r}")
+    hours, minutes, seconds, millis = match.groups()
+    return int(hours or 0) * 3600 + int(minutes) * 60 + int(seconds) + int(millis) / 1000
+
+
+def _vtt_time(seconds: float) -> str:
+    millis = round(seconds * 1000)
+    return (
+        f"{millis // 3_600_000:02d}:{millis // 60_000 % 60:02d}:{millis // 1000 % 60:02d}.{millis % 1000:03d}"
+    )
+
+
+def parse_vtt(text: str) -> list[Cue]:
+    """The cues of a WebVTT file (identifiers dropped; NOTE, STYLE and REGION blocks have no timing line)."""
+    cues: list[Cue] = []
+    for block in re.split(r"\n\s*\n", text.replace("\r\n", "\n").strip()):
+        lines = block.split("\n")
+        timing = next((k for k, line in enumerate(lines) if "-->" in line), None)
+        if timing is None:
+            continue
+        start, rest = lines[timing].split("-->", 1)
+        end, _, settings = rest.strip().partition(" ")
+        payload = "\n".join(lines[timing + 1 :])
+        cues.append(
+            Cue(_vtt_seconds(start), _vtt_seconds(end), (" " + settings if settings else "") + "\n" + payload)
+        )
+    return cues
+
+
+def vtt_segment(cues: list[Cue], start: float, end: float, mpegts: int) -> str:
+    """One WebVTT segment: every cue overlapping [start, end) (a cue spanning a boundary is repeated, as
+    HLS asks), times on the media timeline that X-TIMESTAMP-MAP ties to the video's first picture."""
+    lines = ["WEBVTT", f"X-TIMESTAMP-MAP=MPEGTS:{mpegts},LOCAL:00:00:00.000", ""]
+    for cue in cues:
+        if cue.start < end and cue.end > start:
+            lines += [f"{_vtt_time(cue.start)} --> {_vtt_time(cue.end)}{cue.text}", ""]
+    return "\n".join(lines) + "\n"
+
+
+def first_picture_pts(folder: Path, video: Rendition) -> int:
+    """The 90 kHz presentation time of the video's first picture as its segments carry it (MPEG-TS adds a
+    fixed offset; fMP4 starts at its edit), which WebVTT's LOCAL 0 stands for."""
+    import av
+
+    first = folder / video.segments[0].name
+    data = ((folder / video.init).read_bytes() if video.init else b"") + first.read_bytes()
+    with av.open(io.BytesIO(data), "r") as container:
+        stream = container.streams.video[0]
+        times = [p.pts for p in container.demux(stream) if p.pts is not None]
+        if not times or stream.time_base is None:
+            raise _invalid(f"{first.name} has no timed video packet")
+        return round(min(times) * stream.time_base * 90_000)
+
+
+def _package_subtitles(plan: GroupPlan, sub: SubtitlePlan, video: Rendition) -> Rendition:
+    """Cut ffmpeg's WebVTT file for one track into segments on the video's boundaries."""
+    folder = plan.folder
+    source = folder / sub.vtt
+    if not source.is_file():
+        raise _invalid(f"the WebVTT file of subtitle track {sub.track.index} was not written")
+    cues = parse_vtt(source.read_text(encoding="utf-8"))
+    mpegts = first_picture_pts(folder, video)
+    segments: list[Segment] = []
+    start = 0.0
+    for number, piece in enumerate(video.segments):
+        name = f"{sub.name}_{number:05d}.vtt"
+        (folder / name).write_text(vtt_segment(cues, start, start + piece.duration, mpegts), encoding="utf-8")
+        segments.append(Segment(name, piece.duration, (folder / name).stat().st_size))
+        start += piece.duration
+    source.unlink()  # only the segments are published
+    return Rendition(
+        name=sub.name,
+        kind="subtitles",
+        segments=segments,
+        playlist=sub.playlist,
+        codecs="wvtt",
+        language=sub.track.language,
+    )
 
 
 # --- DASH and CMAF -----------------------------------------------------------------------------------------

@@ -189,9 +189,12 @@ def _rendition_row(group: GroupPlan, rendition: Rendition, folder: str, pkg: Pac
     size = sum((pkg.folder / f).stat().st_size for f in rendition.files())
     video = rendition.kind == "video"
     container = "ts" if rendition.segments[0].name.endswith(".ts") else "mp4"
+    kind = "rendition" if video else "audio"
+    if rendition.kind == "subtitles":
+        kind = container = "vtt"
     row = Row(
         name=f"{group.name}/{rendition.name}",
-        kind="rendition" if video else "audio",
+        kind=kind,
         group=group.name,
         uri=folder + main,
         container=container,

@@ -773,11 +773,128 @@ def test_subtitle_tracks_are_carried_where_the_container_can_hold_them(
         assert b"Hello there" in tracks[0][2] and b"Bonjour" in tracks[1][2], name
         assert "subtitles_not_carried" not in (rows[name].details or {})
     assert _subtitles(paths["quiet"]) == [] and "subtitles_not_carried" not in (rows["quiet"].details or {})
-    # MPEG-TS and the HLS group hold no text subtitles here: the result names the tracks left out.
+    # MPEG-TS holds no text subtitles here: the result names the tracks left out.
     missing = [
         {"index": 0, "language": "eng", "codec": "mov_text"},
         {"index": 1, "language": "fra", "codec": "mov_text"},
     ]
     assert _subtitles(paths["ts"]) == []
     assert rows["ts"].details is not None and rows["ts"].details["subtitles_not_carried"] == missing
-    assert rows["abr"].details is not None and rows["abr"].details["subtitles_not_carried"] == missing
+    # The HLS group carries them as WebVTT renditions (test_hls_groups_carry_subtitles_as_webvtt_renditions).
+    assert "subtitles_not_carried" not in (rows["abr"].details or {})
+
+
+# x264 and x265 state their version and every option in a user-data SEI ("x264 - core 164 ... options:").
+ENCODER_TAGS = re.compile(rb"x264 - core|x265 \(build|videolan|Multicoreware|options: ")
+
+
+def test_no_encoder_version_sei_in_any_video_bitstream(ffmpeg: str, hdr10: Path, tmp_path: Path) -> None:
+    hevc = {"codec": "hevc", "pix_fmt": "yuv420p10le", "preset": "ultrafast"}
+    body = {
+        "outputs": [
+            {"name": "avc", "container": "mp4", "video": {"preset": "ultrafast"}},
+            {"name": "avc_ts", "container": "ts", "video": {"preset": "ultrafast"}},
+            {"name": "hdr", "container": "mp4", "video": hevc},
+        ],
+        "groups": [
+            {
+                "name": "abr",
+                "type": "hls",
+                "segment_type": "fmp4",
+                "ladder": [
+                    {
+                        "name": "pq",
+                        "height": 96,
+                        "bitrate_kbps": 300,
+                        "codec": "hevc",
+                        "pix_fmt": "yuv420p10le",
+                    },
+                    {"name": "avc", "height": 48, "bitrate_kbps": 200},
+                ],
+                "preset": "ultrafast",
+                "audio": [],
+            }
+        ],
+    }
+    job, plan, _ = run_plan(ffmpeg, body, hdr10, tmp_path / "w")
+    collect_results(plan, job, "file:///published/job")
+    folder = plan.groups[0].folder
+    written = [p.path for p in plan.outputs] + sorted(folder.glob("*.mp4")) + sorted(folder.glob("*.m4s"))
+    assert len(written) > 5
+    for path in written:
+        found = ENCODER_TAGS.findall(path.read_bytes())
+        assert not found, (path.name, found)
+    # The HDR10 SEI are other messages: the HEVC output and rung still carry them on their pictures.
+    hdr10_sei = {"MASTERING_DISPLAY_METADATA", "CONTENT_LIGHT_LEVEL"}
+    assert hdr10_sei <= _first_frame_side_data(plan.outputs[2].path)
+    joined = tmp_path / "pq.mp4"
+    joined.write_bytes((folder / "pq_init.mp4").read_bytes() + (folder / "pq_00000.m4s").read_bytes())
+    assert hdr10_sei <= _first_frame_side_data(joined)
+    # Every H.264 stream still decodes completely.
+    assert len(frames(plan.outputs[0].path)) == len(frames(plan.outputs[1].path)) == 10
+
+
+def test_hls_groups_carry_subtitles_as_webvtt_renditions(
+    ffmpeg: str, subtitled: Path, tmp_path: Path
+) -> None:
+    ladder = [{"height": 48, "bitrate_kbps": 200}, {"height": 32, "bitrate_kbps": 100}]
+    body = {
+        "groups": [
+            {"name": "ts", "type": "hls", "ladder": ladder, "preset": "ultrafast"},
+            {"name": "fmp4", "type": "hls", "segment_type": "fmp4", "ladder": ladder, "preset": "ultrafast"},
+            {"name": "dash", "type": "dash", "ladder": ladder[:1], "preset": "ultrafast"},
+        ]
+    }
+    job, plan, _ = run_plan(ffmpeg, body, subtitled, tmp_path / "w")
+    found = collect_results(plan, job, "file:///published/job")
+    rows = {row.name: row for row in found.rows}
+    published = {piece.uri.rsplit("/", 2)[-2] + "/" + piece.uri.rsplit("/", 1)[-1] for piece in found.pieces}
+    for group in plan.groups[:2]:
+        folder = group.folder
+        master = (folder / "master.m3u8").read_text()
+        media = [line for line in master.splitlines() if line.startswith("#EXT-X-MEDIA:TYPE=SUBTITLES")]
+        assert len(media) == 2, master
+        for line, language in zip(media, ("eng", "fra"), strict=True):
+            assert 'GROUP-ID="subs"' in line and f'LANGUAGE="{language}"' in line and "URI=" in line
+        variants = [line for line in master.splitlines() if line.startswith("#EXT-X-STREAM-INF")]
+        assert len(variants) == 2 and all('SUBTITLES="subs"' in v for v in variants), master
+        video = folder / group.rungs[0].playlist
+        video_pts = _first_video_pts(folder, video)
+        for uri, text in zip(
+            re.findall(r'TYPE=SUBTITLES.*URI="([^"]+)"', master), ("Hello there", "Bonjour"), strict=True
+        ):
+            assert f"{group.name}/{uri}" in published
+            playlist = (folder / uri).read_text()
+            assert "#EXT-X-ENDLIST" in playlist
+            segments = [line for line in playlist.splitlines() if line and not line.startswith("#")]
+            durations = [float(x) for x in re.findall(r"#EXTINF:([\d.]+),", playlist)]
+            assert durations == [float(x) for x in re.findall(r"#EXTINF:([\d.]+),", video.read_text())]
+            cues = []
+            for name in segments:
+                assert f"{group.name}/{name}" in published
+                body_text = (folder / name).read_text()
+                assert body_text.startswith("WEBVTT\n")
+                mapped = re.search(r"X-TIMESTAMP-MAP=MPEGTS:(\d+),LOCAL:00:00:00.000", body_text)
+                assert mapped is not None and int(mapped.group(1)) == video_pts, (body_text, video_pts)
+                cues += re.findall(r"(\S+) --> (\S+)\n(.+)", body_text)
+            # The cue keeps its source timing: 0.1-0.4 s after the first picture.
+            assert cues and set(cues) == {("00:00:00.100", "00:00:00.400", text)}, cues
+        assert "subtitles_not_carried" not in (rows[group.name].details or {})
+    assert len([r for r in found.rows if r.kind == "vtt" and r.group == "ts"]) == 2
+    # DASH groups do not carry them yet, and say so.
+    assert [t["language"] for t in (rows["dash"].details or {})["subtitles_not_carried"]] == ["eng", "fra"]
+
+
+def _first_video_pts(folder: Path, playlist: Path) -> int:
+    """90 kHz presentation time of the first picture of a rung's first segment."""
+    lines = playlist.read_text().splitlines()
+    first = next(line for line in lines if line and not line.startswith("#"))
+    init = re.search(r'#EXT-X-MAP:URI="([^"]+)"', "\n".join(lines))
+    data = ((folder / init.group(1)).read_bytes() if init else b"") + (folder / first).read_bytes()
+    joined = folder.parent / "first_video"
+    joined.write_bytes(data)
+    with av.open(str(joined)) as container:
+        stream = container.streams.video[0]
+        pts = min(p.pts for p in container.demux(stream) if p.pts is not None)
+        assert stream.time_base is not None
+        return round(pts * stream.time_base * 90_000)
