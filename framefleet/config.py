@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from framefleet.tenancy.oidc import OidcConfig
 from framefleet.tenancy.permissions import ROLES
 from framefleet.tenancy.ratelimit import Bucket, parse_bucket
 
@@ -104,6 +105,19 @@ class Settings(BaseSettings):
     # Addresses of the proxies (CIDRs) whose X-Forwarded-For names the client; from any other peer the
     # header is ignored. The one client address feeds key CIDR allowlists, rate limits and the audit log.
     trusted_proxies: list[str] = Field(default_factory=list)
+    # Single sign-on (docs/security.md): bearer JWTs from an OIDC provider, on when issuer, audience and JWKS
+    # URL are all set. The JWKS URL is fetched wherever it points (internal addresses too): it is the
+    # operator's setting, not a caller's.
+    oidc_issuer: str | None = None
+    oidc_audience: str | None = None
+    oidc_jwks_url: str | None = None
+    oidc_tenant_claim: str = "tenant"
+    oidc_role_claim: str = "role"
+    oidc_role_map: dict[str, str] = Field(default_factory=dict)
+    oidc_algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256"])
+    oidc_leeway_seconds: float = Field(default=30.0, ge=0, le=300)
+    oidc_jwks_ttl_seconds: float = Field(default=300.0, gt=0)
+    oidc_jwks_refetch_seconds: float = Field(default=30.0, ge=0)
     # Request rate limits (token buckets in Redis shared by every API process, docs/security.md): per key by
     # its role, per tenant, and per client address for requests without a valid key. A tenant's settings
     # may override the first two (`rate_limits`).
@@ -244,6 +258,7 @@ class Settings(BaseSettings):
         self.cors_origins = [origin.rstrip("/") for origin in self.cors_origins]
         self.trusted_proxies = [str(ipaddress.ip_network(net, strict=False)) for net in self.trusted_proxies]
         self.rate_limit_buckets()  # malformed limits refuse to start
+        self.oidc_config()  # so does a half or unsafe single sign-on set-up
         if self.env == "prod" and self.secret_key.strip().lower() in PLACEHOLDER_SECRETS:
             raise ValueError("FRAMEFLEET_SECRET_KEY must be set to a real secret when FRAMEFLEET_ENV=prod")
         return self
@@ -259,6 +274,32 @@ class Settings(BaseSettings):
         tenant = parse_bucket(self.rate_limit_tenant, field="FRAMEFLEET_RATE_LIMIT_TENANT")
         anonymous = parse_bucket(self.rate_limit_anonymous, field="FRAMEFLEET_RATE_LIMIT_ANONYMOUS")
         return roles, tenant, anonymous
+
+    def oidc_config(self) -> OidcConfig | None:
+        """Single sign-on's settings; None when it is off (none of issuer, audience, JWKS URL set)."""
+        values = (self.oidc_issuer, self.oidc_audience, self.oidc_jwks_url)
+        if not any(values):
+            return None
+        if not all(values):
+            raise ValueError(
+                "single sign-on needs all of FRAMEFLEET_OIDC_ISSUER, FRAMEFLEET_OIDC_AUDIENCE and "
+                "FRAMEFLEET_OIDC_JWKS_URL"
+            )
+        jwks_url = str(self.oidc_jwks_url)
+        if not jwks_url.startswith(("https://", "http://")):
+            raise ValueError("FRAMEFLEET_OIDC_JWKS_URL must be an http(s) URL")
+        return OidcConfig(
+            issuer=str(self.oidc_issuer),
+            audience=str(self.oidc_audience),
+            jwks_url=jwks_url,
+            tenant_claim=self.oidc_tenant_claim,
+            role_claim=self.oidc_role_claim,
+            role_map=dict(self.oidc_role_map),
+            algorithms=tuple(self.oidc_algorithms),
+            leeway_seconds=self.oidc_leeway_seconds,
+            jwks_ttl_seconds=self.oidc_jwks_ttl_seconds,
+            jwks_refetch_seconds=self.oidc_jwks_refetch_seconds,
+        )
 
     @property
     def work_root(self) -> Path:

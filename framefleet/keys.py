@@ -12,6 +12,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -37,7 +38,7 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 class Principal:
     tenant_id: int
     tenant: str
-    key_id: int
+    key_id: int | None  # None for a single sign-on token (subject says who)
     role: str
     key_prefix: str = ""
     tenant_status: str = "active"
@@ -47,10 +48,14 @@ class Principal:
     limits: TenantLimits = field(default_factory=TenantLimits)
     # The tenant's job quotas (its settings' `quotas`), cached the same way.
     quotas: Quotas = field(default_factory=Quotas)
+    # The `sub` of a single sign-on token (framefleet/tenancy/oidc.py); None for an API key.
+    subject: str | None = None
 
     @property
     def actor(self) -> str:
-        """How audit rows and job history name this caller."""
+        """How audit rows and job history name this caller (64 characters at most, the column's width)."""
+        if self.subject is not None:
+            return f"oidc:{self.subject}"[:64]
         return f"key:{self.key_id}:{self.key_prefix}"
 
 
@@ -143,17 +148,7 @@ def authenticate(session: Session, raw: str) -> Principal | None:
     if row is None:
         return None
     key, tenant_name, tenant_status, tenant_settings = row
-    try:
-        limits = tenant_limits(tenant_settings)
-    except ValueError as exc:
-        # Settings are checked when written; rows from before that check fall back to the defaults.
-        log.warning("tenant rate limits ignored", tenant=tenant_name, error=str(exc))
-        limits = TenantLimits()
-    try:
-        quotas = quotas_of(tenant_settings)
-    except ValueError as exc:
-        log.warning("tenant quotas ignored", tenant=tenant_name, error=str(exc))
-        quotas = Quotas()
+    limits, quotas = _tenant_rules(tenant_name, tenant_settings)
     return Principal(
         tenant_id=key.tenant_id,
         tenant=tenant_name,
@@ -166,6 +161,46 @@ def authenticate(session: Session, raw: str) -> Principal | None:
         limits=limits,
         quotas=quotas,
     )
+
+
+def token_principal(
+    session: Session, *, tenant: str, role: str, subject: str, expires_at: datetime
+) -> Principal | None:
+    """The principal of a verified single sign-on token; None when its tenant is not one of ours."""
+    row = session.execute(
+        sa.select(Tenant.id, Tenant.status, Tenant.settings).where(Tenant.name == tenant)
+    ).one_or_none()
+    if row is None:
+        return None
+    tenant_id, tenant_status, tenant_settings = row
+    limits, quotas = _tenant_rules(tenant, tenant_settings)
+    return Principal(
+        tenant_id=tenant_id,
+        tenant=tenant,
+        key_id=None,
+        role=role,
+        tenant_status=tenant_status,
+        expires_at=expires_at,
+        limits=limits,
+        quotas=quotas,
+        subject=subject,
+    )
+
+
+def _tenant_rules(tenant_name: str, tenant_settings: dict[str, Any] | None) -> tuple[TenantLimits, Quotas]:
+    """The tenant's rate limits and quotas from its settings (the defaults where they do not parse)."""
+    try:
+        limits = tenant_limits(tenant_settings)
+    except ValueError as exc:
+        # Settings are checked when written; rows from before that check fall back to the defaults.
+        log.warning("tenant rate limits ignored", tenant=tenant_name, error=str(exc))
+        limits = TenantLimits()
+    try:
+        quotas = quotas_of(tenant_settings)
+    except ValueError as exc:
+        log.warning("tenant quotas ignored", tenant=tenant_name, error=str(exc))
+        quotas = Quotas()
+    return limits, quotas
 
 
 def touch_key(session: Session, key_id: int) -> None:

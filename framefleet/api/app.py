@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import anyio
@@ -26,11 +27,12 @@ from framefleet.api.sse import done_grace
 from framefleet.config import Settings, get_settings
 from framefleet.db.session import limits_of, session_factory
 from framefleet.jobs.intake import Intake
-from framefleet.keys import Principal, authenticate, touch_key
+from framefleet.keys import Principal, authenticate, token_principal, touch_key
 from framefleet.logging import configure_logging, get_logger
 from framefleet.redis_client import get_redis
 from framefleet.scheduling.registry import WorkerCache
 from framefleet.tenancy.audit import AuditWriter
+from framefleet.tenancy.oidc import TokenRefused, TokenVerifier, map_role
 from framefleet.tenancy.ratelimit import RateLimiter
 
 OPENAPI_URL = "/v1/openapi.json"
@@ -40,8 +42,9 @@ MAX_BODY_BYTES = 1024 * 1024
 
 DESCRIPTION = """Submit transcoding jobs, follow their progress and read their results.
 
-Authenticate with `X-API-Key: <key>` or `Authorization: Bearer <key>`. Errors are RFC 7807
-`application/problem+json` documents whose `type` URI is stable per error kind."""
+Authenticate with `X-API-Key: <key>` or `Authorization: Bearer <key>`, or with
+`Authorization: Bearer <JWT>` from the installation's single sign-on provider when it has one.
+Errors are RFC 7807 `application/problem+json` documents whose `type` URI is stable per error kind."""
 
 
 def key_lookup(settings: Settings) -> Callable[[str], Principal | None]:
@@ -51,6 +54,40 @@ def key_lookup(settings: Settings) -> Callable[[str], Principal | None]:
     def lookup(raw: str) -> Principal | None:
         with factory() as session:
             return authenticate(session, raw)
+
+    return lookup
+
+
+def token_lookup(settings: Settings) -> Callable[[str], Principal] | None:
+    """Single sign-on: a bearer JWT's principal (run in a worker thread); None when SSO is off."""
+    config = settings.oidc_config()
+    if config is None:
+        return None
+    verifier = TokenVerifier(config)
+    factory = session_factory(settings.database_url, limits_of(settings))
+
+    def lookup(raw: str) -> Principal:
+        identity = verifier.verify(raw)
+        role = map_role(config, identity.role)
+        if role is None:
+            raise TokenRefused(
+                f"the token's {config.role_claim!r} claim {identity.role!r} maps to no FrameFleet role "
+                "(FRAMEFLEET_OIDC_ROLE_MAP)"
+            )
+        with factory() as session:
+            principal = token_principal(
+                session,
+                tenant=identity.tenant,
+                role=role,
+                subject=identity.subject,
+                expires_at=datetime.fromtimestamp(identity.expires_at, UTC),
+            )
+        if principal is None:
+            raise TokenRefused(
+                f"the token's {config.tenant_claim!r} claim {identity.tenant!r} names no tenant of this "
+                "installation"
+            )
+        return principal
 
     return lookup
 
@@ -150,6 +187,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         touch=key_toucher(settings),
         busy_retry_after=settings.api_retry_after_seconds,
         limits=rate_limits(settings),
+        tokens=token_lookup(settings),
     )
     app.add_middleware(AuditMiddleware, writer=app.state.audit_writer)
     app.add_middleware(

@@ -17,12 +17,13 @@ import redis
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from framefleet.api.errors import WWW_AUTHENTICATE, Problem, problem_response, unavailable_problem
+from framefleet.api.errors import WWW_AUTHENTICATE, Problem, busy, problem_response, unavailable_problem
 from framefleet.api.key_cache import KeyCache
 from framefleet.db.models import utcnow
 from framefleet.keys import Principal, looks_like_key
 from framefleet.logging import get_logger
 from framefleet.tenancy.access import refusal
+from framefleet.tenancy.oidc import JwksUnavailable, TokenError, TokenRefused, looks_like_jwt
 from framefleet.tenancy.ratelimit import Bucket, Decision, RateLimiter
 
 log = get_logger(__name__)
@@ -32,6 +33,8 @@ PUBLIC_PATHS = frozenset({"/v1/openapi.json"})
 STATE_KEY = "principal"
 
 Lookup = Callable[[str], Principal | None]
+# A single sign-on token's principal; raises TokenError (401), TokenRefused (403) or JwksUnavailable (503).
+TokenLookup = Callable[[str], Principal]
 Touch = Callable[[int], None]
 # A key's last_used_at is written at most this often per API process (not a write per request).
 TOUCH_INTERVAL_SECONDS = 60.0
@@ -57,7 +60,11 @@ class Limits:
             return [("client", client_ip or "unknown", self.anonymous)]
         key = principal.limits.for_role(principal.role) or self.roles[principal.role]
         tenant = principal.limits.tenant or self.tenant
-        return [("key", str(principal.key_id), key), ("tenant", str(principal.tenant_id), tenant)]
+        # A token's subject has the bucket a key would have: per caller, by role.
+        caller = (
+            ("key", str(principal.key_id)) if principal.subject is None else ("subject", principal.subject)
+        )
+        return [(*caller, key), ("tenant", str(principal.tenant_id), tenant)]
 
 
 def rate_limited(decision: Decision) -> Problem:
@@ -70,7 +77,7 @@ def rate_limited(decision: Decision) -> Problem:
     )
 
 
-MISSING = "send an API key in X-API-Key or as `Authorization: Bearer <key>`"
+MISSING = "send an API key in X-API-Key or as `Authorization: Bearer <key>` (or a single sign-on token)"
 UNKNOWN = "the API key is unknown or revoked"
 
 
@@ -99,8 +106,10 @@ class AuthMiddleware:
         touch: Touch,
         busy_retry_after: int,
         limits: Limits | None = None,
+        tokens: TokenLookup | None = None,
     ) -> None:
         self.app = app
+        self.tokens = tokens
         self.limits = limits
         self.cache = cache
         self.lookup = lookup
@@ -128,6 +137,11 @@ class AuthMiddleware:
         known = self.cache.get(raw)
         if known is not None:
             return known
+        if self.tokens is not None and not looks_like_key(raw) and looks_like_jwt(raw):
+            # Verified in a thread: a JWKS refetch is network I/O. Errors go to the caller as 401/403/503.
+            token_principal = await anyio.to_thread.run_sync(self.tokens, raw)
+            self.cache.put(raw, token_principal)
+            return token_principal
         if not looks_like_key(raw) or self.cache.is_unknown(raw):
             return None
         found = await anyio.to_thread.run_sync(self.lookup, raw)
@@ -158,6 +172,19 @@ class AuthMiddleware:
         raw = presented_key(scope["headers"])
         try:
             principal = await self.principal(raw) if raw else None
+        except TokenError as exc:
+            await problem_response(unauthorized(exc.detail, invalid=True), path)(scope, receive, send)
+            return
+        except TokenRefused as exc:
+            await problem_response(Problem("forbidden", exc.detail), path)(scope, receive, send)
+            return
+        except JwksUnavailable as exc:
+            log.warning("single sign-on key set unavailable", error=str(exc))
+            problem = busy(
+                "the identity provider's signing keys cannot be fetched now", self.busy_retry_after
+            )
+            await problem_response(problem, path)(scope, receive, send)
+            return
         except Exception as exc:
             # Outside the app's exception handlers: map a database outage or a full pool here.
             outage = unavailable_problem(exc, self.busy_retry_after)
@@ -188,7 +215,8 @@ class AuthMiddleware:
         if decision is not None and not decision.allowed:
             await problem_response(rate_limited(decision), path)(scope, receive, send)
             return
-        await self.record_use(principal.key_id)
+        if principal.key_id is not None:
+            await self.record_use(principal.key_id)
         if decision is None:
             await self.app(scope, receive, send)
             return

@@ -1,4 +1,5 @@
-"""Operator commands run on the installation: `db upgrade`, `tenants ...`, `keys ...` and `audit`.
+"""Operator commands run on the installation: `db upgrade`, `tenants ...`, `keys ...`, `audit` (and
+`audit prune`) and `secrets rotate`.
 
 They act on the database directly, as the installation's operator (audit actor `cli`), so they work before any
 admin key exists and when the API is down.
@@ -296,8 +297,49 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+@handled
+def cmd_audit_prune(args: argparse.Namespace) -> int:
+    from framefleet.tenancy import audit
+    from framefleet.tenancy.audit import CLI
+
+    before = _when(args.before)
+    assert before is not None  # required by the parser
+    with database() as session:
+        count = audit.prune(session, CLI, before=before, dry_run=args.dry_run)
+    verb = "would delete" if args.dry_run else "deleted"
+    _print(
+        {"before": before, "dry_run": args.dry_run, "rows": count},
+        args.json,
+        f"Audit rows before {before.isoformat()}: {verb} {count}.",
+    )
+    return 0
+
+
+@handled
+def cmd_secrets_rotate(args: argparse.Namespace) -> int:
+    from framefleet.tenancy import audit
+    from framefleet.tenancy.audit import CLI
+    from framefleet.tenancy.secret_store import reencrypt_all
+
+    with database() as session:
+        done = reencrypt_all(session, secret_key=get_settings().secret_key)
+        audit.record(
+            session,
+            CLI,
+            action="secrets.rotate",
+            target=None,
+            details={"rewritten": done.rewritten, "current": done.current},
+        )
+    _print(
+        {"rewritten": done.rewritten, "current": done.current},
+        args.json,
+        f"Re-encrypted {done.rewritten} stored secret(s) under the newest key; {done.current} already were.",
+    )
+    return 0
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    """Register `db`, `tenants`, `keys` and `audit`."""
+    """Register `db`, `tenants`, `keys`, `audit` and `secrets`."""
     db = sub.add_parser("db", help="database maintenance")
     db_sub = db.add_subparsers(dest="db_command", metavar="COMMAND", required=True)
     db_sub.add_parser("upgrade", help="apply pending migrations").set_defaults(handler=cmd_db_upgrade)
@@ -362,6 +404,25 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     audit_parser.add_argument("--limit", type=int, default=50)
     audit_parser.add_argument("--cursor")
     audit_parser.set_defaults(handler=cmd_audit)
+    audit_sub = audit_parser.add_subparsers(dest="audit_command", metavar="COMMAND")
+    prune = audit_sub.add_parser(
+        "prune", help="delete audit rows older than a date (the only way rows are deleted; it is audited)"
+    )
+    prune.add_argument("--before", required=True, metavar="ISO8601", help="delete rows before this time")
+    prune.add_argument("--dry-run", action="store_true", help="count the rows, delete nothing")
+    prune.set_defaults(handler=cmd_audit_prune)
 
-    for parser in (*t_sub.choices.values(), *keys_sub.choices.values(), audit_parser):
+    secrets_parser = sub.add_parser("secrets", help="stored secrets (admin)")
+    s_sub = secrets_parser.add_subparsers(dest="secrets_command", metavar="COMMAND", required=True)
+    s_sub.add_parser(
+        "rotate", help="re-encrypt every stored secret with the first key of FRAMEFLEET_SECRET_KEY"
+    ).set_defaults(handler=cmd_secrets_rotate)
+
+    for parser in (
+        *t_sub.choices.values(),
+        *keys_sub.choices.values(),
+        audit_parser,
+        *audit_sub.choices.values(),
+        *s_sub.choices.values(),
+    ):
         parser.add_argument("--json", action="store_true", help="print JSON")

@@ -22,7 +22,8 @@ class Refusal:
 def refusal(principal: Principal, *, now: datetime, client_ip: str | None) -> Refusal | None:
     """Why this key may not be used now from `client_ip`, or None when it may."""
     if principal.expires_at is not None and principal.expires_at <= now:
-        return Refusal(401, f"the API key expired at {principal.expires_at.isoformat()}")
+        what = "API key" if principal.subject is None else "token"
+        return Refusal(401, f"the {what} expired at {principal.expires_at.isoformat()}")
     if principal.networks and not _inside(client_ip, principal.networks):
         where = client_ip or "an unknown address"
         return Refusal(403, f"the API key may not be used from {where} (it is limited to its CIDR allowlist)")

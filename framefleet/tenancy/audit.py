@@ -1,5 +1,8 @@
 """The audit log: who did what, to what, with what outcome. Rows are only ever inserted by the application.
 
+Rows are removed only by `framefleet audit prune --before DATE` (`prune`), the documented retention
+command, which records itself in a row of its own.
+
 Admin actions write their row in the same transaction as the change (`record`), so a change is never left
 unrecorded. Other state-changing requests (job submission, cancel, refusals) are recorded by the API's audit
 middleware through `AuditWriter`, which inserts them in groups from one thread so a burst of submissions
@@ -156,6 +159,27 @@ def list_events(
     rows = list(session.scalars(query.order_by(AuditEvent.id.desc()).limit(limit + 1)))
     next_cursor = encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
     return rows[:limit], next_cursor
+
+
+def prune(session: Session, actor: Actor, *, before: datetime, dry_run: bool) -> int:
+    """Delete the rows older than `before` (the retention command; nothing else deletes audit rows).
+
+    Returns how many rows are (or, with `dry_run`, would be) deleted. A real prune records itself in a new
+    row, in the same transaction, so the log always shows when it was cut and by whom.
+    """
+    older = AuditEvent.at < before
+    count = session.scalar(sa.select(sa.func.count()).select_from(AuditEvent).where(older)) or 0
+    if dry_run:
+        return count
+    session.execute(sa.delete(AuditEvent).where(older))
+    record(
+        session,
+        actor,
+        action="audit.prune",
+        target=None,
+        details={"before": before.isoformat(), "deleted": count},
+    )
+    return count
 
 
 def event_view(event: AuditEvent) -> dict[str, Any]:

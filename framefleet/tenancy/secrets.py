@@ -6,8 +6,9 @@ is stretched into a Fernet key with HKDF-SHA256 (it need not be a Fernet key its
 every listed one decrypts, so rotating means: put the new passphrase first, keep the old one after it,
 re-encrypt what is stored (`rotate`), then drop the old one.
 
-Nothing stores a secret yet (webhook signing secrets and per-tenant storage credentials will): these
-helpers are what they must use, so the database never holds one in plaintext.
+Every stored secret goes through these helpers, so the database never holds one in plaintext; the columns
+that hold their tokens are listed in framefleet/tenancy/secret_store.py, which `framefleet secrets rotate`
+walks.
 """
 
 from __future__ import annotations
@@ -59,6 +60,15 @@ def decrypt(token: str, *, secret_key: str) -> str:
         return cipher(secret_key).decrypt(token.encode("ascii")).decode()
     except (InvalidToken, UnicodeError) as exc:
         raise SecretError("the stored secret cannot be decrypted with FRAMEFLEET_SECRET_KEY") from exc
+
+
+def is_current(token: str, *, secret_key: str) -> bool:
+    """Whether `token` is already encrypted under the newest key (a rotation pass leaves it as it is)."""
+    try:
+        Fernet(derive_key(passphrases(secret_key)[0])).decrypt(token.encode("ascii"))
+    except (InvalidToken, UnicodeError):
+        return False
+    return True
 
 
 def rotate(token: str, *, secret_key: str) -> str:
