@@ -118,6 +118,8 @@ class Job(Base):
     attempt: Mapped[int] = mapped_column(default=0)
     worker: Mapped[str | None] = mapped_column(sa.String(255), default=None)
     cancel_requested: Mapped[bool] = mapped_column(default=False)
+    # Who asked to cancel it while it ran: the worker's `canceled` history row names them (migration 0009).
+    cancel_requested_by: Mapped[str | None] = mapped_column(sa.String(80), default=None)
     progress: Mapped[float] = mapped_column(default=0.0)
     failure_class: Mapped[str | None] = mapped_column(sa.String(32), default=None)
     error: Mapped[str | None] = mapped_column(sa.Text, default=None)

@@ -219,7 +219,11 @@ def cancel_job(
         if state in TERMINAL:
             raise JobFinished(state.value)
         if state is JobState.running:
-            session.execute(sa.update(Job).where(Job.id == job.id).values(cancel_requested=True))
+            session.execute(
+                sa.update(Job)
+                .where(Job.id == job.id)
+                .values(cancel_requested=True, cancel_requested_by=principal.actor)
+            )
             session.commit()
             redis_client.set(cancel_key(job.id), "1", ex=24 * 3600)
             session.refresh(job)

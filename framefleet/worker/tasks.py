@@ -483,6 +483,7 @@ def _record(
                     worker,
                     attempt,
                     {"failure_class": FailureClass.canceled.value, **ending.values},
+                    actor=_canceled_by(session, job_id),
                 )
             elif ending.kind == "handback":
                 job = _end(
@@ -503,6 +504,7 @@ def _record(
                         worker,
                         attempt,
                         {"failure_class": FailureClass.canceled.value},
+                        actor=job.cancel_requested_by,
                     )
                 redispatch = job.state == JobState.queued
             else:
@@ -553,8 +555,24 @@ def _end(
     worker: str,
     attempt: int,
     values: dict[str, Any],
+    *,
+    actor: str | None = None,
 ) -> Job:
     expect = [JobState.running] if target is not JobState.canceled else [JobState.running, JobState.queued]
     return state_machine.transition(
-        session, job_id, target, reason=reason, expect=expect, worker=worker, attempt=attempt, values=values
+        session,
+        job_id,
+        target,
+        reason=reason,
+        expect=expect,
+        worker=worker,
+        attempt=attempt,
+        values=values,
+        actor=actor,
     )
+
+
+def _canceled_by(session: Any, job_id: str) -> str | None:
+    """Who asked to cancel the running job (recorded by the cancel request), for its history row."""
+    actor: str | None = session.scalar(sa.select(Job.cancel_requested_by).where(Job.id == job_id))
+    return actor

@@ -215,6 +215,11 @@ def test_cancel_running_job_kills_ffmpeg_and_publishes_nothing(
     final = wait_for_state(lambda: fetch(api, key, job["id"]), TERMINAL, 10)
     assert final["state"] == "canceled"
     assert final["outputs"] == []
+    # The worker wrote the `canceled` row, and it names the key that asked for it.
+    history = api.get(f"/v1/jobs/{job['id']}/history", headers={"X-API-Key": key}).json()["items"]
+    (ended,) = [t for t in history if t["to_state"] == "canceled"]
+    assert ended["worker"] is not None, ended
+    assert ended["actor"] is not None and ended["actor"].startswith("key:"), ended
     from framefleet.config import get_settings
 
     assert not local_path(get_settings().output_root).joinpath(job["id"]).exists()
