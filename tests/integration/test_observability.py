@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -80,7 +81,12 @@ def test_usage_matches_kernel_accounting_and_series_move(
     metrics_port: int,
 ) -> None:
     tenant, key = tenant_key
+    # The pool process publishes its slot when it has started, a moment after the worker says it is ready.
+    deadline = time.monotonic() + 20
     before = scrape(metrics_port)
+    while not value(before, "framefleet_worker_slots", pool="cpu") and time.monotonic() < deadline:
+        time.sleep(0.2)
+        before = scrape(metrics_port)
     assert value(before, "framefleet_worker_slots", pool="cpu") == 1
     assert value(before, "framefleet_jobs_started_total", tenant=tenant) == 0
     pid = pool_process(metered_worker)
