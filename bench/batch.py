@@ -59,7 +59,8 @@ async def _post_batches(
 def main(
     batches: int = 6, size: int = 1000, singles: int = 3000, database_url: str | None = None
 ) -> dict[str, float]:
-    overrides = {"FRAMEFLEET_ADMISSION_CHECK": "false"}
+    # Limits off: this measures the submission path, not the per-key request rate.
+    overrides = {"FRAMEFLEET_ADMISSION_CHECK": "false", "FRAMEFLEET_RATE_LIMITS_ENABLED": "false"}
     if database_url:
         overrides["FRAMEFLEET_DATABASE_URL"] = database_url
     with bench_stack(**overrides) as (stack, settings):
