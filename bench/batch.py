@@ -17,7 +17,7 @@ from typing import Any
 
 from bench.common import bench_stack, demo_media
 from bench.httpclient import read_answer, request_bytes
-from bench.throughput import _bare_celery, _post_many
+from bench.throughput import _bare_celery, _post_many, process_cpu_seconds
 
 ROUNDS = 3
 
@@ -71,20 +71,26 @@ def main(
             "priority": "batch",
         }
         host, port, key = "127.0.0.1", settings.api_port, stack.api_key
+        api_pid = stack.children["api"].pid
+        assert api_pid is not None
         asyncio.run(_post_batches(host, port, key, 1, size, spec))  # warm-up
+        before = process_cpu_seconds(api_pid)
         batch_rates = [
             asyncio.run(_post_batches(host, port, key, batches, size, spec)) for _ in range(ROUNDS)
         ]
+        batch_cpu_ms = (process_cpu_seconds(api_pid) - before) / (ROUNDS * batches * size) * 1000
         single_rates = [asyncio.run(_post_many(host, port, key, singles, 8, spec)) for _ in range(ROUNDS)]
         celery_rate = _bare_celery(singles)
     result = {
         "batch_jobs_per_s": statistics.median(batch_rates),
         "single_jobs_per_s": statistics.median(single_rates),
         "bare_celery_per_s": celery_rate,
+        "batch_api_cpu_ms_per_job": batch_cpu_ms,
     }
     print(
         f"batch: POST /v1/jobs/batch {result['batch_jobs_per_s']:.0f} jobs/s ({size} a batch, median of "
-        f"{ROUNDS} x {batches} batches: {', '.join(f'{r:.0f}' for r in batch_rates)}; target >= 1500); "
+        f"{ROUNDS} x {batches} batches: {', '.join(f'{r:.0f}' for r in batch_rates)}; target >= 1500; "
+        f"API CPU {batch_cpu_ms:.2f} ms/job); "
         f"single POST /v1/jobs {result['single_jobs_per_s']:.0f} jobs/s with 8 clients "
         f"({', '.join(f'{r:.0f}' for r in single_rates)}; target >= 600); "
         f"bare Celery send_task {celery_rate:.0f} msgs/s from one thread"

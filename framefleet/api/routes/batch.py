@@ -63,6 +63,18 @@ def _problem_view(problem: Problem) -> dict[str, Any]:
     return view
 
 
+def _brief(job: Job) -> dict[str, Any]:
+    """What a batch answers per job: enough to follow it (the client has the spec; GET gives the rest)."""
+    return {
+        "id": job.id,
+        "state": job.state,
+        "priority": job.priority,
+        "pool": job.pool,
+        "created_at": job.created_at,
+        "location": f"/v1/jobs/{job.id}",
+    }
+
+
 def _key_of(item: dict[str, Any], index: int, batch_key: str | None) -> str | None:
     key = item.pop("idempotency_key", None)
     if key is None:
@@ -240,9 +252,9 @@ async def submit_batch(
             job: Job = answer[0]
             created += 1
             metrics.JOBS_SUBMITTED.labels(job.priority).inc()
-            items.append({"index": index, "status": 201, "job": service.job_view(job, [])})
+            items.append({"index": index, "status": 201, "job": _brief(job)})
         elif isinstance(answer, Job):
-            items.append({"index": index, "status": 200, "job": service.job_view(answer, [])})
+            items.append({"index": index, "status": 200, "job": _brief(answer)})
         elif isinstance(answer, Problem):
             items.append({"index": index, "status": answer.status, "problem": _problem_view(answer)})
         elif body.atomic and isinstance(answer, IntegrityError):
