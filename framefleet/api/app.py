@@ -22,7 +22,7 @@ from framefleet.api.key_cache import KeyCache
 from framefleet.api.limits import AdmissionLimiter, StreamLimits
 from framefleet.api.middleware import RequestContextMiddleware
 from framefleet.api.proxies import ClientAddressMiddleware
-from framefleet.api.routes import health, jobs, tenancy, webhooks, workers
+from framefleet.api.routes import batch, health, jobs, presets, tenancy, webhooks, workers
 from framefleet.api.sse import done_grace
 from framefleet.config import Settings, get_settings
 from framefleet.db.session import limits_of, session_factory
@@ -219,7 +219,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(SecurityHeadersMiddleware, public_url=settings.public_url)
     # Outermost: every layer inside sees the one client address (proxies.py).
     app.add_middleware(ClientAddressMiddleware, trusted=settings.trusted_proxies)
+    app.include_router(batch.router)
     app.include_router(jobs.router)
+    app.include_router(presets.router)
+    app.include_router(presets.templates_router)
     app.include_router(workers.router)
     app.include_router(tenancy.router)
     app.include_router(webhooks.router)

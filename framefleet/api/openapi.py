@@ -65,13 +65,29 @@ def declared_permissions(document: dict[str, Any]) -> dict[str, Any]:
     return document
 
 
+def submission_schemas(document: dict[str, Any]) -> dict[str, Any]:
+    """The schemas of what a submission may be (a JobSpec or a TemplateCall), which the submit and batch
+    routes take as plain JSON objects so that presets and templates resolve before the spec is checked."""
+    from pydantic.json_schema import models_json_schema
+
+    from framefleet.core.spec import JobSpec
+    from framefleet.workflows.batch import TemplateCall
+
+    _, found = models_json_schema(
+        [(JobSpec, "validation"), (TemplateCall, "validation")],
+        ref_template="#/components/schemas/{model}",
+    )
+    document.setdefault("components", {}).setdefault("schemas", {}).update(found.get("$defs", {}))
+    return document
+
+
 def install(app: FastAPI) -> None:
     """Serve the corrected document (built once, on first request, like FastAPI's own)."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = declared_permissions(problem_media_types(build()))
+            app.openapi_schema = declared_permissions(problem_media_types(submission_schemas(build())))
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

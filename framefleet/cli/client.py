@@ -100,6 +100,22 @@ class ApiClient:
         raise_for_problem(response)
         return dict(response.json())
 
+    def call(self, method: str, path: str, body: Any = None, **params: Any) -> Any:
+        """Any /v1/ route: its JSON answer (None for 204); ApiError for a problem."""
+        query = {k: v for k, v in params.items() if v is not None}
+        response = self._http.request(method, path, json=body, params=query)
+        raise_for_problem(response)
+        return None if response.status_code == 204 else response.json()
+
+    def submit_batch(
+        self, items: list[Any], *, atomic: bool = False, idempotency_key: str | None = None
+    ) -> dict[str, Any]:
+        """POST /v1/jobs/batch: one result per item, in order."""
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        response = self._http.post("/v1/jobs/batch", json={"atomic": atomic, "items": items}, headers=headers)
+        raise_for_problem(response)
+        return dict(response.json())
+
     def get(self, job_id: str) -> dict[str, Any]:
         """The job, with its outputs."""
         response = self._http.get(f"/v1/jobs/{job_id}")

@@ -94,15 +94,33 @@ def local_input_uri(value: Any, *, cwd: Path) -> Any:
     return path.as_uri()
 
 
-def read_spec(path: str, *, cwd: Path | None = None) -> dict[str, Any]:
-    """A job spec from a file (or - for stdin), with a local input path turned into a file:// URI."""
+def read_spec(path: str, *, cwd: Path | None = None) -> Any:
+    """A job spec (or a template call) from a file (or - for stdin), or a JSON list of them (a batch),
+    with a local input path turned into a file:// URI."""
     text = sys.stdin.read() if path == "-" else Path(path).read_text()
-    spec = json.loads(text)
-    if not isinstance(spec, dict):
-        raise ValueError("a job spec must be a JSON object")
-    if "input" in spec:
-        spec["input"] = local_input_uri(spec["input"], cwd=cwd or Path.cwd())
-    return spec
+    found = json.loads(text)
+    specs = found if isinstance(found, list) else [found]
+    for spec in specs:
+        if not isinstance(spec, dict):
+            raise ValueError("a job spec must be a JSON object (a batch: a JSON list of them)")
+        if "input" in spec:
+            spec["input"] = local_input_uri(spec["input"], cwd=cwd or Path.cwd())
+    return found
+
+
+def _submit_batch(client: ApiClient, items: list[Any], args: argparse.Namespace) -> int:
+    """One line per item; exit status 1 when any item was refused."""
+    answer = client.submit_batch(items, atomic=args.atomic, idempotency_key=args.idempotency_key)
+    refused = 0
+    for item in answer["items"]:
+        if "job" in item:
+            job = item["job"]
+            print(f"{item['index']:>4}  {item['status']}  job {job['id']} {job.get('state')}")
+        else:
+            refused += 1
+            print(f"{item['index']:>4}  {item['status']}  {item['problem'].get('detail')}")
+    print(f"{answer['created']} created, {refused} refused, {len(answer['items'])} items.")
+    return EXIT_JOB_FAILED if refused else EXIT_OK
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
@@ -113,6 +131,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
         print(f"cannot read job spec {args.spec}: {exc}", file=sys.stderr)
         return EXIT_ERROR
     with client_from(args) as client:
+        if isinstance(spec, list):
+            return _submit_batch(client, spec, args)
         job = client.submit(spec, idempotency_key=args.idempotency_key)
         print(f"Job {job['id']} {job.get('state', 'submitted')} (priority {job.get('priority', '-')}).")
         if not args.wait:
@@ -158,8 +178,11 @@ def run_api_command(handler: Any, args: argparse.Namespace) -> int:
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Register submit, watch, get and cancel."""
     submit = sub.add_parser(
-        "submit", help="submit a job spec (JSON file, or - for stdin); its input may be a local file path"
+        "submit",
+        help="submit a job spec or template call (JSON file, or - for stdin), or a JSON list of them as one "
+        "batch; an input may be a local file path",
     )
+    submit.add_argument("--atomic", action="store_true", help="a batch: all items are created or none")
     submit.add_argument("spec", metavar="SPEC.json")
     submit.add_argument("--wait", action="store_true", help="follow the job and print its result")
     submit.add_argument("--idempotency-key", metavar="K", help="repeat-safe submission key")

@@ -313,3 +313,38 @@ class WebhookDelivery(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     delivered_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class OutputPreset(Base):
+    """A tenant's named output settings (framefleet/workflows/presets.py); the built-in ones are in code."""
+
+    __tablename__ = "output_presets"
+    __table_args__ = (sa.UniqueConstraint("tenant_id", "name", name="uq_output_presets_tenant_name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(sa.ForeignKey("tenants.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(sa.String(64))
+    description: Mapped[str | None] = mapped_column(sa.String(255), default=None)
+    # An output's fields (no name, no destination): what an output naming the preset starts from.
+    output: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class JobTemplate(Base):
+    """One version of a tenant's job template (framefleet/workflows/templates.py): versions are never
+    changed, an update adds the next one."""
+
+    __tablename__ = "job_templates"
+    __table_args__ = (
+        sa.UniqueConstraint("tenant_id", "name", "version", name="uq_job_templates_tenant_name_version"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(sa.ForeignKey("tenants.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(sa.String(64))
+    version: Mapped[int] = mapped_column()
+    description: Mapped[str | None] = mapped_column(sa.String(255), default=None)
+    parameters: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    spec: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

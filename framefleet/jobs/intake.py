@@ -87,9 +87,10 @@ class Intake:
             self._waiting.put(None)
             thread.join(timeout)
 
-    def write_group(self, rows: Sequence[dict[str, Any]]) -> list[Job | Exception]:
+    def write_group(self, rows: Sequence[dict[str, Any]], *, atomic: bool = False) -> list[Job | Exception]:
         """Insert rows in one transaction and publish them in one round trip; each row's outcome in order:
-        its job, or the error that kept it out (IntegrityError for a reused idempotency key)."""
+        its job, or the error that kept it out (IntegrityError for a reused idempotency key). `atomic`
+        (an atomic batch): a reused key keeps every row out instead of only its own."""
         # Copies: fair share may make a row `pending`, and a retried row must be judged afresh.
         rows = [dict(row) for row in rows]
         try:
@@ -98,8 +99,8 @@ class Intake:
                 service.insert_jobs(session, rows)
                 session.commit()
         except IntegrityError as exc:
-            if len(rows) == 1:
-                return [exc]
+            if len(rows) == 1 or atomic:
+                return [exc] * len(rows)
             # One of them reuses an idempotency key: write each alone so that the others still land.
             return [self.write_group([row])[0] for row in rows]
         except Exception as exc:

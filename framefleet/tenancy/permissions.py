@@ -33,6 +33,11 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     # Webhook endpoints and their delivery logs; managing includes seeing a new or rotated secret once.
     "webhooks:read": frozenset({ADMIN, OPERATOR, MEMBER, VIEWER}),
     "webhooks:manage": frozenset({ADMIN, MEMBER}),
+    # Output presets and job templates (submitting from them needs jobs:submit).
+    "presets:read": frozenset({ADMIN, OPERATOR, MEMBER, VIEWER}),
+    "presets:manage": frozenset({ADMIN, MEMBER}),
+    "templates:read": frozenset({ADMIN, OPERATOR, MEMBER, VIEWER}),
+    "templates:manage": frozenset({ADMIN, MEMBER}),
 }
 
 

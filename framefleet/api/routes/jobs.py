@@ -7,7 +7,7 @@ import dataclasses
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Body, Header, Query, Request
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.responses import Response, StreamingResponse
@@ -37,6 +37,7 @@ from framefleet.storage.namespace import Namespace, namespace_for
 from framefleet.tenancy import quotas
 from framefleet.tenancy import service as tenancy_service
 from framefleet.tenancy.permissions import allows
+from framefleet.workflows import batch
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -101,9 +102,24 @@ def _location(job: Job) -> str:
         },
     },
     summary="Submit a job",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "oneOf": [
+                            {"$ref": "#/components/schemas/JobSpec"},
+                            {"$ref": "#/components/schemas/TemplateCall"},
+                        ]
+                    }
+                }
+            },
+        }
+    },
 )
 async def submit(
-    spec: JobSpec,
+    body: Annotated[dict[str, Any], Body(description="a JobSpec, or a template call")],
     session: SessionDep,
     principal: Submitter,
     request: Request,
@@ -114,10 +130,93 @@ async def submit(
 ) -> Response:
     """Validate and record a job, then hand it to its queue. 201 when created, 200 on an idempotent replay.
 
-    422 when no known worker could ever run the job (the reason names the missing capability).
-    Runs on the event loop: what needs the database runs in threads (the intake's writer, and the
-    idempotency and worker lookups when they cannot be answered from memory).
+    The body is a job spec (its outputs may name presets) or a template call
+    (`{"template": name, "version": n, "params": {...}}`). 422 when no known worker could ever run the job
+    (the reason names the missing capability). Runs on the event loop: what needs the database runs in
+    threads (the intake's writer, presets and templates, and the idempotency and worker lookups when they
+    cannot be answered from memory).
     """
+    if batch.needs_database(body):
+        spec, document = await in_thread(session, _resolve_in, principal, body)
+    else:
+        spec, document = _resolve(batch.Resolver(None, principal.tenant_id), body)
+    workers = None
+    if settings.admission_check:
+        cache: WorkerCache = request.app.state.worker_cache
+        workers = cache.fresh()
+        if workers is None:
+            workers = await in_thread(session, cache.get, settings)
+    row = checked_row(
+        spec=spec,
+        document=document,
+        principal=principal,
+        settings=settings,
+        workers=workers,
+        idempotency_key=idempotency_key,
+    )
+    if idempotency_key is not None:
+        replay = await in_thread(session, _replay, principal, idempotency_key, row["spec_hash"])
+        if replay is not None:
+            return replay
+    if principal.quotas != quotas.Quotas():
+        over = await in_thread(session, _quota_over, principal)
+        if over is not None:
+            raise quota_problem(principal, over)
+    intake: Intake = request.app.state.intake
+    try:
+        job = await asyncio.wrap_future(intake.enqueue(row))
+    except IntegrityError:
+        # A concurrent request with the same Idempotency-Key won the insert.
+        replay = await in_thread(session, _replay_after_race, principal, idempotency_key, row)
+        if replay is None:
+            raise
+        return replay
+    metrics.JOBS_SUBMITTED.labels(job.priority).inc()
+    return json_response(service.job_view(job, []), 201, {"Location": _location(job)})
+
+
+def submission_problem(exc: batch.SubmissionInvalid) -> Problem:
+    """The 422 for a submission that does not resolve to a valid spec."""
+    first = exc.errors[0]
+    detail = f"{first['field']}: {first['message']}" if first["field"] else first["message"]
+    if len(exc.errors) > 1:
+        detail += f" (and {len(exc.errors) - 1} more)"
+    return Problem("validation", detail, errors=exc.errors)
+
+
+def _resolve(resolver: batch.Resolver, body: dict[str, Any]) -> tuple[JobSpec, dict[str, Any]]:
+    try:
+        return resolver.resolve(body)
+    except batch.SubmissionInvalid as exc:
+        raise submission_problem(exc) from None
+
+
+def _resolve_in(
+    session: Session, principal: Principal, body: dict[str, Any]
+) -> tuple[JobSpec, dict[str, Any]]:
+    return _resolve(batch.Resolver(session, principal.tenant_id), body)
+
+
+def quota_problem(principal: Principal, over: quotas.Over) -> Problem:
+    return Problem(
+        "quota-exceeded",
+        f"tenant {principal.tenant!r} has spent its {over.quota} quota: {over.usage:g} of {over.limit}",
+        headers={"Retry-After": str(QUOTA_RETRY_AFTER_SECONDS)},
+        extensions={"quota": over.quota, "usage": over.usage, "limit": over.limit},
+    )
+
+
+def checked_row(
+    *,
+    spec: JobSpec,
+    document: dict[str, Any],
+    principal: Principal,
+    settings: Settings,
+    workers: Any,
+    idempotency_key: str | None,
+) -> dict[str, Any]:
+    """The new job's row once the deployment's checks pass (time limit, storage area, admission against
+    `workers` when admission is on); Problem naming the field otherwise."""
     if spec.max_run_seconds is not None:
         problem = override_error(spec.max_run_seconds, time_limits(settings))
         if problem is not None:
@@ -126,12 +225,7 @@ async def submit(
     if refused is not None:
         raise validation_problem(*refused)
     pool = None
-    document = spec.model_dump(mode="json")
-    if settings.admission_check:
-        cache: WorkerCache = request.app.state.worker_cache
-        workers = cache.fresh()
-        if workers is None:
-            workers = await in_thread(session, cache.get, settings)
+    if workers is not None:
         admission = admit(document, workers)
         if not admission.accepted:
             raise Problem(
@@ -146,38 +240,9 @@ async def submit(
                 ],
             )
         pool = admission.pool
-    row = service.new_job_row(
-        principal=principal,
-        spec=spec,
-        document=document,
-        pool=pool,
-        idempotency_key=idempotency_key,
+    return service.new_job_row(
+        principal=principal, spec=spec, document=document, pool=pool, idempotency_key=idempotency_key
     )
-    if idempotency_key is not None:
-        replay = await in_thread(session, _replay, principal, idempotency_key, row["spec_hash"])
-        if replay is not None:
-            return replay
-    if principal.quotas != quotas.Quotas():
-        over = await in_thread(session, _quota_over, principal)
-        if over is not None:
-            raise Problem(
-                "quota-exceeded",
-                f"tenant {principal.tenant!r} has spent its {over.quota} quota: "
-                f"{over.usage:g} of {over.limit}",
-                headers={"Retry-After": str(QUOTA_RETRY_AFTER_SECONDS)},
-                extensions={"quota": over.quota, "usage": over.usage, "limit": over.limit},
-            )
-    intake: Intake = request.app.state.intake
-    try:
-        job = await asyncio.wrap_future(intake.enqueue(row))
-    except IntegrityError:
-        # A concurrent request with the same Idempotency-Key won the insert.
-        replay = await in_thread(session, _replay_after_race, principal, idempotency_key, row)
-        if replay is None:
-            raise
-        return replay
-    metrics.JOBS_SUBMITTED.labels(job.priority).inc()
-    return json_response(service.job_view(job, []), 201, {"Location": _location(job)})
 
 
 def _quota_over(session: Session, principal: Principal) -> quotas.Over | None:
