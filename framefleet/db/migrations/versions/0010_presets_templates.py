@@ -1,15 +1,15 @@
 """presets and templates: a tenant's output presets and versioned job templates (framefleet/workflows/)
 
-Revision ID: 0009_presets_templates
-Revises: 0008_job_usage
+Revision ID: 0010_presets_templates
+Revises: 0009_cancel_actor
 Create Date: 2026-12-01
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0009_presets_templates"
-down_revision = "0008_job_usage"
+revision = "0010_presets_templates"
+down_revision = "0009_cancel_actor"
 branch_labels = None
 depends_on = None
 
