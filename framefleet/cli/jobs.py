@@ -100,7 +100,7 @@ def read_spec(path: str, *, cwd: Path | None = None) -> dict[str, Any]:
     spec = json.loads(text)
     if not isinstance(spec, dict):
         raise ValueError("a job spec must be a JSON object")
-    if "input" in spec:
+    if isinstance(spec.get("input"), str):  # not a parent's output by reference
         spec["input"] = local_input_uri(spec["input"], cwd=cwd or Path.cwd())
     return spec
 

@@ -140,6 +140,21 @@ class Job(Base):
     usage: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON, default=None)
 
 
+class JobDependency(Base):
+    """An edge of the job graph: `job_id` waits in `pending` for `parent_id` to end (migration 0010).
+
+    Rows are written with the job and never change; the sweep (workflows/dependencies.py) judges the
+    parents' states against `condition` and releases or ends the dependant.
+    """
+
+    __tablename__ = "job_dependencies"
+    __table_args__ = (sa.Index("ix_job_dependencies_parent", "parent_id"),)
+
+    job_id: Mapped[str] = mapped_column(sa.ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    parent_id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    condition: Mapped[str] = mapped_column(sa.String(16), default="succeeded")
+
+
 class Worker(Base):
     """One job-running worker process: its pool, proven capabilities and heartbeat (history kept)."""
 

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.responses import Response, StreamingResponse
@@ -37,6 +38,7 @@ from framefleet.storage.namespace import Namespace, namespace_for
 from framefleet.tenancy import quotas
 from framefleet.tenancy import service as tenancy_service
 from framefleet.tenancy.permissions import allows
+from framefleet.workflows import dependencies
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -146,6 +148,8 @@ async def submit(
                 ],
             )
         pool = admission.pool
+    if spec.depends_on:
+        await in_thread(session, _check_parents, principal, spec)
     row = service.new_job_row(
         principal=principal,
         spec=spec,
@@ -178,6 +182,13 @@ async def submit(
         return replay
     metrics.JOBS_SUBMITTED.labels(job.priority).inc()
     return json_response(service.job_view(job, []), 201, {"Location": _location(job)})
+
+
+def _check_parents(session: Session, principal: Principal, spec: JobSpec) -> None:
+    try:
+        dependencies.check_parents(session, tenant_id=principal.tenant_id, spec=spec)
+    except dependencies.UnknownParent as exc:
+        raise validation_problem(exc.field, str(exc)) from exc
 
 
 def _quota_over(session: Session, principal: Principal) -> quotas.Over | None:
@@ -336,6 +347,43 @@ def cancel(
     if job.state == JobState.canceled:
         return json_response(service.job_view(job), 200)
     return json_response(service.job_view(job), 202)
+
+
+class PriorityChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    priority: Priority
+
+
+@router.patch(
+    "/{job_id}",
+    response_model=JobView,
+    responses={
+        409: {"model": ProblemView, "description": "The job is running or ended (`state`)"},
+        **_AUTH,
+        **_FORBIDDEN,
+        **_NOT_FOUND,
+        **_INVALID,
+    },
+    summary="Change a waiting job's priority",
+)
+def change(
+    job_id: str, change: PriorityChange, session: SessionDep, principal: Submitter, request: Request
+) -> Response:
+    """Queue hopping: a queued or pending job moves to the queue of its new priority (audited)."""
+    try:
+        job = service.change_priority(
+            session,
+            principal=principal,
+            job_id=job_id,
+            priority=change.priority,
+            celery=request.app.state.celery,
+        )
+    except service.JobNotFound as exc:
+        raise _not_found(job_id) from exc
+    except service.NotWaiting as exc:
+        raise Problem("job-not-waiting", str(exc), extensions={"state": exc.state}) from exc
+    return json_response(service.job_view(job))
 
 
 def _end_payload(job: Job, reason: str) -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""Workflows: presets, templates, batch submission, dependencies and schedules."""
