@@ -5,7 +5,9 @@
 - retry promotion: a `retrying` job whose `retry_at` has come is queued and published again;
 - reconciler: a `queued` job whose message the broker lost (Redis restarted without persistence, a crash
   between commit and publish) is published again;
-- aging: a job waiting longer than the aging step is republished one priority higher per step.
+- aging: a job waiting longer than the aging step is republished one priority higher per step;
+- dependencies: jobs waiting for their parents are released or canceled once the parents ended;
+- schedules: cron schedules whose time has come submit their job, each fire once.
 
 Every change is a compare-and-set on the job row, so a task that races a worker (or a second beat that
 briefly believes it leads) changes nothing twice. Leadership is a Redis key with a TTL that the leader
@@ -45,7 +47,7 @@ from framefleet.scheduling import broker, fairshare
 from framefleet.scheduling.aging import aged_priority, is_higher
 from framefleet.scheduling.outcomes import fail_attempt
 from framefleet.tenancy import quotas
-from framefleet.workflows import dependencies
+from framefleet.workflows import dependencies, schedules
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -412,6 +414,8 @@ class Maintenance:
                 s.retry_promote_interval_seconds,
                 lambda: dependencies.sweep(s, celery=self.celery),
             ),
+            # Cron schedules: the leader alone fires them, each fire recorded once (workflows/schedules.py).
+            Task("schedules", s.schedule_interval_seconds, lambda: schedules.fire_due(s, celery=self.celery)),
         ]
 
     def tick(self) -> None:

@@ -33,6 +33,9 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     # Webhook endpoints and their delivery logs; managing includes seeing a new or rotated secret once.
     "webhooks:read": frozenset({ADMIN, OPERATOR, MEMBER, VIEWER}),
     "webhooks:manage": frozenset({ADMIN, MEMBER}),
+    # Cron schedules: what submits jobs on a timer is managed by those who may submit jobs.
+    "schedules:read": frozenset({ADMIN, OPERATOR, MEMBER, VIEWER}),
+    "schedules:manage": frozenset({ADMIN, MEMBER}),
 }
 
 

@@ -41,6 +41,7 @@ def concrete(path: str) -> str:
         "key_id": "999999",
         "webhook_id": "999999",
         "delivery_id": "999999",
+        "schedule_id": "999999",
         "name": f"nobody-{uuid.uuid4().hex[:6]}",
     }
     return re.sub(r"\{(\w+)\}", lambda match: values[match.group(1)], path)
