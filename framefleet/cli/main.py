@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from framefleet import __version__
-from framefleet.cli import admin, demo, jobs, services, supervisor, webhooks, worker
+from framefleet.cli import admin, demo, jobs, schedules, services, supervisor, webhooks, worker
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     admin.add_parsers(sub)
     jobs.add_parsers(sub)
     webhooks.add_parsers(sub)
+    schedules.add_parsers(sub)
     return parser
 
 

@@ -25,8 +25,10 @@ from framefleet.db.models import Job, Schedule, ScheduleFire, Tenant, utcnow
 from framefleet.db.session import session_scope
 from framefleet.jobs import service as jobs
 from framefleet.jobs.dispatch import dispatch
+from framefleet.jobs.locations import location_problem
 from framefleet.keys import Principal
 from framefleet.logging import get_logger
+from framefleet.storage.namespace import namespace_for
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -122,6 +124,22 @@ def plan(
 
 
 # ---------------------------------------------------------------- the tenant's schedules
+
+
+def spec_document(spec: JobSpec, *, settings: Settings, tenant: str) -> dict[str, Any]:
+    """The job spec a schedule stores, after the checks a submission makes that the model cannot:
+    Invalid (field `spec.<...>`) for parents or a URI outside the tenant's storage."""
+    if spec.depends_on:
+        # Parents are jobs that exist now; each fire would wait for the same ones again.
+        raise Invalid("spec.depends_on", "a scheduled job cannot depend on other jobs")
+    try:
+        namespace = namespace_for(settings, tenant)
+    except ValueError as exc:
+        raise Invalid("spec", f"tenant {tenant!r} has no storage area: {exc}") from None
+    refused = location_problem(spec, namespace)
+    if refused is not None:
+        raise Invalid(f"spec.{refused[0]}", refused[1])
+    return spec.model_dump(mode="json")
 
 
 def create_schedule(

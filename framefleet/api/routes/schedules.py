@@ -15,9 +15,7 @@ from framefleet.api.responses import json_response
 from framefleet.api.schemas import ProblemView
 from framefleet.config import Settings
 from framefleet.core.spec import JobSpec
-from framefleet.jobs.locations import location_problem
 from framefleet.keys import Principal
-from framefleet.storage.namespace import namespace_for
 from framefleet.workflows import schedules as service
 
 router = APIRouter(prefix="/v1", tags=["schedules"])
@@ -54,18 +52,10 @@ class ScheduleUpdate(BaseModel):
 
 
 def _spec_document(spec: JobSpec, settings: Settings, principal: Principal) -> dict[str, Any]:
-    """The spec as stored, after the checks a submission makes that pydantic cannot."""
-    if spec.depends_on:
-        # Parents are jobs that exist now; each fire would wait for the same ones again.
-        raise validation_problem("spec.depends_on", "a scheduled job cannot depend on other jobs")
     try:
-        namespace = namespace_for(settings, principal.tenant)
-    except ValueError as exc:
-        raise Problem("forbidden", f"tenant {principal.tenant!r} has no storage area: {exc}") from None
-    refused = location_problem(spec, namespace)
-    if refused is not None:
-        raise validation_problem(f"spec.{refused[0]}", refused[1])
-    return spec.model_dump(mode="json")
+        return service.spec_document(spec, settings=settings, tenant=principal.tenant)
+    except service.Invalid as exc:
+        raise validation_problem(exc.field, str(exc)) from exc
 
 
 def _not_found(exc: service.NotFound) -> Problem:
