@@ -20,7 +20,8 @@ def _queues_holding(client: redis.Redis, job_id: str) -> list[str]:
 def test_a_queued_job_moves_to_its_new_queue_once_and_is_audited(
     api_app: FastAPI, client: TestClient, make_key: KeyMaker, redis_client: redis.Redis
 ) -> None:
-    headers = make_key(f"hop-{uuid.uuid4().hex[:8]}")
+    tenant = f"hop-{uuid.uuid4().hex[:8]}"
+    headers = make_key(tenant)
     job = submit(client, headers, priority="batch", hardware="cpu")
     assert _queues_holding(redis_client, job["id"]) == ["cpu.batch"]
 
@@ -31,7 +32,9 @@ def test_a_queued_job_moves_to_its_new_queue_once_and_is_audited(
     assert _queues_holding(redis_client, job["id"]) == ["cpu.high"]
 
     api_app.state.audit_writer.flush()
-    rows = client.get("/v1/audit", params={"action": "jobs.change"}, headers=headers).json()["items"]
+    rows = client.get(
+        "/v1/audit", params={"action": "jobs.change", "tenant": tenant}, headers=headers
+    ).json()["items"]
     assert [(row["outcome"], row["target"]) for row in rows] == [("ok", f"job_id={job['id']}")]
 
 
