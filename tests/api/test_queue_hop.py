@@ -8,7 +8,9 @@ import redis
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from framefleet.config import Settings
 from framefleet.scheduling import broker
+from framefleet.workflows import dependencies
 from tests.api.conftest import KeyMaker, move_job, submit
 
 
@@ -39,15 +41,29 @@ def test_a_queued_job_moves_to_its_new_queue_once_and_is_audited(
 
 
 def test_a_running_or_ended_job_is_409_and_bad_input_422(
-    api_settings: object, client: TestClient, make_key: KeyMaker
+    api_settings: Settings, client: TestClient, make_key: KeyMaker
 ) -> None:
     headers = make_key(f"hop-{uuid.uuid4().hex[:8]}")
     job = submit(client, headers)
     bad = client.patch(f"/v1/jobs/{job['id']}", json={"priority": "urgent"}, headers=headers)
     assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "priority"
-    move_job(api_settings.database_url, job["id"], "running")  # type: ignore[attr-defined]
+    move_job(api_settings.database_url, job["id"], "running")
     refused = client.patch(f"/v1/jobs/{job['id']}", json={"priority": "high"}, headers=headers)
     assert refused.status_code == 409, refused.text
     assert refused.json()["type"].endswith("/job-not-waiting") and refused.json()["state"] == "running"
     other = make_key(f"hop-{uuid.uuid4().hex[:8]}")
     assert client.patch(f"/v1/jobs/{job['id']}", json={"priority": "high"}, headers=other).status_code == 404
+
+
+def test_a_pending_job_takes_its_new_priority_to_the_queue_it_is_released_to(
+    api_settings: Settings, client: TestClient, make_key: KeyMaker, redis_client: redis.Redis
+) -> None:
+    headers = make_key(f"hop-{uuid.uuid4().hex[:8]}")
+    parent = submit(client, headers, hardware="cpu")
+    child = submit(client, headers, hardware="cpu", priority="low", depends_on=[parent["id"]])
+    moved = client.patch(f"/v1/jobs/{child['id']}", json={"priority": "live"}, headers=headers)
+    assert moved.status_code == 200 and moved.json()["state"] == "pending"
+    assert _queues_holding(redis_client, child["id"]) == []  # nothing published while it waits
+    move_job(api_settings.database_url, parent["id"], "running", "succeeded")
+    dependencies.sweep(api_settings)
+    assert _queues_holding(redis_client, child["id"]) == ["cpu.live"]
