@@ -168,6 +168,10 @@ class Settings(BaseSettings):
     # A queued job younger than this is never republished: its message may simply not be in Redis yet.
     reconcile_grace_seconds: float = Field(default=30.0, ge=0)
     retry_promote_interval_seconds: float = Field(default=1.0, gt=0)
+    # Cron schedules (workflows/schedules.py): how often the beat looks for due ones, and how late a fire may
+    # be and still count as on time (later ones were missed in an outage: run once, or skipped).
+    schedule_interval_seconds: float = Field(default=1.0, gt=0)
+    schedule_late_seconds: float = Field(default=60.0, gt=0)
     beat_leader_ttl_seconds: float = Field(default=15.0, gt=0)
     retry_base_seconds: float = Field(default=10.0, ge=0)
     retry_cap_seconds: float = Field(default=600.0, ge=0)

@@ -35,6 +35,8 @@ KINDS: dict[str, tuple[int, str]] = {
     "conflict": (409, "Conflict"),
     "idempotency-conflict": (409, "Idempotency-Key reused with a different request"),
     "job-finished": (409, "Job already finished"),
+    # A priority change (queue hopping) asked of a job that already runs or ended.
+    "job-not-waiting": (409, "Job no longer waiting"),
     "payload-too-large": (413, "Request body too large"),
     "unsupported-media-type": (415, "Unsupported media type"),
     "validation": (422, "Invalid request"),

@@ -128,6 +128,12 @@ class ApiClient:
         raise_for_problem(response)
         return dict(response.json())
 
+    def change_priority(self, job_id: str, priority: str) -> dict[str, Any]:
+        """Move a waiting job to another priority's queue; returns the job."""
+        response = self._http.patch(f"/v1/jobs/{job_id}", json={"priority": priority})
+        raise_for_problem(response)
+        return dict(response.json())
+
     def events(self, job_id: str) -> Iterator[SseEvent]:
         """The job's events from the start until `done`, resuming with Last-Event-ID if the stream drops."""
         parser = SseParser()

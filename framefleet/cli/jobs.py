@@ -13,6 +13,7 @@ import httpx
 from framefleet.cli.client import ApiClient, ApiError, default_api_key, default_api_url
 from framefleet.cli.progress import RESULT_HEADERS, ProgressDisplay, format_table, result_rows
 from framefleet.config import get_settings
+from framefleet.core.spec import Priority
 
 EXIT_OK = 0
 EXIT_JOB_FAILED = 1
@@ -103,7 +104,7 @@ def read_spec(path: str, *, cwd: Path | None = None) -> Any:
     for spec in specs:
         if not isinstance(spec, dict):
             raise ValueError("a job spec must be a JSON object (a batch: a JSON list of them)")
-        if "input" in spec:
+        if isinstance(spec.get("input"), str):  # not a parent's output by reference
             spec["input"] = local_input_uri(spec["input"], cwd=cwd or Path.cwd())
     return found
 
@@ -130,6 +131,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"cannot read job spec {args.spec}: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    if args.after:
+        # Parents by id with the default condition (succeeded); the spec file may say more.
+        spec["depends_on"] = [*spec.get("depends_on", []), *args.after]
     with client_from(args) as client:
         if isinstance(spec, list):
             return _submit_batch(client, spec, args)
@@ -163,6 +167,14 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_priority(args: argparse.Namespace) -> int:
+    """Give a queued or pending job another priority (queue hopping)."""
+    with client_from(args) as client:
+        job = client.change_priority(args.job_id, args.priority)
+    print(f"Job {job.get('id', args.job_id)}: {job.get('state')} at priority {job.get('priority')}")
+    return EXIT_OK
+
+
 def run_api_command(handler: Any, args: argparse.Namespace) -> int:
     """Run a client command, turning API and connection errors into a message and exit status 2."""
     try:
@@ -186,6 +198,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     submit.add_argument("spec", metavar="SPEC.json")
     submit.add_argument("--wait", action="store_true", help="follow the job and print its result")
     submit.add_argument("--idempotency-key", metavar="K", help="repeat-safe submission key")
+    submit.add_argument(
+        "--after", action="append", metavar="JOB_ID", help="wait for this job to succeed first (repeatable)"
+    )
     add_api_options(submit)
     submit.set_defaults(handler=lambda a: run_api_command(cmd_submit, a))
 
@@ -198,3 +213,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         parser.add_argument("job_id", metavar="JOB_ID")
         add_api_options(parser)
         parser.set_defaults(handler=lambda a, h=handler: run_api_command(h, a))
+    priority = sub.add_parser("priority", help="move a queued or pending job to another priority")
+    priority.add_argument("job_id", metavar="JOB_ID")
+    priority.add_argument("priority", choices=[p.value for p in Priority])
+    add_api_options(priority)
+    priority.set_defaults(handler=lambda a: run_api_command(cmd_priority, a))

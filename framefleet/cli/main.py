@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from framefleet import __version__
-from framefleet.cli import admin, demo, jobs, services, supervisor, webhooks, worker, workflows
+from framefleet.cli import admin, demo, jobs, schedules, services, supervisor, webhooks, worker, workflows
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     jobs.add_parsers(sub)
     webhooks.add_parsers(sub)
     workflows.add_parsers(sub)
+    schedules.add_parsers(sub)
     return parser
 
 

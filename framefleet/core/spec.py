@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from enum import StrEnum
 from typing import Annotated, ClassVar, Literal, Self
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from framefleet.core.artifacts import PosterSpec, SpriteSpec, ThumbnailSpec
 from framefleet.core.encoding import (
@@ -430,13 +430,57 @@ class NotifySpec(Strict):
         return check_webhook_url(value)
 
 
+class Condition(StrEnum):
+    """When a dependant may run, judged on its parent's final state."""
+
+    succeeded = "succeeded"
+    failed = "failed"
+    finished = "finished"  # any end: succeeded, failed or canceled
+
+
+JOB_ID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+JobId = Annotated[str, Field(pattern=JOB_ID_PATTERN)]
+
+
+class DependencySpec(Strict):
+    """A parent job (of the same tenant) this job waits for, and the parent's end it needs."""
+
+    job: JobId
+    condition: Condition = Condition.succeeded
+
+
+def _parent(value: object) -> object:
+    # A bare job id stands for {"job": id} with the default condition.
+    return {"job": value} if isinstance(value, str) else value
+
+
+class InputRef(Strict):
+    """A parent's output as this job's input, resolved to its URI when the job is released."""
+
+    model_config = ConfigDict(serialize_by_alias=True, validate_by_name=True, validate_by_alias=True)
+
+    from_: JobId = Field(alias="from")
+    output: Annotated[str, Field(min_length=1, max_length=160)]
+
+
 class JobSpec(Strict):
     _added: ClassVar[frozenset[str]] = frozenset(
-        {"groups", "thumbnails", "sprites", "poster", "operations", "fallback", "max_run_seconds", "notify"}
+        {
+            "groups",
+            "thumbnails",
+            "sprites",
+            "poster",
+            "operations",
+            "fallback",
+            "max_run_seconds",
+            "notify",
+            "depends_on",
+        }
     )
 
     version: Literal[1] = SPEC_VERSION
-    input: str
+    # A URI, or (with depends_on) a parent's output by reference: {"from": "<job id>", "output": "hd"}.
+    input: str | InputRef
     # The picture and streaming fields come first so the `outputs` check below can see them; they are left
     # out of dumps while empty, so a first-release spec still dumps its keys in their old order.
     groups: Annotated[list[GroupSpec], Field(max_length=4)] = Field(default_factory=list)
@@ -457,11 +501,44 @@ class JobSpec(Strict):
     metadata: Annotated[dict[MetadataKey, MetadataValue], Field(max_length=32)] = Field(default_factory=dict)
     # Webhook URLs for this job alone, besides the tenant's endpoints (docs/workflows.md).
     notify: Annotated[list[NotifySpec], Field(max_length=4)] = Field(default_factory=list)
+    # Parent jobs this one waits for in `pending` (docs/workflows.md); a bare id means condition succeeded.
+    depends_on: Annotated[list[Annotated[DependencySpec, BeforeValidator(_parent)]], Field(max_length=32)] = (
+        Field(default_factory=list)
+    )
 
     @field_validator("input")
     @classmethod
-    def _input(cls, value: str) -> str:
-        return check_uri(value)
+    def _input(cls, value: str | InputRef) -> str | InputRef:
+        return value if isinstance(value, InputRef) else check_uri(value)
+
+    @field_validator("depends_on")
+    @classmethod
+    def _parents(cls, parents: list[DependencySpec]) -> list[DependencySpec]:
+        seen: set[str] = set()
+        for index, parent in enumerate(parents):
+            if parent.job in seen:
+                raise spec_error("depends_on", f"job {parent.job} is listed twice", f"{index}.job")
+            seen.add(parent.job)
+        return parents
+
+    @model_validator(mode="after")
+    def _input_parent(self) -> Self:
+        if isinstance(self.input, InputRef):
+            # Only a parent that must succeed is sure to have outputs when this job is released.
+            needed = {p.job for p in self.depends_on if p.condition is Condition.succeeded}
+            if self.input.from_ not in needed:
+                raise spec_error(
+                    "input",
+                    "input.from must name a job listed in depends_on with condition succeeded",
+                    "input.from",
+                )
+        return self
+
+    def input_uri(self) -> str:
+        """The input URI; a reference to a parent's output is resolved before a job is queued."""
+        if isinstance(self.input, InputRef):
+            raise ValueError("the input still refers to a parent's output; the job was never released")
+        return self.input
 
     @field_validator("outputs")
     @classmethod

@@ -142,6 +142,69 @@ class Job(Base):
     usage: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON, default=None)
 
 
+class JobDependency(Base):
+    """An edge of the job graph: `job_id` waits in `pending` for `parent_id` to end (migration 0010).
+
+    Rows are written with the job and never change; the sweep (workflows/dependencies.py) judges the
+    parents' states against `condition` and releases or ends the dependant.
+    """
+
+    __tablename__ = "job_dependencies"
+    __table_args__ = (sa.Index("ix_job_dependencies_parent", "parent_id"),)
+
+    job_id: Mapped[str] = mapped_column(sa.ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    parent_id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    condition: Mapped[str] = mapped_column(sa.String(16), default="succeeded")
+
+
+class Schedule(Base):
+    """A tenant's cron schedule: a job spec submitted at each fire time (migration 0010).
+
+    `next_run_at` is the next fire time in UTC, moved forward by the beat leader in the transaction that
+    records the fire; `catch_up` says what a fire missed during an outage does (`once`: run once on
+    recovery; `skip`: run at the next regular time only).
+    """
+
+    __tablename__ = "schedules"
+    __table_args__ = (
+        sa.UniqueConstraint("tenant_id", "name", name="uq_schedules_tenant_name"),
+        sa.Index("ix_schedules_due", "enabled", "next_run_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(sa.ForeignKey("tenants.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(sa.String(64))
+    cron: Mapped[str] = mapped_column(sa.String(128))
+    timezone: Mapped[str] = mapped_column(sa.String(64), default="UTC")
+    spec: Mapped[dict[str, Any]] = mapped_column()
+    enabled: Mapped[bool] = mapped_column(default=True)
+    catch_up: Mapped[str] = mapped_column(sa.String(8), default="once")
+    next_run_at: Mapped[datetime | None] = mapped_column(default=None)
+    last_fire_at: Mapped[datetime | None] = mapped_column(default=None)
+    created_by: Mapped[str | None] = mapped_column(sa.String(64), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ScheduleFire(Base):
+    """One fire of a schedule, recorded once: the unique (schedule, fire time) row is what keeps a second
+    beat (after a failover, or one that briefly believes it leads) from submitting the same fire again."""
+
+    __tablename__ = "schedule_fires"
+    __table_args__ = (
+        sa.UniqueConstraint("schedule_id", "fire_at", name="uq_schedule_fires_time"),
+        sa.Index("ix_schedule_fires_schedule", "schedule_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True)
+    schedule_id: Mapped[int] = mapped_column(sa.ForeignKey("schedules.id", ondelete="CASCADE"))
+    fire_at: Mapped[datetime] = mapped_column()
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    job_id: Mapped[str | None] = mapped_column(sa.String(36), default=None)
+    # Why no job was made (the spec no longer valid, the tenant suspended); None when one was.
+    error: Mapped[str | None] = mapped_column(sa.Text, default=None)
+
+
 class Worker(Base):
     """One job-running worker process: its pool, proven capabilities and heartbeat (history kept)."""
 

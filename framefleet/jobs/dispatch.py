@@ -7,12 +7,13 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from framefleet.logging import get_logger
-from framefleet.queues import queue_for
+from framefleet.queues import queue_for, queue_name
 
 if TYPE_CHECKING:
     from celery import Celery
 
     from framefleet.db.models import Job
+    from framefleet.scheduling.broker import Snapshot
 
 log = get_logger(__name__)
 
@@ -68,6 +69,26 @@ def dispatch_many(jobs: Sequence[Job], *, celery: Celery | None = None) -> bool:
         log.warning("batch publish failed; publishing one by one", error=f"{type(exc).__name__}: {exc}")
         return all([dispatch(job, celery=celery) for job in jobs])
     return True
+
+
+def move(job: Job, old_priority: str, *, celery: Celery | None = None, snap: Snapshot | None = None) -> bool:
+    """Publish a queued job on the queue of its (new) effective priority and take its message out of the
+    `old_priority` queue: aging and a client's priority change (queue hopping) both move jobs this way.
+
+    The old message, if a worker takes it first, is harmless: the claim's compare-and-set lets only one
+    delivery run the job. `snap` is a broker snapshot the caller already holds (default: read the old queue).
+    """
+    from framefleet.redis_client import get_redis
+    from framefleet.scheduling import broker
+
+    published = dispatch(job, celery=celery)
+    old_queue = queue_name(job.pool, old_priority)
+    client = get_redis()
+    snap = snap or broker.snapshot(client, delivered_within=0, queue_names=[old_queue])
+    for key, raw in snap.waiting.get(job.id, []):
+        if key.split(broker.PRIORITY_SEP)[0] == old_queue:
+            broker.remove(client, key, raw)
+    return published
 
 
 def _process_app() -> Celery:

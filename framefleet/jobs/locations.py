@@ -14,7 +14,8 @@ from framefleet.storage.namespace import Namespace
 
 def spec_locations(spec: JobSpec) -> Iterator[tuple[str, str, bool]]:
     """(field, uri, write) for every URI in `spec`: its input and assets are read, destinations written."""
-    yield "input", spec.input, False
+    if isinstance(spec.input, str):  # a parent's output (InputRef) lies where the parent wrote it
+        yield "input", spec.input, False
     if spec.operations is not None:
         if spec.operations.watermark is not None:
             yield "operations.watermark.uri", spec.operations.watermark.uri, False

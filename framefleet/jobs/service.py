@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import redis
 import sqlalchemy as sa
@@ -17,11 +17,15 @@ from sqlalchemy.orm import Session
 
 from framefleet.core.spec import JobSpec, Priority
 from framefleet.core.states import TERMINAL, JobState, TransitionError
-from framefleet.db.models import Job, JobOutput, JobTransition, utcnow
-from framefleet.jobs import state_machine
+from framefleet.db.models import Job, JobDependency, JobOutput, JobTransition, utcnow
+from framefleet.jobs import dispatch, state_machine
 from framefleet.keys import Principal
 from framefleet.logging import get_logger
 from framefleet.queues import pool_for
+from framefleet.workflows import dependencies
+
+if TYPE_CHECKING:
+    from celery import Celery
 
 log = get_logger(__name__)
 
@@ -42,6 +46,12 @@ class IdempotencyConflict(Exception):
 class JobFinished(Exception):
     def __init__(self, state: str) -> None:
         super().__init__(f"the job already ended ({state}); only a queued or running job can be canceled")
+        self.state = state
+
+
+class NotWaiting(Exception):
+    def __init__(self, state: str) -> None:
+        super().__init__(f"the job is {state}; only a queued or pending job can change its priority")
         self.state = state
 
 
@@ -74,7 +84,7 @@ def new_job_row(
     done once per request); `pool` is where admission routed the job (default: from the spec alone).
     """
     now = utcnow()
-    return {
+    row: dict[str, Any] = {
         "id": str(uuid.uuid4()),
         "tenant_id": principal.tenant_id,
         "state": JobState.queued.value,
@@ -102,13 +112,19 @@ def new_job_row(
         "run_limit_seconds": None,
         "avoid_workers": None,
         "usage": None,
+        "pending_reason": None,
     }
+    dependencies.pending_row(row, spec)
+    return row
 
 
 def insert_jobs(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     """Insert new jobs (rows from new_job_row) with their `submitted` transitions: two statements however
     many rows. The caller commits; a reused idempotency key raises IntegrityError."""
     session.execute(sa.insert(_JOBS), list(rows))
+    links = dependencies.edges(rows)
+    if links:
+        session.execute(sa.insert(JobDependency), links)
     session.execute(
         sa.insert(_TRANSITIONS),
         [
@@ -117,16 +133,22 @@ def insert_jobs(session: Session, rows: Sequence[dict[str, Any]]) -> None:
                 "from_state": None,
                 "to_state": row["state"],
                 "at": row["created_at"],
-                # A job beyond its tenant's fair share of the queue waits in the database (fairshare.py).
-                "reason": "submitted"
-                if row["state"] == JobState.queued.value
-                else "submitted; waits for its tenant's turn in the queue (fair share)",
+                "reason": _submitted_reason(row),
                 "worker": None,
                 "attempt": 0,
             }
             for row in rows
         ],
     )
+
+
+def _submitted_reason(row: dict[str, Any]) -> str:
+    if row["state"] == JobState.queued.value:
+        return "submitted"
+    if row.get("pending_reason") == dependencies.DEPENDENCIES:
+        return dependencies.submitted_reason(row)
+    # A job beyond its tenant's fair share of the queue waits in the database (fairshare.py).
+    return "submitted; waits for its tenant's turn in the queue (fair share)"
 
 
 def find_replay(session: Session, *, principal: Principal, idempotency_key: str, digest: str) -> Job | None:
@@ -250,6 +272,43 @@ def cancel_job(
             log.warning("canceled job not announced", job_id=job.id, error=f"{type(exc).__name__}: {exc}")
         return job
     raise JobFinished(job.state)
+
+
+def change_priority(
+    session: Session, *, principal: Principal, job_id: str, priority: Priority, celery: Celery | None = None
+) -> Job:
+    """Queue hopping: give a waiting job a new priority. A queued job's message moves to the new queue
+    (as aging moves it); a pending one is published there when released. NotWaiting once it runs or ended.
+
+    Aging restarts from the change: the new priority is both the requested and the effective one.
+    """
+    job = get_job(session, principal=principal, job_id=job_id)
+    state, old = job.state, job.effective_priority or job.priority
+    waiting = (JobState.queued.value, JobState.pending.value)
+    # Compare-and-set on the state and queue read: a claim or an aging move in between wins, and we retry.
+    for _ in range(3):
+        if state not in waiting:
+            raise NotWaiting(state)
+        changed = session.execute(
+            sa.update(Job)
+            .where(
+                Job.id == job.id,
+                Job.state == state,
+                sa.func.coalesce(Job.effective_priority, Job.priority) == old,
+            )
+            .values(priority=priority.value, effective_priority=priority.value, updated_at=utcnow())
+        ).rowcount  # type: ignore[attr-defined]
+        session.commit()
+        session.refresh(job)
+        if changed == 1:
+            break
+        state, old = job.state, job.effective_priority or job.priority
+    else:
+        raise NotWaiting(job.state)
+    if state == JobState.queued.value and old != priority.value:
+        dispatch.move(job, old, celery=celery)
+    log.info("job priority changed", job_id=job.id, was=old, now=priority.value, actor=principal.actor)
+    return job
 
 
 def outputs_of(session: Session, job_id: str) -> list[JobOutput]:

@@ -85,6 +85,8 @@ def assign(session: Session, rows: list[dict[str, Any]], *, in_flight: int) -> N
     }
     used: dict[tuple[int, str, str], int] = {}
     for row in rows:
+        if row["state"] != JobState.queued.value:
+            continue  # waits for something else first (its parents); judged when released
         slot = (row["tenant_id"], row["pool"], row["effective_priority"] or row["priority"])
         cap = caps.get(row["tenant_id"], in_flight)
         if slot not in used:

@@ -5,7 +5,9 @@
 - retry promotion: a `retrying` job whose `retry_at` has come is queued and published again;
 - reconciler: a `queued` job whose message the broker lost (Redis restarted without persistence, a crash
   between commit and publish) is published again;
-- aging: a job waiting longer than the aging step is republished one priority higher per step.
+- aging: a job waiting longer than the aging step is republished one priority higher per step;
+- dependencies: jobs waiting for their parents are released or canceled once the parents ended;
+- schedules: cron schedules whose time has come submit their job, each fire once.
 
 Every change is a compare-and-set on the job row, so a task that races a worker (or a second beat that
 briefly believes it leads) changes nothing twice. Leadership is a Redis key with a TTL that the leader
@@ -36,7 +38,7 @@ from framefleet.core.states import JobState, TransitionError
 from framefleet.db.models import Job, Worker, utcnow
 from framefleet.db.session import session_scope
 from framefleet.jobs import state_machine
-from framefleet.jobs.dispatch import dispatch, queue_priority
+from framefleet.jobs.dispatch import dispatch, move, queue_priority
 from framefleet.logging import get_logger
 from framefleet.observability import metrics
 from framefleet.queues import POOLS, queue_name
@@ -45,6 +47,7 @@ from framefleet.scheduling import broker, fairshare
 from framefleet.scheduling.aging import aged_priority, is_higher
 from framefleet.scheduling.outcomes import fail_attempt
 from framefleet.tenancy import quotas
+from framefleet.workflows import dependencies, schedules
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -302,12 +305,8 @@ def age_waiting_jobs(
         if changed != 1:
             continue  # claimed, canceled or aged by someone else meanwhile
         job.effective_priority = new
-        dispatch(job, celery=celery)
         # The old message would only be dropped by the claim's compare-and-set later; take it out now.
-        old_queue = queue_name(job.pool, current)
-        for key, raw in snap.waiting.get(job.id, []):
-            if key.split(broker.PRIORITY_SEP)[0] == old_queue:
-                broker.remove(get_redis(), key, raw)
+        move(job, current, celery=celery, snap=snap)
         log.info("aged job", job_id=job.id, priority=job.priority, now_in=new)
         promoted.append(job.id)
     return promoted
@@ -409,6 +408,14 @@ class Maintenance:
             Task(
                 "fair-share", s.retry_promote_interval_seconds, lambda: fairshare.sweep(s, celery=self.celery)
             ),
+            # Dependants whose parents ended: released (queued) or canceled when they never can run.
+            Task(
+                "dependencies",
+                s.retry_promote_interval_seconds,
+                lambda: dependencies.sweep(s, celery=self.celery),
+            ),
+            # Cron schedules: the leader alone fires them, each fire recorded once (workflows/schedules.py).
+            Task("schedules", s.schedule_interval_seconds, lambda: schedules.fire_due(s, celery=self.celery)),
         ]
 
     def tick(self) -> None:

@@ -38,6 +38,9 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "presets:manage": frozenset({ADMIN, MEMBER}),
     "templates:read": frozenset({ADMIN, OPERATOR, MEMBER, VIEWER}),
     "templates:manage": frozenset({ADMIN, MEMBER}),
+    # Cron schedules: what submits jobs on a timer is managed by those who may submit jobs.
+    "schedules:read": frozenset({ADMIN, OPERATOR, MEMBER, VIEWER}),
+    "schedules:manage": frozenset({ADMIN, MEMBER}),
 }
 
 

@@ -154,7 +154,7 @@ def run_pipeline(
     workdir.mkdir(parents=True)
     run = _Attempt(job, settings, redis_client, attempt, namespace)
     try:
-        source = _fetch(spec.input, workdir / "input", namespace)
+        source = _fetch(spec.input_uri(), workdir / "input", namespace)
         if (usage := attempt_usage.current()) is not None:
             usage.bytes_in += source.stat().st_size
         run.check_canceled()

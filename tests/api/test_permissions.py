@@ -42,6 +42,7 @@ def concrete(path: str) -> str:
         "webhook_id": "999999",
         "delivery_id": "999999",
         "version": "999",
+        "schedule_id": "999999",
         "name": f"nobody-{uuid.uuid4().hex[:6]}",
     }
     return re.sub(r"\{(\w+)\}", lambda match: values[match.group(1)], path)

@@ -23,6 +23,7 @@ from framefleet.api.routes.jobs import (
     _FORBIDDEN,
     _INVALID,
     Submitter,
+    check_parents,
     checked_row,
     quota_problem,
     submission_problem,
@@ -118,6 +119,8 @@ def _prepare(
                 workers=workers,
                 idempotency_key=key,
             )
+            if spec.depends_on:
+                check_parents(session, principal, spec)
             if key is not None:
                 replay = service.find_replay(
                     session, principal=principal, idempotency_key=key, digest=row["spec_hash"]

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, Query, Request
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.responses import Response, StreamingResponse
@@ -37,7 +38,7 @@ from framefleet.storage.namespace import Namespace, namespace_for
 from framefleet.tenancy import quotas
 from framefleet.tenancy import service as tenancy_service
 from framefleet.tenancy.permissions import allows
-from framefleet.workflows import batch
+from framefleet.workflows import batch, dependencies
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -154,6 +155,8 @@ async def submit(
         workers=workers,
         idempotency_key=idempotency_key,
     )
+    if spec.depends_on:
+        await in_thread(session, check_parents, principal, spec)
     if idempotency_key is not None:
         replay = await in_thread(session, _replay, principal, idempotency_key, row["spec_hash"])
         if replay is not None:
@@ -243,6 +246,14 @@ def checked_row(
     return service.new_job_row(
         principal=principal, spec=spec, document=document, pool=pool, idempotency_key=idempotency_key
     )
+
+
+def check_parents(session: Session, principal: Principal, spec: JobSpec) -> None:
+    """422 naming `depends_on.N` for a parent that is not one of the tenant's jobs."""
+    try:
+        dependencies.check_parents(session, tenant_id=principal.tenant_id, spec=spec)
+    except dependencies.UnknownParent as exc:
+        raise validation_problem(exc.field, str(exc)) from exc
 
 
 def _quota_over(session: Session, principal: Principal) -> quotas.Over | None:
@@ -401,6 +412,43 @@ def cancel(
     if job.state == JobState.canceled:
         return json_response(service.job_view(job), 200)
     return json_response(service.job_view(job), 202)
+
+
+class PriorityChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    priority: Priority
+
+
+@router.patch(
+    "/{job_id}",
+    response_model=JobView,
+    responses={
+        409: {"model": ProblemView, "description": "The job is running or ended (`state`)"},
+        **_AUTH,
+        **_FORBIDDEN,
+        **_NOT_FOUND,
+        **_INVALID,
+    },
+    summary="Change a waiting job's priority",
+)
+def change(
+    job_id: str, change: PriorityChange, session: SessionDep, principal: Submitter, request: Request
+) -> Response:
+    """Queue hopping: a queued or pending job moves to the queue of its new priority (audited)."""
+    try:
+        job = service.change_priority(
+            session,
+            principal=principal,
+            job_id=job_id,
+            priority=change.priority,
+            celery=request.app.state.celery,
+        )
+    except service.JobNotFound as exc:
+        raise _not_found(job_id) from exc
+    except service.NotWaiting as exc:
+        raise Problem("job-not-waiting", str(exc), extensions={"state": exc.state}) from exc
+    return json_response(service.job_view(job))
 
 
 def _end_payload(job: Job, reason: str) -> dict[str, Any]:
