@@ -463,13 +463,25 @@ def test_lock_parser_refuses_ranges() -> None:
 # ------------------------------------------------------------------ monitoring
 
 
-def test_prometheus_scrapes_the_api_and_the_workers_and_loads_the_rules() -> None:
+def test_prometheus_scrapes_the_api_the_workers_and_the_beat_and_loads_the_rules() -> None:
     config = yaml.safe_load((ROOT / "config" / "prometheus.yml").read_text())
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     api = jobs["framefleet-api"]["dns_sd_configs"][0]
-    workers = jobs["framefleet-workers"]["dns_sd_configs"][0]
     assert (api["names"], api["port"]) == (["api"], 8000)
-    assert (workers["names"], workers["port"]) == (["flower"], 5555)
+    # Every worker and beat service serves /metrics on all its interfaces at the port scraped, under a name
+    # the scrape job resolves (the dev service's own name or the prod service's alias).
+    services = yaml.safe_load((ROOT / "compose.yaml").read_text())["services"]
+    for job, kinds, setting in (
+        ("framefleet-workers", ("worker", "prod-worker", "gpu-worker"), "FRAMEFLEET_WORKER_METRICS_PORT"),
+        ("framefleet-beat", ("beat", "prod-beat"), "FRAMEFLEET_BEAT_METRICS_PORT"),
+    ):
+        (target,) = jobs[job]["dns_sd_configs"]
+        for name in kinds:
+            service = services[name]
+            assert service["environment"][setting] == str(target["port"]), name
+            assert service["environment"]["FRAMEFLEET_METRICS_HOST"] == "0.0.0.0", name
+            aliases = service.get("networks", {}).get("default", {}).get("aliases", [])
+            assert {name, *aliases} & set(target["names"]), name
     assert config["rule_files"] == ["alerts/*.yml"]
     assert list((ROOT / "config" / "alerts").glob("*.yml"))
 
