@@ -33,6 +33,7 @@ def bench_stack(**overrides: str) -> Iterator[tuple[EmbeddedStack, Settings]]:
             "FRAMEFLEET_FLOWER_PORT": str(free_port()),
             "FRAMEFLEET_WORKER_METRICS_PORT": str(free_port()),
             "FRAMEFLEET_BEAT_METRICS_PORT": str(free_port()),
+            "FRAMEFLEET_WEBHOOKS_METRICS_PORT": str(free_port()),
             "FRAMEFLEET_LOG_LEVEL": "WARNING",
             **overrides,
         }

@@ -251,24 +251,26 @@ def prepare_storage(settings: Settings) -> list[Path]:
     return folders
 
 
-# `framefleet up` serves the worker's and the beat's /metrics on these ports unless the settings name others
-# (0 there turns them off): a local Prometheus can then scrape the whole stack (docs/observability.md).
-UP_WORKER_METRICS_PORT = 9101
-UP_BEAT_METRICS_PORT = 9102
+# `framefleet up` serves the worker's, the beat's and the webhook sender's /metrics on these ports unless the
+# settings name others (0 there turns one off): a local Prometheus can then scrape the whole stack
+# (docs/observability.md).
+UP_METRICS_PORTS = {"worker": 9101, "beat": 9102, "webhooks": 9103}
 
 
-def metrics_ports(settings: Settings) -> tuple[int, int]:
-    """The worker's and the beat's metrics ports for the embedded stack (0: not served)."""
-    chosen = settings.model_fields_set
-    worker = settings.worker_metrics_port if "worker_metrics_port" in chosen else UP_WORKER_METRICS_PORT
-    beat = settings.beat_metrics_port if "beat_metrics_port" in chosen else UP_BEAT_METRICS_PORT
-    return worker, beat
+def metrics_ports(settings: Settings) -> dict[str, int]:
+    """Metrics port per child of the embedded stack (0: not served)."""
+    return {
+        name: getattr(settings, f"{name}_metrics_port")
+        if f"{name}_metrics_port" in settings.model_fields_set
+        else default
+        for name, default in UP_METRICS_PORTS.items()
+    }
 
 
 def child_env(settings: Settings) -> dict[str, str]:
     """Environment for the children: the supervisor's settings, pinned, so every child agrees."""
     env = dict(os.environ)
-    worker_metrics, beat_metrics = metrics_ports(settings)
+    ports = metrics_ports(settings)
     env.update(
         {
             "FRAMEFLEET_DATA_DIR": str(settings.data_dir),
@@ -280,8 +282,7 @@ def child_env(settings: Settings) -> dict[str, str]:
             "FRAMEFLEET_API_PORT": str(settings.api_port),
             "FRAMEFLEET_PUBLIC_URL": settings.public_url,
             "FRAMEFLEET_FLOWER_PORT": str(settings.flower_port),
-            "FRAMEFLEET_WORKER_METRICS_PORT": str(worker_metrics),
-            "FRAMEFLEET_BEAT_METRICS_PORT": str(beat_metrics),
+            **{f"FRAMEFLEET_{name.upper()}_METRICS_PORT": str(port) for name, port in ports.items()},
             # The supervisor's stop grace for the worker is derived from this one.
             "FRAMEFLEET_SHUTDOWN_GRACE_SECONDS": str(settings.shutdown_grace_seconds),
             "FRAMEFLEET_LOG_FORMAT": "console",
@@ -418,10 +419,8 @@ class EmbeddedStack:
             ("api", _local_host(self.settings.api_host), self.settings.api_port),
             ("flower", "127.0.0.1", self.settings.flower_port),
             *(
-                (what, _local_host(self.settings.metrics_host), port)
-                for what, port in zip(
-                    ("worker metrics", "beat metrics"), metrics_ports(self.settings), strict=True
-                )
+                (f"{name} metrics", _local_host(self.settings.metrics_host), port)
+                for name, port in metrics_ports(self.settings).items()
                 if port
             ),
         ):
@@ -557,7 +556,7 @@ class EmbeddedStack:
         s = self.settings
         host = _local_host(s.metrics_host)
         metrics = [f"{self.api_url}/metrics"] + [
-            f"http://{host}:{port}/metrics" for port in metrics_ports(s) if port
+            f"http://{host}:{port}/metrics" for port in metrics_ports(s).values() if port
         ]
         return [
             "FrameFleet is up.",

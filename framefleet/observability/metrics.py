@@ -208,6 +208,31 @@ def pool_process_exited(pid: int) -> None:
         mark_process_dead(pid)
 
 
+# ---------------------------------------------------------------- webhook sender
+
+# One process (`framefleet webhooks worker`, its sending threads share these).
+WEBHOOK_REGISTRY = CollectorRegistry()
+WEBHOOK_OUTCOMES = ("succeeded", "retrying", "failed")
+WEBHOOK_DELIVERIES = Counter(
+    "framefleet_webhook_deliveries_total",
+    "Webhook delivery attempts by outcome: succeeded, retrying (tried again later), failed (given up)",
+    ["outcome"],
+    registry=WEBHOOK_REGISTRY,
+)
+WEBHOOK_SECONDS = Histogram(
+    "framefleet_webhook_delivery_seconds",
+    "Time of one webhook POST",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+    registry=WEBHOOK_REGISTRY,
+)
+for _outcome in WEBHOOK_OUTCOMES:
+    WEBHOOK_DELIVERIES.labels(_outcome)  # every outcome exported from the start, at 0
+
+
+def serve_webhook_metrics(port: int, host: str) -> None:
+    start_http_server(port, addr=host, registry=WEBHOOK_REGISTRY)
+
+
 # ---------------------------------------------------------------- beat (leader only)
 
 

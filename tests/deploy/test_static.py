@@ -474,6 +474,7 @@ def test_prometheus_scrapes_the_api_the_workers_and_the_beat_and_loads_the_rules
     for job, kinds, setting in (
         ("framefleet-workers", ("worker", "prod-worker", "gpu-worker"), "FRAMEFLEET_WORKER_METRICS_PORT"),
         ("framefleet-beat", ("beat", "prod-beat"), "FRAMEFLEET_BEAT_METRICS_PORT"),
+        ("framefleet-webhooks", ("webhooks", "prod-webhooks"), "FRAMEFLEET_WEBHOOKS_METRICS_PORT"),
     ):
         (target,) = jobs[job]["dns_sd_configs"]
         for name in kinds:

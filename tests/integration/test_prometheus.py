@@ -1,10 +1,11 @@
 """The dashboards and alert rules in config/ against a real Prometheus that scraped a real stack.
 
-A real `prometheus` server (Debian's package) scrapes a real API server, the beat and a worker, each on its
-own port, every second, and loads config/alerts with every `for:` shortened. With jobs queued and no worker
-the "no worker for queued jobs" alert must fire for real; then a worker runs a job that succeeds and one that
-fails, and every panel query of every dashboard and every rule expression is evaluated through the HTTP API:
-an error fails the test, and so does an empty result for a panel that must show data after those jobs.
+A real `prometheus` server (Debian's package) scrapes a real API server, the beat, the webhook sender and a
+worker, each on its own port, every second, and loads config/alerts with every `for:` shortened. With jobs
+queued and no worker the "no worker for queued jobs" alert must fire for real; then a worker runs a job that
+succeeds and one that fails, and every panel query of every dashboard and every rule expression is evaluated
+through the HTTP API: an error fails the test, and so does an empty result for a panel that must show data
+after those jobs.
 """
 
 from __future__ import annotations
@@ -94,7 +95,7 @@ def start(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
 
 @pytest.fixture(scope="module")
 def ports() -> dict[str, int]:
-    return {name: services.free_port() for name in ("api", "worker", "beat", "prometheus")}
+    return {name: services.free_port() for name in ("api", "worker", "beat", "webhooks", "prometheus")}
 
 
 @pytest.fixture(scope="module")
@@ -103,24 +104,27 @@ def stack_env(worker_env: dict[str, str], ports: dict[str, int]) -> dict[str, st
         **worker_env,
         "FRAMEFLEET_WORKER_METRICS_PORT": str(ports["worker"]),
         "FRAMEFLEET_BEAT_METRICS_PORT": str(ports["beat"]),
+        "FRAMEFLEET_WEBHOOKS_METRICS_PORT": str(ports["webhooks"]),
         "FRAMEFLEET_QUEUE_METRICS_INTERVAL_SECONDS": "0.5",
     }
 
 
 @pytest.fixture(scope="module")
 def api_and_beat(stack_env: dict[str, str], ports: dict[str, int], session_dir: Path) -> Iterator[str]:
-    """A real API server and the beat, each serving /metrics; yields the API's URL."""
+    """A real API server, the beat and the webhook sender, each serving /metrics; yields the API's URL."""
     cli = [sys.executable, "-m", "framefleet.cli.main"]
     logs = session_dir / "logs"
     api = start([*cli, "api", "--port", str(ports["api"])], stack_env, logs / "prom-api.log")
     beat = start([*cli, "beat"], stack_env, logs / "prom-beat.log")
+    webhooks = start([*cli, "webhooks", "worker"], stack_env, logs / "prom-webhooks.log")
     try:
         services.wait_until(lambda: services.port_open(ports["api"]), 30, "API server", api)
         services.wait_until(lambda: services.port_open(ports["beat"]), 30, "beat metrics", beat)
+        services.wait_until(lambda: services.port_open(ports["webhooks"]), 30, "webhook metrics", webhooks)
         yield f"http://127.0.0.1:{ports['api']}"
     finally:
-        services.stop(api)
-        services.stop(beat)
+        for proc in (api, beat, webhooks):
+            services.stop(proc)
 
 
 @pytest.fixture(scope="module")
@@ -145,6 +149,7 @@ def prometheus(ports: dict[str, int], session_dir: Path, api_and_beat: str) -> I
                 ("framefleet-api", "api"),
                 ("framefleet-workers", "worker"),
                 ("framefleet-beat", "beat"),
+                ("framefleet-webhooks", "webhooks"),
             )
         ],
     }
