@@ -11,6 +11,7 @@ after those jobs.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -28,12 +29,13 @@ from tests.conftest import make_clip
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARDS = sorted((ROOT / "config" / "grafana" / "dashboards").glob("*.json"))
 RULES = ROOT / "config" / "alerts" / "framefleet.yml"
+# Series names in PromQL (ours and the API's unprefixed ones); label names never start so.
+SERIES = re.compile(r"\b(?:framefleet_[a-z_]+|http_[a-z_]+|jobs_submitted_total)\b")
 
-# Panels that may legitimately be empty after one succeeded and one failed job, with why.
-MAY_BE_EMPTY = {
-    # Retries need a second attempt; this stack runs one attempt per job (FRAMEFLEET_RETRY_MAX_ATTEMPTS=1).
-    "Retries / s by pool and priority",
-}
+# Panels, and series, that may legitimately be absent after one succeeded and one failed job, with why:
+# retries need a second attempt, and this stack runs one attempt per job (FRAMEFLEET_RETRY_MAX_ATTEMPTS=1).
+MAY_BE_EMPTY = {"Retries / s by pool and priority"}
+MAY_BE_UNSCRAPED = {"framefleet_job_retries_total"}
 
 SPEC_OUTPUT = {
     "name": "main",
@@ -247,5 +249,11 @@ def test_dashboards_and_alerts_against_a_real_prometheus(
         assert not empty, "panels without data after real jobs:\n" + "\n".join(empty)
         for _alert, expr in rule_queries():
             prometheus.query(expr)  # an invalid or erroring expression fails here
+        # `or vector(0)` keeps a stat panel from going blank, and an alert expression is meant to be empty:
+        # neither shows a misspelt or vanished series, so every series named anywhere must have been scraped.
+        exprs = [expr for _, _, expr in panel_queries()] + [expr for _, expr in rule_queries()]
+        named = {name for expr in exprs for name in SERIES.findall(expr)}
+        scraped = set(prometheus.client.get("/api/v1/label/__name__/values").json()["data"])
+        assert named and not named - scraped - MAY_BE_UNSCRAPED, sorted(named - scraped - MAY_BE_UNSCRAPED)
     finally:
         services.stop(worker, timeout=20)
