@@ -31,6 +31,9 @@ def bench_stack(**overrides: str) -> Iterator[tuple[EmbeddedStack, Settings]]:
             "FRAMEFLEET_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
             "FRAMEFLEET_API_PORT": str(free_port()),
             "FRAMEFLEET_FLOWER_PORT": str(free_port()),
+            "FRAMEFLEET_WORKER_METRICS_PORT": str(free_port()),
+            "FRAMEFLEET_BEAT_METRICS_PORT": str(free_port()),
+            "FRAMEFLEET_WEBHOOKS_METRICS_PORT": str(free_port()),
             "FRAMEFLEET_LOG_LEVEL": "WARNING",
             **overrides,
         }

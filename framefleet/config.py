@@ -204,10 +204,12 @@ class Settings(BaseSettings):
     webhook_senders: int = Field(default=4, ge=1)
     webhook_lease_seconds: float = Field(default=120.0, gt=0)
 
-    # Observability (docs/observability.md): a worker's and the beat's /metrics port (0: not served; the
-    # API serves its own at /metrics), the address they listen on, and the bound on the tenant label.
+    # Observability (docs/observability.md): a worker's, the beat's and the webhook sender's /metrics port (0:
+    # not served; the API serves its own at /metrics), the address they listen on, and the bound on the tenant
+    # label.
     worker_metrics_port: int = Field(default=0, ge=0, le=65535)
     beat_metrics_port: int = Field(default=0, ge=0, le=65535)
+    webhooks_metrics_port: int = Field(default=0, ge=0, le=65535)
     metrics_host: str = "127.0.0.1"
     metrics_tenants: list[str] = Field(default_factory=list)
     metrics_max_tenants: int = Field(default=100, ge=0)

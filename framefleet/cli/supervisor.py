@@ -251,9 +251,26 @@ def prepare_storage(settings: Settings) -> list[Path]:
     return folders
 
 
+# `framefleet up` serves the worker's, the beat's and the webhook sender's /metrics on these ports unless the
+# settings name others (0 there turns one off): a local Prometheus can then scrape the whole stack
+# (docs/observability.md).
+UP_METRICS_PORTS = {"worker": 9101, "beat": 9102, "webhooks": 9103}
+
+
+def metrics_ports(settings: Settings) -> dict[str, int]:
+    """Metrics port per child of the embedded stack (0: not served)."""
+    return {
+        name: getattr(settings, f"{name}_metrics_port")
+        if f"{name}_metrics_port" in settings.model_fields_set
+        else default
+        for name, default in UP_METRICS_PORTS.items()
+    }
+
+
 def child_env(settings: Settings) -> dict[str, str]:
     """Environment for the children: the supervisor's settings, pinned, so every child agrees."""
     env = dict(os.environ)
+    ports = metrics_ports(settings)
     env.update(
         {
             "FRAMEFLEET_DATA_DIR": str(settings.data_dir),
@@ -265,6 +282,7 @@ def child_env(settings: Settings) -> dict[str, str]:
             "FRAMEFLEET_API_PORT": str(settings.api_port),
             "FRAMEFLEET_PUBLIC_URL": settings.public_url,
             "FRAMEFLEET_FLOWER_PORT": str(settings.flower_port),
+            **{f"FRAMEFLEET_{name.upper()}_METRICS_PORT": str(port) for name, port in ports.items()},
             # The supervisor's stop grace for the worker is derived from this one.
             "FRAMEFLEET_SHUTDOWN_GRACE_SECONDS": str(settings.shutdown_grace_seconds),
             "FRAMEFLEET_LOG_FORMAT": "console",
@@ -400,6 +418,11 @@ class EmbeddedStack:
             ("redis", self.redis_host, self.redis_port),
             ("api", _local_host(self.settings.api_host), self.settings.api_port),
             ("flower", "127.0.0.1", self.settings.flower_port),
+            *(
+                (f"{name} metrics", _local_host(self.settings.metrics_host), port)
+                for name, port in metrics_ports(self.settings).items()
+                if port
+            ),
         ):
             if port_open(host, port):
                 raise StackError(
@@ -531,11 +554,16 @@ class EmbeddedStack:
     def summary(self) -> list[str]:
         """The readable start-up lines: where everything is."""
         s = self.settings
+        host = _local_host(s.metrics_host)
+        metrics = [f"{self.api_url}/metrics"] + [
+            f"http://{host}:{port}/metrics" for port in metrics_ports(s).values() if port
+        ]
         return [
             "FrameFleet is up.",
             f"  API       {self.api_url}",
             f"  API docs  {self.docs_url}",
             f"  Flower    {self.flower_url}",
+            f"  Metrics   {', '.join(metrics)}",
             f"  Data      {s.data_dir}",
             f"  Database  {display_url(s.database_url)}",
             f"  Media     {s.storage_roots[0]}",

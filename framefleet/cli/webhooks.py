@@ -26,6 +26,10 @@ def cmd_worker(_: argparse.Namespace) -> int:
     settings = get_settings()
     configure_logging(settings.log_format, settings.log_level)
     worker = WebhookWorker(settings)
+    if settings.webhooks_metrics_port:
+        from framefleet.observability.metrics import serve_webhook_metrics
+
+        serve_webhook_metrics(settings.webhooks_metrics_port, settings.metrics_host)
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())

@@ -166,10 +166,39 @@ def enable_multiprocess(directory: Path) -> None:
     values.ValueClass = values.get_value_class()
 
 
-def serve_worker_metrics(port: int, host: str) -> None:
-    """Serve the sum of all pool processes' values (daemon thread of the calling process)."""
+class WorkDirSpace(Collector):
+    """Free and total bytes of the file system holding the worker's work dir, read at each scrape (statvfs:
+    what an unprivileged process may still write, as ffmpeg will)."""
+
+    def __init__(self, work_root: Path, pool: str) -> None:
+        self.work_root = work_root
+        self.pool = pool
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        try:
+            stats = os.statvfs(self.work_root)
+        except OSError:
+            return  # not created yet or unmounted: no figure rather than a wrong one
+        free = GaugeMetricFamily(
+            "framefleet_worker_workdir_free_bytes",
+            "Bytes free for the worker in its work dir",
+            labels=["pool"],
+        )
+        free.add_metric([self.pool], stats.f_bavail * stats.f_frsize)
+        yield free
+        size = GaugeMetricFamily(
+            "framefleet_worker_workdir_size_bytes", "Size of the file system of the work dir", labels=["pool"]
+        )
+        size.add_metric([self.pool], stats.f_blocks * stats.f_frsize)
+        yield size
+
+
+def serve_worker_metrics(port: int, host: str, *, work_root: Path, pool: str) -> None:
+    """Serve the sum of all pool processes' values and the work dir's space (daemon thread of the calling
+    process)."""
     registry = CollectorRegistry()
     MultiProcessCollector(registry)
+    registry.register(WorkDirSpace(work_root, pool))
     start_http_server(port, addr=host, registry=registry)
 
 
@@ -179,48 +208,99 @@ def pool_process_exited(pid: int) -> None:
         mark_process_dead(pid)
 
 
+# ---------------------------------------------------------------- webhook sender
+
+# One process (`framefleet webhooks worker`, its sending threads share these).
+WEBHOOK_REGISTRY = CollectorRegistry()
+WEBHOOK_OUTCOMES = ("succeeded", "retrying", "failed")
+WEBHOOK_DELIVERIES = Counter(
+    "framefleet_webhook_deliveries_total",
+    "Webhook delivery attempts by outcome: succeeded, retrying (tried again later), failed (given up)",
+    ["outcome"],
+    registry=WEBHOOK_REGISTRY,
+)
+WEBHOOK_SECONDS = Histogram(
+    "framefleet_webhook_delivery_seconds",
+    "Time of one webhook POST",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+    registry=WEBHOOK_REGISTRY,
+)
+for _outcome in WEBHOOK_OUTCOMES:
+    WEBHOOK_DELIVERIES.labels(_outcome)  # every outcome exported from the start, at 0
+
+
+def serve_webhook_metrics(port: int, host: str) -> None:
+    start_http_server(port, addr=host, registry=WEBHOOK_REGISTRY)
+
+
 # ---------------------------------------------------------------- beat (leader only)
 
 
+WEBHOOK_STATUSES = ("ok", "failing")
+
+
 class QueueSnapshot(Collector):
-    """The queue series as the leader last computed them; a follower holds an empty snapshot."""
+    """The fleet series the leader last computed from the database (queues, jobs past their run-time limit,
+    webhook endpoints' health); a follower holds an empty snapshot."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._depth: dict[str, int] = {}
         self._oldest: dict[str, float] = {}
+        self._over_limit: dict[str, int] = {}
+        self._endpoints: dict[str, int] = {}
         self._leader = 0
 
-    def update(self, depth: dict[str, int], oldest: dict[str, float]) -> None:
+    def update(
+        self,
+        depth: dict[str, int],
+        oldest: dict[str, float],
+        *,
+        over_limit: dict[str, int],
+        endpoints: dict[str, int],
+    ) -> None:
         with self._lock:
             self._depth, self._oldest, self._leader = dict(depth), dict(oldest), 1
+            self._over_limit, self._endpoints = dict(over_limit), dict(endpoints)
 
     def clear(self) -> None:
         with self._lock:
-            self._depth, self._oldest, self._leader = {}, {}, 0
+            self._depth, self._oldest, self._over_limit, self._endpoints, self._leader = {}, {}, {}, {}, 0
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         with self._lock:
             depth, oldest, leader = self._depth, self._oldest, self._leader
+            over_limit, endpoints = self._over_limit, self._endpoints
         leading = GaugeMetricFamily("framefleet_beat_leader", "1 while this beat holds the maintenance lead")
         leading.add_metric([], leader)
         yield leading
         if not leader:
             return
-        family = GaugeMetricFamily(
-            "framefleet_queue_depth", "Jobs queued, per queue (<pool>.<priority>)", labels=["queue"]
-        )
-        for queue, count in sorted(depth.items()):
-            family.add_metric([queue], count)
-        yield family
-        age = GaugeMetricFamily(
-            "framefleet_queue_oldest_job_age_seconds",
-            "Age of the oldest queued job, per queue (0: empty)",
-            labels=["queue"],
-        )
-        for queue, seconds in sorted(oldest.items()):
-            age.add_metric([queue], seconds)
-        yield age
+        for name, doc, label, levels in (
+            ("framefleet_queue_depth", "Jobs queued, per queue (<pool>.<priority>)", "queue", depth),
+            (
+                "framefleet_queue_oldest_job_age_seconds",
+                "Age of the oldest queued job, per queue (0: empty)",
+                "queue",
+                oldest,
+            ),
+            (
+                "framefleet_jobs_running_over_limit",
+                "Jobs running longer than their run-time limit, per pool",
+                "pool",
+                over_limit,
+            ),
+            (
+                "framefleet_webhook_endpoints",
+                "Enabled webhook endpoints by health status",
+                "status",
+                endpoints,
+            ),
+        ):
+            family = GaugeMetricFamily(name, doc, labels=[label])
+            for key, value in sorted(levels.items()):
+                family.add_metric([key], value)
+            yield family
 
 
 QUEUES = QueueSnapshot()

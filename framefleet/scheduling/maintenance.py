@@ -35,7 +35,7 @@ from framefleet.config import Settings
 from framefleet.core.failures import FailureClass
 from framefleet.core.spec import PRIORITY_ORDER
 from framefleet.core.states import JobState, TransitionError
-from framefleet.db.models import Job, Worker, utcnow
+from framefleet.db.models import Job, WebhookEndpoint, Worker, utcnow
 from framefleet.db.session import session_scope
 from framefleet.jobs import state_machine
 from framefleet.jobs.dispatch import dispatch, move, queue_priority
@@ -327,17 +327,44 @@ def queue_levels(
     return depth, oldest
 
 
+def over_limit(rows: list[tuple[str, datetime | None, float | None]], now: datetime) -> dict[str, int]:
+    """Running jobs past their run-time limit per pool (every pool, 0 included), from (pool, started_at,
+    run_limit_seconds) rows. The worker's own timer ends such a job; one still running means that timer or
+    the worker is stuck."""
+    counts = dict.fromkeys(POOLS, 0)
+    for pool, started, limit in rows:
+        if started is not None and limit is not None and (now - started).total_seconds() > limit:
+            counts[pool] = counts.get(pool, 0) + 1
+    return counts
+
+
 def measure_queues(settings: Settings, now: datetime | None = None) -> None:
-    """Refresh the beat's queue series from the database (one grouped query)."""
+    """Refresh the beat's fleet series from the database: queues (one grouped query), running jobs (as many
+    as the fleet has slots) and webhook endpoints by status."""
     effective = sa.func.coalesce(Job.effective_priority, Job.priority)
+    now = now or utcnow()
     with session_scope() as session:
         rows = session.execute(
             sa.select(Job.pool, effective, sa.func.min(Job.queued_at), sa.func.count())
             .where(Job.state == JobState.queued)
             .group_by(Job.pool, effective)
         ).all()
-    depth, oldest = queue_levels([tuple(row) for row in rows], now or utcnow())  # type: ignore[misc]
-    metrics.QUEUES.update(depth, oldest)
+        running = session.execute(
+            sa.select(Job.pool, Job.started_at, Job.run_limit_seconds).where(Job.state == JobState.running)
+        ).all()
+        statuses = session.execute(
+            sa.select(WebhookEndpoint.status, sa.func.count())
+            .where(WebhookEndpoint.kind == "endpoint", WebhookEndpoint.enabled.is_(True))
+            .group_by(WebhookEndpoint.status)
+        ).all()
+    depth, oldest = queue_levels([tuple(row) for row in rows], now)  # type: ignore[misc]
+    endpoints = dict.fromkeys(metrics.WEBHOOK_STATUSES, 0) | {status: count for status, count in statuses}
+    metrics.QUEUES.update(
+        depth,
+        oldest,
+        over_limit=over_limit([tuple(row) for row in running], now),  # type: ignore[misc]
+        endpoints=endpoints,
+    )
 
 
 def _routing_of(session: Any, *where: Any, limit: int | None = None) -> list[Job]:

@@ -28,6 +28,7 @@ from framefleet.db.models import Job, Tenant, WebhookDelivery, WebhookEndpoint, 
 from framefleet.db.session import session_factory
 from framefleet.jobs.service import job_view, outputs_of
 from framefleet.logging import get_logger
+from framefleet.observability import metrics
 from framefleet.redis_client import get_redis
 from framefleet.storage.base import StorageDenied, StorageError
 from framefleet.storage.http import guarded_client
@@ -255,9 +256,14 @@ def send_one(session: Session, delivery_id: int, *, settings: Settings) -> str:
         .where(WebhookDelivery.id == delivery_id, WebhookDelivery.state == "sending")
         .values(**values)
     )
-    if result.rowcount == 1 and delivery.endpoint_id is not None:  # type: ignore[attr-defined]
+    recorded = result.rowcount == 1  # type: ignore[attr-defined]
+    if recorded and delivery.endpoint_id is not None:
         _mark_endpoint(session, delivery.endpoint_id, values["state"])
     session.commit()
+    if recorded:
+        outcome = "retrying" if values["state"] == "pending" else str(values["state"])
+        metrics.WEBHOOK_DELIVERIES.labels(outcome).inc()
+        metrics.WEBHOOK_SECONDS.observe(latency_ms / 1000)
     return str(values["state"])
 
 

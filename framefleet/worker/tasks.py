@@ -78,7 +78,12 @@ def _prove_capabilities(sender: Any = None, **_: object) -> None:
     if settings.worker_metrics_port:
         # Before the pool processes fork: they inherit the multiprocess mode and write beside each other.
         metrics.enable_multiprocess(settings.data_dir / "metrics" / f"worker-{settings.worker_metrics_port}")
-        metrics.serve_worker_metrics(settings.worker_metrics_port, settings.metrics_host)
+        metrics.serve_worker_metrics(
+            settings.worker_metrics_port,
+            settings.metrics_host,
+            work_root=settings.work_root,
+            pool=settings.pool,
+        )
     _capabilities = trial.prove_capabilities(ffmpeg_path(), timeout=settings.capability_trial_timeout_seconds)
     log.info(
         "capabilities proven",

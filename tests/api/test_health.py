@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from framefleet.api.app import create_app
 from framefleet.config import Settings
@@ -49,6 +50,24 @@ def test_readyz_503_when_redis_is_down(api_settings: Settings) -> None:
     assert "redis" in problem["detail"]
     assert problem["components"]["redis"] == {"status": "error", "error": "ConnectionError"}
     assert problem["components"]["database"] == {"status": "ok"}
+
+
+def test_metrics_report_each_dependency_up_or_down(api_settings: Settings) -> None:
+    dead = f"redis://127.0.0.1:{services.free_port()}/0"
+    for settings, redis_up in (
+        (api_settings, 1.0),
+        (api_settings.model_copy(update={"redis_url": dead}), 0.0),
+    ):
+        with TestClient(create_app(settings)) as client:
+            response = client.get("/metrics")
+        assert response.status_code == 200
+        samples = {
+            sample.labels["dependency"]: sample.value
+            for family in text_string_to_metric_families(response.text)
+            for sample in family.samples
+            if sample.name == "framefleet_dependency_up"
+        }
+        assert samples == {"database": 1.0, "redis": redis_up, "storage": 1.0}
 
 
 def test_readyz_503_when_storage_root_is_missing(api_settings: Settings, tmp_path: Path) -> None:

@@ -113,6 +113,9 @@ def up_env(tmp_path: Path, own_database_url: str) -> dict[str, str]:
             "FRAMEFLEET_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
             "FRAMEFLEET_API_PORT": str(free_port()),
             "FRAMEFLEET_FLOWER_PORT": str(free_port()),
+            "FRAMEFLEET_WORKER_METRICS_PORT": str(free_port()),
+            "FRAMEFLEET_BEAT_METRICS_PORT": str(free_port()),
+            "FRAMEFLEET_WEBHOOKS_METRICS_PORT": str(free_port()),
         }
     )
     return env
@@ -197,6 +200,10 @@ def test_up_serves_and_stops_cleanly_on_ctrl_c(
         f"API       {up.api_url}",
         f"API docs  {up.api_url}/docs",
         f"Flower    http://127.0.0.1:{up_env['FRAMEFLEET_FLOWER_PORT']}",
+        f"Metrics   {up.api_url}/metrics, "
+        f"http://127.0.0.1:{up_env['FRAMEFLEET_WORKER_METRICS_PORT']}/metrics, "
+        f"http://127.0.0.1:{up_env['FRAMEFLEET_BEAT_METRICS_PORT']}/metrics, "
+        f"http://127.0.0.1:{up_env['FRAMEFLEET_WEBHOOKS_METRICS_PORT']}/metrics",
         f"Data      {data}",
         f"Media     {data / 'media'}",
         "Database  ",
@@ -219,6 +226,20 @@ def test_up_serves_and_stops_cleanly_on_ctrl_c(
     assert (data / "media" / "tenants" / "demo").is_dir()
     ready = httpx.get(f"{up.api_url}/readyz", timeout=5)
     assert ready.status_code == 200, ready.text
+    # The worker, the beat and the webhook sender serve their series (on the ports set here; 9101-9103 by
+    # default).
+    for port, series in (
+        (up_env["FRAMEFLEET_WORKER_METRICS_PORT"], "framefleet_worker_slots"),
+        (up_env["FRAMEFLEET_BEAT_METRICS_PORT"], "framefleet_beat_leader"),
+        (up_env["FRAMEFLEET_WEBHOOKS_METRICS_PORT"], "framefleet_webhook_deliveries_total"),
+    ):
+        wait_until(
+            lambda port=port, series=series: (
+                series in httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+            ),
+            30,
+            f"{series} on port {port}",
+        )
     children = descendants(up.proc.pid)
     names = " | ".join(cmdline(pid) for pid, _ in children)
     for service in (

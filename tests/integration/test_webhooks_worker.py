@@ -16,14 +16,26 @@ from framefleet.db.session import session_scope
 from framefleet.webhooks import service, signing
 from tests import services
 from tests.conftest import library_uri
+from tests.integration.test_observability import scrape, value
 from tests.webhooks.receiver import receiver
 
 
 @pytest.fixture(scope="module")
-def webhook_worker(worker_env: dict[str, str], session_dir: Path) -> Iterator[subprocess.Popen[bytes]]:
+def webhooks_metrics_port() -> int:
+    return services.free_port()
+
+
+@pytest.fixture(scope="module")
+def webhook_worker(
+    worker_env: dict[str, str], session_dir: Path, webhooks_metrics_port: int
+) -> Iterator[subprocess.Popen[bytes]]:
     log = session_dir / "logs" / "webhook-worker.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    env = {**worker_env, "FRAMEFLEET_WEBHOOK_ALLOW_PRIVATE": "true"}
+    env = {
+        **worker_env,
+        "FRAMEFLEET_WEBHOOK_ALLOW_PRIVATE": "true",
+        "FRAMEFLEET_WEBHOOKS_METRICS_PORT": str(webhooks_metrics_port),
+    }
     with log.open("ab") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "framefleet.cli.main", "webhooks", "worker"],
@@ -38,10 +50,16 @@ def webhook_worker(worker_env: dict[str, str], session_dir: Path) -> Iterator[su
 
 
 def test_real_job_produces_signed_ordered_deliveries(
-    worker: Any, webhook_worker: Any, api: Any, tenant_key: tuple[str, str], clip: Path
+    worker: Any,
+    webhook_worker: Any,
+    api: Any,
+    tenant_key: tuple[str, str],
+    clip: Path,
+    webhooks_metrics_port: int,
 ) -> None:
     tenant, key = tenant_key
     headers = {"X-API-Key": key}
+    delivered = scrape(webhooks_metrics_port)
     with receiver() as target:
         with session_scope() as session:
             tenant_id = _tenant_id(session, tenant)
@@ -77,6 +95,23 @@ def test_real_job_produces_signed_ordered_deliveries(
         for r in got:
             signing.verify(r.body, r.headers["FrameFleet-Signature"], secret)
         assert endpoint.enabled
+    # The sender counted the four accepted attempts (after recording each, hence the wait) and timed them.
+    services.wait_until(
+        lambda: (
+            value(scrape(webhooks_metrics_port), "framefleet_webhook_deliveries_total", outcome="succeeded")
+            - value(delivered, "framefleet_webhook_deliveries_total", outcome="succeeded")
+            == 4
+        ),
+        10,
+        "four succeeded deliveries counted",
+    )
+    after = scrape(webhooks_metrics_port)
+    assert value(after, "framefleet_webhook_deliveries_total", outcome="failed") == 0
+    assert (
+        value(after, "framefleet_webhook_delivery_seconds_count")
+        - value(delivered, "framefleet_webhook_delivery_seconds_count")
+        == 4
+    )
 
 
 def _tenant_id(session: Any, name: str) -> int:

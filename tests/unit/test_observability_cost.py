@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from framefleet.observability import cost, energy, metrics
-from framefleet.scheduling.maintenance import queue_levels
+from framefleet.scheduling.maintenance import over_limit, queue_levels
 
 RATES = cost.Rates(
     currency="EUR", price_per_kwh=0.36, cpu_hour_rate=0.05, gpu_hour_rate=1.0, watts_per_core=10.0
@@ -144,12 +145,43 @@ def test_queue_levels_cover_every_queue() -> None:
     )
     assert oldest["cpu.live"] == 42.0 and oldest["cpu.normal"] == 0.0
     snapshot = metrics.QueueSnapshot()
-    snapshot.update(depth, oldest)
-    names = {family.name for family in snapshot.collect()}
-    assert names == {
+    snapshot.update(depth, oldest, over_limit={"cpu": 1, "gpu": 0}, endpoints={"ok": 2, "failing": 1})
+    families = {family.name: family for family in snapshot.collect()}
+    assert set(families) == {
         "framefleet_beat_leader",
         "framefleet_queue_depth",
         "framefleet_queue_oldest_job_age_seconds",
+        "framefleet_jobs_running_over_limit",
+        "framefleet_webhook_endpoints",
     }
+    assert {s.labels["pool"]: s.value for s in families["framefleet_jobs_running_over_limit"].samples} == {
+        "cpu": 1,
+        "gpu": 0,
+    }
+    assert [(s.labels["status"], s.value) for s in families["framefleet_webhook_endpoints"].samples] == [
+        ("failing", 1),
+        ("ok", 2),
+    ]
     snapshot.clear()
     assert {family.name for family in snapshot.collect()} == {"framefleet_beat_leader"}
+
+
+def test_running_jobs_over_their_limit_are_counted_per_pool() -> None:
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    rows = [
+        ("cpu", now - timedelta(seconds=301), 300.0),  # past its limit
+        ("cpu", now - timedelta(seconds=299), 300.0),  # within it
+        ("cpu", None, 300.0),  # claimed, not started yet
+        ("gpu", now - timedelta(hours=9), None),  # no limit recorded
+    ]
+    assert over_limit(rows, now) == {"cpu": 1, "gpu": 0}
+
+
+def test_worker_work_dir_space_is_read_at_each_scrape(tmp_path: Path) -> None:
+    families = {f.name: f for f in metrics.WorkDirSpace(tmp_path, "cpu").collect()}
+    free = families["framefleet_worker_workdir_free_bytes"].samples[0]
+    size = families["framefleet_worker_workdir_size_bytes"].samples[0]
+    stats = os.statvfs(tmp_path)
+    assert free.labels == {"pool": "cpu"} and size.value == stats.f_blocks * stats.f_frsize
+    assert 0 < free.value <= size.value
+    assert list(metrics.WorkDirSpace(tmp_path / "missing", "cpu").collect()) == []

@@ -39,3 +39,15 @@ def test_the_worker_child_runs_with_the_grace_the_supervisor_planned_for() -> No
     settings = Settings(shutdown_grace_seconds=42.5)
 
     assert float(child_env(settings)["FRAMEFLEET_SHUTDOWN_GRACE_SECONDS"]) == 42.5
+
+
+def test_up_serves_metrics_on_default_ports_unless_told_otherwise() -> None:
+    env = child_env(Settings())
+    assert env["FRAMEFLEET_WORKER_METRICS_PORT"] == "9101"
+    assert env["FRAMEFLEET_BEAT_METRICS_PORT"] == "9102"
+    assert env["FRAMEFLEET_WEBHOOKS_METRICS_PORT"] == "9103"
+    # A port chosen in the settings wins, and 0 chosen there turns the endpoint off.
+    env = child_env(Settings(worker_metrics_port=9301, beat_metrics_port=0))
+    assert env["FRAMEFLEET_WORKER_METRICS_PORT"] == "9301"
+    assert env["FRAMEFLEET_BEAT_METRICS_PORT"] == "0"
+    assert env["FRAMEFLEET_WEBHOOKS_METRICS_PORT"] == "9103"

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import anyio
 import redis
 import sqlalchemy as sa
 from fastapi import APIRouter, Request
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 from starlette.responses import Response
 
 from framefleet.api.deps import SettingsDep
@@ -101,7 +103,29 @@ async def readyz(request: Request, settings: SettingsDep) -> Response:
     return json_response({"status": "ok", "components": components})
 
 
+class _Dependencies(Collector):
+    """`framefleet_dependency_up{dependency}`: the readiness checks' results as a gauge, so that an alert sees
+    Redis or the database down from the API's side (the processes that would report it themselves are the
+    ones that cannot reach it)."""
+
+    def __init__(self, components: dict[str, dict[str, str]]) -> None:
+        self.components = components
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "framefleet_dependency_up",
+            "1 when the API reaches the dependency (readiness check), else 0",
+            labels=["dependency"],
+        )
+        for name, result in self.components.items():
+            family.add_metric([name], 1.0 if result["status"] == "ok" else 0.0)
+        yield family
+
+
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
-def prometheus_metrics() -> Response:
-    """Prometheus text exposition of the API's counters and histograms."""
-    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+def prometheus_metrics(request: Request, settings: SettingsDep) -> Response:
+    """Prometheus text exposition of the API's counters and histograms, and its dependencies' health."""
+    dependencies = CollectorRegistry()
+    dependencies.register(_Dependencies(_run_checks(settings, request)))
+    body = generate_latest(REGISTRY) + generate_latest(dependencies)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
