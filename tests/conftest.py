@@ -56,12 +56,12 @@ def database_url(session_dir: Path) -> Iterator[str]:
         pytest.fail(f"FRAMEFLEET_TEST_DB must be sqlite or postgres, not {TEST_DB!r}")
 
 
-@pytest.fixture()
-def own_database_url(database_url: str, tmp_path: Path) -> str:
+def make_own_database(database_url: str, folder: Path) -> str:
     """An empty database of its own, on the suite's kind of server, for a stack that must not see (or
     reconcile) the suite's jobs. Whoever uses it migrates it."""
     if TEST_DB == "sqlite":
-        return f"sqlite:///{tmp_path / 'own.db'}"
+        folder.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{folder / f'own-{uuid.uuid4().hex[:8]}.db'}"
     import sqlalchemy as sa
 
     from framefleet.db.session import normalise_url
@@ -72,6 +72,12 @@ def own_database_url(database_url: str, tmp_path: Path) -> str:
         connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
     engine.dispose()
     return database_url.rsplit("/", 1)[0] + f"/{name}"
+
+
+@pytest.fixture()
+def own_database_url(database_url: str, tmp_path: Path) -> str:
+    """See make_own_database."""
+    return make_own_database(database_url, tmp_path)
 
 
 @pytest.fixture(scope="session")

@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from tests import services
-from tests.conftest import make_clip
+from tests.conftest import make_clip, make_own_database
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARDS = sorted((ROOT / "config" / "grafana" / "dashboards").glob("*.json"))
@@ -101,14 +101,26 @@ def ports() -> dict[str, int]:
 
 
 @pytest.fixture(scope="module")
-def stack_env(worker_env: dict[str, str], ports: dict[str, int]) -> dict[str, str]:
-    return {
+def stack_env(
+    worker_env: dict[str, str], ports: dict[str, int], database_url: str, session_dir: Path
+) -> Iterator[dict[str, str]]:
+    """A stack of its own: its own database and Redis, so queue depths and job counts are this test's alone
+    (the suite's other jobs, queued and never run, would otherwise be counted and run here)."""
+    from framefleet.db.migrate import upgrade
+
+    own_url = make_own_database(database_url, session_dir / "prom-db")
+    upgrade(own_url)
+    redis_server = services.start_redis(session_dir / "prom-redis")
+    yield {
         **worker_env,
+        "FRAMEFLEET_DATABASE_URL": own_url,
+        "FRAMEFLEET_REDIS_URL": redis_server.url,
         "FRAMEFLEET_WORKER_METRICS_PORT": str(ports["worker"]),
         "FRAMEFLEET_BEAT_METRICS_PORT": str(ports["beat"]),
         "FRAMEFLEET_WEBHOOKS_METRICS_PORT": str(ports["webhooks"]),
         "FRAMEFLEET_QUEUE_METRICS_INTERVAL_SECONDS": "0.5",
     }
+    services.stop(redis_server.proc)
 
 
 @pytest.fixture(scope="module")
@@ -185,12 +197,15 @@ def test_dashboards_and_alerts_against_a_real_prometheus(
     prometheus: Prometheus,
     api_and_beat: str,
     stack_env: dict[str, str],
-    tenant_key: tuple[str, str],
     ffmpeg: str,
     media_root: Path,
     session_dir: Path,
 ) -> None:
-    _, key = tenant_key
+    from framefleet.db.session import session_scope
+    from framefleet.keys import create_key
+
+    with session_scope(stack_env["FRAMEFLEET_DATABASE_URL"]) as session:
+        key, _ = create_key(session, tenant="prom")
     client = httpx.Client(base_url=api_and_beat, headers={"X-API-Key": key}, timeout=10)
     source = make_clip(ffmpeg, media_root / "inputs" / "prom-1s.mp4", seconds=1)
 
