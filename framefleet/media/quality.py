@@ -122,6 +122,9 @@ def _vmaf_filter(quality: QualitySpec, model: str, logs: ScoreLogs, threads: int
     return filter_text("libvmaf", options)
 
 
+UNTAGGED = "setparams=range=unknown:color_primaries=unknown:color_trc=unknown:colorspace=unknown"
+
+
 def metric_chains(
     dist: str,
     ref: str,
@@ -143,7 +146,10 @@ def metric_chains(
     branches = int(use_vmaf) + int(bool(stats))
     chains: list[str] = []
     dist_heads, ref_heads = [f"qd{key}"], [f"qr{key}"]
-    prep = f"setpts=PTS-STARTPTS,format={work_fmt}"
+    # Both sides lose their colour tags first: they are already in the same colour (the reference is what
+    # the encoder was given), and a decoded stream tagged BT.709 next to an untagged reference would make
+    # the filter graph convert one of them to the other's matrix, scoring a colour shift that isn't there.
+    prep = f"{UNTAGGED},setpts=PTS-STARTPTS,format={work_fmt}"
     if branches == 2:
         dist_heads, ref_heads = [f"qd{key}v", f"qd{key}s"], [f"qr{key}v", f"qr{key}s"]
         chains.append(f"[{dist}]{prep},split=2{''.join(f'[{h}]' for h in dist_heads)}")

@@ -55,6 +55,23 @@ def test_trim_and_fps_change_stay_frame_aligned(ffmpeg: str, source: Path, tmp_p
     assert rows["slow"].metrics_log_uri == "file:///published/job/slow.mp4.quality.json"
 
 
+def test_a_scaled_output_of_an_untagged_hd_source_scores_without_a_colour_shift(
+    ffmpeg: str, tmp_path: Path
+) -> None:
+    # The encoded stream is tagged BT.709 (what an untagged HD source is taken to be) and the reference is
+    # untagged: scored as they came, the graph converted one side's matrix and a clean encode scored ~22 dB.
+    hd = make_clip(ffmpeg, tmp_path / "hd.mp4", seconds=1, size="1280x720")
+    spec = {
+        "outputs": [
+            {"name": "sd", "container": "mp4", "video": {"height": 360, "crf": 16, "preset": "veryfast"}}
+        ],
+        "quality": {"metrics": ["psnr", "ssim"], "subsample": 1},
+    }
+    _, rows = run_job(ffmpeg, spec, hd, tmp_path / "w")
+    native = rows["sd"].metrics["native"]
+    assert native["psnr"]["min"] > 35 and native["ssim"]["min"] > 0.97, native
+
+
 def test_in_process_scores_equal_a_separate_pass(ffmpeg: str, source: Path, tmp_path: Path) -> None:
     spec = {
         "outputs": [

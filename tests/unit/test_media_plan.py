@@ -299,10 +299,11 @@ def test_scored_streams_are_decoded_back_in_the_same_process() -> None:
     assert scoring.startswith(
         "[dec:0]split=2[qn0d][qu0d];[qu0d]scale=1280:720:flags=bicubic,setsar=1[qx0d];"
         "[dec:3]split=2[qx0r][qu0r];[qu0r]scale=640:360:flags=bicubic,setsar=1[qn0r];"
-        "[qx0d]setpts=PTS-STARTPTS,format=yuv420p,split=2[qd0v][qd0s];"
+        "[qx0d]setparams=range=unknown:color_primaries=unknown:color_trc=unknown:colorspace=unknown,setpts=PTS-STARTPTS,format=yuv420p,split=2[qd0v][qd0s];"
     )
-    assert "[qn0d]setpts=PTS-STARTPTS,format=yuv420p,split=2[qd0nv][qd0ns]" in scoring
-    assert "[dec:1]setpts=PTS-STARTPTS" in scoring  # the 720p rung is at display size already
+    untagged = "setparams=range=unknown:color_primaries=unknown:color_trc=unknown:colorspace=unknown"
+    assert f"[qn0d]{untagged},setpts=PTS-STARTPTS,format=yuv420p,split=2[qd0nv][qd0ns]" in scoring
+    assert f"[dec:1]{untagged},setpts=PTS-STARTPTS" in scoring  # the 720p rung is at display size already
     assert scoring.count("libvmaf=") == 5 and scoring.count("ssim=") == 5
     assert [s.name for s in job.scores] == ["main", "d/720p", "d/360p"]
     assert job.scores[1].segment_seconds == 4.0 and job.scores[1].model == "vmaf_v0.6.1"

@@ -107,8 +107,10 @@ def test_an_explicit_model_is_kept_at_any_size() -> None:
 def test_all_three_metrics_read_each_pair_once() -> None:
     found, outputs = chains(QualitySpec())
     graph = ";".join(found)
-    assert found[0] == "[dec:0]setpts=PTS-STARTPTS,format=yuv420p,split=2[qd0v][qd0s]"
-    assert found[1] == "[dec:1]setpts=PTS-STARTPTS,format=yuv420p,split=2[qr0v][qr0s]"
+    untagged = "setparams=range=unknown:color_primaries=unknown:color_trc=unknown:colorspace=unknown"
+    prep = f"{untagged},setpts=PTS-STARTPTS,format=yuv420p"
+    assert found[0] == f"[dec:0]{prep},split=2[qd0v][qd0s]"
+    assert found[1] == f"[dec:1]{prep},split=2[qr0v][qr0s]"
     assert found[2] == (
         "[qd0v][qr0v]libvmaf=model=version=vmaf_v0.6.1\\\\:name=vmaf:feature=name=psnr:log_fmt=json"
         ":log_path=/w/q.json.vmaf.json:n_threads=2:n_subsample=7:shortest=1[qv0]"
@@ -163,7 +165,7 @@ def test_standalone_pass_scales_the_reference_to_the_distorted_picture() -> None
     graph = graph_of(args)
     assert graph.startswith(
         "[0:V:0]null[dist];[1:V:0]crop=1920:1080:0:0:exact=1,fps=30000/1001,scale=3840:2160:flags=bicubic,"
-        "setsar=1[ref];[dist]setpts=PTS-STARTPTS,format=yuv420p10le"
+        "setsar=1[ref];[dist]setparams=range=unknown:color_primaries=unknown:color_trc=unknown:colorspace=unknown,setpts=PTS-STARTPTS,format=yuv420p10le"
     )
     assert "vmaf_4k_v0.6.1" in graph and "n_threads=4:n_subsample=5" in graph
     assert args[-7:] == ["-map", "[qv0]", "-map", "[qs0]", "-f", "null", "-"]
