@@ -33,13 +33,13 @@ from framefleet.storage.base import (
     StorageError,
     StorageNotFound,
     StorageUnavailable,
+    check_object_key,
     safe_filename,
     temp_path_in,
 )
 
 # Bucket naming rules shared by AWS and MinIO: 3-63 lowercase letters, digits, dots and hyphens.
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-_MAX_KEY_BYTES = 1024
 
 _NOT_FOUND_CODES = {"404", "NoSuchKey", "NoSuchBucket", "NotFound", "NoSuchUpload"}
 _DENIED_CODES = {
@@ -78,19 +78,7 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
         raise StorageError(
             f"invalid bucket name {bucket!r} in {uri!r}", failure_class=FailureClass.input_invalid
         )
-    if not key:
-        raise StorageError(f"s3 URI names no object key: {uri!r}", failure_class=FailureClass.input_invalid)
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in key):
-        raise StorageDenied(f"control character in s3 key {key!r}")
-    if any(segment in (".", "..") for segment in key.split("/")):
-        # S3 keeps them as literal key characters, but any tool that treats keys as paths would not:
-        # a key must name one place, whoever reads it, for the tenant prefixes to mean anything.
-        raise StorageDenied(f"'.' or '..' segment in s3 key {key!r}")
-    if len(key.encode("utf-8", "surrogatepass")) > _MAX_KEY_BYTES:
-        raise StorageError(
-            f"s3 key longer than {_MAX_KEY_BYTES} bytes", failure_class=FailureClass.input_invalid
-        )
-    return bucket, key
+    return bucket, check_object_key(key, uri)
 
 
 def _root_cause(exc: BaseException) -> BaseException:
