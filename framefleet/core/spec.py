@@ -84,6 +84,7 @@ __all__ = [
     "Priority",
     "Profile",
     "QualitySpec",
+    "QualityTargetSpec",
     "SpriteSpec",
     "ThumbnailSpec",
     "VideoCodec",
@@ -220,8 +221,40 @@ OutputTag = Literal[
 ]
 
 
+class QualityTargetSpec(Strict):
+    """Encode at the constant-quality setting that reaches `value` with the smallest size (docs/job-spec.md).
+
+    The worker searches the encoder's quality knob (CRF; NVENC's CQ, Quick Sync's global_quality) between
+    `min_crf` and `max_crf` with short sample encodes scored against their source, then encodes with it.
+    """
+
+    metric: Literal["vmaf"] = "vmaf"
+    value: Annotated[float, Field(ge=1, le=100)]
+    min_crf: Annotated[int, Field(ge=0, le=63)] | None = None
+    max_crf: Annotated[int, Field(ge=0, le=63)] | None = None
+    # A VBV cap on the search's samples and the final encode (capped constant quality).
+    max_bitrate_kbps: Annotated[int, Field(ge=50, le=500_000)] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.min_crf is not None and self.max_crf is not None and self.min_crf > self.max_crf:
+            raise spec_error("quality_target", "min_crf must be at most max_crf", "min_crf")
+        return self
+
+
+# Video settings that fix the rate or the quality themselves, which a quality target chooses instead.
+_TARGET_EXCLUDES = {
+    "crf": "the quality target chooses the crf",
+    "bitrate_kbps": "a quality target is constant quality, not a target bitrate",
+    "maxrate_kbps": "cap a quality target with quality_target.max_bitrate_kbps",
+    "bufsize_kbps": "a quality target's cap is quality_target.max_bitrate_kbps",
+}
+
+
 class OutputSpec(Strict):
-    _added: ClassVar[frozenset[str]] = frozenset({"overwrite", "metadata", "subtitles", "audio_tracks"})
+    _added: ClassVar[frozenset[str]] = frozenset(
+        {"overwrite", "metadata", "subtitles", "audio_tracks", "quality_target"}
+    )
 
     name: Name | None = None
     container: Container
@@ -239,6 +272,8 @@ class OutputSpec(Strict):
     # Several sound tracks, one per input track (or mono pair) listed, in order, each tagged with its
     # input track's language; default one track, operations.audio_track's.
     audio_tracks: Annotated[list[AudioTrackSpec], Field(min_length=1, max_length=8)] | None = None
+    # Search the constant-quality setting meeting a VMAF target instead of a fixed crf (docs/job-spec.md).
+    quality_target: QualityTargetSpec | None = None
 
     @model_validator(mode="after")
     def _normalise(self) -> Self:
@@ -297,6 +332,8 @@ class OutputSpec(Strict):
             raise spec_error("pix_fmt", "10-bit output needs hevc, av1 or vp9", "video.pix_fmt")
         if vcodec is VideoCodec.none and acodec is AudioCodec.none:
             raise spec_error("empty_output", "an output needs video or audio", "video.codec")
+        if self.quality_target is not None:
+            self._check_quality_target(vcodec)
         if acodec is AudioCodec.opus and self.audio.sample_rate is None:
             self.audio.sample_rate = 48000
         subsampled = (self.video.pix_fmt or PixFmt.yuv420p) in (PixFmt.yuv420p, PixFmt.yuv420p10le)
@@ -308,6 +345,32 @@ class OutputSpec(Strict):
                         "odd_size", f"video.{dim} must be even for 4:2:0 pixel formats", f"video.{dim}"
                     )
         return self
+
+    def _check_quality_target(self, vcodec: VideoCodec) -> None:
+        """A target needs an encoder with a quality knob, and nothing else deciding the rate."""
+        target = self.quality_target
+        assert target is not None
+        if vcodec not in MAX_CRF:
+            raise spec_error(
+                "quality_target",
+                f"a quality target needs h264, hevc, av1 or vp9 video, not {vcodec.value}",
+                "quality_target",
+            )
+        for name, why in _TARGET_EXCLUDES.items():
+            if getattr(self.video, name) is not None:
+                raise spec_error(
+                    "quality_target",
+                    f"video.{name} cannot be set with quality_target: {why}",
+                    f"video.{name}",
+                )
+        for name in ("min_crf", "max_crf"):
+            value = getattr(target, name)
+            if value is not None and value > MAX_CRF[vcodec]:
+                raise spec_error(
+                    "quality_target",
+                    f"{name} for {vcodec.value} must be at most {MAX_CRF[vcodec]}",
+                    f"quality_target.{name}",
+                )
 
     def _check_defaulted_video(self) -> None:
         """Checks on fields added after the first release, once the container chose the codec."""

@@ -153,6 +153,34 @@ JPEG_QSCALE_RANGE = (2, 31)
 
 
 @dataclass(frozen=True)
+class QualityKnob:
+    """An encoder's constant-quality option and its range; lower values mean better pictures."""
+
+    option: str
+    low: int
+    high: int
+
+
+def quality_knob(family: Family, codec: VideoCodec) -> QualityKnob:
+    """The constant-quality knob a spec's crf (or a quality target's search) sets on `family`'s encoder.
+
+    CRF for x264, x265, SVT-AV1 and libvpx-vp9; CQ for NVENC; global_quality (ICQ) for Quick Sync; the
+    QP of constant-QP mode for VA-API. Ranges are those the encoders accept.
+    """
+    if codec not in DEFAULT_CRF:
+        raise ValueError(f"{codec.value} has no constant-quality knob")
+    top = 63 if codec in (VideoCodec.av1, VideoCodec.vp9) else 51
+    if family is Family.cpu:
+        # SVT-AV1's crf starts at 1; x264, x265 and libvpx take 0 (lossless for x264 8-bit).
+        return QualityKnob("crf", 1 if codec is VideoCodec.av1 else 0, top)
+    if family is Family.nvenc:
+        return QualityKnob("cq", 0, top)
+    if family is Family.qsv:
+        return QualityKnob("global_quality", 1, 51)
+    return QualityKnob("qp", 0, top)
+
+
+@dataclass(frozen=True)
 class VideoEncode:
     """What one encoded video stream asks for, whatever runs it."""
 
@@ -363,26 +391,21 @@ def _rate_args(opt: _Opts, enc: VideoEncode, family: Family) -> list[str]:
         args += [opt("maxrate"), f"{maxrate}k", opt("bufsize"), f"{bufsize}k"]
         return args
     crf = enc.crf if enc.crf is not None else DEFAULT_CRF[codec]
+    knob = quality_knob(family, codec)
+    value = str(crf + HW_QUALITY_OFFSET.get(codec, 0) if family is Family.nvenc else crf)
     if family is Family.cpu:
-        args += [opt("crf"), str(crf)]
+        args += [opt(knob.option), value]
         if codec is VideoCodec.vp9 and enc.maxrate_kbps is None:
             # Constant quality: without -b:v 0 libvpx treats crf as a cap on a default bitrate.
             args += [opt("b", typed=True), "0"]
         elif codec is VideoCodec.vp9:
             args += [opt("b", typed=True), f"{enc.maxrate_kbps}k"]  # constrained quality
     elif family is Family.nvenc:
-        args += [
-            opt("rc"),
-            "vbr",
-            opt("cq"),
-            str(crf + HW_QUALITY_OFFSET.get(codec, 0)),
-            opt("b", typed=True),
-            "0",
-        ]
+        args += [opt("rc"), "vbr", opt(knob.option), value, opt("b", typed=True), "0"]
     elif family is Family.qsv:
-        args += [opt("global_quality"), str(crf)]
+        args += [opt(knob.option), value]
     elif family is Family.vaapi:
-        args += [opt("rc_mode"), "QVBR" if enc.maxrate_kbps else "CQP", opt("qp"), str(crf)]
+        args += [opt("rc_mode"), "QVBR" if enc.maxrate_kbps else "CQP", opt(knob.option), value]
     if enc.maxrate_kbps is not None and codec is not VideoCodec.vp9:
         bufsize = enc.bufsize_kbps or 2 * enc.maxrate_kbps
         args += [opt("maxrate"), f"{enc.maxrate_kbps}k", opt("bufsize"), f"{bufsize}k"]

@@ -45,12 +45,15 @@ from framefleet.observability import usage as attempt_usage
 from framefleet.storage import backend_within
 from framefleet.storage.base import StorageError
 from framefleet.storage.namespace import Namespace, job_output_base, namespace_for
+from framefleet.worker.quality_search import Search, search_outputs, targeted_spec, video_bytes
 
 log = get_logger("framefleet.worker")
 
 PROGRESS_FIELDS = tuple(f.name for f in dataclasses.fields(Progress))
 # Share of the progress bar taken by the measuring pass when loudness is normalised.
 LOUDNESS_SHARE = 0.1
+# Share taken by the sample encodes of a quality target's search.
+SEARCH_SHARE = 0.15
 
 
 class JobCanceled(Exception):
@@ -164,8 +167,23 @@ def run_pipeline(
         caps = detect_capabilities(ffmpeg)
         assets = _assets(spec, info, source, workdir, run)
         hardware = _hardware(spec, settings, caps)
-        plan = plan_job(
+        start = LOUDNESS_SHARE * 100 if assets.loudness is not None else 0.0
+        searches = search_outputs(
             spec,
+            info,
+            caps,
+            source,
+            workdir / "search",
+            threads=settings.ffmpeg_threads,
+            hardware=hardware,
+            assets=assets,
+            run_step=_search_step(ffmpeg, run, start),
+        )
+        if searches:
+            start += SEARCH_SHARE * 100
+        encoded = targeted_spec(spec, searches)
+        plan = plan_job(
+            encoded,
             info,
             caps,
             source,
@@ -174,9 +192,10 @@ def run_pipeline(
             hardware=hardware,
             assets=assets,
         )
-        _encode(plan, ffmpeg, run, start=LOUDNESS_SHARE * 100 if assets.loudness is not None else 0.0)
+        _encode(plan, ffmpeg, run, start=start)
         run.check_canceled()
-        results = collect_results(plan, spec, job_output_base(settings, tenant, job.id))
+        results = collect_results(plan, encoded, job_output_base(settings, tenant, job.id))
+        _record_searches(plan, results, searches)
         _note_plan(plan)
         run.check_canceled()
         # A superseded attempt (its worker was presumed dead) must not publish beside its replacement.
@@ -251,6 +270,29 @@ def _hardware(spec: JobSpec, settings: Settings, caps: Capabilities) -> Hardware
         FailureClass.hardware_unavailable,
         "this worker has no usable GPU encoder (NVENC, Quick Sync or VA-API)",
     )
+
+
+def _search_step(
+    ffmpeg: str, run: _Attempt, start: float
+) -> Callable[[list[str], float | None, float], None]:
+    """Runs one ffmpeg of a quality search; watchers see phase `quality-search` as each one starts."""
+
+    def step(argv: list[str], duration: float | None, done: float) -> None:
+        run.check_canceled()
+        run.reporter.report(start + done * SEARCH_SHARE * 100, None, "quality-search", force=True)
+        _raise_for(run.run([ffmpeg, *argv], duration, lambda _sample: None), "quality search")
+
+    return step
+
+
+def _record_searches(plan: JobPlan, results: Results, searches: dict[str, Search]) -> None:
+    """Each searched output says what was tried, what was chosen, and its predicted and real size."""
+    paths = {p.output.name: p.path for p in plan.outputs}
+    for row in results.rows:
+        search = searches.get(row.name)
+        if search is not None:
+            view = search.view(real_size=video_bytes(paths[row.name]))
+            row.details = {**(row.details or {}), "quality_target": view}
 
 
 def _encode(plan: JobPlan, ffmpeg: str, run: _Attempt, *, start: float) -> None:
