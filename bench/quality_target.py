@@ -151,10 +151,11 @@ def run_source(name: str, graph: str, seconds: float, target: float, tmp: Path) 
     }
 
 
-def main() -> None:
-    seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 80.0
-    size = sys.argv[2] if len(sys.argv) > 2 else "384x216"
-    target = float(sys.argv[3]) if len(sys.argv) > 3 else 93.0
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    seconds = float(args[0]) if args else 80.0
+    size = args[1] if len(args) > 1 else "384x216"
+    target = float(args[2]) if len(args) > 2 else 93.0
     print(f"{seconds:g} s sources at {size}, 24 fps; default x264 crf 23 medium vs target VMAF {target:g}")
     header = (
         "source | default kb/s | default VMAF | target kb/s | target VMAF | saving | VMAF - target | crf | "

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench import dispatch, e2e, ladder, ladder_scored, quality, throughput
+from bench import dispatch, e2e, ladder, ladder_scored, quality, quality_target, throughput
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -20,6 +20,7 @@ def main(argv: list[str] | None = None) -> None:
     quality.main()
     ladder.main()
     ladder_scored.main()
+    quality_target.main([])
     if args.soak:
         from bench import soak
 
