@@ -349,10 +349,17 @@ def job_view(job: Job, outputs: list[JobOutput] | None = None) -> dict[str, Any]
         "pending_reason": job.pending_reason,
         "usage": job.usage,
         "cost": (job.usage or {}).get("cost"),
+        "legal_hold": bool(job.legal_hold),
+        "expires_at": job.expires_at,
+        "expired_at": job.expired_at,
+        "cache_hit": job.cached_from is not None,
+        "cached_from": job.cached_from,
+        "input_fingerprint": job.input_fingerprint,
         "spec": job.spec,
     }
     if outputs is not None:
-        view["outputs"] = [output_view(o) for o in outputs]
+        status = "expired" if job.expired_at is not None else "stored"
+        view["outputs"] = [{**output_view(o), "status": status} for o in outputs]
     return view
 
 
