@@ -129,7 +129,7 @@ class Deletion:
 def _tenant_names(session: Session, ids: set[int]) -> dict[int, str]:
     if not ids:
         return {}
-    return dict(session.execute(sa.select(Tenant.id, Tenant.name).where(Tenant.id.in_(ids))).tuples().all())
+    return dict(session.execute(sa.select(Tenant.id, Tenant.name).where(Tenant.id.in_(ids))).all())
 
 
 def _due_outputs(session: Session, now: datetime, limit: int) -> list[Job]:
@@ -307,12 +307,13 @@ def sweep(settings: Settings, *, now: datetime | None = None, dry_run: bool = Fa
 
 
 def set_hold(session: Session, *, job_id: str, tenant_id: int, held: bool) -> Job:
-    """Put a legal hold on one of the tenant's jobs, or lift it; LookupError when it has no such job.
+    """Put a legal hold on one of the tenant's jobs, or lift it (committed); LookupError when it has no such
+    job.
 
     The API's audit middleware records who did it (action `jobs.hold` / `jobs.release_hold`)."""
     job = session.scalar(sa.select(Job).where(Job.id == job_id, Job.tenant_id == tenant_id))
     if job is None:
         raise LookupError(job_id)
     job.legal_hold = held
-    session.flush()
+    session.commit()
     return job

@@ -17,7 +17,7 @@ from framefleet.storage.namespace import namespace_for
 def exists_for(session: Session, settings: Settings) -> Callable[[int, str], bool]:
     """`exists(tenant_id, uri)` through the tenant's own namespace. An object the store cannot answer for
     counts as present: a store that is down must not wipe the counters."""
-    names = dict(session.execute(sa.select(Tenant.id, Tenant.name)).tuples().all())
+    names = dict(session.execute(sa.select(Tenant.id, Tenant.name)).all())
 
     def exists(tenant_id: int, uri: str) -> bool:
         try:
