@@ -359,11 +359,12 @@ def job_view(job: Job, outputs: list[JobOutput] | None = None) -> dict[str, Any]
     }
     if outputs is not None:
         status = "expired" if job.expired_at is not None else "stored"
-        view["outputs"] = [{**output_view(o), "status": status} for o in outputs]
+        view["outputs"] = [output_view(o, status=status) for o in outputs]
     return view
 
 
-def output_view(output: JobOutput) -> dict[str, Any]:
+def output_view(output: JobOutput, *, status: str = "stored") -> dict[str, Any]:
+    """The public representation of an output; `status` is `expired` once retention deleted its files."""
     return {
         "name": output.name,
         "uri": output.uri,
@@ -378,4 +379,5 @@ def output_view(output: JobOutput) -> dict[str, Any]:
         "metrics": output.metrics,
         "metrics_log_uri": output.metrics_log_uri,
         **output.group_view(),
+        "status": status,
     }
