@@ -20,6 +20,7 @@ from azure.storage.blob import BlobServiceClient
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage as gcs
 
+from framefleet.cli.main import main
 from framefleet.db.models import AuditEvent, Job, StoredObject, utcnow
 from framefleet.db.session import session_scope
 from framefleet.keys import create_key
@@ -227,7 +228,7 @@ def _mine(done: list[retention.Deletion], *job_ids: str) -> dict[str, retention.
 
 
 def test_retention_deletes_expired_outputs_spares_held_jobs_and_a_dry_run_deletes_nothing(
-    worker: Any, api: Any, small_clip: Path, test_env: dict[str, str]
+    worker: Any, api: Any, small_clip: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from framefleet.config import get_settings
 
@@ -267,6 +268,12 @@ def test_retention_deletes_expired_outputs_spares_held_jobs_and_a_dry_run_delete
     assert set(dry) == {expiring["id"]}
     assert set(dry[expiring["id"]].uris) >= {files["local"], s3_out}
     assert _local(files["local"]).exists() and _s3_keys("media-out", f"tenants/{tenant}/")
+
+    # The operator's command says the same, and deletes nothing either.
+    assert main(["retention", "sweep", "--dry-run", "--json", "--now", later.isoformat()]) == 0
+    listed = [d for d in json.loads(capsys.readouterr().out) if d["job_id"] in (expiring["id"], held["id"])]
+    assert [(d["job_id"], d["kind"]) for d in listed] == [(expiring["id"], "outputs")]
+    assert _local(files["local"]).exists()
 
     done = _mine(retention.sweep(settings, now=later), expiring["id"], held["id"])
     assert set(done) == {expiring["id"]} and done[expiring["id"]].error is None
