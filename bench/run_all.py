@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench import dispatch, e2e, ladder, ladder_scored, quality, quality_target, throughput
+from bench import cache, dispatch, e2e, ladder, ladder_scored, quality, quality_target, throughput
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -15,6 +15,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--soak", action="store_true", help="also run the 10,000-job soak")
     args = parser.parse_args(argv)
     e2e.main()
+    cache.main()
     dispatch.main()
     throughput.main()
     quality.main()

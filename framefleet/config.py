@@ -173,6 +173,11 @@ class Settings(BaseSettings):
     schedule_interval_seconds: float = Field(default=1.0, gt=0)
     schedule_late_seconds: float = Field(default=60.0, gt=0)
     beat_leader_ttl_seconds: float = Field(default=15.0, gt=0)
+    # Retention (docs/storage.md): how often the beat leader sweeps, how many jobs one pass handles, and
+    # how long a job's row outlives its deleted files (None: rows are kept for ever).
+    retention_interval_seconds: float = Field(default=300.0, gt=0)
+    retention_batch: int = Field(default=100, ge=1, le=10_000)
+    retention_job_rows_days: int | None = Field(default=None, ge=0)
     retry_base_seconds: float = Field(default=10.0, ge=0)
     retry_cap_seconds: float = Field(default=600.0, ge=0)
     retry_max_attempts: int = Field(default=3, ge=1)

@@ -24,6 +24,9 @@ class OutputView(BaseModel):
     kind: str
     group: str | None
     details: dict[str, Any] | None
+    status: str = Field(
+        default="stored", description="`stored`, or `expired` once retention deleted the job's files"
+    )
 
 
 class JobView(BaseModel):
@@ -61,6 +64,14 @@ class JobView(BaseModel):
     cost: dict[str, Any] | None = Field(
         default=None,
         description="The job's cost so far: {amount, currency}; null before the first attempt ends",
+    )
+    legal_hold: bool = Field(default=False, description="Under legal hold: retention deletes nothing of it")
+    expires_at: datetime | None = Field(default=None, description="When retention deletes the outputs")
+    expired_at: datetime | None = Field(default=None, description="When retention deleted the outputs")
+    cache_hit: bool = Field(default=False, description="Outputs copied from an earlier identical job")
+    cached_from: str | None = Field(default=None, description="The job a cache hit copied its outputs from")
+    input_fingerprint: str | None = Field(
+        default=None, description="The input's content hash, `sha256:<hex>`"
     )
     spec: dict[str, Any]
     outputs: list[OutputView] | None = None

@@ -526,9 +526,23 @@ class InputRef(Strict):
     output: Annotated[str, Field(min_length=1, max_length=160)]
 
 
+class RetentionSpec(Strict):
+    """Days after the job ends before FrameFleet deletes its files (storage/lifecycle.py); None keeps them.
+
+    `inputs` deletes the job's input (only where the tenant may write it); `outputs` everything the job
+    published; `work` the attempt folders a killed worker left behind.
+    """
+
+    inputs: Annotated[int, Field(ge=0, le=36500)] | None = None
+    outputs: Annotated[int, Field(ge=0, le=36500)] | None = None
+    work: Annotated[int, Field(ge=0, le=36500)] | None = None
+
+
 class JobSpec(Strict):
     _added: ClassVar[frozenset[str]] = frozenset(
         {
+            "retention",
+            "cache",
             "groups",
             "thumbnails",
             "sprites",
@@ -568,6 +582,10 @@ class JobSpec(Strict):
     depends_on: Annotated[list[Annotated[DependencySpec, BeforeValidator(_parent)]], Field(max_length=32)] = (
         Field(default_factory=list)
     )
+    # Overrides the tenant's retention for this job (docs/storage.md).
+    retention: RetentionSpec | None = None
+    # False: always encode, even when a job with the same input content and spec already succeeded.
+    cache: bool = True
 
     @field_validator("input")
     @classmethod

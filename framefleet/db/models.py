@@ -104,6 +104,10 @@ class Job(Base):
         # Quota checks count one tenant's jobs in a state, bounded by the quota (tenancy/quotas.py).
         sa.Index("ix_jobs_tenant_state", "tenant_id", "state"),
         sa.Index("ix_jobs_state_retry_at", "state", "retry_at"),
+        # The retention sweep reads due jobs in order; the cache looks a key up within one tenant.
+        sa.Index("ix_jobs_expires_at", "expires_at"),
+        sa.Index("ix_jobs_inputs_expire_at", "inputs_expire_at"),
+        sa.Index("ix_jobs_tenant_cache_key", "tenant_id", "cache_key"),
     )
 
     id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
@@ -140,6 +144,50 @@ class Job(Base):
     pending_reason: Mapped[str | None] = mapped_column(sa.String(32), default=None)
     # What all attempts so far consumed and cost (migration 0008, observability/cost.py); None before any.
     usage: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON, default=None)
+    # Data lifecycle (migration 0014, storage/lifecycle.py): a legal hold stops every deletion; when the
+    # job's outputs and inputs fall due (set at its ending from the spec's or tenant's retention); when the
+    # outputs were deleted (the row stays, its outputs shown `expired`).
+    legal_hold: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+    expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    inputs_expire_at: Mapped[datetime | None] = mapped_column(default=None)
+    expired_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Result cache (storage/cache.py): the input's content hash, the key of (fingerprint, normalised spec)
+    # a later job may match, and the job whose outputs this one copied instead of encoding.
+    input_fingerprint: Mapped[str | None] = mapped_column(sa.String(80), default=None)
+    cache_key: Mapped[str | None] = mapped_column(sa.String(64), default=None)
+    cached_from: Mapped[str | None] = mapped_column(sa.String(36), default=None)
+
+
+class StoredObject(Base):
+    """One object a job published (or an input it may delete), with its size (migration 0014).
+
+    The ledger retention deletes from and the cache copies from: a group's segments are objects too,
+    though they have no output row. `deleted_at` is set when retention removed it.
+    """
+
+    __tablename__ = "stored_objects"
+    __table_args__ = (sa.Index("ix_stored_objects_job", "job_id"),)
+
+    id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(sa.ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    job_id: Mapped[str] = mapped_column(sa.ForeignKey("jobs.id", ondelete="CASCADE"))
+    role: Mapped[str] = mapped_column(sa.String(8), default="output")  # output | input
+    uri: Mapped[str] = mapped_column(sa.Text)
+    size_bytes: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    deleted_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class TenantStorage(Base):
+    """Bytes a tenant has stored now: added when outputs are published, taken off when they are deleted
+    (migration 0014). A counter, so the quota check at submission reads one row."""
+
+    __tablename__ = "tenant_storage"
+
+    tenant_id: Mapped[int] = mapped_column(sa.ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True)
+    stored_bytes: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    objects: Mapped[int] = mapped_column(default=0)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class JobDependency(Base):

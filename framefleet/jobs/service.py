@@ -349,14 +349,22 @@ def job_view(job: Job, outputs: list[JobOutput] | None = None) -> dict[str, Any]
         "pending_reason": job.pending_reason,
         "usage": job.usage,
         "cost": (job.usage or {}).get("cost"),
+        "legal_hold": bool(job.legal_hold),
+        "expires_at": job.expires_at,
+        "expired_at": job.expired_at,
+        "cache_hit": job.cached_from is not None,
+        "cached_from": job.cached_from,
+        "input_fingerprint": job.input_fingerprint,
         "spec": job.spec,
     }
     if outputs is not None:
-        view["outputs"] = [output_view(o) for o in outputs]
+        status = "expired" if job.expired_at is not None else "stored"
+        view["outputs"] = [output_view(o, status=status) for o in outputs]
     return view
 
 
-def output_view(output: JobOutput) -> dict[str, Any]:
+def output_view(output: JobOutput, *, status: str = "stored") -> dict[str, Any]:
+    """The public representation of an output; `status` is `expired` once retention deleted its files."""
     return {
         "name": output.name,
         "uri": output.uri,
@@ -371,4 +379,5 @@ def output_view(output: JobOutput) -> dict[str, Any]:
         "metrics": output.metrics,
         "metrics_log_uri": output.metrics_log_uri,
         **output.group_view(),
+        "status": status,
     }

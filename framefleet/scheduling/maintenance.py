@@ -7,7 +7,8 @@
   between commit and publish) is published again;
 - aging: a job waiting longer than the aging step is republished one priority higher per step;
 - dependencies: jobs waiting for their parents are released or canceled once the parents ended;
-- schedules: cron schedules whose time has come submit their job, each fire once.
+- schedules: cron schedules whose time has come submit their job, each fire once;
+- retention: outputs, inputs and work files past their retention are deleted, in bounded batches.
 
 Every change is a compare-and-set on the job row, so a task that races a worker (or a second beat that
 briefly believes it leads) changes nothing twice. Leadership is a Redis key with a TTL that the leader
@@ -39,6 +40,7 @@ from framefleet.db.models import Job, WebhookEndpoint, Worker, utcnow
 from framefleet.db.session import session_scope
 from framefleet.jobs import state_machine
 from framefleet.jobs.dispatch import dispatch, move, queue_priority
+from framefleet.lifecycle import retention
 from framefleet.logging import get_logger
 from framefleet.observability import metrics
 from framefleet.queues import POOLS, queue_name
@@ -443,6 +445,8 @@ class Maintenance:
             ),
             # Cron schedules: the leader alone fires them, each fire recorded once (workflows/schedules.py).
             Task("schedules", s.schedule_interval_seconds, lambda: schedules.fire_due(s, celery=self.celery)),
+            # Files whose retention has passed, in bounded batches (lifecycle/retention.py).
+            Task("retention", s.retention_interval_seconds, lambda: retention.sweep(s)),
         ]
 
     def tick(self) -> None:

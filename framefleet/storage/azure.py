@@ -30,6 +30,7 @@ from azure.storage.blob import BlobServiceClient, ContentSettings
 
 from framefleet.core.failures import FailureClass
 from framefleet.storage.base import (
+    Digest,
     StorageDenied,
     StorageError,
     StorageNotFound,
@@ -159,8 +160,13 @@ class AzureBlobStorage:
         # No credential at all: anonymous access, which public containers allow for reading.
         return BlobServiceClient(self.account_url, credential=credential, **self._options)
 
-    def fetch(self, uri: str, workdir: Path, *, name: str | None = None) -> Path:
-        """Stream the blob into `workdir` (temp name, then rename) and return the file's path."""
+    def fetch(
+        self, uri: str, workdir: Path, *, name: str | None = None, digest: Digest | None = None
+    ) -> Path:
+        """Stream the blob into `workdir` (temp name, then rename) and return the file's path.
+
+        With `digest` the blob's chunks are written (and hashed) in order as they arrive; the SDK's
+        parallel download needs a seekable target, so a hashed fetch is one stream."""
         container, blob = parse_azure_uri(uri)
         filename = safe_filename(name or blob.rsplit("/", 1)[-1], "object")
         tmp: Path | None = None
@@ -168,10 +174,15 @@ class AzureBlobStorage:
             workdir.mkdir(parents=True, exist_ok=True)
             tmp = temp_path_in(workdir, filename)
             downloader = self.client.get_blob_client(container, blob).download_blob(
-                max_concurrency=self.max_concurrency
+                max_concurrency=self.max_concurrency if digest is None else 1
             )
             with open(tmp, "wb") as handle:
-                downloader.readinto(handle)
+                if digest is None:
+                    downloader.readinto(handle)
+                else:
+                    for chunk in downloader.chunks():
+                        digest.update(chunk)
+                        handle.write(chunk)
             dest = workdir / filename
             os.replace(tmp, dest)
             return dest

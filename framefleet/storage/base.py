@@ -6,10 +6,11 @@ the right retry behaviour without the worker knowing which backend raised it.
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import IO, Protocol, runtime_checkable
 
 from framefleet.core.failures import FailureClass
 
@@ -52,17 +53,58 @@ class StorageTooLarge(StorageError):
     failure_class = FailureClass.input_invalid
 
 
+class Digest(Protocol):
+    """A running hash (hashlib's objects): fed each byte of an input as it is fetched."""
+
+    def update(self, data: bytes, /) -> None: ...
+
+
+class HashingWriter(io.RawIOBase):
+    """A write-only, non-seekable file that feeds a digest and passes the bytes on, in order.
+
+    Non-seekable on purpose: download managers then write the parts in order (parallel transfers
+    reorder them in memory), so the hash is of the content as it lands, with no second read.
+    """
+
+    def __init__(self, target: IO[bytes], digest: Digest) -> None:
+        super().__init__()
+        self._target = target
+        self._digest = digest
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def write(self, data: bytes) -> int:  # type: ignore[override]
+        view = bytes(data)
+        self._digest.update(view)
+        self._target.write(view)
+        return len(view)
+
+
+def digest_file(path: Path, digest: Digest, chunk: int = 1024 * 1024) -> None:
+    """Feed a local file to `digest` (inputs used in place are not fetched, so they are read once here)."""
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+
+
 @runtime_checkable
 class StorageBackend(Protocol):
     """What the worker needs from a store: fetch inputs, publish outputs atomically, probe readiness."""
 
     scheme: str
 
-    def fetch(self, uri: str, workdir: Path, *, name: str | None = None) -> Path:
+    def fetch(
+        self, uri: str, workdir: Path, *, name: str | None = None, digest: Digest | None = None
+    ) -> Path:
         """Make the object available as a local file and return its path.
 
         Remote objects are downloaded into `workdir` as `name` (default: the URI's last segment);
-        local files are used in place and `name` is ignored.
+        local files are used in place and `name` is ignored. `digest`, when given, is fed every byte
+        of the content (the input's fingerprint for the result cache).
         """
         ...
 

@@ -25,6 +25,8 @@ from google.oauth2 import service_account
 
 from framefleet.core.failures import FailureClass
 from framefleet.storage.base import (
+    Digest,
+    HashingWriter,
     StorageDenied,
     StorageError,
     StorageNotFound,
@@ -146,8 +148,11 @@ class GcsStorage:
         except Exception as exc:
             raise map_gcs_error(exc, "GCS client") from exc
 
-    def fetch(self, uri: str, workdir: Path, *, name: str | None = None) -> Path:
-        """Stream the object into `workdir` (temp name, then rename) and return the file's path."""
+    def fetch(
+        self, uri: str, workdir: Path, *, name: str | None = None, digest: Digest | None = None
+    ) -> Path:
+        """Stream the object into `workdir` (temp name, then rename) and return the file's path; `digest`
+        is fed the bytes as they are written (the download is one ordered stream)."""
         bucket, key = parse_gs_uri(uri)
         filename = safe_filename(name or key.rsplit("/", 1)[-1], "object")
         tmp: Path | None = None
@@ -156,7 +161,8 @@ class GcsStorage:
             tmp = temp_path_in(workdir, filename)
             blob = self.client.bucket(bucket).blob(key, chunk_size=self.chunk_size)
             with open(tmp, "wb") as handle:
-                blob.download_to_file(handle, timeout=self.timeout, retry=self.retry)
+                target = handle if digest is None else HashingWriter(handle, digest)
+                blob.download_to_file(target, timeout=self.timeout, retry=self.retry)
             dest = workdir / filename
             os.replace(tmp, dest)
             return dest

@@ -25,6 +25,7 @@ import httpx
 
 from framefleet.core.failures import FailureClass
 from framefleet.storage.base import (
+    Digest,
     StorageDenied,
     StorageError,
     StorageNotFound,
@@ -387,8 +388,11 @@ class HttpStorage:
                 raise StorageDenied(f"{uri} redirected to a refused target: {exc}") from None
         raise AssertionError("unreachable")
 
-    def fetch(self, uri: str, workdir: Path, *, name: str | None = None) -> Path:
-        """Download `uri` into `workdir` (temp name, then rename) and return the file's path."""
+    def fetch(
+        self, uri: str, workdir: Path, *, name: str | None = None, digest: Digest | None = None
+    ) -> Path:
+        """Download `uri` into `workdir` (temp name, then rename) and return the file's path; `digest` is
+        fed each chunk as it is written."""
         url = _checked_url(uri)
         deadline = _Deadline(self.timeout)
         # httpx.URL.path is already percent-decoded.
@@ -416,6 +420,8 @@ class HttpStorage:
                                 raise StorageTooLarge(f"{uri} exceeds the limit of {self.max_bytes} bytes")
                             if deadline.passed:
                                 raise StorageUnavailable("time limit passed")  # reworded by _translate
+                            if digest is not None:
+                                digest.update(chunk)
                             out.write(chunk)
                 finally:
                     response.close()

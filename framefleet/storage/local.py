@@ -17,10 +17,12 @@ from urllib.parse import unquote_to_bytes, urlsplit
 
 from framefleet.core.failures import FailureClass, classify_os_error
 from framefleet.storage.base import (
+    Digest,
     StorageDenied,
     StorageError,
     StorageNotFound,
     StorageUnavailable,
+    digest_file,
     fsync_directory,
     temp_path_in,
 )
@@ -163,8 +165,13 @@ class LocalStorage:
             raise StorageDenied(f"{lexical} is a storage root, not a file inside one")
         return path
 
-    def fetch(self, uri: str, workdir: Path, *, name: str | None = None) -> Path:
-        """Return the input's resolved path in place; nothing is copied into `workdir`, `name` is unused."""
+    def fetch(
+        self, uri: str, workdir: Path, *, name: str | None = None, digest: Digest | None = None
+    ) -> Path:
+        """Return the input's resolved path in place; nothing is copied into `workdir`, `name` is unused.
+
+        With `digest` the file is read once to hash it (the one read a local input gets before ffmpeg's,
+        which then finds it in the page cache)."""
         path = self.path_for(uri)
         try:
             info = path.stat()
@@ -176,6 +183,11 @@ class LocalStorage:
             raise StorageError(f"not a regular file: {path}", failure_class=FailureClass.input_invalid)
         if not os.access(path, os.R_OK):
             raise StorageDenied(f"no permission to read {path}")
+        if digest is not None:
+            try:
+                digest_file(path, digest)
+            except OSError as exc:
+                raise _os_error(exc, f"cannot read {path}") from None
         return path
 
     def put(self, local: Path, uri: str, *, move: bool = False, replace: bool = True) -> int:

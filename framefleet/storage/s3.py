@@ -29,6 +29,8 @@ from botocore.exceptions import (
 
 from framefleet.core.failures import FailureClass
 from framefleet.storage.base import (
+    Digest,
+    HashingWriter,
     StorageDenied,
     StorageError,
     StorageNotFound,
@@ -204,15 +206,26 @@ class S3Storage:
                 self._exclusive = client
             return self._exclusive
 
-    def fetch(self, uri: str, workdir: Path, *, name: str | None = None) -> Path:
-        """Download the object into `workdir` (temp name, then rename) and return the file's path."""
+    def fetch(
+        self, uri: str, workdir: Path, *, name: str | None = None, digest: Digest | None = None
+    ) -> Path:
+        """Download the object into `workdir` (temp name, then rename) and return the file's path.
+
+        With `digest` the parts are written through a non-seekable HashingWriter: still downloaded in
+        parallel, handed over in order, hashed as they land."""
         bucket, key = parse_s3_uri(uri)
         filename = safe_filename(name or key.rsplit("/", 1)[-1], "object")
         tmp: Path | None = None
         try:
             workdir.mkdir(parents=True, exist_ok=True)
             tmp = temp_path_in(workdir, filename)
-            self.client.download_file(bucket, key, str(tmp), Config=self._transfer)
+            if digest is None:
+                self.client.download_file(bucket, key, str(tmp), Config=self._transfer)
+            else:
+                with open(tmp, "wb") as handle:
+                    self.client.download_fileobj(
+                        bucket, key, HashingWriter(handle, digest), Config=self._transfer
+                    )
             dest = workdir / filename
             os.replace(tmp, dest)
             return dest

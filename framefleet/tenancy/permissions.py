@@ -21,6 +21,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "jobs:read:any": frozenset({ADMIN, OPERATOR}),
     "jobs:submit": frozenset({ADMIN, MEMBER}),
     "jobs:cancel": frozenset({ADMIN, MEMBER}),
+    # Legal hold (retention deletes nothing of a held job): a compliance act, not a member's.
+    "jobs:hold": frozenset({ADMIN, OPERATOR}),
     "workers:read": frozenset({ADMIN, OPERATOR}),
     "queues:read": frozenset({ADMIN, OPERATOR}),
     "tenants:read": frozenset({ADMIN}),

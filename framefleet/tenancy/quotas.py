@@ -1,8 +1,9 @@
 """Quotas per tenant (its settings' `quotas`), each optional.
 
 - `max_queued_jobs`, `media_minutes_per_month`, `output_bytes`: hard limits. A submission that finds the
-  tenant's waiting jobs (pending, queued, retrying), this month's media minutes or its stored output bytes
-  (tenancy/usage.py) at the limit is refused, 429 `quota-exceeded`.
+  tenant's waiting jobs (pending, queued, retrying), this month's media minutes (tenancy/usage.py) or the
+  bytes it stores now (lifecycle/ledger.py: added at publish, taken off when retention deletes) at the
+  limit is refused, 429 `quota-exceeded`.
 - `max_running_jobs`: never refuses. A worker that takes a job of a tenant already running its limit moves
   it `queued → pending` (reason `quota-running`); when one of the tenant's jobs stops running, the held
   jobs are queued again oldest first, as many as there are free slots. The beat does the same every few
@@ -28,6 +29,7 @@ from framefleet.db.models import Job, Tenant
 from framefleet.db.session import session_scope
 from framefleet.jobs import state_machine
 from framefleet.jobs.dispatch import dispatch_many
+from framefleet.lifecycle import ledger
 from framefleet.logging import get_logger
 from framefleet.redis_client import get_redis
 from framefleet.tenancy import usage
@@ -101,7 +103,7 @@ def submission_over(session: Session, *, tenant_id: int, quotas: Quotas, now: da
         if minutes >= quotas.media_minutes_per_month:
             return Over("media_minutes_per_month", minutes, quotas.media_minutes_per_month)
     if quotas.output_bytes is not None:
-        stored = usage.stored_bytes(session, tenant_id=tenant_id)
+        stored = ledger.stored_bytes(session, tenant_id=tenant_id)
         if stored >= quotas.output_bytes:
             return Over("output_bytes", stored, quotas.output_bytes)
     return None
@@ -122,7 +124,7 @@ def report(session: Session, *, tenant: Tenant, now: datetime) -> dict[str, Any]
         "max_queued_jobs": sum(counts.get(s.value, 0) for s in WAITING),
         "max_running_jobs": counts.get(JobState.running.value, 0),
         "media_minutes_per_month": round((this_month.media_seconds if this_month else 0.0) / 60, 3),
-        "output_bytes": usage.stored_bytes(session, tenant_id=tenant.id),
+        "output_bytes": ledger.stored_bytes(session, tenant_id=tenant.id),
     }
     return {
         "tenant": tenant.name,

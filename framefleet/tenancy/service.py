@@ -19,6 +19,7 @@ from framefleet.jobs import state_machine
 from framefleet.jobs.dispatch import dispatch_many
 from framefleet.keys import check_tenant_name
 from framefleet.keys import create_key as make_key
+from framefleet.lifecycle.retention import retention_of
 from framefleet.logging import get_logger
 from framefleet.scheduling.fairshare import weight_of
 from framefleet.tenancy import audit
@@ -70,6 +71,7 @@ def create_tenant(
     tenant_limits(settings)
     quotas_of(settings)
     weight_of(settings)
+    retention_of(settings)
     if find_tenant(session, name=name) is not None:
         raise Conflict(f"tenant {name!r} already exists")
     tenant = Tenant(name=name, settings=settings or {}, status=ACTIVE)
@@ -85,6 +87,7 @@ def update_tenant(session: Session, *, name: str, settings: dict[str, Any], acto
     tenant_limits(settings)
     quotas_of(settings)
     weight_of(settings)
+    retention_of(settings)
     tenant = get_tenant(session, name=name)
     tenant.settings = settings
     tenant.updated_at = utcnow()

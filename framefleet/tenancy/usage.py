@@ -54,14 +54,6 @@ def month(session: Session, *, tenant_id: int, period: str) -> TenantUsage | Non
     return session.get(TenantUsage, (tenant_id, period))
 
 
-def stored_bytes(session: Session, *, tenant_id: int) -> int:
-    """Output bytes of every month (outputs stay where they were published; FrameFleet deletes none)."""
-    total = session.scalar(
-        sa.select(sa.func.sum(TenantUsage.output_bytes)).where(TenantUsage.tenant_id == tenant_id)
-    )
-    return int(total or 0)
-
-
 def periods(session: Session, *, tenant_id: int) -> list[dict[str, Any]]:
     """Every month the tenant used something, newest first."""
     rows = session.scalars(

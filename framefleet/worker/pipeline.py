@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import shutil
 import time
 from collections.abc import Callable
@@ -30,6 +31,8 @@ from framefleet.db.models import Job, JobOutput
 from framefleet.db.session import session_scope
 from framefleet.jobs.service import cancel_key, output_view
 from framefleet.jobs.state_machine import ensure_owner
+from framefleet.lifecycle import cache
+from framefleet.lifecycle.ledger import Object
 from framefleet.logging import get_logger
 from framefleet.media.capabilities import Capabilities, detect_capabilities, detect_devices, hardware_for
 from framefleet.media.command import JobPlan, plan_job
@@ -43,7 +46,7 @@ from framefleet.media.results import Results, Row, collect_results
 from framefleet.media.runner import FfmpegResult, run_ffmpeg
 from framefleet.observability import usage as attempt_usage
 from framefleet.storage import backend_within
-from framefleet.storage.base import StorageError
+from framefleet.storage.base import Digest, StorageError
 from framefleet.storage.namespace import Namespace, job_output_base, namespace_for
 from framefleet.worker.quality_search import Search, search_outputs, targeted_spec, video_bytes
 
@@ -133,10 +136,23 @@ class _Attempt:
 
 @dataclasses.dataclass
 class Published:
-    """What a successful attempt put in place: the output rows to record and the events that announce them."""
+    """What a successful attempt put in place: the output rows to record and the events that announce them,
+    every object put (for the ledger), and the input's fingerprint and cache key (or the cache's source)."""
 
     rows: list[JobOutput]
     events: list[tuple[str, dict[str, Any]]]
+    objects: list[Object] = dataclasses.field(default_factory=list)
+    input_fingerprint: str | None = None
+    cache_key: str | None = None
+    cached_from: str | None = None
+
+    def job_values(self) -> dict[str, Any]:
+        """The job's columns this attempt sets with its success."""
+        return {
+            "input_fingerprint": self.input_fingerprint,
+            "cache_key": self.cache_key,
+            "cached_from": self.cached_from,
+        }
 
 
 def run_pipeline(
@@ -157,10 +173,16 @@ def run_pipeline(
     workdir.mkdir(parents=True)
     run = _Attempt(job, settings, redis_client, attempt, namespace)
     try:
-        source = _fetch(spec.input_uri(), workdir / "input", namespace)
+        digest = hashlib.sha256()
+        source = _fetch(spec.input_uri(), workdir / "input", namespace, digest=digest)
         if (usage := attempt_usage.current()) is not None:
             usage.bytes_in += source.stat().st_size
         run.check_canceled()
+        fingerprint = cache.fingerprint(digest.hexdigest())
+        key = cache.cache_key(fingerprint, spec)
+        if spec.cache and (hit := _from_cache(job, tenant, key, settings, namespace, workdir, attempt)):
+            hit.input_fingerprint = fingerprint
+            return hit
         info = probe(source)
         log.info("input probed", duration=info.duration, video=bool(info.video), audio=bool(info.audio))
         ffmpeg = ffmpeg_path()
@@ -200,18 +222,60 @@ def run_pipeline(
         run.check_canceled()
         # A superseded attempt (its worker was presumed dead) must not publish beside its replacement.
         ensure_owner(job.id, attempt)
-        return _publish(job.id, results, namespace)
+        published = _publish(job.id, results, namespace)
+        published.input_fingerprint, published.cache_key = fingerprint, key
+        return published
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
         _remove_empty_parent(workdir.parent)
 
 
-def _fetch(uri: str, into: Path, namespace: Namespace, *, name: str | None = None) -> Path:
+def _fetch(
+    uri: str, into: Path, namespace: Namespace, *, name: str | None = None, digest: Digest | None = None
+) -> Path:
     into.mkdir(parents=True, exist_ok=True)
     try:
-        return backend_within(uri, namespace, write=False).fetch(uri, into, name=name)
+        return backend_within(uri, namespace, write=False).fetch(uri, into, name=name, digest=digest)
     except StorageError as exc:
         raise JobFailure(exc.failure_class, f"input {uri}: {exc}") from exc
+
+
+def _from_cache(
+    job: Job, tenant: str, key: str, settings: Settings, namespace: Namespace, workdir: Path, attempt: int
+) -> Published | None:
+    """The outputs of the tenant's earlier job with the same key, copied into this job's folder; None when
+    there is no such job, or its objects cannot all be copied (this attempt then encodes as usual)."""
+    with session_scope() as session:
+        found = cache.source_for(session, tenant_id=job.tenant_id, key=key, exclude=job.id)
+        if found is None:
+            return None
+        source, objects, outputs = found
+        session.expunge_all()
+    old = job_output_base(settings, tenant, source.id) + "/"
+    new = job_output_base(settings, tenant, job.id) + "/"
+    if not all(o.uri.startswith(old) for o in objects):
+        return None  # explicit destinations: the same objects, not the source's own copies
+    ensure_owner(job.id, attempt)
+    copied: list[str] = []
+    placed: list[Object] = []
+    try:
+        for index, obj in enumerate(objects):
+            target = cache.rebase(obj.uri, old, new)
+            reader = backend_within(obj.uri, namespace, write=False)
+            local = reader.fetch(obj.uri, workdir / "cache" / str(index))
+            size = backend_within(target, namespace, write=True).put(
+                local, target, move=local.is_relative_to(workdir)
+            )
+            copied.append(target)
+            placed.append(Object(target, size))
+    except StorageError as exc:
+        # Deleted behind the ledger's back, or unreadable now: encoding still gives the right answer.
+        log.info("result cache source unusable; encoding", source=source.id, error=exc.message)
+        _unpublish(copied, namespace)
+        return None
+    rows = [cache.copied_row(row, job_id=job.id, old=old, new=new) for row in outputs]
+    log.info("result cache hit", source=source.id, objects=len(placed))
+    return Published(rows, _announcements(rows), placed, cache_key=key, cached_from=source.id)
 
 
 def _image_size(path: Path) -> tuple[int, int]:
@@ -340,11 +404,13 @@ def _publish(job_id: str, results: Results, namespace: Namespace) -> Published:
     deliverable with `overwrite: true`); otherwise the put is create-only and an existing object fails it.
     """
     published: list[str] = []
+    objects: list[Object] = []
     try:
         for piece in results.publish_order():
             backend = backend_within(piece.uri, namespace, write=True)
-            backend.put(piece.local, piece.uri, replace=piece.replace)
+            size = backend.put(piece.local, piece.uri, replace=piece.replace)
             published.append(piece.uri)
+            objects.append(Object(piece.uri, size))
     except StorageError as exc:
         _unpublish(published, namespace)
         raise JobFailure(exc.failure_class, f"publishing outputs: {exc}") from exc
@@ -352,13 +418,18 @@ def _publish(job_id: str, results: Results, namespace: Namespace) -> Published:
         _unpublish(published, namespace)
         raise
     rows = [_output_row(job_id, row) for row in results.rows]
+    return Published(rows, _announcements(rows), objects)
+
+
+def _announcements(rows: list[JobOutput]) -> list[tuple[str, dict[str, Any]]]:
+    """The `output` (and `metrics`) events announcing the rows."""
     announced: list[tuple[str, dict[str, Any]]] = []
     for row in rows:
         announced.append(("output", {**output_view(row), **row.group_view()}))
         if row.metrics is not None:
             data = {"name": row.name, "kind": row.kind, "group": row.group_name, "metrics": row.metrics}
             announced.append(("metrics", data))
-    return Published(rows, announced)
+    return announced
 
 
 def _unpublish(uris: list[str], namespace: Namespace) -> None:

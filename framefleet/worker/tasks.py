@@ -40,6 +40,7 @@ from framefleet.db.session import dispose_all, session_scope
 from framefleet.jobs import state_machine
 from framefleet.jobs.dispatch import dispatch, dispatch_many
 from framefleet.jobs.service import cancel_key
+from framefleet.lifecycle import ledger, retention
 from framefleet.logging import configure_logging, get_logger
 from framefleet.media.ffmpeg import ffmpeg_path
 from framefleet.media.runner import AttemptLimits, FfmpegAborted, attempt_limits
@@ -329,7 +330,12 @@ def _run_attempt(
         log.exception("job crashed")
         failure_class = classify_failure(None, "", exc)
         return Ending("failed", f"internal error: {type(exc).__name__}: {exc}"[:500], failure_class)
-    return Ending("succeeded", "all outputs published", values={"progress": 100.0}, published=published)
+    reason = "all outputs published"
+    if published.cached_from is not None:
+        reason = f"result cache hit: outputs copied from job {published.cached_from}"
+    return Ending(
+        "succeeded", reason, values={"progress": 100.0, **published.job_values()}, published=published
+    )
 
 
 def _claim(job_id: str, worker: str, settings: Settings) -> tuple[Job, int, str, bool] | None:
@@ -479,6 +485,11 @@ def _record(
                     outputs=ending.published.rows,
                     at=job.finished_at or utcnow(),
                 )
+                # Stored bytes are counted here, and taken off again when retention deletes the objects.
+                ledger.record_published(
+                    session, tenant_id=job.tenant_id, job_id=job_id, objects=ending.published.objects
+                )
+                retention.schedule(session, job=job)
             elif ending.kind == "canceled":
                 job = _end(
                     session,

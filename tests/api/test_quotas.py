@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from framefleet.config import Settings
 from framefleet.db.models import Job, JobOutput
 from framefleet.db.session import session_scope
+from framefleet.lifecycle import ledger
 from framefleet.tenancy import quotas, usage
 from tests.api.conftest import KeyMaker, job_body, move_job, submit
 
@@ -115,6 +116,8 @@ def _succeed_with_outputs(database_url: str, job_id: str, *sizes_and_seconds: tu
         ]
         session.add_all(rows)
         usage.record_success(session, tenant_id=job.tenant_id, outputs=rows, at=job.finished_at)
+        objects = [ledger.Object(row.uri, row.size_bytes) for row in rows]
+        ledger.record_published(session, tenant_id=job.tenant_id, job_id=job_id, objects=objects)
 
 
 def test_usage_counts_succeeded_jobs_and_the_media_and_output_quotas_refuse(

@@ -3,6 +3,7 @@ GCS (fake-gcs-server), each spoken to over its real protocol. A backend that is 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 import uuid
@@ -176,6 +177,17 @@ def test_large_object_streams_both_ways(store: Store, tmp_path: Path) -> None:
     uri = join_uri(store.base, "big.bin")
     assert store.backend.put(_file(tmp_path / "big.bin", data), uri) == BIG
     assert store.backend.fetch(uri, tmp_path / "work").read_bytes() == data
+
+
+def test_fetch_hashes_the_content_as_it_lands(store: Store, tmp_path: Path) -> None:
+    """The input's fingerprint comes with the fetch: multipart, parallel downloads hash in order."""
+    data = os.urandom(BIG)
+    uri = join_uri(store.base, "hashed.bin")
+    store.backend.put(_file(tmp_path / "hashed.bin", data), uri)
+    digest = hashlib.sha256()
+    got = store.backend.fetch(uri, tmp_path / "work", digest=digest)
+    assert got.read_bytes() == data
+    assert digest.hexdigest() == hashlib.sha256(data).hexdigest()
 
 
 def test_a_reader_never_sees_a_partial_object(store: Store, tmp_path: Path) -> None:

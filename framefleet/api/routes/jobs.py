@@ -33,6 +33,7 @@ from framefleet.jobs.admission import admit
 from framefleet.jobs.intake import Intake
 from framefleet.jobs.locations import location_problem
 from framefleet.keys import Principal
+from framefleet.lifecycle import retention
 from framefleet.scheduling.registry import WorkerCache
 from framefleet.storage.namespace import Namespace, namespace_for
 from framefleet.tenancy import quotas
@@ -48,6 +49,7 @@ QUOTA_RETRY_AFTER_SECONDS = 30
 Reader = Annotated[Principal, requires("jobs:read")]
 Submitter = Annotated[Principal, requires("jobs:submit")]
 Canceler = Annotated[Principal, requires("jobs:cancel")]
+Holder = Annotated[Principal, requires("jobs:hold")]
 TenantQuery = Annotated[
     str | None,
     Query(
@@ -449,6 +451,36 @@ def change(
     except service.NotWaiting as exc:
         raise Problem("job-not-waiting", str(exc), extensions={"state": exc.state}) from exc
     return json_response(service.job_view(job))
+
+
+def _set_hold(session: Session, principal: Principal, job_id: str, *, held: bool) -> Response:
+    try:
+        job = retention.set_hold(session, job_id=job_id, tenant_id=principal.tenant_id, held=held)
+    except LookupError as exc:
+        raise _not_found(job_id) from exc
+    return json_response(service.job_view(job))
+
+
+@router.post(
+    "/{job_id}/hold",
+    response_model=JobView,
+    responses={**_AUTH, **_FORBIDDEN, **_NOT_FOUND},
+    summary="Put a job under legal hold",
+)
+def hold(job_id: str, session: SessionDep, principal: Holder) -> Response:
+    """Retention deletes nothing of a held job (outputs, input, work files, row) until the hold is lifted."""
+    return _set_hold(session, principal, job_id, held=True)
+
+
+@router.delete(
+    "/{job_id}/hold",
+    response_model=JobView,
+    responses={**_AUTH, **_FORBIDDEN, **_NOT_FOUND},
+    summary="Lift a job's legal hold",
+)
+def release_hold(job_id: str, session: SessionDep, principal: Holder) -> Response:
+    """Retention applies again; files already due are deleted by the next sweep."""
+    return _set_hold(session, principal, job_id, held=False)
 
 
 def _end_payload(job: Job, reason: str) -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""Data lifecycle: the stored-object ledger, retention and the result cache."""
