@@ -138,9 +138,11 @@ class Settings(BaseSettings):
     )
 
     # Fair share (scheduling/fairshare.py): jobs of one tenant queued in one queue at once, times its weight
-    # (settings `fair_share.weight`); the rest wait `pending` (fair-share) in the database. 0 (the default):
-    # off, every job is published at once, first in first out per queue.
-    fair_share_in_flight: int = Field(default=0, ge=0)
+    # (settings `fair_share.weight`); the rest wait `pending` (fair-share) in the database and move up one
+    # for one as the tenant's jobs are taken. On by default: a newcomer's first job waits behind at most
+    # this many jobs of each busy tenant, and a lone tenant keeps its workers as busy as without it (every
+    # claim puts its next job in line). 0: off, one first-in-first-out line per queue.
+    fair_share_in_flight: int = Field(default=4, ge=0)
 
     # Worker
     pool: Literal["cpu", "gpu"] = "cpu"
