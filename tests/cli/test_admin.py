@@ -189,3 +189,61 @@ def test_tenants_usage_reports_quotas_and_reconciles(test_env: dict[str, str]) -
     text = framefleet("tenants", "usage", tenant, env=test_env)
     assert "max_running_jobs" in text.stdout and "PERIOD" in text.stdout
     assert framefleet("tenants", "usage", "nobody-" + tenant, env=test_env).returncode == 1
+
+
+def test_tenants_quotas_sets_shows_and_removes_and_resume_reactivates(test_env: dict[str, str]) -> None:
+    import json
+
+    tenant = f"cli-{uuid.uuid4().hex[:8]}"
+    assert framefleet("tenants", "create", tenant, env=test_env).returncode == 0
+    set_ = framefleet(
+        "tenants",
+        "quotas",
+        tenant,
+        "--max-queued-jobs",
+        "100",
+        "--max-running-jobs",
+        "2",
+        "--json",
+        env=test_env,
+    )
+    assert set_.returncode == 0, set_.stderr
+    assert json.loads(set_.stdout) == {
+        "max_queued_jobs": 100,
+        "max_running_jobs": 2,
+        "media_minutes_per_month": None,
+        "output_bytes": None,
+    }
+    # One changed, one removed, the rest kept.
+    changed = framefleet(
+        "tenants",
+        "quotas",
+        tenant,
+        "--max-running-jobs",
+        "none",
+        "--output-bytes",
+        "5000",
+        "--json",
+        env=test_env,
+    )
+    assert json.loads(changed.stdout) == {
+        "max_queued_jobs": 100,
+        "max_running_jobs": None,
+        "media_minutes_per_month": None,
+        "output_bytes": 5000,
+    }
+    shown = framefleet("tenants", "quotas", tenant, env=test_env)
+    assert "max_queued_jobs" in shown.stdout and "5000" in shown.stdout
+    stored = json.loads(framefleet("tenants", "get", tenant, env=test_env).stdout)
+    assert stored["settings"]["quotas"] == {"max_queued_jobs": 100, "output_bytes": 5000}
+    bad = framefleet("tenants", "quotas", tenant, "--max-queued-jobs", "-1", env=test_env)
+    assert bad.returncode != 0
+
+    assert framefleet("tenants", "suspend", tenant, env=test_env).returncode == 0
+    resumed = framefleet("tenants", "resume", tenant, env=test_env)
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(framefleet("tenants", "get", tenant, env=test_env).stdout)["status"] == "active"
+    audit = framefleet("audit", "--actor", "cli", "--action", "tenant.update", "--json", env=test_env)
+    assert audit.returncode == 0, audit.stderr
+    changes = [row for row in json.loads(audit.stdout)["items"] if row["target"] == f"tenant:{tenant}"]
+    assert len(changes) == 2, audit.stdout
