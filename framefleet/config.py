@@ -175,6 +175,11 @@ class Settings(BaseSettings):
     schedule_interval_seconds: float = Field(default=1.0, gt=0)
     schedule_late_seconds: float = Field(default=60.0, gt=0)
     beat_leader_ttl_seconds: float = Field(default=15.0, gt=0)
+    # Worker pool management (docs/scaling.md): how often a worker node reads whether an operator holds it
+    # (cordon or drain), and the window and queue-wait target behind GET /v1/pools' estimates.
+    worker_control_poll_seconds: float = Field(default=1.0, gt=0)
+    pool_rate_window_seconds: float = Field(default=300.0, gt=0)
+    pool_queue_wait_target_seconds: float = Field(default=60.0, gt=0)
     retry_base_seconds: float = Field(default=10.0, ge=0)
     retry_cap_seconds: float = Field(default=600.0, ge=0)
     retry_max_attempts: int = Field(default=3, ge=1)

@@ -7,7 +7,18 @@ import sys
 from collections.abc import Sequence
 
 from framefleet import __version__
-from framefleet.cli import admin, demo, jobs, schedules, services, supervisor, webhooks, worker, workflows
+from framefleet.cli import (
+    admin,
+    demo,
+    jobs,
+    pools,
+    schedules,
+    services,
+    supervisor,
+    webhooks,
+    worker,
+    workflows,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_parser(sub)
     services.add_parsers(sub)
     admin.add_parsers(sub)
+    pools.add_parsers(sub)
     jobs.add_parsers(sub)
     webhooks.add_parsers(sub)
     workflows.add_parsers(sub)

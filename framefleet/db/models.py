@@ -225,6 +225,20 @@ class Worker(Base):
     jobs_done: Mapped[int] = mapped_column(default=0, server_default="0")
 
 
+class WorkerControl(Base):
+    """An operator's hold on one worker node (migration 0015): `cordoned` (takes no new job) or `draining`
+    (the same, shown as drained once its running jobs ended). Kept across the node's restarts until
+    uncordoned, so a restarted host does not start taking work behind the operator's back."""
+
+    __tablename__ = "worker_controls"
+
+    node: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
+    state: Mapped[str] = mapped_column(sa.String(16))
+    reason: Mapped[str] = mapped_column(sa.Text, default="", server_default="")
+    actor: Mapped[str | None] = mapped_column(sa.String(64), default=None)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class JobTransition(Base):
     __tablename__ = "job_transitions"
 

@@ -22,6 +22,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "jobs:submit": frozenset({ADMIN, MEMBER}),
     "jobs:cancel": frozenset({ADMIN, MEMBER}),
     "workers:read": frozenset({ADMIN, OPERATOR}),
+    # Cordon, drain and uncordon worker nodes (audited).
+    "workers:manage": frozenset({ADMIN, OPERATOR}),
     "queues:read": frozenset({ADMIN, OPERATOR}),
     "tenants:read": frozenset({ADMIN}),
     "tenants:manage": frozenset({ADMIN}),

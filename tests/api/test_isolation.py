@@ -35,6 +35,11 @@ NOT_TENANT_SCOPED: dict[tuple[str, str], str] = {
     # Installation-wide: refused (403) to members whatever the object, so there is no tenant's object to hide.
     ("get", "/v1/workers"): "operators and admins only",
     ("get", "/v1/queues"): "operators and admins only",
+    ("get", "/v1/pools"): "operators and admins only",
+    ("get", "/v1/workers/{worker_id}"): "operators and admins only",
+    ("post", "/v1/workers/{worker_id}/drain"): "operators and admins only",
+    ("post", "/v1/workers/{worker_id}/cordon"): "operators and admins only",
+    ("post", "/v1/workers/{worker_id}/uncordon"): "operators and admins only",
     ("get", "/v1/tenants"): "admins only",
     ("post", "/v1/tenants"): "admins only",
     ("get", "/v1/tenants/{name}"): "admins only",
