@@ -104,6 +104,9 @@ class Job(Base):
         # Quota checks count one tenant's jobs in a state, bounded by the quota (tenancy/quotas.py).
         sa.Index("ix_jobs_tenant_state", "tenant_id", "state"),
         sa.Index("ix_jobs_state_retry_at", "state", "retry_at"),
+        # GET /v1/pools reads each pool's recent endings and arrivals (scheduling/pools.py; migration 0015).
+        sa.Index("ix_jobs_pool_finished", "pool", "finished_at"),
+        sa.Index("ix_jobs_pool_created", "pool", "created_at"),
     )
 
     id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)

@@ -1,4 +1,5 @@
-"""worker control: cordoned and draining worker nodes (scheduling/control.py)
+"""worker control: cordoned and draining worker nodes (scheduling/control.py), and the indexes behind the
+pools view's recent endings and arrivals per pool (scheduling/pools.py)
 
 Revision ID: 0015_worker_control
 Revises: 0011_workflows
@@ -23,7 +24,12 @@ def upgrade() -> None:
         sa.Column("actor", sa.String(length=64), nullable=True),
         sa.Column("at", sa.DateTime(timezone=True), nullable=False),
     )
+    # Plain index creation on jobs (no table copy on SQLite).
+    op.create_index("ix_jobs_pool_finished", "jobs", ["pool", "finished_at"])
+    op.create_index("ix_jobs_pool_created", "jobs", ["pool", "created_at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_jobs_pool_created", table_name="jobs")
+    op.drop_index("ix_jobs_pool_finished", table_name="jobs")
     op.drop_table("worker_controls")
