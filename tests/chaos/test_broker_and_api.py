@@ -58,7 +58,9 @@ def test_redis_restart_with_200_queued_jobs_loses_none(
     from framefleet.redis_client import reset_clients
 
     reset_clients()
-    assert api.get("/v1/queues", headers={"X-API-Key": key}).json()["items"][2]["depth"] == 0
+    # The beat's reconciler may already be putting the queued jobs' messages back (with only the cap queued,
+    # it takes a moment); never those of jobs waiting for their turn.
+    assert api.get("/v1/queues", headers={"X-API-Key": key}).json()["items"][2]["depth"] <= cap
 
     stack.start_workers("r1", "r2")
     wait(lambda: states_of(ids)["succeeded"] == 200, 180, f"all 200 jobs to succeed ({states_of(ids)})")
