@@ -6,6 +6,9 @@ waits until every job has ended. Reported per tenant: queue wait (submission →
 created_at and started_at) p50 and p99, and how many of A's jobs finished between B's first submission and
 B's last job's start.
 
+Then the price for a tenant alone: one tenant submits `flood` jobs, with fair share off and on, and the drain
+time (first submission → last job finished) and jobs per second are printed side by side, with their ratio.
+
 `python -m bench.fair_share [flood] [in_flight]`
 """
 
@@ -35,7 +38,8 @@ def _key(http: httpx.Client, tenant: str) -> str:
     return key
 
 
-def run(flood: int, in_flight: int) -> dict[str, Any]:
+def run(flood: int, in_flight: int, burst: int = BURST) -> dict[str, Any]:
+    """A floods, then B submits `burst` jobs (none: A alone); per-tenant queue waits and A's drain time."""
     with tempfile.TemporaryDirectory(prefix="framefleet-fair-") as tmp:
         shared = Path(tmp) / "shared"
         clip = make_clip(shared / "tiny.mp4", seconds=0.2, size="160x120")
@@ -51,7 +55,9 @@ def run(flood: int, in_flight: int) -> dict[str, Any]:
             admin = httpx.Client(base_url=stack.api_url, headers={"X-API-Key": stack.api_key}, timeout=60)
             spec = {"input": clip.as_uri(), "priority": "batch", "outputs": [OUTPUT]}
             ids: dict[str, list[str]] = {}
-            for tenant, count in (("a", flood), ("b", BURST)):
+            for tenant, count in (("a", flood), ("b", burst)):
+                if not count:
+                    continue
                 key = _key(admin, f"{tenant}-{uuid.uuid4().hex[:6]}")
                 with httpx.Client(base_url=stack.api_url, headers={"X-API-Key": key}, timeout=60) as http:
                     ids[tenant] = []
@@ -65,18 +71,25 @@ def run(flood: int, in_flight: int) -> dict[str, Any]:
         tenant: [(rows[i].started_at - rows[i].created_at).total_seconds() for i in group]
         for tenant, group in ids.items()
     }
-    b_first_submit = min(rows[i].created_at for i in ids["b"])
-    b_last_start = max(rows[i].started_at for i in ids["b"])
-    # A's completions while B waited (A's worker had been busy since A's first submission).
-    a_between = sum(1 for i in ids["a"] if b_first_submit <= rows[i].finished_at <= b_last_start)
-    return {
+    drain = (
+        max(rows[i].finished_at for i in ids["a"]) - min(rows[i].created_at for i in ids["a"])
+    ).total_seconds()
+    result: dict[str, Any] = {
         "in_flight": in_flight,
         "queue_wait_s": {
             tenant: {"p50": round(percentile(v, 50), 2), "p99": round(percentile(v, 99), 2)}
             for tenant, v in wait.items()
         },
-        "a_finished_while_b_waited": a_between,
+        "a_drain_s": round(drain, 2),
+        "a_jobs_per_s": round(flood / drain, 2),
     }
+    if "b" not in ids:
+        return result
+    b_first_submit = min(rows[i].created_at for i in ids["b"])
+    b_last_start = max(rows[i].started_at for i in ids["b"])
+    # A's completions while B waited (A's worker had been busy since A's first submission).
+    a_between = sum(1 for i in ids["a"] if b_first_submit <= rows[i].finished_at <= b_last_start)
+    return {**result, "a_finished_while_b_waited": a_between}
 
 
 def _wait(db: str, ids: list[str]) -> dict[str, Any]:
@@ -100,6 +113,7 @@ def _wait(db: str, ids: list[str]) -> dict[str, Any]:
 
 def main(flood: int = 200, in_flight: int = 4) -> dict[str, Any]:
     result = {"off": run(flood, 0), "on": run(flood, in_flight)}
+    alone = {"off": run(flood, 0, burst=0), "on": run(flood, in_flight, burst=0)}
     for label, figures in result.items():
         waits = figures["queue_wait_s"]
         print(
@@ -109,7 +123,14 @@ def main(flood: int = 200, in_flight: int = 4) -> dict[str, Any]:
             f"A jobs finished between B's first submission and B's last start: "
             f"{figures['a_finished_while_b_waited']}"
         )
-    return result
+    off, on = alone["off"], alone["on"]
+    ratio = round(on["a_jobs_per_s"] / off["a_jobs_per_s"], 3)
+    print(
+        f"one tenant alone, {flood} jobs: drain {off['a_drain_s']} s ({off['a_jobs_per_s']} jobs/s) "
+        f"with fair share off, {on['a_drain_s']} s ({on['a_jobs_per_s']} jobs/s) on (in flight {in_flight}); "
+        f"throughput on/off {ratio}"
+    )
+    return {**result, "alone": {**alone, "throughput_on_over_off": ratio}}
 
 
 if __name__ == "__main__":

@@ -138,9 +138,11 @@ class Settings(BaseSettings):
     )
 
     # Fair share (scheduling/fairshare.py): jobs of one tenant queued in one queue at once, times its weight
-    # (settings `fair_share.weight`); the rest wait `pending` (fair-share) in the database. 0 (the default):
-    # off, every job is published at once, first in first out per queue.
-    fair_share_in_flight: int = Field(default=0, ge=0)
+    # (settings `fair_share.weight`); the rest wait `pending` (fair-share) in the database and move up one
+    # for one as the tenant's jobs are taken. On by default: a newcomer's first job waits behind at most
+    # this many jobs of each busy tenant, and a lone tenant keeps its workers as busy as without it (every
+    # claim puts its next job in line). 0: off, one first-in-first-out line per queue.
+    fair_share_in_flight: int = Field(default=4, ge=0)
 
     # Worker
     pool: Literal["cpu", "gpu"] = "cpu"
@@ -178,6 +180,11 @@ class Settings(BaseSettings):
     retention_interval_seconds: float = Field(default=300.0, gt=0)
     retention_batch: int = Field(default=100, ge=1, le=10_000)
     retention_job_rows_days: int | None = Field(default=None, ge=0)
+    # Worker pool management (docs/scaling.md): how often a worker node reads whether an operator holds it
+    # (cordon or drain), and the window and queue-wait target behind GET /v1/pools' estimates.
+    worker_control_poll_seconds: float = Field(default=1.0, gt=0)
+    pool_rate_window_seconds: float = Field(default=300.0, gt=0)
+    pool_queue_wait_target_seconds: float = Field(default=60.0, gt=0)
     retry_base_seconds: float = Field(default=10.0, ge=0)
     retry_cap_seconds: float = Field(default=600.0, ge=0)
     retry_max_attempts: int = Field(default=3, ge=1)

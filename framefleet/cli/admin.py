@@ -163,6 +163,41 @@ def cmd_tenants_usage(args: argparse.Namespace) -> int:
     return 0
 
 
+QUOTA_FIELDS = ("max_queued_jobs", "max_running_jobs", "media_minutes_per_month", "output_bytes")
+
+
+def _quota_value(text: str) -> int | None:
+    """A quota limit on the command line: a whole number, or `none` to remove the quota."""
+    if text.lower() == "none":
+        return None
+    value = int(text)
+    if value < 0:
+        raise ValueError("a quota is a whole number of at least 0, or none")
+    return value
+
+
+@handled
+def cmd_tenants_quotas(args: argparse.Namespace) -> int:
+    """Show a tenant's quotas, or set the ones given (the others kept; `none` removes one)."""
+    from framefleet.tenancy import service
+    from framefleet.tenancy.audit import CLI
+
+    # Options not given are absent (argparse.SUPPRESS), so `none` (remove) differs from "keep".
+    changes = {name: getattr(args, name) for name in QUOTA_FIELDS if hasattr(args, name)}
+    with database() as session:
+        tenant = service.get_tenant(session, name=args.name)
+        if changes:
+            quotas = {**(tenant.settings or {}).get("quotas", {}), **changes}
+            quotas = {name: value for name, value in quotas.items() if value is not None}
+            settings = {**(tenant.settings or {}), "quotas": quotas}
+            tenant = service.update_tenant(session, name=args.name, settings=settings, actor=CLI)
+        current = (tenant.settings or {}).get("quotas", {})
+    view = {name: current.get(name) for name in QUOTA_FIELDS}
+    lines = [f"{name:<26} {'-' if value is None else value}" for name, value in view.items()]
+    _print(view, args.json, "\n".join([f"{'QUOTA':<26} LIMIT", *lines]))
+    return 0
+
+
 @handled
 def cmd_tenants_suspend(args: argparse.Namespace) -> int:
     from framefleet.tenancy import service
@@ -368,7 +403,22 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     suspend.add_argument("name")
     suspend.add_argument("--reason")
     suspend.set_defaults(handler=cmd_tenants_suspend)
-    reactivate = t_sub.add_parser("reactivate", help="accept the tenant's keys and queue its held jobs again")
+    quotas_cmd = t_sub.add_parser(
+        "quotas", help="show a tenant's quotas, or set the ones given (`none` removes one; others kept)"
+    )
+    quotas_cmd.add_argument("name")
+    for field in QUOTA_FIELDS:
+        quotas_cmd.add_argument(
+            f"--{field.replace('_', '-')}",
+            dest=field,
+            type=_quota_value,
+            default=argparse.SUPPRESS,
+            metavar="N|none",
+        )
+    quotas_cmd.set_defaults(handler=cmd_tenants_quotas)
+    reactivate = t_sub.add_parser(
+        "reactivate", aliases=["resume"], help="accept the tenant's keys and queue its held jobs again"
+    )
     reactivate.add_argument("name")
     reactivate.set_defaults(handler=cmd_tenants_reactivate)
 
@@ -418,11 +468,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "rotate", help="re-encrypt every stored secret with the first key of FRAMEFLEET_SECRET_KEY"
     ).set_defaults(handler=cmd_secrets_rotate)
 
-    for parser in (
-        *t_sub.choices.values(),
-        *keys_sub.choices.values(),
-        audit_parser,
-        *audit_sub.choices.values(),
-        *s_sub.choices.values(),
+    # A dict keeps each parser once: an alias (`resume`) maps to the parser of its command.
+    for parser in dict.fromkeys(
+        (
+            *t_sub.choices.values(),
+            *keys_sub.choices.values(),
+            audit_parser,
+            *audit_sub.choices.values(),
+            *s_sub.choices.values(),
+        )
     ):
         parser.add_argument("--json", action="store_true", help="print JSON")

@@ -12,6 +12,7 @@ from framefleet.cli import (
     demo,
     jobs,
     lifecycle,
+    pools,
     schedules,
     services,
     supervisor,
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     services.add_parsers(sub)
     admin.add_parsers(sub)
     lifecycle.add_parsers(sub)
+    pools.add_parsers(sub)
     jobs.add_parsers(sub)
     webhooks.add_parsers(sub)
     workflows.add_parsers(sub)

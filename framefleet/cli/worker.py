@@ -69,8 +69,11 @@ def run_worker(*, pool: str, concurrency: int | None = None, name: str | None = 
 
     from framefleet.celery_app import app
     from framefleet.queues import queues_for_pool
+    from framefleet.worker.control import NodeHold
 
     worker_ready.connect(_announce_ready, weak=False)
+    # Cordon and drain: the consumer stops fetching while an operator holds this node.
+    app.steps["consumer"].add(NodeHold)
     argv = worker_argv(
         queues=[q.name for q in queues_for_pool(pool)],
         concurrency=concurrency or settings.worker_concurrency,

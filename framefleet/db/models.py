@@ -108,6 +108,9 @@ class Job(Base):
         sa.Index("ix_jobs_expires_at", "expires_at"),
         sa.Index("ix_jobs_inputs_expire_at", "inputs_expire_at"),
         sa.Index("ix_jobs_tenant_cache_key", "tenant_id", "cache_key"),
+        # GET /v1/pools reads each pool's recent endings and arrivals (scheduling/pools.py; migration 0015).
+        sa.Index("ix_jobs_pool_finished", "pool", "finished_at"),
+        sa.Index("ix_jobs_pool_created", "pool", "created_at"),
     )
 
     id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
@@ -271,6 +274,20 @@ class Worker(Base):
     current_job: Mapped[str | None] = mapped_column(sa.String(36), default=None)
     current_attempt: Mapped[int | None] = mapped_column(default=None)
     jobs_done: Mapped[int] = mapped_column(default=0, server_default="0")
+
+
+class WorkerControl(Base):
+    """An operator's hold on one worker node (migration 0015): `cordoned` (takes no new job) or `draining`
+    (the same, shown as drained once its running jobs ended). Kept across the node's restarts until
+    uncordoned, so a restarted host does not start taking work behind the operator's back."""
+
+    __tablename__ = "worker_controls"
+
+    node: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
+    state: Mapped[str] = mapped_column(sa.String(16))
+    reason: Mapped[str] = mapped_column(sa.Text, default="", server_default="")
+    actor: Mapped[str | None] = mapped_column(sa.String(64), default=None)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class JobTransition(Base):

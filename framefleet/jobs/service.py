@@ -22,6 +22,7 @@ from framefleet.jobs import dispatch, state_machine
 from framefleet.keys import Principal
 from framefleet.logging import get_logger
 from framefleet.queues import pool_for
+from framefleet.scheduling import fairshare
 from framefleet.workflows import dependencies
 
 if TYPE_CHECKING:
@@ -259,11 +260,16 @@ def cancel_job(
                 values={"cancel_requested": True},
                 actor=principal.actor,
             )
+            # A queued job left its queue: its tenant's next job waiting for its fair share takes the place
+            # now, in this transaction, rather than at the beat's next pass.
+            successors = fairshare.release_next(session, job=job) if state is JobState.queued else []
         except TransitionError:
             session.rollback()
             job = get_job(session, principal=principal, job_id=job_id)
             continue
         session.commit()
+        if successors:
+            dispatch.dispatch_many(successors)
         try:
             state_machine.announce(redis_client, job, reason=reason, ttl_seconds=events_ttl_seconds)
         except redis.RedisError as exc:

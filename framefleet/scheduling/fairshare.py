@@ -4,11 +4,13 @@ A queue is first in, first out; a tenant that submits 10,000 batch jobs would pu
 tenant's first one. So each tenant has at most `cap` jobs `queued` (published) per queue, where
 cap = FRAMEFLEET_FAIR_SHARE_IN_FLIGHT * its weight (settings `fair_share.weight`, default 1). The rest wait in
 the database, `pending` with reason `fair-share`. Each time a worker takes one of the tenant's jobs from that
-queue, the oldest of its waiting jobs there is queued and published in its place (the claim's own
-transaction), so every tenant keeps up to its cap in line and the line interleaves tenants: another
-tenant's first job waits behind at most the caps of the others, not behind their backlog. The beat's sweep
-tops tenants up to their cap (after cancels, or a release a killed worker never wrote). Priorities stay
-strict: the cap is per queue, and workers drain higher queues first as before. docs/architecture.md.
+queue, or a client cancels one of its queued jobs, the oldest of its waiting jobs there is queued and
+published in its place (in that claim's or cancel's own transaction), so every tenant keeps up to its cap in
+line and the line interleaves tenants: another tenant's first job waits behind at most the caps of the
+others, not behind their backlog. The beat's sweep tops tenants up to their cap (after aging moved a job to
+another queue, or a release a killed worker never wrote), and with fair share turned off it lets every
+waiting job go. Priorities stay strict: the cap is per queue, and workers drain higher queues first as
+before. docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -139,10 +141,14 @@ def release_next(session: Session, *, job: Job) -> list[Job]:
     return _release(session, _waiting(session, job.tenant_id, job.pool, queue_priority(job), 1))
 
 
+# Jobs one pass releases per tenant and queue when fair share is off: leftovers of an earlier setting go in
+# bounded steps, one pass a second.
+RELEASE_ALL_STEP = 500
+
+
 def sweep(settings: Settings, *, celery: Celery | None = None) -> int:
-    """The beat's pass: top every tenant up to its cap in each queue where it has jobs waiting."""
-    if settings.fair_share_in_flight <= 0:
-        return 0
+    """The beat's pass: top every tenant up to its cap in each queue where it has jobs waiting; with fair
+    share off (0), release what still waits from when it was on (else those jobs would wait forever)."""
     with session_scope(settings.database_url) as session:
         slots = session.execute(
             sa.select(Job.tenant_id, Job.pool, sa.func.coalesce(Job.effective_priority, Job.priority))
@@ -158,9 +164,12 @@ def sweep(settings: Settings, *, celery: Celery | None = None) -> int:
         }
     released_total = 0
     for tenant_id, pool, priority in slots:
-        cap = caps.get(tenant_id, settings.fair_share_in_flight)
         with session_scope(settings.database_url) as session:
-            free = cap - _queued_in(session, tenant_id, pool, priority, cap)
+            if settings.fair_share_in_flight <= 0:
+                free = RELEASE_ALL_STEP
+            else:
+                cap = caps.get(tenant_id, settings.fair_share_in_flight)
+                free = cap - _queued_in(session, tenant_id, pool, priority, cap)
             released = (
                 _release(session, _waiting(session, tenant_id, pool, priority, free)) if free > 0 else []
             )

@@ -24,6 +24,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     # Legal hold (retention deletes nothing of a held job): a compliance act, not a member's.
     "jobs:hold": frozenset({ADMIN, OPERATOR}),
     "workers:read": frozenset({ADMIN, OPERATOR}),
+    # Cordon, drain and uncordon worker nodes (audited).
+    "workers:manage": frozenset({ADMIN, OPERATOR}),
     "queues:read": frozenset({ADMIN, OPERATOR}),
     "tenants:read": frozenset({ADMIN}),
     "tenants:manage": frozenset({ADMIN}),

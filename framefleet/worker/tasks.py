@@ -47,7 +47,7 @@ from framefleet.media.runner import AttemptLimits, FfmpegAborted, attempt_limits
 from framefleet.observability import cost, energy, metrics
 from framefleet.observability.usage import AttemptUsage, collecting
 from framefleet.redis_client import get_redis, reset_clients
-from framefleet.scheduling import fairshare, registry
+from framefleet.scheduling import control, fairshare, registry
 from framefleet.scheduling.outcomes import fail_attempt
 from framefleet.tenancy import quotas, usage
 from framefleet.tenancy import service as tenancy_service
@@ -352,6 +352,7 @@ def _claim(job_id: str, worker: str, settings: Settings) -> tuple[Job, int, str,
             tenant = session.get(Tenant, current.tenant_id)
             held = None
             held_reason = ""
+            decline_reason = ""
             successors: list[Job] = []
             if tenant is not None and tenant.status == SUSPENDED and current.state == JobState.queued:
                 # Held, not run: reactivating the tenant queues it again (tenancy/service.py).
@@ -362,6 +363,11 @@ def _claim(job_id: str, worker: str, settings: Settings) -> tuple[Job, int, str,
                 decline = False
             elif _should_decline(session, current, worker, settings):
                 decline = True
+                decline_reason = "this GPU worker failed it before and another one is available"
+            elif current.state == JobState.queued and control.hold_of(session, node=_node_of(worker)):
+                # Taken just before the node saw its cordon or drain: another worker runs it.
+                decline = True
+                decline_reason = "this worker is cordoned or draining"
             elif (held := _hold_for_quota(session, current, tenant, worker)) is not None:
                 # Held, not run: a job of the tenant that stops running releases it (tenancy/quotas.py).
                 held_reason = "tenant runs its max_running_jobs"
@@ -406,9 +412,14 @@ def _claim(job_id: str, worker: str, settings: Settings) -> tuple[Job, int, str,
         dispatch_many(successors)
     if decline:
         time.sleep(DECLINE_PAUSE_SECONDS)  # let another worker take it rather than bouncing at full speed
-        _pass_on(job_id, "this GPU worker failed it before and another one is available")
+        _pass_on(job_id, decline_reason)
         return None
     return job, attempt, tenant_name, running_quota
+
+
+def _node_of(worker: str) -> str:
+    # A worker id is `<node>:<pid>` (heartbeat.worker_id_for); holds name the node.
+    return worker.rpartition(":")[0] or worker
 
 
 def _hold_for_quota(session: Any, job: Job, tenant: Tenant | None, worker: str) -> Job | None:

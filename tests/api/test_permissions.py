@@ -22,6 +22,10 @@ EXPECTED = {
     ("post", "/v1/tenants/{name}/suspend"): "tenants:manage",
     ("post", "/v1/keys"): "keys:manage",
     ("get", "/v1/audit"): "audit:read",
+    ("post", "/v1/workers/{worker_id}/drain"): "workers:manage",
+    ("post", "/v1/workers/{worker_id}/cordon"): "workers:manage",
+    ("post", "/v1/workers/{worker_id}/uncordon"): "workers:manage",
+    ("get", "/v1/pools"): "workers:read",
 }
 
 
@@ -43,6 +47,7 @@ def concrete(path: str) -> str:
         "delivery_id": "999999",
         "version": "999",
         "schedule_id": "999999",
+        "worker_id": f"nobody@{uuid.uuid4().hex[:6]}:1",
         "name": f"nobody-{uuid.uuid4().hex[:6]}",
     }
     return re.sub(r"\{(\w+)\}", lambda match: values[match.group(1)], path)
@@ -63,6 +68,7 @@ def test_every_v1_operation_declares_exactly_one_known_permission(client: TestCl
     declared = {(method, path): operation["x-permission"] for method, path, operation in found}
     assert {route: declared.get(route) for route in EXPECTED} == EXPECTED
     assert PERMISSIONS["workers:read"] == PERMISSIONS["queues:read"] == {"admin", "operator"}
+    assert PERMISSIONS["workers:manage"] == {"admin", "operator"}
 
 
 def test_the_document_states_each_operations_permission(client: TestClient) -> None:

@@ -19,7 +19,7 @@ from framefleet.db.session import session_scope
 from framefleet.keys import hash_key
 from framefleet.queues import queue_name
 from framefleet.scheduling import broker
-from tests.api.conftest import KeyMaker, job_body, submit
+from tests.api.conftest import KeyMaker, job_body, parse_sse, submit
 
 FORBIDDEN = "https://framefleet.dev/problems/forbidden"
 
@@ -259,6 +259,30 @@ def test_operator_reads_any_tenants_jobs_but_members_cannot(client: TestClient, 
     refused = client.get(f"/v1/jobs/{job['id']}?tenant={name}", headers=outsider)
     assert refused.status_code == 403 and refused.json()["permission"] == "jobs:read:any"
     assert client.post(f"/v1/jobs/{job['id']}/cancel?tenant={name}", headers=operator).status_code == 403
+
+
+def test_operators_and_admins_follow_any_tenants_job_events_read_only(
+    client: TestClient, make_key: KeyMaker
+) -> None:
+    name = _name()
+    owner = make_key(name, "member")
+    job = submit(client, owner)
+    # Ended, so that its stream replays everything and closes.
+    assert client.post(f"/v1/jobs/{job['id']}/cancel", headers=owner).status_code == 200
+    url = f"/v1/jobs/{job['id']}/events"
+    for role in ("operator", "admin"):
+        reader = make_key(role=role)
+        assert client.get(url, headers=reader).status_code == 404  # its own tenant by default
+        with client.stream("GET", f"{url}?tenant={name}", headers=reader) as response:
+            assert response.status_code == 200, response.read()
+            events = parse_sse("".join(response.iter_text()))
+        assert [e["event"] for e in events if "event" in e][-1] == "done"
+    for role in ("member", "viewer"):
+        outsider = make_key(role=role)
+        missing = client.get(url, headers=outsider)
+        assert missing.status_code == 404 and missing.json()["type"].endswith("/not-found")
+        refused = client.get(f"{url}?tenant={name}", headers=outsider)
+        assert refused.status_code == 403 and refused.json()["permission"] == "jobs:read:any"
 
 
 def test_another_api_process_refuses_a_revoked_key_within_the_cache_ttl(

@@ -8,6 +8,7 @@ import sys
 import uuid
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 from framefleet.keys import KEY_PREFIX
@@ -189,3 +190,55 @@ def test_tenants_usage_reports_quotas_and_reconciles(test_env: dict[str, str]) -
     text = framefleet("tenants", "usage", tenant, env=test_env)
     assert "max_running_jobs" in text.stdout and "PERIOD" in text.stdout
     assert framefleet("tenants", "usage", "nobody-" + tenant, env=test_env).returncode == 1
+
+
+def test_tenants_quotas_sets_shows_and_removes_and_resume_reactivates(
+    test_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from framefleet.cli.main import build_parser
+
+    def run(*args: str) -> tuple[int, str]:
+        # The command's own parser and handler in this process (no start-up per call); its output as printed.
+        parsed = build_parser().parse_args(list(args))
+        code = int(parsed.handler(parsed) or 0)
+        return code, capsys.readouterr().out
+
+    tenant = f"cli-{uuid.uuid4().hex[:8]}"
+    assert run("tenants", "create", tenant)[0] == 0
+    code, out = run(
+        "tenants", "quotas", tenant, "--max-queued-jobs", "100", "--max-running-jobs", "2", "--json"
+    )
+    assert code == 0
+    assert json.loads(out) == {
+        "max_queued_jobs": 100,
+        "max_running_jobs": 2,
+        "media_minutes_per_month": None,
+        "output_bytes": None,
+    }
+    # One changed, one removed, the rest kept.
+    _, out = run(
+        "tenants", "quotas", tenant, "--max-running-jobs", "none", "--output-bytes", "5000", "--json"
+    )
+    assert json.loads(out) == {
+        "max_queued_jobs": 100,
+        "max_running_jobs": None,
+        "media_minutes_per_month": None,
+        "output_bytes": 5000,
+    }
+    _, out = run("tenants", "quotas", tenant)
+    assert "max_queued_jobs" in out and "5000" in out
+    stored = json.loads(run("tenants", "get", tenant)[1])
+    assert stored["settings"]["quotas"] == {"max_queued_jobs": 100, "output_bytes": 5000}
+    with pytest.raises(SystemExit):  # argparse refuses a negative quota before anything is written
+        run("tenants", "quotas", tenant, "--max-queued-jobs", "-1")
+    capsys.readouterr()
+
+    assert run("tenants", "suspend", tenant)[0] == 0
+    assert run("tenants", "resume", tenant)[0] == 0
+    assert json.loads(run("tenants", "get", tenant)[1])["status"] == "active"
+    code, out = run("audit", "--actor", "cli", "--action", "tenant.update", "--json")
+    assert code == 0
+    changes = [row for row in json.loads(out)["items"] if row["target"] == f"tenant:{tenant}"]
+    assert len(changes) == 2, out

@@ -1,5 +1,5 @@
-"""Fair share with a real worker: tenant A floods the batch queue, tenant B then submits five jobs; B's jobs
-start within the first few of A's completions instead of behind A's whole backlog."""
+"""Fair share with a real worker, as installed (on by default): tenant A floods the batch queue, tenant B then
+submits five jobs; B's jobs start within the first few of A's completions instead of behind A's backlog."""
 
 from __future__ import annotations
 
@@ -20,13 +20,16 @@ from tests.integration.conftest import wait_for_state
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
-IN_FLIGHT = 4
 FLOOD = 120
+# The default cap, which the API and the worker below both use.
+IN_FLIGHT = Settings.model_fields["fair_share_in_flight"].default
 
 
 @pytest.fixture()
 def fair_api(test_env: dict[str, str]) -> Iterator[TestClient]:
-    with TestClient(create_app(Settings(fair_share_in_flight=IN_FLIGHT))) as client:
+    settings = Settings()
+    assert settings.fair_share_in_flight == IN_FLIGHT > 0
+    with TestClient(create_app(settings)) as client:
         yield client
 
 
@@ -53,9 +56,9 @@ def test_a_flooding_tenant_does_not_hold_back_another_tenants_first_jobs(
     assert [job["state"] for job in flood[:IN_FLIGHT]] == ["queued"] * IN_FLIGHT
     assert {(job["state"], job["pending_reason"]) for job in flood[IN_FLIGHT:]} == {("pending", "fair-share")}
     mine = [submit_as(other)["id"] for _ in range(5)]
-    env = {**worker_env, "FRAMEFLEET_FAIR_SHARE_IN_FLIGHT": str(IN_FLIGHT)}
+    assert "FRAMEFLEET_FAIR_SHARE_IN_FLIGHT" not in worker_env
     proc = services.start_worker(
-        env, session_dir / "logs" / "worker-fair-share.log", concurrency=1, name="wf"
+        worker_env, session_dir / "logs" / "worker-fair-share.log", concurrency=1, name="wf"
     )
     try:
         for job_id in mine:

@@ -509,7 +509,10 @@ def ended(database_url: str, job_id: str) -> dict[str, Any] | None:
         return None if job is None else final_state(session, job)
 
 
-def _stream_start(session: Session, principal: Principal, job_id: str) -> tuple[str, dict[str, Any] | None]:
+def _follow_start(
+    session: Session, caller: Principal, tenant: str | None, job_id: str
+) -> tuple[str, dict[str, Any] | None]:
+    principal = as_tenant(session, caller, tenant)
     try:
         job = service.get_job(session, principal=principal, job_id=job_id)
     except service.JobNotFound as exc:
@@ -535,15 +538,17 @@ async def job_events(
     job_id: str,
     request: Request,
     session: SessionDep,
-    principal: Reader,
+    caller: Reader,
     settings: SettingsDep,
+    tenant: TenantQuery = None,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=64)] = None,
     last_event_id_query: Annotated[
         str | None,
         Query(alias="last_event_id", max_length=64, description="for clients that cannot set headers"),
     ] = None,
 ) -> StreamingResponse:
-    """The job's events as SSE, resumable with Last-Event-ID; ends after `done`.
+    """The job's events as SSE, resumable with Last-Event-ID; ends after `done`. Operators and admins
+    follow another tenant's job read-only with `?tenant=`, as they read it.
 
     What the stream needs from the database is read here, in one thread hop; the session is closed before
     the stream opens, which then waits on the process's event hub, holding no thread or connection.
@@ -553,9 +558,10 @@ async def job_events(
         raise validation_problem(
             "Last-Event-ID", "must be an event id this stream sent (like 1700000000000-0)"
         )
-    found_id, final = await in_thread(session, _stream_start, principal, job_id)
+    found_id, final = await in_thread(session, _follow_start, caller, tenant, job_id)
     limits: StreamLimits = request.app.state.stream_limits
-    limits.acquire(principal.tenant_id)
+    # Streams count against the caller's own tenant: an operator following others' jobs uses its own share.
+    limits.acquire(caller.tenant_id)
     hub: EventHub = request.app.state.event_hub
     if final is not None:
         stream = ended_stream(
@@ -569,4 +575,4 @@ async def job_events(
         stream = live_stream(
             hub=hub, job_id=found_id, after=after, keepalive_seconds=settings.sse_keepalive_seconds
         )
-    return EventStreamResponse(stream, on_close=lambda: limits.release(principal.tenant_id))
+    return EventStreamResponse(stream, on_close=lambda: limits.release(caller.tenant_id))

@@ -1,4 +1,5 @@
-"""Worker and queue routes: who is running, what each can do, and how much work waits in each queue."""
+"""Worker, queue and pool routes: who is running, what each can do, how much work waits in each queue, and
+the operators' cordon, drain and uncordon of worker nodes (scheduling/control.py)."""
 
 from __future__ import annotations
 
@@ -7,19 +8,21 @@ from typing import Annotated, Any
 
 import redis
 import sqlalchemy as sa
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from framefleet.api.deps import RedisDep, SessionDep, SettingsDep, requires
 from framefleet.api.errors import Problem
 from framefleet.api.responses import json_response
+from framefleet.api.routes.tenancy import actor_of
 from framefleet.api.schemas import ProblemView
 from framefleet.core.spec import PRIORITY_ORDER
 from framefleet.core.states import JobState
 from framefleet.db.models import Job, Worker, utcnow
 from framefleet.keys import Principal
 from framefleet.queues import POOLS, queue_name
-from framefleet.scheduling import broker
+from framefleet.scheduling import broker, control, pools
 from framefleet.scheduling.registry import is_live
 
 router = APIRouter(prefix="/v1", tags=["workers"])
@@ -55,6 +58,7 @@ def list_workers(
         .order_by(Worker.last_heartbeat.desc())
         .limit(1000)
     ).all()
+    held = control.holds(session)
     items = []
     for row in rows:
         alive = is_live(row, settings, now)
@@ -75,6 +79,8 @@ def list_workers(
                 "last_heartbeat": row.last_heartbeat,
                 "stopped_at": row.stopped_at,
                 "capabilities": row.capabilities,
+                # An operator's hold on its node: cordoned | draining | null (POST …/cordon, …/drain).
+                "hold": held.get(row.node),
             }
         )
     items.sort(key=lambda item: (item["status"] != "alive", item["pool"], item["id"]))
@@ -121,3 +127,106 @@ def list_queues(
             "running_jobs": int(waiting.get("running", 0)),
         }
     )
+
+
+class HoldBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str | None = Field(default=None, max_length=500, description="why, shown in GET /v1/workers/…")
+
+
+_HOLD_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **_AUTH,
+    404: {"model": ProblemView, "description": "No worker or node of that name was ever seen"},
+    422: {"model": ProblemView, "description": "Invalid body; `errors` names each field"},
+}
+Manager = Annotated[Principal, requires("workers:manage")]
+
+
+def _hold(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    principal: Principal,
+    worker_id: str,
+    hold: control.Hold | None,
+    body: HoldBody | None,
+) -> Response:
+    try:
+        node = control.set_hold(
+            session,
+            worker=worker_id,
+            hold=hold,
+            actor=actor_of(request, principal),
+            reason=body.reason if body else None,
+        )
+    except control.UnknownWorker as exc:
+        raise Problem("not-found", str(exc)) from exc
+    session.commit()
+    return json_response(control.node_view(session, settings, node=node))
+
+
+@router.post("/workers/{worker_id}/cordon", responses=_HOLD_RESPONSES, summary="Cordon a worker node")
+def cordon_worker(
+    worker_id: str,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    principal: Manager,
+    body: HoldBody | None = None,
+) -> Response:
+    """The worker's node takes no new job (within FRAMEFLEET_WORKER_CONTROL_POLL_SECONDS); running jobs
+    go on. Held across the node's restarts until uncordoned. `worker_id` is a worker id or a node name."""
+    return _hold(request, session, settings, principal, worker_id, control.CORDONED, body)
+
+
+@router.post("/workers/{worker_id}/drain", responses=_HOLD_RESPONSES, summary="Drain a worker node")
+def drain_worker(
+    worker_id: str,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    principal: Manager,
+    body: HoldBody | None = None,
+) -> Response:
+    """Cordon, and follow the running jobs to their end: `state` is `draining`, then `drained` once the
+    node runs nothing (it may then be stopped without handing a job back)."""
+    return _hold(request, session, settings, principal, worker_id, control.DRAINING, body)
+
+
+@router.post("/workers/{worker_id}/uncordon", responses=_HOLD_RESPONSES, summary="Uncordon a worker node")
+def uncordon_worker(
+    worker_id: str,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    principal: Manager,
+    body: HoldBody | None = None,
+) -> Response:
+    """Lift a cordon or drain: the node consumes its pool's queues again."""
+    return _hold(request, session, settings, principal, worker_id, None, body)
+
+
+@router.get("/workers/{worker_id}", responses=_HOLD_RESPONSES, summary="A worker node's hold and jobs")
+def get_worker_node(
+    worker_id: str,
+    session: SessionDep,
+    settings: SettingsDep,
+    _principal: Annotated[Principal, requires("workers:read")],
+) -> Response:
+    """The node of a worker id (or a node name): its hold (`active`, `cordoned`, `draining`, `drained`),
+    live pool processes and the jobs they run."""
+    try:
+        node = control.node_of(session, worker=worker_id)
+    except control.UnknownWorker as exc:
+        raise Problem("not-found", str(exc)) from exc
+    return json_response(control.node_view(session, settings, node=node))
+
+
+@router.get("/pools", responses=_AUTH, summary="Pool capacity, backlog and scale hints")
+def list_pools(
+    session: SessionDep, settings: SettingsDep, _principal: Annotated[Principal, requires("workers:read")]
+) -> Response:
+    """Per pool: workers alive, busy and held, backlog per priority, recent drain and arrival rates, and
+    the workers needed to meet FRAMEFLEET_POOL_QUEUE_WAIT_TARGET_SECONDS (docs/scaling.md)."""
+    return json_response({"items": pools.pools_view(session, settings)})
