@@ -40,6 +40,8 @@ NOT_TENANT_SCOPED: dict[tuple[str, str], str] = {
     ("post", "/v1/workers/{worker_id}/drain"): "operators and admins only",
     ("post", "/v1/workers/{worker_id}/cordon"): "operators and admins only",
     ("post", "/v1/workers/{worker_id}/uncordon"): "operators and admins only",
+    ("post", "/v1/jobs/{job_id}/hold"): "operators and admins only (legal hold)",
+    ("delete", "/v1/jobs/{job_id}/hold"): "operators and admins only (legal hold)",
     ("get", "/v1/tenants"): "admins only",
     ("post", "/v1/tenants"): "admins only",
     ("get", "/v1/tenants/{name}"): "admins only",
