@@ -6,10 +6,11 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test test-deps lint bench clean up
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml framefleet/console/vendor/package-lock.json
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	bash framefleet/console/vendor/install.sh
 	touch $(STAMP)
 
 run: $(STAMP)
@@ -37,7 +38,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.run_all
 
 clean:
-	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache tests/players/node_modules tests/emulators/node_modules
+	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache framefleet/console/vendor/node_modules tests/players/node_modules tests/emulators/node_modules
 
 # Builds the images and runs the compose dev profile for real with podman (tests/deploy/run.sh says how).
 .PHONY: test-deploy

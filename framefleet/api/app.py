@@ -22,9 +22,21 @@ from framefleet.api.key_cache import KeyCache
 from framefleet.api.limits import AdmissionLimiter, StreamLimits
 from framefleet.api.middleware import RequestContextMiddleware
 from framefleet.api.proxies import ClientAddressMiddleware
-from framefleet.api.routes import batch, health, jobs, presets, schedules, tenancy, webhooks, workers
+from framefleet.api.routes import (
+    batch,
+    health,
+    jobs,
+    presets,
+    quality,
+    schedules,
+    tenancy,
+    webhooks,
+    workers,
+)
 from framefleet.api.sse import done_grace
 from framefleet.config import Settings, get_settings
+from framefleet.console import app as console
+from framefleet.console.session import SessionCodec
 from framefleet.db.session import limits_of, session_factory
 from framefleet.jobs.intake import Intake
 from framefleet.keys import Principal, authenticate, token_principal, touch_key
@@ -188,6 +200,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         busy_retry_after=settings.api_retry_after_seconds,
         limits=rate_limits(settings),
         tokens=token_lookup(settings),
+        sessions=SessionCodec(settings.secret_key),
     )
     app.add_middleware(AuditMiddleware, writer=app.state.audit_writer)
     app.add_middleware(
@@ -221,6 +234,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(ClientAddressMiddleware, trusted=settings.trusted_proxies)
     app.include_router(batch.router)
     app.include_router(jobs.router)
+    app.include_router(quality.router)
     app.include_router(presets.router)
     app.include_router(presets.templates_router)
     app.include_router(workers.router)
@@ -228,6 +242,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(webhooks.router)
     app.include_router(schedules.router)
     app.include_router(health.router)
+    console.install(app, secret_key=settings.secret_key)
 
     @app.get("/openapi.json", include_in_schema=False)
     async def openapi_alias() -> RedirectResponse:

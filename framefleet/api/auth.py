@@ -19,6 +19,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from framefleet.api.errors import WWW_AUTHENTICATE, Problem, busy, problem_response, unavailable_problem
 from framefleet.api.key_cache import KeyCache
+from framefleet.console.session import (
+    COOKIE,
+    CSRF_HEADER,
+    SAFE_METHODS,
+    ConsoleSession,
+    SessionCodec,
+    cookie_value,
+    csrf_matches,
+    header_value,
+)
 from framefleet.db.models import utcnow
 from framefleet.keys import Principal, looks_like_key
 from framefleet.logging import get_logger
@@ -29,8 +39,12 @@ from framefleet.tenancy.ratelimit import Bucket, Decision, RateLimiter
 log = get_logger(__name__)
 
 PROTECTED_PREFIX = "/v1/"
+# Console pages: a signed-in person's principal is resolved from the session cookie, but nothing is refused
+# here (the page itself sends a person without one to the sign-in page).
+CONSOLE_PREFIX = "/console"
 PUBLIC_PATHS = frozenset({"/v1/openapi.json"})
 STATE_KEY = "principal"
+SESSION_STATE_KEY = "console_session"
 
 Lookup = Callable[[str], Principal | None]
 # A single sign-on token's principal; raises TokenError (401), TokenRefused (403) or JwksUnavailable (503).
@@ -77,6 +91,10 @@ def rate_limited(decision: Decision) -> Problem:
     )
 
 
+CSRF_REFUSED = (
+    "a state-changing request signed in through the console cookie must echo the session's CSRF token in "
+    "X-CSRF-Token"
+)
 MISSING = "send an API key in X-API-Key or as `Authorization: Bearer <key>` (or a single sign-on token)"
 UNKNOWN = "the API key is unknown or revoked"
 
@@ -95,7 +113,11 @@ def presented_key(headers: list[tuple[bytes, bytes]]) -> str:
 
 
 class AuthMiddleware:
-    """Refuses /v1/ requests without a valid key (401) before the app sees them."""
+    """Refuses /v1/ requests without a valid key (401) before the app sees them.
+
+    A key comes in a header, or sealed in the console's session cookie (console/session.py): then a
+    state-changing request must also carry the session's CSRF token, or it is refused (403 `csrf`).
+    """
 
     def __init__(
         self,
@@ -107,8 +129,10 @@ class AuthMiddleware:
         busy_retry_after: int,
         limits: Limits | None = None,
         tokens: TokenLookup | None = None,
+        sessions: SessionCodec | None = None,
     ) -> None:
         self.app = app
+        self.sessions = sessions
         self.tokens = tokens
         self.limits = limits
         self.cache = cache
@@ -164,12 +188,47 @@ class AuthMiddleware:
             log.warning("rate limit not checked", error=f"{type(exc).__name__}: {exc}")
             return None
 
+    def session_of(self, scope: Scope) -> ConsoleSession | None:
+        """The console session sealed in the request's cookie, if any and still valid."""
+        if self.sessions is None:
+            return None
+        return self.sessions.open(cookie_value(scope["headers"], COOKIE))
+
+    async def console_page(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A console page: the session's principal when it is usable now; never a refusal here."""
+        session = self.session_of(scope)
+        if session is not None:
+            client = scope.get("client")
+            try:
+                principal = await self.principal(session.credential)
+            except (TokenError, TokenRefused, JwksUnavailable):
+                principal = None
+            if principal is not None and refusal(
+                principal, now=utcnow(), client_ip=client[0] if client else None
+            ) is None:
+                state = scope.setdefault("state", {})
+                state[STATE_KEY] = principal
+                state[SESSION_STATE_KEY] = session
+        await self.app(scope, receive, send)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
+        if scope["type"] == "http" and (path == CONSOLE_PREFIX or path.startswith(CONSOLE_PREFIX + "/")):
+            await self.console_page(scope, receive, send)
+            return
         if scope["type"] != "http" or not path.startswith(PROTECTED_PREFIX) or path in PUBLIC_PATHS:
             await self.app(scope, receive, send)
             return
         raw = presented_key(scope["headers"])
+        if not raw:
+            session = self.session_of(scope)
+            if session is not None:
+                if scope.get("method", "GET") not in SAFE_METHODS and not csrf_matches(
+                    session.csrf, header_value(scope["headers"], CSRF_HEADER.encode())
+                ):
+                    await problem_response(Problem("csrf", CSRF_REFUSED), path)(scope, receive, send)
+                    return
+                raw = session.credential
         try:
             principal = await self.principal(raw) if raw else None
         except TokenError as exc:

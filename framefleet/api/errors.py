@@ -30,6 +30,8 @@ KINDS: dict[str, tuple[int, str]] = {
     "bad-request": (400, "Bad request"),
     "unauthorized": (401, "Authentication required"),
     "forbidden": (403, "Not allowed"),
+    # A console-cookie request that changes state without echoing the session's CSRF token.
+    "csrf": (403, "CSRF token missing or wrong"),
     "not-found": (404, "Not found"),
     "method-not-allowed": (405, "Method not allowed"),
     "conflict": (409, "Conflict"),

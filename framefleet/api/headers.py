@@ -3,7 +3,9 @@
 HSTS is sent only when the client really reached us over TLS: the request came over https (uvicorn with a
 certificate, or a trusted proxy's X-Forwarded-Proto applied by uvicorn's proxy_headers), or the installation's
 public URL is https (it sits behind a TLS-terminating gateway). Over plain HTTP the header means nothing.
-No Content-Security-Policy: the offline /docs pages run an inline script. Framing and sniffing are stopped.
+The console (/console) gets a strict Content-Security-Policy: its own scripts, styles, media and API only,
+no inline script. The offline /docs pages run an inline script, so they get none. Framing and sniffing are
+stopped everywhere.
 """
 
 from __future__ import annotations
@@ -16,6 +18,14 @@ BASE_HEADERS = (
     (b"referrer-policy", b"no-referrer"),
 )
 HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
+# blob: for media and workers: the HLS/DASH players feed the video element through Media Source Extensions.
+CONSOLE_CSP = (
+    b"content-security-policy",
+    b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+    b"media-src 'self' blob:; worker-src 'self' blob:; connect-src 'self'; object-src 'none'; "
+    b"base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+)
+CONSOLE_PREFIX = "/console"
 
 
 class SecurityHeadersMiddleware:
@@ -30,6 +40,9 @@ class SecurityHeadersMiddleware:
         extra = [*BASE_HEADERS]
         if self.public_tls or scope.get("scheme") == "https":
             extra.append(HSTS)
+        path = scope.get("path", "")
+        if path == CONSOLE_PREFIX or path.startswith(CONSOLE_PREFIX + "/"):
+            extra.append(CONSOLE_CSP)
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":

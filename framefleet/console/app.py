@@ -1,0 +1,44 @@
+"""Mounts the console on the API app: pages, static assets, the player libraries, error pages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from starlette.responses import Response
+from starlette.staticfiles import StaticFiles
+
+from framefleet.console import routes
+from framefleet.console.session import SessionCodec
+
+HERE = Path(__file__).parent
+# Installed by `make` from vendor/package-lock.json (vendor/install.sh); never fetched by the browser from
+# anywhere but here.
+VENDOR = HERE / "vendor" / "node_modules"
+PLAYER_FILES = {
+    "hls": "hls.js/dist/hls.min.js",
+    "dash": "dashjs/dist/modern/umd/dash.all.min.js",
+}
+
+
+def players_present() -> dict[str, bool]:
+    """Which player libraries are installed (a page without one says so instead of failing)."""
+    return {name: (VENDOR / path).is_file() for name, path in PLAYER_FILES.items()}
+
+
+def install(app: FastAPI, *, secret_key: str) -> None:
+    app.state.console_sessions = SessionCodec(secret_key)
+    app.state.console_players = players_present()
+    app.include_router(routes.router)
+    app.mount(routes.PREFIX + "/static", StaticFiles(directory=HERE / "static"), name="console-static")
+    if VENDOR.is_dir():
+        app.mount(routes.PREFIX + "/vendor", StaticFiles(directory=VENDOR), name="console-vendor")
+
+    @app.exception_handler(routes.SignInRequired)
+    async def to_sign_in(request: Request, _exc: Exception) -> Response:
+        return routes.sign_in_redirect(request)
+
+    @app.exception_handler(routes.PageForbidden)
+    async def forbidden(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, routes.PageForbidden)
+        return routes.forbidden_page(request, exc.permission)

@@ -1,0 +1,36 @@
+// Fleet (operators): workers, queues and pools, refreshed every few seconds; cordon/drain per worker.
+import { api, el, itemsOf, showError, table } from "./api.js";
+
+const canManage = document.getElementById("main").dataset.canManage === "true";
+const error = document.getElementById("fleet-error");
+
+async function hold(id, action) {
+  try { await api(`/v1/workers/${encodeURIComponent(id)}/${action}`, { method: "POST" }); load(); } catch (e) { showError(error, e); }
+}
+
+function render(id, data, columns, cells) {
+  const items = itemsOf(data);
+  document.getElementById(id).replaceChildren(items ? table(items, columns, cells) : el("pre", {}, JSON.stringify(data, null, 2)));
+}
+
+async function load() {
+  try {
+    const [workers, queues, pools] = await Promise.all([api("/v1/workers"), api("/v1/queues"), api("/v1/pools")]);
+    error.hidden = true;
+    const actions = canManage ? { actions: (w) => el("span", { class: "row-actions" },
+      ["cordon", "drain", "uncordon"].map((a) => el("button", { type: "button", "data-action": a, "data-worker": w.id ?? w.name }, a))) } : {};
+    const first = itemsOf(workers)?.[0];
+    const cols = first ? [...Object.keys(first).filter((k) => typeof first[k] !== "object" || first[k] === null).slice(0, 7), ...(canManage ? ["actions"] : [])] : undefined;
+    render("workers", workers, cols, actions);
+    render("queues", queues);
+    render("pools", pools);
+  } catch (e) { showError(error, e); }
+}
+
+document.getElementById("workers").addEventListener("click", (event) => {
+  const button = event.target.closest("button[data-action]");
+  if (button) hold(button.dataset.worker, button.dataset.action);
+});
+load();
+setInterval(() => { if (!document.hidden) load(); }, 5000);
+
