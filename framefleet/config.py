@@ -184,6 +184,11 @@ class Settings(BaseSettings):
     aging_seconds: float = Field(default=600.0, ge=0)
     aging_max_priority: PriorityName = "high"
     aging_interval_seconds: float = Field(default=5.0, gt=0)
+    # Preemption (scheduling/preemption.py, off by default): in each pool named here, once every worker
+    # is busy and a `live` job has waited longer than preempt_after_seconds, the beat leader stops the
+    # lowest-priority running job and hands it back to its queue (not a failed attempt).
+    preempt_pools: list[Literal["cpu", "gpu"]] = Field(default_factory=list)
+    preempt_after_seconds: float = Field(default=30.0, ge=0)
     admission_check: bool = True
     admission_cache_seconds: float = Field(default=2.0, ge=0)
     # Workers seen within this long count as members of their pool when deciding what can run.

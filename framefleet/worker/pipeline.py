@@ -42,6 +42,7 @@ from framefleet.media.progress import Progress
 from framefleet.media.results import Results, Row, collect_results
 from framefleet.media.runner import FfmpegResult, run_ffmpeg
 from framefleet.observability import usage as attempt_usage
+from framefleet.scheduling import preemption
 from framefleet.storage import backend_within
 from framefleet.storage.base import StorageError
 from framefleet.storage.namespace import Namespace, job_output_base, namespace_for
@@ -106,8 +107,8 @@ class _Attempt:
         self.reporter = ProgressReporter(job.id, attempt, redis_client, settings)
 
     def canceled(self) -> bool:
-        """True once the client asked to cancel."""
-        return bool(self.redis.exists(cancel_key(self.job.id)))
+        """True once the client asked to cancel, or the beat to preempt this attempt."""
+        return preemption.stops(self.redis.get(cancel_key(self.job.id)), self.attempt)
 
     def check_canceled(self) -> None:
         """Raise JobCanceled once the client asked to cancel."""
