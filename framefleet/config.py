@@ -8,7 +8,7 @@ from __future__ import annotations
 import ipaddress
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -205,6 +205,11 @@ class Settings(BaseSettings):
     webhook_max_attempts: int = Field(default=33, ge=1)
     # How long the previous secret keeps signing after a rotation (unless the request says otherwise).
     webhook_rotation_grace_seconds: float = Field(default=24 * 3600.0, ge=0)
+    # The progress milestones (percent) a job's `job.progress` events report, each at most once per job;
+    # an empty list sends none. Endpoints opt in by naming `job.progress` among their event types.
+    webhook_progress_milestones: list[Annotated[int, Field(ge=1, le=99)]] = Field(
+        default_factory=lambda: [25, 50, 75]
+    )
     # Sending threads of one `framefleet webhooks worker`, and how long one may hold a delivery.
     webhook_senders: int = Field(default=4, ge=1)
     webhook_lease_seconds: float = Field(default=120.0, gt=0)

@@ -63,8 +63,14 @@ def fan_out(
     session: Session, *, source: str, job_id: str, event_type: str, detail: str, secret_key: str
 ) -> WebhookEvent | None:
     """Record one feed entry as an event with its deliveries (committed), or nothing when no target
-    wants it, the job is gone, or the entry was recorded before."""
-    if session.scalar(sa.select(WebhookEvent.id).where(WebhookEvent.source == source)) is not None:
+    wants it, the job is gone, or the entry (for a progress milestone: that milestone of the job) was
+    recorded before."""
+    key = source
+    if event_type == "job.progress":
+        if not detail.isdigit():
+            return None
+        key = feed.milestone_source(job_id, int(detail))
+    if session.scalar(sa.select(WebhookEvent.id).where(WebhookEvent.source == key)) is not None:
         return None
     job = session.get(Job, job_id)
     if job is None:
@@ -78,7 +84,7 @@ def fan_out(
                 WebhookEndpoint.enabled.is_(True),
             )
         )
-        if not e.event_types or event_type in e.event_types
+        if event_type in (e.event_types or feed.DEFAULT_EVENT_TYPES)
     ]
     notify = [n["url"] for n in (job.spec.get("notify") or []) if event_type in n.get("events", ())]
     if not endpoints and not notify:
@@ -98,6 +104,8 @@ def fan_out(
     }
     if event_type == "job.output_ready":
         body["output"] = detail
+    if event_type == "job.progress":
+        body["milestone"] = int(detail)
     event = WebhookEvent(
         id=event_id,
         tenant_id=job.tenant_id,
@@ -105,7 +113,7 @@ def fan_out(
         sequence=sequence,
         type=event_type,
         at=_event_time(source),
-        source=source,
+        source=key,
         body=json.loads(json.dumps(body, default=str)),
     )
     session.add(event)

@@ -46,6 +46,7 @@ from framefleet.scheduling import preemption
 from framefleet.storage import backend_within
 from framefleet.storage.base import StorageError
 from framefleet.storage.namespace import Namespace, job_output_base, namespace_for
+from framefleet.webhooks import feed
 
 log = get_logger("framefleet.worker")
 
@@ -67,22 +68,33 @@ class ProgressReporter:
         self.redis = redis_client
         self.event_interval = settings.progress_event_interval
         self.db_interval = settings.progress_db_interval
+        self.milestones = settings.webhook_progress_milestones
         self._last_event = 0.0
+        self._reached = 0.0
         # The claim already wrote progress 0; the first database write can wait a whole interval.
         self._last_db = time.monotonic()
 
     def report(self, percent: float, sample: Progress | None, phase: str, *, force: bool = False) -> None:
-        """Publish progress, throttled (to the event stream always when `force`).
+        """Publish progress, throttled (to the event stream always when `force` or at a milestone).
 
+        Every sample is checked for milestones, so a throttled one still reports the milestones it passes;
+        they go to the webhook feed in the progress event's round trip. A later attempt reaches them again
+        and feeds them again: the webhook fan-out records each milestone of a job once.
         `force` (the encode's last sample) does not write the database: the ending's transaction writes
         the final progress a moment later, and for a short job that write was a transaction of its own.
         """
         now = time.monotonic()
-        if force or now - self._last_event >= self.event_interval:
+        crossed = feed.milestones_crossed(self._reached, percent, self.milestones)
+        self._reached = max(self._reached, percent)
+        if force or crossed or now - self._last_event >= self.event_interval:
             self._last_event = now
             data: dict[str, Any] = sample.to_dict() if sample else dict.fromkeys(PROGRESS_FIELDS)
             data.update(percent=round(percent, 2), phase=phase)
-            events.publish(self.redis, self.job_id, "progress", data)
+            pipe = self.redis.pipeline(transaction=False)
+            events.append(pipe, self.job_id, "progress", data)
+            for milestone in crossed:
+                feed.add(pipe, self.job_id, "job.progress", str(milestone))
+            pipe.execute()
         if now - self._last_db >= self.db_interval:
             self._last_db = now
             with session_scope() as session:
