@@ -143,6 +143,28 @@ def spec_document(spec: JobSpec, *, settings: Settings, tenant: str) -> dict[str
     return spec.model_dump(mode="json")
 
 
+def template_call(
+    session: Session,
+    *,
+    tenant_id: int,
+    tenant: str,
+    name: str,
+    version: int | None,
+    params: dict[str, Any],
+    settings: Settings,
+) -> dict[str, Any]:
+    """The template call a schedule stores, checked now as a submission of it would be (parameters bound,
+    the resolved spec valid and inside the tenant's storage): batch.SubmissionInvalid naming
+    `template.<...>`, or Invalid. Fires resolve it again (the latest version unless `version` pins one)."""
+    call = {"template": name, "version": version, "params": params}
+    try:
+        spec, _ = batch.Resolver(session, tenant_id).resolve(dict(call))
+    except batch.SubmissionInvalid as exc:
+        raise batch.SubmissionInvalid(batch.prefixed(exc.errors, "template")) from None
+    spec_document(spec, settings=settings, tenant=tenant)
+    return call
+
+
 def create_schedule(
     session: Session,
     *,

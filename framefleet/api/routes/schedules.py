@@ -82,14 +82,21 @@ def _what_to_submit(
         return _spec_document(body.spec, settings, principal)
     if body.template is None:
         return None
-    call = {"template": body.template.name, "version": body.template.version, "params": body.template.params}
     try:
-        spec, _ = batch.Resolver(session, principal.tenant_id).resolve(dict(call))
+        return service.template_call(
+            session,
+            tenant_id=principal.tenant_id,
+            tenant=principal.tenant,
+            name=body.template.name,
+            version=body.template.version,
+            params=body.template.params,
+            settings=settings,
+        )
     except batch.SubmissionInvalid as exc:
-        errors = batch.prefixed(exc.errors, "template")
-        raise Problem("validation", f"{errors[0]['field']}: {errors[0]['message']}", errors=errors) from None
-    _spec_document(spec, settings, principal)
-    return call
+        first = exc.errors[0]
+        raise Problem("validation", f"{first['field']}: {first['message']}", errors=exc.errors) from None
+    except service.Invalid as exc:
+        raise validation_problem(exc.field, str(exc)) from exc
 
 
 def _not_found(exc: service.NotFound) -> Problem:
