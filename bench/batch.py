@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import time
 from typing import Any
@@ -79,21 +80,26 @@ def main(
             asyncio.run(_post_batches(host, port, key, batches, size, spec)) for _ in range(ROUNDS)
         ]
         batch_cpu_ms = (process_cpu_seconds(api_pid) - before) / (ROUNDS * batches * size) * 1000
+        before = process_cpu_seconds(api_pid)
         single_rates = [asyncio.run(_post_many(host, port, key, singles, 8, spec)) for _ in range(ROUNDS)]
+        single_cpu_ms = (process_cpu_seconds(api_pid) - before) / (ROUNDS * singles) * 1000
         celery_rate = _bare_celery(singles)
     result = {
         "batch_jobs_per_s": statistics.median(batch_rates),
         "single_jobs_per_s": statistics.median(single_rates),
         "bare_celery_per_s": celery_rate,
         "batch_api_cpu_ms_per_job": batch_cpu_ms,
+        "single_api_cpu_ms_per_job": single_cpu_ms,
     }
     print(
         f"batch: POST /v1/jobs/batch {result['batch_jobs_per_s']:.0f} jobs/s ({size} a batch, median of "
         f"{ROUNDS} x {batches} batches: {', '.join(f'{r:.0f}' for r in batch_rates)}; target >= 1500; "
         f"API CPU {batch_cpu_ms:.2f} ms/job); "
         f"single POST /v1/jobs {result['single_jobs_per_s']:.0f} jobs/s with 8 clients "
-        f"({', '.join(f'{r:.0f}' for r in single_rates)}; target >= 600); "
-        f"bare Celery send_task {celery_rate:.0f} msgs/s from one thread"
+        f"({', '.join(f'{r:.0f}' for r in single_rates)}; target >= 600; "
+        f"API CPU {single_cpu_ms:.2f} ms/job); "
+        f"bare Celery send_task {celery_rate:.0f} msgs/s from one thread; "
+        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
     )
     return result
 

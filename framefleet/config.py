@@ -8,7 +8,7 @@ from __future__ import annotations
 import ipaddress
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -196,6 +196,11 @@ class Settings(BaseSettings):
     aging_seconds: float = Field(default=600.0, ge=0)
     aging_max_priority: PriorityName = "high"
     aging_interval_seconds: float = Field(default=5.0, gt=0)
+    # Preemption (scheduling/preemption.py, off by default): in each pool named here, once every worker
+    # is busy and a `live` job has waited longer than preempt_after_seconds, the beat leader stops the
+    # lowest-priority running job and hands it back to its queue (not a failed attempt).
+    preempt_pools: list[Literal["cpu", "gpu"]] = Field(default_factory=list)
+    preempt_after_seconds: float = Field(default=30.0, ge=0)
     admission_check: bool = True
     admission_cache_seconds: float = Field(default=2.0, ge=0)
     # Workers seen within this long count as members of their pool when deciding what can run.
@@ -212,6 +217,11 @@ class Settings(BaseSettings):
     webhook_max_attempts: int = Field(default=33, ge=1)
     # How long the previous secret keeps signing after a rotation (unless the request says otherwise).
     webhook_rotation_grace_seconds: float = Field(default=24 * 3600.0, ge=0)
+    # The progress milestones (percent) a job's `job.progress` events report, each at most once per job;
+    # an empty list sends none. Endpoints opt in by naming `job.progress` among their event types.
+    webhook_progress_milestones: list[Annotated[int, Field(ge=1, le=99)]] = Field(
+        default_factory=lambda: [25, 50, 75]
+    )
     # Sending threads of one `framefleet webhooks worker`, and how long one may hold a delivery.
     webhook_senders: int = Field(default=4, ge=1)
     webhook_lease_seconds: float = Field(default=120.0, gt=0)

@@ -29,7 +29,7 @@ class Event:
     data: dict[str, Any]
 
 
-def _append(pipe: Any, job_id: str, event_type: str, data: dict[str, Any]) -> None:
+def append(pipe: Any, job_id: str, event_type: str, data: dict[str, Any]) -> None:
     """Queue one event on `pipe`: the job's stream, and the webhook feed when webhooks report it."""
     if event_type not in EVENT_TYPES:
         raise ValueError(f"unknown event type {event_type!r}")
@@ -46,7 +46,7 @@ def _append(pipe: Any, job_id: str, event_type: str, data: dict[str, Any]) -> No
 def publish(client: redis.Redis, job_id: str, event_type: str, data: dict[str, Any]) -> str:
     """Append one event (and its webhook feed entry, in the same round trip); returns its stream id."""
     pipe = client.pipeline(transaction=False)
-    _append(pipe, job_id, event_type, data)
+    append(pipe, job_id, event_type, data)
     return str(pipe.execute()[0])
 
 
@@ -65,7 +65,7 @@ def publish_batch(
     """
     pipe = client.pipeline(transaction=False)
     for event_type, data in items:
-        _append(pipe, job_id, event_type, data)
+        append(pipe, job_id, event_type, data)
     if ttl_seconds is not None:
         pipe.expire(stream_key(job_id), ttl_seconds)
     if delete:

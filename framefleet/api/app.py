@@ -32,6 +32,7 @@ from framefleet.api.routes import (
     tenancy,
     webhooks,
     workers,
+    workflows,
 )
 from framefleet.api.sse import done_grace
 from framefleet.config import Settings, get_settings
@@ -241,6 +242,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(tenancy.router)
     app.include_router(webhooks.router)
     app.include_router(schedules.router)
+    app.include_router(workflows.router)
     app.include_router(health.router)
     console.install(app, secret_key=settings.secret_key)
 

@@ -14,7 +14,7 @@ from framefleet.logging import configure_logging, get_logger
 from framefleet.tenancy.service import NotFound as TenantNotFound
 from framefleet.tenancy.service import find_tenant
 from framefleet.webhooks import service
-from framefleet.webhooks.feed import EVENT_TYPES
+from framefleet.webhooks.feed import DEFAULT_EVENT_TYPES, EVENT_TYPES
 
 READY_MESSAGE = "webhook worker ready."
 
@@ -77,7 +77,7 @@ def cmd_create(args: argparse.Namespace) -> int:
             session,
             tenant_id=_tenant_id(session, args.tenant),
             url=args.url,
-            event_types=args.event or list(EVENT_TYPES),
+            event_types=args.event or list(DEFAULT_EVENT_TYPES),
             description=args.description,
             enabled=not args.disabled,
             secret_key=settings.secret_key,
@@ -152,7 +152,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     managed.append(listing)
     create = h_sub.add_parser("create", help="register an endpoint (prints its secret once)")
     create.add_argument("url")
-    create.add_argument("--event", action="append", choices=EVENT_TYPES, help="repeatable; default all")
+    create.add_argument(
+        "--event", action="append", choices=EVENT_TYPES, help="repeatable; default all but job.progress"
+    )
     create.add_argument("--description")
     create.add_argument("--disabled", action="store_true")
     create.set_defaults(handler=_wrap(cmd_create))

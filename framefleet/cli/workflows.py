@@ -1,5 +1,5 @@
-"""`framefleet presets ...` and `framefleet templates ...`: a tenant's presets and job templates through
-the HTTP API (the key's tenant, like every client command)."""
+"""`framefleet presets ...`, `framefleet templates ...` and `framefleet workflows ...`: a tenant's presets,
+job templates and workflow runs through the HTTP API (the key's tenant, like every client command)."""
 
 from __future__ import annotations
 
@@ -60,8 +60,23 @@ def cmd_templates(args: argparse.Namespace) -> int:
         return _show(client.call("PUT", f"/v1/templates/{args.name}", body))
 
 
+def cmd_workflows(args: argparse.Namespace) -> int:
+    with client_from(args) as client:
+        if args.action == "list":
+            page = client.call("GET", "/v1/workflows", limit=args.limit)
+            for run in page["items"]:
+                print(f"{run['id']}  {run['status']:<10} {len(run['steps']):>3} steps  {run['name']}")
+            return EXIT_OK
+        if args.action == "submit":
+            # The file holds {"name": ..., "steps": [{"name": ..., "spec": {...}}, ...]}.
+            return _show(client.call("POST", "/v1/workflows", _read(args.file)))
+        if args.action == "cancel":
+            return _show(client.call("POST", f"/v1/workflows/{args.id}/cancel"))
+        return _show(client.call("GET", f"/v1/workflows/{args.id}"))
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    """Register `presets` and `templates`."""
+    """Register `presets`, `templates` and `workflows`."""
     presets = sub.add_parser("presets", help="list and manage output presets (built-in and the tenant's)")
     actions = presets.add_subparsers(dest="action", required=True)
     for name in ("list", "get", "create", "update", "delete"):
@@ -87,3 +102,15 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
             parser.add_argument("file", metavar="TEMPLATE.json", help='{"parameters": {...}, "spec": {...}}')
         add_api_options(parser)
         parser.set_defaults(handler=lambda a: run_api_command(cmd_templates, a))
+    workflows = sub.add_parser("workflows", help="submit, follow and cancel workflow runs (DAGs of steps)")
+    actions = workflows.add_subparsers(dest="action", required=True)
+    for name in ("list", "submit", "get", "cancel"):
+        parser = actions.add_parser(name)
+        if name == "list":
+            parser.add_argument("--limit", type=int, default=50)
+        elif name == "submit":
+            parser.add_argument("file", metavar="WORKFLOW.json", help='{"name": ..., "steps": [...]}')
+        else:
+            parser.add_argument("id", help="the workflow's id")
+        add_api_options(parser)
+        parser.set_defaults(handler=lambda a: run_api_command(cmd_workflows, a))

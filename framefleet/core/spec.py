@@ -453,6 +453,7 @@ MetadataValue = Annotated[str, Field(max_length=512)]
 WebhookEventType = Literal[
     "job.created",
     "job.started",
+    "job.progress",
     "job.output_ready",
     "job.succeeded",
     "job.failed",
@@ -483,7 +484,7 @@ class NotifySpec(Strict):
     """A URL told about this job's events (signed with the tenant's notify secret)."""
 
     url: str
-    events: Annotated[list[WebhookEventType], Field(min_length=1, max_length=7)] = Field(
+    events: Annotated[list[WebhookEventType], Field(min_length=1, max_length=8)] = Field(
         default_factory=_final_events
     )
 

@@ -159,6 +159,9 @@ class Job(Base):
     input_fingerprint: Mapped[str | None] = mapped_column(sa.String(80), default=None)
     cache_key: Mapped[str | None] = mapped_column(sa.String(64), default=None)
     cached_from: Mapped[str | None] = mapped_column(sa.String(36), default=None)
+    # The workflow run this job is a step of, and the step's name (migration 0012); None for a lone job.
+    workflow_id: Mapped[str | None] = mapped_column(sa.String(36), default=None, index=True)
+    workflow_step: Mapped[str | None] = mapped_column(sa.String(64), default=None)
 
 
 class StoredObject(Base):
@@ -191,6 +194,25 @@ class TenantStorage(Base):
     stored_bytes: Mapped[int] = mapped_column(sa.BigInteger, default=0)
     objects: Mapped[int] = mapped_column(default=0)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Workflow(Base):
+    """A workflow run: a named DAG of steps submitted as one unit (migration 0012, workflows/runs.py).
+
+    Each step is a job whose `workflow_id` points here; the run's status is derived from its jobs' states,
+    never stored, so it cannot disagree with them.
+    """
+
+    __tablename__ = "workflows"
+    __table_args__ = (sa.Index("ix_workflows_tenant_created", "tenant_id", "created_at", "id"),)
+
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(sa.ForeignKey("tenants.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(sa.String(64))
+    # Step names in submission order (the order views list them in).
+    steps: Mapped[list[str]] = mapped_column(sa.JSON)
+    created_by: Mapped[str | None] = mapped_column(sa.String(64), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class JobDependency(Base):

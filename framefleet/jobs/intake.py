@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import redis
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from framefleet.core.states import JobState
 from framefleet.db.models import Job
@@ -87,14 +88,24 @@ class Intake:
             self._waiting.put(None)
             thread.join(timeout)
 
-    def write_group(self, rows: Sequence[dict[str, Any]], *, atomic: bool = False) -> list[Job | Exception]:
+    def write_group(
+        self,
+        rows: Sequence[dict[str, Any]],
+        *,
+        atomic: bool = False,
+        prelude: Callable[[Session], None] | None = None,
+    ) -> list[Job | Exception]:
         """Insert rows in one transaction and publish them in one round trip; each row's outcome in order:
         its job, or the error that kept it out (IntegrityError for a reused idempotency key). `atomic`
-        (an atomic batch): a reused key keeps every row out instead of only its own."""
+        (an atomic batch): a reused key keeps every row out instead of only its own. `prelude` writes what
+        the jobs belong to (a workflow run) first, in the same transaction; it implies `atomic`."""
+        atomic = atomic or prelude is not None
         # Copies: fair share may make a row `pending`, and a retried row must be judged afresh.
         rows = [dict(row) for row in rows]
         try:
             with session_factory(self.database_url)() as session:
+                if prelude is not None:
+                    prelude(session)
                 fairshare.assign(session, rows, in_flight=self.fair_share_in_flight)
                 service.insert_jobs(session, rows)
                 session.commit()

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from framefleet.core.spec import JobSpec, Priority
 from framefleet.core.states import TERMINAL, JobState, TransitionError
-from framefleet.db.models import Job, JobDependency, JobOutput, JobTransition, utcnow
+from framefleet.db.models import Job, JobDependency, JobOutput, JobTransition, Workflow, utcnow
 from framefleet.jobs import dispatch, state_machine
 from framefleet.keys import Principal
 from framefleet.logging import get_logger
@@ -114,6 +114,8 @@ def new_job_row(
         "avoid_workers": None,
         "usage": None,
         "pending_reason": None,
+        "workflow_id": None,
+        "workflow_step": None,
     }
     dependencies.pending_row(row, spec)
     return row
@@ -189,8 +191,9 @@ class JobFilter:
     created_before: datetime | None = None
 
 
-def encode_cursor(job: Job) -> str:
-    raw = f"{job.created_at.isoformat()}|{job.id}"
+def encode_cursor(row: Job | Workflow) -> str:
+    """A page cursor after `row` (a job, or a workflow run: both pages are newest first)."""
+    raw = f"{row.created_at.isoformat()}|{row.id}"
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
@@ -232,11 +235,17 @@ def list_jobs(
 
 
 def cancel_job(
-    session: Session, redis_client: redis.Redis, *, principal: Principal, job_id: str, events_ttl_seconds: int
+    session: Session,
+    redis_client: redis.Redis,
+    *,
+    principal: Principal,
+    job_id: str,
+    events_ttl_seconds: int,
+    reason: str = "canceled by client",
 ) -> Job:
-    """Cancel a job: a waiting job is canceled at once; a running job's worker is told to kill ffmpeg."""
+    """Cancel a job: a waiting job is canceled at once; a running job's worker is told to kill ffmpeg.
+    `reason` goes in a waiting job's history (a workflow's cancel says so)."""
     job = get_job(session, principal=principal, job_id=job_id)
-    reason = "canceled by client"
     for _ in range(3):
         state = JobState(job.state)
         if state in TERMINAL:

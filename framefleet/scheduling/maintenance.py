@@ -45,7 +45,7 @@ from framefleet.logging import get_logger
 from framefleet.observability import metrics
 from framefleet.queues import POOLS, queue_name
 from framefleet.redis_client import get_redis
-from framefleet.scheduling import broker, fairshare
+from framefleet.scheduling import broker, fairshare, preemption
 from framefleet.scheduling.aging import aged_priority, is_higher
 from framefleet.scheduling.outcomes import fail_attempt
 from framefleet.tenancy import quotas
@@ -443,6 +443,8 @@ class Maintenance:
                 s.retry_promote_interval_seconds,
                 lambda: dependencies.sweep(s, celery=self.celery),
             ),
+            # Overdue live jobs in a full pool take the slot of the lowest-priority running job (opt-in).
+            Task("preemption", s.retry_promote_interval_seconds, lambda: preemption.preempt(s)),
             # Cron schedules: the leader alone fires them, each fire recorded once (workflows/schedules.py).
             Task("schedules", s.schedule_interval_seconds, lambda: schedules.fire_due(s, celery=self.celery)),
             # Files whose retention has passed, in bounded batches (lifecycle/retention.py).

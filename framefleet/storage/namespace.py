@@ -12,6 +12,7 @@ area cannot lead into another's.
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,21 +144,45 @@ class Namespace:
 
 
 def namespace_for(settings: Settings, tenant: str) -> Namespace:
-    """The namespace of `tenant` under these settings: a pure function of the two."""
+    """The namespace of `tenant` under these settings: a pure function of the two (memoized on the
+    settings it reads, since every submission asks for it and the answer is immutable)."""
+    return _namespace(
+        tenant,
+        tuple(settings.storage_roots),
+        settings.output_root,
+        tuple(settings.s3_roots),
+        tuple(settings.azure_roots),
+        tuple(settings.gcs_roots),
+        tuple(settings.shared_storage),
+        tuple(settings.shared_storage_writable),
+    )
+
+
+@functools.lru_cache(maxsize=4096)
+def _namespace(
+    tenant: str,
+    storage_roots: tuple[Path, ...],
+    output_root: str,
+    s3_roots: tuple[str, ...],
+    azure_roots: tuple[str, ...],
+    gcs_roots: tuple[str, ...],
+    shared_storage: tuple[str, ...],
+    shared_storage_writable: tuple[str, ...],
+) -> Namespace:
     segment = check_tenant_name(tenant)
-    roots = [Location.of_path(root) for root in settings.storage_roots]
+    roots = [Location.of_path(root) for root in storage_roots]
 
     def usable(location: Location) -> bool:
         # A file:// location outside every storage root could not be read or written anyway.
         return location.scheme != "file" or any(root.contains(location) for root in roots)
 
     own = [root.child(TENANTS_DIR, segment) for root in roots]
-    configured = [settings.output_root, *settings.s3_roots, *settings.azure_roots, *settings.gcs_roots]
+    configured = [output_root, *s3_roots, *azure_roots, *gcs_roots]
     for location in (prefix_location(uri).child(TENANTS_DIR, segment) for uri in configured):
         if location not in own and usable(location):
             own.append(location)
-    shared = tuple(filter(usable, map(prefix_location, settings.shared_storage)))
-    writable = tuple(filter(usable, map(prefix_location, settings.shared_storage_writable)))
+    shared = tuple(filter(usable, map(prefix_location, shared_storage)))
+    writable = tuple(filter(usable, map(prefix_location, shared_storage_writable)))
     return Namespace(tenant=segment, own=tuple(own), shared=shared, shared_writable=writable)
 
 

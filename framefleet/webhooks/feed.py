@@ -6,7 +6,7 @@ Writing costs the job path no extra round trip: the entry rides in the same pipe
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, get_args
 
 import redis
@@ -19,6 +19,9 @@ GROUP = "webhooks"
 FEED_MAXLEN = 1_000_000
 
 EVENT_TYPES: tuple[str, ...] = get_args(WebhookEventType)
+# Sent only to targets that name them: an endpoint made without a list of event types does not get them.
+OPT_IN: tuple[str, ...] = ("job.progress",)
+DEFAULT_EVENT_TYPES: tuple[str, ...] = tuple(t for t in EVENT_TYPES if t not in OPT_IN)
 _STATE_EVENTS = {
     "running": "job.started",
     "succeeded": "job.succeeded",
@@ -35,6 +38,17 @@ def webhook_type(event_type: str, data: dict[str, Any]) -> str | None:
     if event_type == "output":
         return "job.output_ready"
     return None
+
+
+def milestones_crossed(before: float, now: float, milestones: Sequence[int]) -> list[int]:
+    """The progress milestones (percent) passed going from `before` to `now`, lowest first."""
+    return [m for m in sorted(set(milestones)) if before < m <= now]
+
+
+def milestone_source(job_id: str, milestone: int) -> str:
+    """The one source a job's milestone event may have: reaching the milestone again (a retry, an attempt
+    handed back by a lost or preempted worker) finds the event already recorded and makes no second one."""
+    return f"{job_id}:progress:{milestone}"
 
 
 def add(pipe: Any, job_id: str, webhook_event: str, detail: str = "") -> None:

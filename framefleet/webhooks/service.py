@@ -17,7 +17,7 @@ from framefleet.db.models import WebhookDelivery, WebhookEndpoint, utcnow
 from framefleet.storage.http import forbidden_reason
 from framefleet.tenancy import secrets
 from framefleet.webhooks import signing
-from framefleet.webhooks.feed import EVENT_TYPES
+from framefleet.webhooks.feed import DEFAULT_EVENT_TYPES, EVENT_TYPES
 
 MAX_ENDPOINTS_PER_TENANT = 50
 MAX_PAGE = 100
@@ -242,7 +242,7 @@ def endpoint_view(endpoint: WebhookEndpoint) -> dict[str, Any]:
     return {
         "id": endpoint.id,
         "url": endpoint.url,
-        "event_types": endpoint.event_types or list(EVENT_TYPES),
+        "event_types": endpoint.event_types or list(DEFAULT_EVENT_TYPES),
         "description": endpoint.description,
         "enabled": endpoint.enabled,
         "status": endpoint.status,

@@ -45,9 +45,11 @@ from framefleet.media.progress import Progress
 from framefleet.media.results import Results, Row, collect_results
 from framefleet.media.runner import FfmpegResult, run_ffmpeg
 from framefleet.observability import usage as attempt_usage
+from framefleet.scheduling import preemption
 from framefleet.storage import backend_within
 from framefleet.storage.base import Digest, StorageError
 from framefleet.storage.namespace import Namespace, job_output_base, namespace_for
+from framefleet.webhooks import feed
 from framefleet.worker.quality_search import Search, search_outputs, targeted_spec, video_bytes
 
 log = get_logger("framefleet.worker")
@@ -72,22 +74,33 @@ class ProgressReporter:
         self.redis = redis_client
         self.event_interval = settings.progress_event_interval
         self.db_interval = settings.progress_db_interval
+        self.milestones = settings.webhook_progress_milestones
         self._last_event = 0.0
+        self._reached = 0.0
         # The claim already wrote progress 0; the first database write can wait a whole interval.
         self._last_db = time.monotonic()
 
     def report(self, percent: float, sample: Progress | None, phase: str, *, force: bool = False) -> None:
-        """Publish progress, throttled (to the event stream always when `force`).
+        """Publish progress, throttled (to the event stream always when `force` or at a milestone).
 
+        Every sample is checked for milestones, so a throttled one still reports the milestones it passes;
+        they go to the webhook feed in the progress event's round trip. A later attempt reaches them again
+        and feeds them again: the webhook fan-out records each milestone of a job once.
         `force` (the encode's last sample) does not write the database: the ending's transaction writes
         the final progress a moment later, and for a short job that write was a transaction of its own.
         """
         now = time.monotonic()
-        if force or now - self._last_event >= self.event_interval:
+        crossed = feed.milestones_crossed(self._reached, percent, self.milestones)
+        self._reached = max(self._reached, percent)
+        if force or crossed or now - self._last_event >= self.event_interval:
             self._last_event = now
             data: dict[str, Any] = sample.to_dict() if sample else dict.fromkeys(PROGRESS_FIELDS)
             data.update(percent=round(percent, 2), phase=phase)
-            events.publish(self.redis, self.job_id, "progress", data)
+            pipe = self.redis.pipeline(transaction=False)
+            events.append(pipe, self.job_id, "progress", data)
+            for milestone in crossed:
+                feed.add(pipe, self.job_id, "job.progress", str(milestone))
+            pipe.execute()
         if now - self._last_db >= self.db_interval:
             self._last_db = now
             with session_scope() as session:
@@ -112,8 +125,8 @@ class _Attempt:
         self.reporter = ProgressReporter(job.id, attempt, redis_client, settings)
 
     def canceled(self) -> bool:
-        """True once the client asked to cancel."""
-        return bool(self.redis.exists(cancel_key(self.job.id)))
+        """True once the client asked to cancel, or the beat to preempt this attempt."""
+        return preemption.stops(self.redis.get(cancel_key(self.job.id)), self.attempt)
 
     def check_canceled(self) -> None:
         """Raise JobCanceled once the client asked to cancel."""

@@ -47,7 +47,7 @@ from framefleet.media.runner import AttemptLimits, FfmpegAborted, attempt_limits
 from framefleet.observability import cost, energy, metrics
 from framefleet.observability.usage import AttemptUsage, collecting
 from framefleet.redis_client import get_redis, reset_clients
-from framefleet.scheduling import control, fairshare, registry
+from framefleet.scheduling import control, fairshare, preemption, registry
 from framefleet.scheduling.outcomes import fail_attempt
 from framefleet.tenancy import quotas, usage
 from framefleet.tenancy import service as tenancy_service
@@ -317,6 +317,10 @@ def _run_attempt(
                 job, tenant=tenant, settings=settings, redis_client=redis_client, attempt=attempt
             )
     except JobCanceled:
+        preempted = _preempted(redis_client, job.id, attempt)
+        if preempted is not None:
+            # Handed back to its queue like a drained worker's job: not a failed attempt.
+            return Ending("handback", preempted)
         return Ending("canceled", "canceled by client", FailureClass.canceled)
     except FfmpegAborted as aborted:
         if aborted.reason == HANDBACK:
@@ -336,6 +340,16 @@ def _run_attempt(
     return Ending(
         "succeeded", reason, values={"progress": 100.0, **published.job_values()}, published=published
     )
+
+
+def _preempted(redis_client: Any, job_id: str, attempt: int) -> str | None:
+    """The history reason when the stop was the beat's preemption of this attempt, else None (a cancel)."""
+    try:
+        return preemption.preempted_reason(redis_client.get(cancel_key(job_id)), attempt)
+    except redis.RedisError:
+        # Unreadable now (it was read a moment ago): hand the job back; the hand-back's ending still turns
+        # it `canceled` when the database says a client asked for that.
+        return "stopped (cancel or preemption); handed back"
 
 
 def _claim(job_id: str, worker: str, settings: Settings) -> tuple[Job, int, str, bool] | None:

@@ -10,7 +10,7 @@ worker (a killed worker, a cancel through the API, the reaper all end parents th
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -105,16 +105,22 @@ def submitted_reason(row: Mapping[str, Any]) -> str:
     return f"submitted; waits for parents {parents}"
 
 
-def check_parents(session: Session, *, tenant_id: int, spec: JobSpec) -> None:
+def check_parents(session: Session, *, tenant_id: int, spec: JobSpec, siblings: Collection[str] = ()) -> None:
     """Raise UnknownParent for the first parent that is not a job of the tenant.
 
     Parents are existing jobs, so a submission can never close a cycle: a job cannot name one that does
-    not exist yet.
+    not exist yet. The one exception is `siblings`, the jobs of the same workflow run, inserted with this
+    one; the run's graph was checked for cycles before (workflows/dag.py).
     """
     if not spec.depends_on:
         return
     wanted = [parent.job for parent in spec.depends_on]
-    found = set(session.scalars(sa.select(Job.id).where(Job.id.in_(wanted), Job.tenant_id == tenant_id)))
+    found = set(siblings)
+    outside = [job_id for job_id in wanted if job_id not in found]
+    if outside:
+        found |= set(
+            session.scalars(sa.select(Job.id).where(Job.id.in_(outside), Job.tenant_id == tenant_id))
+        )
     for index, job_id in enumerate(wanted):
         if job_id not in found:
             raise UnknownParent(index, job_id)

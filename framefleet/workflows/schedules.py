@@ -29,6 +29,7 @@ from framefleet.jobs.locations import location_problem
 from framefleet.keys import Principal
 from framefleet.logging import get_logger
 from framefleet.storage.namespace import namespace_for
+from framefleet.workflows import batch
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -142,6 +143,28 @@ def spec_document(spec: JobSpec, *, settings: Settings, tenant: str) -> dict[str
     return spec.model_dump(mode="json")
 
 
+def template_call(
+    session: Session,
+    *,
+    tenant_id: int,
+    tenant: str,
+    name: str,
+    version: int | None,
+    params: dict[str, Any],
+    settings: Settings,
+) -> dict[str, Any]:
+    """The template call a schedule stores, checked now as a submission of it would be (parameters bound,
+    the resolved spec valid and inside the tenant's storage): batch.SubmissionInvalid naming
+    `template.<...>`, or Invalid. Fires resolve it again (the latest version unless `version` pins one)."""
+    call = {"template": name, "version": version, "params": params}
+    try:
+        spec, _ = batch.Resolver(session, tenant_id).resolve(dict(call))
+    except batch.SubmissionInvalid as exc:
+        raise batch.SubmissionInvalid(batch.prefixed(exc.errors, "template")) from None
+    spec_document(spec, settings=settings, tenant=tenant)
+    return call
+
+
 def create_schedule(
     session: Session,
     *,
@@ -250,7 +273,7 @@ def schedule_view(schedule: Schedule, *, now: datetime | None = None) -> dict[st
         "timezone": schedule.timezone,
         "enabled": schedule.enabled,
         "catch_up": schedule.catch_up,
-        "spec": schedule.spec,
+        **_submits(schedule.spec),
         "next_run_at": start,
         "upcoming": [start, *later] if start is not None else [],
         "last_fire_at": schedule.last_fire_at,
@@ -258,6 +281,14 @@ def schedule_view(schedule: Schedule, *, now: datetime | None = None) -> dict[st
         "created_at": schedule.created_at,
         "updated_at": schedule.updated_at,
     }
+
+
+def _submits(stored: dict[str, Any]) -> dict[str, Any]:
+    """A view's `spec`, or its `template` (name, version, params) for a schedule made from a template."""
+    if "template" in stored:
+        template = {"name": stored["template"], "version": stored.get("version"), "params": stored["params"]}
+        return {"spec": None, "template": template}
+    return {"spec": stored, "template": None}
 
 
 def fire_view(fire: ScheduleFire) -> dict[str, Any]:
@@ -357,10 +388,19 @@ def _job_row(session: Session, schedule: Schedule) -> tuple[dict[str, Any] | Non
     """The new job's row, or why none can be made (a spec the current release no longer accepts)."""
     tenant = session.get(Tenant, schedule.tenant_id)
     assert tenant is not None  # the schedule is deleted with its tenant
-    try:
-        spec = JobSpec.model_validate(schedule.spec)
-    except ValueError as exc:
-        return None, f"the schedule's spec is no longer valid: {exc}"
+    if "template" in schedule.spec:
+        # Resolved at each fire, as a template call submitted now would be (version None: the latest).
+        try:
+            spec, document = batch.Resolver(session, tenant.id).resolve(dict(schedule.spec))
+        except batch.SubmissionInvalid as exc:
+            first = exc.errors[0]
+            return None, f"the schedule's template no longer resolves: {first['field']}: {first['message']}"
+    else:
+        try:
+            spec = JobSpec.model_validate(schedule.spec)
+        except ValueError as exc:
+            return None, f"the schedule's spec is no longer valid: {exc}"
+        document = spec.model_dump(mode="json")
     # Jobs of a schedule are the tenant's own; a suspended tenant's job is held at its claim like any other.
     principal = Principal(tenant_id=tenant.id, tenant=tenant.name, key_id=0, role="member")
-    return jobs.new_job_row(principal=principal, spec=spec, document=spec.model_dump(mode="json")), None
+    return jobs.new_job_row(principal=principal, spec=spec, document=document), None

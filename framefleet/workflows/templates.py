@@ -9,8 +9,10 @@ default applies). The result is then validated as a normal job spec.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
+from contextlib import suppress
 from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
@@ -78,6 +80,22 @@ def coerce(kind: str, value: Any) -> Any:
         except PydanticCustomError as exc:
             raise ValueError(exc.message()) from None
     return value
+
+
+def from_text(kind: str, text: str) -> Any:
+    """A parameter written as text (a command line's `name=value`) as the JSON value its type takes. Text
+    that is not one is passed on unchanged, for `bind` to refuse with the parameter's name."""
+    if kind == "integer" and text.strip().lstrip("+-").isdigit():
+        return int(text)
+    if kind == "number":
+        with suppress(ValueError):
+            return int(text)
+        with suppress(ValueError):
+            number = float(text)
+            return number if math.isfinite(number) else text
+    if kind == "boolean" and text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    return text
 
 
 class Parameter(BaseModel):

@@ -48,6 +48,7 @@ def concrete(path: str) -> str:
         "version": "999",
         "schedule_id": "999999",
         "worker_id": f"nobody@{uuid.uuid4().hex[:6]}:1",
+        "workflow_id": str(uuid.uuid4()),
         "name": f"nobody-{uuid.uuid4().hex[:6]}",
     }
     return re.sub(r"\{(\w+)\}", lambda match: values[match.group(1)], path)

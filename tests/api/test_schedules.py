@@ -158,3 +158,55 @@ def test_the_beat_leader_fires_a_due_schedule(client: TestClient, make_key: KeyM
     assert len(fires) == 1 and fires[0].job_id is not None
     with session_scope() as session:
         assert session.get(Job, fires[0].job_id) is not None
+
+
+def test_a_schedule_submits_from_a_template_with_params_resolved_at_each_fire(
+    client: TestClient, make_key: KeyMaker, api_settings: Settings
+) -> None:
+    headers = make_key()
+    name = f"t-{uuid.uuid4().hex[:6]}"
+    template = {
+        "name": name,
+        "parameters": {"input": {"type": "uri", "required": True}, "crf": {"type": "integer", "default": 30}},
+        "spec": {
+            "input": "{{input}}",
+            "outputs": [{"name": "web", "container": "mp4", "video": {"crf": "{{crf}}"}}],
+        },
+    }
+    assert client.post("/v1/templates", json=template, headers=headers).status_code == 201
+    created = _create(
+        client, headers, spec=None, template={"name": name, "params": {"input": job_body()["input"]}}
+    )
+    assert created["spec"] is None
+    assert created["template"] == {"name": name, "version": None, "params": {"input": job_body()["input"]}}
+    # Parameters are checked when the schedule is made, named from the body's root.
+    for call, field in [
+        ({"name": name, "params": {"input": job_body()["input"], "crf": "high"}}, "template.params.crf"),
+        ({"name": name, "params": {}}, "template.params.input"),
+        ({"name": "nope", "params": {}}, "template.template"),
+    ]:
+        refused = client.post(
+            "/v1/schedules", json={"name": "bad", "cron": "* * * * *", "template": call}, headers=headers
+        )
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["errors"][0]["field"] == field, refused.text
+    both = client.post(
+        "/v1/schedules",
+        json={"name": "bad", "cron": "* * * * *", "spec": job_body(), "template": {"name": name}},
+        headers=headers,
+    )
+    assert both.status_code == 422 and both.json()["errors"][0]["field"] == "template"
+
+    # A new version of the template is what the next fire uses (no version pinned).
+    template["spec"]["outputs"][0]["video"]["width"] = 320
+    new_version = {key: value for key, value in template.items() if key != "name"}
+    updated = client.put(f"/v1/templates/{name}", json=new_version, headers=headers)
+    assert updated.status_code in (200, 201), updated.text
+    _set_next(created["id"], timedelta(seconds=-1))
+    made = schedules.fire_due(api_settings)
+    assert len(made) == 1
+    job = client.get(f"/v1/jobs/{made[0]}", headers=headers).json()
+    assert job["spec"]["input"] == job_body()["input"]
+    assert (
+        job["spec"]["outputs"][0]["video"]["crf"] == 30 and job["spec"]["outputs"][0]["video"]["width"] == 320
+    )

@@ -232,3 +232,40 @@ def test_an_unknown_job_event_makes_no_delivery(hook_settings: Settings) -> None
             secret_key=hook_settings.secret_key,
         )
     assert made is None
+
+
+def test_progress_milestones_are_opt_in_and_sent_once_per_job_across_attempts(
+    hook_client: TestClient, hook_settings: Settings, hook_worker: WebhookWorker, make_key: KeyMaker
+) -> None:
+    from framefleet.worker.pipeline import ProgressReporter
+
+    headers = make_key()
+    with receiver() as opted, receiver() as plain:
+        wanted = {"url": opted.url, "event_types": ["job.started", "job.progress", "job.succeeded"]}
+        made = hook_client.post("/v1/webhooks", json=wanted, headers=headers)
+        assert made.status_code == 201, made.text
+        default = hook_client.post("/v1/webhooks", json={"url": plain.url}, headers=headers)
+        assert "job.progress" not in default.json()["event_types"]
+        job_id = hook_client.post("/v1/jobs", json=job_body(), headers=headers).json()["id"]
+        move(hook_settings, job_id, "running")
+        redis_client = get_redis(hook_settings.redis_url)
+        first = ProgressReporter(job_id, 1, redis_client, hook_settings)
+        for percent in (10.0, 30.0, 60.0):  # passes 25 and 50
+            first.report(percent, None, "encode")
+        # The attempt is lost; the next one starts from zero and passes 25 and 50 again, then 75.
+        second = ProgressReporter(job_id, 2, redis_client, hook_settings)
+        for percent in (20.0, 55.0, 80.0, 100.0):
+            second.report(percent, None, "encode")
+        move(hook_settings, job_id, "succeeded")
+        got = opted.wait(lambda got: any(r.event["type"] == "job.succeeded" for r in got))
+        assert [(r.event["type"], r.event.get("milestone")) for r in got] == [
+            ("job.started", None),
+            ("job.progress", 25),
+            ("job.progress", 50),
+            ("job.progress", 75),
+            ("job.succeeded", None),
+        ]
+        # One sequence per job across targets: job.created (1) went to the other endpoint only.
+        assert [r.event["sequence"] for r in got] == [2, 3, 4, 5, 6]
+        others = plain.wait(lambda got: any(r.event["type"] == "job.succeeded" for r in got))
+        assert [r.event["type"] for r in others] == ["job.created", "job.started", "job.succeeded"]

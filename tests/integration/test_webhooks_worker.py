@@ -1,5 +1,6 @@
 """A real job through a real transcode worker and a real `framefleet webhooks worker` process ends in
-signed created/started/output/succeeded deliveries at a real receiver, in sequence order."""
+signed created/started/output/succeeded deliveries at a real receiver, in sequence order, with the
+opt-in progress milestones between start and success."""
 
 from __future__ import annotations
 
@@ -112,6 +113,41 @@ def test_real_job_produces_signed_ordered_deliveries(
         - value(delivered, "framefleet_webhook_delivery_seconds_count")
         == 4
     )
+
+
+def test_real_job_reports_each_progress_milestone_once_in_order(
+    worker: Any, webhook_worker: Any, api: Any, tenant_key: tuple[str, str], clip: Path
+) -> None:
+    tenant, key = tenant_key
+    with receiver() as target:
+        with session_scope() as session:
+            service.create_endpoint(
+                session,
+                tenant_id=_tenant_id(session, tenant),
+                url=target.url,
+                event_types=["job.started", "job.progress", "job.succeeded", "job.failed"],
+                description="milestones",
+                enabled=True,
+                secret_key=Settings().secret_key,
+                allow_private=True,
+            )
+        spec = {
+            "input": library_uri("clip.mp4"),
+            "outputs": [{"name": "web", "container": "mp4", "video": {"width": 160, "height": 120}}],
+        }
+        job = api.post("/v1/jobs", json=spec, headers={"X-API-Key": key}).json()
+        got = target.wait(
+            lambda got: any(r.event["type"] in ("job.succeeded", "job.failed") for r in got), timeout=120
+        )
+        assert [(r.event["type"], r.event.get("milestone")) for r in got] == [
+            ("job.started", None),
+            ("job.progress", 25),
+            ("job.progress", 50),
+            ("job.progress", 75),
+            ("job.succeeded", None),
+        ]
+        sequences = [r.event["sequence"] for r in got]
+        assert sequences == sorted(sequences) and all(r.event["job"]["id"] == job["id"] for r in got)
 
 
 def _tenant_id(session: Any, name: str) -> int:

@@ -57,3 +57,20 @@ def test_submit_reads_a_batch_file(tmp_path: Path) -> None:
     path.write_text(json.dumps([{"input": "s3://b/a.mp4", "outputs": []}, {"template": "t", "params": {}}]))
     items = read_spec(str(path))
     assert isinstance(items, list) and len(items) == 2
+
+
+def test_parameters_from_text_take_their_declared_type() -> None:
+    assert templates.from_text("integer", "28") == 28
+    assert templates.from_text("integer", "-3") == -3
+    assert templates.from_text("number", "2") == 2 and templates.from_text("number", "0.5") == 0.5
+    assert templates.from_text("boolean", "TRUE") is True and templates.from_text("boolean", "false") is False
+    assert (
+        templates.from_text("string", "42") == "42" and templates.from_text("uri", "s3://b/k") == "s3://b/k"
+    )
+    # Text that is not of the type is passed on, so that binding refuses it naming the parameter.
+    for kind, text in (("integer", "high"), ("integer", "2.5"), ("number", "nan"), ("boolean", "yes")):
+        assert templates.from_text(kind, text) == text
+    declared = {"crf": templates.Parameter(type="integer")}
+    with pytest.raises(templates.ParamError) as caught:
+        templates.bind(declared, {"crf": templates.from_text("integer", "1x")})
+    assert caught.value.field == "params.crf"

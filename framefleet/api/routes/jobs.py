@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from starlette.responses import Response, StreamingResponse
 
 from framefleet.api import metrics
-from framefleet.api.deps import RedisDep, SessionDep, SettingsDep, in_thread, requires
+from framefleet.api.deps import RedisDep, SessionDep, SettingsDep, ThreadSessionDep, in_thread, requires
 from framefleet.api.errors import Problem, validation_problem
 from framefleet.api.hub import EventHub
 from framefleet.api.limits import StreamLimits
@@ -123,7 +123,7 @@ def _location(job: Job) -> str:
 )
 async def submit(
     body: Annotated[dict[str, Any], Body(description="a JobSpec, or a template call")],
-    session: SessionDep,
+    session: ThreadSessionDep,
     principal: Submitter,
     request: Request,
     settings: SettingsDep,

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
+from sqlalchemy.orm import Session
 from starlette.responses import Response
 
 from framefleet.api.deps import SessionDep, SettingsDep, requires
@@ -16,6 +17,7 @@ from framefleet.api.schemas import ProblemView
 from framefleet.config import Settings
 from framefleet.core.spec import JobSpec
 from framefleet.keys import Principal
+from framefleet.workflows import batch
 from framefleet.workflows import schedules as service
 
 router = APIRouter(prefix="/v1", tags=["schedules"])
@@ -32,12 +34,22 @@ Manager = Annotated[Principal, requires("schedules:manage")]
 CatchUp = Literal["once", "skip"]
 
 
+class TemplateRun(BaseModel):
+    """A job made from one of the tenant's templates at each fire."""
+
+    model_config = {"extra": "forbid"}
+    name: str = Field(min_length=1, max_length=64, description="the template's name")
+    version: int | None = Field(default=None, ge=1, description="default: the latest one at each fire")
+    params: dict[str, Any] = Field(default_factory=dict, description="a value for each parameter")
+
+
 class ScheduleCreate(BaseModel):
     model_config = {"extra": "forbid"}
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", description="unique in the tenant")
     cron: str = Field(min_length=9, max_length=128, description="minute hour day month weekday")
     timezone: str = Field(default="UTC", min_length=1, max_length=64, description="IANA name")
-    spec: JobSpec = Field(description="the job submitted at each fire")
+    spec: JobSpec | None = Field(default=None, description="the job submitted at each fire")
+    template: TemplateRun | None = Field(default=None, description="or: a template and its params")
     enabled: bool = True
     catch_up: CatchUp = Field(default="once", description="a fire missed in an outage: run once, or skip")
 
@@ -47,6 +59,7 @@ class ScheduleUpdate(BaseModel):
     cron: str | None = Field(default=None, min_length=9, max_length=128)
     timezone: str | None = Field(default=None, min_length=1, max_length=64)
     spec: JobSpec | None = None
+    template: TemplateRun | None = None
     enabled: bool | None = None
     catch_up: CatchUp | None = None
 
@@ -54,6 +67,34 @@ class ScheduleUpdate(BaseModel):
 def _spec_document(spec: JobSpec, settings: Settings, principal: Principal) -> dict[str, Any]:
     try:
         return service.spec_document(spec, settings=settings, tenant=principal.tenant)
+    except service.Invalid as exc:
+        raise validation_problem(exc.field, str(exc)) from exc
+
+
+def _what_to_submit(
+    session: Session, body: ScheduleCreate | ScheduleUpdate, settings: Settings, principal: Principal
+) -> dict[str, Any] | None:
+    """What the schedule stores to submit at each fire: a spec document, or a template call checked now
+    (its parameters bound, the resolved spec valid); None when the body changes neither."""
+    if body.spec is not None and body.template is not None:
+        raise validation_problem("template", "give either spec or template, not both")
+    if body.spec is not None:
+        return _spec_document(body.spec, settings, principal)
+    if body.template is None:
+        return None
+    try:
+        return service.template_call(
+            session,
+            tenant_id=principal.tenant_id,
+            tenant=principal.tenant,
+            name=body.template.name,
+            version=body.template.version,
+            params=body.template.params,
+            settings=settings,
+        )
+    except batch.SubmissionInvalid as exc:
+        first = exc.errors[0]
+        raise Problem("validation", f"{first['field']}: {first['message']}", errors=exc.errors) from None
     except service.Invalid as exc:
         raise validation_problem(exc.field, str(exc)) from exc
 
@@ -73,7 +114,11 @@ def list_schedules(session: SessionDep, principal: Reader) -> Response:
 def create_schedule(
     body: ScheduleCreate, session: SessionDep, settings: SettingsDep, principal: Manager
 ) -> Response:
-    """A new schedule; its first fire is the first cron time after now."""
+    """A new schedule; its first fire is the first cron time after now. It submits `spec`, or a job from
+    `template` with its `params` (checked now; resolved again at each fire)."""
+    document = _what_to_submit(session, body, settings, principal)
+    if document is None:
+        raise validation_problem("spec", "give a spec, or a template with its params")
     try:
         schedule = service.create_schedule(
             session,
@@ -81,7 +126,7 @@ def create_schedule(
             name=body.name,
             cron=body.cron,
             timezone=body.timezone,
-            spec=_spec_document(body.spec, settings, principal),
+            spec=document,
             enabled=body.enabled,
             catch_up=body.catch_up,
             actor=principal.actor,
@@ -105,9 +150,10 @@ def update_schedule(
     schedule_id: int, body: ScheduleUpdate, session: SessionDep, settings: SettingsDep, principal: Manager
 ) -> Response:
     """Change the cron expression, timezone, spec, enabled flag or catch-up; the next fire counts from now."""
-    changes = body.model_dump(exclude_unset=True, exclude={"spec"})
-    if body.spec is not None:
-        changes["spec"] = _spec_document(body.spec, settings, principal)
+    changes = body.model_dump(exclude_unset=True, exclude={"spec", "template"})
+    document = _what_to_submit(session, body, settings, principal)
+    if document is not None:
+        changes["spec"] = document
     for name in ("cron", "timezone", "enabled", "catch_up"):
         if name in changes and changes[name] is None:
             raise validation_problem(name, "may not be null")

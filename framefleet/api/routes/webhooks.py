@@ -16,6 +16,7 @@ from framefleet.api.schemas import ProblemView
 from framefleet.core.spec import WebhookEventType
 from framefleet.keys import Principal
 from framefleet.webhooks import service
+from framefleet.webhooks.feed import DEFAULT_EVENT_TYPES
 
 router = APIRouter(prefix="/v1", tags=["webhooks"])
 
@@ -35,9 +36,9 @@ class EndpointCreate(BaseModel):
     model_config = {"extra": "forbid"}
     url: str = Field(min_length=1, max_length=2048, description="http(s) URL the events are POSTed to")
     event_types: list[WebhookEventType] = Field(
-        default_factory=lambda: list(get_args(WebhookEventType)),
+        default_factory=lambda: [t for t in get_args(WebhookEventType) if t in DEFAULT_EVENT_TYPES],
         min_length=1,
-        description="events sent; default all",
+        description="events sent; default all but the opt-in `job.progress` milestones",
     )
     description: str | None = Field(default=None, max_length=255)
     enabled: bool = True
