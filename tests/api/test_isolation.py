@@ -31,6 +31,8 @@ NOT_TENANT_SCOPED: dict[tuple[str, str], str] = {
     ("get", "/v1/schedules"): "lists the caller's tenant (checked below)",
     ("post", "/v1/schedules"): "creates in the caller's tenant",
     ("get", "/v1/usage"): "the caller's tenant's usage",
+    ("get", "/v1/workflows"): "lists the caller's tenant (checked below)",
+    ("post", "/v1/workflows"): "creates in the caller's tenant",
     ("get", "/v1/audit"): "the caller's tenant's audit rows (checked below)",
     # Installation-wide: refused (403) to members whatever the object, so there is no tenant's object to hide.
     ("get", "/v1/workers"): "operators and admins only",
@@ -94,7 +96,15 @@ def test_every_tenant_scoped_route_answers_a_foreign_member_404(
             "/v1/schedules", json={"name": name, "cron": "*/5 * * * *", "spec": job_body()}, headers=owner
         )
     )
+    workflow = _created(
+        client.post(
+            "/v1/workflows",
+            json={"name": name, "steps": [{"name": "only", "spec": job_body()}]},
+            headers=owner,
+        )
+    )
     values = {
+        "workflow_id": workflow["id"],
         "job_id": job["id"],
         "name": name,
         "webhook_id": str(hook["id"]),
@@ -125,7 +135,7 @@ def test_every_tenant_scoped_route_answers_a_foreign_member_404(
     # The owner's objects are untouched by all that, and none shows in the foreign tenant's lists.
     assert client.get(f"/v1/jobs/{job['id']}", headers=owner).json()["state"] == "queued"
     assert client.get(f"/v1/webhooks/{hook['id']}", headers=owner).json()["enabled"] is True
-    for listing in ("/v1/jobs", "/v1/presets", "/v1/templates", "/v1/webhooks", "/v1/schedules"):
+    for listing in ("/v1/jobs", "/v1/presets", "/v1/templates", "/v1/webhooks", "/v1/schedules", "/v1/workflows"):
         answer = client.get(listing, headers=foreign)
         assert answer.status_code == 200, (listing, answer.text)
         assert job["id"] not in answer.text and name not in answer.text, listing
