@@ -135,7 +135,14 @@ def test_every_tenant_scoped_route_answers_a_foreign_member_404(
     # The owner's objects are untouched by all that, and none shows in the foreign tenant's lists.
     assert client.get(f"/v1/jobs/{job['id']}", headers=owner).json()["state"] == "queued"
     assert client.get(f"/v1/webhooks/{hook['id']}", headers=owner).json()["enabled"] is True
-    for listing in ("/v1/jobs", "/v1/presets", "/v1/templates", "/v1/webhooks", "/v1/schedules", "/v1/workflows"):
+    for listing in (
+        "/v1/jobs",
+        "/v1/presets",
+        "/v1/templates",
+        "/v1/webhooks",
+        "/v1/schedules",
+        "/v1/workflows",
+    ):
         answer = client.get(listing, headers=foreign)
         assert answer.status_code == 200, (listing, answer.text)
         assert job["id"] not in answer.text and name not in answer.text, listing
