@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     http_allow_private: bool = False
     http_max_bytes: int = 10 * 1024**3
     http_timeout_seconds: float = 60.0
+    # Downloads: how long the pre-signed URL of a 307 answer works, and the longest share link allowed.
+    download_link_seconds: int = Field(default=300, ge=10)
+    share_max_seconds: int = Field(default=7 * 86400, ge=60)
 
     # API
     api_host: str = "127.0.0.1"

@@ -251,6 +251,30 @@ class S3Storage:
             local.unlink(missing_ok=True)
         return size
 
+    def presign_get(self, uri: str, *, expires_seconds: int) -> str:
+        """A URL that reads the object without credentials until it expires (range requests included)."""
+        bucket, key = parse_s3_uri(uri)
+        try:
+            url: str = self.client.generate_presigned_url(
+                "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires_seconds
+            )
+        except Exception as exc:
+            raise map_s3_error(exc, f"presign {uri}") from exc
+        return url
+
+    def presign_put(self, uri: str, *, expires_seconds: int, size: int) -> str:
+        """A URL that accepts one PUT of exactly `size` bytes at `uri` until it expires."""
+        bucket, key = parse_s3_uri(uri)
+        try:
+            url: str = self.client.generate_presigned_url(
+                "put_object",
+                Params={"Bucket": bucket, "Key": key, "ContentLength": size},
+                ExpiresIn=expires_seconds,
+            )
+        except Exception as exc:
+            raise map_s3_error(exc, f"presign {uri}") from exc
+        return url
+
     def exists(self, uri: str) -> bool:
         """Whether the object exists (HEAD); a missing bucket also answers False."""
         bucket, key = parse_s3_uri(uri)

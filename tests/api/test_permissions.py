@@ -43,6 +43,8 @@ def concrete(path: str) -> str:
         "delivery_id": "999999",
         "version": "999",
         "schedule_id": "999999",
+        "path": "x.mp4",
+        "upload_id": "0" * 32,
         "name": f"nobody-{uuid.uuid4().hex[:6]}",
     }
     return re.sub(r"\{(\w+)\}", lambda match: values[match.group(1)], path)
