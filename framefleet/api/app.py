@@ -22,7 +22,18 @@ from framefleet.api.key_cache import KeyCache
 from framefleet.api.limits import AdmissionLimiter, StreamLimits
 from framefleet.api.middleware import RequestContextMiddleware
 from framefleet.api.proxies import ClientAddressMiddleware
-from framefleet.api.routes import batch, health, jobs, outputs, presets, schedules, tenancy, webhooks, workers
+from framefleet.api.routes import (
+    batch,
+    health,
+    jobs,
+    outputs,
+    presets,
+    schedules,
+    tenancy,
+    uploads,
+    webhooks,
+    workers,
+)
 from framefleet.api.sse import done_grace
 from framefleet.config import Settings, get_settings
 from framefleet.db.session import limits_of, session_factory
@@ -197,7 +208,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         wait_seconds=settings.api_admission_wait_seconds,
         retry_after=settings.api_retry_after_seconds,
     )
-    app.add_middleware(RequestContextMiddleware, max_body_bytes=MAX_BODY_BYTES)
+    app.add_middleware(
+        RequestContextMiddleware, max_body_bytes=MAX_BODY_BYTES, streamed=(("PATCH", "/v1/uploads/"),)
+    )
     if settings.cors_origins:
         # Only the listed origins are ever echoed back; no credentials (keys travel in headers).
         app.add_middleware(
@@ -228,6 +241,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(webhooks.router)
     app.include_router(schedules.router)
     app.include_router(outputs.router)
+    app.include_router(uploads.router)
     app.include_router(outputs.share_router)
     app.include_router(health.router)
 

@@ -46,6 +46,7 @@ from framefleet.redis_client import get_redis
 from framefleet.scheduling import broker, fairshare
 from framefleet.scheduling.aging import aged_priority, is_higher
 from framefleet.scheduling.outcomes import fail_attempt
+from framefleet.storage import uploads
 from framefleet.tenancy import quotas
 from framefleet.workflows import dependencies, schedules
 
@@ -312,6 +313,12 @@ def age_waiting_jobs(
     return promoted
 
 
+def expire_uploads(settings: Settings, now: datetime | None = None) -> int:
+    """Delete unfinished uploads past their expiry (storage/uploads.py); how many."""
+    with session_scope(settings.database_url) as session:
+        return uploads.expire(session, settings=settings, now=now or utcnow())
+
+
 def queue_levels(
     rows: list[tuple[str, str, datetime | None, int]], now: datetime
 ) -> tuple[dict[str, int], dict[str, float]]:
@@ -443,6 +450,8 @@ class Maintenance:
             ),
             # Cron schedules: the leader alone fires them, each fire recorded once (workflows/schedules.py).
             Task("schedules", s.schedule_interval_seconds, lambda: schedules.fire_due(s, celery=self.celery)),
+            # Resumable uploads abandoned past their expiry: part files and rows, in bounded batches.
+            Task("uploads", s.reaper_interval_seconds, lambda: expire_uploads(s)),
         ]
 
     def tick(self) -> None:

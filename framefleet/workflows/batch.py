@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy.orm import Session
 
 from framefleet.core.spec import JobSpec
+from framefleet.storage import uploads
 from framefleet.workflows import presets, templates
 
 MAX_ITEMS = 1000
@@ -79,8 +80,17 @@ def origins(value: Any, path: tuple[str, ...] = ()) -> dict[tuple[str, ...], str
 
 
 def needs_database(document: Mapping[str, Any]) -> bool:
-    """Whether resolving this submission reads the tenant's presets or templates."""
-    return "template" in document or bool(presets.referenced(document) - set(presets.BUILTIN))
+    """Whether resolving this submission reads the tenant's presets, templates or uploads."""
+    return (
+        "template" in document
+        or _names_upload(document)
+        or bool(presets.referenced(document) - set(presets.BUILTIN))
+    )
+
+
+def _names_upload(document: Mapping[str, Any]) -> bool:
+    source = document.get("input")
+    return isinstance(source, str) and source.lower().startswith(uploads.SCHEME)
 
 
 @dataclass
@@ -125,6 +135,15 @@ class Resolver:
             )
         return self._templates[key]
 
+    def _upload(self, uri: str) -> str:
+        """The stored URI of one of this tenant's finished uploads: `upload://<id>` names nothing else."""
+        assert self.session is not None
+        try:
+            return uploads.stored_uri(self.session, tenant_id=self.tenant_id, uri=uri)
+        except uploads.UploadNotFound:
+            message = f"{uri} names no finished upload of this tenant"
+            raise _error("input", message, "unknown-upload") from None
+
     def resolve(self, document: Any) -> tuple[JobSpec, dict[str, Any]]:
         """The validated spec and its JSON document; SubmissionInvalid naming each field at fault."""
         if not isinstance(document, Mapping):
@@ -133,6 +152,8 @@ class Resolver:
         if "template" in document:
             document, where = self._from_template(document)
         raw = self.expand(document)
+        if _names_upload(raw):
+            raw = {**raw, "input": self._upload(raw["input"])}
         try:
             spec = JobSpec.model_validate(raw)
         except ValidationError as exc:
