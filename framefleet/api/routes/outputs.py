@@ -61,6 +61,13 @@ _SHARE_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+class OutputFile(FileResponse):
+    """A file streamed in 1 MiB reads: each read is a hop to a worker thread, so Starlette's 64 KiB made
+    local downloads ~16 times more hops (measured: ~150 MiB/s instead of the disk's speed)."""
+
+    chunk_size = 1024 * 1024
+
+
 def _entries(session: Session, job_id: str) -> list[OutputEntry]:
     return [OutputEntry(o.name, o.kind, o.uri) for o in service.outputs_of(session, job_id)]
 
@@ -73,7 +80,7 @@ def _serve(
         backend = backend_within(uri, namespace_for(settings, tenant), write=False, settings=settings)
         if isinstance(backend, LocalStorage):
             path = backend.fetch(uri, Path(tempfile.gettempdir()))  # local files are used in place
-            return FileResponse(path, filename=filename, content_disposition_type="inline")
+            return OutputFile(path, filename=filename, content_disposition_type="inline")
         presign = getattr(backend, "presign_get", None)
         if not through and presign is not None:
             url = presign(uri, expires_seconds=settings.download_link_seconds)
@@ -85,7 +92,7 @@ def _serve(
         # A playlist from an object store: small text, fetched into a temporary folder and served from it.
         folder = Path(tempfile.mkdtemp(prefix="framefleet-share-"))
         local = backend.fetch(uri, folder)
-        return FileResponse(local, background=BackgroundTask(shutil.rmtree, folder, ignore_errors=True))
+        return OutputFile(local, background=BackgroundTask(shutil.rmtree, folder, ignore_errors=True))
     except StorageNotFound as exc:
         raise Problem("not-found", "the output file is no longer stored") from exc
     except StorageError as exc:
