@@ -77,6 +77,13 @@ class Settings(BaseSettings):
     # (its settings' `uploads.max_bytes` overrides), how long an upload left without a byte lives, and
     # how long a pre-signed upload URL works.
     upload_dir: Path | None = None
+    # Folders under which tenants may register `file` storage profiles (none by default: file profiles
+    # are refused until an operator lists where they may point).
+    profile_file_roots: list[Path] = Field(default_factory=list)
+    # Whether a storage profile's endpoint may be a private, loopback or link-local address (a MinIO on
+    # the LAN); off, such endpoints are refused when a profile is written, so tenants cannot aim the
+    # workers at internal services.
+    profile_endpoint_allow_private: bool = False
     upload_max_bytes: int = Field(default=50 * 1024**3, ge=1)
     upload_expiry_seconds: int = Field(default=86400, ge=60)
     upload_link_seconds: int = Field(default=3600, ge=60)

@@ -29,6 +29,7 @@ from framefleet.api.routes import (
     outputs,
     presets,
     schedules,
+    storage,
     tenancy,
     uploads,
     webhooks,
@@ -242,6 +243,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(schedules.router)
     app.include_router(outputs.router)
     app.include_router(uploads.router)
+    app.include_router(storage.router)
     app.include_router(outputs.share_router)
     app.include_router(health.router)
 

@@ -430,3 +430,25 @@ class Upload(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime] = mapped_column()
+
+
+class StorageProfile(Base):
+    """A tenant's named storage location (migration 0013): `storage://<name>/<path>` (storage/profiles.py).
+    `credentials` holds an encrypted token of the JSON credentials (tenancy/secrets.py), never plaintext."""
+
+    __tablename__ = "storage_profiles"
+    __table_args__ = (sa.UniqueConstraint("tenant_id", "name", name="uq_storage_profiles_tenant_name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(sa.ForeignKey("tenants.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(sa.String(64))
+    kind: Mapped[str] = mapped_column(sa.String(8))  # s3 | azure | gcs | file
+    bucket: Mapped[str] = mapped_column(sa.Text)
+    prefix: Mapped[str] = mapped_column(sa.Text, default="")
+    endpoint: Mapped[str | None] = mapped_column(sa.Text, default=None)
+    region: Mapped[str | None] = mapped_column(sa.String(64), default=None)
+    credentials: Mapped[str | None] = mapped_column(sa.Text, default=None)
+    # Where the tenant's jobs write when their outputs name no destination (set by an operator).
+    default_output: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -99,6 +99,7 @@ class GcsStorage:
         project: str | None = None,
         endpoint_url: str | None = None,
         credentials_file: Path | None = None,
+        credentials_info: dict[str, Any] | None = None,
         probe_bucket: str | None = None,
         connect_timeout: float = 5.0,
         read_timeout: float = 60.0,
@@ -111,6 +112,8 @@ class GcsStorage:
         self.project = project
         self.endpoint_url = endpoint_url or None
         self.credentials_file = credentials_file
+        # A service-account key given as data (a tenant's storage profile) rather than as a file.
+        self.credentials_info = credentials_info
         self.probe_bucket = probe_bucket
         self.timeout = (connect_timeout, read_timeout)
         # Every call here may be repeated safely (a create-only upload is conditional, a replacing one
@@ -130,7 +133,12 @@ class GcsStorage:
 
     def _make_client(self) -> storage.Client:
         credentials: Any = None
-        if self.credentials_file is not None:
+        if self.credentials_info is not None:
+            try:
+                credentials = service_account.Credentials.from_service_account_info(self.credentials_info)
+            except (ValueError, KeyError) as exc:
+                raise StorageDenied(f"unusable GCS service-account key: {exc}") from None
+        elif self.credentials_file is not None:
             try:
                 credentials = service_account.Credentials.from_service_account_file(
                     str(self.credentials_file)

@@ -159,8 +159,17 @@ class S3Storage:
         multipart_threshold: int = 64 * 1024**2,
         multipart_chunksize: int = 64 * 1024**2,
         max_concurrency: int = 4,
+        access_key_id: str | None = None,
+        secret_access_key: str | None = None,
+        session_token: str | None = None,
     ) -> None:
         self.endpoint_url = endpoint_url or None
+        # Explicit keys (a tenant's storage profile); None: the usual AWS environment variables and files.
+        self._keys = {
+            "aws_access_key_id": access_key_id,
+            "aws_secret_access_key": secret_access_key,
+            "aws_session_token": session_token,
+        }
         self.region = region
         self.probe_bucket = probe_bucket
         self._config = Config(
@@ -186,7 +195,7 @@ class S3Storage:
         """The boto3 S3 client, created on first use (clients are thread-safe, their creation is not)."""
         with self._lock:
             if self._client is None:
-                session = boto3.session.Session(region_name=self.region)
+                session = boto3.session.Session(region_name=self.region, **self._keys)
                 self._client = session.client("s3", endpoint_url=self.endpoint_url, config=self._config)
             return self._client
 
@@ -197,7 +206,7 @@ class S3Storage:
         existing key, atomically. The transfer manager does not pass that header itself."""
         with self._lock:
             if self._exclusive is None:
-                session = boto3.session.Session(region_name=self.region)
+                session = boto3.session.Session(region_name=self.region, **self._keys)
                 client = session.client("s3", endpoint_url=self.endpoint_url, config=self._config)
                 for operation in ("PutObject", "CompleteMultipartUpload"):
                     client.meta.events.register(f"before-sign.s3.{operation}", _create_only)

@@ -42,9 +42,11 @@ from framefleet.media.progress import Progress
 from framefleet.media.results import Results, Row, collect_results
 from framefleet.media.runner import FfmpegResult, run_ffmpeg
 from framefleet.observability import usage as attempt_usage
-from framefleet.storage import backend_within
+from framefleet.storage import backend_within, profile_service
 from framefleet.storage.base import StorageError
 from framefleet.storage.namespace import Namespace, job_output_base, namespace_for
+from framefleet.storage.profiles import Profile
+from framefleet.tenancy.secrets import SecretError
 
 log = get_logger("framefleet.worker")
 
@@ -146,7 +148,7 @@ def run_pipeline(
     """
     spec = JobSpec.model_validate(job.spec)
     try:
-        namespace = namespace_for(settings, tenant)
+        namespace = namespace_for(settings, tenant, _profiles(settings, job.tenant_id))
     except ValueError as exc:
         raise JobFailure(FailureClass.storage_denied, f"tenant {tenant!r} has no storage: {exc}") from None
     workdir = settings.work_root / job.id / f"attempt-{attempt}"
@@ -176,7 +178,8 @@ def run_pipeline(
         )
         _encode(plan, ffmpeg, run, start=LOUDNESS_SHARE * 100 if assets.loudness is not None else 0.0)
         run.check_canceled()
-        results = collect_results(plan, spec, job_output_base(settings, tenant, job.id))
+        default = next((p for p in (namespace.profiles or {}).values() if p.default_output), None)
+        results = collect_results(plan, spec, job_output_base(settings, tenant, job.id, default))
         _note_plan(plan)
         run.check_canceled()
         # A superseded attempt (its worker was presumed dead) must not publish beside its replacement.
@@ -185,6 +188,15 @@ def run_pipeline(
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
         _remove_empty_parent(workdir.parent)
+
+
+def _profiles(settings: Settings, tenant_id: int) -> dict[str, Profile]:
+    """The tenant's storage profiles with their credentials, for this attempt's fetches and publishes."""
+    try:
+        with session_scope(settings.database_url) as session:
+            return profile_service.load(session, tenant_id=tenant_id, secret_key=settings.secret_key)
+    except SecretError as exc:
+        raise JobFailure(FailureClass.storage_denied, f"storage profile credentials: {exc}") from None
 
 
 def _fetch(uri: str, into: Path, namespace: Namespace, *, name: str | None = None) -> Path:

@@ -7,6 +7,7 @@ spec naming only built-in presets needs no database at all (the single-submissio
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,7 +16,8 @@ from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy.orm import Session
 
 from framefleet.core.spec import JobSpec
-from framefleet.storage import uploads
+from framefleet.jobs.locations import spec_locations
+from framefleet.storage import profile_service, uploads
 from framefleet.workflows import presets, templates
 
 MAX_ITEMS = 1000
@@ -84,8 +86,14 @@ def needs_database(document: Mapping[str, Any]) -> bool:
     return (
         "template" in document
         or _names_upload(document)
+        or _names_profile(document)
         or bool(presets.referenced(document) - set(presets.BUILTIN))
     )
+
+
+def _names_profile(document: Mapping[str, Any]) -> bool:
+    # Any storage:// URI (input, destinations, assets): cheap enough on a document of a few KiB.
+    return "storage://" in json.dumps(document)
 
 
 def _names_upload(document: Mapping[str, Any]) -> bool:
@@ -102,6 +110,7 @@ class Resolver:
     tenant_id: int
     _presets: dict[str, dict[str, Any] | None] = field(default_factory=dict)
     _templates: dict[tuple[str, int | None], Any] = field(default_factory=dict)
+    _profiles: set[str] | None = None
 
     def _lookup(self, name: str) -> dict[str, Any] | None:
         if name not in self._presets:
@@ -158,7 +167,21 @@ class Resolver:
             spec = JobSpec.model_validate(raw)
         except ValidationError as exc:
             raise SubmissionInvalid(spec_errors(exc, where)) from None
+        if _names_profile(raw):
+            self._check_profiles(spec)
         return spec, spec.model_dump(mode="json")
+
+    def _check_profiles(self, spec: JobSpec) -> None:
+        """Every storage:// URI names one of this tenant's profiles (another tenant's name is unknown)."""
+        assert self.session is not None
+        if self._profiles is None:
+            found = profile_service.load(self.session, tenant_id=self.tenant_id, secret_key=None)
+            self._profiles = set(found)
+        for field_name, uri, _ in spec_locations(spec):
+            if uri.lower().startswith("storage://"):
+                name = uri[len("storage://") :].partition("/")[0]
+                if name not in self._profiles:
+                    raise _error(field_name, f"no storage profile named {name!r}", "unknown-profile")
 
     def _from_template(self, call: Mapping[str, Any]) -> tuple[dict[str, Any], Mapping[tuple[str, ...], str]]:
         extra = sorted(set(call) - TEMPLATE_CALL_FIELDS)

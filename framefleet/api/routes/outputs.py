@@ -30,10 +30,12 @@ from framefleet.core.failures import FailureClass
 from framefleet.db.models import Job, Tenant
 from framefleet.jobs import service
 from framefleet.keys import Principal
-from framefleet.storage import backend_within
-from framefleet.storage.base import StorageError, StorageNotFound
+from framefleet.storage import backend_within, profile_service
+from framefleet.storage.base import StorageBackend, StorageError, StorageNotFound
 from framefleet.storage.local import LocalStorage
-from framefleet.storage.namespace import namespace_for
+from framefleet.storage.namespace import Namespace, namespace_for
+from framefleet.storage.profiles import SCHEME as PROFILE_SCHEME
+from framefleet.storage.profiles import ProfileStorage
 from framefleet.storage.sharing import OutputEntry, Share, ShareError, open_share, output_file_uri, sign_share
 
 router = APIRouter(prefix="/v1/jobs", tags=["outputs"])
@@ -68,19 +70,28 @@ class OutputFile(FileResponse):
     chunk_size = 1024 * 1024
 
 
+def _namespace(session: Session, settings: Settings, tenant: str, tenant_id: int, uri: str) -> Namespace:
+    """The tenant's namespace, with its storage profiles (credentials decrypted) when `uri` needs one."""
+    profiles = None
+    if uri.lower().startswith(f"{PROFILE_SCHEME}://"):
+        profiles = profile_service.load(session, tenant_id=tenant_id, secret_key=settings.secret_key)
+    return namespace_for(settings, tenant, profiles)
+
+
 def _entries(session: Session, job_id: str) -> list[OutputEntry]:
     return [OutputEntry(o.name, o.kind, o.uri) for o in service.outputs_of(session, job_id)]
 
 
-def _serve(
-    uri: str, *, tenant: str, settings: Settings, through: bool, filename: str | None = None
-) -> Response:
+def _serve(uri: str, *, namespace: Namespace, settings: Settings, through: bool) -> Response:
     """The answer for one stored file: streamed with ranges (local), a redirect, or passed through."""
     try:
-        backend = backend_within(uri, namespace_for(settings, tenant), write=False, settings=settings)
+        backend: StorageBackend = backend_within(uri, namespace, write=False, settings=settings)
+        if isinstance(backend, ProfileStorage):
+            # A profile's store is served like any other: the real URI on the profile's own backend.
+            uri, backend = backend.real(uri), backend.inner
         if isinstance(backend, LocalStorage):
             path = backend.fetch(uri, Path(tempfile.gettempdir()))  # local files are used in place
-            return OutputFile(path, filename=filename, content_disposition_type="inline")
+            return OutputFile(path, content_disposition_type="inline")
         presign = getattr(backend, "presign_get", None)
         if not through and presign is not None:
             url = presign(uri, expires_seconds=settings.download_link_seconds)
@@ -112,8 +123,9 @@ def _download(
         raise Problem("not-found", f"no job {job_id}") from exc
     except LookupError as exc:
         raise Problem("not-found", str(exc)) from exc
+    namespace = _namespace(session, settings, principal.tenant, job.tenant_id, uri)
     session.close()  # no connection held while a large file streams
-    return _serve(uri, tenant=principal.tenant, settings=settings, through=False)
+    return _serve(uri, namespace=namespace, settings=settings, through=False)
 
 
 @router.get("/{job_id}/outputs/{name}", responses=_RESPONSES, summary="Download an output")
@@ -207,7 +219,6 @@ def _shared(session: Session, settings: Settings, token: str, path: str) -> Resp
     if job is None or tenant is None or tenant.status != "active":
         raise Problem("not-found", "no such share link, or it expired")
     entries = _entries(session, job.id)
-    session.close()
     entry = next((o for o in entries if o.name == share.output), None)
     if entry is None:
         raise Problem("not-found", "the shared output is no longer there")
@@ -219,7 +230,9 @@ def _shared(session: Session, settings: Settings, token: str, path: str) -> Resp
         )
     except LookupError as exc:
         raise Problem("not-found", str(exc)) from exc
-    return _serve(uri, tenant=tenant.name, settings=settings, through=path.endswith(_PLAYLIST_SUFFIXES))
+    namespace = _namespace(session, settings, tenant.name, tenant.id, uri)
+    session.close()
+    return _serve(uri, namespace=namespace, settings=settings, through=path.endswith(_PLAYLIST_SUFFIXES))
 
 
 @share_router.get("/{token}/{path:path}")

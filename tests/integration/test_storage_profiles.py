@@ -1,0 +1,141 @@
+"""Per-tenant storage profiles end to end: a tenant's S3 profile (moto) with its own credentials, a job that
+reads and writes `storage://` URIs on a real worker, the operator's default output location, tenant
+isolation, credentials stored encrypted and never returned, and downloads signed with the profile's keys."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+
+from framefleet.api.app import create_app
+from framefleet.config import Settings
+from framefleet.db.models import StorageProfile
+from framefleet.db.session import session_scope
+from tests.integration.conftest import wait_for_state
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
+
+TERMINAL = {"succeeded", "failed", "canceled"}
+
+
+@pytest.fixture()
+def client(test_env: dict[str, str]) -> Iterator[TestClient]:
+    # moto listens on loopback: the operator allows private endpoints here.
+    with TestClient(create_app(Settings(profile_endpoint_allow_private=True))) as test_client:
+        yield test_client
+
+
+def _key(tenant: str, role: str = "admin") -> dict[str, str]:
+    from framefleet.keys import create_key
+
+    with session_scope() as session:
+        raw, _ = create_key(session, tenant=tenant, role=role)
+    return {"X-API-Key": raw}
+
+
+def _profile(moto_endpoint: str, bucket: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "name": "media",
+        "kind": "s3",
+        "bucket": bucket,
+        "prefix": "acme",
+        "endpoint": moto_endpoint,
+        "credentials": {"access_key_id": "tenant-a-key", "secret_access_key": "tenant-a-secret"},
+        **extra,
+    }
+
+
+def test_profile_crud_validation_and_secrecy(client: TestClient, moto_endpoint: str) -> None:
+    tenant = f"pr-{uuid.uuid4().hex[:8]}"
+    admin, member, viewer = _key(tenant), _key(tenant, "member"), _key(tenant, "viewer")
+    created = client.post("/v1/storage", json=_profile(moto_endpoint, "tenant-media"), headers=member)
+    assert created.status_code == 201, created.text
+    view = created.json()
+    assert view["has_credentials"] is True and "credentials" not in view and view["uri"] == "storage://media/"
+    assert "tenant-a-secret" not in created.text
+    listed = client.get("/v1/storage", headers=viewer)
+    assert [p["name"] for p in listed.json()["items"]] == ["media"] and "tenant-a" not in listed.text
+    with session_scope() as session:
+        stored = session.scalar(sa.select(StorageProfile.credentials).where(StorageProfile.name == "media"))
+    assert stored is not None and "tenant-a" not in stored  # encrypted at rest
+    assert client.post("/v1/storage", json=_profile(moto_endpoint, "x"), headers=member).status_code == 409
+    # No credentials: the server's own must never reach a tenant's location.
+    bare = _profile(moto_endpoint, "tenant-media", name="bare", credentials=None)
+    refused = client.post("/v1/storage", json=bare, headers=member)
+    assert refused.status_code == 422 and refused.json()["errors"][0]["field"] == "credentials"
+    folder = client.post("/v1/storage", json={"name": "f", "kind": "file", "bucket": "/etc"}, headers=member)
+    assert folder.status_code == 422 and folder.json()["errors"][0]["field"] == "bucket"
+    # Only an operator sets the default output location.
+    denied = client.patch("/v1/storage/media", json={"default_output": True}, headers=member)
+    assert denied.status_code == 403 and denied.json()["permission"] == "tenants:manage"
+    assert client.patch("/v1/storage/media", json={"default_output": True}, headers=admin).json()[
+        "default_output"
+    ]
+    assert (
+        client.post("/v1/storage", json=_profile(moto_endpoint, "y", name="z"), headers=viewer).status_code
+        == 403
+    )
+    # Another tenant does not see it.
+    assert client.get("/v1/storage/media", headers=_key(f"o-{uuid.uuid4().hex[:8]}")).status_code == 404
+    assert client.delete("/v1/storage/media", headers=member).status_code == 204
+    assert client.get("/v1/storage/media", headers=member).status_code == 404
+
+
+def test_private_endpoints_are_refused_unless_the_operator_allows_them(test_env: dict[str, str]) -> None:
+    with TestClient(create_app(Settings())) as strict:
+        body = _profile("http://127.0.0.1:9", "b")
+        refused = strict.post("/v1/storage", json=body, headers=_key(f"ep-{uuid.uuid4().hex[:8]}"))
+    assert refused.status_code == 422 and refused.json()["errors"][0]["field"] == "endpoint"
+    assert "loopback" in refused.json()["detail"]
+
+
+def test_job_reads_and_writes_through_a_profile_on_a_real_worker(
+    client: TestClient, moto_endpoint: str, worker: Any, clip: Path
+) -> None:
+    bucket = f"tenant-{uuid.uuid4().hex[:8]}"
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=moto_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="t",
+        aws_secret_access_key="t",
+    )
+    s3.create_bucket(Bucket=bucket)
+    s3.upload_file(str(clip), bucket, "acme/in/clip.mp4")
+    tenant = f"pj-{uuid.uuid4().hex[:8]}"
+    headers = _key(tenant)
+    assert (
+        client.post(
+            "/v1/storage", json=_profile(moto_endpoint, bucket, default_output=True), headers=headers
+        ).status_code
+        == 201
+    )
+    spec = {
+        "input": "storage://media/in/clip.mp4",
+        "outputs": [
+            {"name": "web", "container": "mp4", "video": {"width": 160, "height": 120}, "destination": "storage://media/out/web.mp4"},
+            {"name": "plain", "container": "mp4", "video": {"width": 160, "height": 120}},
+        ],
+    }  # fmt: skip
+    submitted = client.post("/v1/jobs", json=spec, headers=headers)
+    assert submitted.status_code == 201, submitted.text
+    job_id = submitted.json()["id"]
+    job = wait_for_state(lambda: client.get(f"/v1/jobs/{job_id}", headers=headers).json(), TERMINAL)
+    assert job["state"] == "succeeded", job
+    uris = {o["name"]: o["uri"] for o in job["outputs"]}
+    assert uris == {"web": "storage://media/out/web.mp4", "plain": f"storage://media/{job_id}/plain.mp4"}
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="acme/")["Contents"]}
+    assert {"acme/out/web.mp4", f"acme/{job_id}/plain.mp4"} <= keys
+    # A download is a redirect signed with the profile's own keys, not the server's.
+    answer = client.get(f"/v1/jobs/{job_id}/outputs/web", headers=headers, follow_redirects=False)
+    assert answer.status_code == 307 and "tenant-a-key" in answer.headers["location"]
+    # Another tenant cannot name this tenant's profile.
+    other = client.post("/v1/jobs", json=spec, headers=_key(f"ot-{uuid.uuid4().hex[:8]}"))
+    assert other.status_code == 422 and other.json()["errors"][0]["field"] == "input"
