@@ -28,8 +28,12 @@ from tests import services
 from tests.api.conftest import KeyMaker, job_body, move_job
 from tests.conftest import make_clip
 from tests.factories import queued_job
+from tests.players.conftest import HERE as PLAYERS
+from tests.players.conftest import NODE_MODULES, browser  # noqa: F401 (the chromium fixture)
+from tests.players.serve import serve
 
 pytestmark = pytest.mark.timeout(90)
+PLAYER_PAGES = PLAYERS / "pages"
 
 
 @pytest.fixture(scope="module")
@@ -164,9 +168,9 @@ def test_s3_output_redirects_to_a_presigned_url_that_serves_ranges(
     assert fetched.status_code == 206 and fetched.content == data[10:20]
 
 
-def _hls_ladder(ffmpeg: str, folder: Path) -> None:
+def _hls_ladder(ffmpeg: str, folder: Path, seconds: float = 2) -> None:
     """A two-rung HLS ladder (master + variant playlists + segments) as the packager lays one out."""
-    clip = make_clip(ffmpeg, folder.parent / "src.mp4", seconds=2, size="160x120")
+    clip = make_clip(ffmpeg, folder.parent / "src.mp4", seconds=seconds, size="160x120")
     subprocess.run(
         [ffmpeg, "-hide_banner", "-loglevel", "error", "-y", "-i", str(clip),
          "-map", "0:v", "-map", "0:v", "-c:v", "libx264", "-preset", "ultrafast", "-g", "12",
@@ -228,3 +232,35 @@ def test_hls_ladder_plays_through_a_share_link_without_a_key(
     assert httpx.get(f"{url}/share/{expired}/master.m3u8").status_code == 404
     other_key = sign_share(Share(job_id, "hls", int(time.time()) + 60), secret_key="another-secret")
     assert httpx.get(f"{url}/share/{other_key}/master.m3u8").status_code == 404
+
+
+def test_hls_js_plays_a_ladder_from_a_share_link_on_another_origin(
+    live: tuple[str, FastAPI],
+    make_key: KeyMaker,
+    api_settings: Settings,
+    database_url: str,
+    ffmpeg: str,
+    browser: Any,  # noqa: F811 (the fixture imported above)
+) -> None:
+    """hls.js in chromium, served from another origin, plays past 3 s and switches between both rungs."""
+    url, _ = live
+    tenant = f"br-{uuid.uuid4().hex[:8]}"
+    headers = make_key(tenant)
+    ladder = _output_folder(api_settings, tenant, "b") / "hls"
+    _hls_ladder(ffmpeg, ladder, seconds=5)
+    job_id = _succeeded_job(
+        database_url,
+        headers["X-API-Key"],
+        [{"name": "hls", "kind": "manifest", "group_name": "hls", "uri": (ladder / "master.m3u8").as_uri()}],
+    )
+    share = httpx.post(f"{url}/v1/jobs/{job_id}/share", json={"output": "hls"}, headers=headers).json()["url"]
+    with serve({"lib": NODE_MODULES, "pages": PLAYER_PAGES}) as pages:
+        page = browser.new_page()
+        try:
+            page.set_default_timeout(60_000)
+            page.goto(f"{pages}/pages/hls.html?src={share}")
+            result = page.evaluate("window.scenario()")
+        finally:
+            page.close()
+    names = [step["name"] for step in result["steps"]]
+    assert not result["fatal"] and names == ["played", "forced 72", "forced 120", "played on"], result

@@ -235,7 +235,32 @@ def _shared(session: Session, settings: Settings, token: str, path: str) -> Resp
     return _serve(uri, namespace=namespace, settings=settings, through=path.endswith(_PLAYLIST_SUFFIXES))
 
 
+# A share link is handed to players on any origin, and carries no cookie or key: every origin may read it.
+_SHARE_CORS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Expose-Headers": "Content-Length, Content-Range, Accept-Ranges, ETag",
+}
+
+
 @share_router.get("/{token}/{path:path}")
 def shared_file(token: str, path: str, session: SessionDep, settings: SettingsDep) -> Response:
     """A file of a shared output, for anyone holding the link (no API key)."""
-    return _shared(session, settings, token, path)
+    try:
+        response = _shared(session, settings, token, path)
+    except Problem as problem:
+        problem.headers = {**(problem.headers or {}), **_SHARE_CORS}
+        raise
+    response.headers.update(_SHARE_CORS)
+    return response
+
+
+@share_router.options("/{token}/{path:path}")
+def shared_file_preflight(token: str, path: str) -> Response:
+    """CORS preflight of a player on another origin asking for a byte range."""
+    headers = {
+        **_SHARE_CORS,
+        "Access-Control-Allow-Methods": "GET, HEAD",
+        "Access-Control-Allow-Headers": "Range, If-Range",
+        "Access-Control-Max-Age": "600",
+    }
+    return Response(status_code=204, headers=headers)
