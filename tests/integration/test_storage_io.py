@@ -1,6 +1,7 @@
-"""Per-tenant storage profiles end to end: a tenant's S3 profile (moto) with its own credentials, a job that
-reads and writes `storage://` URIs on a real worker, the operator's default output location, tenant
-isolation, credentials stored encrypted and never returned, and downloads signed with the profile's keys."""
+"""Storage I/O end to end on a real worker. Per-tenant storage profiles: a tenant's S3 profile (moto) with
+its own credentials, a job that reads and writes `storage://` URIs, the operator's default output location,
+tenant isolation, credentials stored encrypted and never returned, downloads signed with the profile's keys.
+Uploads: a clip uploaded with tus runs as `upload://<id>`, and the state-changing requests are audited."""
 
 from __future__ import annotations
 
@@ -139,3 +140,47 @@ def test_job_reads_and_writes_through_a_profile_on_a_real_worker(
     # Another tenant cannot name this tenant's profile.
     other = client.post("/v1/jobs", json=spec, headers=_key(f"ot-{uuid.uuid4().hex[:8]}"))
     assert other.status_code == 422 and other.json()["errors"][0]["field"] == "input"
+
+
+def test_uploaded_clip_runs_as_an_upload_uri_and_the_requests_are_audited(
+    client: TestClient, worker: Any, clip: Path
+) -> None:
+    tenant = f"uw-{uuid.uuid4().hex[:8]}"
+    headers = _key(tenant)
+    data = clip.read_bytes()
+    tus = {"Tus-Resumable": "1.0.0"}
+    created = client.post("/v1/uploads", headers={**headers, **tus, "Upload-Length": str(len(data))})
+    assert created.status_code == 201, created.text
+    location = created.headers["Location"]
+    for start in range(0, len(data), 64 * 1024):  # a client sending small chunks, as browsers do
+        piece = data[start : start + 64 * 1024]
+        octets = {
+            **headers,
+            **tus,
+            "Content-Type": "application/offset+octet-stream",
+            "Upload-Offset": str(start),
+        }
+        assert client.patch(location, headers=octets, content=piece).status_code == 204
+    upload_uri = client.get(location, headers=headers).json()["uri"]
+    spec = {
+        "input": upload_uri,
+        "outputs": [{"name": "web", "container": "mp4", "video": {"width": 160, "height": 120}}],
+    }
+    submitted = client.post("/v1/jobs", json=spec, headers=headers)
+    assert submitted.status_code == 201, submitted.text
+    job_id = submitted.json()["id"]
+    job = wait_for_state(lambda: client.get(f"/v1/jobs/{job_id}", headers=headers).json(), TERMINAL)
+    assert job["state"] == "succeeded", job
+    assert job["outputs"][0]["duration_seconds"] == pytest.approx(2, abs=0.1)
+
+    # Every state-changing request is in the audit log: the creation, each append, the submission.
+    def audited() -> list[str]:
+        rows = client.get("/v1/audit", params={"limit": 500}, headers=headers).json()["items"]
+        return [row["action"] for row in rows]
+
+    wait_for_state(
+        lambda: {"state": "done" if "uploads.create_upload" in audited() else "waiting"}, {"done"}, 10
+    )
+    actions = audited()
+    assert actions.count("uploads.append_upload") == -(-len(data) // (64 * 1024))
+    assert "jobs.submit" in actions
