@@ -12,6 +12,7 @@ import mimetypes
 import os
 import re
 import threading
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +123,8 @@ class GcsStorage:
         self.resumable_threshold = resumable_threshold
         self.chunk_size = chunk_size
         self._client: storage.Client | None = None
+        # The service-account credentials the client uses, when it has some: they sign URLs locally.
+        self._signer: service_account.Credentials | None = None
         self._lock = threading.Lock()
 
     @property
@@ -148,6 +151,8 @@ class GcsStorage:
         elif self.endpoint_url:
             # An emulator takes no credentials; the environment's default ones would only be sent along.
             credentials = AnonymousCredentials()
+        if isinstance(credentials, service_account.Credentials):
+            self._signer = credentials
         options = {"api_endpoint": self.endpoint_url} if self.endpoint_url else None
         try:
             return storage.Client(project=self.project, credentials=credentials, client_options=options)
@@ -174,6 +179,38 @@ class GcsStorage:
             if not isinstance(exc, Exception):
                 raise
             raise map_gcs_error(exc, f"fetch {uri}") from exc
+
+    def _signed_url(self, uri: str, method: str, expires_seconds: int, **extra: Any) -> str:
+        """A V4 signed URL; it needs service-account credentials (they sign locally, with their key)."""
+        bucket, key = parse_gs_uri(uri)
+        client = self.client  # making the client also records its signing credentials
+        credentials = self._signer
+        if credentials is None:
+            raise StorageDenied("pre-signed GCS URLs need service-account credentials")
+        try:
+            url: str = (
+                client.bucket(bucket)
+                .blob(key)
+                .generate_signed_url(
+                    version="v4",
+                    expiration=timedelta(seconds=expires_seconds),
+                    method=method,
+                    credentials=credentials,
+                    api_access_endpoint=self.endpoint_url or "https://storage.googleapis.com",
+                    **extra,
+                )
+            )
+        except Exception as exc:
+            raise map_gcs_error(exc, f"presign {uri}") from exc
+        return url
+
+    def presign_get(self, uri: str, *, expires_seconds: int) -> str:
+        """A URL that reads the object (ranges included) without credentials until it expires."""
+        return self._signed_url(uri, "GET", expires_seconds)
+
+    def presign_put(self, uri: str, *, expires_seconds: int, size: int) -> tuple[str, dict[str, str]]:
+        """A URL and the headers for one PUT of the object at `uri` until it expires."""
+        return self._signed_url(uri, "PUT", expires_seconds), {"Content-Length": str(size)}
 
     def put(self, local: Path, uri: str, *, move: bool = False, replace: bool = True) -> int:
         """Upload `local` to `uri` (resumable, in chunks, above the threshold); with `replace=False` an

@@ -271,8 +271,8 @@ class S3Storage:
             raise map_s3_error(exc, f"presign {uri}") from exc
         return url
 
-    def presign_put(self, uri: str, *, expires_seconds: int, size: int) -> str:
-        """A URL that accepts one PUT of exactly `size` bytes at `uri` until it expires."""
+    def presign_put(self, uri: str, *, expires_seconds: int, size: int) -> tuple[str, dict[str, str]]:
+        """A URL and the headers for one PUT of exactly `size` bytes at `uri` until it expires."""
         bucket, key = parse_s3_uri(uri)
         try:
             url: str = self.client.generate_presigned_url(
@@ -282,7 +282,7 @@ class S3Storage:
             )
         except Exception as exc:
             raise map_s3_error(exc, f"presign {uri}") from exc
-        return url
+        return url, {"Content-Length": str(size)}
 
     def exists(self, uri: str) -> bool:
         """Whether the object exists (HEAD); a missing bucket also answers False."""

@@ -258,8 +258,9 @@ def expire(session: Session, *, settings: Settings, now: datetime) -> int:
     return len(rows)
 
 
-def presign(*, settings: Settings, tenant: str, filename: str, size: int) -> tuple[str, str]:
-    """(URL, storage URI) for one direct PUT of `size` bytes into the tenant's area of the output root.
+def presign(*, settings: Settings, tenant: str, filename: str, size: int) -> tuple[str, dict[str, str], str]:
+    """(URL, headers to send, storage URI) for one direct PUT of `size` bytes into the tenant's area of the
+    output root.
 
     StorageError when that store cannot pre-sign (a local output root: use the resumable upload instead).
     """
@@ -268,4 +269,5 @@ def presign(*, settings: Settings, tenant: str, filename: str, size: int) -> tup
     sign = getattr(backend, "presign_put", None)
     if sign is None:
         raise StorageError(f"{backend.scheme}:// storage has no pre-signed uploads; use the resumable upload")
-    return sign(uri, expires_seconds=settings.upload_link_seconds, size=size), uri
+    url, headers = sign(uri, expires_seconds=settings.upload_link_seconds, size=size)
+    return url, headers, uri

@@ -31,7 +31,7 @@ from framefleet.db.models import Job, Tenant
 from framefleet.jobs import service
 from framefleet.keys import Principal
 from framefleet.storage import backend_within, profile_service
-from framefleet.storage.base import StorageBackend, StorageError, StorageNotFound
+from framefleet.storage.base import StorageBackend, StorageDenied, StorageError, StorageNotFound
 from framefleet.storage.local import LocalStorage
 from framefleet.storage.namespace import Namespace, namespace_for
 from framefleet.storage.profiles import SCHEME as PROFILE_SCHEME
@@ -92,14 +92,8 @@ def _serve(uri: str, *, namespace: Namespace, settings: Settings, through: bool)
         if isinstance(backend, LocalStorage):
             path = backend.fetch(uri, Path(tempfile.gettempdir()))  # local files are used in place
             return OutputFile(path, content_disposition_type="inline")
-        presign = getattr(backend, "presign_get", None)
-        if not through and presign is not None:
-            url = presign(uri, expires_seconds=settings.download_link_seconds)
-            return RedirectResponse(url, status_code=307, headers={"Cache-Control": "no-store"})
         if not through:
-            raise Problem(
-                "not-found", f"{backend.scheme}:// outputs cannot be downloaded through the API yet"
-            )
+            return _redirect(backend, uri, settings)
         # A playlist from an object store: small text, fetched into a temporary folder and served from it.
         folder = Path(tempfile.mkdtemp(prefix="framefleet-share-"))
         local = backend.fetch(uri, folder)
@@ -111,6 +105,20 @@ def _serve(uri: str, *, namespace: Namespace, settings: Settings, through: bool)
         if exc.failure_class is FailureClass.storage_unavailable:
             raise Problem("unavailable", "the output's storage cannot be reached now") from exc
         raise Problem("not-found", "the output file cannot be read") from exc
+
+
+def _redirect(backend: StorageBackend, uri: str, settings: Settings) -> Response:
+    """A 307 to a pre-signed URL of an object; 409 when the store's credentials cannot sign one."""
+    presign = getattr(backend, "presign_get", None)
+    try:
+        if presign is None:
+            raise StorageDenied(f"{backend.scheme}:// storage has no pre-signed downloads")
+        url = presign(uri, expires_seconds=settings.download_link_seconds)
+    except StorageDenied as exc:
+        raise Problem(
+            "conflict", f"this output cannot be handed out by a pre-signed URL: {exc.message}"
+        ) from exc
+    return RedirectResponse(url, status_code=307, headers={"Cache-Control": "no-store"})
 
 
 def _download(

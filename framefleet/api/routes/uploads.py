@@ -311,17 +311,11 @@ def presign_upload(
             "payload-too-large", f"size {request.size} is over this tenant's limit of {limit} bytes"
         )
     try:
-        url, uri = uploads.presign(
+        url, headers, uri = uploads.presign(
             settings=settings, tenant=principal.tenant, filename=request.filename, size=request.size
         )
     except StorageError as exc:
         raise _storage_problem(exc) from exc
     expires: datetime = utcnow() + timedelta(seconds=settings.upload_link_seconds)
-    body = {
-        "url": url,
-        "method": "PUT",
-        "headers": {"Content-Length": str(request.size)},
-        "uri": uri,
-        "expires_at": expires,
-    }
+    body = {"url": url, "method": "PUT", "headers": headers, "uri": uri, "expires_at": expires}
     return json_response(body, 201)
