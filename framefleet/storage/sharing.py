@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from framefleet.storage import join_uri
-from framefleet.storage.base import StorageDenied
+from framefleet.storage.base import StorageError
 from framefleet.tenancy.secrets import passphrases
 
 # Binds derived keys to this use: a share MAC can never be replayed as another HMAC of the same secret.
@@ -106,5 +106,5 @@ def output_file_uri(outputs: Sequence[OutputEntry], name: str, path: str | None)
     base = entry.uri if folder else entry.uri.rsplit("/", 1)[0] + "/"
     try:
         return join_uri(base, path)
-    except StorageDenied as exc:
+    except StorageError as exc:
         raise LookupError(exc.message) from None
