@@ -278,6 +278,23 @@ def test_presigned_upload_goes_straight_to_s3(
             assert put.status_code == 200, put.text
             bucket, _, key = body["uri"].removeprefix("s3://").partition("/")
             assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == b"hello"
+            # A resumable upload is staged locally, then published to the S3 output root.
+            headers = {**make_key(tenant), **TUS}
+            created = client.post("/v1/uploads", headers={**headers, "Upload-Length": "6"})
+            location = created.headers["Location"]
+            octets = {**headers, "Content-Type": "application/offset+octet-stream"}
+            assert (
+                client.patch(location, headers={**octets, "Upload-Offset": "0"}, content=b"abc").status_code
+                == 204
+            )
+            assert (
+                client.patch(location, headers={**octets, "Upload-Offset": "3"}, content=b"def").status_code
+                == 204
+            )
+            stored = client.get(location, headers=headers).json()["stored_uri"]
+            assert stored.startswith(f"s3://media-out/tenants/{tenant}/uploads/")
+            bucket, _, key = stored.removeprefix("s3://").partition("/")
+            assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == b"abcdef"
         with TestClient(create_app(api_settings)) as client:
             local = client.post(
                 "/v1/uploads/presign", json={"filename": "in.mp4", "size": 5}, headers=make_key()
