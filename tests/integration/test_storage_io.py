@@ -178,9 +178,12 @@ def test_uploaded_clip_runs_as_an_upload_uri_and_the_requests_are_audited(
         rows = client.get("/v1/audit", params={"limit": 500}, headers=headers).json()["items"]
         return [row["action"] for row in rows]
 
-    wait_for_state(
-        lambda: {"state": "done" if "uploads.create_upload" in audited() else "waiting"}, {"done"}, 10
-    )
-    actions = audited()
-    assert actions.count("uploads.append_upload") == -(-len(data) // (64 * 1024))
-    assert "jobs.submit" in actions
+    # Audit rows are written in groups after the answers: wait until every one is there.
+    appends = -(-len(data) // (64 * 1024))
+
+    def complete() -> bool:
+        actions = audited()
+        expected = {"uploads.create_upload", "jobs.submit"}
+        return actions.count("uploads.append_upload") == appends and expected <= set(actions)
+
+    wait_for_state(lambda: {"state": "done" if complete() else "waiting"}, {"done"}, 20)
