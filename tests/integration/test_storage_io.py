@@ -175,7 +175,9 @@ def test_uploaded_clip_runs_as_an_upload_uri_and_the_requests_are_audited(
 
     # Every state-changing request is in the audit log: the creation, each append, the submission.
     def audited() -> list[str]:
-        rows = client.get("/v1/audit", params={"limit": 500}, headers=headers).json()["items"]
+        rows = client.get("/v1/audit", params={"limit": 500, "tenant": tenant}, headers=headers).json()[
+            "items"
+        ]
         return [row["action"] for row in rows]
 
     # Audit rows are written in groups after the answers: wait until every one is there.
