@@ -159,10 +159,27 @@ def test_limits_and_expiry_of_abandoned_uploads(
             http.patch(location, headers={**OCTETS, "Upload-Offset": "0"}, content=b"a" * 10).status_code
             == 204
         )
+        # While one PATCH streams into the upload, another is refused rather than interleaved.
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port))) as sock:
+            head = (
+                f"PATCH {location} HTTP/1.1\r\nHost: {host}\r\nX-API-Key: {headers['X-API-Key']}\r\n"
+                f"Tus-Resumable: 1.0.0\r\nContent-Type: application/offset+octet-stream\r\n"
+                f"Upload-Offset: 10\r\nContent-Length: 100\r\n\r\n"
+            )
+            sock.sendall(head.encode() + b"b" * 5)
+            busy = None
+            for _ in range(50):  # until the first request holds the upload
+                # Empty: until the first request holds the upload, this one appends nothing and succeeds.
+                busy = http.patch(location, headers={**OCTETS, "Upload-Offset": "10"}, content=b"")
+                if busy.status_code == 409 and busy.json()["type"].endswith("/conflict"):
+                    break
+                time.sleep(0.1)
+            assert busy is not None and busy.status_code == 409 and "another request" in busy.json()["detail"]
         upload_id = location.rsplit("/", 1)[-1]
         settings = Settings()
         part = settings.upload_dir / tenant / f"{upload_id}.part"  # type: ignore[operator]
-        assert part.stat().st_size == 10
+        services.wait_until(lambda: part.stat().st_size == 15, 10, "the interrupted PATCH's bytes")
         with session_scope() as session:
             session.get(Upload, upload_id).expires_at = utcnow() - timedelta(seconds=1)  # type: ignore[union-attr]
         assert http.head(location, headers=TUS).status_code == 404
