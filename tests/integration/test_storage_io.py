@@ -189,3 +189,33 @@ def test_uploaded_clip_runs_as_an_upload_uri_and_the_requests_are_audited(
         return actions.count("uploads.append_upload") == appends and expected <= set(actions)
 
     wait_for_state(lambda: {"state": "done" if complete() else "waiting"}, {"done"}, 20)
+
+
+def test_a_file_profile_under_an_allowed_root_serves_a_job(
+    test_env: dict[str, str], worker: Any, clip: Path, media_root: Path
+) -> None:
+    """A `file` profile (a folder the operator lists for profiles): the job reads and writes inside it."""
+    folder = media_root / "profiles" / uuid.uuid4().hex[:8]
+    (folder / "in").mkdir(parents=True)
+    (folder / "in" / "clip.mp4").write_bytes(clip.read_bytes())
+    settings = Settings(profile_file_roots=[media_root / "profiles"])
+    headers = _key(f"pf-{uuid.uuid4().hex[:8]}")
+    with TestClient(create_app(settings)) as api:
+        body = {"name": "nas", "kind": "file", "bucket": str(folder)}
+        assert api.post("/v1/storage", json=body, headers=headers).status_code == 201
+        outside = {"name": "etc", "kind": "file", "bucket": str(media_root / "inputs")}
+        assert api.post("/v1/storage", json=outside, headers=headers).status_code == 422
+        output = {"name": "web", "container": "mp4", "video": {"width": 160, "height": 120}}
+        spec = {
+            "input": "storage://nas/in/clip.mp4",
+            "outputs": [{**output, "destination": "storage://nas/out/web.mp4"}],
+        }
+        submitted = api.post("/v1/jobs", json=spec, headers=headers)
+        assert submitted.status_code == 201, submitted.text
+        job_id = submitted.json()["id"]
+        job = wait_for_state(lambda: api.get(f"/v1/jobs/{job_id}", headers=headers).json(), TERMINAL)
+        assert job["state"] == "succeeded", job
+        assert (folder / "out" / "web.mp4").stat().st_size > 0
+        # Downloads of outputs in a file profile stream from the profile's folder.
+        download = api.get(f"/v1/jobs/{job_id}/outputs/web", headers=headers)
+        assert download.status_code == 200 and download.content == (folder / "out" / "web.mp4").read_bytes()
