@@ -201,10 +201,3 @@ class ProfileStorage:
 
     def check(self) -> None:
         self.inner.check()
-
-    def presign_get(self, uri: str, *, expires_seconds: int) -> str:
-        sign = getattr(self.inner, "presign_get", None)
-        if sign is None:
-            raise StorageDenied(f"{self.scheme}:// storage has no pre-signed downloads")
-        url: str = sign(self.real(uri), expires_seconds=expires_seconds)
-        return url
