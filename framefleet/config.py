@@ -69,6 +69,24 @@ class Settings(BaseSettings):
     http_allow_private: bool = False
     http_max_bytes: int = 10 * 1024**3
     http_timeout_seconds: float = 60.0
+    # Downloads: how long the pre-signed URL of a 307 answer works, and the longest share link allowed.
+    download_link_seconds: int = Field(default=300, ge=10)
+    share_max_seconds: int = Field(default=7 * 86400, ge=60)
+    # Uploads (tus): where part files are staged (default <data_dir>/uploads; best on the filesystem of the
+    # output root, so publishing a finished upload is a rename), the largest upload a tenant may make
+    # (its settings' `uploads.max_bytes` overrides), how long an upload left without a byte lives, and
+    # how long a pre-signed upload URL works.
+    upload_dir: Path | None = None
+    # Folders under which tenants may register `file` storage profiles (none by default: file profiles
+    # are refused until an operator lists where they may point).
+    profile_file_roots: list[Path] = Field(default_factory=list)
+    # Whether a storage profile's endpoint may be a private, loopback or link-local address (a MinIO on
+    # the LAN); off, such endpoints are refused when a profile is written, so tenants cannot aim the
+    # workers at internal services.
+    profile_endpoint_allow_private: bool = False
+    upload_max_bytes: int = Field(default=50 * 1024**3, ge=1)
+    upload_expiry_seconds: int = Field(default=86400, ge=60)
+    upload_link_seconds: int = Field(default=3600, ge=60)
 
     # API
     api_host: str = "127.0.0.1"
@@ -269,6 +287,7 @@ class Settings(BaseSettings):
             env = f"FRAMEFLEET_{name.upper()}"
             schemes = ("file", "s3", "azure", "az", "gs")
             setattr(self, name, [_storage_prefix(u, schemes, env) for u in getattr(self, name)])
+        self.upload_dir = (self.upload_dir or self.data_dir / "uploads").resolve()
         if not self.public_url:
             self.public_url = f"http://{self.api_host}:{self.api_port}"
         if self.heartbeat_ttl_seconds < 2 * self.heartbeat_interval_seconds:

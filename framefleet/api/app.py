@@ -26,10 +26,13 @@ from framefleet.api.routes import (
     batch,
     health,
     jobs,
+    outputs,
     presets,
     quality,
     schedules,
+    storage,
     tenancy,
+    uploads,
     webhooks,
     workers,
     workflows,
@@ -211,7 +214,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         wait_seconds=settings.api_admission_wait_seconds,
         retry_after=settings.api_retry_after_seconds,
     )
-    app.add_middleware(RequestContextMiddleware, max_body_bytes=MAX_BODY_BYTES)
+    app.add_middleware(
+        RequestContextMiddleware, max_body_bytes=MAX_BODY_BYTES, streamed=(("PATCH", "/v1/uploads/"),)
+    )
     if settings.cors_origins:
         # Only the listed origins are ever echoed back; no credentials (keys travel in headers).
         app.add_middleware(
@@ -243,6 +248,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(webhooks.router)
     app.include_router(schedules.router)
     app.include_router(workflows.router)
+    app.include_router(outputs.router)
+    app.include_router(uploads.router)
+    app.include_router(storage.router)
+    app.include_router(outputs.share_router)
     app.include_router(health.router)
     console.install(app, secret_key=settings.secret_key)
 

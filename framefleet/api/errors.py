@@ -39,7 +39,11 @@ KINDS: dict[str, tuple[int, str]] = {
     "job-finished": (409, "Job already finished"),
     # A priority change (queue hopping) asked of a job that already runs or ended.
     "job-not-waiting": (409, "Job no longer waiting"),
+    # tus: an upload PATCH at another offset than the upload's (`offset` says where to resume).
+    "upload-offset-mismatch": (409, "Upload-Offset does not match"),
     "payload-too-large": (413, "Request body too large"),
+    # tus: Tus-Resumable missing or another version (Tus-Version names the one spoken).
+    "tus-version": (412, "Unsupported tus version"),
     "unsupported-media-type": (415, "Unsupported media type"),
     "validation": (422, "Invalid request"),
     # Valid, but no known worker could ever run it: may change when workers with other capabilities join.

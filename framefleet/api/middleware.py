@@ -54,9 +54,12 @@ class RequestContextMiddleware:
     """Tags each request with an X-Request-ID (bound into log context), limits its body, logs and
     measures it."""
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_body_bytes: int, streamed: tuple[tuple[str, str], ...] = ()) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        # (method, path prefix) of routes that stream their bodies to disk and bound them themselves
+        # (tus PATCH: at most what is left of the upload's declared length).
+        self.streamed = streamed
 
     def _limited(self, receive: Receive) -> Receive:
         # Only for bodies without a Content-Length (chunked): the server enforces a declared length.
@@ -95,8 +98,12 @@ class RequestContextMiddleware:
                 message["headers"] = [*message.get("headers", ()), id_header]
             await send(message)
 
+        method, path = scope["method"], scope["path"]
+        unlimited = any(method == m and path.startswith(prefix) for m, prefix in self.streamed)
         try:
-            if length is not None and length > self.max_body_bytes:
+            if unlimited:
+                await self.app(scope, receive, send_with_id)
+            elif length is not None and length > self.max_body_bytes:
                 await self._refuse(scope, send_with_id, _too_large(self.max_body_bytes))
             else:
                 await self.app(scope, receive if length is not None else self._limited(receive), send_with_id)

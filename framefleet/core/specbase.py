@@ -16,11 +16,11 @@ from urllib.parse import unquote
 from pydantic import AfterValidator, BaseModel, ConfigDict, SerializerFunctionWrapHandler, model_serializer
 from pydantic_core import PydanticCustomError
 
-URI_SCHEMES = ("file", "s3", "azure", "az", "gs", "http", "https")
+URI_SCHEMES = ("file", "s3", "azure", "az", "gs", "storage", "http", "https")
 # Where outputs can be written: http(s) is read-only.
-DESTINATION_SCHEMES = ("file", "s3", "azure", "az", "gs")
+DESTINATION_SCHEMES = ("file", "s3", "azure", "az", "gs", "storage")
 # Object stores: the whole rest of the URI is bucket (or container) and key, with no host.
-OBJECT_SCHEMES = ("s3", "azure", "az", "gs")
+OBJECT_SCHEMES = ("s3", "azure", "az", "gs", "storage")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 # Language tags as HLS and DASH carry them (BCP 47 shapes such as en, pt-BR, zh-Hant).
 LANGUAGE_PATTERN = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8}){0,3}$")

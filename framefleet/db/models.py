@@ -498,3 +498,44 @@ class JobTemplate(Base):
     parameters: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
     spec: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Upload(Base):
+    """A resumable upload (tus) of one tenant (migration 0013): staged in a part file until its last byte,
+    then published to the tenant's storage, where `uri` names it (`upload://<id>` resolves to it)."""
+
+    __tablename__ = "uploads"
+    # The sweep of abandoned uploads reads open ones by expiry.
+    __table_args__ = (sa.Index("ix_uploads_state_expires", "state", "expires_at"),)
+
+    id: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(sa.ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    length: Mapped[int] = mapped_column(sa.BigInteger)
+    filename: Mapped[str] = mapped_column(sa.String(200))
+    state: Mapped[str] = mapped_column(sa.String(16), default="open")  # open | complete
+    uri: Mapped[str | None] = mapped_column(sa.Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+
+
+class StorageProfile(Base):
+    """A tenant's named storage location (migration 0013): `storage://<name>/<path>` (storage/profiles.py).
+    `credentials` holds an encrypted token of the JSON credentials (tenancy/secrets.py), never plaintext."""
+
+    __tablename__ = "storage_profiles"
+    __table_args__ = (sa.UniqueConstraint("tenant_id", "name", name="uq_storage_profiles_tenant_name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(sa.ForeignKey("tenants.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(sa.String(64))
+    kind: Mapped[str] = mapped_column(sa.String(8))  # s3 | azure | gcs | file
+    bucket: Mapped[str] = mapped_column(sa.Text)
+    prefix: Mapped[str] = mapped_column(sa.Text, default="")
+    endpoint: Mapped[str | None] = mapped_column(sa.Text, default=None)
+    region: Mapped[str | None] = mapped_column(sa.String(64), default=None)
+    credentials: Mapped[str | None] = mapped_column(sa.Text, default=None)
+    # Where the tenant's jobs write when their outputs name no destination (set by an operator).
+    default_output: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

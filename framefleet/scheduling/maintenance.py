@@ -48,6 +48,7 @@ from framefleet.redis_client import get_redis
 from framefleet.scheduling import broker, fairshare, preemption
 from framefleet.scheduling.aging import aged_priority, is_higher
 from framefleet.scheduling.outcomes import fail_attempt
+from framefleet.storage import uploads
 from framefleet.tenancy import quotas
 from framefleet.workflows import dependencies, schedules
 
@@ -314,6 +315,12 @@ def age_waiting_jobs(
     return promoted
 
 
+def expire_uploads(settings: Settings, now: datetime | None = None) -> int:
+    """Delete unfinished uploads past their expiry (storage/uploads.py); how many."""
+    with session_scope(settings.database_url) as session:
+        return uploads.expire(session, settings=settings, now=now or utcnow())
+
+
 def queue_levels(
     rows: list[tuple[str, str, datetime | None, int]], now: datetime
 ) -> tuple[dict[str, int], dict[str, float]]:
@@ -449,6 +456,8 @@ class Maintenance:
             Task("schedules", s.schedule_interval_seconds, lambda: schedules.fire_due(s, celery=self.celery)),
             # Files whose retention has passed, in bounded batches (lifecycle/retention.py).
             Task("retention", s.retention_interval_seconds, lambda: retention.sweep(s)),
+            # Resumable uploads abandoned past their expiry: part files and rows, in bounded batches.
+            Task("uploads", s.reaper_interval_seconds, lambda: expire_uploads(s)),
         ]
 
     def tick(self) -> None:

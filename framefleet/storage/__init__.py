@@ -21,6 +21,8 @@ from framefleet.storage.gcs import GcsStorage, parse_gs_uri
 from framefleet.storage.http import HttpStorage
 from framefleet.storage.local import LocalStorage
 from framefleet.storage.namespace import Namespace
+from framefleet.storage.profiles import SCHEME as PROFILE_SCHEME
+from framefleet.storage.profiles import ProfileStorage, parse_profile_uri
 from framefleet.storage.s3 import S3Storage, parse_s3_uri
 
 __all__ = [
@@ -134,7 +136,10 @@ def backend_within(
     resolved afresh each time, never from a cache made before they existed.
     """
     namespace.check(uri, write=write)
-    if scheme_of(uri) == "file":
+    scheme = scheme_of(uri)
+    if scheme == PROFILE_SCHEME:
+        return ProfileStorage(namespace.profile(uri))
+    if scheme == "file":
         return LocalStorage(namespace.local_roots(write=write))
     return backend_for(uri, settings)
 
@@ -150,6 +155,8 @@ _OBJECT_PARSERS: dict[str, Callable[[str], tuple[str, str]]] = {
     "azure": parse_azure_uri,
     "az": parse_azure_uri,
     "gs": parse_gs_uri,
+    # storage://<profile>/<path>: keys verbatim, as the profile's store will take them.
+    PROFILE_SCHEME: parse_profile_uri,
 }
 
 

@@ -13,6 +13,7 @@ import mimetypes
 import os
 import re
 import threading
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,7 +27,7 @@ from azure.core.exceptions import (
     ServiceRequestError,
     ServiceResponseError,
 )
-from azure.storage.blob import BlobServiceClient, ContentSettings
+from azure.storage.blob import BlobSasPermissions, BlobServiceClient, ContentSettings, generate_blob_sas
 
 from framefleet.core.failures import FailureClass
 from framefleet.storage.base import (
@@ -159,6 +160,35 @@ class AzureBlobStorage:
             credential = self.sas_token.lstrip("?")
         # No credential at all: anonymous access, which public containers allow for reading.
         return BlobServiceClient(self.account_url, credential=credential, **self._options)
+
+    def _signed_url(self, uri: str, permission: BlobSasPermissions, expires_seconds: int) -> str:
+        """The blob's URL with a SAS token for `permission`; it needs the account key (a SAS of our own
+        cannot sign another)."""
+        container, blob = parse_azure_uri(uri)
+        client = self.client
+        key = getattr(client.credential, "account_key", None) or self.account_key
+        if not key or not client.account_name:
+            raise StorageDenied(
+                "pre-signed Azure URLs need the account key (connection string or account key)"
+            )
+        token = generate_blob_sas(
+            account_name=str(client.account_name),
+            container_name=container,
+            blob_name=blob,
+            account_key=key,
+            permission=permission,
+            expiry=datetime.now(UTC) + timedelta(seconds=expires_seconds),
+        )
+        return f"{client.get_blob_client(container, blob).url}?{token}"
+
+    def presign_get(self, uri: str, *, expires_seconds: int) -> str:
+        """A URL that reads the blob (ranges included) without credentials until it expires."""
+        return self._signed_url(uri, BlobSasPermissions(read=True), expires_seconds)
+
+    def presign_put(self, uri: str, *, expires_seconds: int, size: int) -> tuple[str, dict[str, str]]:
+        """A URL and the headers for one PUT creating the blob at `uri` until it expires."""
+        url = self._signed_url(uri, BlobSasPermissions(create=True, write=True), expires_seconds)
+        return url, {"x-ms-blob-type": "BlockBlob", "Content-Length": str(size)}
 
     def fetch(
         self, uri: str, workdir: Path, *, name: str | None = None, digest: Digest | None = None

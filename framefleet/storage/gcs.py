@@ -12,6 +12,7 @@ import mimetypes
 import os
 import re
 import threading
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +102,7 @@ class GcsStorage:
         project: str | None = None,
         endpoint_url: str | None = None,
         credentials_file: Path | None = None,
+        credentials_info: dict[str, Any] | None = None,
         probe_bucket: str | None = None,
         connect_timeout: float = 5.0,
         read_timeout: float = 60.0,
@@ -113,6 +115,8 @@ class GcsStorage:
         self.project = project
         self.endpoint_url = endpoint_url or None
         self.credentials_file = credentials_file
+        # A service-account key given as data (a tenant's storage profile) rather than as a file.
+        self.credentials_info = credentials_info
         self.probe_bucket = probe_bucket
         self.timeout = (connect_timeout, read_timeout)
         # Every call here may be repeated safely (a create-only upload is conditional, a replacing one
@@ -121,6 +125,8 @@ class GcsStorage:
         self.resumable_threshold = resumable_threshold
         self.chunk_size = chunk_size
         self._client: storage.Client | None = None
+        # The service-account credentials the client uses, when it has some: they sign URLs locally.
+        self._signer: service_account.Credentials | None = None
         self._lock = threading.Lock()
 
     @property
@@ -132,7 +138,12 @@ class GcsStorage:
 
     def _make_client(self) -> storage.Client:
         credentials: Any = None
-        if self.credentials_file is not None:
+        if self.credentials_info is not None:
+            try:
+                credentials = service_account.Credentials.from_service_account_info(self.credentials_info)
+            except (ValueError, KeyError) as exc:
+                raise StorageDenied(f"unusable GCS service-account key: {exc}") from None
+        elif self.credentials_file is not None:
             try:
                 credentials = service_account.Credentials.from_service_account_file(
                     str(self.credentials_file)
@@ -142,6 +153,8 @@ class GcsStorage:
         elif self.endpoint_url:
             # An emulator takes no credentials; the environment's default ones would only be sent along.
             credentials = AnonymousCredentials()
+        if isinstance(credentials, service_account.Credentials):
+            self._signer = credentials
         options = {"api_endpoint": self.endpoint_url} if self.endpoint_url else None
         try:
             return storage.Client(project=self.project, credentials=credentials, client_options=options)
@@ -172,6 +185,38 @@ class GcsStorage:
             if not isinstance(exc, Exception):
                 raise
             raise map_gcs_error(exc, f"fetch {uri}") from exc
+
+    def _signed_url(self, uri: str, method: str, expires_seconds: int, **extra: Any) -> str:
+        """A V4 signed URL; it needs service-account credentials (they sign locally, with their key)."""
+        bucket, key = parse_gs_uri(uri)
+        client = self.client  # making the client also records its signing credentials
+        credentials = self._signer
+        if credentials is None:
+            raise StorageDenied("pre-signed GCS URLs need service-account credentials")
+        try:
+            url: str = (
+                client.bucket(bucket)
+                .blob(key)
+                .generate_signed_url(
+                    version="v4",
+                    expiration=timedelta(seconds=expires_seconds),
+                    method=method,
+                    credentials=credentials,
+                    api_access_endpoint=self.endpoint_url or "https://storage.googleapis.com",
+                    **extra,
+                )
+            )
+        except Exception as exc:
+            raise map_gcs_error(exc, f"presign {uri}") from exc
+        return url
+
+    def presign_get(self, uri: str, *, expires_seconds: int) -> str:
+        """A URL that reads the object (ranges included) without credentials until it expires."""
+        return self._signed_url(uri, "GET", expires_seconds)
+
+    def presign_put(self, uri: str, *, expires_seconds: int, size: int) -> tuple[str, dict[str, str]]:
+        """A URL and the headers for one PUT of the object at `uri` until it expires."""
+        return self._signed_url(uri, "PUT", expires_seconds), {"Content-Length": str(size)}
 
     def put(self, local: Path, uri: str, *, move: bool = False, replace: bool = True) -> int:
         """Upload `local` to `uri` (resumable, in chunks, above the threshold); with `replace=False` an

@@ -12,9 +12,11 @@ area cannot lead into another's.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from framefleet.config import Settings
@@ -23,6 +25,8 @@ from framefleet.storage.azure import parse_azure_uri
 from framefleet.storage.base import StorageDenied, StorageError
 from framefleet.storage.gcs import parse_gs_uri
 from framefleet.storage.local import parse_file_uri
+from framefleet.storage.profiles import SCHEME as PROFILE_SCHEME
+from framefleet.storage.profiles import Profile, parse_profile_uri
 from framefleet.storage.s3 import parse_s3_uri
 
 TENANTS_DIR = "tenants"
@@ -101,6 +105,10 @@ class Namespace:
     own: tuple[Location, ...]
     shared: tuple[Location, ...]  # read-only for every tenant
     shared_writable: tuple[Location, ...]
+    # The tenant's storage profiles by name (storage/profiles.py); None when not loaded, which only the
+    # API's namespace check allows (the submission's resolver checks the names): nothing is reachable
+    # through storage:// without them.
+    profiles: Mapping[str, Profile] | None = field(default=None, compare=False)
 
     def areas(self, *, write: bool) -> tuple[Location, ...]:
         return self.own + self.shared_writable + (() if write else self.shared)
@@ -111,6 +119,8 @@ class Namespace:
 
     def problem(self, uri: str, *, write: bool) -> str | None:
         """Why this tenant may not read (or write) `uri`, in words; None when it may."""
+        if uri[: len(PROFILE_SCHEME) + 3].lower() == f"{PROFILE_SCHEME}://":
+            return self._profile_problem(uri)
         try:
             location = location_of(uri)
         except StorageError as exc:
@@ -133,6 +143,23 @@ class Namespace:
             return f"{uri} names a storage area itself, not a file or folder inside it"
         return None
 
+    def _profile_problem(self, uri: str) -> str | None:
+        try:
+            name, _ = parse_profile_uri(uri)
+        except StorageError as exc:
+            return exc.message
+        if self.profiles is not None and name not in self.profiles:
+            return f"tenant {self.tenant!r} has no storage profile named {name!r}"
+        return None
+
+    def profile(self, uri: str) -> Profile:
+        """The loaded profile a storage:// URI names; StorageDenied when unknown or not loaded."""
+        name, _ = parse_profile_uri(uri)
+        found = (self.profiles or {}).get(name)
+        if found is None:
+            raise StorageDenied(f"tenant {self.tenant!r} has no storage profile named {name!r}")
+        return found
+
     def check(self, uri: str, *, write: bool) -> None:
         """Raise StorageDenied when this tenant may not read (or write) `uri`."""
         problem = self.problem(uri, write=write)
@@ -143,10 +170,12 @@ class Namespace:
         return "use " + " or ".join(f"{area.uri}/…" for area in self.own[:2])
 
 
-def namespace_for(settings: Settings, tenant: str) -> Namespace:
-    """The namespace of `tenant` under these settings: a pure function of the two (memoized on the
-    settings it reads, since every submission asks for it and the answer is immutable)."""
-    return _namespace(
+def namespace_for(
+    settings: Settings, tenant: str, profiles: Mapping[str, Profile] | None = None
+) -> Namespace:
+    """The namespace of `tenant` under these settings (and its storage profiles, when loaded): pure. The
+    part read from settings is memoized, since every submission asks for it and the answer is immutable."""
+    base = _namespace(
         tenant,
         tuple(settings.storage_roots),
         settings.output_root,
@@ -156,6 +185,7 @@ def namespace_for(settings: Settings, tenant: str) -> Namespace:
         tuple(settings.shared_storage),
         tuple(settings.shared_storage_writable),
     )
+    return base if profiles is None else dataclasses.replace(base, profiles=profiles)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -186,6 +216,9 @@ def _namespace(
     return Namespace(tenant=segment, own=tuple(own), shared=shared, shared_writable=writable)
 
 
-def job_output_base(settings: Settings, tenant: str, job_id: str) -> str:
-    """Where a job's outputs go when they name no destination: its own folder in the tenant's area."""
+def job_output_base(settings: Settings, tenant: str, job_id: str, default: Profile | None = None) -> str:
+    """Where a job's outputs go when they name no destination: its own folder in the tenant's default
+    output profile when the operator set one, else in the tenant's area of the output root."""
+    if default is not None:
+        return f"{PROFILE_SCHEME}://{default.name}/{job_id}"
     return prefix_location(settings.output_root).child(TENANTS_DIR, check_tenant_name(tenant), job_id).uri

@@ -161,8 +161,17 @@ class S3Storage:
         multipart_threshold: int = 64 * 1024**2,
         multipart_chunksize: int = 64 * 1024**2,
         max_concurrency: int = 4,
+        access_key_id: str | None = None,
+        secret_access_key: str | None = None,
+        session_token: str | None = None,
     ) -> None:
         self.endpoint_url = endpoint_url or None
+        # Explicit keys (a tenant's storage profile); None: the usual AWS environment variables and files.
+        self._keys = {
+            "aws_access_key_id": access_key_id,
+            "aws_secret_access_key": secret_access_key,
+            "aws_session_token": session_token,
+        }
         self.region = region
         self.probe_bucket = probe_bucket
         self._config = Config(
@@ -188,7 +197,7 @@ class S3Storage:
         """The boto3 S3 client, created on first use (clients are thread-safe, their creation is not)."""
         with self._lock:
             if self._client is None:
-                session = boto3.session.Session(region_name=self.region)
+                session = boto3.session.Session(region_name=self.region, **self._keys)
                 self._client = session.client("s3", endpoint_url=self.endpoint_url, config=self._config)
             return self._client
 
@@ -199,7 +208,7 @@ class S3Storage:
         existing key, atomically. The transfer manager does not pass that header itself."""
         with self._lock:
             if self._exclusive is None:
-                session = boto3.session.Session(region_name=self.region)
+                session = boto3.session.Session(region_name=self.region, **self._keys)
                 client = session.client("s3", endpoint_url=self.endpoint_url, config=self._config)
                 for operation in ("PutObject", "CompleteMultipartUpload"):
                     client.meta.events.register(f"before-sign.s3.{operation}", _create_only)
@@ -263,6 +272,30 @@ class S3Storage:
         if move:
             local.unlink(missing_ok=True)
         return size
+
+    def presign_get(self, uri: str, *, expires_seconds: int) -> str:
+        """A URL that reads the object without credentials until it expires (range requests included)."""
+        bucket, key = parse_s3_uri(uri)
+        try:
+            url: str = self.client.generate_presigned_url(
+                "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires_seconds
+            )
+        except Exception as exc:
+            raise map_s3_error(exc, f"presign {uri}") from exc
+        return url
+
+    def presign_put(self, uri: str, *, expires_seconds: int, size: int) -> tuple[str, dict[str, str]]:
+        """A URL and the headers for one PUT of exactly `size` bytes at `uri` until it expires."""
+        bucket, key = parse_s3_uri(uri)
+        try:
+            url: str = self.client.generate_presigned_url(
+                "put_object",
+                Params={"Bucket": bucket, "Key": key, "ContentLength": size},
+                ExpiresIn=expires_seconds,
+            )
+        except Exception as exc:
+            raise map_s3_error(exc, f"presign {uri}") from exc
+        return url, {"Content-Length": str(size)}
 
     def exists(self, uri: str) -> bool:
         """Whether the object exists (HEAD); a missing bucket also answers False."""

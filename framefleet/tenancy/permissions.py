@@ -45,6 +45,14 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     # Cron schedules: what submits jobs on a timer is managed by those who may submit jobs.
     "schedules:read": frozenset({ADMIN, OPERATOR, MEMBER, VIEWER}),
     "schedules:manage": frozenset({ADMIN, MEMBER}),
+    # Share links hand an output to anyone holding the URL: those who may submit jobs may share outputs.
+    "outputs:share": frozenset({ADMIN, MEMBER}),
+    # Resumable uploads (tus) and pre-signed upload URLs: what jobs then read as inputs.
+    "uploads:write": frozenset({ADMIN, MEMBER}),
+    # Storage profiles (/v1/storage): every role sees them (never their credentials); admins and members
+    # manage them. Marking one as the tenant's default output location also takes tenants:manage.
+    "storage:read": frozenset({ADMIN, OPERATOR, MEMBER, VIEWER}),
+    "storage:manage": frozenset({ADMIN, MEMBER}),
 }
 
 

@@ -12,12 +12,13 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from framefleet.db.models import WebhookEndpoint
+from framefleet.db.models import StorageProfile, WebhookEndpoint
 from framefleet.tenancy import secrets
 
 # (primary key, encrypted columns) per table.
 ENCRYPTED_COLUMNS: tuple[tuple[InstrumentedAttribute[int], tuple[InstrumentedAttribute[Any], ...]], ...] = (
     (WebhookEndpoint.id, (WebhookEndpoint.secret, WebhookEndpoint.previous_secret)),
+    (StorageProfile.id, (StorageProfile.credentials,)),
 )
 
 

@@ -46,9 +46,11 @@ from framefleet.media.results import Results, Row, collect_results
 from framefleet.media.runner import FfmpegResult, run_ffmpeg
 from framefleet.observability import usage as attempt_usage
 from framefleet.scheduling import preemption
-from framefleet.storage import backend_within
+from framefleet.storage import backend_within, profile_service
 from framefleet.storage.base import Digest, StorageError
 from framefleet.storage.namespace import Namespace, job_output_base, namespace_for
+from framefleet.storage.profiles import Profile
+from framefleet.tenancy.secrets import SecretError
 from framefleet.webhooks import feed
 from framefleet.worker.quality_search import Search, search_outputs, targeted_spec, video_bytes
 
@@ -178,7 +180,7 @@ def run_pipeline(
     """
     spec = JobSpec.model_validate(job.spec)
     try:
-        namespace = namespace_for(settings, tenant)
+        namespace = namespace_for(settings, tenant, _profiles(settings, job.tenant_id))
     except ValueError as exc:
         raise JobFailure(FailureClass.storage_denied, f"tenant {tenant!r} has no storage: {exc}") from None
     workdir = settings.work_root / job.id / f"attempt-{attempt}"
@@ -229,7 +231,9 @@ def run_pipeline(
         )
         _encode(plan, ffmpeg, run, start=start)
         run.check_canceled()
-        results = collect_results(plan, encoded, job_output_base(settings, tenant, job.id))
+        results = collect_results(
+            plan, encoded, job_output_base(settings, tenant, job.id, _default_output(namespace))
+        )
         _record_searches(plan, results, searches)
         _note_plan(plan)
         run.check_canceled()
@@ -241,6 +245,20 @@ def run_pipeline(
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
         _remove_empty_parent(workdir.parent)
+
+
+def _default_output(namespace: Namespace) -> Profile | None:
+    """The tenant's profile its outputs go to when they name no destination (set by an operator), if any."""
+    return next((p for p in (namespace.profiles or {}).values() if p.default_output), None)
+
+
+def _profiles(settings: Settings, tenant_id: int) -> dict[str, Profile]:
+    """The tenant's storage profiles with their credentials, for this attempt's fetches and publishes."""
+    try:
+        with session_scope(settings.database_url) as session:
+            return profile_service.load(session, tenant_id=tenant_id, secret_key=settings.secret_key)
+    except SecretError as exc:
+        raise JobFailure(FailureClass.storage_denied, f"storage profile credentials: {exc}") from None
 
 
 def _fetch(
@@ -264,8 +282,9 @@ def _from_cache(
             return None
         source, objects, outputs = found
         session.expunge_all()
-    old = job_output_base(settings, tenant, source.id) + "/"
-    new = job_output_base(settings, tenant, job.id) + "/"
+    default = _default_output(namespace)
+    old = job_output_base(settings, tenant, source.id, default) + "/"
+    new = job_output_base(settings, tenant, job.id, default) + "/"
     if not all(o.uri.startswith(old) for o in objects):
         return None  # explicit destinations: the same objects, not the source's own copies
     ensure_owner(job.id, attempt)

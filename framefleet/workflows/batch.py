@@ -7,6 +7,7 @@ spec naming only built-in presets needs no database at all (the single-submissio
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +16,8 @@ from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy.orm import Session
 
 from framefleet.core.spec import JobSpec
+from framefleet.jobs.locations import spec_locations
+from framefleet.storage import profile_service, uploads
 from framefleet.workflows import presets, templates
 
 MAX_ITEMS = 1000
@@ -79,8 +82,23 @@ def origins(value: Any, path: tuple[str, ...] = ()) -> dict[tuple[str, ...], str
 
 
 def needs_database(document: Mapping[str, Any]) -> bool:
-    """Whether resolving this submission reads the tenant's presets or templates."""
-    return "template" in document or bool(presets.referenced(document) - set(presets.BUILTIN))
+    """Whether resolving this submission reads the tenant's presets, templates or uploads."""
+    return (
+        "template" in document
+        or _names_upload(document)
+        or _names_profile(document)
+        or bool(presets.referenced(document) - set(presets.BUILTIN))
+    )
+
+
+def _names_profile(document: Mapping[str, Any]) -> bool:
+    # Any storage:// URI (input, destinations, assets): cheap enough on a document of a few KiB.
+    return "storage://" in json.dumps(document)
+
+
+def _names_upload(document: Mapping[str, Any]) -> bool:
+    source = document.get("input")
+    return isinstance(source, str) and source.lower().startswith(uploads.SCHEME)
 
 
 @dataclass
@@ -92,6 +110,7 @@ class Resolver:
     tenant_id: int
     _presets: dict[str, dict[str, Any] | None] = field(default_factory=dict)
     _templates: dict[tuple[str, int | None], Any] = field(default_factory=dict)
+    _profiles: set[str] | None = None
 
     def _lookup(self, name: str) -> dict[str, Any] | None:
         if name not in self._presets:
@@ -125,6 +144,15 @@ class Resolver:
             )
         return self._templates[key]
 
+    def _upload(self, uri: str) -> str:
+        """The stored URI of one of this tenant's finished uploads: `upload://<id>` names nothing else."""
+        assert self.session is not None
+        try:
+            return uploads.stored_uri(self.session, tenant_id=self.tenant_id, uri=uri)
+        except uploads.UploadNotFound:
+            message = f"{uri} names no finished upload of this tenant"
+            raise _error("input", message, "unknown-upload") from None
+
     def resolve(self, document: Any) -> tuple[JobSpec, dict[str, Any]]:
         """The validated spec and its JSON document; SubmissionInvalid naming each field at fault."""
         if not isinstance(document, Mapping):
@@ -133,11 +161,27 @@ class Resolver:
         if "template" in document:
             document, where = self._from_template(document)
         raw = self.expand(document)
+        if _names_upload(raw):
+            raw = {**raw, "input": self._upload(raw["input"])}
         try:
             spec = JobSpec.model_validate(raw)
         except ValidationError as exc:
             raise SubmissionInvalid(spec_errors(exc, where)) from None
+        if _names_profile(raw):
+            self._check_profiles(spec)
         return spec, spec.model_dump(mode="json")
+
+    def _check_profiles(self, spec: JobSpec) -> None:
+        """Every storage:// URI names one of this tenant's profiles (another tenant's name is unknown)."""
+        assert self.session is not None
+        if self._profiles is None:
+            found = profile_service.load(self.session, tenant_id=self.tenant_id, secret_key=None)
+            self._profiles = set(found)
+        for field_name, uri, _ in spec_locations(spec):
+            if uri.lower().startswith("storage://"):
+                name = uri[len("storage://") :].partition("/")[0]
+                if name not in self._profiles:
+                    raise _error(field_name, f"no storage profile named {name!r}", "unknown-profile")
 
     def _from_template(self, call: Mapping[str, Any]) -> tuple[dict[str, Any], Mapping[tuple[str, ...], str]]:
         extra = sorted(set(call) - TEMPLATE_CALL_FIELDS)

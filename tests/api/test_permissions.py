@@ -49,6 +49,8 @@ def concrete(path: str) -> str:
         "schedule_id": "999999",
         "worker_id": f"nobody@{uuid.uuid4().hex[:6]}:1",
         "workflow_id": str(uuid.uuid4()),
+        "path": "x.mp4",
+        "upload_id": "0" * 32,
         "name": f"nobody-{uuid.uuid4().hex[:6]}",
     }
     return re.sub(r"\{(\w+)\}", lambda match: values[match.group(1)], path)
