@@ -31,6 +31,10 @@ NOT_TENANT_SCOPED: dict[tuple[str, str], str] = {
     ("get", "/v1/schedules"): "lists the caller's tenant (checked below)",
     ("post", "/v1/schedules"): "creates in the caller's tenant",
     ("get", "/v1/usage"): "the caller's tenant's usage",
+    ("get", "/v1/storage"): "lists the caller's tenant (checked below)",
+    ("post", "/v1/storage"): "creates in the caller's tenant",
+    ("post", "/v1/uploads"): "creates in the caller's tenant",
+    ("post", "/v1/uploads/presign"): "signs an upload into the caller's tenant's area",
     ("get", "/v1/workflows"): "lists the caller's tenant (checked below)",
     ("post", "/v1/workflows"): "creates in the caller's tenant",
     ("get", "/v1/audit"): "the caller's tenant's audit rows (checked below)",
@@ -63,9 +67,23 @@ NOT_TENANT_SCOPED: dict[tuple[str, str], str] = {
     ): "addresses the caller's own template of that name (404 when it has none)",
 }
 
+TUS = {"Tus-Resumable": "1.0.0"}
+# Headers the tus routes need so that the request reaches the lookup (a 412 or 415 would hide the answer).
+HEADERS: dict[tuple[str, str], dict[str, str]] = {
+    (method, "/v1/uploads/{upload_id}"): TUS for method in ("head", "get", "delete")
+} | {
+    ("patch", "/v1/uploads/{upload_id}"): {
+        **TUS,
+        "Upload-Offset": "0",
+        "Content-Type": "application/offset+octet-stream",
+    }
+}
+
 # Bodies for routes that need one, so that the request reaches the lookup (a 422 would hide the answer).
 BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("patch", "/v1/jobs/{job_id}"): {"priority": "high"},
+    ("post", "/v1/jobs/{job_id}/share"): {"output": "web", "expires_in_seconds": 600},
+    ("patch", "/v1/storage/{name}"): {"prefix": "mine-now"},
     ("patch", "/v1/presets/{name}"): {"description": "mine now"},
     ("patch", "/v1/webhooks/{webhook_id}"): {"enabled": False},
     ("post", "/v1/webhooks/{webhook_id}/rotate-secret"): {"grace_seconds": 0},
@@ -96,6 +114,20 @@ def test_every_tenant_scoped_route_answers_a_foreign_member_404(
             "/v1/schedules", json={"name": name, "cron": "*/5 * * * *", "spec": job_body()}, headers=owner
         )
     )
+    _created(
+        client.post(
+            "/v1/storage",
+            json={
+                "name": name,
+                "kind": "s3",
+                "bucket": "iso-bucket",
+                "credentials": {"access_key_id": "iso", "secret_access_key": "iso-secret"},
+            },
+            headers=owner,
+        )
+    )
+    upload = client.post("/v1/uploads", headers={**owner, **TUS, "Upload-Length": "10"})
+    assert upload.status_code == 201, upload.text
     workflow = _created(
         client.post(
             "/v1/workflows",
@@ -105,6 +137,8 @@ def test_every_tenant_scoped_route_answers_a_foreign_member_404(
     )
     values = {
         "workflow_id": workflow["id"],
+        "upload_id": upload.headers["Location"].rsplit("/", 1)[-1],
+        "path": "x.mp4",
         "job_id": job["id"],
         "name": name,
         "webhook_id": str(hook["id"]),
@@ -126,7 +160,11 @@ def test_every_tenant_scoped_route_answers_a_foreign_member_404(
             ":read"
         ), (method, path)
         url = re.sub(r"\{(\w+)\}", lambda match: values[match.group(1)], path)
-        response = client.request(method, url, headers=foreign, json=BODIES.get((method, path)))
+        headers = {**foreign, **HEADERS.get((method, path), {})}
+        if method == "patch" and path == "/v1/uploads/{upload_id}":
+            response = client.request(method, url, headers=headers, content=b"x")
+        else:
+            response = client.request(method, url, headers=headers, json=BODIES.get((method, path)))
         assert response.status_code == 404, (method, path, response.status_code, response.text[:300])
         assert response.headers["content-type"].startswith("application/problem+json"), (method, path)
         checked.append((method, path))
