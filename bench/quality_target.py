@@ -90,7 +90,7 @@ def _vmaf(encoded: Path, source: Path, log: Path) -> float:
         source,
         width=info.video.width,
         height=info.video.height,
-        fps=None,
+        fps=24.0,
         quality=quality,
         log_path=log,
         threads=THREADS,
@@ -108,8 +108,6 @@ def _spec(source: Path, target: float | None) -> JobSpec:
 
 
 def run_source(name: str, graph: str, seconds: float, target: float, tmp: Path) -> dict[str, Any]:
-    # MP4 (time base 1/12288) like the encodes: a 1/1000 MKV source would pair frames off by one in the
-    # separate scoring pass, whose inputs are matched by timestamp.
     source = tmp / f"{name}.mp4"
     _make_source(graph, seconds, source)
     fixed, fixed_s = _encode(_spec(source, None), source, tmp / f"{name}-fixed")
