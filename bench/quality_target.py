@@ -6,13 +6,15 @@ and `noisy` (testsrc2 under strong temporal grain). For each: the default encode
 medium) and the target-quality encode (the worker's own search code: sample reel, probes scored with VMAF,
 then the encode), both timed without scoring, then both scored the same way against the source.
 Prints, per source: bitrate and VMAF of each, the saving, the chosen CRF and probes, the final VMAF's
-distance from the target, the predicted vs real size, and the search's time as a share of the encode's.
+distance from the target, the predicted vs real size, and the search's time as a share of the encode's, in
+wall time and in CPU time (of the ffmpeg processes; steadier on a shared machine).
 
     python -m bench.quality_target [seconds] [WxH] [target]
 """
 
 from __future__ import annotations
 
+import resource
 import subprocess
 import sys
 import tempfile
@@ -46,6 +48,13 @@ def sources(size: str) -> dict[str, str]:
     }
 
 
+def _cpu() -> float:
+    """CPU seconds (user + system) of the child processes that ended so far: the machine is shared, so
+    the share is measured in CPU time, which other work's load does not stretch, as well as wall time."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _run(argv: list[str]) -> float:
     started = time.perf_counter()
     subprocess.run([ffmpeg_path(), *argv], check=True, stdout=subprocess.DEVNULL)
@@ -72,13 +81,16 @@ def _make_source(graph: str, seconds: float, path: Path) -> None:
     )
 
 
-def _encode(spec: JobSpec, source: Path, folder: Path) -> tuple[Path, float]:
+def _encode(spec: JobSpec, source: Path, folder: Path) -> tuple[Path, float, float]:
+    """The encode's file, wall seconds and CPU seconds."""
     info = probe(source)
     plan = plan_job(
         spec, info, detect_capabilities(ffmpeg_path()), source, folder, threads=THREADS, score=False
     )
     plan.prepare()
-    return plan.outputs[0].path, _run(plan.argv)
+    cpu = _cpu()
+    wall = _run(plan.argv)
+    return plan.outputs[0].path, wall, _cpu() - cpu
 
 
 def _vmaf(encoded: Path, source: Path, log: Path) -> float:
@@ -110,9 +122,10 @@ def _spec(source: Path, target: float | None) -> JobSpec:
 def run_source(name: str, graph: str, seconds: float, target: float, tmp: Path) -> dict[str, Any]:
     source = tmp / f"{name}.mp4"
     _make_source(graph, seconds, source)
-    fixed, fixed_s = _encode(_spec(source, None), source, tmp / f"{name}-fixed")
+    fixed, fixed_s, _ = _encode(_spec(source, None), source, tmp / f"{name}-fixed")
     spec = _spec(source, target)
     started = time.perf_counter()
+    cpu = _cpu()
 
     def step(argv: list[str], _duration: float | None, _done: float) -> None:
         _run(argv)
@@ -129,7 +142,8 @@ def run_source(name: str, graph: str, seconds: float, target: float, tmp: Path) 
         run_step=step,
     )
     search_s = time.perf_counter() - started
-    tuned, tuned_s = _encode(targeted_spec(spec, searches), source, tmp / f"{name}-target")
+    search_cpu = _cpu() - cpu
+    tuned, tuned_s, tuned_cpu = _encode(targeted_spec(spec, searches), source, tmp / f"{name}-target")
     search = searches["out"].view(real_size=video_bytes(tuned))
     fixed_kbps = video_bytes(fixed) * 8 / seconds / 1000
     tuned_kbps = video_bytes(tuned) * 8 / seconds / 1000
@@ -145,6 +159,8 @@ def run_source(name: str, graph: str, seconds: float, target: float, tmp: Path) 
         "size_error": search.get("size_error"),
         "search_s": search_s,
         "encode_s": tuned_s,
+        "search_cpu": search_cpu,
+        "encode_cpu": tuned_cpu,
         "fixed_s": fixed_s,
     }
 
@@ -157,7 +173,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{seconds:g} s sources at {size}, 24 fps; default x264 crf 23 medium vs target VMAF {target:g}")
     header = (
         "source | default kb/s | default VMAF | target kb/s | target VMAF | saving | VMAF - target | crf | "
-        "probes | size error | search s | encode s | search / encode"
+        "probes | size error | search s | encode s | search / encode | search / encode CPU s"
     )
     print(header)
     with tempfile.TemporaryDirectory(prefix="framefleet-tq-") as folder:
@@ -168,7 +184,8 @@ def main(argv: list[str] | None = None) -> None:
                 f"{r['target_vmaf']:.2f} | {r['saving']:+.1%} | {r['target_vmaf'] - target:+.2f} | "
                 f"{r['crf']} | "
                 f"{r['probes']} | {r['size_error']:+.1%} | {r['search_s']:.1f} | {r['encode_s']:.1f} | "
-                f"{r['search_s'] / r['encode_s']:.0%}",
+                f"{r['search_s'] / r['encode_s']:.0%} | {r['search_cpu']:.1f} / {r['encode_cpu']:.1f} = "
+                f"{r['search_cpu'] / r['encode_cpu']:.0%}",
                 flush=True,
             )
 

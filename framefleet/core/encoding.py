@@ -126,7 +126,7 @@ def normalise_level(text: str) -> str:
 
 
 def check_rate_control(
-    crf: int | None, bitrate: int | None, maxrate: int | None, bufsize: int | None
+    crf: float | None, bitrate: int | None, maxrate: int | None, bufsize: int | None
 ) -> None:
     """crf or bitrate (not both); a VBV cap (maxrate, bufsize) goes with either and is at least the target."""
     if crf is not None and bitrate is not None:

@@ -17,7 +17,15 @@ from collections.abc import Sequence
 from enum import StrEnum
 from typing import Annotated, ClassVar, Literal, Self
 
-from pydantic import BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from framefleet.core.artifacts import PosterSpec, SpriteSpec, ThumbnailSpec
 from framefleet.core.encoding import (
@@ -112,6 +120,14 @@ class VmafModel(StrEnum):
     neg = "vmaf_v0.6.1neg"
 
 
+def _whole_as_int(value: float) -> int | float:
+    return int(value) if float(value).is_integer() else value
+
+
+# x264 and x265 take a fractional crf (quarter steps here); a whole one is written back as typed (23).
+Crf = Annotated[float, Field(ge=0, le=63, multiple_of=0.25), PlainSerializer(_whole_as_int)]
+
+
 class VideoSpec(Strict):
     _added: ClassVar[frozenset[str]] = frozenset(
         {"profile", "level", "maxrate_kbps", "bufsize_kbps", "fit", "image_quality", "constant_rate"}
@@ -121,7 +137,7 @@ class VideoSpec(Strict):
     width: Annotated[int, Field(ge=16, le=8192)] | None = None
     height: Annotated[int, Field(ge=16, le=8192)] | None = None
     fps: Annotated[float, Field(gt=0, le=240)] | None = None
-    crf: Annotated[int, Field(ge=0, le=63)] | None = None
+    crf: Crf | None = None
     bitrate_kbps: Annotated[int, Field(ge=50, le=500_000)] | None = None
     preset: Preset | None = None
     pix_fmt: PixFmt | None = None
@@ -327,6 +343,12 @@ class OutputSpec(Strict):
         video = self.video
         if vcodec in MAX_CRF and video.crf is not None and video.crf > MAX_CRF[vcodec]:
             raise spec_error("crf", f"crf for {vcodec.value} must be at most {MAX_CRF[vcodec]}", "video.crf")
+        if (
+            vcodec in (VideoCodec.av1, VideoCodec.vp9)
+            and video.crf is not None
+            and not video.crf.is_integer()
+        ):
+            raise spec_error("crf", f"crf for {vcodec.value} must be a whole number", "video.crf")
         if vcodec is VideoCodec.h264 and video.pix_fmt is PixFmt.yuv420p10le:
             # The embedded x264 is 8-bit only; refuse now rather than fail at run time.
             raise spec_error("pix_fmt", "10-bit output needs hevc, av1 or vp9", "video.pix_fmt")

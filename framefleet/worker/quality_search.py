@@ -19,6 +19,7 @@ import av
 
 from framefleet.core.failures import FailureClass, JobFailure
 from framefleet.core.spec import (
+    MAX_CRF,
     AudioCodec,
     AudioSpec,
     JobSpec,
@@ -27,6 +28,7 @@ from framefleet.core.spec import (
     OutputSpec,
     QualitySpec,
     QualityTargetSpec,
+    VideoCodec,
 )
 from framefleet.logging import get_logger
 from framefleet.media.capabilities import Capabilities
@@ -37,22 +39,24 @@ from framefleet.media.probe import MediaInfo, probe
 from framefleet.media.results import collect_results
 from framefleet.media.target import (
     MAX_PROBES,
+    SLOPE,
     Bounds,
     Choice,
     Probe,
     choose,
+    first_value,
     next_value,
     predicted_size,
     reel_args,
+    reel_name,
     sample_windows,
 )
 
 log = get_logger("framefleet.worker")
 
-# Probes score every frame. Short samples have few frames to pool, and libvmaf's motion feature compares
-# each scored frame with the previous scored one: on periodic motion a subsampled score can be off by ten
-# points (testsrc2: 92.9 at every 3rd frame, 81.9 at every frame, 81.2 at every 7th).
-PROBE_SUBSAMPLE = 1
+# Probes score every 3rd frame: on 4 s cuts of the benchmark's sources that is within 0.15 of every frame
+# (bench/quality_subsample.py), and it takes two thirds of VMAF's work off each probe.
+PROBE_SUBSAMPLE = 3
 
 # (argv without the binary, media seconds for progress, share of the search done when it starts)
 RunStep = Callable[[list[str], float | None, float], None]
@@ -110,10 +114,15 @@ def bounds_for(target: QualityTargetSpec, family: Family, output: OutputSpec) ->
             FailureClass.spec_unsupported,
             f"quality_target range {low}..{high} is outside {knob.option}'s {knob.low}..{knob.high}",
         )
-    return knob.option, Bounds(target.value, low, high, min(max(DEFAULT_CRF[codec], low), high))
+    # The typical slope is x264's on its 0-51 scale; the 0-63 scales (AV1, VP9) spread the same range wider.
+    slope = SLOPE * MAX_CRF[VideoCodec.h264] / knob.high
+    start = first_value(
+        target=target.value, default=DEFAULT_CRF[codec], low=low, high=high, step=knob.step, slope=slope
+    )
+    return knob.option, Bounds(target.value, low, high, start, knob.step, slope)
 
 
-def probe_spec(spec: JobSpec, output: OutputSpec, value: int, reel: Path) -> JobSpec:
+def probe_spec(spec: JobSpec, output: OutputSpec, value: float, reel: Path) -> JobSpec:
     """The job one probe runs: this output alone, without sound, at `value`, over the reel, scored."""
     target = output.quality_target
     assert target is not None
@@ -199,12 +208,15 @@ def search_outputs(
     offset = ops.trim.start if ops is not None and ops.trim is not None else 0.0
     windows = sample_windows(duration)
     workdir.mkdir(parents=True, exist_ok=True)
-    reel = workdir / "reel.mkv"
+    reel_seconds = sum(seconds for _, seconds in windows)
+    video = info.video
+    reel = workdir / reel_name(
+        width=video.width, height=video.height, bit_depth=video.bit_depth, fps=video.fps, seconds=reel_seconds
+    )
     keep_rotation = ops is None or ops.auto_rotate
     cut = [(offset + start, seconds) for start, seconds in windows]
     run_step(reel_args(source, cut, reel, threads=threads, keep_rotation=keep_rotation), None, 0.0)
     reel_info = probe(reel)
-    reel_seconds = sum(seconds for _, seconds in windows)
     family = hardware.family if hardware is not None else Family.cpu
     searches: dict[str, Search] = {}
     planned = len(wanted) * MAX_PROBES
