@@ -14,9 +14,10 @@ from typing import Annotated, Any, ClassVar, Self
 from pydantic import Field, field_validator, model_validator
 
 from framefleet.core.encoding import (
-    MAX_CRF,
     OPUS_SAMPLE_RATES,
     SAMPLE_RATES,
+    Crf,
+    check_crf,
     check_profile_level,
     check_rate_control,
 )
@@ -116,7 +117,7 @@ class RenditionSpec(Strict):
     height: Annotated[int, Field(ge=16, le=8192)] | None = None
     codec: VideoCodec | None = None
     bitrate_kbps: Annotated[int, Field(ge=50, le=500_000)] | None = None
-    crf: Annotated[int, Field(ge=0, le=63)] | None = None
+    crf: Crf | None = None
     maxrate_kbps: Annotated[int, Field(ge=50, le=500_000)] | None = None
     bufsize_kbps: Annotated[int, Field(ge=50, le=1_000_000)] | None = None
     profile: Profile | None = None
@@ -267,12 +268,7 @@ class GroupSpec(Strict):
                 raise spec_error(
                     "group_codec", self._codec_message(rung.codec.value), f"ladder.{index}.codec"
                 )
-            if rung.crf is not None and rung.crf > MAX_CRF[rung.codec]:
-                raise spec_error(
-                    "crf",
-                    f"crf for {rung.codec.value} must be at most {MAX_CRF[rung.codec]}",
-                    f"ladder.{index}.crf",
-                )
+            check_crf(rung.codec, rung.crf, f"ladder.{index}.crf")
             if rung.codec is VideoCodec.h264 and rung.pix_fmt is PixFmt.yuv420p10le:
                 raise spec_error("pix_fmt", "10-bit output needs hevc, av1 or vp9", f"ladder.{index}.pix_fmt")
             rung.level = check_profile_level(

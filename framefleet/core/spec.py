@@ -21,7 +21,6 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    PlainSerializer,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -39,6 +38,8 @@ from framefleet.core.encoding import (
     OPUS_SAMPLE_RATES,
     PICTURE_CONTAINERS,
     SAMPLE_RATES,
+    Crf,
+    check_crf,
     check_profile_level,
     check_rate_control,
 )
@@ -118,14 +119,6 @@ class VmafModel(StrEnum):
     default = "vmaf_v0.6.1"
     uhd = "vmaf_4k_v0.6.1"
     neg = "vmaf_v0.6.1neg"
-
-
-def _whole_as_int(value: float) -> int | float:
-    return int(value) if float(value).is_integer() else value
-
-
-# x264 and x265 take a fractional crf (quarter steps here); a whole one is written back as typed (23).
-Crf = Annotated[float, Field(ge=0, le=63, multiple_of=0.25), PlainSerializer(_whole_as_int)]
 
 
 class VideoSpec(Strict):
@@ -341,14 +334,7 @@ class OutputSpec(Strict):
                 "container_codec", f"{container.value} cannot hold {acodec.value} audio", "audio.codec"
             )
         video = self.video
-        if vcodec in MAX_CRF and video.crf is not None and video.crf > MAX_CRF[vcodec]:
-            raise spec_error("crf", f"crf for {vcodec.value} must be at most {MAX_CRF[vcodec]}", "video.crf")
-        if (
-            vcodec in (VideoCodec.av1, VideoCodec.vp9)
-            and video.crf is not None
-            and not video.crf.is_integer()
-        ):
-            raise spec_error("crf", f"crf for {vcodec.value} must be a whole number", "video.crf")
+        check_crf(vcodec, video.crf, "video.crf")
         if vcodec is VideoCodec.h264 and video.pix_fmt is PixFmt.yuv420p10le:
             # The embedded x264 is 8-bit only; refuse now rather than fail at run time.
             raise spec_error("pix_fmt", "10-bit output needs hevc, av1 or vp9", "video.pix_fmt")
