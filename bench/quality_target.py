@@ -29,7 +29,7 @@ from framefleet.media.ffmpeg import ffmpeg_path
 from framefleet.media.filters import Assets
 from framefleet.media.probe import probe
 from framefleet.media.quality import ScoreLogs, build_quality, collect
-from framefleet.worker.quality_search import search_outputs, targeted_spec, video_bytes
+from framefleet.worker.quality_search import cut_reel, search_outputs, targeted_spec, video_bytes
 
 THREADS = 2
 
@@ -130,12 +130,13 @@ def run_source(name: str, graph: str, seconds: float, target: float, tmp: Path) 
     def step(argv: list[str], _duration: float | None, _done: float) -> None:
         _run(argv)
 
+    folder = tmp / f"{name}-search"
+    reel = cut_reel(spec, probe(source), source, folder, threads=THREADS, run_step=step)
     searches = search_outputs(
         spec,
-        probe(source),
+        reel,
         detect_capabilities(ffmpeg_path()),
-        source,
-        tmp / f"{name}-search",
+        folder,
         threads=THREADS,
         hardware=None,
         assets=Assets(),
