@@ -36,7 +36,7 @@ from framefleet.media.autoladder import Chosen, Point, plan_ladder, sample_crfs
 from framefleet.media.capabilities import Capabilities
 from framefleet.media.command import expected_duration, plan_job
 from framefleet.media.encoders import DEFAULT_CRF, Family, HardwareSetup, quality_knob
-from framefleet.media.filters import Assets
+from framefleet.media.filters import Assets, pre_video
 from framefleet.media.ladder import resolve_ladder
 from framefleet.media.probe import MediaInfo, probe
 from framefleet.media.results import collect_results
@@ -125,13 +125,10 @@ def bounds_for(target: QualityTargetSpec, family: Family, output: OutputSpec) ->
     return knob.option, Bounds(target.value, low, high, start, knob.step, slope)
 
 
-def probe_spec(spec: JobSpec, output: OutputSpec, value: float, reel: Path) -> JobSpec:
-    """The job one probe runs: this output alone, without sound, at `value`, over the reel, scored."""
-    target = output.quality_target
-    assert target is not None
-    ops = spec.operations or OperationsSpec()
-    # The reel is the input's picture already cut (and turned upright where the spec keeps rotation).
-    ops = ops.model_copy(
+def reel_operations(spec: JobSpec) -> OperationsSpec:
+    """The job's operations as a probe over the reel runs them: the reel is the input's picture already
+    cut (and turned upright where the spec keeps rotation), without sound."""
+    return (spec.operations or OperationsSpec()).model_copy(
         update={
             "trim": None,
             "loudness": None,
@@ -141,6 +138,13 @@ def probe_spec(spec: JobSpec, output: OutputSpec, value: float, reel: Path) -> J
             "auto_rotate": True,
         }
     )
+
+
+def probe_spec(spec: JobSpec, output: OutputSpec, value: float, reel: Path) -> JobSpec:
+    """The job one probe runs: this output alone, without sound, at `value`, over the reel, scored."""
+    target = output.quality_target
+    assert target is not None
+    ops = reel_operations(spec)
     video = output.video.model_copy(update={"crf": value, "maxrate_kbps": target.max_bitrate_kbps})
     sample = output.model_copy(
         update={
@@ -351,6 +355,7 @@ def ladder_probe_spec(
                     "height": size[1],
                     "crf": crf,
                     **({"preset": rung.preset.value} if rung.preset is not None else {}),
+                    **({"profile": rung.profile.value} if rung.profile is not None else {}),
                     **({"pix_fmt": rung.pix_fmt.value} if rung.pix_fmt is not None else {}),
                 },
                 "audio": {"codec": "none"},
@@ -359,16 +364,7 @@ def ladder_probe_spec(
         )
         for index, crf in enumerate(crfs)
     ]
-    ops = (spec.operations or OperationsSpec()).model_copy(
-        update={
-            "trim": None,
-            "loudness": None,
-            "channel_mix": None,
-            "audio_track": None,
-            "strip_audio": True,
-            "auto_rotate": True,
-        }
-    )
+    ops = reel_operations(spec)
     asked = spec.quality or QualitySpec()
     quality = QualitySpec(
         metrics=[Metric.vmaf], subsample=PROBE_SUBSAMPLE, vmaf_model=asked.vmaf_model, display=asked.display
@@ -401,7 +397,9 @@ def search_ladders(
     """Measure every auto ladder's candidate sizes on the reel and choose its rungs, by group name."""
     family = hardware.family if hardware is not None else Family.cpu
     wanted = [g for g in spec.groups if g.auto_ladder is not None]
-    video = reel.info.video
+    assert reel.info.video is not None
+    # The picture the group sees: the reel after the job's operations (crop, rotate, ...).
+    video = pre_video(reel_operations(spec), reel.info.video, "0:V:0", assets, input_index=1).video
     assert video is not None
     searches: dict[str, LadderSearch] = {}
     for group in wanted:
