@@ -1,8 +1,9 @@
 """Target-quality encoding against the fixed-CRF default, on three generated sources.
 
 Sources (lavfi, encoded losslessly first): `static` (a smooth, slowly shifting background with a small
-moving patch: the talking-head case), `motion` (testsrc2's moving patterns and text over the whole frame)
-and `noisy` (testsrc2 under strong temporal grain). For each: the default encode (x264 crf 23, preset
+moving patch: the talking-head case; the gradient's seed is fixed, so every run encodes the same
+picture), `motion` (testsrc2's moving patterns and text over the whole frame) and `noisy` (testsrc2 under
+strong temporal grain). For each: the default encode (x264 crf 23, preset
 medium) and the target-quality encode (the worker's own search code: sample reel, probes scored with VMAF,
 then the encode), both timed without scoring, then both scored the same way against the source.
 Prints, per source: bitrate and VMAF of each, the saving, the chosen CRF and probes, the final VMAF's
@@ -40,7 +41,7 @@ def sources(size: str) -> dict[str, str]:
     patch = f"color=c=0xd0a080:s={width // 5}x{height // 3}:r=24,format=yuv420p"
     return {
         "static": (
-            f"gradients=s={size}:r=24:speed=0.01:c0=0x704030:c1=0x304070[bg];{patch}[face];"
+            f"gradients=s={size}:r=24:speed=0.01:c0=0x704030:c1=0x304070:seed=1[bg];{patch}[face];"
             f"[bg][face]overlay=x={width * 2 // 5}+8*sin(2*t):y={height // 4}+4*sin(3*t),format=yuv420p"
         ),
         "motion": f"testsrc2=s={size}:r=24,format=yuv420p",
