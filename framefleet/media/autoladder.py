@@ -127,14 +127,19 @@ def plan_ladder(points: list[Point], auto: AutoLadderSpec, *, order: list[str], 
         raise ValueError("no sample points to build a ladder from")
     low = min(c[0].kbps for c in found.values())
     high = max(c[-1].kbps for c in found.values())
-    if auto.max_bitrate_kbps is not None:
-        high = max(low, min(high, float(auto.max_bitrate_kbps)))
-    grid = [low * (high / low) ** (i / (GRID - 1)) for i in range(GRID)] if high > low else [low]
-    scored = [(kbps, envelope_at(found, kbps)) for kbps in grid]
-    reach = [(kbps, best) for kbps, best in scored if best is not None]
-    top = next((kbps for kbps, best in reach if best[1] >= auto.top_vmaf), None)
-    if top is None:  # out of reach under the cap: the best the envelope offers
-        top = max(reach, key=lambda item: item[1][1])[0]
+    cap = float(auto.max_bitrate_kbps) if auto.max_bitrate_kbps is not None else math.inf
+    if cap < low:
+        # Every sample costs more than the cap: one rung at the cap (its crf the cheapest measured, the
+        # encode held to the cap by its VBV).
+        top = cap
+    else:
+        high = min(high, cap)
+        grid = [low * (high / low) ** (i / (GRID - 1)) for i in range(GRID)] if high > low else [low]
+        scored = [(kbps, envelope_at(found, kbps)) for kbps in grid]
+        reach = [(kbps, best) for kbps, best in scored if best is not None]
+        meets = [kbps for kbps, best in reach if best[1] >= auto.top_vmaf]
+        # The cheapest that meets top_vmaf; out of reach under the cap, the best the envelope offers.
+        top = meets[0] if meets else max(reach, key=lambda item: item[1][1])[0]
     bottom = min(max(float(auto.min_bitrate_kbps), low), top)
     count = 1
     if top > bottom:

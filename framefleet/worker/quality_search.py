@@ -9,6 +9,7 @@ would get on those frames.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -439,7 +440,8 @@ def search_ladders(
 
 def laddered_spec(spec: JobSpec, searches: dict[str, LadderSearch]) -> JobSpec:
     """The job with each auto ladder's chosen rungs in place of its candidates: each a candidate size at
-    its crf, capped at PEAK_FACTOR times its predicted bitrate (buffer twice that)."""
+    its crf, capped at PEAK_FACTOR times its predicted bitrate or max_bitrate_kbps, whichever is lower
+    (buffer twice the cap)."""
     groups = []
     for group in spec.groups:
         search = searches.get(group.name or "")
@@ -448,8 +450,9 @@ def laddered_spec(spec: JobSpec, searches: dict[str, LadderSearch]) -> JobSpec:
             continue
         by_name = {rung.name: rung for rung in group.ladder}
         rungs = []
+        limit = search.auto.max_bitrate_kbps or math.inf
         for chosen in search.chosen:
-            cap = max(50, round(chosen.kbps * PEAK_FACTOR))
+            cap = max(50, round(min(chosen.kbps * PEAK_FACTOR, limit)))
             rungs.append(
                 by_name[chosen.rung].model_copy(
                     update={

@@ -126,3 +126,8 @@ def test_max_rungs_the_bitrate_cap_and_an_easy_title() -> None:
     easy = {rung: (99.5, 10.0, 40.0) for rung in ORDER}
     few = plan_ladder(synthetic(easy), AutoLadderSpec(max_rungs=6, top_vmaf=95), order=ORDER, step=1.0)
     assert len(few) == 1
+    # A cap below every sample: one rung at the cap, at the cheapest crf measured.
+    (held,) = plan_ladder(
+        synthetic(), AutoLadderSpec(min_bitrate_kbps=50, max_bitrate_kbps=60), order=ORDER, step=1.0
+    )
+    assert (held.rung, held.kbps, held.crf) == ("360p", 60.0, 38)
