@@ -44,7 +44,7 @@ def _one_pass(
         ref,
         width=WIDTH,
         height=HEIGHT,
-        fps=None,
+        fps=25.0,
         quality=quality,
         log_path=log,
         threads=THREADS,

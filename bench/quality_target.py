@@ -1,18 +1,21 @@
 """Target-quality encoding against the fixed-CRF default, on three generated sources.
 
 Sources (lavfi, encoded losslessly first): `static` (a smooth, slowly shifting background with a small
-moving patch: the talking-head case), `motion` (testsrc2's moving patterns and text over the whole frame)
-and `noisy` (testsrc2 under strong temporal grain). For each: the default encode (x264 crf 23, preset
+moving patch: the talking-head case; the gradient's seed is fixed, so every run encodes the same
+picture), `motion` (testsrc2's moving patterns and text over the whole frame) and `noisy` (testsrc2 under
+strong temporal grain). For each: the default encode (x264 crf 23, preset
 medium) and the target-quality encode (the worker's own search code: sample reel, probes scored with VMAF,
 then the encode), both timed without scoring, then both scored the same way against the source.
 Prints, per source: bitrate and VMAF of each, the saving, the chosen CRF and probes, the final VMAF's
-distance from the target, the predicted vs real size, and the search's time as a share of the encode's.
+distance from the target, the predicted vs real size, and the search's time as a share of the encode's, in
+wall time and in CPU time (of the ffmpeg processes; steadier on a shared machine).
 
     python -m bench.quality_target [seconds] [WxH] [target]
 """
 
 from __future__ import annotations
 
+import resource
 import subprocess
 import sys
 import tempfile
@@ -27,7 +30,7 @@ from framefleet.media.ffmpeg import ffmpeg_path
 from framefleet.media.filters import Assets
 from framefleet.media.probe import probe
 from framefleet.media.quality import ScoreLogs, build_quality, collect
-from framefleet.worker.quality_search import search_outputs, targeted_spec, video_bytes
+from framefleet.worker.quality_search import cut_reel, search_outputs, targeted_spec, video_bytes
 
 THREADS = 2
 
@@ -38,12 +41,19 @@ def sources(size: str) -> dict[str, str]:
     patch = f"color=c=0xd0a080:s={width // 5}x{height // 3}:r=24,format=yuv420p"
     return {
         "static": (
-            f"gradients=s={size}:r=24:speed=0.01:c0=0x704030:c1=0x304070[bg];{patch}[face];"
+            f"gradients=s={size}:r=24:speed=0.01:c0=0x704030:c1=0x304070:seed=1[bg];{patch}[face];"
             f"[bg][face]overlay=x={width * 2 // 5}+8*sin(2*t):y={height // 4}+4*sin(3*t),format=yuv420p"
         ),
         "motion": f"testsrc2=s={size}:r=24,format=yuv420p",
         "noisy": f"testsrc2=s={size}:r=24,noise=alls=18:allf=t+u,format=yuv420p",
     }
+
+
+def _cpu() -> float:
+    """CPU seconds (user + system) of the child processes that ended so far: the machine is shared, so
+    the share is measured in CPU time, which other work's load does not stretch, as well as wall time."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _run(argv: list[str]) -> float:
@@ -72,13 +82,16 @@ def _make_source(graph: str, seconds: float, path: Path) -> None:
     )
 
 
-def _encode(spec: JobSpec, source: Path, folder: Path) -> tuple[Path, float]:
+def _encode(spec: JobSpec, source: Path, folder: Path) -> tuple[Path, float, float]:
+    """The encode's file, wall seconds and CPU seconds."""
     info = probe(source)
     plan = plan_job(
         spec, info, detect_capabilities(ffmpeg_path()), source, folder, threads=THREADS, score=False
     )
     plan.prepare()
-    return plan.outputs[0].path, _run(plan.argv)
+    cpu = _cpu()
+    wall = _run(plan.argv)
+    return plan.outputs[0].path, wall, _cpu() - cpu
 
 
 def _vmaf(encoded: Path, source: Path, log: Path) -> float:
@@ -90,7 +103,7 @@ def _vmaf(encoded: Path, source: Path, log: Path) -> float:
         source,
         width=info.video.width,
         height=info.video.height,
-        fps=None,
+        fps=24.0,
         quality=quality,
         log_path=log,
         threads=THREADS,
@@ -108,30 +121,31 @@ def _spec(source: Path, target: float | None) -> JobSpec:
 
 
 def run_source(name: str, graph: str, seconds: float, target: float, tmp: Path) -> dict[str, Any]:
-    # MP4 (time base 1/12288) like the encodes: a 1/1000 MKV source would pair frames off by one in the
-    # separate scoring pass, whose inputs are matched by timestamp.
     source = tmp / f"{name}.mp4"
     _make_source(graph, seconds, source)
-    fixed, fixed_s = _encode(_spec(source, None), source, tmp / f"{name}-fixed")
+    fixed, fixed_s, _ = _encode(_spec(source, None), source, tmp / f"{name}-fixed")
     spec = _spec(source, target)
     started = time.perf_counter()
+    cpu = _cpu()
 
     def step(argv: list[str], _duration: float | None, _done: float) -> None:
         _run(argv)
 
+    folder = tmp / f"{name}-search"
+    reel = cut_reel(spec, probe(source), source, folder, threads=THREADS, run_step=step)
     searches = search_outputs(
         spec,
-        probe(source),
+        reel,
         detect_capabilities(ffmpeg_path()),
-        source,
-        tmp / f"{name}-search",
+        folder,
         threads=THREADS,
         hardware=None,
         assets=Assets(),
         run_step=step,
     )
     search_s = time.perf_counter() - started
-    tuned, tuned_s = _encode(targeted_spec(spec, searches), source, tmp / f"{name}-target")
+    search_cpu = _cpu() - cpu
+    tuned, tuned_s, tuned_cpu = _encode(targeted_spec(spec, searches), source, tmp / f"{name}-target")
     search = searches["out"].view(real_size=video_bytes(tuned))
     fixed_kbps = video_bytes(fixed) * 8 / seconds / 1000
     tuned_kbps = video_bytes(tuned) * 8 / seconds / 1000
@@ -147,6 +161,8 @@ def run_source(name: str, graph: str, seconds: float, target: float, tmp: Path) 
         "size_error": search.get("size_error"),
         "search_s": search_s,
         "encode_s": tuned_s,
+        "search_cpu": search_cpu,
+        "encode_cpu": tuned_cpu,
         "fixed_s": fixed_s,
     }
 
@@ -159,7 +175,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{seconds:g} s sources at {size}, 24 fps; default x264 crf 23 medium vs target VMAF {target:g}")
     header = (
         "source | default kb/s | default VMAF | target kb/s | target VMAF | saving | VMAF - target | crf | "
-        "probes | size error | search s | encode s | search / encode"
+        "probes | size error | search s | encode s | search / encode | search / encode CPU s"
     )
     print(header)
     with tempfile.TemporaryDirectory(prefix="framefleet-tq-") as folder:
@@ -170,7 +186,8 @@ def main(argv: list[str] | None = None) -> None:
                 f"{r['target_vmaf']:.2f} | {r['saving']:+.1%} | {r['target_vmaf'] - target:+.2f} | "
                 f"{r['crf']} | "
                 f"{r['probes']} | {r['size_error']:+.1%} | {r['search_s']:.1f} | {r['encode_s']:.1f} | "
-                f"{r['search_s'] / r['encode_s']:.0%}",
+                f"{r['search_s'] / r['encode_s']:.0%} | {r['search_cpu']:.1f} / {r['encode_cpu']:.1f} = "
+                f"{r['search_cpu'] / r['encode_cpu']:.0%}",
                 flush=True,
             )
 

@@ -7,7 +7,18 @@ from __future__ import annotations
 
 import argparse
 
-from bench import cache, dispatch, e2e, ladder, ladder_scored, quality, quality_target, throughput
+from bench import (
+    auto_ladder,
+    cache,
+    dispatch,
+    e2e,
+    ladder,
+    ladder_scored,
+    quality,
+    quality_subsample,
+    quality_target,
+    throughput,
+)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -22,6 +33,8 @@ def main(argv: list[str] | None = None) -> None:
     ladder.main()
     ladder_scored.main()
     quality_target.main([])
+    quality_subsample.main([])
+    auto_ladder.main([])
     if args.soak:
         from bench import soak
 

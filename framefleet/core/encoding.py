@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from pydantic import Field, PlainSerializer
+
 from framefleet.core.specbase import AudioCodec, Container, PixFmt, Profile, VideoCodec, spec_error
+
+
+def _whole_as_int(value: float) -> int | float:
+    return int(value) if float(value).is_integer() else value
+
+
+# x264 and x265 take a fractional crf (quarter steps here); a whole one is written back as typed (23).
+Crf = Annotated[float, Field(ge=0, le=63, multiple_of=0.25), PlainSerializer(_whole_as_int)]
 
 IMAGE_CODECS = frozenset({VideoCodec.gif, VideoCodec.webp, VideoCodec.png, VideoCodec.jpeg})
 AUDIO_ONLY_CONTAINERS = frozenset({Container.m4a, Container.mp3, Container.opus, Container.flac})
@@ -126,7 +138,7 @@ def normalise_level(text: str) -> str:
 
 
 def check_rate_control(
-    crf: int | None, bitrate: int | None, maxrate: int | None, bufsize: int | None
+    crf: float | None, bitrate: int | None, maxrate: int | None, bufsize: int | None
 ) -> None:
     """crf or bitrate (not both); a VBV cap (maxrate, bufsize) goes with either and is at least the target."""
     if crf is not None and bitrate is not None:
@@ -172,3 +184,13 @@ def check_profile_level(
     if normal not in LEVELS[codec]:
         raise spec_error("level", f"{codec.value} levels are: {', '.join(LEVELS[codec])}", f"{prefix}level")
     return normal
+
+
+def check_crf(codec: VideoCodec, crf: float | None, field: str) -> None:
+    """crf within the codec's scale, and whole where the encoder takes no fraction (SVT-AV1, libvpx)."""
+    if crf is None or codec not in MAX_CRF:
+        return
+    if crf > MAX_CRF[codec]:
+        raise spec_error("crf", f"crf for {codec.value} must be at most {MAX_CRF[codec]}", field)
+    if codec in (VideoCodec.av1, VideoCodec.vp9) and not float(crf).is_integer():
+        raise spec_error("crf", f"crf for {codec.value} must be a whole number", field)

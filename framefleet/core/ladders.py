@@ -14,9 +14,10 @@ from typing import Annotated, Any, ClassVar, Self
 from pydantic import Field, field_validator, model_validator
 
 from framefleet.core.encoding import (
-    MAX_CRF,
     OPUS_SAMPLE_RATES,
     SAMPLE_RATES,
+    Crf,
+    check_crf,
     check_profile_level,
     check_rate_control,
 )
@@ -106,6 +107,9 @@ AUDIO_CODECS: dict[tuple[GroupType, SegmentType], frozenset[AudioCodec]] = {
 }
 MAX_RUNGS = 8
 MAX_AUDIO = 4
+# `ladder: "auto"`: the sizes sampled for a per-title ladder (those above the source are dropped at run time).
+AUTO_CANDIDATES = ("2160p", "1440p", "1080p", "720p", "540p", "360p", "240p")
+AUTO = "auto"
 
 
 class RenditionSpec(Strict):
@@ -116,7 +120,7 @@ class RenditionSpec(Strict):
     height: Annotated[int, Field(ge=16, le=8192)] | None = None
     codec: VideoCodec | None = None
     bitrate_kbps: Annotated[int, Field(ge=50, le=500_000)] | None = None
-    crf: Annotated[int, Field(ge=0, le=63)] | None = None
+    crf: Crf | None = None
     maxrate_kbps: Annotated[int, Field(ge=50, le=500_000)] | None = None
     bufsize_kbps: Annotated[int, Field(ge=50, le=1_000_000)] | None = None
     profile: Profile | None = None
@@ -207,14 +211,35 @@ def _expand_rung(name: str, codec: VideoCodec) -> dict[str, Any]:
     return expanded
 
 
+class AutoLadderSpec(Strict):
+    """A per-title ladder (`ladder: "auto"`): the worker measures each candidate size's bitrate/quality curve
+    on samples of the input and keeps the rungs on their upper envelope (docs/job-spec.md)."""
+
+    max_rungs: Annotated[int, Field(ge=1, le=MAX_RUNGS)] = 4
+    min_bitrate_kbps: Annotated[int, Field(ge=50, le=500_000)] = 200
+    max_bitrate_kbps: Annotated[int, Field(ge=50, le=500_000)] | None = None
+    # The VMAF (at display size) the top rung should reach with the fewest bits.
+    top_vmaf: Annotated[float, Field(ge=1, le=100)] = 95.0
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.max_bitrate_kbps is not None and self.max_bitrate_kbps < self.min_bitrate_kbps:
+            raise spec_error(
+                "auto_ladder", "max_bitrate_kbps must be at least min_bitrate_kbps", "max_bitrate_kbps"
+            )
+        return self
+
+
 class GroupSpec(Strict):
     """An adaptive-streaming package: a ladder of video rungs plus audio renditions and manifests."""
 
-    _added: ClassVar[frozenset[str]] = frozenset({"overwrite"})
+    _added: ClassVar[frozenset[str]] = frozenset({"overwrite", "auto_ladder"})
 
     name: Name | None = None
     type: GroupType
     ladder: Annotated[list[RenditionSpec], Field(min_length=1, max_length=MAX_RUNGS)]
+    # Set (from `ladder: "auto"`) while `ladder` holds the candidate sizes the worker chooses rungs from.
+    auto_ladder: AutoLadderSpec | None = None
     video_codec: VideoCodec = VideoCodec.h264
     preset: Preset | None = None
     fps: Annotated[float, Field(gt=0, le=120)] | None = None
@@ -235,13 +260,24 @@ class GroupSpec(Strict):
         except ValueError:
             return data  # the field check reports the bad codec
         ladder = data["ladder"]
+        if data.get("auto_ladder") is not None and isinstance(ladder, str) and ladder != AUTO:
+            # With a list, auto_ladder chooses among those sizes (as a stored "auto" spec reads back).
+            raise spec_error("auto_ladder", 'auto_ladder goes with ladder "auto" or a list', "auto_ladder")
+        if ladder == AUTO:
+            if codec not in RATE_FACTOR:
+                return data  # the codec check reports it
+            auto = data.get("auto_ladder")
+            candidates = [_expand_rung(name, codec) for name in AUTO_CANDIDATES]
+            return {**data, "ladder": candidates, "auto_ladder": {} if auto is None else auto}
         if isinstance(ladder, str):
             try:
                 ladder = list(LADDERS[LadderPreset(ladder)])
             except ValueError:
                 raise spec_error(
                     "ladder",
-                    f"unknown ladder {ladder!r}; presets are: {', '.join(p.value for p in LadderPreset)}",
+                    f"unknown ladder {ladder!r}; presets are: {', '.join(p.value for p in LadderPreset)}, "
+                    "or auto",
+                    "ladder",
                 ) from None
         if isinstance(ladder, list):
             ladder = [_expand_rung(item, codec) if isinstance(item, str) else item for item in ladder]
@@ -267,12 +303,7 @@ class GroupSpec(Strict):
                 raise spec_error(
                     "group_codec", self._codec_message(rung.codec.value), f"ladder.{index}.codec"
                 )
-            if rung.crf is not None and rung.crf > MAX_CRF[rung.codec]:
-                raise spec_error(
-                    "crf",
-                    f"crf for {rung.codec.value} must be at most {MAX_CRF[rung.codec]}",
-                    f"ladder.{index}.crf",
-                )
+            check_crf(rung.codec, rung.crf, f"ladder.{index}.crf")
             if rung.codec is VideoCodec.h264 and rung.pix_fmt is PixFmt.yuv420p10le:
                 raise spec_error("pix_fmt", "10-bit output needs hevc, av1 or vp9", f"ladder.{index}.pix_fmt")
             rung.level = check_profile_level(

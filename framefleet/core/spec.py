@@ -17,7 +17,14 @@ from collections.abc import Sequence
 from enum import StrEnum
 from typing import Annotated, ClassVar, Literal, Self
 
-from pydantic import BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from framefleet.core.artifacts import PosterSpec, SpriteSpec, ThumbnailSpec
 from framefleet.core.encoding import (
@@ -31,6 +38,8 @@ from framefleet.core.encoding import (
     OPUS_SAMPLE_RATES,
     PICTURE_CONTAINERS,
     SAMPLE_RATES,
+    Crf,
+    check_crf,
     check_profile_level,
     check_rate_control,
 )
@@ -121,7 +130,7 @@ class VideoSpec(Strict):
     width: Annotated[int, Field(ge=16, le=8192)] | None = None
     height: Annotated[int, Field(ge=16, le=8192)] | None = None
     fps: Annotated[float, Field(gt=0, le=240)] | None = None
-    crf: Annotated[int, Field(ge=0, le=63)] | None = None
+    crf: Crf | None = None
     bitrate_kbps: Annotated[int, Field(ge=50, le=500_000)] | None = None
     preset: Preset | None = None
     pix_fmt: PixFmt | None = None
@@ -325,8 +334,7 @@ class OutputSpec(Strict):
                 "container_codec", f"{container.value} cannot hold {acodec.value} audio", "audio.codec"
             )
         video = self.video
-        if vcodec in MAX_CRF and video.crf is not None and video.crf > MAX_CRF[vcodec]:
-            raise spec_error("crf", f"crf for {vcodec.value} must be at most {MAX_CRF[vcodec]}", "video.crf")
+        check_crf(vcodec, video.crf, "video.crf")
         if vcodec is VideoCodec.h264 and video.pix_fmt is PixFmt.yuv420p10le:
             # The embedded x264 is 8-bit only; refuse now rather than fail at run time.
             raise spec_error("pix_fmt", "10-bit output needs hevc, av1 or vp9", "video.pix_fmt")

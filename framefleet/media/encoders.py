@@ -148,6 +148,8 @@ VAAPI_LEVEL: dict[Preset, int] = {
 }
 # Constant-quality scales differ: NVENC's -cq and QSV's global_quality sit close to x264's crf for H.264/HEVC.
 HW_QUALITY_OFFSET: dict[VideoCodec, int] = {VideoCodec.h264: 0, VideoCodec.hevc: 0, VideoCodec.av1: 0}
+# The finest constant-quality step used where an encoder takes fractional values (the spec's crf steps too).
+FRACTIONAL_STEP = 0.25
 # JPEG quality 1..100 onto mjpeg's qscale 31..2 (2 is best).
 JPEG_QSCALE_RANGE = (2, 31)
 
@@ -159,6 +161,11 @@ class QualityKnob:
     option: str
     low: int
     high: int
+    step: float = 1.0  # the finest change the encoder takes (x264, x265 and NVENC take fractional values)
+
+    def value(self, crf: float) -> str:
+        """`crf` as this knob's argument: rounded to the knob's step, without a trailing `.0`."""
+        return f"{round(crf / self.step) * self.step:g}"
 
 
 def quality_knob(family: Family, codec: VideoCodec) -> QualityKnob:
@@ -170,11 +177,14 @@ def quality_knob(family: Family, codec: VideoCodec) -> QualityKnob:
     if codec not in DEFAULT_CRF:
         raise ValueError(f"{codec.value} has no constant-quality knob")
     top = 63 if codec in (VideoCodec.av1, VideoCodec.vp9) else 51
+    # x264's and x265's crf and NVENC's cq are floating-point options; SVT-AV1, libvpx, Quick Sync and
+    # VA-API take whole numbers.
+    fine = FRACTIONAL_STEP if codec in (VideoCodec.h264, VideoCodec.hevc) else 1.0
     if family is Family.cpu:
         # SVT-AV1's crf starts at 1; x264, x265 and libvpx take 0 (lossless for x264 8-bit).
-        return QualityKnob("crf", 1 if codec is VideoCodec.av1 else 0, top)
+        return QualityKnob("crf", 1 if codec is VideoCodec.av1 else 0, top, fine)
     if family is Family.nvenc:
-        return QualityKnob("cq", 0, top)
+        return QualityKnob("cq", 0, top, FRACTIONAL_STEP)
     if family is Family.qsv:
         return QualityKnob("global_quality", 1, 51)
     return QualityKnob("qp", 0, top)
@@ -185,7 +195,7 @@ class VideoEncode:
     """What one encoded video stream asks for, whatever runs it."""
 
     codec: VideoCodec
-    crf: int | None = None
+    crf: float | None = None
     bitrate_kbps: int | None = None
     maxrate_kbps: int | None = None
     bufsize_kbps: int | None = None
@@ -376,9 +386,9 @@ def _rate_args(opt: _Opts, enc: VideoEncode, family: Family) -> list[str]:
         # SVT-AV1 takes a VBV cap only in CRF mode (capped CRF), so a capped or ladder AV1 stream is
         # constant quality under its cap (at least the target bitrate) rather than an uncapped target.
         maxrate = enc.maxrate_kbps or enc.bitrate_kbps
-        crf = enc.crf if enc.crf is not None else DEFAULT_CRF[codec]
+        crf = quality_knob(family, codec).value(enc.crf if enc.crf is not None else DEFAULT_CRF[codec])
         bufsize = enc.bufsize_kbps or 2 * enc.bitrate_kbps
-        return [opt("crf"), str(crf), opt("maxrate"), f"{maxrate}k", opt("bufsize"), f"{bufsize}k"]
+        return [opt("crf"), crf, opt("maxrate"), f"{maxrate}k", opt("bufsize"), f"{bufsize}k"]
     if enc.bitrate_kbps is not None:
         kbps = enc.bitrate_kbps
         maxrate = enc.maxrate_kbps or kbps
@@ -390,9 +400,9 @@ def _rate_args(opt: _Opts, enc: VideoEncode, family: Family) -> list[str]:
             args = [opt("rc_mode"), "VBR", *args]
         args += [opt("maxrate"), f"{maxrate}k", opt("bufsize"), f"{bufsize}k"]
         return args
-    crf = enc.crf if enc.crf is not None else DEFAULT_CRF[codec]
+    quality = enc.crf if enc.crf is not None else DEFAULT_CRF[codec]
     knob = quality_knob(family, codec)
-    value = str(crf + HW_QUALITY_OFFSET.get(codec, 0) if family is Family.nvenc else crf)
+    value = knob.value(quality + HW_QUALITY_OFFSET.get(codec, 0) if family is Family.nvenc else quality)
     if family is Family.cpu:
         args += [opt(knob.option), value]
         if codec is VideoCodec.vp9 and enc.maxrate_kbps is None:

@@ -189,7 +189,7 @@ def build_quality(
     *,
     width: int,
     height: int,
-    fps: float | None,
+    fps: float,
     quality: QualitySpec,
     log_path: Path,
     threads: int,
@@ -199,21 +199,26 @@ def build_quality(
 ) -> list[str]:
     """ffmpeg arguments (without the binary) scoring `distorted` against `reference` in one pass.
 
-    `width`/`height` are the distorted picture's size as decoded (after rotation). The reference gets
-    `reference_filters` first (the job's operations, so it shows what the encoder saw), then the output
-    frame rate when `fps` is given and the distorted size; both start at time zero and share one pixel
-    format, 10-bit when `pix_fmt` (the output's) is. Raw logs go beside `log_path` (see ScoreLogs).
+    `width`/`height` are the distorted picture's size as decoded (after rotation), `fps` its frame rate.
+    The reference gets `reference_filters` first (the job's operations, so it shows what the encoder saw),
+    then the distorted size; both start at time zero and share one pixel format, 10-bit when `pix_fmt`
+    (the output's) is. Raw logs go beside `log_path` (see ScoreLogs).
+
+    Both sides are put on the same `fps` frame grid (the fps filter: the reference converted to the
+    output's rate, each timestamp rounded to the nearest slot) before they are paired. The pairing is by
+    timestamp, and two containers store the same instant differently: Matroska in milliseconds (frame 1 of
+    24 fps at 42 ms), MP4 in a fine time base (41.67 ms); unrounded, a distorted frame met the reference
+    frame before it whenever the reference's clock ran ahead, and scored the motion between the two.
     With `display`, both are brought to that size instead (the distorted picture upscaled), as the
     encoding process scores scaled streams.
     """
     work_fmt = "yuv420p10le" if pix_fmt and "10" in pix_fmt else "yuv420p"
-    ref_chain = [*(reference_filters or [])]
-    if fps is not None:
-        ref_chain.append(f"fps={fps_value(fps)}")
-    dist_chain = "null"
+    grid = f"fps={fps_value(fps)}"
+    ref_chain = [*(reference_filters or []), grid]
+    dist_chain = grid
     if display is not None:
         width, height = display
-        dist_chain = f"scale={width}:{height}:flags=bicubic,setsar=1"
+        dist_chain += f",scale={width}:{height}:flags=bicubic,setsar=1"
     ref_chain += [f"scale={width}:{height}:flags=bicubic", "setsar=1"]
     chains = [f"[0:V:0]{dist_chain}[dist]", f"[1:V:0]{','.join(ref_chain)}[ref]"]
     scored, outputs = metric_chains(

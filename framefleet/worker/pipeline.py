@@ -52,7 +52,17 @@ from framefleet.storage.namespace import Namespace, job_output_base, namespace_f
 from framefleet.storage.profiles import Profile
 from framefleet.tenancy.secrets import SecretError
 from framefleet.webhooks import feed
-from framefleet.worker.quality_search import Search, search_outputs, targeted_spec, video_bytes
+from framefleet.worker.quality_search import (
+    LadderSearch,
+    Search,
+    cut_reel,
+    laddered_spec,
+    needs_search,
+    search_ladders,
+    search_outputs,
+    targeted_spec,
+    video_bytes,
+)
 
 log = get_logger("framefleet.worker")
 
@@ -205,20 +215,34 @@ def run_pipeline(
         assets = _assets(spec, info, source, workdir, run)
         hardware = _hardware(spec, settings, caps)
         start = LOUDNESS_SHARE * 100 if assets.loudness is not None else 0.0
-        searches = search_outputs(
-            spec,
-            info,
-            caps,
-            source,
-            workdir / "search",
-            threads=settings.ffmpeg_threads,
-            hardware=hardware,
-            assets=assets,
-            run_step=_search_step(ffmpeg, run, start),
-        )
-        if searches:
+        searches: dict[str, Search] = {}
+        ladders: dict[str, LadderSearch] = {}
+        if needs_search(spec):
+            step = _search_step(ffmpeg, run, start)
+            threads = settings.ffmpeg_threads
+            reel = cut_reel(spec, info, source, workdir / "search", threads=threads, run_step=step)
+            searches = search_outputs(
+                spec,
+                reel,
+                caps,
+                workdir / "search",
+                threads=threads,
+                hardware=hardware,
+                assets=assets,
+                run_step=step,
+            )
+            ladders = search_ladders(
+                spec,
+                reel,
+                caps,
+                workdir / "search",
+                threads=threads,
+                hardware=hardware,
+                assets=assets,
+                run_step=step,
+            )
             start += SEARCH_SHARE * 100
-        encoded = targeted_spec(spec, searches)
+        encoded = laddered_spec(targeted_spec(spec, searches), ladders)
         plan = plan_job(
             encoded,
             info,
@@ -234,7 +258,7 @@ def run_pipeline(
         results = collect_results(
             plan, encoded, job_output_base(settings, tenant, job.id, _default_output(namespace))
         )
-        _record_searches(plan, results, searches)
+        _record_searches(plan, results, searches, ladders)
         _note_plan(plan)
         run.check_canceled()
         # A superseded attempt (its worker was presumed dead) must not publish beside its replacement.
@@ -381,14 +405,20 @@ def _search_step(
     return step
 
 
-def _record_searches(plan: JobPlan, results: Results, searches: dict[str, Search]) -> None:
-    """Each searched output says what was tried, what was chosen, and its predicted and real size."""
+def _record_searches(
+    plan: JobPlan, results: Results, searches: dict[str, Search], ladders: dict[str, LadderSearch]
+) -> None:
+    """Each searched output says what was tried, what was chosen, and its predicted and real size; each
+    auto ladder's manifests say what each candidate size measured and which rungs were chosen."""
     paths = {p.output.name: p.path for p in plan.outputs}
     for row in results.rows:
         search = searches.get(row.name)
         if search is not None:
             view = search.view(real_size=video_bytes(paths[row.name]))
             row.details = {**(row.details or {}), "quality_target": view}
+        ladder = ladders.get(row.group or "") if row.kind == "manifest" else None
+        if ladder is not None:
+            row.details = {**(row.details or {}), "auto_ladder": ladder.view()}
 
 
 def _encode(plan: JobPlan, ffmpeg: str, run: _Attempt, *, start: float) -> None:

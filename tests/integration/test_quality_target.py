@@ -47,7 +47,8 @@ def test_a_quality_target_is_searched_recorded_and_met(
         "crf",
         [15, 45],
     )
-    assert search["met"] and 15 <= search["chosen"] <= 45
+    # x264 takes a fractional crf: the search moves in quarter steps.
+    assert search["met"] and 15 <= search["chosen"] <= 45 and search["chosen"] % 0.25 == 0
     probes = {p["value"]: p for p in search["probes"]}
     assert 1 <= len(probes) <= 6 and search["chosen"] in probes
     # The chosen value is the highest that met the target: any higher value probed missed it.
@@ -56,10 +57,10 @@ def test_a_quality_target_is_searched_recorded_and_met(
     # A 2 s input is searched whole, so the samples are the encode and the prediction holds closely.
     assert search["samples"] == [{"start": 0.0, "seconds": 2.0}]
     assert search["real_video_bytes"] > 0 and abs(search["size_error"]) < 0.05
-    # The output's own score (every frame) meets the target, at most one knob step above it.
+    # The output's own score (every frame) meets the target within a point (the probes score every 3rd).
     final = output["metrics"]["vmaf"]["mean"]
     assert abs(final - search["predicted_score"]) < 0.5
-    assert TARGET - 0.5 <= final <= TARGET + 1.5, (final, search)
+    assert TARGET - 0.5 <= final <= TARGET + 1.0, (final, search)
 
     stream = events.history(get_redis(), job["id"])
     phases = [e.data["phase"] for e in stream if e.type == "progress"]

@@ -302,7 +302,7 @@ def run_quality(
         reference,
         width=info.video.width,
         height=info.video.height,
-        fps=None,
+        fps=info.video.fps or 25.0,
         quality=quality,
         log_path=log,
         threads=2,
@@ -310,7 +310,7 @@ def run_quality(
     result = run_ffmpeg([ffmpeg, *argv], on_progress=None, duration=info.duration)
     assert result.returncode == 0, result.stderr_tail
     rows = read_scores(ScoreLogs(log), quality)
-    return summarise(rows, quality, model="vmaf_v0.6.1", fps=25.0, segment_seconds=None)
+    return summarise(rows, quality, model="vmaf_v0.6.1", fps=info.video.fps or 25.0, segment_seconds=None)
 
 
 def test_quality_of_a_video_against_itself_is_near_perfect(
@@ -345,6 +345,26 @@ def test_quality_of_a_smaller_output_against_its_source(
     vmaf = scores["vmaf"]
     assert 20 < vmaf["mean"] < 99 and vmaf["min"] <= vmaf["harmonic_mean"] <= vmaf["mean"] <= vmaf["max"]
     assert 0.5 < scores["ssim"]["mean"] < 1
+
+
+@pytest.mark.parametrize(("reference_suffix", "distorted_suffix"), [("mkv", "mp4"), ("mp4", "mkv")])
+def test_quality_pairs_frames_whatever_the_containers_time_bases(
+    ffmpeg: str, tmp_path: Path, reference_suffix: str, distorted_suffix: str
+) -> None:
+    # Matroska stores milliseconds (frame 1 of 24 fps at 42 ms), MP4 a fine time base (41.67 ms): paired by
+    # raw timestamps, each distorted frame met the reference frame before it. The same pictures in the
+    # other container (both lossless from one source) must score as themselves.
+    reference, distorted = (
+        make_clip(
+            ffmpeg, tmp_path / name, seconds=1, size="160x120", rate=24, audio=False, extra=["-qp", "0"]
+        )
+        for name in (f"ref.{reference_suffix}", f"dist.{distorted_suffix}")
+    )
+    quality = QualitySpec(metrics=[Metric.vmaf, Metric.psnr, Metric.ssim], subsample=1)
+    scores = run_quality(ffmpeg, distorted, reference, tmp_path / "q.json", quality)
+    assert scores["frames"] == 24
+    assert scores["vmaf"]["min"] > 95, scores["vmaf"]
+    assert scores["psnr"]["min"] >= 50, scores["psnr"]
 
 
 # --- runner --------------------------------------------------------------------------------------------

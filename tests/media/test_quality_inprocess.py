@@ -89,7 +89,7 @@ def test_in_process_scores_equal_a_separate_pass(ffmpeg: str, source: Path, tmp_
             source,
             width=160,
             height=120,
-            fps=None,
+            fps=25.0,
             quality=quality,
             log_path=log,
             threads=2,

@@ -78,7 +78,7 @@ def test_the_normalised_spec_validates_again_to_the_same_thing() -> None:
 @pytest.mark.parametrize(
     ("body", "field", "words"),
     [
-        ({"type": "hls", "ladder": "huge"}, "groups.0", "unknown ladder"),
+        ({"type": "hls", "ladder": "huge"}, "groups.0.ladder", "unknown ladder"),
         ({"type": "hls", "ladder": ["999p"]}, "groups.0", "unknown rung"),
         ({"type": "hls", "ladder": []}, "groups.0.ladder", "at least 1"),
         (

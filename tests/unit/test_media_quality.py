@@ -164,7 +164,8 @@ def test_standalone_pass_scales_the_reference_to_the_distorted_picture() -> None
     assert args.count("-threads") == 2
     graph = graph_of(args)
     assert graph.startswith(
-        "[0:V:0]null[dist];[1:V:0]crop=1920:1080:0:0:exact=1,fps=30000/1001,scale=3840:2160:flags=bicubic,"
+        "[0:V:0]fps=30000/1001[dist];[1:V:0]crop=1920:1080:0:0:exact=1,fps=30000/1001,"
+        "scale=3840:2160:flags=bicubic,"
         "setsar=1[ref];[dist]setparams=range=unknown:color_primaries=unknown:color_trc=unknown:colorspace=unknown,setpts=PTS-STARTPTS,format=yuv420p10le"
     )
     assert "vmaf_4k_v0.6.1" in graph and "n_threads=4:n_subsample=5" in graph
@@ -180,7 +181,7 @@ def test_log_path_escaping_survives_both_parser_levels() -> None:
         Path("r"),
         width=2,
         height=2,
-        fps=None,
+        fps=25.0,
         quality=QualitySpec(),
         log_path=Path(raw),
         threads=1,

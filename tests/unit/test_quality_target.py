@@ -3,13 +3,25 @@ are cut, and the search's next step and final choice (the worker test runs it fo
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
 
 from framefleet.core.spec import JobSpec, VideoCodec
 from framefleet.media.encoders import Family, VideoEncode, quality_knob, video_encoder_args
-from framefleet.media.target import MAX_PROBES, Bounds, Probe, choose, next_value, reel_args, sample_windows
+from framefleet.media.target import (
+    MAX_PROBES,
+    SLOPE,
+    Bounds,
+    Probe,
+    choose,
+    first_value,
+    next_value,
+    reel_args,
+    reel_name,
+    sample_windows,
+)
 from tests.unit.test_spec import errors
 
 
@@ -102,7 +114,7 @@ def curve(value: int) -> float:
     return 100 - 0.02 * value**2
 
 
-def run_search(bounds: Bounds, score: Any = curve) -> tuple[list[Probe], int | None]:
+def run_search(bounds: Bounds, score: Any = curve) -> tuple[list[Probe], float | None]:
     probes: list[Probe] = []
     while (value := next_value(probes, bounds)) is not None:
         assert value not in {p.value for p in probes}, "a value is never probed twice"
@@ -146,9 +158,76 @@ def test_a_noisy_curve_still_ends_and_chooses_a_passing_value() -> None:
     assert len(probes) <= MAX_PROBES
 
 
-def test_the_first_probe_is_the_encoders_default_and_one_side_steps_out() -> None:
+def test_the_search_starts_where_the_target_typically_lies_and_one_side_steps_out() -> None:
+    # x264's default crf 23 typically scores 97: the target lies ln(7 / 3) / 0.15 = 5.6 steps higher.
+    start = {"default": 23, "low": 0, "high": 51, "step": 1.0, "slope": SLOPE}
+    assert [first_value(target=t, **start) for t in (80.0, 93.0, 97.0, 99.0)] == [36, 29, 23, 16]
+    assert first_value(target=93.0, **{**start, "step": 0.25}) == 28.75
+    assert first_value(target=70.0, **{**start, "high": 35}) == 35  # inside the range asked
     bounds = Bounds(93.0, 0, 51, 23)
     assert next_value([], bounds) == 23
-    # Far above the target: step up the knob (smaller files); far below: step down.
-    assert next_value([Probe(23, 99.0, 1, 1.0)], bounds) == 27
-    assert next_value([Probe(23, 80.0, 1, 1.0)], bounds) == 19
+    # Above the target: up the knob (smaller files) by what the typical slope of ln(100 - score) says,
+    # ln(7 / 3) / 0.15 = 5.6 steps; below: down. Far off, at most MAX_STEP.
+    assert next_value([Probe(23, 97.0, 1, 1.0)], bounds) == 29
+    assert next_value([Probe(23, 89.0, 1, 1.0)], bounds) == 20
+    assert next_value([Probe(23, 99.9, 1, 1.0)], bounds) == 31
+    assert next_value([Probe(23, 60.0, 1, 1.0)], bounds) == 15
+
+
+def exponential(value: float) -> float:
+    """VMAF's usual shape: the room left below 100 grows by a constant factor per knob step."""
+    return 100 - 1.5 * math.exp(0.17 * (value - 23))
+
+
+def test_the_model_lands_next_to_the_answer_in_three_probes() -> None:
+    # The answer is 32.06; the typical slope (0.15) is not this curve's (0.17), so the jump overshoots
+    # and the line through the two probes brackets it.
+    probes, chosen = run_search(Bounds(93.0, 0, 51, 23, step=0.25), exponential)
+    assert len(probes) <= 3, probes
+    assert chosen is not None and 93.0 <= exponential(chosen) < 93.5
+
+
+def test_fractional_steps_come_closer_than_whole_ones() -> None:
+    target = 93.6  # between whole values: 31 scores 94.35, 32 scores 93.07
+    _, whole = run_search(Bounds(target, 0, 51, 23), exponential)
+    _, quarter = run_search(Bounds(target, 0, 51, 23, step=0.25), exponential)
+    assert whole == 31 and quarter is not None and quarter % 0.25 == 0 and quarter > 31
+    assert target <= exponential(quarter) < exponential(whole)
+
+
+def test_a_knobs_value_is_written_on_its_own_grid() -> None:
+    x264 = quality_knob(Family.cpu, VideoCodec.h264)
+    assert (x264.step, x264.value(27.25), x264.value(27.0), x264.value(27.3)) == (
+        0.25,
+        "27.25",
+        "27",
+        "27.25",
+    )
+    svt = quality_knob(Family.cpu, VideoCodec.av1)
+    assert (svt.step, svt.value(35.25)) == (1.0, "35")
+    assert quality_knob(Family.nvenc, VideoCodec.h264).step == 0.25
+    assert quality_knob(Family.qsv, VideoCodec.h264).value(27.75) == "28"
+    args = video_encoder_args(VideoEncode(VideoCodec.h264, crf=27.25), Family.cpu)
+    assert args[args.index("-crf") + 1] == "27.25"
+
+
+def test_a_fractional_crf_is_taken_where_the_encoder_takes_it() -> None:
+    job = JobSpec.model_validate(target_spec({"video": {"codec": "hevc", "crf": 27.25}}))
+    assert job.outputs[0].video.crf == 27.25
+    whole = JobSpec.model_validate(target_spec({"video": {"crf": 23}}))
+    assert whole.model_dump(mode="json")["outputs"][0]["video"]["crf"] == 23  # still written as typed
+    webm = {"container": "webm", "audio": {"codec": "none"}}
+    for output, field in (
+        ({**webm, "video": {"codec": "vp9", "crf": 30.5}}, "outputs.0.video.crf"),
+        ({"video": {"crf": 23.1}}, "outputs.0.video.crf"),
+    ):
+        assert any(loc == field for loc, _ in errors(target_spec(output))), output
+
+
+def test_a_small_reel_is_raw_pictures_and_a_large_one_ffv1() -> None:
+    from pathlib import Path
+
+    assert reel_name(width=384, height=216, bit_depth=8, fps=24.0, seconds=12.0) == "reel.nut"
+    assert reel_name(width=3840, height=2160, bit_depth=10, fps=60.0, seconds=12.0) == "reel.mkv"
+    raw = reel_args(Path("/in.mp4"), [(0.0, 4.0)], Path("/w/reel.nut"), threads=2, keep_rotation=True)
+    assert raw[raw.index("-c:v") + 1] == "rawvideo" and "ffv1" not in raw
