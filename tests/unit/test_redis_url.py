@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from framefleet.cli.supervisor import EmbeddedStack, StackError, run_up
 from framefleet.config import Settings
 from framefleet.redis_url import RedisTarget, celery_broker, parse_redis_url
 
@@ -61,3 +64,10 @@ def test_settings_refuse_to_start_on_a_malformed_redis_url() -> None:
     with pytest.raises(ValueError, match="master's name"):
         Settings(redis_url="redis+sentinel://h1:26379")
     assert Settings(redis_url="redis+sentinel://h1:26379/ff/0").redis_url.endswith("/ff/0")
+
+
+def test_the_embedded_stack_refuses_a_sentinel_url_it_cannot_run(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, redis_url="redis+sentinel://h1:26379/ff/0")
+    with pytest.raises(StackError, match="runs its own Redis"):
+        EmbeddedStack(settings)
+    assert run_up(settings) == 1
