@@ -162,10 +162,16 @@ class Stack:
 
 @contextlib.contextmanager
 def isolated_stack(
-    test_env: dict[str, str], database_url: str, root: Path, redis: services.RedisServer, redis_url: str
+    test_env: dict[str, str],
+    database_url: str,
+    root: Path,
+    redis: services.RedisServer,
+    redis_url: str,
+    overrides: dict[str, str] | None = None,
 ) -> Iterator[Stack]:
-    """A stack on its own database and media root, using the Redis at `redis_url`; this process's settings
-    point at it while it lives, and every process it started is stopped at the end."""
+    """A stack on its own database and media root, using the Redis at `redis_url`, with FAST settings (and
+    `overrides`); this process's settings point at it while it lives, and every process it started is
+    stopped at the end."""
     url = private_database(database_url, root)
     media = root / "media"
     (media / "outputs").mkdir(parents=True)
@@ -179,6 +185,7 @@ def isolated_stack(
         # The clips are a library every tenant reads; `full` is a small disk any tenant may write to.
         "FRAMEFLEET_SHARED_STORAGE": f'["{(media / "inputs").as_uri()}"]',
         "FRAMEFLEET_SHARED_STORAGE_WRITABLE": f'["{(media / "full").as_uri()}"]',
+        **(overrides or {}),
     }
     with settings_env(values):
         chaos = Stack(env={**test_env, **values}, root=root, redis=redis, media=media)

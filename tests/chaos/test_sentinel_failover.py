@@ -16,7 +16,20 @@ from framefleet.events import stream_key
 from framefleet.redis_client import get_redis
 from tests import services
 from tests.api.conftest import parse_sse
-from tests.chaos.conftest import TINY_OUTPUT, Stack, history, isolated_stack, submit, wait, wait_state
+from tests.chaos.conftest import (
+    SLOW_OUTPUT,
+    TERMINAL,
+    TINY_OUTPUT,
+    Stack,
+    fetch,
+    history,
+    isolated_stack,
+    output_files,
+    submit,
+    wait,
+    wait_state,
+)
+from tests.isolated import settings_env
 
 pytestmark = pytest.mark.integration
 
@@ -39,7 +52,10 @@ def stack(
 ) -> Iterator[Stack]:
     """The chaos stack with every Redis user (broker, events, locks) on the Sentinel group."""
     root = tmp_path_factory.mktemp("chaos-sentinel")
-    with isolated_stack(test_env, database_url, root, sentinels.primary, sentinels.url) as chaos:
+    # A worker's lease must outlive a failover, as in production (30 s TTL against Sentinel's own timeouts):
+    # FAST's 2 s would let the reaper take back a job only because Redis was away for 2-3 s.
+    lease = {"FRAMEFLEET_HEARTBEAT_INTERVAL_SECONDS": "1", "FRAMEFLEET_HEARTBEAT_TTL_SECONDS": "10"}
+    with isolated_stack(test_env, database_url, root, sentinels.primary, sentinels.url, lease) as chaos:
         yield chaos
 
 
@@ -79,3 +95,36 @@ def test_jobs_keep_running_across_a_sentinel_failover(
         events = [e for e in parse_sse("".join(response.iter_text())) if "event" in e]
     assert events[-1]["event"] == "done" and '"succeeded"' in events[-1]["data"]
     print(f"sentinel failover: kill-to-promotion {promoted:.1f}s, kill-to-next-job-done {recovered:.1f}s")
+
+
+def test_a_job_encoding_through_the_failover_finishes_once_with_one_set_of_outputs(
+    stack: Stack, key: str, clips: dict[str, Path], tmp_path: Path
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from framefleet.api.app import create_app
+
+    # A group of its own: the module's has no replica left to promote.
+    group = services.start_sentinel_group(tmp_path / "sentinel", down_after_ms=1000)
+    stack.stop_all()
+    stack.env["FRAMEFLEET_REDIS_URL"] = group.url
+    try:
+        with settings_env({"FRAMEFLEET_REDIS_URL": group.url}), TestClient(create_app()) as api:
+            stack.start_beat()
+            stack.start_worker("s2")
+            spec = {"input": clips["long"].as_uri(), "outputs": [SLOW_OUTPUT], "hardware": "cpu"}
+            job = submit(api, key, spec)
+            wait_state(api, key, job["id"], {"running"}, timeout=60)
+            time.sleep(0.5)  # into the encode
+            os.killpg(group.primary.proc.pid, signal.SIGKILL)
+            killed = time.monotonic()
+            assert fetch(api, key, job["id"])["state"] == "running"
+            done = wait_state(api, key, job["id"], TERMINAL, timeout=120)
+            took = time.monotonic() - killed
+            assert done["state"] == "succeeded", done
+            assert runs(api, key, job["id"]) == 1, [h["reason"] for h in history(api, key, job["id"])]
+            assert output_files(stack, job["id"]) == ["main.mp4"]
+            print(f"sentinel failover mid-encode: kill-to-done {took:.1f}s, ran once, one set of outputs")
+    finally:
+        stack.stop_all()
+        group.stop()
