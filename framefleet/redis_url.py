@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs, quote, unquote
+from urllib.parse import quote, unquote
 
 SENTINEL_SCHEME = "redis+sentinel"
 SENTINEL_PORT = 26379
@@ -64,7 +64,9 @@ def parse_redis_url(url: str) -> RedisTarget:
         raise ValueError(f"{SENTINEL_SCHEME}:// URL needs the master's name: .../<master-name>/<db>")
     if len(segments) > 2 or (len(segments) == 2 and not segments[1].isdigit()):
         raise ValueError(f"{SENTINEL_SCHEME}:// URL path must be /<master-name> or /<master-name>/<db>")
-    options = parse_qs(query, keep_blank_values=True) if query else {}
+    # Percent-decoded only: a '+' in a password is a plus, not the space a form encoding would make of it.
+    pairs = (part.partition("=") for part in query.split("&") if part)
+    options = {unquote(name): unquote(value) for name, _, value in pairs}
     unknown = set(options) - {"sentinel_password"}
     if unknown:
         raise ValueError(f"{SENTINEL_SCHEME}:// URL: unknown option(s) {', '.join(sorted(unknown))}")
@@ -75,7 +77,7 @@ def parse_redis_url(url: str) -> RedisTarget:
         db=int(segments[1]) if len(segments) == 2 else 0,
         username=username,
         password=password,
-        sentinel_password=options["sentinel_password"][-1] if "sentinel_password" in options else None,
+        sentinel_password=options.get("sentinel_password"),
     )
 
 

@@ -28,8 +28,9 @@ def test_a_sentinel_url_names_every_sentinel_the_master_and_the_database() -> No
 
 
 def test_database_defaults_to_0_and_username_and_sentinel_password_are_read() -> None:
-    target = parse_redis_url("redis+sentinel://app:pw@h1:1,h2:2/main?sentinel_password=sp%21")
-    assert (target.db, target.username, target.password, target.sentinel_password) == (0, "app", "pw", "sp!")
+    target = parse_redis_url("redis+sentinel://app:p+w@h1:1,h2:2/main?sentinel_password=s+p%21")
+    assert (target.db, target.username, target.password) == (0, "app", "p+w")
+    assert target.sentinel_password == "s+p!"
 
 
 def test_celery_gets_one_sentinel_url_per_sentinel_and_the_master_in_transport_options() -> None:
