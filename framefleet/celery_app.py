@@ -7,13 +7,18 @@ from celery.signals import beat_init
 
 from framefleet.config import Settings, get_settings
 from framefleet.queues import ALL_QUEUES
+from framefleet.redis_url import celery_broker, parse_redis_url
 
 RUN_JOB_TASK = "framefleet.run_job"
 
 
 def make_celery(settings: Settings) -> Celery:
-    app = Celery("framefleet", broker=settings.redis_url, include=["framefleet.worker.tasks"])
+    # A Sentinel URL becomes kombu's sentinel:// transport with the master's name in its options.
+    broker_url, sentinel_options = celery_broker(parse_redis_url(settings.redis_url))
+    app = Celery("framefleet", broker=broker_url, include=["framefleet.worker.tasks"])
     app.conf.update(
+        # The URL as configured, for the redis-py clients of code that holds only the app.
+        framefleet_redis_url=settings.redis_url,
         task_queues=ALL_QUEUES,
         task_default_queue="cpu.normal",
         task_default_exchange="framefleet.normal",
@@ -38,6 +43,7 @@ def make_celery(settings: Settings) -> Celery:
             "visibility_timeout": settings.visibility_timeout,
             # Drain queues in the order the worker lists them (live first), not round-robin.
             "queue_order_strategy": "priority",
+            **sentinel_options,
         },
         worker_hijack_root_logger=False,
         worker_send_task_events=True,
@@ -56,7 +62,7 @@ def celery_for(settings: Settings) -> Celery:
     The process-wide app reads the settings once, when first imported; code that runs with other settings
     (tests, a tool pointed at another deployment) must still publish to its own broker.
     """
-    if app.conf.broker_url == settings.redis_url:
+    if app.conf.framefleet_redis_url == settings.redis_url:
         return app
     if settings.redis_url not in _others:
         _others[settings.redis_url] = make_celery(settings)

@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from framefleet.redis_url import parse_redis_url
 from framefleet.tenancy.oidc import OidcConfig
 from framefleet.tenancy.permissions import ROLES
 from framefleet.tenancy.ratelimit import Bucket, parse_bucket
@@ -37,6 +38,7 @@ class Settings(BaseSettings):
     env: Literal["dev", "test", "prod"] = "dev"
     data_dir: Path = Path(".data")
     database_url: str = ""
+    # redis://, rediss://, unix:// or redis+sentinel://host:port,host:port/<master-name>/<db> (redis_url.py)
     redis_url: str = "redis://127.0.0.1:6390/0"
     secret_key: str = "dev-secret"
 
@@ -288,6 +290,7 @@ class Settings(BaseSettings):
             schemes = ("file", "s3", "azure", "az", "gs")
             setattr(self, name, [_storage_prefix(u, schemes, env) for u in getattr(self, name)])
         self.upload_dir = (self.upload_dir or self.data_dir / "uploads").resolve()
+        parse_redis_url(self.redis_url)  # a malformed Redis or Sentinel URL refuses to start
         if not self.public_url:
             self.public_url = f"http://{self.api_host}:{self.api_port}"
         if self.heartbeat_ttl_seconds < 2 * self.heartbeat_interval_seconds:

@@ -112,6 +112,90 @@ def start_redis(workdir: Path, port: int | None = None) -> RedisServer:
 
 
 @dataclass
+class SentinelGroup:
+    """A Redis primary, its replica and three Sentinels watching them, all on loopback."""
+
+    master_name: str
+    primary: RedisServer
+    replica: RedisServer
+    sentinels: list[RedisServer]
+
+    @property
+    def url(self) -> str:
+        hosts = ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels)
+        return f"redis+sentinel://{hosts}/{self.master_name}/0"
+
+    def master_port(self) -> int:
+        """The master's port as the first Sentinel that answers sees it."""
+        import redis
+
+        for sentinel in self.sentinels:
+            if sentinel.proc.poll() is not None:
+                continue
+            client = redis.Redis(port=sentinel.port, socket_timeout=1, decode_responses=True)
+            with client:
+                _, port = client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.master_name)
+                return int(port)
+        raise RuntimeError("no Sentinel answers")
+
+    def stop(self) -> None:
+        for server in [*self.sentinels, self.replica, self.primary]:
+            stop(server.proc)
+
+
+def start_sentinel_group(
+    workdir: Path, *, master_name: str = "framefleet", down_after_ms: int = 1000
+) -> SentinelGroup:
+    """A primary + replica + 3 Sentinels (quorum 2), told to fail over `down_after_ms` after the primary
+    stops answering; returns once every Sentinel knows the replica and the other two Sentinels."""
+    import redis
+
+    primary = start_redis(workdir / "primary")
+    replica = start_redis(workdir / "replica")
+    redis.Redis(port=replica.port).replicaof("127.0.0.1", primary.port)
+    sentinels = []
+    for index in range(3):
+        folder = workdir / f"sentinel{index}"
+        folder.mkdir(parents=True, exist_ok=True)
+        port = free_port()
+        conf = folder / "sentinel.conf"  # Sentinel rewrites its file as it learns, so each has its own
+        conf.write_text(
+            f"port {port}\nbind 127.0.0.1\ndir {folder}\n"
+            f"sentinel monitor {master_name} 127.0.0.1 {primary.port} 2\n"
+            f"sentinel down-after-milliseconds {master_name} {down_after_ms}\n"
+            f"sentinel failover-timeout {master_name} 10000\n"
+            f"sentinel parallel-syncs {master_name} 1\n"
+        )
+        proc = subprocess.Popen(
+            [redis_binary(), str(conf), "--sentinel"],
+            stdout=(folder / "sentinel.log").open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        wait_until(lambda port=port: port_open(port), 15, "redis-sentinel", proc)
+        sentinels.append(RedisServer(port=port, proc=proc, workdir=folder))
+    group = SentinelGroup(master_name=master_name, primary=primary, replica=replica, sentinels=sentinels)
+
+    def settled() -> bool:
+        for sentinel in sentinels:
+            client = redis.Redis(port=sentinel.port, socket_timeout=1)
+            with client:
+                replicas = client.execute_command("SENTINEL", "REPLICAS", master_name)
+                peers = client.execute_command("SENTINEL", "SENTINELS", master_name)
+            if len(replicas) != 1 or len(peers) != 2:
+                return False
+        return True
+
+    try:
+        # Sentinels find the replica (through INFO) and each other (hello messages) within a few seconds.
+        wait_until(settled, 30, "Sentinels to discover the replica and each other")
+    except BaseException:
+        group.stop()
+        raise
+    return group
+
+
+@dataclass
 class PostgresServer:
     port: int
     datadir: Path

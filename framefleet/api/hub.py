@@ -28,10 +28,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis
-import redis.asyncio as aioredis
 
 from framefleet.events import stream_key
 from framefleet.logging import get_logger
+from framefleet.redis_client import make_async_redis
 
 log = get_logger(__name__)
 
@@ -117,14 +117,13 @@ class EventHub:
         self.idle_check_seconds = idle_check_seconds
         self.grace_seconds = grace_seconds
         self.buffer = buffer
-        self._reader = aioredis.Redis.from_url(
+        self._reader = make_async_redis(
             redis_url, decode_responses=True, client_name=CLIENT_NAME, single_connection_client=True
         )
-        self._replays = aioredis.Redis(
-            connection_pool=aioredis.BlockingConnectionPool.from_url(
-                redis_url, max_connections=REPLAY_CONNECTIONS, decode_responses=True, client_name=CLIENT_NAME
-            )
-        )
+        self._replays = make_async_redis(redis_url, decode_responses=True, client_name=CLIENT_NAME)
+        # Replays beyond REPLAY_CONNECTIONS wait here, so the pool never opens more (a Sentinel pool cannot
+        # block the way a plain BlockingConnectionPool does, so the bound lives here for both).
+        self._replay_slots = asyncio.Semaphore(REPLAY_CONNECTIONS)
         self._channels: dict[str, _Channel] = {}
         self._task: asyncio.Task[None] | None = None
         self._checks: set[asyncio.Task[None]] = set()
@@ -166,7 +165,8 @@ class EventHub:
         start = f"({format_id(after)}" if after is not None and after != ZERO else "-"
         while True:
             key = stream_key(job_id)
-            entries: Any = await self._replays.xrange(key, min=start, max=upto, count=REPLAY_PAGE)
+            async with self._replay_slots:
+                entries: Any = await self._replays.xrange(key, min=start, max=upto, count=REPLAY_PAGE)
             for entry_id, fields in entries:
                 yield _delivery(entry_id, fields)
             if len(entries) < REPLAY_PAGE:

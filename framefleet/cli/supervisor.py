@@ -41,6 +41,7 @@ import httpx
 from framefleet.cli.admin import display_url
 from framefleet.cli.client import demo_key_path
 from framefleet.config import Settings, get_settings
+from framefleet.redis_url import parse_redis_url
 
 PID_FILE = "framefleet.pid"
 DEMO_TENANT = "demo"
@@ -339,6 +340,11 @@ class EmbeddedStack:
         self.api_url = f"http://{host}:{self.settings.api_port}"
         self.docs_url = f"{self.api_url}/docs"
         self.flower_url = f"http://127.0.0.1:{self.settings.flower_port}"
+        if parse_redis_url(self.settings.redis_url).is_sentinel:
+            raise StackError(
+                "the embedded stack runs its own Redis: FRAMEFLEET_REDIS_URL must be a redis:// URL, "
+                "not a Sentinel group"
+            )
         redis = urlsplit(self.settings.redis_url)
         self.redis_host = _local_host(redis.hostname or "127.0.0.1")
         self.redis_port = redis.port or 6379
@@ -631,8 +637,8 @@ class EmbeddedStack:
 def run_up(settings: Settings | None = None) -> int:
     """`framefleet up`: run the stack in the foreground until Ctrl-C, SIGTERM, or a child's failure."""
     settings = settings or get_settings()
-    stack = EmbeddedStack(settings)
     try:
+        stack = EmbeddedStack(settings)
         with stack:
             stack.print_block("\n".join([*stack.summary(), "Press Ctrl-C to stop."]))
             dead = stack.wait()

@@ -122,7 +122,7 @@ class Intake:
         # Jobs beyond their tenant's fair share wait in the database; a claim or the beat publishes them.
         dispatch_many([job for job in jobs if job.state == JobState.queued.value], celery=self.celery)
         try:
-            feed.note_created(get_redis(self.celery.conf.broker_url), [job.id for job in jobs])
+            feed.note_created(get_redis(self.celery.conf.framefleet_redis_url), [job.id for job in jobs])
         except redis.RedisError as exc:
             # The jobs are in; only their `job.created` webhooks are missing.
             log.warning(

@@ -108,11 +108,17 @@ class ProgressReporter:
             self._last_event = now
             data: dict[str, Any] = sample.to_dict() if sample else dict.fromkeys(PROGRESS_FIELDS)
             data.update(percent=round(percent, 2), phase=phase)
-            pipe = self.redis.pipeline(transaction=False)
-            events.append(pipe, self.job_id, "progress", data)
-            for milestone in crossed:
-                feed.add(pipe, self.job_id, "job.progress", str(milestone))
-            pipe.execute()
+            try:
+                pipe = self.redis.pipeline(transaction=False)
+                events.append(pipe, self.job_id, "progress", data)
+                for milestone in crossed:
+                    feed.add(pipe, self.job_id, "job.progress", str(milestone))
+                pipe.execute()
+            except redis.RedisError as exc:
+                # Redis is transport: while it is away (a restart, a Sentinel failover) the encode goes on,
+                # and the next sample after it returns replaces the ones lost.
+                error = f"{type(exc).__name__}: {exc}"
+                log.warning("progress event not published", job_id=self.job_id, error=error)
         if now - self._last_db >= self.db_interval:
             self._last_db = now
             with session_scope() as session:
@@ -137,8 +143,16 @@ class _Attempt:
         self.reporter = ProgressReporter(job.id, attempt, redis_client, settings)
 
     def canceled(self) -> bool:
-        """True once the client asked to cancel, or the beat to preempt this attempt."""
-        return preemption.stops(self.redis.get(cancel_key(self.job.id)), self.attempt)
+        """True once the client asked to cancel or the beat to preempt this attempt: the Redis flag, or the
+        job row while Redis is away."""
+        try:
+            return preemption.stops(self.redis.get(cancel_key(self.job.id)), self.attempt)
+        except redis.RedisError as exc:
+            # A cancel is recorded in the database before the flag is set, so the row answers as well; the
+            # encode goes on through a Redis restart or failover instead of failing with it.
+            log.warning("cancel flag not readable", job_id=self.job.id, error=f"{type(exc).__name__}: {exc}")
+            with session_scope() as session:
+                return bool(session.scalar(sa.select(Job.cancel_requested).where(Job.id == self.job.id)))
 
     def check_canceled(self) -> None:
         """Raise JobCanceled once the client asked to cancel."""

@@ -160,16 +160,18 @@ class Stack:
         self.procs.clear()
 
 
-@pytest.fixture(scope="module")
-def stack(
+@contextlib.contextmanager
+def isolated_stack(
     test_env: dict[str, str],
     database_url: str,
-    tmp_path_factory: pytest.TempPathFactory,
-    request: pytest.FixtureRequest,
+    root: Path,
+    redis: services.RedisServer,
+    redis_url: str,
+    overrides: dict[str, str] | None = None,
 ) -> Iterator[Stack]:
-    """An isolated stack for one chaos module; this process's settings point at it while it lives."""
-    root = tmp_path_factory.mktemp(f"chaos-{request.module.__name__.rsplit('.', 1)[-1]}")
-    redis = services.start_redis(root / "redis")
+    """A stack on its own database and media root, using the Redis at `redis_url`, with FAST settings (and
+    `overrides`); this process's settings point at it while it lives, and every process it started is
+    stopped at the end."""
     url = private_database(database_url, root)
     media = root / "media"
     (media / "outputs").mkdir(parents=True)
@@ -177,12 +179,13 @@ def stack(
         **FAST,
         "FRAMEFLEET_DATA_DIR": str(root / "data"),
         "FRAMEFLEET_DATABASE_URL": url,
-        "FRAMEFLEET_REDIS_URL": redis.url,
+        "FRAMEFLEET_REDIS_URL": redis_url,
         "FRAMEFLEET_STORAGE_ROOTS": f'["{media}"]',
         "FRAMEFLEET_OUTPUT_ROOT": (media / "outputs").as_uri(),
         # The clips are a library every tenant reads; `full` is a small disk any tenant may write to.
         "FRAMEFLEET_SHARED_STORAGE": f'["{(media / "inputs").as_uri()}"]',
         "FRAMEFLEET_SHARED_STORAGE_WRITABLE": f'["{(media / "full").as_uri()}"]',
+        **(overrides or {}),
     }
     with settings_env(values):
         chaos = Stack(env={**test_env, **values}, root=root, redis=redis, media=media)
@@ -190,7 +193,25 @@ def stack(
             yield chaos
         finally:
             chaos.stop_all()
-            services.stop(chaos.redis.proc)
+
+
+@pytest.fixture(scope="module")
+def stack(
+    test_env: dict[str, str],
+    database_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest,
+) -> Iterator[Stack]:
+    """An isolated stack for one chaos module, on a Redis of its own."""
+    root = tmp_path_factory.mktemp(f"chaos-{request.module.__name__.rsplit('.', 1)[-1]}")
+    redis = services.start_redis(root / "redis")
+    chaos: Stack | None = None
+    try:
+        with isolated_stack(test_env, database_url, root, redis, redis.url) as chaos:
+            yield chaos
+    finally:
+        # restart_redis may have replaced the server the stack started with.
+        services.stop(chaos.redis.proc if chaos else redis.proc)
 
 
 @pytest.fixture()

@@ -43,6 +43,7 @@ DEPLOY_FILES = [
     ROOT / ".dockerignore",
     ROOT / "deploy" / "make-secrets.sh",
     ROOT / "deploy" / "prod.env.example",
+    *sorted((ROOT / "deploy" / "kubernetes").rglob("*.*")),
     ROOT / "tests" / "deploy" / "run.sh",
     *sorted((ROOT / "tests" / "deploy" / "standins").rglob("*")),
 ]
@@ -190,11 +191,13 @@ def test_the_rules_catch_a_published_api_and_a_secret_in_the_environment() -> No
 
 
 def _framefleet_variables() -> set[str]:
-    """Every FRAMEFLEET_* name compose.yaml, the env example and the Dockerfiles set or interpolate."""
+    """Every FRAMEFLEET_* name compose.yaml, the env example, the Dockerfiles and the Kubernetes manifests set
+    or interpolate."""
     texts = [
         (ROOT / "compose.yaml").read_text(),
         (ROOT / "deploy" / "prod.env.example").read_text(),
         *(path.read_text() for path in DOCKERFILES),
+        *(path.read_text() for path in sorted((ROOT / "deploy" / "kubernetes").rglob("*.*"))),
     ]
     names = set()
     for text in texts:
