@@ -9,10 +9,16 @@ from framefleet.config import Settings, get_settings
 from framefleet.queues import ALL_QUEUES
 
 RUN_JOB_TASK = "framefleet.run_job"
+# One chunk (or the join) of a split-and-stitch attempt: args job id, attempt, index (worker/chunked.py).
+RUN_CHUNK_TASK = "framefleet.run_chunk"
 
 
 def make_celery(settings: Settings) -> Celery:
-    app = Celery("framefleet", broker=settings.redis_url, include=["framefleet.worker.tasks"])
+    app = Celery(
+        "framefleet",
+        broker=settings.redis_url,
+        include=["framefleet.worker.tasks", "framefleet.worker.chunked"],
+    )
     app.conf.update(
         task_queues=ALL_QUEUES,
         task_default_queue="cpu.normal",

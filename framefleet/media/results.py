@@ -127,7 +127,8 @@ def _score_summary(score: StreamScore | None, quality: QualitySpec | None) -> di
     return summary | ({"skipped": score.skipped} if score.skipped else {})
 
 
-def _media_row(name: str, kind: str, uri: str, container: str, info: MediaInfo, size: int) -> Row:
+def media_row(name: str, kind: str, uri: str, container: str, info: MediaInfo, size: int) -> Row:
+    """A row for a media file: its size, length, bitrate, picture size and codecs as probed."""
     duration = info.duration
     return Row(
         name=name,
@@ -156,7 +157,7 @@ def _plain_output(plan: OutputPlan, base: str, quality: QualitySpec | None, resu
         results.pieces += [Piece(f, folder + f.name) for f in files]
         first = probe(files[0])
         size = sum(f.stat().st_size for f in files)
-        row = _media_row(name, "images", folder, container.value, first, size)
+        row = media_row(name, "images", folder, container.value, first, size)
         row.duration_seconds = row.bitrate_kbps = None
         row.details = {"files": len(files), "names": [f.name for f in files[:1000]]}
         results.rows.append(row)
@@ -175,7 +176,7 @@ def _plain_output(plan: OutputPlan, base: str, quality: QualitySpec | None, resu
             info = probe(local)
         except JobFailure as exc:
             raise _failed(f"output {name} is unreadable: {exc}") from exc
-        row = _media_row(name, "file", uri, container.value, info, size)
+        row = media_row(name, "file", uri, container.value, info, size)
     results.pieces.append(Piece(local, uri))
     row.metrics = _score_summary(plan.score, quality)
     if plan.score is not None and plan.score.measured:

@@ -39,13 +39,13 @@ from framefleet.core.states import JobState, TransitionError
 from framefleet.db.models import Job, WebhookEndpoint, Worker, utcnow
 from framefleet.db.session import session_scope
 from framefleet.jobs import state_machine
-from framefleet.jobs.dispatch import dispatch, move, queue_priority
+from framefleet.jobs.dispatch import dispatch, dispatch_chunks, move, queue_priority
 from framefleet.lifecycle import retention
 from framefleet.logging import get_logger
 from framefleet.observability import metrics
 from framefleet.queues import POOLS, queue_name
 from framefleet.redis_client import get_redis
-from framefleet.scheduling import broker, fairshare
+from framefleet.scheduling import broker, chunks, fairshare
 from framefleet.scheduling.aging import aged_priority, is_higher
 from framefleet.scheduling.outcomes import fail_attempt
 from framefleet.tenancy import quotas
@@ -140,13 +140,17 @@ def reap_dead_workers(
                 Job.state == JobState.running.value
             )
         ).all()
-        ids = {r.worker for r in running if r.worker}
+        # A job split into chunks is owned by its chunks: their workers are judged instead of the job's.
+        split = chunks.in_chunks(session, [(r.id, r.attempt) for r in running])
+        pieces = chunks.running(session, split)
+        running = [r for r in running if r.id not in split]
+        ids = {r.worker for r in running if r.worker} | {p.worker for p in pieces if p.worker}
         rows = {w.id: w for w in session.scalars(sa.select(Worker).where(Worker.id.in_(ids)))} if ids else {}
         session.expunge_all()
-    if not running:
+    if not running and not pieces:
         return []
     alive = _keys_alive(sorted(ids))
-    recovered = []
+    recovered = _reap_chunks(pieces, rows, alive, settings, celery, now)
     for job in running:
         why = _worker_gone(job, rows.get(job.worker), alive.get(job.worker, False), settings, now)
         if why is None:
@@ -173,6 +177,58 @@ def reap_dead_workers(
         _announce(ended, message, settings)
         recovered.append(job.id)
     return recovered
+
+
+def _reap_chunks(
+    pieces: list[chunks.RunningChunk],
+    rows: dict[str, Worker],
+    alive: dict[str, bool],
+    settings: Settings,
+    celery: Celery | None,
+    now: datetime,
+) -> list[str]:
+    """Put each chunk whose worker is gone back in the queue alone; a chunk lost too often fails its
+    attempt as worker_lost (retried whole by the usual rules). Returns the job ids touched."""
+    touched = []
+    for piece in pieces:
+        why = _worker_gone(
+            piece, rows.get(piece.worker or ""), alive.get(piece.worker or "", False), settings, now
+        )
+        if why is None:
+            continue
+        message = f"worker {piece.worker} lost running chunk {piece.index}: {why}"
+        delivery = chunks.Delivery(
+            piece.id, piece.attempt, piece.index, piece.kind, piece.delivery, chunks.NO_CHUNK
+        )
+        ended: Job | None = None
+        try:
+            with session_scope() as session:
+                if piece.delivery >= chunks.MAX_CHUNK_DELIVERIES:
+                    ended = fail_attempt(
+                        session,
+                        piece.id,
+                        FailureClass.worker_lost,
+                        message,
+                        worker=piece.worker,
+                        attempt=piece.attempt,
+                        settings=settings,
+                        now=now,
+                    )
+                    handed = False
+                else:
+                    handed = chunks.hand_back(session, delivery=delivery)
+                job = session.get(Job, piece.id)
+                session.expunge_all()
+        except TransitionError as exc:
+            log.info("job changed while reaping a chunk; left alone", job_id=piece.id, reason=exc.reason)
+            continue
+        if ended is not None:
+            _announce(ended, message, settings)
+        elif handed and job is not None:
+            dispatch_chunks(job, piece.attempt, [piece.index], celery=celery)
+        log.warning("recovered chunk from a lost worker", job_id=piece.id, chunk=piece.index, why=why)
+        touched.append(piece.id)
+    return touched
 
 
 def _keys_alive(worker_ids: list[str]) -> dict[str, bool]:

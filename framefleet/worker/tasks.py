@@ -53,7 +53,7 @@ from framefleet.tenancy import quotas, usage
 from framefleet.tenancy import service as tenancy_service
 from framefleet.tenancy.access import SUSPENDED
 from framefleet.worker import heartbeat, shutdown, trial
-from framefleet.worker.pipeline import JobCanceled, Published, run_pipeline
+from framefleet.worker.pipeline import AttemptSplit, JobCanceled, Published, run_pipeline
 
 log = get_logger("framefleet.worker")
 
@@ -156,7 +156,7 @@ def _abort_reason() -> str | None:
 
 @dataclass
 class Ending:
-    kind: str  # succeeded | canceled | failed | handback | lease
+    kind: str  # succeeded | canceled | failed | handback | lease | split (the chunks carry the job on)
     reason: str
     failure_class: FailureClass | None = None
     values: dict[str, Any] = field(default_factory=dict)
@@ -218,6 +218,9 @@ def run_job(self: object, job_id: str) -> None:
             rates=_rates(settings),
         )
         ending.values["usage"] = cost.add_usage(job.usage, used)
+        if ending.kind == "split":
+            log.info("job continues in chunks", reason=ending.reason)
+            return
         outcome = _record(
             job_id, ending, worker=worker, attempt=attempt, settings=settings, release=running_quota
         )
@@ -318,6 +321,8 @@ def _run_attempt(
             )
     except JobCanceled:
         return Ending("canceled", "canceled by client", FailureClass.canceled)
+    except AttemptSplit as split:
+        return Ending("split", str(split))
     except FfmpegAborted as aborted:
         if aborted.reason == HANDBACK:
             return Ending(
