@@ -308,8 +308,9 @@ class JobChunk(Base):
     """One piece of a split-and-stitch attempt (migration 0019): an `encode` chunk of source frames, or the
     attempt's one `join` row, whose `pending` counts the chunks not yet done (worker/chunked.py).
 
-    States: waiting (the join, until its chunks are done) → queued → running → done. `attempt` counts the
-    chunk's own deliveries; a lost chunk goes back to queued alone (scheduling/chunks.py).
+    States: waiting (the join, until its chunks are done) → queued → running → done, or stopped when its
+    run ended the attempt (canceled, failed). `attempt` counts the chunk's own deliveries; a lost chunk
+    goes back to queued alone (scheduling/chunks.py).
     """
 
     __tablename__ = "job_chunks"

@@ -25,7 +25,7 @@ from framefleet.db.models import Job, JobChunk, utcnow
 from framefleet.media.chunks import Chunk
 
 ENCODE, JOIN = "encode", "join"
-WAITING, QUEUED, RUNNING, DONE = "waiting", "queued", "running", "done"
+WAITING, QUEUED, RUNNING, DONE, STOPPED = "waiting", "queued", "running", "done", "stopped"
 # Share of the job's progress bar taken by the join (concatenate, mux, verify, publish).
 JOIN_SHARE = 0.05
 # Deliveries of one chunk before the whole attempt is failed as worker_lost (a chunk that kills workers).
@@ -163,6 +163,19 @@ def hand_back(session: Session, *, delivery: Delivery) -> bool:
         .values(state=QUEUED, worker=None, progress=0.0, updated_at=utcnow())
     )
     return bool(moved.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def stop(session: Session, *, delivery: Delivery) -> None:
+    """A chunk whose run ended the job's attempt (canceled, failed): it runs no more."""
+    session.execute(
+        sa.update(JobChunk)
+        .where(
+            _key(delivery.job_id, delivery.job_attempt, delivery.index),
+            JobChunk.state == RUNNING,
+            JobChunk.attempt == delivery.attempt,
+        )
+        .values(state=STOPPED, updated_at=utcnow())
+    )
 
 
 def report(session: Session, *, delivery: Delivery, percent: float) -> float:

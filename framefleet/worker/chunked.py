@@ -102,6 +102,8 @@ def run_chunk(self: object, job_id: str, job_attempt: int, index: int) -> None:
     try:
         ending = _run_delivery(job, delivery, tenant_name, settings)
         if ending is not None:
+            with session_scope() as session:
+                chunks.stop(session, delivery=delivery)
             _record(job_id, ending, worker=worker, attempt=job_attempt, settings=settings)
     finally:
         if beat is not None:

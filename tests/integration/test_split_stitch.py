@@ -214,3 +214,18 @@ def test_a_worker_killed_mid_chunk_loses_only_that_chunk(
     history = api.get(f"/v1/jobs/{job['id']}/history", headers={"X-API-Key": key}).json()["items"]
     assert [h["to_state"] for h in history] == ["queued", "running", "succeeded"]
     assert pair.poll() is None
+
+
+def test_a_target_bitrate_is_refused_with_the_field(
+    api: Any, tenant_key: tuple[str, str], sparse_clip: Path
+) -> None:
+    _, key = tenant_key
+    body = {
+        "input": sparse_clip.as_uri(),
+        "outputs": [{"container": "mp4", "video": {"bitrate_kbps": 900}}],
+        "parallel": {"chunks": 2},
+    }
+    response = api.post("/v1/jobs", json=body, headers={"X-API-Key": key})
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert "outputs.0.video.bitrate_kbps" in response.text and "two-pass" in response.text
