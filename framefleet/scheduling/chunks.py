@@ -227,6 +227,20 @@ def in_chunks(session: Session, jobs: Iterable[tuple[str, int]]) -> set[str]:
     return {r.job_id for r in found if (r.job_id, r.job_attempt) in wanted}
 
 
+def queued_before(session: Session, cutoff: datetime) -> list[tuple[Job, int, list[int]]]:
+    """Per running split job: its current attempt's chunks (and join) queued since before `cutoff`."""
+    rows = session.execute(
+        sa.select(Job, JobChunk.index)
+        .join(Job, sa.and_(Job.id == JobChunk.job_id, Job.attempt == JobChunk.job_attempt))
+        .where(Job.state == JobState.running.value, JobChunk.state == QUEUED, JobChunk.updated_at < cutoff)
+        .order_by(JobChunk.job_id, JobChunk.index)
+    ).all()
+    grouped: dict[str, tuple[Job, int, list[int]]] = {}
+    for job, index in rows:
+        grouped.setdefault(job.id, (job, job.attempt, []))[2].append(index)
+    return list(grouped.values())
+
+
 @dataclass(frozen=True)
 class RunningChunk:
     """A running chunk as the reaper judges it: shaped like a job for scheduling/maintenance._worker_gone."""

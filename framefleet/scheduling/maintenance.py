@@ -303,7 +303,10 @@ def reconcile_broker(
             Job.state == JobState.queued.value,
             sa.func.coalesce(Job.queued_at, Job.updated_at) < cutoff,
         )
-    if not jobs:
+        # Chunks (and joins) queued in the database, of running split jobs: their messages too can be lost.
+        pieces = chunks.queued_before(session, cutoff)
+        session.expunge_all()
+    if not jobs and not pieces:
         return []
     snap = snap or broker.snapshot(get_redis(), delivered_within=settings.reconcile_grace_seconds)
     republished = []
@@ -311,6 +314,11 @@ def reconcile_broker(
         if snap.has(job.id):
             continue
         if dispatch(job, celery=celery):
+            republished.append(job.id)
+    for job, attempt, indexes in pieces:
+        # A chunk message names its job first, so any waiting message of the job counts: a lost one is
+        # published again once the job's others are taken. A duplicate claims nothing.
+        if not snap.has(job.id) and dispatch_chunks(job, attempt, indexes, celery=celery):
             republished.append(job.id)
     if republished:
         log.warning("republished jobs the broker had lost", count=len(republished))
