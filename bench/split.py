@@ -4,8 +4,9 @@ Each run is an embedded stack whose worker has N pool processes (N = 1, then 2),
 one thread (FRAMEFLEET_FFMPEG_THREADS=1), so a pool process is one CPU's worth of encoding and the
 comparison is fair. The same job (x264 CRF 23, veryfast, VMAF of every frame scored in the encoding
 process) runs unsplit on N = 1 and with `parallel: {"chunks": 2}` on N = 2. Reported: wall time from
-submission to success, the speedup, the pooled VMAF of both outputs, and the stitched output's per-frame
-VMAF at each join against its neighbourhood (the frames within one second either side).
+submission to success, the speedup, the pooled VMAF of both outputs, the stitched file scored whole
+against its chunks' pooled score, and its per-frame VMAF at each join (the worse of the two frames meeting
+there, scored whole) against its neighbourhood (the other frames within one second either side).
 
 `python -m bench.split [seconds] [size]` (default 20 s of 1280x720 at 25 fps: 60 s of 1080p takes about
 ten minutes of both CPUs of a 2-core machine, with VMAF scored on every frame).
@@ -22,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from bench.common import bench_stack, make_clip
+from bench.common import bench_stack, make_clip, run_ffmpeg
 
 OUTPUT = {"name": "out", "container": "mp4", "video": {"codec": "h264", "crf": 23, "preset": "veryfast"}}
 FPS = 25
@@ -60,17 +61,29 @@ def _run(clip: Path, shared: Path, tmp: str, workers: int, parallel: dict[str, A
         if job["state"] != "succeeded":
             raise RuntimeError(f"job {job['state']}: {job.get('error')}")
         (output,) = job["outputs"]
-        log = json.loads(Path(output["metrics_log_uri"].removeprefix("file://")).read_text())
-    scores = {f["frame"]: f["vmaf"] for f in log["frames"]}
-    joins = [c["start_frame"] for c in (output.get("details") or {}).get("chunks", [])[1:]]
-    return {
-        "workers": workers,
-        "chunks": len((output.get("details") or {}).get("chunks", [])) or 1,
-        "wall_s": round(wall, 2),
-        "vmaf": output["metrics"]["vmaf"]["mean"],
-        "size_bytes": output["size_bytes"],
-        "joins": [_seam(scores, frame) for frame in joins],
-    }
+        joins = [c["start_frame"] for c in (output.get("details") or {}).get("chunks", [])[1:]]
+        result = {
+            "workers": workers,
+            "chunks": len(joins) + 1,
+            "wall_s": round(wall, 2),
+            "vmaf": output["metrics"]["vmaf"]["mean"],
+            "size_bytes": output["size_bytes"],
+        }
+        if joins:
+            # The stitched file scored whole (not from its chunks' logs): the seam as a viewer gets it, and
+            # the check that the chunks' pooled score is the whole file's.
+            scores = _vmaf_frames(
+                Path(output["uri"].removeprefix("file://")), clip, Path(tmp) / "direct.json"
+            )
+            result["vmaf_scored_whole"] = round(sum(scores.values()) / len(scores), 6)
+            result["joins"] = [_seam(scores, frame) for frame in joins]
+    return result
+
+
+def _vmaf_frames(distorted: Path, reference: Path, log: Path) -> dict[int, float]:
+    graph = f"[0:v][1:v]libvmaf=log_fmt=json:log_path={log}:n_threads=2"
+    run_ffmpeg("-i", str(distorted), "-i", str(reference), "-lavfi", graph, "-f", "null", "-")
+    return {f["frameNum"]: f["metrics"]["vmaf"] for f in json.loads(log.read_text())["frames"]}
 
 
 def _seam(scores: dict[int, float], frame: int) -> dict[str, float]:

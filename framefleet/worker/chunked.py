@@ -81,7 +81,13 @@ def run_chunk(self: object, job_id: str, job_attempt: int, index: int) -> None:
     worker = worker_identity()
     structlog.contextvars.clear_contextvars()
     if shutdown.draining():
-        return  # unacknowledged work goes back with the worker's shutdown; the row is still queued
+        # Leave the chunk queued and publish it again for another worker, as a job is passed on.
+        with session_scope() as session:
+            owner = session.get(Job, job_id)
+            session.expunge_all()
+        if owner is not None:
+            dispatch_chunks(owner, job_attempt, [index])
+        return
     with session_scope() as session:
         delivery = chunks.claim(session, job_id=job_id, job_attempt=job_attempt, index=index, worker=worker)
         if delivery is None:
