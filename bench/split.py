@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 
 from bench.common import bench_stack, make_clip, run_ffmpeg
+from framefleet.media.quality import UNTAGGED
 
 OUTPUT = {"name": "out", "container": "mp4", "video": {"codec": "h264", "crf": 23, "preset": "veryfast"}}
 FPS = 25
@@ -69,19 +70,20 @@ def _run(clip: Path, shared: Path, tmp: str, workers: int, parallel: dict[str, A
             "vmaf": output["metrics"]["vmaf"]["mean"],
             "size_bytes": output["size_bytes"],
         }
+        # The output scored whole by a separate pass: for the stitched file, the check that its chunks'
+        # pooled score is the whole file's, and each seam as a viewer gets it.
+        path = Path(output["uri"].removeprefix("file://"))
+        scores = _vmaf_frames(path, clip, Path(tmp) / "direct.json")
+        result["vmaf_scored_whole"] = round(sum(scores.values()) / len(scores), 6)
         if joins:
-            # The stitched file scored whole (not from its chunks' logs): the seam as a viewer gets it, and
-            # the check that the chunks' pooled score is the whole file's.
-            scores = _vmaf_frames(
-                Path(output["uri"].removeprefix("file://")), clip, Path(tmp) / "direct.json"
-            )
-            result["vmaf_scored_whole"] = round(sum(scores.values()) / len(scores), 6)
             result["joins"] = [_seam(scores, frame) for frame in joins]
     return result
 
 
 def _vmaf_frames(distorted: Path, reference: Path, log: Path) -> dict[int, float]:
-    graph = f"[0:v][1:v]libvmaf=log_fmt=json:log_path={log}:n_threads=2"
+    # Colour tags cleared on both sides as the job's own scoring does: a tagged output against an untagged
+    # source would otherwise be converted between colour matrices before the comparison.
+    graph = f"[0:v]{UNTAGGED}[d];[1:v]{UNTAGGED}[r];[d][r]libvmaf=log_fmt=json:log_path={log}:n_threads=2"
     run_ffmpeg("-i", str(distorted), "-i", str(reference), "-lavfi", graph, "-f", "null", "-")
     return {f["frameNum"]: f["metrics"]["vmaf"] for f in json.loads(log.read_text())["frames"]}
 

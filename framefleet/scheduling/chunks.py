@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from framefleet.core.states import JobState
 from framefleet.db.models import Job, JobChunk, utcnow
 from framefleet.media.chunks import Chunk
+from framefleet.observability import cost
 
 ENCODE, JOIN = "encode", "join"
 WAITING, QUEUED, RUNNING, DONE, STOPPED = "waiting", "queued", "running", "done", "stopped"
@@ -211,6 +212,13 @@ def job_progress(rows: Iterable[tuple[str, int, float]]) -> float:
     encoded = sum(frames * pct for frames, pct in encodes) / total
     joined = joins[0] if joins else 0.0
     return round(encoded * (1 - JOIN_SHARE) + joined * JOIN_SHARE, 2)
+
+
+def add_usage(session: Session, *, job_id: str, used: dict[str, Any]) -> None:
+    """Add what one task of a split attempt consumed to the job's usage (row locked: tasks end at once)."""
+    job = session.get(Job, job_id, with_for_update=True, populate_existing=True)
+    if job is not None:
+        job.usage = cost.add_usage(job.usage, used)
 
 
 def in_chunks(session: Session, jobs: Iterable[tuple[str, int]]) -> set[str]:

@@ -55,6 +55,8 @@ from framefleet.media.progress import Progress
 from framefleet.media.quality import read_scores, summarise, write_log
 from framefleet.media.results import QUALITY_SUFFIX, Piece, Results, media_row
 from framefleet.media.runner import AttemptLimits, FfmpegAborted, attempt_limits
+from framefleet.observability import cost, energy
+from framefleet.observability.usage import AttemptUsage, collecting
 from framefleet.redis_client import get_redis
 from framefleet.scheduling import chunks
 from framefleet.storage import backend_within, join_uri
@@ -62,7 +64,7 @@ from framefleet.storage.base import StorageError
 from framefleet.storage.namespace import Namespace, job_output_base, namespace_for
 from framefleet.worker import heartbeat, shutdown
 from framefleet.worker.pipeline import JobCanceled, _Attempt, _fetch, _hardware, _publish, _raise_for
-from framefleet.worker.tasks import Ending, _abort_reason, _quietly, _record, worker_identity
+from framefleet.worker.tasks import Ending, _abort_reason, _quietly, _record, rates, worker_identity
 
 log = get_logger("framefleet.worker")
 
@@ -105,12 +107,28 @@ def run_chunk(self: object, job_id: str, job_attempt: int, index: int) -> None:
     beat = heartbeat.current()
     if beat is not None:
         beat.set_current(job_id, job_attempt, beat_now=False)
+    consumed = AttemptUsage()
+    before = energy.sample(settings.powercap_root)
+    started = time.monotonic()
     try:
-        ending = _run_delivery(job, delivery, tenant_name, settings)
-        if ending is not None:
+        with collecting(consumed):
+            ending = _run_delivery(job, delivery, tenant_name, settings)
+        if ending is not None and ending.kind != "succeeded":
             with session_scope() as session:
                 chunks.stop(session, delivery=delivery)
+        if ending is not None:
             _record(job_id, ending, worker=worker, attempt=job_attempt, settings=settings)
+        used = cost.attempt_usage(
+            cpu_seconds=consumed.cpu_seconds,
+            wall_seconds=time.monotonic() - started,
+            measured_joules=energy.measured_joules(
+                before, energy.sample(settings.powercap_root), consumed.cpu_seconds
+            ),
+            rates=rates(settings),
+        )
+        # Every chunk's (and the join's) consumption adds to the one job's usage.
+        with session_scope() as session:
+            chunks.add_usage(session, job_id=job_id, used=used)
     finally:
         if beat is not None:
             beat.clear_current()

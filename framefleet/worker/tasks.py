@@ -47,6 +47,7 @@ from framefleet.media.runner import AttemptLimits, FfmpegAborted, attempt_limits
 from framefleet.observability import cost, energy, metrics
 from framefleet.observability.usage import AttemptUsage, collecting
 from framefleet.redis_client import get_redis, reset_clients
+from framefleet.scheduling import chunks as chunk_rows
 from framefleet.scheduling import fairshare, registry
 from framefleet.scheduling.outcomes import fail_attempt
 from framefleet.tenancy import quotas, usage
@@ -215,12 +216,15 @@ def run_job(self: object, job_id: str) -> None:
             measured_joules=energy.measured_joules(
                 before, energy.sample(settings.powercap_root), consumed.cpu_seconds
             ),
-            rates=_rates(settings),
+            rates=rates(settings),
         )
-        ending.values["usage"] = cost.add_usage(job.usage, used)
         if ending.kind == "split":
+            # The job's usage then sums this task's and every chunk's (worker/chunked.py).
+            with session_scope() as session:
+                chunk_rows.add_usage(session, job_id=job_id, used=used)
             log.info("job continues in chunks", reason=ending.reason)
             return
+        ending.values["usage"] = cost.add_usage(job.usage, used)
         outcome = _record(
             job_id, ending, worker=worker, attempt=attempt, settings=settings, release=running_quota
         )
@@ -244,7 +248,8 @@ def _tenant_label(settings: Settings) -> metrics.TenantLabels:
     return _tenant_labels(tuple(settings.metrics_tenants), settings.metrics_max_tenants)
 
 
-def _rates(settings: Settings) -> cost.Rates:
+def rates(settings: Settings) -> cost.Rates:
+    """The deployment's energy and machine-time prices."""
     return cost.Rates(
         currency=settings.cost_currency,
         price_per_kwh=settings.energy_price_per_kwh,

@@ -24,6 +24,7 @@ from framefleet import events
 from framefleet.config import get_settings
 from framefleet.db.models import JobChunk
 from framefleet.db.session import session_scope
+from framefleet.media.quality import UNTAGGED
 from framefleet.redis_client import get_redis
 from framefleet.scheduling.maintenance import reap_dead_workers
 from tests import services
@@ -68,7 +69,7 @@ def _video_pts(path: Path) -> tuple[list[int], float]:
 
 def _vmaf_of(ffmpeg: str, distorted: Path, reference: Path, log: Path) -> list[float]:
     """Score the joined file directly, as an unsplit job's pass would (every frame)."""
-    graph = f"[0:v][1:v]libvmaf=log_fmt=json:log_path={log}:n_threads=1"
+    graph = f"[0:v]{UNTAGGED}[d];[1:v]{UNTAGGED}[r];[d][r]libvmaf=log_fmt=json:log_path={log}:n_threads=1"
     subprocess.run(
         [
             ffmpeg,
@@ -114,6 +115,8 @@ def test_a_split_job_joins_every_frame_once_with_its_sound_and_scores(
     final = wait_for_state(lambda: fetch(api, key, job["id"]), TERMINAL, 60)
     assert final["state"] == "succeeded", final
     assert final["progress"] == 100.0
+    # The job's usage sums its own task's and every chunk's.
+    assert final["usage"] is not None and final["usage"]["cpu_seconds"] > 0, final["usage"]
     (output,) = final["outputs"]
     chunks = output["details"]["chunks"]
     assert [c["frames"] for c in chunks] == [25, 25, 25]  # cut on exact frames: the only keyframe is frame 0
