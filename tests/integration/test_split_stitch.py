@@ -34,14 +34,15 @@ from tests.integration.test_worker_jobs import TERMINAL, fetch, local_path, subm
 
 pytestmark = pytest.mark.integration
 FPS = 25
+BEATS = {"FRAMEFLEET_HEARTBEAT_INTERVAL_SECONDS": "0.5", "FRAMEFLEET_HEARTBEAT_TTL_SECONDS": "2"}
 
 
 @pytest.fixture(scope="module")
 def pair(worker_env: dict[str, str], session_dir: Path) -> Iterator[subprocess.Popen[bytes]]:
     """One real worker with two pool processes: two chunks encode at once."""
-    proc = services.start_worker(
-        worker_env, session_dir / "logs" / "worker-split.log", concurrency=2, name="split"
-    )
+    # Short heartbeats, as in tests/chaos: a killed pool process is presumed lost after 2 s, not 30.
+    env = {**worker_env, **BEATS}
+    proc = services.start_worker(env, session_dir / "logs" / "worker-split.log", concurrency=2, name="split")
     yield proc
     services.stop(proc, timeout=20)
 
@@ -153,7 +154,7 @@ def test_a_split_job_joins_every_frame_once_with_its_sound_and_scores(
     assert encoded == {0, 1, 2}
 
 
-SLOW = {"name": "slow", "container": "mp4", "video": {"codec": "h264", "crf": 18, "preset": "veryslow"}}
+SLOW = {"name": "slow", "container": "mp4", "video": {"codec": "h264", "crf": 18, "preset": "slow"}}
 
 
 def _wait_for_chunk_ffmpeg(job_id: str, timeout: float = 30) -> list[int]:
@@ -200,7 +201,9 @@ def test_a_worker_killed_mid_chunk_loses_only_that_chunk(
     ]
     assert killed, "the killed process ran no chunk"
     os.kill(pool_pid, signal.SIGKILL)  # the pool process running the chunk; its ffmpeg dies with it
-    settings = get_settings()
+    settings = get_settings().model_copy(
+        update={"heartbeat_interval_seconds": 0.5, "heartbeat_ttl_seconds": 2.0}
+    )
     deadline = time.monotonic() + 60
     while fetch(api, key, job["id"])["state"] not in TERMINAL and time.monotonic() < deadline:
         reap_dead_workers(settings)  # the beat's reaper pass, run here at once
