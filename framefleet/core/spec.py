@@ -558,7 +558,7 @@ class ParallelSpec(Strict):
 
 def _check_parallel(spec: JobSpec) -> None:
     """Refuse, naming the field, what cannot be encoded in chunks and joined (yet)."""
-    for field in ("groups", "thumbnails", "sprites"):
+    for field in ("groups", "sprites"):
         if getattr(spec, field):
             raise spec_error("parallel", f"parallel jobs cannot have {field} yet", field)
     if spec.poster is not None:

@@ -26,23 +26,14 @@ from pathlib import Path
 from typing import Any
 
 from framefleet.core.spec import JobSpec, OutputSpec, VideoCodec, VideoSpec
+from framefleet.media.probe import FrameIndex
+from framefleet.media.thumbnails import bucket_times
 
 # How far before a chunk's first frame its input seek lands, in frames: far enough that rounding the seek
 # time cannot drop that frame, near enough that the frame before is never taken.
 SEEK_LEAD_FRAMES = 0.25
 # A keyframe this close to an ideal cut (as a share of the chunk length) is taken as the cut.
 KEYFRAME_SNAP = 0.25
-
-
-@dataclass(frozen=True)
-class FrameIndex:
-    """The source's video frames as the container lists them: count, rate, keyframes, timestamps."""
-
-    frames: int
-    fps: float
-    keyframes: tuple[int, ...]  # frame numbers (presentation order) of keyframes
-    start: float  # the first frame's time, seconds from the file's start
-    steps_even: bool  # every frame lasts 1/fps (constant frame rate)
 
 
 @dataclass(frozen=True)
@@ -103,9 +94,62 @@ def window_args(chunk: Chunk) -> list[str]:
     return [*args, "-t", f"{chunk.seconds:.6f}"]
 
 
-def chunk_spec(spec: JobSpec) -> JobSpec:
-    """What every chunk encodes: the job's outputs with their video settings, no sound, no text tracks."""
+def thumbnail_times(spec: JobSpec, *, frames: int, fps: float) -> dict[str, list[float]]:
+    """Every thumbnail set's times over the whole input (`every_seconds` as its buckets' starts), those at
+    or past the end left out."""
+    duration = frames / fps
+    found: dict[str, list[float]] = {}
+    for thumbs in spec.thumbnails:
+        if thumbs.times is not None:
+            times = list(thumbs.times)
+        else:
+            assert thumbs.every_seconds is not None
+            times = bucket_times(thumbs.every_seconds, duration)
+        # One picture per frame: times whose first frame at or after is the same make one picture.
+        frames_seen: set[int] = set()
+        kept = []
+        for t in times:
+            frame = _frame_at(t, fps)
+            if t < duration and frame not in frames_seen:
+                frames_seen.add(frame)
+                kept.append(t)
+        found[thumbs.name or ""] = kept
+    return found
+
+
+def _frame_at(t: float, fps: float) -> int:
+    """The first frame at or after `t` (the thumbnail filters' rule)."""
+    return max(0, math.ceil(t * fps - 1e-6))
+
+
+def times_in(chunk: Chunk, times: list[float], fps: float) -> list[float]:
+    """The times whose picture (the first frame at or after each) is one of the chunk's frames, made
+    relative to the chunk's input seek (its first frame is SEEK_LEAD_FRAMES in): selected there exactly as
+    over the whole input."""
+    origin = (chunk.start_frame - SEEK_LEAD_FRAMES) / fps if chunk.start_frame else 0.0
+    inside = []
+    for t in times:
+        if chunk.start_frame <= _frame_at(t, fps) < chunk.start_frame + chunk.frames:
+            inside.append(round(max(0.0, t - origin), 6))
+    return inside
+
+
+def chunk_spec(
+    spec: JobSpec,
+    chunk: Chunk | None = None,
+    *,
+    times: dict[str, list[float]] | None = None,
+    fps: float = 0.0,
+) -> JobSpec:
+    """What a chunk encodes: the job's outputs with their video settings, no sound, no text tracks, and the
+    thumbnails whose times fall on its frames (`times`: thumbnail_times; sets with none there left out)."""
     data = spec.model_dump(mode="json")
+    thumbnails = []
+    for thumbs in data.get("thumbnails") or []:
+        inside = times_in(chunk, (times or {}).get(thumbs["name"], []), fps) if chunk is not None else []
+        if inside:
+            thumbnails.append({**thumbs, "times": inside, "every_seconds": None, "destination": None})
+    data["thumbnails"] = thumbnails
     ops = dict(data.get("operations") or {})
     for audio_only in ("loudness", "channel_mix", "audio_track"):
         ops.pop(audio_only, None)
@@ -134,7 +178,7 @@ def sound_spec(spec: JobSpec) -> JobSpec:
                 }
             )
         )
-    data = spec.model_dump(mode="json", exclude={"outputs", "quality", "parallel"})
+    data = spec.model_dump(mode="json", exclude={"outputs", "quality", "parallel", "thumbnails"})
     data["outputs"] = [o.model_dump(mode="json") for o in outputs]
     return JobSpec.model_validate(data)
 

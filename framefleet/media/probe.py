@@ -20,7 +20,6 @@ import av.stream
 
 from framefleet.core.failures import FailureClass, JobFailure
 from framefleet.core.operations import AudioTrackSpec
-from framefleet.media.chunks import FrameIndex
 
 # Bounded probing so hostile input cannot make the demuxer read or analyse forever.
 PROBE_OPTIONS = {"probesize": str(20 * 1024 * 1024), "analyzeduration": str(10_000_000)}
@@ -482,6 +481,17 @@ def unused_audio_tracks(info: MediaInfo, used: set[int]) -> list[dict[str, Any]]
         for t in info.audio_tracks
         if t.index not in used
     ]
+
+
+@dataclass(frozen=True)
+class FrameIndex:
+    """The source's video frames as the container lists them: count, rate, keyframes, timestamps."""
+
+    frames: int
+    fps: float
+    keyframes: tuple[int, ...]  # frame numbers (presentation order) of keyframes
+    start: float  # the first frame's time, seconds from the file's start
+    steps_even: bool  # every frame lasts 1/fps (constant frame rate)
 
 
 def _video_packets(path: Path) -> tuple[list[tuple[int, bool]], Fraction, float]:

@@ -260,7 +260,10 @@ def _group(group: GroupPlan, base: str, quality: QualitySpec | None, results: Re
         )
 
 
-def _pictures(plan: PicturePlan, spec_destination: str | None, base: str, duration: float | None) -> Results:
+def picture_results(
+    plan: PicturePlan, spec_destination: str | None, base: str, duration: float | None
+) -> Results:
+    """The pieces and rows of one picture deliverable whose files are in `plan.folder`."""
     found = Results()
     files = sorted(p for p in plan.folder.iterdir() if p.is_file() and not p.name.endswith(".vtt"))
     if not files:
@@ -340,8 +343,8 @@ def collect_results(plan: JobPlan, spec: JobSpec, base: str) -> Results:
     for picture in plan.pictures:
         deliverable = pictures.get(picture.name)
         destination = deliverable.destination if deliverable is not None else None
-        found = _pictures(picture, destination, base, plan.duration)
-        results.pieces += _allow_replace(found.pieces, deliverable)
+        found = picture_results(picture, destination, base, plan.duration)
+        results.pieces += allow_replace(found.pieces, deliverable)
         results.rows += found.rows
     # Raises when a stream misses its loudness target and the spec says to fail; otherwise the reading
     # (with its verdict) is stored with the output it belongs to.
@@ -377,10 +380,10 @@ def _replacing(results: Results, deliverable: _Deliverable) -> Iterator[None]:
     """Mark the pieces added inside the block with whether `deliverable` may replace what it meets."""
     start = len(results.pieces)
     yield
-    results.pieces[start:] = _allow_replace(results.pieces[start:], deliverable)
+    results.pieces[start:] = allow_replace(results.pieces[start:], deliverable)
 
 
-def _allow_replace(pieces: list[Piece], deliverable: _Deliverable | None) -> list[Piece]:
+def allow_replace(pieces: list[Piece], deliverable: _Deliverable | None) -> list[Piece]:
     own_folder = deliverable is None or deliverable.destination is None
     replace = own_folder or bool(deliverable and deliverable.overwrite)
     return [dataclasses.replace(piece, replace=replace) for piece in pieces]

@@ -47,14 +47,16 @@ from framefleet.media.chunks import (
     join_argv,
     join_scores,
     sound_spec,
+    thumbnail_times,
 )
 from framefleet.media.command import JobPlan, plan_job
 from framefleet.media.ffmpeg import ffmpeg_path
 from framefleet.media.probe import MediaInfo, probe, video_timestamps
 from framefleet.media.progress import Progress
 from framefleet.media.quality import read_scores, summarise, write_log
-from framefleet.media.results import QUALITY_SUFFIX, Piece, Results, media_row
+from framefleet.media.results import QUALITY_SUFFIX, Piece, Results, allow_replace, media_row, picture_results
 from framefleet.media.runner import AttemptLimits, FfmpegAborted, attempt_limits
+from framefleet.media.thumbnails import plan_thumbnails
 from framefleet.observability import cost, energy
 from framefleet.observability.usage import AttemptUsage, collecting
 from framefleet.redis_client import get_redis
@@ -195,12 +197,18 @@ def _source(job: Job, run: _Attempt, workdir: Path, digest: Any = None) -> tuple
 
 
 def _plan(
-    spec: JobSpec, info: MediaInfo, source: Path, folder: Path, chunk: Chunk, settings: Settings
+    spec: JobSpec,
+    info: MediaInfo,
+    source: Path,
+    folder: Path,
+    chunk: Chunk,
+    settings: Settings,
+    times: dict[str, list[float]] | None = None,
 ) -> JobPlan:
     """A chunk's encode: the job's outputs and scores, planned as an unsplit job's, over its frames."""
     caps = detect_capabilities(ffmpeg_path())
     return plan_job(
-        chunk_spec(spec),
+        chunk_spec(spec, chunk, times=times, fps=chunk.frames / chunk.seconds),
         info,
         caps,
         source,
@@ -215,7 +223,17 @@ def _encode_chunk(
     job: Job, delivery: chunks.Delivery, tenant: str, settings: Settings, run: _Attempt, workdir: Path
 ) -> None:
     spec, source, info = _source(job, run, workdir)
-    plan = _plan(spec, info, source, workdir / "out", delivery.chunk, settings)
+    with session_scope() as session:
+        total = session.scalar(
+            sa.select(JobChunk.frames).where(
+                JobChunk.job_id == job.id,
+                JobChunk.job_attempt == delivery.job_attempt,
+                JobChunk.kind == chunks.JOIN,
+            )
+        )
+    chunk = delivery.chunk
+    times = thumbnail_times(spec, frames=int(total or 0), fps=chunk.frames / chunk.seconds)
+    plan = _plan(spec, info, source, workdir / "out", chunk, settings, times)
     plan.prepare()
     redis_client = run.redis
     last = [0.0]
@@ -254,8 +272,21 @@ def _encode_chunk(
             scores[name] = _stage(
                 log_path, join_uri(staging, f"{name}.{delivery.index}.scores.json"), run.namespace
             )
+    pictures: dict[str, list[str]] = {}
+    for picture in plan.pictures:
+        # The thumbnails whose times fall on this chunk's frames, in time order.
+        found = sorted(p for p in picture.folder.iterdir() if p.is_file())
+        pictures[picture.name] = [
+            _stage(
+                f,
+                join_uri(staging, f"{picture.name}.{delivery.index}.{k}.{picture.extension}"),
+                run.namespace,
+            )
+            for k, f in enumerate(found)
+        ]
+    details = {"files": files, "scores": scores, "pictures": pictures}
     with session_scope() as session:
-        last_one = chunks.finish(session, delivery=delivery, details={"files": files, "scores": scores})
+        last_one = chunks.finish(session, delivery=delivery, details=details)
     log.info("chunk done", last=last_one)
     if last_one:
         with session_scope() as session:
@@ -348,6 +379,7 @@ def _join(
             row.metrics_log_uri = uri + QUALITY_SUFFIX
             results.pieces.append(Piece(unified, row.metrics_log_uri, replace=replace))
         results.rows.append(row)
+    _join_thumbnails(spec, info, parts, frames, base, folder=workdir / "pictures", run=run, results=results)
     run.check_canceled()
     # A superseded attempt (its join was presumed lost and run again) must not publish beside the other.
     ensure_owner(job.id, delivery.job_attempt)
@@ -361,6 +393,42 @@ def _join(
     return Ending(
         "succeeded", reason, values={"progress": 100.0, **published.job_values()}, published=published
     )
+
+
+def _join_thumbnails(
+    spec: JobSpec,
+    info: MediaInfo,
+    parts: Any,
+    frames: int,
+    base: str,
+    *,
+    folder: Path,
+    run: _Attempt,
+    results: Results,
+) -> None:
+    """Each thumbnail set's pictures, taken by the chunks holding their times, numbered as one set."""
+    if not spec.thumbnails or info.video is None:
+        return
+    fps = _fps(parts)
+    duration = frames / fps
+    src = (info.video.width, info.video.height)
+    for thumbs in spec.thumbnails:
+        plan = plan_thumbnails(thumbs, folder / (thumbs.name or "thumbnails"), duration, src)
+        plan.times = thumbnail_times(spec, frames=frames, fps=fps)[plan.name]
+        plan.every_seconds = 0.0  # the times are listed: each picture says its own
+        plan.folder.mkdir(parents=True)
+        staged = [uri for p in parts for uri in (p.details or {}).get("pictures", {}).get(plan.name, [])]
+        if len(staged) != len(plan.times):
+            raise JobFailure(
+                FailureClass.encoder_failed,
+                f"thumbnails {plan.name}: the chunks made {len(staged)} pictures for {len(plan.times)} times",
+            )
+        for number, uri in enumerate(staged, start=1):
+            local = _fetch(uri, folder / "staged" / plan.name / str(number), run.namespace)
+            shutil.copyfile(local, plan.folder / (plan.pattern % number))
+        found = picture_results(plan, thumbs.destination, base, duration)
+        results.pieces += allow_replace(found.pieces, thumbs)
+        results.rows += found.rows
 
 
 def _fps(parts: Any) -> float:
@@ -378,10 +446,9 @@ def _scores(uri: str, folder: Path, namespace: Namespace) -> list[dict[str, Any]
 
 def _remove_staging(parts: Any, namespace: Namespace) -> None:
     for part in parts:
-        for uri in [
-            *(part.details or {}).get("files", {}).values(),
-            *(part.details or {}).get("scores", {}).values(),
-        ]:
+        details = part.details or {}
+        pictures = [uri for uris in details.get("pictures", {}).values() for uri in uris]
+        for uri in [*details.get("files", {}).values(), *details.get("scores", {}).values(), *pictures]:
             try:
                 backend_within(uri, namespace, write=True).delete(uri)
             except StorageError:

@@ -25,6 +25,7 @@ import sqlalchemy as sa
 
 from framefleet import events
 from framefleet.config import Settings
+from framefleet.core.artifacts import MAX_TIMES
 from framefleet.core.failures import FailureClass, JobFailure, classify_ffmpeg_failure
 from framefleet.core.spec import MAX_CHUNKS, Fallback, Hardware, JobSpec
 from framefleet.db.models import Job, JobOutput
@@ -36,7 +37,7 @@ from framefleet.lifecycle import cache
 from framefleet.lifecycle.ledger import Object
 from framefleet.logging import get_logger
 from framefleet.media.capabilities import Capabilities, detect_capabilities, detect_devices, hardware_for
-from framefleet.media.chunks import chunk_count, plan_cuts
+from framefleet.media.chunks import chunk_count, plan_cuts, thumbnail_times, times_in
 from framefleet.media.command import JobPlan, plan_job
 from framefleet.media.encoders import HardwareSetup
 from framefleet.media.ffmpeg import ffmpeg_path
@@ -266,6 +267,15 @@ def _split(job: Job, spec: JobSpec, source: Path, attempt: int, run: _Attempt) -
     if len(cuts) < 2:
         log.info("input too short to split; encoding in one piece", frames=index.frames)
         return
+    times = thumbnail_times(spec, frames=index.frames, fps=index.fps)
+    for cut in cuts:
+        for name, listed in times.items():
+            if len(times_in(cut, listed, index.fps)) > MAX_TIMES:
+                raise JobFailure(
+                    FailureClass.spec_unsupported,
+                    f"thumbnails {name}: more than {MAX_TIMES} pictures would fall in one chunk; "
+                    "ask for more chunks or fewer pictures",
+                )
     with session_scope() as session:
         assert_owner(session, job.id, attempt)
         chunk_rows.start(session, job_id=job.id, job_attempt=attempt, chunks=cuts)

@@ -34,6 +34,11 @@ from tests.integration.test_worker_jobs import TERMINAL, fetch, local_path, subm
 
 pytestmark = pytest.mark.integration
 FPS = 25
+# Times around the cuts at 1 s and 2 s (0.99 s is frame 24.75: its picture is frame 25, a chunk's first).
+THUMBS = [
+    {"name": "at", "times": [0.0, 0.5, 0.99, 1.01, 1.98, 2.9], "width": 80},
+    {"name": "every", "every_seconds": 1, "width": 80},
+]
 BEATS = {"FRAMEFLEET_HEARTBEAT_INTERVAL_SECONDS": "0.5", "FRAMEFLEET_HEARTBEAT_TTL_SECONDS": "2"}
 
 
@@ -110,15 +115,17 @@ def test_a_split_job_joins_every_frame_once_with_its_sound_and_scores(
             {"name": "hd", "container": "mp4", "video": {"codec": "h264", "crf": 30, "preset": "veryfast"}}
         ],
         "quality": {"metrics": ["vmaf"], "subsample": 1},
+        "thumbnails": THUMBS,
         "parallel": {"chunks": 3, "chunk_seconds": 1},
     }
     job = submit(api, key, spec)
+    unsplit = submit(api, key, {"input": sparse_clip.as_uri(), "thumbnails": THUMBS})
     final = wait_for_state(lambda: fetch(api, key, job["id"]), TERMINAL, 60)
     assert final["state"] == "succeeded", final
     assert final["progress"] == 100.0
     # The job's usage sums its own task's and every chunk's.
     assert final["usage"] is not None and final["usage"]["cpu_seconds"] > 0, final["usage"]
-    (output,) = final["outputs"]
+    (output,) = [o for o in final["outputs"] if o["kind"] == "file"]
     chunks = output["details"]["chunks"]
     assert [c["frames"] for c in chunks] == [25, 25, 25]  # cut on exact frames: the only keyframe is frame 0
     path = local_path(output["uri"])
@@ -139,6 +146,15 @@ def test_a_split_job_joins_every_frame_once_with_its_sound_and_scores(
     assert abs(pooled - sum(direct) / len(direct)) < 0.5, (pooled, sum(direct) / len(direct))
     log = json.loads(local_path(output["metrics_log_uri"]).read_text())
     assert [f["frame"] for f in log["frames"]] == list(range(75))
+    # Thumbnails come from the chunks holding their times: the very pictures an unsplit job takes.
+    whole = wait_for_state(lambda: fetch(api, key, unsplit["id"]), TERMINAL, 60)
+    assert whole["state"] == "succeeded", whole
+    for name in ("at", "every"):
+        split_set = next(o for o in final["outputs"] if o["name"] == name)["details"]["files"]
+        whole_set = next(o for o in whole["outputs"] if o["name"] == name)["details"]["files"]
+        assert [f["time"] for f in split_set] == [f["time"] for f in whole_set]
+        for mine, theirs in zip(split_set, whole_set, strict=True):
+            assert local_path(mine["uri"]).read_bytes() == local_path(theirs["uri"]).read_bytes(), mine
     # One job: one success in its history, the chunks done, the staging folder gone.
     history = api.get(f"/v1/jobs/{job['id']}/history", headers={"X-API-Key": key}).json()["items"]
     assert [h["to_state"] for h in history].count("succeeded") == 1

@@ -16,6 +16,8 @@ from framefleet.media.chunks import (
     join_scores,
     plan_cuts,
     sound_spec,
+    thumbnail_times,
+    times_in,
     window_args,
 )
 from framefleet.scheduling.chunks import job_progress
@@ -54,7 +56,7 @@ def test_a_parallel_spec_is_kept_and_defaults_to_auto() -> None:
         (parallel([{"container": "webm"}]), "outputs.0.container", "mp4, mov, mkv"),
         (parallel([{"container": "mp4", "video": {"codec": "av1"}}]), "outputs.0.video.codec", "h264, hevc"),
         (parallel([{"container": "mp4", "video": {"fps": 30}}]), "outputs.0.video.fps", "frame rate"),
-        (parallel(thumbnails=[{"every_seconds": 1}]), "thumbnails", "thumbnails yet"),
+        (parallel(sprites=[{"every_seconds": 1}]), "sprites", "sprites yet"),
         (parallel(operations={"trim": {"start": 1}}), "operations.trim", "cannot trim"),
         ({**parallel(), "parallel": {"chunks": 0}}, "parallel.chunks", ""),
         ({**parallel(), "parallel": {"chunk_seconds": 0.1}}, "parallel.chunk_seconds", ""),
@@ -134,3 +136,29 @@ def test_chunk_scores_are_renumbered_into_the_whole_output() -> None:
 def test_progress_sums_chunks_by_frames_then_the_join() -> None:
     assert job_progress([("encode", 100, 100.0), ("encode", 300, 0.0), ("join", 400, 0.0)]) == 23.75
     assert job_progress([("encode", 100, 100.0), ("encode", 300, 100.0), ("join", 400, 100.0)]) == 100.0
+
+
+def test_thumbnails_go_to_the_chunk_holding_their_frame() -> None:
+    job = JobSpec.model_validate(
+        parallel(
+            thumbnails=[
+                {"name": "at", "times": [0.0, 0.99, 1.0, 1.01, 2.5, 9.0]},
+                {"name": "ev", "every_seconds": 1},
+            ]
+        )
+    )
+    times = thumbnail_times(job, frames=75, fps=25)
+    # 9.0 is past the end; 0.99 and 1.0 both show frame 25: one picture.
+    assert times == {"at": [0.0, 0.99, 1.01, 2.5], "ev": [0.0, 1.0, 2.0]}
+    first, second, third = plan_cuts(index(75, (0,)), 3)
+    # A chunk's times count from its seek, a quarter frame (0.01 s) before its first frame; 0.99 s shows
+    # frame 25, the second chunk's first.
+    assert times_in(first, times["at"], 25) == [0.0]
+    assert times_in(second, times["at"], 25) == [0.0, 0.02]
+    assert times_in(third, times["at"], 25) == [0.51]
+    spec = chunk_spec(job, second, times=times, fps=25)
+    assert [(t.name, t.times, t.every_seconds) for t in spec.thumbnails] == [
+        ("at", [0.0, 0.02], None),
+        ("ev", [0.01], None),
+    ]
+    assert sound_spec(job).thumbnails == []
