@@ -8,8 +8,8 @@ submission to success, the speedup, the pooled VMAF of both outputs, the stitche
 against its chunks' pooled score, and its per-frame VMAF at each join (the worse of the two frames meeting
 there, scored whole) against its neighbourhood (the other frames within one second either side).
 
-`python -m bench.split [seconds] [size]` (default 20 s of 1280x720 at 25 fps: 60 s of 1080p takes about
-ten minutes of both CPUs of a 2-core machine, with VMAF scored on every frame).
+`python -m bench.split [seconds] [size] [rounds]` (default 20 s of 1280x720 at 25 fps, one round: 60 s of
+1080p takes about ten minutes of both CPUs of a 2-core machine, with VMAF scored on every frame).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from bench.common import bench_stack, make_clip, run_ffmpeg
+from bench.common import bench_stack, make_clip, median, run_ffmpeg
 from framefleet.media.quality import UNTAGGED
 
 OUTPUT = {"name": "out", "container": "mp4", "video": {"codec": "h264", "crf": 23, "preset": "veryfast"}}
@@ -75,8 +75,8 @@ def _run(clip: Path, shared: Path, tmp: str, workers: int, parallel: dict[str, A
         path = Path(output["uri"].removeprefix("file://"))
         scores = _vmaf_frames(path, clip, Path(tmp) / "direct.json")
         result["vmaf_scored_whole"] = round(sum(scores.values()) / len(scores), 6)
-        if joins:
-            result["joins"] = [_seam(scores, frame) for frame in joins]
+        result["joins"] = joins
+        result["frames"] = scores
     return result
 
 
@@ -88,27 +88,46 @@ def _vmaf_frames(distorted: Path, reference: Path, log: Path) -> dict[int, float
     return {f["frameNum"]: f["metrics"]["vmaf"] for f in json.loads(log.read_text())["frames"]}
 
 
-def _seam(scores: dict[int, float], frame: int) -> dict[str, float]:
-    """A join's two frames (the last of one chunk, the first of the next) against the second around them."""
-    around = [
-        scores[f] for f in range(frame - FPS, frame + FPS) if f in scores and f not in (frame - 1, frame)
-    ]
-    at = min(scores[frame - 1], scores[frame])
-    neighbourhood = sum(around) / len(around)
-    return {"frame": frame, "vmaf_at_join": round(at, 3), "neighbourhood": round(neighbourhood, 3)}
+def _seam(split: dict[int, float], whole: dict[int, float], frame: int) -> dict[str, float]:
+    """A join's two frames (the last of one chunk, the first of the next) against the second around them,
+    in the stitched file and at the same frames of the unsplit encode."""
+
+    def around(scores: dict[int, float]) -> float:
+        near = [
+            scores[f] for f in range(frame - FPS, frame + FPS) if f in scores and f not in (frame - 1, frame)
+        ]
+        return sum(near) / len(near)
+
+    return {
+        "frame": frame,
+        "stitched_at_join": round(min(split[frame - 1], split[frame]), 3),
+        "stitched_neighbourhood": round(around(split), 3),
+        "unsplit_at_join": round(min(whole[frame - 1], whole[frame]), 3),
+        "unsplit_neighbourhood": round(around(whole), 3),
+    }
 
 
-def main(seconds: float = 20, size: str = "1280x720") -> dict[str, Any]:
+def main(seconds: float = 20, size: str = "1280x720", rounds: int = 1) -> dict[str, Any]:
+    """`rounds` > 1 alternates the two runs and reports the median wall times (the machine is shared)."""
+    walls: dict[str, list[float]] = {"whole": [], "split": []}
     with tempfile.TemporaryDirectory(prefix="framefleet-split-") as tmp:
         shared = Path(tmp) / "shared"
         clip = make_clip(shared / "source.mp4", seconds=seconds, size=size, rate=FPS)
-        whole = _run(clip, shared, tmp, 1, None)
-        split = _run(clip, shared, tmp, 2, {"chunks": 2})
+        for _ in range(rounds):
+            whole = _run(clip, shared, tmp, 1, None)
+            split = _run(clip, shared, tmp, 2, {"chunks": 2})
+            walls["whole"].append(whole["wall_s"])
+            walls["split"].append(split["wall_s"])
+    seams = [_seam(split["frames"], whole["frames"], frame) for frame in split["joins"]]
+    for run in (whole, split):
+        del run["frames"], run["joins"]
     result = {
         "source": {"seconds": seconds, "size": size, "fps": FPS},
         "unsplit_1_worker": whole,
         "split_2_workers": split,
-        "speedup": round(whole["wall_s"] / split["wall_s"], 2),
+        "joins": seams,
+        "wall_s": walls,
+        "speedup": round(median(walls["whole"]) / median(walls["split"]), 2),
         "vmaf_delta": round(split["vmaf"] - whole["vmaf"], 3),
     }
     print(json.dumps(result, indent=2))
@@ -116,4 +135,9 @@ def main(seconds: float = 20, size: str = "1280x720") -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main(*(float(a) if i == 0 else a for i, a in enumerate(sys.argv[1:])))  # type: ignore[arg-type]
+    args = sys.argv[1:]
+    main(
+        float(args[0]) if args else 20,
+        args[1] if len(args) > 1 else "1280x720",
+        int(args[2]) if len(args) > 2 else 1,
+    )
