@@ -166,7 +166,8 @@ def _run_delivery(job: Job, delivery: chunks.Delivery, tenant: str, settings: Se
         log.info("chunk handed back", reason=aborted.reason, handed=handed)
         return None
     except JobFailure as failure:
-        return Ending("failed", f"chunk {delivery.index}: {failure.message}", failure.failure_class)
+        piece = "join" if delivery.kind == chunks.JOIN else f"chunk {delivery.index}"
+        return Ending("failed", f"{piece}: {failure.message}", failure.failure_class)
     except Exception as exc:  # the worker must survive anything a chunk does
         log.exception("chunk crashed")
         return Ending(
