@@ -49,9 +49,11 @@ from framefleet.media.results import Results, Row, collect_results
 from framefleet.media.runner import FfmpegResult, run_ffmpeg
 from framefleet.observability import usage as attempt_usage
 from framefleet.scheduling import chunks as chunk_rows
+from framefleet.scheduling import registry
 from framefleet.storage import backend_within
 from framefleet.storage.base import Digest, StorageError
 from framefleet.storage.namespace import Namespace, job_output_base, namespace_for
+from framefleet.worker import heartbeat
 from framefleet.worker.quality_search import Search, search_outputs, targeted_spec, video_bytes
 
 log = get_logger("framefleet.worker")
@@ -267,6 +269,9 @@ def _split(job: Job, spec: JobSpec, source: Path, attempt: int, run: _Attempt) -
     if len(cuts) < 2:
         log.info("input too short to split; encoding in one piece", frames=index.frames)
         return
+    if spec.parallel.chunks == "auto" and not _others_idle(job, run):
+        log.info("no other worker idle; encoding in one piece", chunks=len(cuts))
+        return
     times = thumbnail_times(spec, frames=index.frames, fps=index.fps)
     for cut in cuts:
         for name, listed in times.items():
@@ -285,6 +290,16 @@ def _split(job: Job, spec: JobSpec, source: Path, attempt: int, run: _Attempt) -
         run.redis, job.id, "progress", {"percent": 0.0, "phase": "split", "chunks": [c.view() for c in cuts]}
     )
     raise AttemptSplit(len(cuts))
+
+
+def _others_idle(job: Job, run: _Attempt) -> bool:
+    """Whether another pool process of the job's pool is idle now (`chunks: auto` splits only then)."""
+    beat = heartbeat.current()
+    with session_scope() as session:
+        idle = registry.idle_slots(
+            session, run.settings, pool=job.pool, exclude=beat.id if beat is not None else None
+        )
+    return idle > 0
 
 
 def _fetch(

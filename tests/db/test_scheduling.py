@@ -547,3 +547,19 @@ def test_reconciler_republishes_queued_chunks_the_broker_lost(tenant_key: tuple[
     snap = broker.snapshot(get_redis(), delivered_within=0)
     assert len(snap.waiting[job_id]) == 2  # both chunks; the waiting join is not due
     assert job_id not in reconcile_broker(s), "republished once, not every pass"
+
+
+def test_idle_slots_count_live_idle_pool_processes_but_the_asker(made: Any) -> None:
+    from framefleet.scheduling.registry import idle_slots
+
+    with session_scope() as session:  # the module's earlier tests left workers behind: start from none
+        session.execute(sa.update(Worker).values(stopped_at=utcnow()))
+    me = add_worker(made)
+    add_worker(made)  # idle
+    add_worker(made, current_job="some-job", attempt=1)  # busy
+    add_worker(made, age=30)  # heartbeat lapsed
+    add_worker(made, stopped=True)
+    add_worker(made, pool="gpu")  # another pool
+    with session_scope() as session:
+        assert idle_slots(session, settings(), pool="cpu", exclude=me) == 1
+        assert idle_slots(session, settings(), pool="cpu") == 2
