@@ -10,12 +10,16 @@ from framefleet.queues import ALL_QUEUES
 from framefleet.redis_url import celery_broker, parse_redis_url
 
 RUN_JOB_TASK = "framefleet.run_job"
+# One chunk (or the join) of a split-and-stitch attempt: args job id, attempt, index (worker/chunked.py).
+RUN_CHUNK_TASK = "framefleet.run_chunk"
 
 
 def make_celery(settings: Settings) -> Celery:
     # A Sentinel URL becomes kombu's sentinel:// transport with the master's name in its options.
     broker_url, sentinel_options = celery_broker(parse_redis_url(settings.redis_url))
-    app = Celery("framefleet", broker=broker_url, include=["framefleet.worker.tasks"])
+    app = Celery(
+        "framefleet", broker=broker_url, include=["framefleet.worker.tasks", "framefleet.worker.chunked"]
+    )
     app.conf.update(
         # The URL as configured, for the redis-py clients of code that holds only the app.
         framefleet_redis_url=settings.redis_url,

@@ -87,6 +87,7 @@ __all__ = [
     "OperationsSpec",
     "OutputSpec",
     "OutputTag",
+    "ParallelSpec",
     "PixFmt",
     "PosterSpec",
     "Preset",
@@ -547,9 +548,73 @@ class RetentionSpec(Strict):
     work: Annotated[int, Field(ge=0, le=36500)] | None = None
 
 
+# Split-and-stitch (docs/job-spec.md): what chunks may carry today.
+PARALLEL_CONTAINERS = (Container.mp4, Container.mov, Container.mkv)
+PARALLEL_CODECS = (VideoCodec.h264, VideoCodec.hevc)
+MAX_CHUNKS = 64
+
+
+class ParallelSpec(Strict):
+    """Encode the input in `chunks` pieces, each its own task on any worker, joined losslessly at the end.
+
+    `chunks: "auto"` cuts one chunk per `chunk_seconds` of input (at most MAX_CHUNKS); a number asks for
+    that many equal chunks (fewer when the input is too short for them).
+    """
+
+    chunks: Literal["auto"] | Annotated[int, Field(ge=1, le=MAX_CHUNKS)] = "auto"
+    chunk_seconds: Annotated[float, Field(ge=0.5, le=3600)] = 60.0
+
+
+def _check_parallel(spec: JobSpec) -> None:
+    """Refuse, naming the field, what cannot be encoded in chunks and joined (yet)."""
+    for field in ("groups", "sprites"):
+        if getattr(spec, field):
+            raise spec_error("parallel", f"parallel jobs cannot have {field} yet", field)
+    if spec.poster is not None:
+        raise spec_error("parallel", "parallel jobs cannot have a poster yet", "poster")
+    if not spec.outputs:
+        raise spec_error("parallel", "parallel jobs need at least one output", "outputs")
+    ops = spec.operations
+    if ops is not None and ops.trim is not None:
+        raise spec_error(
+            "parallel",
+            "parallel jobs cannot trim yet: chunks are cut from the whole input",
+            "operations.trim",
+        )
+    for index, output in enumerate(spec.outputs):
+        video = output.video
+        if output.container not in PARALLEL_CONTAINERS:
+            names = ", ".join(c.value for c in PARALLEL_CONTAINERS)
+            raise spec_error("parallel", f"parallel jobs write {names} outputs", f"outputs.{index}.container")
+        if video.codec not in PARALLEL_CODECS:
+            names = ", ".join(c.value for c in PARALLEL_CODECS)
+            raise spec_error(
+                "parallel", f"parallel jobs encode {names} video", f"outputs.{index}.video.codec"
+            )
+        if video.bitrate_kbps is not None:
+            # Each chunk would aim at the average on its own (no two-pass across chunks): refused, not faked.
+            raise spec_error(
+                "parallel",
+                "parallel jobs encode at constant quality (crf, optionally capped by maxrate_kbps): "
+                "a target bitrate (two-pass or constant bit rate) cannot be held across chunks",
+                f"outputs.{index}.video.bitrate_kbps",
+            )
+        if video.fps is not None:
+            raise spec_error(
+                "parallel", "parallel jobs keep the input's frame rate", f"outputs.{index}.video.fps"
+            )
+        if output.quality_target is not None:
+            raise spec_error(
+                "parallel",
+                "parallel jobs cannot search a quality target yet",
+                f"outputs.{index}.quality_target",
+            )
+
+
 class JobSpec(Strict):
     _added: ClassVar[frozenset[str]] = frozenset(
         {
+            "parallel",
             "retention",
             "cache",
             "groups",
@@ -595,6 +660,8 @@ class JobSpec(Strict):
     retention: RetentionSpec | None = None
     # False: always encode, even when a job with the same input content and spec already succeeded.
     cache: bool = True
+    # Split-and-stitch: encode in chunks on several workers and join them (docs/job-spec.md).
+    parallel: ParallelSpec | None = None
 
     @field_validator("input")
     @classmethod
@@ -675,6 +742,8 @@ class JobSpec(Strict):
                     f"name {self.poster.name!r} is already used in {taken[self.poster.name]}",
                     "poster.name",
                 )
+        if self.parallel is not None:
+            _check_parallel(self)
         return self
 
     def deliverable_names(self) -> list[str]:

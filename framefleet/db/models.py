@@ -343,6 +343,36 @@ class TenantUsage(Base):
     output_bytes: Mapped[int] = mapped_column(sa.BigInteger, default=0)
 
 
+class JobChunk(Base):
+    """One piece of a split-and-stitch attempt (migration 0019): an `encode` chunk of source frames, or the
+    attempt's one `join` row, whose `pending` counts the chunks not yet done (worker/chunked.py).
+
+    States: waiting (the join, until its chunks are done) → queued → running → done, or stopped when its
+    run ended the attempt (canceled, failed). `attempt` counts the chunk's own deliveries; a lost chunk
+    goes back to queued alone (scheduling/chunks.py).
+    """
+
+    __tablename__ = "job_chunks"
+    __table_args__ = (sa.Index("ix_job_chunks_state", "state"),)
+
+    job_id: Mapped[str] = mapped_column(sa.ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    job_attempt: Mapped[int] = mapped_column(primary_key=True)
+    index: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(sa.String(8))
+    state: Mapped[str] = mapped_column(sa.String(8))
+    attempt: Mapped[int] = mapped_column(default=0, server_default="0")
+    worker: Mapped[str | None] = mapped_column(sa.String(255), default=None)
+    start_frame: Mapped[int] = mapped_column()
+    frames: Mapped[int] = mapped_column()
+    seek: Mapped[float] = mapped_column()
+    seconds: Mapped[float] = mapped_column()
+    pending: Mapped[int] = mapped_column(default=0, server_default="0")
+    progress: Mapped[float] = mapped_column(default=0.0, server_default="0")
+    details: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON, default=None)
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class JobOutput(Base):
     __tablename__ = "job_outputs"
     __table_args__ = (sa.UniqueConstraint("job_id", "name", name="uq_job_outputs_name"),)

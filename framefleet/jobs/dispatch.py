@@ -43,6 +43,28 @@ def dispatch(job: Job, *, celery: Celery | None = None) -> bool:
     return True
 
 
+def dispatch_chunks(
+    job: Job, job_attempt: int, indexes: Sequence[int], *, celery: Celery | None = None
+) -> bool:
+    """Publish chunk (or join) tasks of the job's attempt on the job's own queue, so a live job's chunks
+    are taken before any batch work. False (logged) when the broker cannot be reached: the chunks stay
+    queued in the database and the reaper's chunk pass publishes them again."""
+    from framefleet.celery_app import RUN_CHUNK_TASK
+
+    celery = celery or _process_app()
+    queue = queue_for(job.pool, queue_priority(job))
+    try:
+        with celery.producer_or_acquire() as producer, producer.batch():
+            for index in indexes:
+                celery.send_task(
+                    RUN_CHUNK_TASK, args=[job.id, job_attempt, index], queue=queue, producer=producer
+                )
+    except Exception as exc:
+        log.error("chunk dispatch failed", job_id=job.id, error=f"{type(exc).__name__}: {exc}")
+        return False
+    return True
+
+
 def dispatch_many(jobs: Sequence[Job], *, celery: Celery | None = None) -> bool:
     """Publish the run tasks of several jobs in one Redis round trip (a kombu publish batch).
 

@@ -24,6 +24,7 @@ from typing import Any
 from framefleet.core.ladders import GroupType
 from framefleet.core.spec import Container, JobSpec, PixFmt, VideoCodec
 from framefleet.media.capabilities import Capabilities
+from framefleet.media.chunks import Chunk, window_args
 from framefleet.media.encoders import (
     DEFAULT_CRF,
     DEFAULT_PIX_FMT,
@@ -149,13 +150,13 @@ def _trim_args(spec: JobSpec, info: MediaInfo) -> list[str]:
     return args
 
 
-def _input_args(b: JobBuilder, source: Path) -> list[str]:
+def _input_args(b: JobBuilder, source: Path, window: Chunk | None) -> list[str]:
     args: list[str] = []
     if b.hardware is not None:
         args += b.hardware.global_args()
     if b.threads > 0:
         args += ["-threads", str(b.threads)]
-    args += _trim_args(b.spec, b.info)
+    args += window_args(window) if window is not None else _trim_args(b.spec, b.info)
     ops = b.spec.operations
     if ops is not None and not ops.auto_rotate and b.info.video is not None:
         args += ["-display_rotation", "0"]  # ignore the recorded rotation
@@ -265,14 +266,16 @@ def plan_job(
     hardware: HardwareSetup | None = None,
     assets: Assets | None = None,
     score: bool = True,
+    window: Chunk | None = None,
 ) -> JobPlan:
     """Everything the job delivers, written by one ffmpeg process, and where each piece lands in `workdir`.
 
     `output_paths` overrides where plain outputs go (an image sequence's path is its folder). With
-    `score`, streams are scored inside the process when the spec asks for quality.
+    `score`, streams are scored inside the process when the spec asks for quality. `window`: encode only
+    that chunk's frames of the input (split-and-stitch, media/chunks.py).
     """
     b = JobBuilder(spec, info, caps, workdir, threads, hardware, assets or Assets(), score)
-    duration = expected_duration(spec, info)
+    duration = window.seconds if window is not None else expected_duration(spec, info)
     paths = output_paths or {}
 
     outputs: list[OutputPlan] = []
@@ -328,7 +331,7 @@ def plan_job(
     if graph:
         require_filters(filter_names(";".join(graph)), caps)
 
-    args = list(GLOBAL_ARGS) + _input_args(b, source)
+    args = list(GLOBAL_ARGS) + _input_args(b, source, window)
     if graph:
         if threads > 0:
             args += ["-filter_complex_threads", str(threads)]

@@ -6,6 +6,7 @@ JobFailure(input_invalid) with a sentence a user understands; no other exception
 
 from __future__ import annotations
 
+import itertools
 import struct
 import time
 from dataclasses import asdict, dataclass, replace
@@ -480,3 +481,51 @@ def unused_audio_tracks(info: MediaInfo, used: set[int]) -> list[dict[str, Any]]
         for t in info.audio_tracks
         if t.index not in used
     ]
+
+
+@dataclass(frozen=True)
+class FrameIndex:
+    """The source's video frames as the container lists them: count, rate, keyframes, timestamps."""
+
+    frames: int
+    fps: float
+    keyframes: tuple[int, ...]  # frame numbers (presentation order) of keyframes
+    start: float  # the first frame's time, seconds from the file's start
+    steps_even: bool  # every frame lasts 1/fps (constant frame rate)
+
+
+def _video_packets(path: Path) -> tuple[list[tuple[int, bool]], Fraction, float]:
+    """(pts, keyframe) of every video packet, the stream's time base, and the file's start in seconds."""
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            packets = [
+                (int(p.pts), bool(p.is_keyframe)) for p in container.demux(stream) if p.pts is not None
+            ]
+            start = (container.start_time or 0) / av.time_base
+            return packets, Fraction(stream.time_base or Fraction(1, 90000)), start
+    except (av.FFmpegError, IndexError, OSError) as exc:
+        raise _invalid(f"the video's frames cannot be listed: {exc}") from None
+
+
+def frame_index(path: Path) -> FrameIndex:
+    """The video's frames read from the container (no decoding): count, rate, keyframes, evenness."""
+    packets, base, start = _video_packets(path)
+    if len(packets) < 2:
+        raise _invalid("the input has too few video frames to split")
+    packets.sort()
+    pts = [p for p, _ in packets]
+    steps = [b - a for a, b in itertools.pairwise(pts)]
+    step = sorted(steps)[len(steps) // 2]
+    if step <= 0:
+        raise _invalid("the input's video timestamps repeat")
+    fps = float(1 / (step * base))
+    even = all(abs(s - step) <= max(1, step // 50) for s in steps)
+    keyframes = tuple(i for i, (_, key) in enumerate(packets) if key)
+    return FrameIndex(len(pts), fps, keyframes, float(pts[0] * base) - start, even)
+
+
+def video_timestamps(path: Path) -> tuple[list[int], Fraction]:
+    """The presentation timestamps of a video's frames and their time base (to check a joined file)."""
+    packets, base, _ = _video_packets(path)
+    return [p for p, _ in packets], base

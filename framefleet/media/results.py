@@ -127,7 +127,8 @@ def _score_summary(score: StreamScore | None, quality: QualitySpec | None) -> di
     return summary | ({"skipped": score.skipped} if score.skipped else {})
 
 
-def _media_row(name: str, kind: str, uri: str, container: str, info: MediaInfo, size: int) -> Row:
+def media_row(name: str, kind: str, uri: str, container: str, info: MediaInfo, size: int) -> Row:
+    """A row for a media file: its size, length, bitrate, picture size and codecs as probed."""
     duration = info.duration
     return Row(
         name=name,
@@ -156,7 +157,7 @@ def _plain_output(plan: OutputPlan, base: str, quality: QualitySpec | None, resu
         results.pieces += [Piece(f, folder + f.name) for f in files]
         first = probe(files[0])
         size = sum(f.stat().st_size for f in files)
-        row = _media_row(name, "images", folder, container.value, first, size)
+        row = media_row(name, "images", folder, container.value, first, size)
         row.duration_seconds = row.bitrate_kbps = None
         row.details = {"files": len(files), "names": [f.name for f in files[:1000]]}
         results.rows.append(row)
@@ -175,7 +176,7 @@ def _plain_output(plan: OutputPlan, base: str, quality: QualitySpec | None, resu
             info = probe(local)
         except JobFailure as exc:
             raise _failed(f"output {name} is unreadable: {exc}") from exc
-        row = _media_row(name, "file", uri, container.value, info, size)
+        row = media_row(name, "file", uri, container.value, info, size)
     results.pieces.append(Piece(local, uri))
     row.metrics = _score_summary(plan.score, quality)
     if plan.score is not None and plan.score.measured:
@@ -259,7 +260,10 @@ def _group(group: GroupPlan, base: str, quality: QualitySpec | None, results: Re
         )
 
 
-def _pictures(plan: PicturePlan, spec_destination: str | None, base: str, duration: float | None) -> Results:
+def picture_results(
+    plan: PicturePlan, spec_destination: str | None, base: str, duration: float | None
+) -> Results:
+    """The pieces and rows of one picture deliverable whose files are in `plan.folder`."""
     found = Results()
     files = sorted(p for p in plan.folder.iterdir() if p.is_file() and not p.name.endswith(".vtt"))
     if not files:
@@ -339,8 +343,8 @@ def collect_results(plan: JobPlan, spec: JobSpec, base: str) -> Results:
     for picture in plan.pictures:
         deliverable = pictures.get(picture.name)
         destination = deliverable.destination if deliverable is not None else None
-        found = _pictures(picture, destination, base, plan.duration)
-        results.pieces += _allow_replace(found.pieces, deliverable)
+        found = picture_results(picture, destination, base, plan.duration)
+        results.pieces += allow_replace(found.pieces, deliverable)
         results.rows += found.rows
     # Raises when a stream misses its loudness target and the spec says to fail; otherwise the reading
     # (with its verdict) is stored with the output it belongs to.
@@ -376,10 +380,10 @@ def _replacing(results: Results, deliverable: _Deliverable) -> Iterator[None]:
     """Mark the pieces added inside the block with whether `deliverable` may replace what it meets."""
     start = len(results.pieces)
     yield
-    results.pieces[start:] = _allow_replace(results.pieces[start:], deliverable)
+    results.pieces[start:] = allow_replace(results.pieces[start:], deliverable)
 
 
-def _allow_replace(pieces: list[Piece], deliverable: _Deliverable | None) -> list[Piece]:
+def allow_replace(pieces: list[Piece], deliverable: _Deliverable | None) -> list[Piece]:
     own_folder = deliverable is None or deliverable.destination is None
     replace = own_folder or bool(deliverable and deliverable.overwrite)
     return [dataclasses.replace(piece, replace=replace) for piece in pieces]

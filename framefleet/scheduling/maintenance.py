@@ -39,13 +39,13 @@ from framefleet.core.states import JobState, TransitionError
 from framefleet.db.models import Job, WebhookEndpoint, Worker, utcnow
 from framefleet.db.session import session_scope
 from framefleet.jobs import state_machine
-from framefleet.jobs.dispatch import dispatch, move, queue_priority
+from framefleet.jobs.dispatch import dispatch, dispatch_chunks, move, queue_priority
 from framefleet.lifecycle import retention
 from framefleet.logging import get_logger
 from framefleet.observability import metrics
 from framefleet.queues import POOLS, queue_name
 from framefleet.redis_client import get_redis
-from framefleet.scheduling import broker, fairshare, preemption
+from framefleet.scheduling import broker, chunks, fairshare, preemption
 from framefleet.scheduling.aging import aged_priority, is_higher
 from framefleet.scheduling.outcomes import fail_attempt
 from framefleet.storage import uploads
@@ -141,13 +141,17 @@ def reap_dead_workers(
                 Job.state == JobState.running.value
             )
         ).all()
-        ids = {r.worker for r in running if r.worker}
+        # A job split into chunks is owned by its chunks: their workers are judged instead of the job's.
+        split = chunks.in_chunks(session, [(r.id, r.attempt) for r in running])
+        pieces = chunks.running(session, split)
+        running = [r for r in running if r.id not in split]
+        ids = {r.worker for r in running if r.worker} | {p.worker for p in pieces if p.worker}
         rows = {w.id: w for w in session.scalars(sa.select(Worker).where(Worker.id.in_(ids)))} if ids else {}
         session.expunge_all()
-    if not running:
+    if not running and not pieces:
         return []
     alive = _keys_alive(sorted(ids))
-    recovered = []
+    recovered = _reap_chunks(pieces, rows, alive, settings, celery, now)
     for job in running:
         why = _worker_gone(job, rows.get(job.worker), alive.get(job.worker, False), settings, now)
         if why is None:
@@ -174,6 +178,58 @@ def reap_dead_workers(
         _announce(ended, message, settings)
         recovered.append(job.id)
     return recovered
+
+
+def _reap_chunks(
+    pieces: list[chunks.RunningChunk],
+    rows: dict[str, Worker],
+    alive: dict[str, bool],
+    settings: Settings,
+    celery: Celery | None,
+    now: datetime,
+) -> list[str]:
+    """Put each chunk whose worker is gone back in the queue alone; a chunk lost too often fails its
+    attempt as worker_lost (retried whole by the usual rules). Returns the job ids touched."""
+    touched = []
+    for piece in pieces:
+        why = _worker_gone(
+            piece, rows.get(piece.worker or ""), alive.get(piece.worker or "", False), settings, now
+        )
+        if why is None:
+            continue
+        message = f"worker {piece.worker} lost running chunk {piece.index}: {why}"
+        delivery = chunks.Delivery(
+            piece.id, piece.attempt, piece.index, piece.kind, piece.delivery, chunks.NO_CHUNK
+        )
+        ended: Job | None = None
+        try:
+            with session_scope() as session:
+                if piece.delivery >= chunks.MAX_CHUNK_DELIVERIES:
+                    ended = fail_attempt(
+                        session,
+                        piece.id,
+                        FailureClass.worker_lost,
+                        message,
+                        worker=piece.worker,
+                        attempt=piece.attempt,
+                        settings=settings,
+                        now=now,
+                    )
+                    handed = False
+                else:
+                    handed = chunks.hand_back(session, delivery=delivery)
+                job = session.get(Job, piece.id)
+                session.expunge_all()
+        except TransitionError as exc:
+            log.info("job changed while reaping a chunk; left alone", job_id=piece.id, reason=exc.reason)
+            continue
+        if ended is not None:
+            _announce(ended, message, settings)
+        elif handed and job is not None:
+            dispatch_chunks(job, piece.attempt, [piece.index], celery=celery)
+        log.warning("recovered chunk from a lost worker", job_id=piece.id, chunk=piece.index, why=why)
+        touched.append(piece.id)
+    return touched
 
 
 def _keys_alive(worker_ids: list[str]) -> dict[str, bool]:
@@ -248,7 +304,10 @@ def reconcile_broker(
             Job.state == JobState.queued.value,
             sa.func.coalesce(Job.queued_at, Job.updated_at) < cutoff,
         )
-    if not jobs:
+        # Chunks (and joins) queued in the database, of running split jobs: their messages too can be lost.
+        pieces = chunks.queued_before(session, cutoff)
+        session.expunge_all()
+    if not jobs and not pieces:
         return []
     snap = snap or broker.snapshot(get_redis(), delivered_within=settings.reconcile_grace_seconds)
     republished = []
@@ -256,6 +315,11 @@ def reconcile_broker(
         if snap.has(job.id):
             continue
         if dispatch(job, celery=celery):
+            republished.append(job.id)
+    for job, attempt, indexes in pieces:
+        # A chunk message names its job first, so any waiting message of the job counts: a lost one is
+        # published again once the job's others are taken. A duplicate claims nothing.
+        if not snap.has(job.id) and dispatch_chunks(job, attempt, indexes, celery=celery):
             republished.append(job.id)
     if republished:
         log.warning("republished jobs the broker had lost", count=len(republished))

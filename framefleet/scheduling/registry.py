@@ -55,6 +55,29 @@ def known_workers(session: Session, settings: Settings, now: datetime | None = N
     return views
 
 
+def idle_slots(
+    session: Session,
+    settings: Settings,
+    *,
+    pool: str,
+    exclude: str | None = None,
+    now: datetime | None = None,
+) -> int:
+    """Live pool processes of `pool` running no job (as their rows last said), `exclude` left out."""
+    now = now or utcnow()
+    rows = session.scalars(
+        sa.select(Worker)
+        .where(
+            Worker.pool == pool,
+            Worker.current_job.is_(None),
+            Worker.stopped_at.is_(None),
+            Worker.last_heartbeat >= now - timedelta(seconds=settings.heartbeat_ttl_seconds),
+        )
+        .limit(MAX_WORKERS_READ)
+    ).all()
+    return sum(1 for row in rows if row.id != exclude)
+
+
 def live_gpu_workers_for(
     session: Session, settings: Settings, spec: Mapping[str, Any], now: datetime | None = None
 ) -> list[str]:

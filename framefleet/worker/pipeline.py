@@ -25,33 +25,38 @@ import sqlalchemy as sa
 
 from framefleet import events
 from framefleet.config import Settings
+from framefleet.core.artifacts import MAX_TIMES
 from framefleet.core.failures import FailureClass, JobFailure, classify_ffmpeg_failure
-from framefleet.core.spec import Fallback, Hardware, JobSpec
+from framefleet.core.spec import MAX_CHUNKS, Fallback, Hardware, JobSpec
 from framefleet.db.models import Job, JobOutput
 from framefleet.db.session import session_scope
+from framefleet.jobs.dispatch import dispatch_chunks
 from framefleet.jobs.service import cancel_key, output_view
-from framefleet.jobs.state_machine import ensure_owner
+from framefleet.jobs.state_machine import assert_owner, ensure_owner
 from framefleet.lifecycle import cache
 from framefleet.lifecycle.ledger import Object
 from framefleet.logging import get_logger
 from framefleet.media.capabilities import Capabilities, detect_capabilities, detect_devices, hardware_for
+from framefleet.media.chunks import chunk_count, plan_cuts, thumbnail_times, times_in
 from framefleet.media.command import JobPlan, plan_job
 from framefleet.media.encoders import HardwareSetup
 from framefleet.media.ffmpeg import ffmpeg_path
 from framefleet.media.filters import Assets
 from framefleet.media.loudness import build_loudness_scan, parse_loudnorm
-from framefleet.media.probe import MediaInfo, probe
+from framefleet.media.probe import MediaInfo, frame_index, probe
 from framefleet.media.progress import Progress
 from framefleet.media.results import Results, Row, collect_results
 from framefleet.media.runner import FfmpegResult, run_ffmpeg
 from framefleet.observability import usage as attempt_usage
-from framefleet.scheduling import preemption
+from framefleet.scheduling import chunks as chunk_rows
+from framefleet.scheduling import preemption, registry
 from framefleet.storage import backend_within, profile_service
 from framefleet.storage.base import Digest, StorageError
 from framefleet.storage.namespace import Namespace, job_output_base, namespace_for
 from framefleet.storage.profiles import Profile
 from framefleet.tenancy.secrets import SecretError
 from framefleet.webhooks import feed
+from framefleet.worker import heartbeat
 from framefleet.worker.quality_search import (
     LadderSearch,
     Search,
@@ -75,6 +80,14 @@ SEARCH_SHARE = 0.15
 
 class JobCanceled(Exception):
     """The client canceled the job while this attempt ran."""
+
+
+class AttemptSplit(Exception):
+    """The attempt goes on as chunk tasks (worker/chunked.py); the job stays running, owned by them."""
+
+    def __init__(self, count: int) -> None:
+        super().__init__(f"split into {count} chunks")
+        self.count = count
 
 
 class ProgressReporter:
@@ -224,6 +237,8 @@ def run_pipeline(
             return hit
         info = probe(source)
         log.info("input probed", duration=info.duration, video=bool(info.video), audio=bool(info.audio))
+        if spec.parallel is not None:
+            _split(job, spec, source, attempt, run)
         ffmpeg = ffmpeg_path()
         caps = detect_capabilities(ffmpeg)
         assets = _assets(spec, info, source, workdir, run)
@@ -297,6 +312,62 @@ def _profiles(settings: Settings, tenant_id: int) -> dict[str, Profile]:
             return profile_service.load(session, tenant_id=tenant_id, secret_key=settings.secret_key)
     except SecretError as exc:
         raise JobFailure(FailureClass.storage_denied, f"storage profile credentials: {exc}") from None
+
+
+def _split(job: Job, spec: JobSpec, source: Path, attempt: int, run: _Attempt) -> None:
+    """Cut the attempt into chunks and publish them (raises AttemptSplit); returns when one chunk is all the
+    input makes, and the attempt then encodes as an unsplit job."""
+    assert spec.parallel is not None
+    index = frame_index(source)
+    if not index.steps_even:
+        raise JobFailure(
+            FailureClass.spec_unsupported,
+            "parallel encoding needs a constant frame rate input: this one's frame times vary",
+        )
+    count = chunk_count(
+        spec.parallel.chunks,
+        duration=index.frames / index.fps,
+        chunk_seconds=spec.parallel.chunk_seconds,
+        frames=index.frames,
+        limit=MAX_CHUNKS,
+    )
+    # Cuts on multiples of the quality subsample: each chunk's sampled frames are the whole output's.
+    step = spec.quality.subsample if spec.quality is not None else 1
+    cuts = plan_cuts(index, count, step=step) if count > 1 else []
+    if len(cuts) < 2:
+        log.info("input too short to split; encoding in one piece", frames=index.frames)
+        return
+    if spec.parallel.chunks == "auto" and not _others_idle(job, run):
+        log.info("no other worker idle; encoding in one piece", chunks=len(cuts))
+        return
+    times = thumbnail_times(spec, frames=index.frames, fps=index.fps)
+    for cut in cuts:
+        for name, listed in times.items():
+            if len(times_in(cut, listed, index.fps)) > MAX_TIMES:
+                raise JobFailure(
+                    FailureClass.spec_unsupported,
+                    f"thumbnails {name}: more than {MAX_TIMES} pictures would fall in one chunk; "
+                    "ask for more chunks or fewer pictures",
+                )
+    with session_scope() as session:
+        assert_owner(session, job.id, attempt)
+        chunk_rows.start(session, job_id=job.id, job_attempt=attempt, chunks=cuts)
+    dispatch_chunks(job, attempt, [c.index for c in cuts])
+    log.info("split into chunks", chunks=len(cuts), frames=index.frames, keyframes=len(index.keyframes))
+    events.publish(
+        run.redis, job.id, "progress", {"percent": 0.0, "phase": "split", "chunks": [c.view() for c in cuts]}
+    )
+    raise AttemptSplit(len(cuts))
+
+
+def _others_idle(job: Job, run: _Attempt) -> bool:
+    """Whether another pool process of the job's pool is idle now (`chunks: auto` splits only then)."""
+    beat = heartbeat.current()
+    with session_scope() as session:
+        idle = registry.idle_slots(
+            session, run.settings, pool=job.pool, exclude=beat.id if beat is not None else None
+        )
+    return idle > 0
 
 
 def _fetch(

@@ -47,13 +47,14 @@ from framefleet.media.runner import AttemptLimits, FfmpegAborted, attempt_limits
 from framefleet.observability import cost, energy, metrics
 from framefleet.observability.usage import AttemptUsage, collecting
 from framefleet.redis_client import get_redis, reset_clients
+from framefleet.scheduling import chunks as chunk_rows
 from framefleet.scheduling import control, fairshare, preemption, registry
 from framefleet.scheduling.outcomes import fail_attempt
 from framefleet.tenancy import quotas, usage
 from framefleet.tenancy import service as tenancy_service
 from framefleet.tenancy.access import SUSPENDED
 from framefleet.worker import heartbeat, shutdown, trial
-from framefleet.worker.pipeline import JobCanceled, Published, run_pipeline
+from framefleet.worker.pipeline import AttemptSplit, JobCanceled, Published, run_pipeline
 
 log = get_logger("framefleet.worker")
 
@@ -156,7 +157,7 @@ def _abort_reason() -> str | None:
 
 @dataclass
 class Ending:
-    kind: str  # succeeded | canceled | failed | handback | lease
+    kind: str  # succeeded | canceled | failed | handback | lease | split (the chunks carry the job on)
     reason: str
     failure_class: FailureClass | None = None
     values: dict[str, Any] = field(default_factory=dict)
@@ -215,8 +216,14 @@ def run_job(self: object, job_id: str) -> None:
             measured_joules=energy.measured_joules(
                 before, energy.sample(settings.powercap_root), consumed.cpu_seconds
             ),
-            rates=_rates(settings),
+            rates=rates(settings),
         )
+        if ending.kind == "split":
+            # The job's usage then sums this task's and every chunk's (worker/chunked.py).
+            with session_scope() as session:
+                chunk_rows.add_usage(session, job_id=job_id, used=used)
+            log.info("job continues in chunks", reason=ending.reason)
+            return
         ending.values["usage"] = cost.add_usage(job.usage, used)
         outcome = _record(
             job_id, ending, worker=worker, attempt=attempt, settings=settings, release=running_quota
@@ -241,7 +248,8 @@ def _tenant_label(settings: Settings) -> metrics.TenantLabels:
     return _tenant_labels(tuple(settings.metrics_tenants), settings.metrics_max_tenants)
 
 
-def _rates(settings: Settings) -> cost.Rates:
+def rates(settings: Settings) -> cost.Rates:
+    """The deployment's energy and machine-time prices."""
     return cost.Rates(
         currency=settings.cost_currency,
         price_per_kwh=settings.energy_price_per_kwh,
@@ -322,6 +330,8 @@ def _run_attempt(
             # Handed back to its queue like a drained worker's job: not a failed attempt.
             return Ending("handback", preempted)
         return Ending("canceled", "canceled by client", FailureClass.canceled)
+    except AttemptSplit as split:
+        return Ending("split", str(split))
     except FfmpegAborted as aborted:
         if aborted.reason == HANDBACK:
             return Ending(

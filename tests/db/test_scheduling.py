@@ -14,12 +14,13 @@ import sqlalchemy as sa
 from framefleet.config import Settings, get_settings
 from framefleet.core.failures import FailureClass, JobFailure
 from framefleet.core.states import JobState, TransitionError
-from framefleet.db.models import Job, Worker, utcnow
+from framefleet.db.models import Job, JobChunk, Worker, utcnow
 from framefleet.db.session import session_scope
 from framefleet.jobs import state_machine
 from framefleet.jobs.service import history_of
+from framefleet.media.chunks import Chunk
 from framefleet.redis_client import get_redis
-from framefleet.scheduling import broker
+from framefleet.scheduling import broker, chunks
 from framefleet.scheduling.maintenance import (
     LEADER_KEY,
     LeaderLock,
@@ -463,3 +464,102 @@ def test_the_schema_matches_the_models() -> None:
         context = MigrationContext.configure(connection, opts={"compare_type": False})
         diff = compare_metadata(context, Base.metadata)
     assert diff == []
+
+
+# ---------------------------------------------------------------- split-and-stitch
+
+
+def split_job(key: str, made: dict[str, list[str]], worker: str, count: int = 3) -> tuple[str, int]:
+    """A running job whose attempt was split into `count` queued chunks (as worker/pipeline.py does)."""
+    job_id = new_job(key, made, hardware="cpu")
+    attempt = start(job_id, worker)
+    cuts = [Chunk(i, i * 25, 25, i * 1.0, 1.0) for i in range(count)]
+    with session_scope() as session:
+        chunks.start(session, job_id=job_id, job_attempt=attempt, chunks=cuts)
+    return job_id, attempt
+
+
+def chunk_rows(job_id: str) -> list[tuple[int, str, int]]:
+    with session_scope() as session:
+        rows = session.execute(
+            sa.select(JobChunk.index, JobChunk.state, JobChunk.attempt)
+            .where(JobChunk.job_id == job_id)
+            .order_by(JobChunk.index)
+        ).all()
+    return [tuple(r) for r in rows]  # type: ignore[misc]
+
+
+def test_the_last_chunk_to_finish_queues_the_join_exactly_once(
+    tenant_key: tuple[str, str], made: Any
+) -> None:
+    job_id, attempt = split_job(tenant_key[1], made, "w1")
+    deliveries = []
+    for index in range(3):
+        with session_scope() as session:
+            delivery = chunks.claim(session, job_id=job_id, job_attempt=attempt, index=index, worker="w1")
+        assert delivery is not None and delivery.attempt == 1
+        deliveries.append(delivery)
+    with session_scope() as session:  # a second delivery of a running chunk's message claims nothing
+        assert chunks.claim(session, job_id=job_id, job_attempt=attempt, index=0, worker="w2") is None
+    finished = []
+    for delivery in deliveries:
+        with session_scope() as session:
+            finished.append(chunks.finish(session, delivery=delivery, details={}))
+    assert finished == [False, False, True]
+    with session_scope() as session:  # finishing again (a late duplicate) counts nothing
+        assert chunks.finish(session, delivery=deliveries[0], details={}) is False
+    assert chunk_rows(job_id) == [(0, "done", 1), (1, "done", 1), (2, "done", 1), (3, "queued", 0)]
+
+
+def test_reaper_puts_a_lost_chunk_back_alone(tenant_key: tuple[str, str], made: Any) -> None:
+    s = settings()
+    parent = add_worker(made)  # alive and idle: the job's own task returned after splitting
+    dead, alive = add_worker(made, age=30), add_worker(made)
+    job_id, attempt = split_job(tenant_key[1], made, parent)
+    with session_scope() as session:
+        session.execute(
+            sa.update(Job).where(Job.id == job_id).values(started_at=utcnow() - timedelta(seconds=10))
+        )
+        chunks.claim(session, job_id=job_id, job_attempt=attempt, index=0, worker=dead)
+        chunks.claim(session, job_id=job_id, job_attempt=attempt, index=1, worker=alive)
+        session.execute(
+            sa.update(Worker).where(Worker.id == alive).values(current_job=job_id, current_attempt=attempt)
+        )
+    assert reap_dead_workers(s) == [job_id]
+    row = job(job_id)
+    assert (row.state, row.attempt, row.failures) == ("running", attempt, 0)  # the job itself untouched
+    assert chunk_rows(job_id)[:3] == [(0, "queued", 1), (1, "running", 1), (2, "queued", 0)]
+    snap = broker.snapshot(get_redis(), delivered_within=0)
+    assert [key for key, _ in snap.waiting[job_id]] == ["cpu.normal"]  # the lost chunk, published again
+    assert reap_dead_workers(s) == []
+
+
+def test_reconciler_republishes_queued_chunks_the_broker_lost(tenant_key: tuple[str, str], made: Any) -> None:
+    s = settings(reconcile_grace_seconds=5)
+    job_id, _ = split_job(tenant_key[1], made, "w1", count=2)
+    with session_scope() as session:
+        session.execute(
+            sa.update(JobChunk)
+            .where(JobChunk.job_id == job_id)
+            .values(updated_at=utcnow() - timedelta(seconds=60))
+        )
+    assert job_id in reconcile_broker(s)
+    snap = broker.snapshot(get_redis(), delivered_within=0)
+    assert len(snap.waiting[job_id]) == 2  # both chunks; the waiting join is not due
+    assert job_id not in reconcile_broker(s), "republished once, not every pass"
+
+
+def test_idle_slots_count_live_idle_pool_processes_but_the_asker(made: Any) -> None:
+    from framefleet.scheduling.registry import idle_slots
+
+    with session_scope() as session:  # the module's earlier tests left workers behind: start from none
+        session.execute(sa.update(Worker).values(stopped_at=utcnow()))
+    me = add_worker(made)
+    add_worker(made)  # idle
+    add_worker(made, current_job="some-job", attempt=1)  # busy
+    add_worker(made, age=30)  # heartbeat lapsed
+    add_worker(made, stopped=True)
+    add_worker(made, pool="gpu")  # another pool
+    with session_scope() as session:
+        assert idle_slots(session, settings(), pool="cpu", exclude=me) == 1
+        assert idle_slots(session, settings(), pool="cpu") == 2

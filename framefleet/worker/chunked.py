@@ -1,0 +1,456 @@
+"""Split-and-stitch on the workers: the chunk task and the join (docs/architecture.md, "Split and stitch").
+
+The job's own task (worker/tasks.py) claims the job as usual, probes the input, plans the cuts and writes
+the chunk rows, publishes one task per chunk on the job's queue and returns: no worker slot waits for the
+chunks. Each chunk task claims its row (compare-and-set), encodes its frames with the job's encoder
+settings and no sound (scored in the same process, as an unsplit job is), checks its frame count, and puts
+its file and per-frame scores in the job's staging folder (`<job folder>/.chunks/<attempt>/`). The last
+chunk to finish queues the join (scheduling/chunks.py). The join encodes the sound once over the whole
+input, concatenates the chunks losslessly, muxes, checks the result (frames, timestamps, duration), pools
+the joined per-frame scores, publishes exactly like an unsplit job and records the job's ending.
+
+Every ending goes through the job's state machine as for an unsplit attempt: a chunk that fails fails the
+attempt (retried whole, by the usual rules); a canceled job is seen by whichever chunk runs; a worker lost
+mid-chunk is found by the reaper, which puts that chunk alone back in the queue.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+import structlog
+
+from framefleet import events
+from framefleet.celery_app import RUN_CHUNK_TASK, app
+from framefleet.config import Settings, get_settings
+from framefleet.core.failures import FailureClass, JobFailure, classify_failure
+from framefleet.core.spec import JobSpec
+from framefleet.db.models import Job, JobChunk, Tenant
+from framefleet.db.session import session_scope
+from framefleet.jobs.dispatch import dispatch_chunks
+from framefleet.jobs.state_machine import ensure_owner
+from framefleet.lifecycle import cache
+from framefleet.logging import get_logger
+from framefleet.media.capabilities import detect_capabilities
+from framefleet.media.chunks import (
+    Chunk,
+    check_joined,
+    chunk_spec,
+    concat_list,
+    has_sound,
+    join_argv,
+    join_scores,
+    sound_spec,
+    thumbnail_times,
+)
+from framefleet.media.command import JobPlan, plan_job
+from framefleet.media.ffmpeg import ffmpeg_path
+from framefleet.media.probe import MediaInfo, probe, video_timestamps
+from framefleet.media.progress import Progress
+from framefleet.media.quality import read_scores, summarise, write_log
+from framefleet.media.results import QUALITY_SUFFIX, Piece, Results, allow_replace, media_row, picture_results
+from framefleet.media.runner import AttemptLimits, FfmpegAborted, attempt_limits
+from framefleet.media.thumbnails import plan_thumbnails
+from framefleet.observability import cost, energy
+from framefleet.observability.usage import AttemptUsage, collecting
+from framefleet.redis_client import get_redis
+from framefleet.scheduling import chunks
+from framefleet.storage import backend_within, join_uri
+from framefleet.storage.base import StorageError
+from framefleet.storage.namespace import Namespace, job_output_base, namespace_for
+from framefleet.worker import heartbeat, shutdown
+from framefleet.worker.pipeline import JobCanceled, _Attempt, _fetch, _hardware, _publish, _raise_for
+from framefleet.worker.tasks import Ending, _abort_reason, _quietly, _record, rates, worker_identity
+
+log = get_logger("framefleet.worker")
+
+STAGING = ".chunks"
+
+
+def staging_base(settings: Settings, tenant: str, job_id: str, job_attempt: int) -> str:
+    """Where an attempt's chunks wait for the join: a folder of the job's own, removed after publishing."""
+    return join_uri(job_output_base(settings, tenant, job_id), f"{STAGING}/{job_attempt}")
+
+
+@app.task(name=RUN_CHUNK_TASK, bind=True, acks_late=True, ignore_result=True)
+def run_chunk(self: object, job_id: str, job_attempt: int, index: int) -> None:
+    """Run one chunk (or the join) of a split attempt if this delivery can claim it."""
+    settings = get_settings()
+    worker = worker_identity()
+    structlog.contextvars.clear_contextvars()
+    if shutdown.draining():
+        # Leave the chunk queued and publish it again for another worker, as a job is passed on.
+        with session_scope() as session:
+            owner = session.get(Job, job_id)
+            session.expunge_all()
+        if owner is not None:
+            dispatch_chunks(owner, job_attempt, [index])
+        return
+    with session_scope() as session:
+        delivery = chunks.claim(session, job_id=job_id, job_attempt=job_attempt, index=index, worker=worker)
+        if delivery is None:
+            log.info("chunk not claimable; skipping", job_id=job_id, attempt=job_attempt, chunk=index)
+            return
+        heartbeat.record_current(session, worker, job_id, job_attempt)
+        job = session.get(Job, job_id)
+        assert job is not None
+        tenant = session.get(Tenant, job.tenant_id)
+        tenant_name = tenant.name if tenant is not None else str(job.tenant_id)
+        session.expunge_all()
+    structlog.contextvars.bind_contextvars(
+        job_id=job_id, attempt=job_attempt, chunk=index, kind=delivery.kind, worker=worker
+    )
+    beat = heartbeat.current()
+    if beat is not None:
+        beat.set_current(job_id, job_attempt, beat_now=False)
+    consumed = AttemptUsage()
+    before = energy.sample(settings.powercap_root)
+    started = time.monotonic()
+    try:
+        with collecting(consumed):
+            ending = _run_delivery(job, delivery, tenant_name, settings)
+        if ending is not None and ending.kind != "succeeded":
+            with session_scope() as session:
+                chunks.stop(session, delivery=delivery)
+        if ending is not None:
+            _record(job_id, ending, worker=worker, attempt=job_attempt, settings=settings)
+        used = cost.attempt_usage(
+            cpu_seconds=consumed.cpu_seconds,
+            wall_seconds=time.monotonic() - started,
+            measured_joules=energy.measured_joules(
+                before, energy.sample(settings.powercap_root), consumed.cpu_seconds
+            ),
+            rates=rates(settings),
+        )
+        # Every chunk's (and the join's) consumption adds to the one job's usage.
+        with session_scope() as session:
+            chunks.add_usage(session, job_id=job_id, used=used)
+    finally:
+        if beat is not None:
+            beat.clear_current()
+        structlog.contextvars.clear_contextvars()
+
+
+def _run_delivery(job: Job, delivery: chunks.Delivery, tenant: str, settings: Settings) -> Ending | None:
+    """Run the piece; the job's ending to record, or None while the job goes on."""
+    workdir = (
+        settings.work_root / job.id / f"chunk-{delivery.job_attempt}-{delivery.index}-{delivery.attempt}"
+    )
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    namespace = namespace_for(settings, tenant)
+    run = _Attempt(job, settings, get_redis(), delivery.job_attempt, namespace)
+    limits = _limits(settings)
+    try:
+        with attempt_limits(limits):
+            if run.canceled() or _cancel_requested(job.id):
+                raise JobCanceled()
+            if delivery.kind == chunks.JOIN:
+                return _join(job, delivery, tenant, settings, run, workdir)
+            _encode_chunk(job, delivery, tenant, settings, run, workdir)
+            return None
+    except JobCanceled:
+        return Ending("canceled", "canceled by client", FailureClass.canceled)
+    except FfmpegAborted as aborted:
+        # Shutting down or fenced off: this chunk alone goes back to the queue for another worker.
+        with session_scope() as session:
+            handed = chunks.hand_back(session, delivery=delivery)
+        if handed:
+            dispatch_chunks(job, delivery.job_attempt, [delivery.index])
+        log.info("chunk handed back", reason=aborted.reason, handed=handed)
+        return None
+    except JobFailure as failure:
+        piece = "join" if delivery.kind == chunks.JOIN else f"chunk {delivery.index}"
+        return Ending("failed", f"{piece}: {failure.message}", failure.failure_class)
+    except Exception as exc:  # the worker must survive anything a chunk does
+        log.exception("chunk crashed")
+        return Ending(
+            "failed", f"internal error: {type(exc).__name__}: {exc}"[:500], classify_failure(None, "", exc)
+        )
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _limits(settings: Settings) -> AttemptLimits:
+    return AttemptLimits(
+        limit_for=lambda _media: float(settings.job_max_seconds),
+        stall_timeout=settings.stall_timeout_seconds or None,
+        abort=_abort_reason,
+    )
+
+
+def _cancel_requested(job_id: str) -> bool:
+    with session_scope() as session:
+        return bool(session.scalar(sa.select(Job.cancel_requested).where(Job.id == job_id)))
+
+
+def _source(job: Job, run: _Attempt, workdir: Path, digest: Any = None) -> tuple[JobSpec, Path, MediaInfo]:
+    spec = JobSpec.model_validate(job.spec)
+    source = _fetch(spec.input_uri(), workdir / "input", run.namespace, digest=digest)
+    run.check_canceled()
+    return spec, source, probe(source)
+
+
+def _plan(
+    spec: JobSpec,
+    info: MediaInfo,
+    source: Path,
+    folder: Path,
+    chunk: Chunk,
+    settings: Settings,
+    times: dict[str, list[float]] | None = None,
+) -> JobPlan:
+    """A chunk's encode: the job's outputs and scores, planned as an unsplit job's, over its frames."""
+    caps = detect_capabilities(ffmpeg_path())
+    return plan_job(
+        chunk_spec(spec, chunk, times=times, fps=chunk.frames / chunk.seconds),
+        info,
+        caps,
+        source,
+        folder,
+        threads=settings.ffmpeg_threads,
+        hardware=_hardware(spec, settings, caps),
+        window=chunk,
+    )
+
+
+def _encode_chunk(
+    job: Job, delivery: chunks.Delivery, tenant: str, settings: Settings, run: _Attempt, workdir: Path
+) -> None:
+    spec, source, info = _source(job, run, workdir)
+    with session_scope() as session:
+        total = session.scalar(
+            sa.select(JobChunk.frames).where(
+                JobChunk.job_id == job.id,
+                JobChunk.job_attempt == delivery.job_attempt,
+                JobChunk.kind == chunks.JOIN,
+            )
+        )
+    chunk = delivery.chunk
+    times = thumbnail_times(spec, frames=int(total or 0), fps=chunk.frames / chunk.seconds)
+    plan = _plan(spec, info, source, workdir / "out", chunk, settings, times)
+    plan.prepare()
+    redis_client = run.redis
+    last = [0.0]
+
+    def on_progress(sample: Progress) -> None:
+        now = time.monotonic()
+        if now - last[0] < settings.progress_db_interval and not sample.done:
+            return
+        last[0] = now
+        with session_scope() as session:
+            overall = chunks.report(session, delivery=delivery, percent=sample.percent or 0.0)
+        data = {**sample.to_dict(), "percent": overall, "phase": "encode", "chunk": delivery.index}
+        _quietly(lambda: events.publish(redis_client, job.id, "progress", data), "progress not published")
+
+    log.info("chunk encoding", start_frame=delivery.chunk.start_frame, frames=delivery.chunk.frames)
+    _raise_for(run.run([ffmpeg_path(), *plan.argv], plan.duration, on_progress), "chunk encode")
+    run.check_canceled()
+    staging = staging_base(settings, tenant, job.id, delivery.job_attempt)
+    files: dict[str, str] = {}
+    scores: dict[str, str] = {}
+    for output in plan.outputs:
+        name = output.output.name or ""
+        got = len(video_timestamps(output.path)[0])
+        if got != delivery.chunk.frames:
+            raise JobFailure(
+                FailureClass.encoder_failed,
+                f"output {name}: the chunk has {got} frames, {delivery.chunk.frames} were cut",
+            )
+        files[name] = _stage(
+            output.path, join_uri(staging, f"{name}.{delivery.index}.{output.path.suffix[1:]}"), run.namespace
+        )
+        if output.score is not None and output.score.measured:
+            rows = read_scores(output.score.logs, output.score.quality, bit_depth=output.score.bit_depth)
+            log_path = workdir / f"{name}.scores.json"
+            log_path.write_text(json.dumps(rows), encoding="utf-8")
+            scores[name] = _stage(
+                log_path, join_uri(staging, f"{name}.{delivery.index}.scores.json"), run.namespace
+            )
+    pictures: dict[str, list[str]] = {}
+    for picture in plan.pictures:
+        # The thumbnails whose times fall on this chunk's frames, in time order.
+        found = sorted(p for p in picture.folder.iterdir() if p.is_file())
+        pictures[picture.name] = [
+            _stage(
+                f,
+                join_uri(staging, f"{picture.name}.{delivery.index}.{k}.{picture.extension}"),
+                run.namespace,
+            )
+            for k, f in enumerate(found)
+        ]
+    details = {"files": files, "scores": scores, "pictures": pictures}
+    with session_scope() as session:
+        last_one = chunks.finish(session, delivery=delivery, details=details)
+    log.info("chunk done", last=last_one)
+    if last_one:
+        with session_scope() as session:
+            join_index = session.scalar(
+                sa.select(JobChunk.index).where(
+                    JobChunk.job_id == job.id,
+                    JobChunk.job_attempt == delivery.job_attempt,
+                    JobChunk.kind == chunks.JOIN,
+                )
+            )
+        dispatch_chunks(job, delivery.job_attempt, [int(join_index or 0)])
+
+
+def _stage(local: Path, uri: str, namespace: Namespace) -> str:
+    try:
+        backend_within(uri, namespace, write=True).put(local, uri, replace=True)
+    except StorageError as exc:
+        raise JobFailure(exc.failure_class, f"staging a chunk: {exc}") from exc
+    return uri
+
+
+def _join(
+    job: Job, delivery: chunks.Delivery, tenant: str, settings: Settings, run: _Attempt, workdir: Path
+) -> Ending:
+    digest = hashlib.sha256()
+    spec, source, info = _source(job, run, workdir, digest)
+    with session_scope() as session:
+        parts = session.scalars(
+            sa.select(JobChunk)
+            .where(
+                JobChunk.job_id == job.id,
+                JobChunk.job_attempt == delivery.job_attempt,
+                JobChunk.kind == chunks.ENCODE,
+            )
+            .order_by(JobChunk.index)
+        ).all()
+        session.expunge_all()
+    ffmpeg = ffmpeg_path()
+    sound: dict[str, Path] = {}
+    if info.audio is not None and has_sound(spec):
+        # The sound of every output, encoded once over the whole input: no seam at the chunks' joins.
+        caps = detect_capabilities(ffmpeg)
+        sound_plan = plan_job(
+            sound_spec(spec), info, caps, source, workdir / "sound", threads=settings.ffmpeg_threads
+        )
+        sound_plan.prepare()
+        _raise_for(run.run([ffmpeg, *sound_plan.argv], sound_plan.duration, lambda _s: None), "sound encode")
+        sound = {p.output.name or "": p.path for p in sound_plan.outputs}
+    first = Chunk(parts[0].index, parts[0].start_frame, parts[0].frames, parts[0].seek, parts[0].seconds)
+    # Planned, not run: the scored streams' models, rates and log places, as each chunk scored them.
+    planned = _plan(spec, info, source, workdir / "plan", first, settings)
+    base = job_output_base(settings, tenant, job.id)
+    results = Results()
+    frames = sum(p.frames for p in parts)
+    for output in planned.outputs:
+        name = output.output.name or ""
+        run.check_canceled()
+        folder = workdir / "join" / name
+        folder.mkdir(parents=True)
+        pieces = [_fetch(p.details["files"][name], folder / str(p.index), run.namespace) for p in parts]  # type: ignore[index]
+        listing = folder / "chunks.ffconcat"
+        listing.write_text(concat_list(pieces), encoding="utf-8")
+        joined = folder / output.path.name
+        argv = join_argv(listing, sound.get(name), output.output, joined)
+        _raise_for(run.run([ffmpeg, *argv], None, lambda _s: None), "join")
+        pts, base_tb = video_timestamps(joined)
+        fps = _fps(parts)
+        problem = check_joined(pts, frames=frames, frame_ticks=float(1 / (fps * base_tb)), fps=fps)
+        if problem is not None:
+            raise JobFailure(FailureClass.encoder_failed, f"output {name}: {problem}")
+        uri = output.output.destination or join_uri(base, f"{name}.{output.output.container.value}")
+        replace = output.output.destination is None or output.output.overwrite
+        row = media_row(
+            name, "file", uri, output.output.container.value, probe(joined), joined.stat().st_size
+        )
+        row.details = {
+            "chunks": [{"index": p.index, "start_frame": p.start_frame, "frames": p.frames} for p in parts]
+        }
+        results.pieces.append(Piece(joined, uri, replace=replace))
+        score = output.score
+        if score is not None and score.measured and spec.quality is not None:
+            logs = [(p.start_frame, _scores(p.details["scores"][name], folder, run.namespace)) for p in parts]  # type: ignore[index]
+            rows = join_scores(logs)
+            summary = summarise(
+                rows, score.quality, model=score.model, fps=score.fps, segment_seconds=score.segment_seconds
+            )
+            unified = folder / "quality.json"
+            write_log(unified, rows, summary, score.fps)
+            row.metrics = summary
+            row.metrics_log_uri = uri + QUALITY_SUFFIX
+            results.pieces.append(Piece(unified, row.metrics_log_uri, replace=replace))
+        results.rows.append(row)
+    _join_thumbnails(spec, info, parts, frames, base, folder=workdir / "pictures", run=run, results=results)
+    run.check_canceled()
+    # A superseded attempt (its join was presumed lost and run again) must not publish beside the other.
+    ensure_owner(job.id, delivery.job_attempt)
+    published = _publish(job.id, results, run.namespace)
+    fingerprint = cache.fingerprint(digest.hexdigest())
+    published.input_fingerprint, published.cache_key = fingerprint, cache.cache_key(fingerprint, spec)
+    with session_scope() as session:
+        chunks.finish(session, delivery=delivery, details={"outputs": [r.name for r in results.rows]})
+    _remove_staging(parts, run.namespace)
+    reason = f"all outputs published (joined from {len(parts)} chunks)"
+    return Ending(
+        "succeeded", reason, values={"progress": 100.0, **published.job_values()}, published=published
+    )
+
+
+def _join_thumbnails(
+    spec: JobSpec,
+    info: MediaInfo,
+    parts: Any,
+    frames: int,
+    base: str,
+    *,
+    folder: Path,
+    run: _Attempt,
+    results: Results,
+) -> None:
+    """Each thumbnail set's pictures, taken by the chunks holding their times, numbered as one set."""
+    if not spec.thumbnails or info.video is None:
+        return
+    fps = _fps(parts)
+    duration = frames / fps
+    src = (info.video.width, info.video.height)
+    for thumbs in spec.thumbnails:
+        plan = plan_thumbnails(thumbs, folder / (thumbs.name or "thumbnails"), duration, src)
+        plan.times = thumbnail_times(spec, frames=frames, fps=fps)[plan.name]
+        plan.every_seconds = 0.0  # the times are listed: each picture says its own
+        plan.folder.mkdir(parents=True)
+        staged = [uri for p in parts for uri in (p.details or {}).get("pictures", {}).get(plan.name, [])]
+        if len(staged) != len(plan.times):
+            raise JobFailure(
+                FailureClass.encoder_failed,
+                f"thumbnails {plan.name}: the chunks made {len(staged)} pictures for {len(plan.times)} times",
+            )
+        for number, uri in enumerate(staged, start=1):
+            local = _fetch(uri, folder / "staged" / plan.name / str(number), run.namespace)
+            shutil.copyfile(local, plan.folder / (plan.pattern % number))
+        found = picture_results(plan, thumbs.destination, base, duration)
+        results.pieces += allow_replace(found.pieces, thumbs)
+        results.rows += found.rows
+
+
+def _fps(parts: Any) -> float:
+    """The frame rate the chunks were cut at (their frames over their seconds)."""
+    frames = sum(p.frames for p in parts)
+    seconds = sum(p.seconds for p in parts)
+    return frames / seconds
+
+
+def _scores(uri: str, folder: Path, namespace: Namespace) -> list[dict[str, Any]]:
+    local = _fetch(uri, folder / "scores", namespace)
+    rows: list[dict[str, Any]] = json.loads(local.read_text(encoding="utf-8"))
+    return rows
+
+
+def _remove_staging(parts: Any, namespace: Namespace) -> None:
+    for part in parts:
+        details = part.details or {}
+        pictures = [uri for uris in details.get("pictures", {}).values() for uri in uris]
+        for uri in [*details.get("files", {}).values(), *details.get("scores", {}).values(), *pictures]:
+            try:
+                backend_within(uri, namespace, write=True).delete(uri)
+            except StorageError:
+                log.warning("a staged chunk was not removed", uri=uri)
