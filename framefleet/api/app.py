@@ -29,6 +29,7 @@ from framefleet.db.session import limits_of, session_factory
 from framefleet.jobs.intake import Intake
 from framefleet.keys import Principal, authenticate, token_principal, touch_key
 from framefleet.logging import configure_logging, get_logger
+from framefleet.observability import tracing
 from framefleet.redis_client import get_redis
 from framefleet.scheduling.registry import WorkerCache
 from framefleet.tenancy.audit import AuditWriter
@@ -131,6 +132,8 @@ def event_hub(settings: Settings) -> EventHub:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the API for `settings` (default: from the environment)."""
     settings = settings or get_settings()
+    # In each uvicorn worker process (the factory runs there), before any request.
+    tracing.configure("api")
     configure_logging(settings.log_format, settings.log_level)
     log = get_logger("framefleet.api")
 

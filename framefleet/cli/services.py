@@ -11,6 +11,7 @@ from urllib.parse import unquote, urlsplit
 
 from framefleet.config import Settings, get_settings
 from framefleet.logging import configure_logging
+from framefleet.observability import tracing
 
 
 def _logging(settings: Settings) -> None:
@@ -54,6 +55,8 @@ def run_beat() -> int:
     from framefleet.cli.worker import take_over_celery_logging
 
     settings = get_settings()
+    # The beat publishes retries, aged and reconciled jobs: those publishes join their jobs' traces.
+    tracing.configure("beat")
     _logging(settings)
     take_over_celery_logging()
     from framefleet.celery_app import app

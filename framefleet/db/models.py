@@ -140,6 +140,9 @@ class Job(Base):
     pending_reason: Mapped[str | None] = mapped_column(sa.String(32), default=None)
     # What all attempts so far consumed and cost (migration 0008, observability/cost.py); None before any.
     usage: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON, default=None)
+    # The W3C traceparent of the job's intake span when tracing is on (migration 0016): publishes that
+    # happen later (retries, the reconciler) and webhook deliveries join the job's trace through it.
+    trace_context: Mapped[str | None] = mapped_column(sa.String(64), default=None)
 
 
 class JobDependency(Base):

@@ -113,6 +113,7 @@ def new_job_row(
         "avoid_workers": None,
         "usage": None,
         "pending_reason": None,
+        "trace_context": None,
     }
     dependencies.pending_row(row, spec)
     return row

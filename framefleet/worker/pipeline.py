@@ -41,6 +41,7 @@ from framefleet.media.probe import MediaInfo, probe
 from framefleet.media.progress import Progress
 from framefleet.media.results import Results, Row, collect_results
 from framefleet.media.runner import FfmpegResult, run_ffmpeg
+from framefleet.observability import tracing
 from framefleet.observability import usage as attempt_usage
 from framefleet.storage import backend_within
 from framefleet.storage.base import StorageError
@@ -115,17 +116,44 @@ class _Attempt:
             raise JobCanceled()
 
     def run(
-        self, argv: list[str], duration: float | None, on_progress: Callable[[Progress], None]
+        self, argv: list[str], duration: float | None, on_progress: Callable[[Progress], None], *, phase: str
     ) -> FfmpegResult:
-        """Run one ffmpeg with this attempt's cancel check and time limit."""
-        return run_ffmpeg(
-            argv,
-            on_progress=on_progress,
-            duration=duration,
-            should_cancel=self.canceled,
-            poll_interval=self.settings.cancel_poll_interval,
-            timeout=self.settings.job_max_seconds,
-        )
+        """Run one ffmpeg with this attempt's cancel check and time limit, in an `ffmpeg.<phase>` span."""
+        attributes = {"framefleet.phase": phase, "media.duration_seconds": duration or 0.0}
+        with tracing.span(f"ffmpeg.{phase}", attributes=attributes) as span:
+            if span is not None:
+                on_progress = _traced_progress(span, on_progress)
+            result = run_ffmpeg(
+                argv,
+                on_progress=on_progress,
+                duration=duration,
+                should_cancel=self.canceled,
+                poll_interval=self.settings.cancel_poll_interval,
+                timeout=self.settings.job_max_seconds,
+            )
+            if span is not None:
+                span.set_attribute("process.exit.code", result.returncode)
+                if result.canceled or result.timed_out or result.returncode != 0:
+                    why = "canceled" if result.canceled else "timed out" if result.timed_out else "failed"
+                    tracing.mark_error(span, f"ffmpeg {why}")
+            return result
+
+
+def _traced_progress(span: tracing.Span, report: Callable[[Progress], None]) -> Callable[[Progress], None]:
+    """Marks on the ffmpeg span when its first progress report came and when it said it was done: the
+    start-up (probing, filter graph set-up) and the tail (muxing, scoring) show as the gaps around them."""
+    first = True
+
+    def on_progress(sample: Progress) -> None:
+        nonlocal first
+        if first:
+            first = False
+            span.add_event("progress.first", {"out_time_seconds": sample.out_time or 0.0})
+        if sample.done:
+            span.add_event("progress.end", {"frames": sample.frame or 0})
+        report(sample)
+
+    return on_progress
 
 
 @dataclasses.dataclass
@@ -154,11 +182,13 @@ def run_pipeline(
     workdir.mkdir(parents=True)
     run = _Attempt(job, settings, redis_client, attempt, namespace)
     try:
-        source = _fetch(spec.input_uri(), workdir / "input", namespace)
+        with tracing.span("job.fetch", attributes={"url.scheme": spec.input_uri().split(":")[0]}):
+            source = _fetch(spec.input_uri(), workdir / "input", namespace)
         if (usage := attempt_usage.current()) is not None:
             usage.bytes_in += source.stat().st_size
         run.check_canceled()
-        info = probe(source)
+        with tracing.span("job.probe"):
+            info = probe(source)
         log.info("input probed", duration=info.duration, video=bool(info.video), audio=bool(info.audio))
         ffmpeg = ffmpeg_path()
         caps = detect_capabilities(ffmpeg)
@@ -176,12 +206,14 @@ def run_pipeline(
         )
         _encode(plan, ffmpeg, run, start=LOUDNESS_SHARE * 100 if assets.loudness is not None else 0.0)
         run.check_canceled()
-        results = collect_results(plan, spec, job_output_base(settings, tenant, job.id))
+        with tracing.span("job.package"):
+            results = collect_results(plan, spec, job_output_base(settings, tenant, job.id))
         _note_plan(plan)
         run.check_canceled()
         # A superseded attempt (its worker was presumed dead) must not publish beside its replacement.
         ensure_owner(job.id, attempt)
-        return _publish(job.id, results, namespace)
+        with tracing.span("job.publish_outputs", attributes={"framefleet.outputs": len(results.rows)}):
+            return _publish(job.id, results, namespace)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
         _remove_empty_parent(workdir.parent)
@@ -230,7 +262,9 @@ def _assets(spec: JobSpec, info: MediaInfo, source: Path, workdir: Path, run: _A
         def on_progress(sample: Progress) -> None:
             run.reporter.report((sample.percent or 0.0) * LOUDNESS_SHARE, sample, "loudness")
 
-        result = run.run([ffmpeg_path(), *build_loudness_scan(spec, info, source)], None, on_progress)
+        result = run.run(
+            [ffmpeg_path(), *build_loudness_scan(spec, info, source)], None, on_progress, phase="loudness"
+        )
         _raise_for(result, "loudness measurement")
         loudness = parse_loudnorm(result.stderr_tail)
     return Assets(watermark=watermark, watermark_size=size, subtitles=subtitles, loudness=loudness)
@@ -269,7 +303,7 @@ def _encode(plan: JobPlan, ffmpeg: str, run: _Attempt, *, start: float) -> None:
     )
     # Tells watchers (and the dispatch benchmark) that ffmpeg starts now.
     run.reporter.report(start, None, "encode")
-    _raise_for(run.run([ffmpeg, *plan.argv], plan.duration, on_progress), "encode")
+    _raise_for(run.run([ffmpeg, *plan.argv], plan.duration, on_progress, phase="encode"), "encode")
 
 
 def _note_plan(plan: JobPlan) -> None:

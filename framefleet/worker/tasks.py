@@ -43,7 +43,7 @@ from framefleet.jobs.service import cancel_key
 from framefleet.logging import configure_logging, get_logger
 from framefleet.media.ffmpeg import ffmpeg_path
 from framefleet.media.runner import AttemptLimits, FfmpegAborted, attempt_limits
-from framefleet.observability import cost, energy, metrics
+from framefleet.observability import cost, energy, metrics, tracing
 from framefleet.observability.usage import AttemptUsage, collecting
 from framefleet.redis_client import get_redis, reset_clients
 from framefleet.scheduling import fairshare, registry
@@ -163,15 +163,31 @@ class Ending:
 
 
 @app.task(name=RUN_JOB_TASK, bind=True, acks_late=True, ignore_result=True)
-def run_job(self: object, job_id: str) -> None:
+def run_job(self: Any, job_id: str) -> None:
     """Run one job if this delivery can claim it."""
+    # The publisher's context rides in the message headers (jobs/dispatch.py), which Celery exposes as
+    # attributes of the request.
+    parent = tracing.extract({tracing.TRACEPARENT: getattr(self.request, tracing.TRACEPARENT, None) or ""})
+    with tracing.span(
+        "job.run",
+        kind=tracing.SpanKind.CONSUMER,
+        parent=parent,
+        attributes={"framefleet.job_id": job_id},
+    ) as run_span:
+        _run_job(job_id, run_span)
+
+
+def _run_job(job_id: str, run_span: tracing.Span | None) -> None:
     settings = get_settings()
     worker = worker_identity()
     structlog.contextvars.clear_contextvars()
     if shutdown.draining():
         _pass_on(job_id, "worker is shutting down")
         return
-    claimed = _claim(job_id, worker, settings)
+    with tracing.span("job.claim", attributes={"framefleet.worker": worker}) as claim_span:
+        claimed = _claim(job_id, worker, settings)
+        if claim_span is not None:
+            claim_span.set_attribute("framefleet.claimed", claimed is not None)
     if claimed is None:
         return
     job, attempt, tenant_name, running_quota = claimed
@@ -217,10 +233,21 @@ def run_job(self: object, job_id: str) -> None:
             rates=_rates(settings),
         )
         ending.values["usage"] = cost.add_usage(job.usage, used)
-        outcome = _record(
-            job_id, ending, worker=worker, attempt=attempt, settings=settings, release=running_quota
-        )
+        with tracing.span("job.record", attributes={"framefleet.ending": ending.kind}):
+            outcome = _record(
+                job_id, ending, worker=worker, attempt=attempt, settings=settings, release=running_quota
+            )
         _count_ending(job, ending, outcome, tenant_label, wall, consumed, used)
+        if run_span is not None:
+            run_span.set_attributes(
+                {
+                    "framefleet.attempt": attempt,
+                    "framefleet.outcome": outcome or "lost",
+                    "framefleet.pool": job.pool,
+                }
+            )
+            if ending.kind in ("failed", "lease"):
+                tracing.mark_error(run_span, ending.reason)
     finally:
         # Only now: until its ending is recorded, the heartbeat must keep saying this job runs here, or
         # the reaper could take a finished job for an orphan.
