@@ -73,6 +73,8 @@ class Settings(BaseSettings):
     # API
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    # uvicorn worker processes of `framefleet api`; above 1, their metrics are summed (multiprocess mode).
+    api_workers: int = Field(default=1, ge=1, le=64)
     public_url: str = ""
     # Browser origins allowed to call the API (CORS), exactly as sent in Origin (https://console.example).
     # Empty (the default): no CORS headers at all, so browsers on other origins cannot read answers.

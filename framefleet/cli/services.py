@@ -18,19 +18,31 @@ def _logging(settings: Settings) -> None:
     configure_logging(settings.log_format, settings.log_level)
 
 
-def run_api(*, host: str | None = None, port: int | None = None) -> int:
-    """Serve the HTTP API with uvicorn."""
+def run_api(*, host: str | None = None, port: int | None = None, workers: int | None = None) -> int:
+    """Serve the HTTP API with uvicorn (`workers` processes sharing the port)."""
     import uvicorn
 
     settings = get_settings()
     _logging(settings)
+    port = port or settings.api_port
+    workers = workers or settings.api_workers
+    if workers > 1:
+        # Each worker process counts its own requests: in multiprocess mode they write their values to files
+        # in one folder (emptied now: an earlier run's values are not this run's), and /metrics of any of
+        # them serves the sum. uvicorn spawns its workers, so they inherit the folder from the environment.
+        from framefleet.observability.metrics import MULTIPROC_ENV, enable_multiprocess
+
+        enable_multiprocess(
+            Path(os.environ.get(MULTIPROC_ENV) or settings.data_dir / "metrics" / f"api-{port}")
+        )
     # Everything imported so far lives for the whole process: keep it out of the garbage collector's scans.
     gc.freeze()
     uvicorn.run(
         "framefleet.api.app:create_app",
         factory=True,
         host=host or settings.api_host,
-        port=port or settings.api_port,
+        port=port,
+        workers=workers,
         loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
         http="httptools" if importlib.util.find_spec("httptools") else "h11",
         # The app logs each request itself; log_config=None keeps uvicorn's records on our handlers.
@@ -122,7 +134,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     api = sub.add_parser("api", help="serve the HTTP API")
     api.add_argument("--host", help="interface to listen on (default: settings.api_host)")
     api.add_argument("--port", type=int, help="port (default: settings.api_port)")
-    api.set_defaults(handler=lambda a: run_api(host=a.host, port=a.port))
+    api.add_argument("--workers", type=int, help="worker processes (default: settings.api_workers)")
+    api.set_defaults(handler=lambda a: run_api(host=a.host, port=a.port, workers=a.workers))
 
     beat = sub.add_parser("beat", help="run the periodic scheduler")
     beat.set_defaults(handler=lambda a: run_beat())
