@@ -8,11 +8,12 @@ from __future__ import annotations
 import ipaddress
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from framefleet.core.specbase import Priority
 from framefleet.tenancy.oidc import OidcConfig
 from framefleet.tenancy.permissions import ROLES
 from framefleet.tenancy.ratelimit import Bucket, parse_bucket
@@ -223,6 +224,21 @@ class Settings(BaseSettings):
     cpu_hour_rate: float = Field(default=0.0, ge=0)
     gpu_hour_rate: float = Field(default=0.0, ge=0)
     watts_per_core: float = Field(default=12.0, ge=0)
+    # Service-level objectives (observability/slo.py): the share (`slo_target`) of each priority's jobs that
+    # must start within its queue-wait threshold, judged over `slo_window_days`. The burn-rate rules shipped
+    # in config/alerts/framefleet.yml use these defaults; each threshold must be a bucket bound of
+    # framefleet_job_queue_wait_seconds for the rules to measure it.
+    slo_queue_wait_seconds: dict[Priority, Annotated[float, Field(gt=0)]] = Field(
+        default_factory=lambda: {
+            Priority.live: 5.0,
+            Priority.high: 60.0,
+            Priority.normal: 900.0,
+            Priority.low: 3600.0,
+            Priority.batch: 14400.0,
+        }
+    )
+    slo_target: float = Field(default=0.99, gt=0, lt=1)
+    slo_window_days: int = Field(default=30, ge=1, le=90)
     powercap_root: Path = Path("/sys/class/powercap")
 
     # Embedded stack (`framefleet up`)

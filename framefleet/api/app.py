@@ -22,7 +22,7 @@ from framefleet.api.key_cache import KeyCache
 from framefleet.api.limits import AdmissionLimiter, StreamLimits
 from framefleet.api.middleware import RequestContextMiddleware
 from framefleet.api.proxies import ClientAddressMiddleware
-from framefleet.api.routes import batch, health, jobs, presets, schedules, tenancy, webhooks, workers
+from framefleet.api.routes import batch, health, jobs, presets, schedules, slo, tenancy, webhooks, workers
 from framefleet.api.sse import done_grace
 from framefleet.config import Settings, get_settings
 from framefleet.db.session import limits_of, session_factory
@@ -227,6 +227,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(presets.router)
     app.include_router(presets.templates_router)
     app.include_router(workers.router)
+    app.include_router(slo.router)
     app.include_router(tenancy.router)
     app.include_router(webhooks.router)
     app.include_router(schedules.router)

@@ -104,6 +104,8 @@ class Job(Base):
         # Quota checks count one tenant's jobs in a state, bounded by the quota (tenancy/quotas.py).
         sa.Index("ix_jobs_tenant_state", "tenant_id", "state"),
         sa.Index("ix_jobs_state_retry_at", "state", "retry_at"),
+        # The SLO summary's range: jobs of a priority claimed since a time (observability/slo.py).
+        sa.Index("ix_jobs_priority_started", "priority", "started_at"),
     )
 
     id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)

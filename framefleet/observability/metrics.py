@@ -58,7 +58,7 @@ QUEUE_WAIT = Histogram(
     "Time from entering the queue to being claimed",
     ["priority", "pool"],
     registry=_NONE,
-    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 14400, 86400),
 )
 RUN_TIME = Histogram(
     "framefleet_job_run_seconds",

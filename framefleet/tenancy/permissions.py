@@ -23,6 +23,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "jobs:cancel": frozenset({ADMIN, MEMBER}),
     "workers:read": frozenset({ADMIN, OPERATOR}),
     "queues:read": frozenset({ADMIN, OPERATOR}),
+    # Service-level objectives across every tenant's jobs (GET /v1/slo).
+    "slo:read": frozenset({ADMIN, OPERATOR}),
     "tenants:read": frozenset({ADMIN}),
     "tenants:manage": frozenset({ADMIN}),
     "keys:manage": frozenset({ADMIN}),
