@@ -224,6 +224,8 @@ class Settings(BaseSettings):
     cpu_hour_rate: float = Field(default=0.0, ge=0)
     gpu_hour_rate: float = Field(default=0.0, ge=0)
     watts_per_core: float = Field(default=12.0, ge=0)
+    # The watts a GPU encode is taken to draw where NVML's energy counter cannot be read.
+    watts_per_gpu: float = Field(default=70.0, ge=0)
     # Service-level objectives (observability/slo.py): the share (`slo_target`) of each priority's jobs that
     # must start within its queue-wait threshold, judged over `slo_window_days`. The burn-rate rules shipped
     # in config/alerts/framefleet.yml use these defaults; each threshold must be a bucket bound of

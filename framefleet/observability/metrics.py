@@ -91,9 +91,15 @@ CPU_SECONDS = Counter(
     ["pool", "tenant"],
     registry=_NONE,
 )
+GPU_SECONDS = Counter(
+    "framefleet_job_gpu_seconds_total",
+    "Wall seconds of the jobs' GPU encodes",
+    ["pool", "tenant"],
+    registry=_NONE,
+)
 ENERGY = Counter(
     "framefleet_job_energy_joules_total",
-    "Energy attributed to jobs; source is rapl or estimated",
+    "Energy attributed to jobs (CPU and GPU); source is rapl, rapl+nvml, nvml or estimated",
     ["pool", "tenant", "source"],
     registry=_NONE,
 )

@@ -116,13 +116,21 @@ class _Attempt:
             raise JobCanceled()
 
     def run(
-        self, argv: list[str], duration: float | None, on_progress: Callable[[Progress], None], *, phase: str
+        self,
+        argv: list[str],
+        duration: float | None,
+        on_progress: Callable[[Progress], None],
+        *,
+        phase: str,
+        gpu: bool = False,
     ) -> FfmpegResult:
-        """Run one ffmpeg with this attempt's cancel check and time limit, in an `ffmpeg.<phase>` span."""
+        """Run one ffmpeg with this attempt's cancel check and time limit, in an `ffmpeg.<phase>` span.
+        `gpu`: it encodes on the GPU, so its wall time counts as the attempt's GPU-seconds."""
         attributes = {"framefleet.phase": phase, "media.duration_seconds": duration or 0.0}
         with tracing.span(f"ffmpeg.{phase}", attributes=attributes) as span:
             if span is not None:
                 on_progress = _traced_progress(span, on_progress)
+            started = time.monotonic()
             result = run_ffmpeg(
                 argv,
                 on_progress=on_progress,
@@ -131,6 +139,8 @@ class _Attempt:
                 poll_interval=self.settings.cancel_poll_interval,
                 timeout=self.settings.job_max_seconds,
             )
+            if gpu and (usage := attempt_usage.current()) is not None:
+                usage.gpu_seconds += time.monotonic() - started
             if span is not None:
                 span.set_attribute("process.exit.code", result.returncode)
                 if result.canceled or result.timed_out or result.returncode != 0:
@@ -204,7 +214,13 @@ def run_pipeline(
             hardware=hardware,
             assets=assets,
         )
-        _encode(plan, ffmpeg, run, start=LOUDNESS_SHARE * 100 if assets.loudness is not None else 0.0)
+        _encode(
+            plan,
+            ffmpeg,
+            run,
+            start=LOUDNESS_SHARE * 100 if assets.loudness is not None else 0.0,
+            gpu=hardware is not None,
+        )
         run.check_canceled()
         with tracing.span("job.package"):
             results = collect_results(plan, spec, job_output_base(settings, tenant, job.id))
@@ -287,7 +303,7 @@ def _hardware(spec: JobSpec, settings: Settings, caps: Capabilities) -> Hardware
     )
 
 
-def _encode(plan: JobPlan, ffmpeg: str, run: _Attempt, *, start: float) -> None:
+def _encode(plan: JobPlan, ffmpeg: str, run: _Attempt, *, start: float, gpu: bool) -> None:
     plan.prepare()
     share = (100.0 - start) / 100.0
 
@@ -303,7 +319,8 @@ def _encode(plan: JobPlan, ffmpeg: str, run: _Attempt, *, start: float) -> None:
     )
     # Tells watchers (and the dispatch benchmark) that ffmpeg starts now.
     run.reporter.report(start, None, "encode")
-    _raise_for(run.run([ffmpeg, *plan.argv], plan.duration, on_progress, phase="encode"), "encode")
+    result = run.run([ffmpeg, *plan.argv], plan.duration, on_progress, phase="encode", gpu=gpu)
+    _raise_for(result, "encode")
 
 
 def _note_plan(plan: JobPlan) -> None:

@@ -43,7 +43,7 @@ from framefleet.jobs.service import cancel_key
 from framefleet.logging import configure_logging, get_logger
 from framefleet.media.ffmpeg import ffmpeg_path
 from framefleet.media.runner import AttemptLimits, FfmpegAborted, attempt_limits
-from framefleet.observability import cost, energy, metrics, tracing
+from framefleet.observability import cost, energy, metrics, nvml, tracing
 from framefleet.observability.usage import AttemptUsage, collecting
 from framefleet.redis_client import get_redis, reset_clients
 from framefleet.scheduling import fairshare, registry
@@ -217,6 +217,8 @@ def _run_job(job_id: str, run_span: tracing.Span | None) -> None:
     )
     consumed = AttemptUsage()
     before = energy.sample(settings.powercap_root)
+    # Only a GPU worker reads its GPU's counter: a CPU worker has nothing of it to attribute.
+    gpu_before = _gpu_reader().read() if settings.pool == "gpu" else None
     started = time.monotonic()
     try:
         with collecting(consumed):
@@ -231,6 +233,8 @@ def _run_job(job_id: str, run_span: tracing.Span | None) -> None:
                 before, energy.sample(settings.powercap_root), consumed.cpu_seconds
             ),
             rates=_rates(settings),
+            gpu_seconds=consumed.gpu_seconds,
+            measured_gpu_joules=_gpu_joules(gpu_before, consumed, settings),
         )
         ending.values["usage"] = cost.add_usage(job.usage, used)
         with tracing.span("job.record", attributes={"framefleet.ending": ending.kind}):
@@ -267,6 +271,14 @@ def _tenant_label(settings: Settings) -> metrics.TenantLabels:
     return _tenant_labels(tuple(settings.metrics_tenants), settings.metrics_max_tenants)
 
 
+def _gpu_joules(before: nvml.GpuReading | None, consumed: AttemptUsage, settings: Settings) -> float | None:
+    """The attempt's share of its GPU's energy, or None when it encoded on no GPU or NVML cannot tell."""
+    if before is None or consumed.gpu_seconds <= 0:
+        return None
+    joules = nvml.gpu_joules(before, _gpu_reader().read())
+    return None if joules is None else nvml.job_share(joules, slots=settings.worker_concurrency)
+
+
 def _rates(settings: Settings) -> cost.Rates:
     return cost.Rates(
         currency=settings.cost_currency,
@@ -274,7 +286,14 @@ def _rates(settings: Settings) -> cost.Rates:
         cpu_hour_rate=settings.cpu_hour_rate,
         gpu_hour_rate=settings.gpu_hour_rate,
         watts_per_core=settings.watts_per_core,
+        watts_per_gpu=settings.watts_per_gpu,
     )
+
+
+@functools.cache
+def _gpu_reader() -> nvml.Reader:
+    """One NVML reader per pool process, for the device its NVENC encodes run on."""
+    return nvml.Reader(visible=os.environ.get("CUDA_VISIBLE_DEVICES"))
 
 
 def _count_ending(
@@ -298,6 +317,7 @@ def _count_ending(
             metrics.JOB_RETRIES.labels(job.priority, pool).inc()
     metrics.BYTES_IN.labels(pool).inc(consumed.bytes_in)
     metrics.CPU_SECONDS.labels(pool, tenant).inc(used["cpu_seconds"])
+    metrics.GPU_SECONDS.labels(pool, tenant).inc(used["gpu_seconds"])
     metrics.ENERGY.labels(pool, tenant, used["joules_source"]).inc(used["joules"])
     metrics.COST.labels(pool, tenant, used["cost"]["currency"]).inc(used["cost"]["amount"])
     if ending.published is None:
