@@ -245,6 +245,9 @@ class Settings(BaseSettings):
 
     # Embedded stack (`framefleet up`)
     flower_port: int = 5555
+    # The Prometheus of `framefleet up --monitoring` (cli/monitoring.py), on 127.0.0.1.
+    prometheus_port: int = Field(default=9090, ge=1, le=65535)
+    prometheus_scrape_interval_seconds: float = Field(default=15.0, ge=1)
     log_format: Literal["json", "console"] = "json"
     log_level: str = "INFO"
 

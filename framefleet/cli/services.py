@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from framefleet.cli.monitoring import run_prometheus
 from framefleet.config import Settings, get_settings
 from framefleet.logging import configure_logging
 from framefleet.observability import tracing
@@ -143,6 +144,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     flower = sub.add_parser("flower", help="run the Flower console on 127.0.0.1")
     flower.add_argument("--port", type=int, help="port (default: settings.flower_port)")
     flower.set_defaults(handler=lambda a: run_flower(port=a.port))
+
+    prometheus = sub.add_parser(
+        "prometheus", help="run the system's Prometheus server scraping this machine's stack, with the rules"
+    )
+    prometheus.set_defaults(handler=lambda a: run_prometheus())
 
     redis = sub.add_parser("redis", help="run the embedded redis-server on settings.redis_url's port")
     redis.set_defaults(handler=lambda a: run_redis())
