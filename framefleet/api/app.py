@@ -162,9 +162,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url="/redoc",
         static_url="/docs/assets",
         lifespan=lifespan,
-        # With tracing on (observability/tracing.py), FastAPI's own server span per request is kept; its spans
-        # around dependency resolution and the endpoint are not: each span costs the API ~45 µs of CPU.
-        telemetry={"operation_spans": False},
+        # The request's server span is RequestContextMiddleware's (observability/tracing.py). FastAPI's own
+        # request telemetry, on whenever a tracer provider exists, cost ~40 µs of CPU per request even for
+        # traces the sampler drops (bench/observability_overhead.py); ours costs a sampling decision.
+        telemetry={"tracing": False},
     )
     app.state.settings = settings
     # Imported here: the Celery app reads the settings when first imported.

@@ -68,10 +68,11 @@ class Intake:
         """
         submission = _Submission(row)
         intake_span = tracing.start("job.intake", attributes={"framefleet.job_id": row["id"]})
+        # The job keeps its trace: the writer thread's publish, the worker and the webhook deliveries continue
+        # it from the row, whatever thread or process they run in (a trace the sampler dropped included, so
+        # that its later spans are dropped too rather than start traces of their own).
+        row["trace_context"] = tracing.traceparent(intake_span)
         if intake_span is not None:
-            # The job keeps its trace: the writer thread's publish, the worker and the webhook deliveries
-            # continue it from the row, whatever thread or process they run in.
-            row["trace_context"] = tracing.traceparent(intake_span)
             submission.done.add_done_callback(lambda _: intake_span.end())
         with self._lock:
             if self._thread is None:

@@ -118,6 +118,16 @@ def span(
     if not _enabled:
         yield None
         return
+    if _dropped(parent):
+        # Under a trace the sampler dropped: no span (a parent-based sampler would drop it too, after paying
+        # for its creation), but the parent's context stays current, so what is published still carries it.
+        token = otel_context.attach(parent) if parent is not None else None
+        try:
+            yield None
+        finally:
+            if token is not None:
+                otel_context.detach(token)
+        return
     with _tracer().start_as_current_span(
         name, context=parent, kind=kind, attributes=dict(attributes or {})
     ) as current:
@@ -128,9 +138,15 @@ def start(
     name: str, *, kind: SpanKind = SpanKind.INTERNAL, attributes: Mapping[str, Any] | None = None
 ) -> Span | None:
     """A span, child of the current one, that the caller ends (one that outlives a block); None when off."""
-    if not _enabled:
+    if not _enabled or _dropped(None):
         return None
     return _tracer().start_span(name, kind=kind, attributes=dict(attributes or {}))
+
+
+def _dropped(parent: otel_context.Context | None) -> bool:
+    """Whether the parent (default: the current span) belongs to a trace the sampler did not record."""
+    context = trace.get_current_span(parent).get_span_context()
+    return context.is_valid and not context.trace_flags.sampled
 
 
 def traceparent(of: Span | None = None) -> str | None:

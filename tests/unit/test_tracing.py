@@ -43,3 +43,27 @@ def test_off_loads_no_sdk_and_stamps_nothing() -> None:
     )
     env = {"PATH": "/usr/bin:/bin", "FRAMEFLEET_ENV": "dev"}
     subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=60)
+
+
+def test_a_dropped_trace_records_nothing_below_it_and_keeps_its_context() -> None:
+    """With the sampler dropping the root, children are not created (as a parent-based sampler would drop
+    them) but the unsampled context still travels, so later spans of the job are dropped too."""
+    code = (
+        "from framefleet.observability import tracing\n"
+        "assert tracing.configure('test')\n"
+        "with tracing.span('root') as root:\n"
+        "    assert root is not None and not root.is_recording()\n"
+        "    with tracing.span('child') as child:\n"
+        "        assert child is None\n"
+        "    assert tracing.start('intake') is None\n"
+        "    sent = tracing.traceparent()\n"
+        "    assert sent and not int(sent[-2:], 16) & 1, sent  # the sampled flag is off\n"
+        "with tracing.span('run', parent=tracing.context_of(sent)) as run:\n"
+        "    assert run is None and tracing.inject({})['traceparent'] == sent\n"
+    )
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9",
+        "OTEL_TRACES_SAMPLER": "always_off",
+    }
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=60)
