@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from framefleet.core.specbase import Priority
 from framefleet.redis_url import parse_redis_url
 from framefleet.tenancy.oidc import OidcConfig
 from framefleet.tenancy.permissions import ROLES
@@ -93,6 +94,8 @@ class Settings(BaseSettings):
     # API
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    # uvicorn worker processes of `framefleet api`; above 1, their metrics are summed (multiprocess mode).
+    api_workers: int = Field(default=1, ge=1, le=64)
     public_url: str = ""
     # Browser origins allowed to call the API (CORS), exactly as sent in Origin (https://console.example).
     # Empty (the default): no CORS headers at all, so browsers on other origins cannot read answers.
@@ -263,10 +266,30 @@ class Settings(BaseSettings):
     cpu_hour_rate: float = Field(default=0.0, ge=0)
     gpu_hour_rate: float = Field(default=0.0, ge=0)
     watts_per_core: float = Field(default=12.0, ge=0)
+    # The watts a GPU encode is taken to draw where NVML's energy counter cannot be read.
+    watts_per_gpu: float = Field(default=70.0, ge=0)
+    # Service-level objectives (observability/slo.py): the share (`slo_target`) of each priority's jobs that
+    # must start within its queue-wait threshold, judged over `slo_window_days`. The burn-rate rules shipped
+    # in config/alerts/framefleet.yml use these defaults; each threshold must be a bucket bound of
+    # framefleet_job_queue_wait_seconds for the rules to measure it.
+    slo_queue_wait_seconds: dict[Priority, Annotated[float, Field(gt=0)]] = Field(
+        default_factory=lambda: {
+            Priority.live: 5.0,
+            Priority.high: 60.0,
+            Priority.normal: 900.0,
+            Priority.low: 3600.0,
+            Priority.batch: 14400.0,
+        }
+    )
+    slo_target: float = Field(default=0.99, gt=0, lt=1)
+    slo_window_days: int = Field(default=30, ge=1, le=90)
     powercap_root: Path = Path("/sys/class/powercap")
 
     # Embedded stack (`framefleet up`)
     flower_port: int = 5555
+    # The Prometheus of `framefleet up --monitoring` (cli/monitoring.py), on 127.0.0.1.
+    prometheus_port: int = Field(default=9090, ge=1, le=65535)
+    prometheus_scrape_interval_seconds: float = Field(default=15.0, ge=1)
     log_format: Literal["json", "console"] = "json"
     log_level: str = "INFO"
 

@@ -15,6 +15,12 @@ def configure_logging(fmt: str = "json", level: str = "INFO") -> None:
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
+    # Imported here: the tracing module imports the OpenTelemetry API, which logging alone does not need.
+    from framefleet.observability import tracing
+
+    if tracing.wanted():
+        # Only when tracing may be on: otherwise each log line would pay for a lookup that finds nothing.
+        shared.append(tracing.add_trace_ids)
     renderer: structlog.types.Processor = (
         structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
         if fmt == "console"

@@ -30,6 +30,7 @@ from framefleet.api.routes import (
     presets,
     quality,
     schedules,
+    slo,
     storage,
     tenancy,
     uploads,
@@ -45,6 +46,7 @@ from framefleet.db.session import limits_of, session_factory
 from framefleet.jobs.intake import Intake
 from framefleet.keys import Principal, authenticate, token_principal, touch_key
 from framefleet.logging import configure_logging, get_logger
+from framefleet.observability import tracing
 from framefleet.redis_client import get_redis
 from framefleet.scheduling.registry import WorkerCache
 from framefleet.tenancy.audit import AuditWriter
@@ -147,6 +149,8 @@ def event_hub(settings: Settings) -> EventHub:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the API for `settings` (default: from the environment)."""
     settings = settings or get_settings()
+    # In each uvicorn worker process (the factory runs there), before any request.
+    tracing.configure("api")
     configure_logging(settings.log_format, settings.log_level)
     log = get_logger("framefleet.api")
 
@@ -175,6 +179,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url="/redoc",
         static_url="/docs/assets",
         lifespan=lifespan,
+        # The request's server span is RequestContextMiddleware's (observability/tracing.py). FastAPI's own
+        # request telemetry, on whenever a tracer provider exists, cost ~40 µs of CPU per request even for
+        # traces the sampler drops (bench/observability_overhead.py); ours costs a sampling decision.
+        telemetry={"tracing": False},
     )
     app.state.settings = settings
     # Imported here: the Celery app reads the settings when first imported.
@@ -244,6 +252,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(presets.router)
     app.include_router(presets.templates_router)
     app.include_router(workers.router)
+    app.include_router(slo.router)
     app.include_router(tenancy.router)
     app.include_router(webhooks.router)
     app.include_router(schedules.router)

@@ -7,6 +7,7 @@ Plain ASGI rather than BaseHTTPMiddleware: no extra task or stream per request, 
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 import uuid
@@ -18,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from framefleet.api import metrics
 from framefleet.api.errors import PROBLEM_MEDIA_TYPE, internal_error_body, problem_body
 from framefleet.logging import get_logger
+from framefleet.observability import tracing
 
 REQUEST_ID_HEADER = b"x-request-id"
 # Accept a caller's id only if it is short and plain, so it is safe to echo and to log.
@@ -44,6 +46,27 @@ def _read_headers(headers: list[tuple[bytes, bytes]]) -> tuple[str | None, int |
         elif name == b"content-length":
             length = int(value) if value.isdigit() else None
     return request_id, length
+
+
+def _server_span(scope: Scope) -> contextlib.AbstractContextManager[tracing.Span | None]:
+    """The request's server span, continuing the caller's W3C trace context when it sends one."""
+    sent = next((value for name, value in scope["headers"] if name == b"traceparent"), b"")
+    carrier = {tracing.TRACEPARENT: sent.decode("latin-1")}
+    return tracing.span(
+        scope["method"],  # renamed `METHOD /route/template` once routing has matched
+        kind=tracing.SpanKind.SERVER,
+        parent=tracing.extract(carrier),
+        attributes={"http.request.method": scope["method"], "url.path": scope["path"]},
+    )
+
+
+def _finish_server_span(span: tracing.Span | None, method: str, route: str, status: int) -> None:
+    if span is None or not span.is_recording():
+        return
+    span.update_name(f"{method} {route}")
+    span.set_attributes({"http.route": route, "http.response.status_code": status})
+    if status >= 500:
+        tracing.mark_error(span, f"HTTP {status}")
 
 
 def _too_large(limit: int) -> HTTPException:
@@ -89,6 +112,8 @@ class RequestContextMiddleware:
         scope.setdefault("state", {})[REQUEST_ID_STATE] = request_id
         status = 500
         started = False
+        spans = contextlib.ExitStack()
+        server_span = spans.enter_context(_server_span(scope)) if tracing.enabled() else None
 
         async def send_with_id(message: Message) -> None:
             nonlocal status, started
@@ -125,6 +150,9 @@ class RequestContextMiddleware:
                 duration_ms=round(elapsed * 1000, 2),
             )
             structlog.contextvars.reset_contextvars(**tokens)
+            if server_span is not None:
+                _finish_server_span(server_span, scope["method"], route, status)
+            spans.close()
 
     async def _refuse(self, scope: Scope, send: Send, error: HTTPException) -> None:
         body = problem_body(

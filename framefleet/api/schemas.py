@@ -57,9 +57,9 @@ class JobView(BaseModel):
     )
     usage: dict[str, Any] | None = Field(
         default=None,
-        description="What all attempts consumed: cpu_seconds, wall_seconds, gpu_seconds, joules, "
-        "joules_source "
-        "(rapl or estimated), cost and attempts; null before the first attempt ends",
+        description="What all attempts consumed: cpu_seconds, wall_seconds, gpu_seconds, joules (CPU and "
+        "GPU), joules_source (rapl, rapl+nvml, nvml or estimated), gpu_joules, cost and attempts; null "
+        "before the first attempt ends",
     )
     cost: dict[str, Any] | None = Field(
         default=None,

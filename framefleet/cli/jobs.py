@@ -76,7 +76,8 @@ def usage_line(usage: Any) -> str:
     cost = usage["cost"]
     return (
         f"\nUsage: {usage.get('cpu_seconds', 0):.2f} CPU-s, {usage.get('wall_seconds', 0):.2f} s wall, "
-        f"{usage.get('joules', 0):.1f} J ({usage.get('joules_source')}), "
+        + (f"{usage['gpu_seconds']:.2f} GPU-s, " if usage.get("gpu_seconds") else "")
+        + f"{usage.get('joules', 0):.1f} J ({usage.get('joules_source')}), "
         f"cost {cost.get('amount', 0):.6f} {cost.get('currency', '')}\n"
     )
 

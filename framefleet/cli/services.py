@@ -9,27 +9,41 @@ import os
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from framefleet.cli.monitoring import run_prometheus
 from framefleet.config import Settings, get_settings
 from framefleet.logging import configure_logging
+from framefleet.observability import tracing
 
 
 def _logging(settings: Settings) -> None:
     configure_logging(settings.log_format, settings.log_level)
 
 
-def run_api(*, host: str | None = None, port: int | None = None) -> int:
-    """Serve the HTTP API with uvicorn."""
+def run_api(*, host: str | None = None, port: int | None = None, workers: int | None = None) -> int:
+    """Serve the HTTP API with uvicorn (`workers` processes sharing the port)."""
     import uvicorn
 
     settings = get_settings()
     _logging(settings)
+    port = port or settings.api_port
+    workers = workers or settings.api_workers
+    if workers > 1:
+        # Each worker process counts its own requests: in multiprocess mode they write their values to files
+        # in one folder (emptied now: an earlier run's values are not this run's), and /metrics of any of
+        # them serves the sum. uvicorn spawns its workers, so they inherit the folder from the environment.
+        from framefleet.observability.metrics import MULTIPROC_ENV, enable_multiprocess
+
+        enable_multiprocess(
+            Path(os.environ.get(MULTIPROC_ENV) or settings.data_dir / "metrics" / f"api-{port}")
+        )
     # Everything imported so far lives for the whole process: keep it out of the garbage collector's scans.
     gc.freeze()
     uvicorn.run(
         "framefleet.api.app:create_app",
         factory=True,
         host=host or settings.api_host,
-        port=port or settings.api_port,
+        port=port,
+        workers=workers,
         loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
         http="httptools" if importlib.util.find_spec("httptools") else "h11",
         # The app logs each request itself; log_config=None keeps uvicorn's records on our handlers.
@@ -54,6 +68,8 @@ def run_beat() -> int:
     from framefleet.cli.worker import take_over_celery_logging
 
     settings = get_settings()
+    # The beat publishes retries, aged and reconciled jobs: those publishes join their jobs' traces.
+    tracing.configure("beat")
     _logging(settings)
     take_over_celery_logging()
     from framefleet.celery_app import app
@@ -119,7 +135,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     api = sub.add_parser("api", help="serve the HTTP API")
     api.add_argument("--host", help="interface to listen on (default: settings.api_host)")
     api.add_argument("--port", type=int, help="port (default: settings.api_port)")
-    api.set_defaults(handler=lambda a: run_api(host=a.host, port=a.port))
+    api.add_argument("--workers", type=int, help="worker processes (default: settings.api_workers)")
+    api.set_defaults(handler=lambda a: run_api(host=a.host, port=a.port, workers=a.workers))
 
     beat = sub.add_parser("beat", help="run the periodic scheduler")
     beat.set_defaults(handler=lambda a: run_beat())
@@ -127,6 +144,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     flower = sub.add_parser("flower", help="run the Flower console on 127.0.0.1")
     flower.add_argument("--port", type=int, help="port (default: settings.flower_port)")
     flower.set_defaults(handler=lambda a: run_flower(port=a.port))
+
+    prometheus = sub.add_parser(
+        "prometheus", help="run the system's Prometheus server scraping this machine's stack, with the rules"
+    )
+    prometheus.set_defaults(handler=lambda a: run_prometheus())
 
     redis = sub.add_parser("redis", help="run the embedded redis-server on settings.redis_url's port")
     redis.set_defaults(handler=lambda a: run_redis())

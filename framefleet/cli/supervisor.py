@@ -38,6 +38,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from framefleet.cli import monitoring
 from framefleet.cli.admin import display_url
 from framefleet.cli.client import demo_key_path
 from framefleet.config import Settings, get_settings
@@ -322,8 +323,11 @@ class EmbeddedStack:
         echo_logs: bool = True,
         start_timeout: float = 180.0,
         grace_seconds: float = STOP_GRACE_SECONDS,
+        monitoring: bool = False,
     ) -> None:
         self.settings = settings or get_settings()
+        self.monitoring = monitoring
+        self.prometheus_url = f"http://127.0.0.1:{self.settings.prometheus_port}"
         self.out = out or sys.stdout
         self.echo_logs = echo_logs
         self.start_timeout = start_timeout
@@ -392,6 +396,8 @@ class EmbeddedStack:
 
     def start(self) -> None:
         """Migrate the database, start every service and wait until they answer."""
+        if self.monitoring and monitoring.prometheus_binary() is None:
+            raise StackError(monitoring.MISSING_SERVER)
         acquire_pid_file(self.pid_file)
         self._started = True
         try:
@@ -415,6 +421,10 @@ class EmbeddedStack:
             self._wait_for("api", self._api_healthy)
             self._wait_for("flower", lambda: port_open("127.0.0.1", self.settings.flower_port))
             self._wait_for("worker", self.children["worker"].ready.is_set)
+            if self.monitoring:
+                # Last: its first scrapes find every target up.
+                self._spawn("prometheus")
+                self._wait_for("prometheus", self._prometheus_ready)
         except BaseException:
             self.stop()
             raise
@@ -424,6 +434,7 @@ class EmbeddedStack:
             ("redis", self.redis_host, self.redis_port),
             ("api", _local_host(self.settings.api_host), self.settings.api_port),
             ("flower", "127.0.0.1", self.settings.flower_port),
+            *((("prometheus", "127.0.0.1", self.settings.prometheus_port),) if self.monitoring else ()),
             *(
                 (f"{name} metrics", _local_host(self.settings.metrics_host), port)
                 for name, port in metrics_ports(self.settings).items()
@@ -491,6 +502,12 @@ class EmbeddedStack:
     def _api_healthy(self) -> bool:
         try:
             return httpx.get(f"{self.api_url}/healthz", timeout=2.0).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def _prometheus_ready(self) -> bool:
+        try:
+            return httpx.get(f"{self.prometheus_url}/-/ready", timeout=2.0).status_code == 200
         except httpx.HTTPError:
             return False
 
@@ -564,12 +581,22 @@ class EmbeddedStack:
         metrics = [f"{self.api_url}/metrics"] + [
             f"http://{host}:{port}/metrics" for port in metrics_ports(s).values() if port
         ]
+        monitoring_lines = []
+        if self.monitoring:
+            rules = monitoring.rule_files()
+            loaded = f"rules from {rules[0].parent}" if rules else "no rules: no config/ in this installation"
+            monitoring_lines = [
+                f"  Prometheus {self.prometheus_url} (scraping the stack; {loaded})",
+                "            Grafana is not started: import config/grafana/dashboards into your own, "
+                "or use the compose monitoring profile",
+            ]
         return [
             "FrameFleet is up.",
             f"  API       {self.api_url}",
             f"  API docs  {self.docs_url}",
             f"  Flower    {self.flower_url}",
             f"  Metrics   {', '.join(metrics)}",
+            *monitoring_lines,
             f"  Data      {s.data_dir}",
             f"  Database  {display_url(s.database_url)}",
             f"  Media     {s.storage_roots[0]}",
@@ -634,11 +661,12 @@ class EmbeddedStack:
             child.reap()
 
 
-def run_up(settings: Settings | None = None) -> int:
-    """`framefleet up`: run the stack in the foreground until Ctrl-C, SIGTERM, or a child's failure."""
+def run_up(settings: Settings | None = None, *, monitoring: bool = False) -> int:
+    """`framefleet up`: run the stack in the foreground until Ctrl-C, SIGTERM, or a child's failure.
+    `monitoring`: also a Prometheus scraping it (cli/monitoring.py)."""
     settings = settings or get_settings()
     try:
-        stack = EmbeddedStack(settings)
+        stack = EmbeddedStack(settings, monitoring=monitoring)
         with stack:
             stack.print_block("\n".join([*stack.summary(), "Press Ctrl-C to stop."]))
             dead = stack.wait()
@@ -659,4 +687,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     up = sub.add_parser(
         "up", help="run the whole stack on this machine (redis, api, worker, beat, webhook sender, flower)"
     )
-    up.set_defaults(handler=lambda a: run_up())
+    up.add_argument(
+        "--monitoring",
+        action="store_true",
+        help="also run the system's Prometheus (127.0.0.1:FRAMEFLEET_PROMETHEUS_PORT) scraping the stack, "
+        "with the shipped alert rules",
+    )
+    up.set_defaults(handler=lambda a: run_up(monitoring=a.monitoring))

@@ -11,6 +11,7 @@ from typing import Any
 from framefleet.cli.admin import _print, database, handled
 from framefleet.config import get_settings
 from framefleet.logging import configure_logging, get_logger
+from framefleet.observability import tracing
 from framefleet.tenancy.service import NotFound as TenantNotFound
 from framefleet.tenancy.service import find_tenant
 from framefleet.webhooks import service
@@ -24,6 +25,7 @@ def cmd_worker(_: argparse.Namespace) -> int:
     from framefleet.webhooks.delivery import WebhookWorker
 
     settings = get_settings()
+    tracing.configure("webhooks")
     configure_logging(settings.log_format, settings.log_level)
     worker = WebhookWorker(settings)
     if settings.webhooks_metrics_port:
@@ -37,6 +39,7 @@ def cmd_worker(_: argparse.Namespace) -> int:
     get_logger("framefleet.cli.webhooks").info(READY_MESSAGE, senders=settings.webhook_senders)
     done.wait()
     worker.close()
+    tracing.flush()
     return 0
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from framefleet.config import get_settings, reset_settings_cache
 from framefleet.logging import configure_logging, get_logger
+from framefleet.observability import tracing
 
 READY_MESSAGE = "worker ready."
 
@@ -62,6 +63,8 @@ def run_worker(*, pool: str, concurrency: int | None = None, name: str | None = 
     os.environ["FRAMEFLEET_POOL"] = pool
     reset_settings_cache()
     settings = get_settings()
+    # Before the pool processes fork: the SDK restarts its export thread in each of them.
+    tracing.configure("worker")
     configure_logging(settings.log_format, settings.log_level)
     take_over_celery_logging()
 

@@ -111,6 +111,8 @@ class Job(Base):
         # GET /v1/pools reads each pool's recent endings and arrivals (scheduling/pools.py; migration 0015).
         sa.Index("ix_jobs_pool_finished", "pool", "finished_at"),
         sa.Index("ix_jobs_pool_created", "pool", "created_at"),
+        # The SLO summary's range: jobs of a priority claimed since a time (observability/slo.py).
+        sa.Index("ix_jobs_priority_started", "priority", "started_at"),
     )
 
     id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
@@ -162,6 +164,9 @@ class Job(Base):
     # The workflow run this job is a step of, and the step's name (migration 0012); None for a lone job.
     workflow_id: Mapped[str | None] = mapped_column(sa.String(36), default=None, index=True)
     workflow_step: Mapped[str | None] = mapped_column(sa.String(64), default=None)
+    # The W3C traceparent of the job's intake span when tracing is on (migration 0016): publishes that
+    # happen later (retries, the reconciler) and webhook deliveries join the job's trace through it.
+    trace_context: Mapped[str | None] = mapped_column(sa.String(64), default=None)
 
 
 class StoredObject(Base):

@@ -3,10 +3,12 @@ reconciler, and a worker handing a job back all use this."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from framefleet.logging import get_logger
+from framefleet.observability import tracing
 from framefleet.queues import queue_for, queue_name
 
 if TYPE_CHECKING:
@@ -33,8 +35,10 @@ def dispatch(job: Job, *, celery: Celery | None = None) -> bool:
     from framefleet.celery_app import RUN_JOB_TASK
 
     celery = celery or _process_app()
+    queue = queue_for(job.pool, queue_priority(job))
     try:
-        celery.send_task(RUN_JOB_TASK, args=[job.id], queue=queue_for(job.pool, queue_priority(job)))
+        with _publish_span(job, queue.name) as headers:
+            celery.send_task(RUN_JOB_TASK, args=[job.id], queue=queue, headers=headers)
     except Exception as exc:
         log.error(
             "dispatch failed; the job stays queued", job_id=job.id, error=f"{type(exc).__name__}: {exc}"
@@ -81,12 +85,11 @@ def dispatch_many(jobs: Sequence[Job], *, celery: Celery | None = None) -> bool:
     try:
         with celery.producer_or_acquire() as producer, producer.batch():
             for job in jobs:
-                celery.send_task(
-                    RUN_JOB_TASK,
-                    args=[job.id],
-                    queue=queue_for(job.pool, queue_priority(job)),
-                    producer=producer,
-                )
+                queue = queue_for(job.pool, queue_priority(job))
+                with _publish_span(job, queue.name) as headers:
+                    celery.send_task(
+                        RUN_JOB_TASK, args=[job.id], queue=queue, producer=producer, headers=headers
+                    )
     except Exception as exc:
         log.warning("batch publish failed; publishing one by one", error=f"{type(exc).__name__}: {exc}")
         return all([dispatch(job, celery=celery) for job in jobs])
@@ -111,6 +114,26 @@ def move(job: Job, old_priority: str, *, celery: Celery | None = None, snap: Sna
         if key.split(broker.PRIORITY_SEP)[0] == old_queue:
             broker.remove(client, key, raw)
     return published
+
+
+@contextlib.contextmanager
+def _publish_span(job: Job, queue: str) -> Iterator[dict[str, str] | None]:
+    """The `job.publish` span around one message, and the headers that carry its context to the worker.
+
+    Its parent is the current span (the intake's, in the API) or else the context the job row keeps, so a
+    job published again later (a retry, the reconciler, aging) stays in the trace it began in.
+    """
+    if not tracing.enabled():
+        yield None
+        return
+    parent = None if tracing.current_ids() is not None else tracing.context_of(job.trace_context)
+    with tracing.span(
+        "job.publish",
+        kind=tracing.SpanKind.PRODUCER,
+        parent=parent,
+        attributes={"framefleet.job_id": job.id, "messaging.destination.name": queue},
+    ):
+        yield tracing.inject({})
 
 
 def _process_app() -> Celery:

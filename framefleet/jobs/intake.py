@@ -27,6 +27,7 @@ from framefleet.db.session import session_factory
 from framefleet.jobs import service
 from framefleet.jobs.dispatch import dispatch_many
 from framefleet.logging import get_logger
+from framefleet.observability import tracing
 from framefleet.redis_client import get_redis
 from framefleet.scheduling import fairshare
 from framefleet.webhooks import feed
@@ -67,6 +68,13 @@ class Intake:
         idempotency key is already taken.
         """
         submission = _Submission(row)
+        intake_span = tracing.start("job.intake", attributes={"framefleet.job_id": row["id"]})
+        # The job keeps its trace: the writer thread's publish, the worker and the webhook deliveries continue
+        # it from the row, whatever thread or process they run in (a trace the sampler dropped included, so
+        # that its later spans are dropped too rather than start traces of their own).
+        row["trace_context"] = tracing.traceparent(intake_span)
+        if intake_span is not None:
+            submission.done.add_done_callback(lambda _: intake_span.end())
         with self._lock:
             if self._thread is None:
                 # Started on first use (and again after close), so an app whose lifespan never ran works too.

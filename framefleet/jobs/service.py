@@ -116,6 +116,7 @@ def new_job_row(
         "pending_reason": None,
         "workflow_id": None,
         "workflow_step": None,
+        "trace_context": None,
     }
     dependencies.pending_row(row, spec)
     return row

@@ -58,7 +58,7 @@ QUEUE_WAIT = Histogram(
     "Time from entering the queue to being claimed",
     ["priority", "pool"],
     registry=_NONE,
-    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 14400, 86400),
 )
 RUN_TIME = Histogram(
     "framefleet_job_run_seconds",
@@ -91,9 +91,15 @@ CPU_SECONDS = Counter(
     ["pool", "tenant"],
     registry=_NONE,
 )
+GPU_SECONDS = Counter(
+    "framefleet_job_gpu_seconds_total",
+    "Wall seconds of the jobs' GPU encodes",
+    ["pool", "tenant"],
+    registry=_NONE,
+)
 ENERGY = Counter(
     "framefleet_job_energy_joules_total",
-    "Energy attributed to jobs; source is rapl or estimated",
+    "Energy attributed to jobs (CPU and GPU); source is rapl, rapl+nvml, nvml or estimated",
     ["pool", "tenant", "source"],
     registry=_NONE,
 )

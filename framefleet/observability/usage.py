@@ -18,6 +18,8 @@ from dataclasses import dataclass
 class AttemptUsage:
     cpu_seconds: float = 0.0
     ffmpeg_wall_seconds: float = 0.0
+    # Wall time of the ffmpeg runs that encoded on a GPU: the attempt held the device meanwhile.
+    gpu_seconds: float = 0.0
     bytes_in: int = 0
     frames: int = 0
     media_seconds: float = 0.0

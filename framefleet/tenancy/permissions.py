@@ -27,6 +27,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     # Cordon, drain and uncordon worker nodes (audited).
     "workers:manage": frozenset({ADMIN, OPERATOR}),
     "queues:read": frozenset({ADMIN, OPERATOR}),
+    # Service-level objectives across every tenant's jobs (GET /v1/slo).
+    "slo:read": frozenset({ADMIN, OPERATOR}),
     "tenants:read": frozenset({ADMIN}),
     "tenants:manage": frozenset({ADMIN}),
     "keys:manage": frozenset({ADMIN}),

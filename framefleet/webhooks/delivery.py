@@ -29,7 +29,7 @@ from framefleet.db.models import Job, Tenant, WebhookDelivery, WebhookEndpoint, 
 from framefleet.db.session import session_factory
 from framefleet.jobs.service import job_view, outputs_of
 from framefleet.logging import get_logger
-from framefleet.observability import metrics
+from framefleet.observability import metrics, tracing
 from framefleet.redis_client import get_redis
 from framefleet.storage.base import StorageDenied, StorageError
 from framefleet.storage.http import guarded_client
@@ -194,6 +194,28 @@ def send_one(
     delivery = session.get(WebhookDelivery, delivery_id)
     if delivery is None or delivery.state != "sending":
         return "gone"
+    if not tracing.enabled():
+        return _send(session, delivery, settings=settings, ssl_context=ssl_context)
+    # Sent long after the job's events, by another process: the job row keeps the trace to join.
+    stored = session.scalar(sa.select(Job.trace_context).where(Job.id == delivery.job_id))
+    with tracing.span(
+        "webhook.deliver",
+        kind=tracing.SpanKind.CLIENT,
+        parent=tracing.context_of(stored),
+        attributes={"framefleet.job_id": delivery.job_id, "framefleet.delivery_id": delivery.id},
+    ) as span:
+        state = _send(session, delivery, settings=settings, ssl_context=ssl_context)
+        if span is not None:
+            span.set_attribute("framefleet.delivery_state", state)
+            if state not in ("succeeded", "gone"):
+                tracing.mark_error(span, f"delivery {state}")
+        return state
+
+
+def _send(
+    session: Session, delivery: WebhookDelivery, *, settings: Settings, ssl_context: ssl.SSLContext | None
+) -> str:
+    delivery_id = delivery.id
     event = session.get(WebhookEvent, delivery.event_id)
     if delivery.endpoint_id is not None:
         signer = session.get(WebhookEndpoint, delivery.endpoint_id)
@@ -216,6 +238,8 @@ def send_one(
         "FrameFleet-Event-Type": event.type,
         "Idempotency-Key": event.id,
     }
+    # The receiver may continue the job's trace (W3C traceparent); nothing is added when tracing is off.
+    tracing.inject(headers)
     status: int | None = None
     excerpt: str | None = None
     error: str | None = None

@@ -65,7 +65,16 @@ from framefleet.storage import backend_within, join_uri
 from framefleet.storage.base import StorageError
 from framefleet.storage.namespace import Namespace, job_output_base, namespace_for
 from framefleet.worker import heartbeat, shutdown
-from framefleet.worker.pipeline import JobCanceled, _Attempt, _fetch, _hardware, _publish, _raise_for
+from framefleet.worker.pipeline import (
+    JobCanceled,
+    _Attempt,
+    _default_output,
+    _fetch,
+    _hardware,
+    _profiles,
+    _publish,
+    _raise_for,
+)
 from framefleet.worker.tasks import Ending, _abort_reason, _quietly, _record, rates, worker_identity
 
 log = get_logger("framefleet.worker")
@@ -144,7 +153,7 @@ def _run_delivery(job: Job, delivery: chunks.Delivery, tenant: str, settings: Se
     )
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
-    namespace = namespace_for(settings, tenant)
+    namespace = namespace_for(settings, tenant, _profiles(settings, job.tenant_id))
     run = _Attempt(job, settings, get_redis(), delivery.job_attempt, namespace)
     limits = _limits(settings)
     try:
@@ -250,7 +259,8 @@ def _encode_chunk(
         _quietly(lambda: events.publish(redis_client, job.id, "progress", data), "progress not published")
 
     log.info("chunk encoding", start_frame=delivery.chunk.start_frame, frames=delivery.chunk.frames)
-    _raise_for(run.run([ffmpeg_path(), *plan.argv], plan.duration, on_progress), "chunk encode")
+    encoded = run.run([ffmpeg_path(), *plan.argv], plan.duration, on_progress, phase="chunk")
+    _raise_for(encoded, "chunk encode")
     run.check_canceled()
     staging = staging_base(settings, tenant, job.id, delivery.job_attempt)
     files: dict[str, str] = {}
@@ -334,12 +344,13 @@ def _join(
             sound_spec(spec), info, caps, source, workdir / "sound", threads=settings.ffmpeg_threads
         )
         sound_plan.prepare()
-        _raise_for(run.run([ffmpeg, *sound_plan.argv], sound_plan.duration, lambda _s: None), "sound encode")
+        sounded = run.run([ffmpeg, *sound_plan.argv], sound_plan.duration, lambda _s: None, phase="sound")
+        _raise_for(sounded, "sound encode")
         sound = {p.output.name or "": p.path for p in sound_plan.outputs}
     first = Chunk(parts[0].index, parts[0].start_frame, parts[0].frames, parts[0].seek, parts[0].seconds)
     # Planned, not run: the scored streams' models, rates and log places, as each chunk scored them.
     planned = _plan(spec, info, source, workdir / "plan", first, settings)
-    base = job_output_base(settings, tenant, job.id)
+    base = job_output_base(settings, tenant, job.id, _default_output(run.namespace))
     results = Results()
     frames = sum(p.frames for p in parts)
     for output in planned.outputs:
@@ -352,7 +363,7 @@ def _join(
         listing.write_text(concat_list(pieces), encoding="utf-8")
         joined = folder / output.path.name
         argv = join_argv(listing, sound.get(name), output.output, joined)
-        _raise_for(run.run([ffmpeg, *argv], None, lambda _s: None), "join")
+        _raise_for(run.run([ffmpeg, *argv], None, lambda _s: None, phase="join"), "join")
         pts, base_tb = video_timestamps(joined)
         fps = _fps(parts)
         problem = check_joined(pts, frames=frames, frame_ticks=float(1 / (fps * base_tb)), fps=fps)

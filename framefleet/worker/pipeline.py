@@ -47,6 +47,7 @@ from framefleet.media.probe import MediaInfo, frame_index, probe
 from framefleet.media.progress import Progress
 from framefleet.media.results import Results, Row, collect_results
 from framefleet.media.runner import FfmpegResult, run_ffmpeg
+from framefleet.observability import tracing
 from framefleet.observability import usage as attempt_usage
 from framefleet.scheduling import chunks as chunk_rows
 from framefleet.scheduling import preemption, registry
@@ -173,17 +174,54 @@ class _Attempt:
             raise JobCanceled()
 
     def run(
-        self, argv: list[str], duration: float | None, on_progress: Callable[[Progress], None]
+        self,
+        argv: list[str],
+        duration: float | None,
+        on_progress: Callable[[Progress], None],
+        *,
+        phase: str,
+        gpu: bool = False,
     ) -> FfmpegResult:
-        """Run one ffmpeg with this attempt's cancel check and time limit."""
-        return run_ffmpeg(
-            argv,
-            on_progress=on_progress,
-            duration=duration,
-            should_cancel=self.canceled,
-            poll_interval=self.settings.cancel_poll_interval,
-            timeout=self.settings.job_max_seconds,
-        )
+        """Run one ffmpeg with this attempt's cancel check and time limit, in an `ffmpeg.<phase>` span.
+        `gpu`: it encodes on the GPU, so its wall time counts as the attempt's GPU-seconds."""
+        attributes = {"framefleet.phase": phase, "media.duration_seconds": duration or 0.0}
+        with tracing.span(f"ffmpeg.{phase}", attributes=attributes) as span:
+            if span is not None:
+                on_progress = _traced_progress(span, on_progress)
+            started = time.monotonic()
+            result = run_ffmpeg(
+                argv,
+                on_progress=on_progress,
+                duration=duration,
+                should_cancel=self.canceled,
+                poll_interval=self.settings.cancel_poll_interval,
+                timeout=self.settings.job_max_seconds,
+            )
+            if gpu and (usage := attempt_usage.current()) is not None:
+                usage.gpu_seconds += time.monotonic() - started
+            if span is not None:
+                span.set_attribute("process.exit.code", result.returncode)
+                if result.canceled or result.timed_out or result.returncode != 0:
+                    why = "canceled" if result.canceled else "timed out" if result.timed_out else "failed"
+                    tracing.mark_error(span, f"ffmpeg {why}")
+            return result
+
+
+def _traced_progress(span: tracing.Span, report: Callable[[Progress], None]) -> Callable[[Progress], None]:
+    """Marks on the ffmpeg span when its first progress report came and when it said it was done: the
+    start-up (probing, filter graph set-up) and the tail (muxing, scoring) show as the gaps around them."""
+    first = True
+
+    def on_progress(sample: Progress) -> None:
+        nonlocal first
+        if first:
+            first = False
+            span.add_event("progress.first", {"out_time_seconds": sample.out_time or 0.0})
+        if sample.done:
+            span.add_event("progress.end", {"frames": sample.frame or 0})
+        report(sample)
+
+    return on_progress
 
 
 @dataclasses.dataclass
@@ -226,7 +264,8 @@ def run_pipeline(
     run = _Attempt(job, settings, redis_client, attempt, namespace)
     try:
         digest = hashlib.sha256()
-        source = _fetch(spec.input_uri(), workdir / "input", namespace, digest=digest)
+        with tracing.span("job.fetch", attributes={"url.scheme": spec.input_uri().split(":")[0]}):
+            source = _fetch(spec.input_uri(), workdir / "input", namespace, digest=digest)
         if (usage := attempt_usage.current()) is not None:
             usage.bytes_in += source.stat().st_size
         run.check_canceled()
@@ -235,7 +274,8 @@ def run_pipeline(
         if spec.cache and (hit := _from_cache(job, tenant, key, settings, namespace, workdir, attempt)):
             hit.input_fingerprint = fingerprint
             return hit
-        info = probe(source)
+        with tracing.span("job.probe"):
+            info = probe(source)
         log.info("input probed", duration=info.duration, video=bool(info.video), audio=bool(info.audio))
         if spec.parallel is not None:
             _split(job, spec, source, attempt, run)
@@ -282,17 +322,19 @@ def run_pipeline(
             hardware=hardware,
             assets=assets,
         )
-        _encode(plan, ffmpeg, run, start=start)
+        _encode(plan, ffmpeg, run, start=start, gpu=hardware is not None)
         run.check_canceled()
-        results = collect_results(
-            plan, encoded, job_output_base(settings, tenant, job.id, _default_output(namespace))
-        )
+        with tracing.span("job.package"):
+            results = collect_results(
+                plan, encoded, job_output_base(settings, tenant, job.id, _default_output(namespace))
+            )
         _record_searches(plan, results, searches, ladders)
         _note_plan(plan)
         run.check_canceled()
         # A superseded attempt (its worker was presumed dead) must not publish beside its replacement.
         ensure_owner(job.id, attempt)
-        published = _publish(job.id, results, namespace)
+        with tracing.span("job.publish_outputs", attributes={"framefleet.outputs": len(results.rows)}):
+            published = _publish(job.id, results, namespace)
         published.input_fingerprint, published.cache_key = fingerprint, key
         return published
     finally:
@@ -454,7 +496,9 @@ def _assets(spec: JobSpec, info: MediaInfo, source: Path, workdir: Path, run: _A
         def on_progress(sample: Progress) -> None:
             run.reporter.report((sample.percent or 0.0) * LOUDNESS_SHARE, sample, "loudness")
 
-        result = run.run([ffmpeg_path(), *build_loudness_scan(spec, info, source)], None, on_progress)
+        result = run.run(
+            [ffmpeg_path(), *build_loudness_scan(spec, info, source)], None, on_progress, phase="loudness"
+        )
         _raise_for(result, "loudness measurement")
         loudness = parse_loudnorm(result.stderr_tail)
     return Assets(watermark=watermark, watermark_size=size, subtitles=subtitles, loudness=loudness)
@@ -485,7 +529,9 @@ def _search_step(
     def step(argv: list[str], duration: float | None, done: float) -> None:
         run.check_canceled()
         run.reporter.report(start + done * SEARCH_SHARE * 100, None, "quality-search", force=True)
-        _raise_for(run.run([ffmpeg, *argv], duration, lambda _sample: None), "quality search")
+        _raise_for(
+            run.run([ffmpeg, *argv], duration, lambda _sample: None, phase="quality-search"), "quality search"
+        )
 
     return step
 
@@ -506,7 +552,7 @@ def _record_searches(
             row.details = {**(row.details or {}), "auto_ladder": ladder.view()}
 
 
-def _encode(plan: JobPlan, ffmpeg: str, run: _Attempt, *, start: float) -> None:
+def _encode(plan: JobPlan, ffmpeg: str, run: _Attempt, *, start: float, gpu: bool) -> None:
     plan.prepare()
     share = (100.0 - start) / 100.0
 
@@ -522,7 +568,8 @@ def _encode(plan: JobPlan, ffmpeg: str, run: _Attempt, *, start: float) -> None:
     )
     # Tells watchers (and the dispatch benchmark) that ffmpeg starts now.
     run.reporter.report(start, None, "encode")
-    _raise_for(run.run([ffmpeg, *plan.argv], plan.duration, on_progress), "encode")
+    result = run.run([ffmpeg, *plan.argv], plan.duration, on_progress, phase="encode", gpu=gpu)
+    _raise_for(result, "encode")
 
 
 def _note_plan(plan: JobPlan) -> None:

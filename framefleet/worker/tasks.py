@@ -44,7 +44,7 @@ from framefleet.lifecycle import ledger, retention
 from framefleet.logging import configure_logging, get_logger
 from framefleet.media.ffmpeg import ffmpeg_path
 from framefleet.media.runner import AttemptLimits, FfmpegAborted, attempt_limits
-from framefleet.observability import cost, energy, metrics
+from framefleet.observability import cost, energy, metrics, nvml, tracing
 from framefleet.observability.usage import AttemptUsage, collecting
 from framefleet.redis_client import get_redis, reset_clients
 from framefleet.scheduling import chunks as chunk_rows
@@ -165,15 +165,31 @@ class Ending:
 
 
 @app.task(name=RUN_JOB_TASK, bind=True, acks_late=True, ignore_result=True)
-def run_job(self: object, job_id: str) -> None:
+def run_job(self: Any, job_id: str) -> None:
     """Run one job if this delivery can claim it."""
+    # The publisher's context rides in the message headers (jobs/dispatch.py), which Celery exposes as
+    # attributes of the request.
+    parent = tracing.extract({tracing.TRACEPARENT: getattr(self.request, tracing.TRACEPARENT, None) or ""})
+    with tracing.span(
+        "job.run",
+        kind=tracing.SpanKind.CONSUMER,
+        parent=parent,
+        attributes={"framefleet.job_id": job_id},
+    ) as run_span:
+        _run_job(job_id, run_span)
+
+
+def _run_job(job_id: str, run_span: tracing.Span | None) -> None:
     settings = get_settings()
     worker = worker_identity()
     structlog.contextvars.clear_contextvars()
     if shutdown.draining():
         _pass_on(job_id, "worker is shutting down")
         return
-    claimed = _claim(job_id, worker, settings)
+    with tracing.span("job.claim", attributes={"framefleet.worker": worker}) as claim_span:
+        claimed = _claim(job_id, worker, settings)
+        if claim_span is not None:
+            claim_span.set_attribute("framefleet.claimed", claimed is not None)
     if claimed is None:
         return
     job, attempt, tenant_name, running_quota = claimed
@@ -203,6 +219,8 @@ def run_job(self: object, job_id: str) -> None:
     )
     consumed = AttemptUsage()
     before = energy.sample(settings.powercap_root)
+    # Only a GPU worker reads its GPU's counter: a CPU worker has nothing of it to attribute.
+    gpu_before = _gpu_reader().read() if settings.pool == "gpu" else None
     started = time.monotonic()
     try:
         with collecting(consumed):
@@ -217,6 +235,8 @@ def run_job(self: object, job_id: str) -> None:
                 before, energy.sample(settings.powercap_root), consumed.cpu_seconds
             ),
             rates=rates(settings),
+            gpu_seconds=consumed.gpu_seconds,
+            measured_gpu_joules=_gpu_joules(gpu_before, consumed, settings),
         )
         if ending.kind == "split":
             # The job's usage then sums this task's and every chunk's (worker/chunked.py).
@@ -225,10 +245,21 @@ def run_job(self: object, job_id: str) -> None:
             log.info("job continues in chunks", reason=ending.reason)
             return
         ending.values["usage"] = cost.add_usage(job.usage, used)
-        outcome = _record(
-            job_id, ending, worker=worker, attempt=attempt, settings=settings, release=running_quota
-        )
+        with tracing.span("job.record", attributes={"framefleet.ending": ending.kind}):
+            outcome = _record(
+                job_id, ending, worker=worker, attempt=attempt, settings=settings, release=running_quota
+            )
         _count_ending(job, ending, outcome, tenant_label, wall, consumed, used)
+        if run_span is not None:
+            run_span.set_attributes(
+                {
+                    "framefleet.attempt": attempt,
+                    "framefleet.outcome": outcome or "lost",
+                    "framefleet.pool": job.pool,
+                }
+            )
+            if ending.kind in ("failed", "lease"):
+                tracing.mark_error(run_span, ending.reason)
     finally:
         # Only now: until its ending is recorded, the heartbeat must keep saying this job runs here, or
         # the reaper could take a finished job for an orphan.
@@ -248,6 +279,14 @@ def _tenant_label(settings: Settings) -> metrics.TenantLabels:
     return _tenant_labels(tuple(settings.metrics_tenants), settings.metrics_max_tenants)
 
 
+def _gpu_joules(before: nvml.GpuReading | None, consumed: AttemptUsage, settings: Settings) -> float | None:
+    """The attempt's share of its GPU's energy, or None when it encoded on no GPU or NVML cannot tell."""
+    if before is None or consumed.gpu_seconds <= 0:
+        return None
+    joules = nvml.gpu_joules(before, _gpu_reader().read())
+    return None if joules is None else nvml.job_share(joules, slots=settings.worker_concurrency)
+
+
 def rates(settings: Settings) -> cost.Rates:
     """The deployment's energy and machine-time prices."""
     return cost.Rates(
@@ -256,7 +295,14 @@ def rates(settings: Settings) -> cost.Rates:
         cpu_hour_rate=settings.cpu_hour_rate,
         gpu_hour_rate=settings.gpu_hour_rate,
         watts_per_core=settings.watts_per_core,
+        watts_per_gpu=settings.watts_per_gpu,
     )
+
+
+@functools.cache
+def _gpu_reader() -> nvml.Reader:
+    """One NVML reader per pool process, for the device its NVENC encodes run on."""
+    return nvml.Reader(visible=os.environ.get("CUDA_VISIBLE_DEVICES"))
 
 
 def _count_ending(
@@ -280,6 +326,7 @@ def _count_ending(
             metrics.JOB_RETRIES.labels(job.priority, pool).inc()
     metrics.BYTES_IN.labels(pool).inc(consumed.bytes_in)
     metrics.CPU_SECONDS.labels(pool, tenant).inc(used["cpu_seconds"])
+    metrics.GPU_SECONDS.labels(pool, tenant).inc(used["gpu_seconds"])
     metrics.ENERGY.labels(pool, tenant, used["joules_source"]).inc(used["joules"])
     metrics.COST.labels(pool, tenant, used["cost"]["currency"]).inc(used["cost"]["amount"])
     if ending.published is None:

@@ -133,12 +133,12 @@ def start_up(tmp_path: Path) -> Iterator[StartUp]:
     """Starts `framefleet up` processes; whatever a failing test leaves running is killed afterwards."""
     started: list[Up] = []
 
-    def _start(env: dict[str, str], *, sigint_ignored: bool = False) -> Up:
+    def _start(env: dict[str, str], *args: str, sigint_ignored: bool = False) -> Up:
         """`sigint_ignored`: started as `cmd &` from a script or under nohup, which inherit SIGINT ignored."""
         log = tmp_path / f"up-{len(started)}.log"
         handle = log.open("wb")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "framefleet.cli.main", "up"],
+            [sys.executable, "-m", "framefleet.cli.main", "up", *args],
             env=env,
             stdout=handle,
             stderr=subprocess.STDOUT,
@@ -321,6 +321,49 @@ def test_up_refuses_a_port_in_use(up_env: dict[str, str]) -> None:
         result = framefleet("up", env=up_env, timeout=60)
     assert result.returncode == 1
     assert f"port {up_env['FRAMEFLEET_API_PORT']} (for api) is already in use" in result.stderr
+    assert not (Path(up_env["FRAMEFLEET_DATA_DIR"]) / "framefleet.pid").exists()
+
+
+def test_up_monitoring_runs_a_prometheus_that_scrapes_the_stack(
+    start_up: StartUp, up_env: dict[str, str]
+) -> None:
+    env = {
+        **up_env,
+        "FRAMEFLEET_PROMETHEUS_PORT": str(free_port()),
+        "FRAMEFLEET_PROMETHEUS_SCRAPE_INTERVAL_SECONDS": "1",
+    }
+    up = start_up(env, "--monitoring")
+    up.wait_started()
+    prometheus = f"http://127.0.0.1:{env['FRAMEFLEET_PROMETHEUS_PORT']}"
+    assert f"Prometheus {prometheus} (scraping the stack; rules from " in up.output
+    children = descendants(up.proc.pid)
+    assert any(Path(cmdline(pid).split(" ")[0]).name == "prometheus" for pid, _ in children)
+
+    def targets_up() -> dict[str, float]:
+        result = httpx.get(f"{prometheus}/api/v1/query", params={"query": "up"}, timeout=5).json()
+        return {s["metric"]["job"]: float(s["value"][1]) for s in result["data"]["result"]}
+
+    jobs = {"framefleet-api", "framefleet-workers", "framefleet-beat", "framefleet-webhooks"}
+    try:
+        wait_until(lambda: targets_up() == dict.fromkeys(jobs, 1.0), 30, "every target scraped and up")
+    except RuntimeError:
+        pytest.fail(f"targets: {targets_up()}")
+    # The shipped rules are loaded, the SLO recording rules among them.
+    groups = httpx.get(f"{prometheus}/api/v1/rules", timeout=5).json()["data"]["groups"]
+    names = {rule["name"] for group in groups for rule in group["rules"]}
+    assert {"FrameFleetNoWorkerForQueuedJobs", "framefleet:slo_queue_wait_error_ratio:rate5m"} <= names
+
+    up.proc.send_signal(signal.SIGINT)
+    assert up.wait_exit() == 0
+    assert_all_gone(children)
+
+
+def test_up_monitoring_without_a_prometheus_server_says_so(up_env: dict[str, str]) -> None:
+    env = {**up_env, "PATH": str(Path(sys.executable).parent)}
+    result = framefleet("up", "--monitoring", env=env, timeout=60)
+    assert result.returncode == 1
+    assert "--monitoring needs a Prometheus server" in result.stderr
+    assert "apt install prometheus" in result.stderr
     assert not (Path(up_env["FRAMEFLEET_DATA_DIR"]) / "framefleet.pid").exists()
 
 

@@ -113,6 +113,7 @@ def test_usage_matches_kernel_accounting_and_series_move(
         assert usage["cost"]["currency"] == "CHF"
         assert usage["cost"]["amount"] == pytest.approx(expected, rel=0.02)  # from rounded figures
         assert usage["wall_seconds"] > 0
+        assert usage["gpu_seconds"] == 0 and usage["gpu_joules"] == 0  # a CPU worker's jobs
     assert measured[1][0]["usage"]["cpu_seconds"] > measured[0][0]["usage"]["cpu_seconds"]
 
     missing = submit(
@@ -142,6 +143,7 @@ def test_usage_matches_kernel_accounting_and_series_move(
     cpu = sum(job["usage"]["cpu_seconds"] for job, _ in measured)
     assert value(after, "framefleet_job_cpu_seconds_total", tenant=tenant) == pytest.approx(cpu, abs=0.01)
     assert value(after, "framefleet_job_energy_joules_total", tenant=tenant, source="estimated") > 0
+    assert value(after, "framefleet_job_gpu_seconds_total", tenant=tenant, pool="cpu") == 0
     assert value(after, "framefleet_job_cost_total", tenant=tenant, currency="CHF") > 0
     assert value(after, "framefleet_worker_busy_slots", pool="cpu") == 0
     assert not any("job" in dict(labels) or "job_id" in dict(labels) for _, labels in after)

@@ -13,7 +13,12 @@ from framefleet.observability import cost, energy, metrics
 from framefleet.scheduling.maintenance import over_limit, queue_levels
 
 RATES = cost.Rates(
-    currency="EUR", price_per_kwh=0.36, cpu_hour_rate=0.05, gpu_hour_rate=1.0, watts_per_core=10.0
+    currency="EUR",
+    price_per_kwh=0.36,
+    cpu_hour_rate=0.05,
+    gpu_hour_rate=1.0,
+    watts_per_core=10.0,
+    watts_per_gpu=50.0,
 )
 
 
@@ -105,9 +110,14 @@ def test_cost_and_usage_record() -> None:
     # 360 J = 0.0001 kWh * 0.36 + 0.01 CPU-h * 0.05
     assert estimated["cost"] == {"amount": pytest.approx(0.000036 + 0.0005), "currency": "EUR"}
     measured = cost.attempt_usage(
-        cpu_seconds=3.6, wall_seconds=2.0, measured_joules=7200.0, rates=RATES, gpu_seconds=36.0
+        cpu_seconds=3.6,
+        wall_seconds=2.0,
+        measured_joules=3600.0,
+        rates=RATES,
+        gpu_seconds=36.0,
+        measured_gpu_joules=3600.0,
     )
-    assert measured["joules_source"] == "rapl"
+    assert measured["joules_source"] == "rapl+nvml" and measured["joules"] == 7200.0
     assert measured["cost"]["amount"] == pytest.approx(0.002 * 0.36 + 0.001 * 0.05 + 0.01 * 1.0)
     total = cost.add_usage(cost.add_usage(None, measured), estimated)
     assert total["attempts"] == 2

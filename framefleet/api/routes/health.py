@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -11,6 +12,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Request
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 from starlette.responses import Response
 
@@ -20,6 +22,7 @@ from framefleet.api.responses import json_response
 from framefleet.config import Settings
 from framefleet.db.session import engine_for, limits_of
 from framefleet.logging import get_logger
+from framefleet.observability.metrics import MULTIPROC_ENV
 
 router = APIRouter(tags=["health"])
 log = get_logger(__name__)
@@ -122,10 +125,19 @@ class _Dependencies(Collector):
         yield family
 
 
+def _api_registry() -> CollectorRegistry:
+    """This process's series, or, with several API processes (multiprocess mode), the sum of all of them."""
+    if not os.environ.get(MULTIPROC_ENV):
+        return REGISTRY
+    summed = CollectorRegistry()
+    MultiProcessCollector(summed)
+    return summed
+
+
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
 def prometheus_metrics(request: Request, settings: SettingsDep) -> Response:
     """Prometheus text exposition of the API's counters and histograms, and its dependencies' health."""
     dependencies = CollectorRegistry()
     dependencies.register(_Dependencies(_run_checks(settings, request)))
-    body = generate_latest(REGISTRY) + generate_latest(dependencies)
+    body = generate_latest(_api_registry()) + generate_latest(dependencies)
     return Response(body, media_type=CONTENT_TYPE_LATEST)
