@@ -42,6 +42,7 @@ NOT_TENANT_SCOPED: dict[tuple[str, str], str] = {
     ("get", "/v1/workers"): "operators and admins only",
     ("get", "/v1/queues"): "operators and admins only",
     ("get", "/v1/pools"): "operators and admins only",
+    ("get", "/v1/slo"): "operators and admins only",
     ("get", "/v1/workers/{worker_id}"): "operators and admins only",
     ("post", "/v1/workers/{worker_id}/drain"): "operators and admins only",
     ("post", "/v1/workers/{worker_id}/cordon"): "operators and admins only",
