@@ -66,5 +66,6 @@ def test_weight_scales_the_cap_and_freed_places_are_taken_in_order(
     assert states() == ["canceled", "running", "queued", "queued", "queued", "pending"]
 
     # Fair share turned off: what still waits from when it was on is let go (it would wait forever).
-    assert fairshare.sweep(settings.model_copy(update={"fair_share_in_flight": 0})) == 1
+    # (Other tests' tenants may have jobs waiting in the shared database too: at least this one is let go.)
+    assert fairshare.sweep(settings.model_copy(update={"fair_share_in_flight": 0})) >= 1
     assert states()[-1] == "queued"

@@ -1,6 +1,7 @@
 """Preemption with a real worker (one slot) and the beat's loop: a long batch job runs, a live job waits
 past the threshold, the batch job is stopped and handed back (not a failed attempt), the live job runs,
-then the batch job runs again to success."""
+then the batch job runs again to success. Own database and Redis: another test's idle worker on the shared
+ones would take the live job (rightly: a free slot needs no preemption) and prove nothing."""
 
 from __future__ import annotations
 
@@ -20,8 +21,10 @@ from framefleet.db.session import session_scope
 from framefleet.keys import create_key
 from framefleet.redis_client import get_redis
 from framefleet.scheduling.maintenance import LeaderLock, Maintenance
+from tests import services
 from tests.conftest import make_clip
 from tests.integration.conftest import wait_for_state
+from tests.isolated import private_database, settings_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -29,7 +32,35 @@ ENDED = {"succeeded", "failed", "canceled"}
 
 
 @pytest.fixture()
-def preempting_beat(test_env: dict[str, str]) -> Iterator[Settings]:
+def own_stack(worker_env: dict[str, str], tmp_path: Path) -> Iterator[dict[str, str]]:
+    """This test's own database and Redis, applied to this process too, and one worker with one slot."""
+    redis_server = services.start_redis(tmp_path / "redis")
+    values = {
+        "FRAMEFLEET_DATABASE_URL": private_database(worker_env["FRAMEFLEET_DATABASE_URL"], tmp_path / "db"),
+        "FRAMEFLEET_REDIS_URL": redis_server.url,
+    }
+    try:
+        with settings_env(values):
+            env = {**worker_env, **values}
+            proc = services.start_worker(env, tmp_path / "worker-preempt.log", name="wp")
+            try:
+                yield env
+            finally:
+                services.stop(proc, timeout=20)
+    finally:
+        services.stop(redis_server.proc)
+
+
+@pytest.fixture()
+def api(own_stack: dict[str, str]) -> Iterator[TestClient]:
+    from framefleet.api.app import create_app
+
+    with TestClient(create_app()) as client:
+        yield client
+
+
+@pytest.fixture()
+def preempting_beat(own_stack: dict[str, str]) -> Iterator[Settings]:
     """The beat's loop with preemption on for the cpu pool (threshold 0.5 s), in a thread."""
     settings = Settings(preempt_pools=["cpu"], preempt_after_seconds=0.5)
     loop = Maintenance(
@@ -46,7 +77,7 @@ def preempting_beat(test_env: dict[str, str]) -> Iterator[Settings]:
 
 
 def test_a_live_job_preempts_a_running_batch_job_which_then_runs_again(
-    api: TestClient, ffmpeg: str, media_root: Path, worker: Any, preempting_beat: Settings
+    api: TestClient, ffmpeg: str, media_root: Path, preempting_beat: Settings
 ) -> None:
     long_clip = make_clip(ffmpeg, media_root / "inputs" / "preempt-long.mp4", seconds=12, audio=False)
     short_clip = make_clip(ffmpeg, media_root / "inputs" / "preempt-short.mp4", seconds=0.5, size="160x120")

@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from framefleet.config import Settings
+from framefleet.db.models import WebhookDelivery
 from framefleet.db.session import session_scope
 from framefleet.webhooks import service, signing
 from tests import services
@@ -97,21 +99,31 @@ def test_real_job_produces_signed_ordered_deliveries(
             signing.verify(r.body, r.headers["FrameFleet-Signature"], secret)
         assert endpoint.enabled
     # The sender counted the four accepted attempts (after recording each, hence the wait) and timed them.
+    # It is shared with other tests' endpoints, so its counters may also move for theirs: this endpoint's
+    # own deliveries are read from the database; the counters must have moved at least as much.
+    def states() -> list[str]:
+        with session_scope() as session:
+            return sorted(
+                session.scalars(
+                    sa.select(WebhookDelivery.state).where(WebhookDelivery.endpoint_id == endpoint.id)
+                ).all()
+            )
+
+    services.wait_until(lambda: states() == ["succeeded"] * 4, 10, "this endpoint's four deliveries recorded")
     services.wait_until(
         lambda: (
             value(scrape(webhooks_metrics_port), "framefleet_webhook_deliveries_total", outcome="succeeded")
             - value(delivered, "framefleet_webhook_deliveries_total", outcome="succeeded")
-            == 4
+            >= 4
         ),
         10,
         "four succeeded deliveries counted",
     )
     after = scrape(webhooks_metrics_port)
-    assert value(after, "framefleet_webhook_deliveries_total", outcome="failed") == 0
     assert (
         value(after, "framefleet_webhook_delivery_seconds_count")
         - value(delivered, "framefleet_webhook_delivery_seconds_count")
-        == 4
+        >= 4
     )
 
 

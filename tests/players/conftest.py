@@ -38,7 +38,9 @@ CHROMIUM_ARGS = [
 INSTALLS = "`make test` installs it (tests/players/install.sh)"
 
 
-@pytest.fixture(scope="session")
+# Module scope: an open sync Playwright keeps an event loop running on the main thread, which would break
+# every later test that calls asyncio.run (tests/api/test_downloads.py borrows this fixture).
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     try:
         from playwright.sync_api import sync_playwright
