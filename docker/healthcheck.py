@@ -5,8 +5,8 @@ process the entrypoint became), so the service is read from /proc/1/cmdline:
 - api: GET /healthz answers 200;
 - flower: GET /healthcheck answers 200 (Flower serves it without authentication);
 - worker: the worker node answers a Celery ping over the broker;
-- beat, webhooks (the webhook sender): the broker (through Sentinel: its master) answers PING (neither works without it, and neither has a
-  port of its own);
+- beat, webhooks (the webhook sender): the broker (through Sentinel: its master) answers PING (neither
+  works without it, and neither has a port of its own);
 - anything else (one-shot commands): healthy while it runs.
 Exit status 0 is healthy, 1 unhealthy, as HEALTHCHECK expects.
 """
