@@ -52,6 +52,14 @@ def downgrade() -> None:
         batch.drop_index("ix_uploads_object_id")
         batch.drop_constraint("fk_uploads_object_id", type_="foreignkey")
         batch.drop_column("object_id")
+    # Upload objects leave the ledger, and their bytes the counters (as if never counted).
+    live = "FROM stored_objects s WHERE s.tenant_id = tenant_storage.tenant_id AND s.job_id IS NULL "
+    live += "AND s.deleted_at IS NULL"
+    op.execute(
+        "UPDATE tenant_storage SET "
+        f"stored_bytes = stored_bytes - COALESCE((SELECT SUM(s.size_bytes) {live}), 0), "
+        f"objects = objects - (SELECT COUNT(*) {live})"
+    )
     op.execute("DELETE FROM stored_objects WHERE job_id IS NULL")
     with op.batch_alter_table("stored_objects") as batch:
         batch.drop_index("ix_stored_objects_tenant_sha256")
