@@ -170,21 +170,28 @@ class Job(Base):
 
 
 class StoredObject(Base):
-    """One object a job published (or an input it may delete), with its size (migration 0014).
+    """One object a job published (or an input it may delete), or a finished upload's content, with its
+    size (migrations 0014, 0021).
 
     The ledger retention deletes from and the cache copies from: a group's segments are objects too,
-    though they have no output row. `deleted_at` is set when retention removed it.
+    though they have no output row. `deleted_at` is set when retention removed it. An upload's object
+    (role `upload`, no job) carries its content's `sha256`: the tenant's uploads of the same bytes all
+    reference it (`uploads.object_id`), and it is deleted with the last of them.
     """
 
     __tablename__ = "stored_objects"
-    __table_args__ = (sa.Index("ix_stored_objects_job", "job_id"),)
+    __table_args__ = (
+        sa.Index("ix_stored_objects_job", "job_id"),
+        sa.Index("ix_stored_objects_tenant_sha256", "tenant_id", "sha256"),
+    )
 
     id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True)
     tenant_id: Mapped[int] = mapped_column(sa.ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
-    job_id: Mapped[str] = mapped_column(sa.ForeignKey("jobs.id", ondelete="CASCADE"))
-    role: Mapped[str] = mapped_column(sa.String(8), default="output")  # output | input
+    job_id: Mapped[str | None] = mapped_column(sa.ForeignKey("jobs.id", ondelete="CASCADE"))
+    role: Mapped[str] = mapped_column(sa.String(8), default="output")  # output | input | upload
     uri: Mapped[str] = mapped_column(sa.Text)
     size_bytes: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    sha256: Mapped[str | None] = mapped_column(sa.String(64), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     deleted_at: Mapped[datetime | None] = mapped_column(default=None)
 
@@ -537,7 +544,9 @@ class JobTemplate(Base):
 
 class Upload(Base):
     """A resumable upload (tus) of one tenant (migration 0013): staged in a part file until its last byte,
-    then published to the tenant's storage, where `uri` names it (`upload://<id>` resolves to it)."""
+    then published to the tenant's storage, where `uri` names it (`upload://<id>` resolves to it). Once
+    complete it references its content's ledger object (`object_id`, migration 0021), shared by the
+    tenant's uploads of the same bytes."""
 
     __tablename__ = "uploads"
     # The sweep of abandoned uploads reads open ones by expiry.
@@ -549,6 +558,12 @@ class Upload(Base):
     filename: Mapped[str] = mapped_column(sa.String(200))
     state: Mapped[str] = mapped_column(sa.String(16), default="open")  # open | complete
     uri: Mapped[str | None] = mapped_column(sa.Text, default=None)
+    object_id: Mapped[int | None] = mapped_column(
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+        sa.ForeignKey("stored_objects.id", name="fk_uploads_object_id"),
+        index=True,
+        default=None,
+    )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime] = mapped_column()

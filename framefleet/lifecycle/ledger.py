@@ -3,9 +3,11 @@
 Every object a job publishes gets a row (`stored_objects`: URI and size, from the put itself) and its bytes
 are added to the tenant's counter (`tenant_storage`) in the transaction that records the job's success.
 Retention deletes objects from the ledger and takes their bytes off in the transaction that marks them
-deleted. So the quota check at submission reads one row, never the store or the tenant's jobs;
-`reconcile` (`framefleet storage reconcile`) asks the store which objects still exist and recomputes the
-counters from that, for objects removed behind FrameFleet's back or counters in doubt.
+deleted. A finished upload's content is an object too (role `upload`, storage/uploads.py), counted when it
+is published and taken off when the last upload of those bytes is deleted. So the quota check at submission
+reads one row, never the store or the tenant's jobs; `reconcile` (`framefleet storage reconcile`) asks the
+store which objects still exist and recomputes the counters from that, for objects removed behind
+FrameFleet's back or counters in doubt.
 """
 
 from __future__ import annotations
@@ -78,6 +80,59 @@ def record_published(
         ],
     )
     _add(session, tenant_id=tenant_id, size=sum(o.size_bytes for o in objects), count=len(objects), at=at)
+
+
+def record_upload(
+    session: Session, *, tenant_id: int, uri: str, size_bytes: int, sha256: str, at: datetime
+) -> StoredObject:
+    """The ledger row of a finished upload's content and its bytes on the tenant's counter (caller's tx)."""
+    row = StoredObject(
+        tenant_id=tenant_id,
+        job_id=None,
+        role="upload",
+        uri=uri,
+        size_bytes=size_bytes,
+        sha256=sha256,
+        created_at=at,
+    )
+    session.add(row)
+    session.flush()
+    _add(session, tenant_id=tenant_id, size=size_bytes, count=1, at=at)
+    return row
+
+
+def claim_upload_content(
+    session: Session, *, tenant_id: int, sha256: str, size_bytes: int
+) -> StoredObject | None:
+    """The tenant's live upload object holding these bytes, locked until the caller's transaction ends (so
+    the deletion of its last reference waits, or went first and it is not found); None when it has none.
+
+    A no-op UPDATE rather than SELECT ... FOR UPDATE: it locks the row on PostgreSQL and, on SQLite (which
+    ignores FOR UPDATE), opens the write transaction before anything is read.
+    """
+    ids = (
+        session.execute(
+            sa.update(StoredObject)
+            .where(
+                StoredObject.tenant_id == tenant_id,
+                StoredObject.sha256 == sha256,
+                StoredObject.size_bytes == size_bytes,
+                StoredObject.role == "upload",
+                StoredObject.deleted_at.is_(None),
+            )
+            .values(id=StoredObject.id)
+            .returning(StoredObject.id)
+        )
+        .scalars()
+        .all()
+    )
+    return session.get(StoredObject, min(ids)) if ids else None
+
+
+def lock_object(session: Session, *, object_id: int) -> StoredObject | None:
+    """One ledger row, locked until the caller's transaction ends (as claim_upload_content locks)."""
+    session.execute(sa.update(StoredObject).where(StoredObject.id == object_id).values(id=StoredObject.id))
+    return session.get(StoredObject, object_id, populate_existing=True)
 
 
 def live_objects(session: Session, *, job_id: str, role: str = "output") -> list[StoredObject]:

@@ -28,7 +28,7 @@ from framefleet.db.models import Job, StoredObject, Tenant, utcnow
 from framefleet.db.session import session_scope
 from framefleet.lifecycle import ledger
 from framefleet.logging import get_logger
-from framefleet.storage import backend_within
+from framefleet.storage import backend_within, uploads
 from framefleet.storage.base import StorageError
 from framefleet.storage.namespace import namespace_for
 from framefleet.tenancy import audit
@@ -206,10 +206,18 @@ def _delete_input(job: Job, tenant: str, settings: Settings, *, now: datetime, d
                 session.execute(sa.update(Job).where(Job.id == job.id).values(inputs_expire_at=None))
         return done
     try:
-        # Only an input the tenant may write is deleted: a shared library or an https:// source is not its.
-        backend_within(done.uris[0], namespace_for(settings, tenant), write=True, settings=settings).delete(
-            done.uris[0]
-        )
+        with session_scope(settings.database_url) as session:
+            # Uploaded content goes through its ledger row: its bytes come off, and its uploads with it.
+            removed = uploads.delete_content(
+                session, settings=settings, tenant=tenant, tenant_id=job.tenant_id, uri=done.uris[0], now=now
+            )
+        if removed is None:
+            # Only an input the tenant may write is deleted: a shared library or https:// source is not its.
+            backend_within(
+                done.uris[0], namespace_for(settings, tenant), write=True, settings=settings
+            ).delete(done.uris[0])
+        else:
+            done.uris += [f"{uploads.SCHEME}{upload_id}" for upload_id in removed]
     except StorageError as exc:
         done.error = exc.message
     with session_scope(settings.database_url) as session:

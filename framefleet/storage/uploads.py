@@ -10,6 +10,14 @@ names it `upload://<id>`, resolved at submission within the submitting tenant on
 
 Appends to one upload are serialised by an exclusive lock on its part file, so two PATCHes racing on the
 same offset cannot interleave their bytes: the second is refused as a conflict.
+
+The same bytes are stored once per tenant. At its last byte an upload's SHA-256 is known: hashed as the
+bytes arrived when one request brought them all, otherwise by one sequential read of the finished part file
+(a hash's running state cannot be kept between requests cheaply). When the tenant already has a live upload
+object with that hash and size, the new upload references it and its part file is removed unpublished;
+otherwise it is published and becomes a new object of the stored-bytes ledger (lifecycle/ledger.py), its
+bytes counted against the tenant's `output_bytes` quota. Deleting an upload drops its reference; the object
+and its bytes go with the last one. Tenants never share an object.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from __future__ import annotations
 import base64
 import binascii
 import fcntl
+import hashlib
 import os
 import re
 import secrets
@@ -25,18 +34,23 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import anyio
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from framefleet.config import Settings
-from framefleet.db.models import Tenant, Upload
+from framefleet.db.models import StoredObject, Tenant, Upload
+from framefleet.lifecycle import ledger
 from framefleet.logging import get_logger
 from framefleet.storage import backend_within, join_uri
 from framefleet.storage.base import StorageError, safe_filename
 from framefleet.storage.namespace import TENANTS_DIR, namespace_for, prefix_location
+from framefleet.tenancy.quotas import Over, settings_quotas
+
+if TYPE_CHECKING:
+    from hashlib import _Hash as Hash
 
 log = get_logger(__name__)
 
@@ -53,6 +67,14 @@ class UploadNotFound(LookupError):
 
 class UploadBusy(RuntimeError):
     """Another request is appending to this upload right now."""
+
+
+class OverQuota(RuntimeError):
+    """The upload would take the tenant's stored bytes past its `output_bytes` quota."""
+
+    def __init__(self, over: Over) -> None:
+        super().__init__(f"{over.quota}: {over.usage} of {over.limit}")
+        self.over = over
 
 
 class UploadTooLarge(ValueError):
@@ -114,10 +136,16 @@ def destination(settings: Settings, tenant: str, upload_id: str, filename: str) 
 def create(
     session: Session, *, settings: Settings, tenant: Tenant, length: int, metadata: Metadata, now: datetime
 ) -> Upload:
-    """A new, empty upload of `length` bytes; UploadTooLarge beyond the tenant's limit."""
+    """A new, empty upload of `length` bytes; UploadTooLarge beyond the tenant's limit, OverQuota when its
+    stored bytes plus `length` would pass its `output_bytes` quota (a duplicate is only known at the end)."""
     limit = max_bytes_of(settings, tenant.settings)
     if length > limit:
         raise UploadTooLarge(f"Upload-Length {length} is over this tenant's limit of {limit} bytes", limit)
+    quota = settings_quotas(tenant.settings).output_bytes
+    if quota is not None:
+        stored = ledger.stored_bytes(session, tenant_id=tenant.id)
+        if stored + length > quota:
+            raise OverQuota(Over("output_bytes", stored, quota))
     upload = Upload(
         id=secrets.token_hex(16),
         tenant_id=tenant.id,
@@ -162,16 +190,25 @@ def appending(part: Path) -> Iterator[IO[bytes]]:
         handle.close()
 
 
-async def receive(handle: IO[bytes], chunks: AsyncIterator[bytes], *, room: int) -> int:
-    """Append what `chunks` bring to `handle` (at most `room` bytes); the number of bytes written.
+async def receive(
+    handle: IO[bytes], chunks: AsyncIterator[bytes], *, room: int, digest: Hash | None = None
+) -> int:
+    """Append what `chunks` bring to `handle` (at most `room` bytes); the number of bytes written. `digest`,
+    when given, is updated with every byte written.
 
-    Bytes are gathered up to WRITE_CHUNK and written from a thread, so memory stays bounded and the event
-    loop never waits on the disk. Whatever arrived before the client hung up is written before returning
-    or raising, so a resumed upload loses nothing that reached the server. UploadTooLarge past `room`.
+    Bytes are gathered up to WRITE_CHUNK and written (and hashed) from a thread, so memory stays bounded
+    and the event loop never waits on the disk. Whatever arrived before the client hung up is written
+    before returning or raising, so a resumed upload loses nothing that reached the server. UploadTooLarge
+    past `room`.
     """
     written = 0
     pending: list[bytes] = []
     size = 0
+
+    def write(data: bytes) -> None:
+        handle.write(data)
+        if digest is not None:
+            digest.update(data)
 
     async def flush() -> None:
         nonlocal written, size
@@ -179,7 +216,7 @@ async def receive(handle: IO[bytes], chunks: AsyncIterator[bytes], *, room: int)
             data = b"".join(pending)
             pending.clear()
             size = 0
-            await anyio.to_thread.run_sync(handle.write, data)
+            await anyio.to_thread.run_sync(write, data)
             written += len(data)
 
     try:
@@ -204,32 +241,115 @@ def touch(session: Session, *, upload: Upload, settings: Settings, now: datetime
     session.commit()
 
 
-def finish(session: Session, *, settings: Settings, tenant: str, upload: Upload) -> str:
-    """Publish a complete part file to the tenant's storage and record where; the stored URI."""
+def finish(
+    session: Session,
+    *,
+    settings: Settings,
+    tenant: str,
+    upload: Upload,
+    now: datetime,
+    sha256: str | None = None,
+) -> str:
+    """Complete an upload whose part file holds all its bytes; the stored URI. `sha256` is the content's
+    hash when the caller computed it as the bytes arrived; otherwise the part file is read once for it.
+
+    The tenant's live object with the same hash and size is referenced (the part file is removed); else
+    the part file is published to the tenant's storage and recorded in the ledger.
+    """
     part = part_path(settings, tenant, upload.id)
     with open(part, "rb+") as handle:
         os.fsync(handle.fileno())
-    uri = destination(settings, tenant, upload.id, upload.filename)
-    backend_within(uri, namespace_for(settings, tenant), write=True, settings=settings).put(
-        part, uri, move=True
+        if sha256 is None:
+            sha256 = hashlib.file_digest(handle, "sha256").hexdigest()
+    same = ledger.claim_upload_content(
+        session, tenant_id=upload.tenant_id, sha256=sha256, size_bytes=upload.length
     )
-    part.unlink(missing_ok=True)
-    upload.state = "complete"
-    upload.uri = uri
-    session.commit()
-    log.info("upload complete", upload=upload.id, tenant=tenant, bytes=upload.length, uri=uri)
-    return uri
-
-
-def terminate(session: Session, *, settings: Settings, tenant: str, upload: Upload) -> None:
-    """Delete an upload: its part file or its published file, then its row."""
-    if upload.uri is not None:
-        backend_within(upload.uri, namespace_for(settings, tenant), write=True, settings=settings).delete(
-            upload.uri
+    if same is not None:
+        part.unlink(missing_ok=True)
+        upload.object_id, upload.uri = same.id, same.uri
+    else:
+        # Published outside any lock: a copy to an object store may take long. Two identical uploads that
+        # finish at the same moment may both publish; each is then its own object, correctly counted.
+        session.rollback()
+        uri = destination(settings, tenant, upload.id, upload.filename)
+        backend_within(uri, namespace_for(settings, tenant), write=True, settings=settings).put(
+            part, uri, move=True
         )
-    part_path(settings, tenant, upload.id).unlink(missing_ok=True)
-    session.delete(upload)
+        part.unlink(missing_ok=True)
+        stored = ledger.record_upload(
+            session, tenant_id=upload.tenant_id, uri=uri, size_bytes=upload.length, sha256=sha256, at=now
+        )
+        upload.object_id, upload.uri = stored.id, uri
+    upload.state = "complete"
+    upload.updated_at = now
     session.commit()
+    log.info(
+        "upload complete",
+        upload=upload.id,
+        tenant=tenant,
+        bytes=upload.length,
+        uri=upload.uri,
+        dedup=same is not None,
+    )
+    return upload.uri
+
+
+def terminate(session: Session, *, settings: Settings, tenant: str, upload: Upload, now: datetime) -> None:
+    """Delete an upload: its part file, or its reference to its stored object (the object itself, and its
+    bytes on the ledger, with the last reference), then its row."""
+    object_id = upload.object_id
+    if object_id is None:
+        part_path(settings, tenant, upload.id).unlink(missing_ok=True)
+        session.delete(upload)
+        session.commit()
+        return
+    # Locked first: a finishing upload that would reference the object waits, or finds it gone.
+    stored = ledger.lock_object(session, object_id=object_id)
+    session.delete(upload)
+    session.flush()
+    if stored is not None and not _referenced(session, object_id):
+        _delete_object(session, settings=settings, tenant=tenant, stored=stored, now=now)
+    session.commit()
+
+
+def _referenced(session: Session, object_id: int) -> bool:
+    return session.scalar(sa.select(sa.exists().where(Upload.object_id == object_id))) is True
+
+
+def _delete_object(
+    session: Session, *, settings: Settings, tenant: str, stored: StoredObject, now: datetime
+) -> None:
+    """Delete an upload object from the store, then from the ledger (caller's tx): a StorageError leaves
+    both, and the caller's rollback keeps the references that were being dropped."""
+    backend_within(stored.uri, namespace_for(settings, tenant), write=True, settings=settings).delete(
+        stored.uri
+    )
+    ledger.mark_deleted(session, tenant_id=stored.tenant_id, objects=[stored], at=now)
+
+
+def delete_content(
+    session: Session, *, settings: Settings, tenant: str, tenant_id: int, uri: str, now: datetime
+) -> list[str] | None:
+    """Retention deleting an input that is uploaded content: the object, off the ledger, and every upload
+    of the tenant that references it (the same bytes are one object, so they all lose it); the ids of the
+    uploads removed, or None when `uri` is no live upload object of the tenant (committed)."""
+    stored = session.scalar(
+        sa.select(StoredObject).where(
+            StoredObject.tenant_id == tenant_id,
+            StoredObject.role == "upload",
+            StoredObject.uri == uri,
+            StoredObject.deleted_at.is_(None),
+        )
+    )
+    if stored is None:
+        return None
+    stored = ledger.lock_object(session, object_id=stored.id)
+    assert stored is not None
+    removed = list(session.scalars(sa.select(Upload.id).where(Upload.object_id == stored.id)))
+    session.execute(sa.delete(Upload).where(Upload.object_id == stored.id))
+    _delete_object(session, settings=settings, tenant=tenant, stored=stored, now=now)
+    session.commit()
+    return removed
 
 
 def stored_uri(session: Session, *, tenant_id: int, uri: str) -> str:

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import boto3
 import httpx
@@ -23,8 +24,9 @@ from fastapi.testclient import TestClient
 
 from framefleet.api.app import create_app
 from framefleet.config import Settings
-from framefleet.db.models import Tenant, Upload, utcnow
+from framefleet.db.models import Job, Tenant, Upload, utcnow
 from framefleet.db.session import session_scope
+from framefleet.lifecycle import retention
 from framefleet.scheduling.maintenance import expire_uploads
 from framefleet.storage import reset_backends
 from framefleet.storage.local import parse_file_uri
@@ -187,6 +189,112 @@ def test_limits_and_expiry_of_abandoned_uploads(
         assert not part.exists()
         with session_scope() as session:
             assert session.get(Upload, upload_id) is None
+
+
+def _upload(
+    http: httpx.Client, data: bytes, *, pieces: int = 1, filename: str = "clip.mp4"
+) -> dict[str, Any]:
+    """A finished upload of `data`, sent in `pieces` PATCHes: its view."""
+    location = _create(http, len(data), filename)
+    step = -(-len(data) // pieces)
+    for start in range(0, len(data), step):
+        sent = http.patch(
+            location, headers={**OCTETS, "Upload-Offset": str(start)}, content=data[start : start + step]
+        )
+        assert sent.status_code == 204, sent.text
+    view: dict[str, Any] = http.get(location).json()
+    assert view["state"] == "complete"
+    return view
+
+
+def _stored_bytes(http: httpx.Client) -> int:
+    return int(http.get("/v1/usage").json()["quotas"]["output_bytes"]["usage"])
+
+
+def test_the_same_bytes_are_stored_once_per_tenant(
+    api_process: tuple[str, int], make_key: KeyMaker, clip: Path
+) -> None:
+    url, _ = api_process
+    data = clip.read_bytes()
+    tenant, other_tenant = f"dd-{uuid.uuid4().hex[:8]}", f"dd-{uuid.uuid4().hex[:8]}"
+    with httpx.Client(base_url=url, headers=make_key(tenant), timeout=30) as http:
+        # Hashed as the bytes arrive (one request), then by reading the part file (a resumed upload).
+        first = _upload(http, data, filename="a.mp4")
+        second = _upload(http, data, pieces=3, filename="b.mp4")
+        assert second["stored_uri"] == first["stored_uri"] and second["uri"] != first["uri"]
+        stored = Path(parse_file_uri(first["stored_uri"]))
+        uploads_dir = stored.parent.parent
+        assert [p.name for p in uploads_dir.iterdir()] == [first["id"]], "stored once"
+        settings = Settings()
+        assert not (settings.upload_dir / tenant / f"{second['id']}.part").exists()  # type: ignore[operator]
+        assert _stored_bytes(http) == len(data)
+        for view in (first, second):
+            job = http.post("/v1/jobs", json=job_body(input=view["uri"]))
+            assert job.status_code == 201 and job.json()["spec"]["input"] == first["stored_uri"], job.text
+        different = _upload(http, data[:-1] + bytes([data[-1] ^ 1]), filename="c.mp4")
+        assert different["stored_uri"] != first["stored_uri"]
+        assert _stored_bytes(http) == 2 * len(data)
+    with httpx.Client(base_url=url, headers=make_key(other_tenant), timeout=30) as other:
+        theirs = _upload(other, data, filename="a.mp4")
+        assert (
+            theirs["stored_uri"] != first["stored_uri"]
+            and f"/tenants/{other_tenant}/" in theirs["stored_uri"]
+        )
+        assert Path(parse_file_uri(theirs["stored_uri"])).read_bytes() == data
+        assert _stored_bytes(other) == len(data)
+    with httpx.Client(base_url=url, headers=make_key(tenant), timeout=30) as http:
+        # Deleting one upload keeps the object the other still references, and its bytes.
+        assert http.delete(f"/v1/uploads/{first['id']}", headers=TUS).status_code == 204
+        assert stored.read_bytes() == data and _stored_bytes(http) == 2 * len(data)
+        assert http.post("/v1/jobs", json=job_body(input=first["uri"])).status_code == 422
+        assert http.post("/v1/jobs", json=job_body(input=second["uri"])).status_code == 201
+        # A third upload of the same bytes still finds the object through the remaining reference.
+        third = _upload(http, data, filename="d.mp4")
+        assert third["stored_uri"] == first["stored_uri"]
+        for view in (second, third):
+            assert http.delete(f"/v1/uploads/{view['id']}", headers=TUS).status_code == 204
+        assert not stored.exists() and _stored_bytes(http) == len(data)
+    assert Path(parse_file_uri(theirs["stored_uri"])).read_bytes() == data  # the other tenant's is its own
+
+
+def test_uploads_count_against_the_stored_bytes_quota(
+    api_process: tuple[str, int], make_key: KeyMaker
+) -> None:
+    url, _ = api_process
+    tenant = f"uq-{uuid.uuid4().hex[:8]}"
+    headers = make_key(tenant)
+    with session_scope() as session:
+        session.query(Tenant).filter_by(name=tenant).one().settings = {"quotas": {"output_bytes": 2500}}
+    data = random.Random(5).randbytes(1000)
+    with httpx.Client(base_url=url, headers=headers, timeout=30) as http:
+        kept = _upload(http, data)
+        assert _stored_bytes(http) == 1000
+        over = http.post("/v1/uploads", headers={**TUS, "Upload-Length": "1501"})
+        assert over.status_code == 429 and over.headers["Retry-After"], over.text
+        problem = over.json()
+        assert problem["type"].endswith("/quota-exceeded")
+        assert (problem["quota"], problem["usage"], problem["limit"]) == ("output_bytes", 1000, 2500)
+        assert http.post("/v1/uploads", headers={**TUS, "Upload-Length": "1500"}).status_code == 201
+        assert http.delete(f"/v1/uploads/{kept['id']}", headers=TUS).status_code == 204
+        assert _stored_bytes(http) == 0
+        assert http.post("/v1/uploads", headers={**TUS, "Upload-Length": "2500"}).status_code == 201
+        # Retention deleting a job's uploaded input takes its bytes off, and the uploads of that content.
+        used = _upload(http, data)
+        twin = _upload(http, data, pieces=2)
+        assert _stored_bytes(http) == 1000
+        job = http.post("/v1/jobs", json=job_body(input=used["uri"]))
+        assert job.status_code == 201, job.text
+        with session_scope() as session:
+            row = session.get(Job, job.json()["id"])
+            assert row is not None
+            row.inputs_expire_at = utcnow() - timedelta(seconds=1)
+        done = [d for d in retention.sweep(Settings()) if d.job_id == job.json()["id"]]
+        assert [d.kind for d in done] == ["input"] and done[0].error is None
+        assert set(done[0].uris[1:]) == {used["uri"], twin["uri"]}
+        assert _stored_bytes(http) == 0
+        assert not Path(parse_file_uri(used["stored_uri"])).exists()
+        for view in (used, twin):
+            assert http.get(f"/v1/uploads/{view['id']}").status_code == 404
 
 
 def _pattern() -> bytes:

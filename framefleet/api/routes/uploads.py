@@ -3,6 +3,7 @@ pre-signed direct uploads to object stores. The state lives in framefleet/storag
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime, timedelta
 from email.utils import format_datetime
 from typing import Annotated, Any
@@ -16,6 +17,7 @@ from starlette.responses import Response
 from framefleet.api.deps import SessionDep, SettingsDep, in_thread, requires
 from framefleet.api.errors import Problem, validation_problem
 from framefleet.api.responses import json_response
+from framefleet.api.routes.jobs import quota_problem
 from framefleet.api.schemas import ProblemView
 from framefleet.config import Settings
 from framefleet.core.failures import FailureClass
@@ -124,6 +126,11 @@ def capabilities(session: SessionDep, settings: SettingsDep, principal: Uploader
     responses={
         **_COMMON,
         413: {"model": ProblemView, "description": "Upload-Length over the tenant's limit"},
+        429: {
+            "model": ProblemView,
+            "description": "Upload-Length would take the tenant's stored bytes past its `output_bytes` quota "
+            "(`quota-exceeded`: `quota`, `usage`, `limit`)",
+        },
     },
     summary="Create an upload (tus creation)",
     dependencies=[Tus],
@@ -147,9 +154,11 @@ def create_upload(
         )
     except uploads.UploadTooLarge as exc:
         raise Problem("payload-too-large", str(exc), headers={"Tus-Max-Size": str(exc.limit)}) from exc
+    except uploads.OverQuota as exc:
+        raise quota_problem(principal, exc.over) from exc
     if upload.length == 0:
         try:
-            uploads.finish(session, settings=settings, tenant=tenant.name, upload=upload)
+            uploads.finish(session, settings=settings, tenant=tenant.name, upload=upload, now=utcnow())
         except StorageError as exc:
             raise _storage_problem(exc) from exc
     headers = _headers(upload, 0) | {"Location": f"/v1/uploads/{upload.id}"}
@@ -215,13 +224,18 @@ async def append_upload(
         raise _offset_conflict(upload_offset, upload.length)
     part = uploads.part_path(settings, principal.tenant, upload.id)
     disconnected = False
+    digest = None
     try:
         with uploads.appending(part) as handle:
             offset = handle.tell()
             if upload_offset != offset:
                 raise _offset_conflict(upload_offset, offset)
+            # A request that brings every byte hashes them on the way; a resumed upload is hashed at the end.
+            digest = hashlib.sha256() if offset == 0 else None
             try:
-                offset += await uploads.receive(handle, request.stream(), room=upload.length - offset)
+                offset += await uploads.receive(
+                    handle, request.stream(), room=upload.length - offset, digest=digest
+                )
             except ClientDisconnect:
                 # The bytes that arrived are on disk: the client resumes from the offset HEAD reports.
                 disconnected = True
@@ -232,7 +246,8 @@ async def append_upload(
         raise _not_found(upload_id) from exc
     except uploads.UploadTooLarge as exc:
         raise Problem("payload-too-large", str(exc)) from exc
-    await in_thread(session, _after_append, settings, principal, upload.id, offset)
+    sha256 = digest.hexdigest() if digest is not None and not disconnected else None
+    await in_thread(session, _after_append, settings, principal, upload.id, offset, sha256)
     if disconnected:
         return Response(status_code=204)  # the client is gone: nothing reads this
     upload = await in_thread(session, _find, principal, upload_id)
@@ -249,12 +264,24 @@ def _offset_conflict(given: int, offset: int) -> Problem:
 
 
 def _after_append(
-    session: Session, settings: Settings, principal: Principal, upload_id: str, offset: int
+    session: Session,
+    settings: Settings,
+    principal: Principal,
+    upload_id: str,
+    offset: int,
+    sha256: str | None,
 ) -> None:
     upload = uploads.find(session, tenant_id=principal.tenant_id, upload_id=upload_id, now=utcnow())
     if offset == upload.length:
         try:
-            uploads.finish(session, settings=settings, tenant=principal.tenant, upload=upload)
+            uploads.finish(
+                session,
+                settings=settings,
+                tenant=principal.tenant,
+                upload=upload,
+                now=utcnow(),
+                sha256=sha256,
+            )
         except StorageError as exc:
             raise _storage_problem(exc) from exc
     else:
@@ -271,10 +298,11 @@ def _after_append(
 def delete_upload(
     upload_id: str, session: SessionDep, settings: SettingsDep, principal: Uploader
 ) -> Response:
-    """Stop and delete an upload (its part file, or its stored file once complete)."""
+    """Stop and delete an upload: its part file, or its reference to its stored file once complete (the
+    file goes with the last upload of the same bytes)."""
     upload = _find(session, principal, upload_id)
     try:
-        uploads.terminate(session, settings=settings, tenant=principal.tenant, upload=upload)
+        uploads.terminate(session, settings=settings, tenant=principal.tenant, upload=upload, now=utcnow())
     except StorageError as exc:
         raise _storage_problem(exc) from exc
     return Response(status_code=204, headers={"Tus-Resumable": TUS_VERSION})
