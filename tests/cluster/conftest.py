@@ -29,3 +29,11 @@ def slow_clip(cluster: harness.Cluster) -> Path:
 
     seconds = 120 if harness.LONG else 16
     return make_clip(ffmpeg_path(), cluster.media / "inputs" / "slow.mp4", seconds=seconds, size="320x240")
+
+
+@pytest.fixture(scope="module")
+def tiny_clip(cluster: harness.Cluster) -> Path:
+    from framefleet.media.ffmpeg import ffmpeg_path
+
+    path = cluster.media / "inputs" / "tiny.mp4"
+    return make_clip(ffmpeg_path(), path, seconds=0.5, size="160x120", audio=False)

@@ -444,6 +444,24 @@ class Cluster:
         assert len(folders) <= 1, folders
         return sorted(p.name for p in folders[0].iterdir()) if folders else []
 
+    def redis_master_port(self) -> int:
+        """The master's port as the first Sentinel that answers sees it."""
+        assert self.client is not None
+
+        def ask() -> int:
+            import redis
+
+            for port in SENTINEL_PORTS:
+                with (
+                    contextlib.suppress(redis.RedisError),
+                    redis.Redis(HOSTS["redis"].address, port, socket_timeout=1) as sentinel,
+                ):
+                    _, master = sentinel.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER)
+                    return int(master)
+            raise RuntimeError("no Sentinel answers")
+
+        return int(self.client.call(ask))
+
     def beat_leader(self) -> str | None:
         """Which beat process holds the leader lock now (`beat1`, `beat2`), or None."""
         assert self.client is not None
