@@ -202,15 +202,6 @@ def _reap(proc: subprocess.Popen[bytes]) -> float:
     return rusage.ru_utime + rusage.ru_stime
 
 
-def _terminate(proc: subprocess.Popen[bytes], grace: float) -> None:
-    """SIGTERM the process group, SIGKILL it after `grace` seconds; the leader stays unreaped."""
-    if not _has_exited(proc):
-        _kill_group(proc, signal.SIGTERM)
-        if not _wait_exit(proc, grace):
-            _kill_group(proc, signal.SIGKILL)
-            _wait_exit(proc, 10.0)
-
-
 class _AbortWatch:
     """Asks the attempt's abort check on a thread of its own and stops ffmpeg the moment it answers.
 
@@ -219,6 +210,8 @@ class _AbortWatch:
     hang (for as long as TCP and the clients' retries take). The lease is there so that the old encode stops
     before the reaper hands the job to another worker; a check that waits for a hung write lets both run.
     The abort check reads only this process's memory, so asking it from here is cheap and never blocks.
+    An aborted encode is thrown away, so it is killed outright: a SIGTERM's grace would only let it run on
+    into the moment the reaper may hand its job on.
     """
 
     def __init__(
@@ -238,7 +231,7 @@ class _AbortWatch:
             if reason is not None:
                 self.reason = reason
                 # The leader is not reaped before close() returns, so its group id is still ours.
-                _terminate(self._proc, TERM_GRACE_SECONDS)
+                _kill_group(self._proc, signal.SIGKILL)
                 return
 
     def close(self) -> None:
@@ -251,7 +244,11 @@ def stop_process_group(proc: subprocess.Popen[bytes], grace: float = TERM_GRACE_
     """SIGTERM the process group, SIGKILL it after `grace` seconds, then reap the leader.
 
     Returns the CPU seconds of the leader and the descendants it reaped (see _reap)."""
-    _terminate(proc, grace)
+    if not _has_exited(proc):
+        _kill_group(proc, signal.SIGTERM)
+        if not _wait_exit(proc, grace):
+            _kill_group(proc, signal.SIGKILL)
+            _wait_exit(proc, 10.0)
     # Anything the leader started is still in the group; the unreaped leader keeps the id ours.
     _kill_group(proc, signal.SIGKILL)
     return _reap(proc)
