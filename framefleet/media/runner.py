@@ -7,7 +7,8 @@ with SIGKILL (or by the OOM killer) cannot leave an encoder running beside the a
 
 The worker wraps each attempt in `attempt_limits(...)`; every ffmpeg the attempt runs then honours the
 attempt's limits without the pipeline passing them along: one deadline for the whole attempt (fixed from
-the media duration by the first ffmpeg), stall detection, and an abort check (shutdown, lost lease).
+the media duration by the first ffmpeg), stall detection, and an abort check (shutdown, lost lease), asked
+on a thread of its own so that a caller stuck in network I/O cannot keep a fenced encode running.
 """
 
 from __future__ import annotations
@@ -201,6 +202,44 @@ def _reap(proc: subprocess.Popen[bytes]) -> float:
     return rusage.ru_utime + rusage.ru_stime
 
 
+class _AbortWatch:
+    """Asks the attempt's abort check on a thread of its own and stops ffmpeg the moment it answers.
+
+    The caller's thread cannot be trusted to ask in time: its progress callback and cancel check write to and
+    read from the network, and a worker cut off from the network loses its lease exactly while those calls
+    hang (for as long as TCP and the clients' retries take). The lease is there so that the old encode stops
+    before the reaper hands the job to another worker; a check that waits for a hung write lets both run.
+    The abort check reads only this process's memory, so asking it from here is cheap and never blocks.
+    An aborted encode is thrown away, so it is killed outright: a SIGTERM's grace would only let it run on
+    into the moment the reaper may hand its job on.
+    """
+
+    def __init__(
+        self, proc: subprocess.Popen[bytes], abort: Callable[[], str | None], interval: float
+    ) -> None:
+        self.reason: str | None = None
+        self._proc = proc
+        self._abort = abort
+        self._interval = interval
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="ffmpeg-abort-watch", daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._done.wait(self._interval):
+            reason = self._abort()
+            if reason is not None:
+                self.reason = reason
+                # The leader is not reaped before close() returns, so its group id is still ours.
+                _kill_group(self._proc, signal.SIGKILL)
+                return
+
+    def close(self) -> None:
+        """Stop watching; returns once the watcher can no longer signal the group (before it is reaped)."""
+        self._done.set()
+        self._thread.join()
+
+
 def stop_process_group(proc: subprocess.Popen[bytes], grace: float = TERM_GRACE_SECONDS) -> float:
     """SIGTERM the process group, SIGKILL it after `grace` seconds, then reap the leader.
 
@@ -276,6 +315,7 @@ def run_ffmpeg(
     ]
     for reader in readers:
         reader.start()
+    watch = _AbortWatch(proc, abort, poll_interval) if abort is not None else None
     try:
         progress_open = True
         while True:
@@ -321,6 +361,9 @@ def run_ffmpeg(
                     break
     finally:
         # Runs on every exit path: a finished ffmpeg is just reaped, a live one is stopped first.
+        if watch is not None:
+            watch.close()
+            aborted = aborted or watch.reason
         cpu_seconds = stop_process_group(proc)
         usage = attempt_usage.current()
         if usage is not None:

@@ -194,3 +194,30 @@ def test_a_broken_ffmpeg_proves_nothing(tmp_path: Path) -> None:
     caps = prove_capabilities(str(tmp_path / "no-ffmpeg"), timeout=5)
     assert caps["video"] == {"cpu": [], "gpu": []} and caps["audio"] == [] and caps["filters"] == []
     assert all(not trial["ok"] for trial in caps["trials"].values())
+
+
+def test_the_abort_check_stops_ffmpeg_while_the_caller_is_stuck(ffmpeg: str) -> None:
+    """A partitioned worker: its lease lapses exactly while a progress write hangs on the dead network. The
+    encode must stop at once all the same, not when the write gives up, or it runs beside its replacement."""
+    asked_at = time.monotonic() + 0.5
+    stopped: list[float] = []
+
+    def abort() -> str | None:
+        return "heartbeat lease lost" if time.monotonic() >= asked_at else None
+
+    def stuck_progress(_sample: object) -> None:
+        if stopped:
+            return
+        # ffmpeg's pid: the only child of this process running the endless encode
+        tasks = Path(f"/proc/{os.getpid()}/task").glob("*/children")
+        pids = [int(pid) for task in tasks for pid in task.read_text().split()]
+        deadline = time.monotonic() + 4  # the "network write" hangs this long
+        while time.monotonic() < deadline and any(alive(p) for p in pids):
+            time.sleep(0.02)
+        stopped.append(time.monotonic())
+        time.sleep(max(0.0, deadline - time.monotonic()))
+
+    with attempt_limits(AttemptLimits(abort=abort)), pytest.raises(FfmpegAborted) as caught:
+        run_ffmpeg([ffmpeg, *ENDLESS], on_progress=stuck_progress, duration=None)
+    assert caught.value.reason == "heartbeat lease lost"
+    assert stopped and stopped[0] - asked_at < 1.5, "ffmpeg ran on while the caller's thread was stuck"

@@ -1,0 +1,1 @@
+"""Several hosts on one machine (network namespaces, veth links, a bridge) and the fault tests run on them."""
