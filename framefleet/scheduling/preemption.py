@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from framefleet.core.spec import PRIORITY_ORDER, Priority
 from framefleet.core.states import JobState
-from framefleet.db.models import Job, Worker, utcnow
+from framefleet.db.models import Job, JobChunk, Worker, utcnow
 from framefleet.db.session import session_scope
 from framefleet.jobs.service import cancel_key
 from framefleet.logging import get_logger
@@ -140,9 +140,12 @@ def _preempt_pool(settings: Settings, pool: str, now: datetime) -> list[str]:
         ]
         if not slots:
             return []  # nobody to make room on: preempting would only lose work
+        # A split attempt (its chunks spread over the pool) is never a victim: handing back one chunk
+        # frees one slot for a moment while the attempt goes on, and the whole attempt is too much to lose.
+        split = sa.exists().where(JobChunk.job_id == Job.id, JobChunk.job_attempt == Job.attempt)
         rows = session.execute(
             sa.select(Job.id, Job.attempt, queue.label("queue"), Job.started_at).where(
-                Job.state == JobState.running.value, Job.pool == pool
+                Job.state == JobState.running.value, Job.pool == pool, ~split
             )
         ).all()
     client = get_redis()

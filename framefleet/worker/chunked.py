@@ -64,6 +64,7 @@ from framefleet.scheduling import chunks
 from framefleet.storage import backend_within, join_uri
 from framefleet.storage.base import StorageError
 from framefleet.storage.namespace import Namespace, job_output_base, namespace_for
+from framefleet.webhooks import feed
 from framefleet.worker import heartbeat, shutdown
 from framefleet.worker.pipeline import (
     JobCanceled,
@@ -128,7 +129,8 @@ def run_chunk(self: object, job_id: str, job_attempt: int, index: int) -> None:
             with session_scope() as session:
                 chunks.stop(session, delivery=delivery)
         if ending is not None:
-            _record(job_id, ending, worker=worker, attempt=job_attempt, settings=settings)
+            # release: a tenant with a max_running_jobs quota may have a held job waiting for this slot.
+            _record(job_id, ending, worker=worker, attempt=job_attempt, settings=settings, release=True)
         used = cost.attempt_usage(
             cpu_seconds=consumed.cpu_seconds,
             wall_seconds=time.monotonic() - started,
@@ -136,6 +138,7 @@ def run_chunk(self: object, job_id: str, job_attempt: int, index: int) -> None:
                 before, energy.sample(settings.powercap_root), consumed.cpu_seconds
             ),
             rates=rates(settings),
+            gpu_seconds=consumed.gpu_seconds,
         )
         # Every chunk's (and the join's) consumption adds to the one job's usage.
         with session_scope() as session:
@@ -153,10 +156,11 @@ def _run_delivery(job: Job, delivery: chunks.Delivery, tenant: str, settings: Se
     )
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
-    namespace = namespace_for(settings, tenant, _profiles(settings, job.tenant_id))
-    run = _Attempt(job, settings, get_redis(), delivery.job_attempt, namespace)
     limits = _limits(settings)
     try:
+        # Inside the try: a profile whose credentials cannot be read fails the job with its class.
+        namespace = namespace_for(settings, tenant, _profiles(settings, job.tenant_id))
+        run = _Attempt(job, settings, get_redis(), delivery.job_attempt, namespace)
         with attempt_limits(limits):
             if run.canceled() or _cancel_requested(job.id):
                 raise JobCanceled()
@@ -247,6 +251,7 @@ def _encode_chunk(
     plan.prepare()
     redis_client = run.redis
     last = [0.0]
+    reached = [0.0]
 
     def on_progress(sample: Progress) -> None:
         now = time.monotonic()
@@ -256,10 +261,23 @@ def _encode_chunk(
         with session_scope() as session:
             overall = chunks.report(session, delivery=delivery, percent=sample.percent or 0.0)
         data = {**sample.to_dict(), "percent": overall, "phase": "encode", "chunk": delivery.index}
-        _quietly(lambda: events.publish(redis_client, job.id, "progress", data), "progress not published")
+        # The job's progress milestones, from the sum over chunks: each is recorded once per job whichever
+        # chunk passes it first (webhooks/feed.py), so chunks reporting the same one send nothing twice.
+        crossed = feed.milestones_crossed(reached[0], overall, settings.webhook_progress_milestones)
+        reached[0] = max(reached[0], overall)
+
+        def publish() -> None:
+            pipe = redis_client.pipeline(transaction=False)
+            events.append(pipe, job.id, "progress", data)
+            for milestone in crossed:
+                feed.add(pipe, job.id, "job.progress", str(milestone))
+            pipe.execute()
+
+        _quietly(publish, "progress not published")
 
     log.info("chunk encoding", start_frame=delivery.chunk.start_frame, frames=delivery.chunk.frames)
-    encoded = run.run([ffmpeg_path(), *plan.argv], plan.duration, on_progress, phase="chunk")
+    gpu = _hardware(spec, settings, detect_capabilities(ffmpeg_path())) is not None
+    encoded = run.run([ffmpeg_path(), *plan.argv], plan.duration, on_progress, phase="chunk", gpu=gpu)
     _raise_for(encoded, "chunk encode")
     run.check_canceled()
     staging = staging_base(settings, tenant, job.id, delivery.job_attempt)

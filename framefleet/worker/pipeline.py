@@ -287,7 +287,7 @@ def run_pipeline(
         searches: dict[str, Search] = {}
         ladders: dict[str, LadderSearch] = {}
         if needs_search(spec):
-            step = _search_step(ffmpeg, run, start)
+            step = _search_step(ffmpeg, run, start, gpu=hardware is not None)
             threads = settings.ffmpeg_threads
             reel = cut_reel(spec, info, source, workdir / "search", threads=threads, run_step=step)
             searches = search_outputs(
@@ -396,9 +396,12 @@ def _split(job: Job, spec: JobSpec, source: Path, attempt: int, run: _Attempt) -
         chunk_rows.start(session, job_id=job.id, job_attempt=attempt, chunks=cuts)
     dispatch_chunks(job, attempt, [c.index for c in cuts])
     log.info("split into chunks", chunks=len(cuts), frames=index.frames, keyframes=len(index.keyframes))
-    events.publish(
-        run.redis, job.id, "progress", {"percent": 0.0, "phase": "split", "chunks": [c.view() for c in cuts]}
-    )
+    try:
+        split = {"percent": 0.0, "phase": "split", "chunks": [c.view() for c in cuts]}
+        events.publish(run.redis, job.id, "progress", split)
+    except redis.RedisError as exc:
+        # The chunks are written and (or, the reconciler will) published: a lost event must not fail them.
+        log.warning("split event not published", job_id=job.id, error=f"{type(exc).__name__}: {exc}")
     raise AttemptSplit(len(cuts))
 
 
@@ -522,7 +525,7 @@ def _hardware(spec: JobSpec, settings: Settings, caps: Capabilities) -> Hardware
 
 
 def _search_step(
-    ffmpeg: str, run: _Attempt, start: float
+    ffmpeg: str, run: _Attempt, start: float, *, gpu: bool
 ) -> Callable[[list[str], float | None, float], None]:
     """Runs one ffmpeg of a quality search; watchers see phase `quality-search` as each one starts."""
 
@@ -530,7 +533,8 @@ def _search_step(
         run.check_canceled()
         run.reporter.report(start + done * SEARCH_SHARE * 100, None, "quality-search", force=True)
         _raise_for(
-            run.run([ffmpeg, *argv], duration, lambda _sample: None, phase="quality-search"), "quality search"
+            run.run([ffmpeg, *argv], duration, lambda _sample: None, phase="quality-search", gpu=gpu),
+            "quality search",
         )
 
     return step

@@ -20,7 +20,7 @@ from framefleet.jobs import state_machine
 from framefleet.jobs.service import history_of
 from framefleet.media.chunks import Chunk
 from framefleet.redis_client import get_redis
-from framefleet.scheduling import broker, chunks
+from framefleet.scheduling import broker, chunks, preemption
 from framefleet.scheduling.maintenance import (
     LEADER_KEY,
     LeaderLock,
@@ -563,3 +563,30 @@ def test_idle_slots_count_live_idle_pool_processes_but_the_asker(made: Any) -> N
     with session_scope() as session:
         assert idle_slots(session, settings(), pool="cpu", exclude=me) == 1
         assert idle_slots(session, settings(), pool="cpu") == 2
+
+
+def test_preemption_never_stops_a_split_attempt(tenant_key: tuple[str, str], made: Any) -> None:
+    s = settings(preempt_pools=["cpu"], preempt_after_seconds=0.0)
+    split_worker, plain_worker = add_worker(made), add_worker(made)
+    split_id, split_attempt = split_job(tenant_key[1], made, split_worker)
+    plain_id = new_job(tenant_key[1], made, hardware="cpu", priority="normal")
+    plain_attempt = start(plain_id, plain_worker)
+    live = new_job(tenant_key[1], made, hardware="cpu", priority="live")
+    with session_scope() as session:
+        for worker_id, job_id, attempt in (
+            (split_worker, split_id, split_attempt),
+            (plain_worker, plain_id, plain_attempt),
+        ):
+            session.execute(
+                sa.update(Worker)
+                .where(Worker.id == worker_id)
+                .values(current_job=job_id, current_attempt=attempt)
+            )
+        # The split job started later, so it would be the victim among equals if it could be one.
+        session.execute(
+            sa.update(Job).where(Job.id == split_id).values(priority="normal", started_at=utcnow())
+        )
+        session.execute(
+            sa.update(Job).where(Job.id == live).values(queued_at=utcnow() - timedelta(seconds=5))
+        )
+    assert preemption.preempt(s) == [plain_id]
