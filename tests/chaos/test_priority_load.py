@@ -51,25 +51,8 @@ def test_live_job_behind_100_queued_batch_jobs_starts_next(
 
 
 def test_aging_lets_a_batch_job_through_constant_high_priority_load(
-    stack: Stack, key: str, clips: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+    stack: Stack, api: Any, key: str, clips: dict[str, Path]
 ) -> None:
-    # Fair share off for this one: with it, one tenant's flood enters the queue only as its earlier jobs are
-    # taken (the rest wait `pending`), so the queue can run dry between them and a batch job gets through
-    # without aging. The aging guarantee is about a flood the queue really holds.
-    from fastapi.testclient import TestClient
-
-    from framefleet.api.app import create_app
-    from framefleet.config import reset_settings_cache
-
-    monkeypatch.setenv("FRAMEFLEET_FAIR_SHARE_IN_FLIGHT", "0")
-    reset_settings_cache()
-    with TestClient(create_app()) as api:
-        _aging_under_high_priority_load(stack, api, key, clips)
-    monkeypatch.undo()
-    reset_settings_cache()
-
-
-def _aging_under_high_priority_load(stack: Stack, api: Any, key: str, clips: dict[str, Path]) -> None:
     # Runs after the test above: clear what is left of its batch jobs, then age every second.
     with session_scope() as session:
         # Those beyond the tenant's fair share of the queue wait `pending` in the database.
@@ -79,11 +62,7 @@ def _aging_under_high_priority_load(stack: Stack, api: Any, key: str, clips: dic
             proc.terminate()
             proc.wait(15)
             stack.procs.remove(proc)
-    stack.start_beat(
-        FRAMEFLEET_AGING_SECONDS="1",
-        FRAMEFLEET_AGING_MAX_PRIORITY="high",
-        FRAMEFLEET_FAIR_SHARE_IN_FLIGHT="0",
-    )
+    stack.start_beat(FRAMEFLEET_AGING_SECONDS="1", FRAMEFLEET_AGING_MAX_PRIORITY="high")
     spec = {"input": clips["tiny"].as_uri(), "outputs": [TINY_OUTPUT]}
     high: list[str] = []
     stop = threading.Event()

@@ -83,8 +83,7 @@ def check_recovered(
 
 
 def start_slow_job(api: Any, key: str, clips: dict[str, Path]) -> tuple[str, str, int, list[int]]:
-    # cache: false, or each trial after the first would be served from the first one's outputs.
-    job = submit(api, key, {"input": clips["long"].as_uri(), "outputs": [SLOW_OUTPUT], "cache": False})
+    job = submit(api, key, {"input": clips["long"].as_uri(), "outputs": [SLOW_OUTPUT]})
     worker, pool_pid = wait(lambda: running_on(job["id"]), 30, "job running")
     pids = wait(lambda: ffmpeg_pids(job["id"]), 30, "ffmpeg started")
     time.sleep(0.5)  # mid-encode

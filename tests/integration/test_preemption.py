@@ -79,7 +79,7 @@ def preempting_beat(own_stack: dict[str, str]) -> Iterator[Settings]:
 def test_a_live_job_preempts_a_running_batch_job_which_then_runs_again(
     api: TestClient, ffmpeg: str, media_root: Path, preempting_beat: Settings
 ) -> None:
-    long_clip = make_clip(ffmpeg, media_root / "inputs" / "preempt-long.mp4", seconds=12, audio=False)
+    long_clip = make_clip(ffmpeg, media_root / "inputs" / "preempt-long.mp4", seconds=40, audio=False)
     short_clip = make_clip(ffmpeg, media_root / "inputs" / "preempt-short.mp4", seconds=0.5, size="160x120")
     with session_scope() as session:
         key, _ = create_key(session, tenant=f"pre-{uuid.uuid4().hex[:8]}", role="member")

@@ -196,11 +196,19 @@ def test_a_broken_ffmpeg_proves_nothing(tmp_path: Path) -> None:
     assert all(not trial["ok"] for trial in caps["trials"].values())
 
 
+def _runs(pid: int, program: str) -> bool:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0] == program.encode()
+    except OSError:
+        return False
+
+
 def test_the_abort_check_stops_ffmpeg_while_the_caller_is_stuck(ffmpeg: str) -> None:
     """A partitioned worker: its lease lapses exactly while a progress write hangs on the dead network. The
     encode must stop at once all the same, not when the write gives up, or it runs beside its replacement."""
     asked_at = time.monotonic() + 0.5
     stopped: list[float] = []
+    seen: list[int] = []
 
     def abort() -> str | None:
         return "heartbeat lease lost" if time.monotonic() >= asked_at else None
@@ -208,9 +216,12 @@ def test_the_abort_check_stops_ffmpeg_while_the_caller_is_stuck(ffmpeg: str) -> 
     def stuck_progress(_sample: object) -> None:
         if stopped:
             return
-        # ffmpeg's pid: the only child of this process running the endless encode
+        # ffmpeg's pid: the child of this process running the endless encode (in a whole suite the process
+        # has other children too: servers and workers that other tests' fixtures started).
         tasks = Path(f"/proc/{os.getpid()}/task").glob("*/children")
-        pids = [int(pid) for task in tasks for pid in task.read_text().split()]
+        children = [int(pid) for task in tasks for pid in task.read_text().split()]
+        pids = [pid for pid in children if _runs(pid, ffmpeg)]
+        seen.extend(pids)
         deadline = time.monotonic() + 4  # the "network write" hangs this long
         while time.monotonic() < deadline and any(alive(p) for p in pids):
             time.sleep(0.02)
@@ -220,4 +231,5 @@ def test_the_abort_check_stops_ffmpeg_while_the_caller_is_stuck(ffmpeg: str) -> 
     with attempt_limits(AttemptLimits(abort=abort)), pytest.raises(FfmpegAborted) as caught:
         run_ffmpeg([ffmpeg, *ENDLESS], on_progress=stuck_progress, duration=None)
     assert caught.value.reason == "heartbeat lease lost"
+    assert seen, "the endless ffmpeg was not found among this process's children"
     assert stopped and stopped[0] - asked_at < 1.5, "ffmpeg ran on while the caller's thread was stuck"
