@@ -27,7 +27,7 @@ def slow_clip(cluster: harness.Cluster) -> Path:
     """A clip whose encode outlasts the lease's fence period (TTL - interval): a cut lands mid-encode."""
     from framefleet.media.ffmpeg import ffmpeg_path
 
-    seconds = 120 if harness.LONG else 16
+    seconds = 120 if harness.LONG else 40
     return make_clip(ffmpeg_path(), cluster.media / "inputs" / "slow.mp4", seconds=seconds, size="320x240")
 
 
