@@ -18,7 +18,11 @@ def main(jobs: int = 200) -> dict[str, float]:
     latencies: list[float] = []
     with bench_stack() as (stack, settings):
         clip = make_clip(demo_media(settings) / "bench" / "tiny.mp4", seconds=0.2, size="160x120")
-        spec = {"input": clip.as_uri(), "outputs": [{"container": "ts", "video": {"preset": "ultrafast"}}]}
+        spec = {
+            "input": clip.as_uri(),
+            "outputs": [{"container": "ts", "video": {"preset": "ultrafast"}}],
+            "cache": False,
+        }
         with ApiClient(stack.api_url, stack.api_key, timeout=60) as client:
             for index in range(jobs + 5):
                 sent_ms = time.time() * 1000

@@ -29,7 +29,7 @@ SPEC_OUTPUT = {
 def main(rounds: int = 5) -> dict[str, float]:
     with bench_stack() as (stack, settings):
         clip = make_clip(demo_media(settings) / "bench" / "720p.mp4", seconds=10, size="1280x720")
-        spec = {"input": clip.as_uri(), "outputs": [SPEC_OUTPUT]}
+        spec = {"input": clip.as_uri(), "outputs": [SPEC_OUTPUT], "cache": False}
         direct_out = settings.data_dir / "direct.mp4"
         argv = [
             ffmpeg_path(),

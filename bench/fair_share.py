@@ -53,7 +53,7 @@ def run(flood: int, in_flight: int, burst: int = BURST) -> dict[str, Any]:
         }
         with bench_stack(**overrides) as (stack, settings):
             admin = httpx.Client(base_url=stack.api_url, headers={"X-API-Key": stack.api_key}, timeout=60)
-            spec = {"input": clip.as_uri(), "priority": "batch", "outputs": [OUTPUT]}
+            spec = {"input": clip.as_uri(), "priority": "batch", "outputs": [OUTPUT], "cache": False}
             ids: dict[str, list[str]] = {}
             for tenant, count in (("a", flood), ("b", burst)):
                 if not count:

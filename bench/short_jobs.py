@@ -205,7 +205,7 @@ def main(jobs: int = 60, rounds: int = 3) -> dict[str, Any]:
             for label, (seconds, size) in CLIPS.items():
                 name = size.replace("x", "_")
                 clip = make_clip(demo_media(settings) / "short" / f"{name}.mp4", seconds=seconds, size=size)
-                spec = {"input": clip.as_uri(), "outputs": [OUTPUT]}
+                spec = {"input": clip.as_uri(), "outputs": [OUTPUT], "cache": False}
                 argvs = [
                     direct_argv(spec, clip, Path(tmp) / f"{name}-{i}", settings) for i in range(PARALLEL)
                 ]

@@ -98,7 +98,11 @@ def main(jobs: int = 10_000) -> dict[str, Any]:
     priorities = rng.choices(list(PRIORITY_MIX), weights=list(PRIORITY_MIX.values()), k=jobs)
     with bench_stack(**overrides) as (stack, settings):
         clip = make_clip(demo_media(settings) / "soak" / "tiny.mp4", seconds=0.2, size="160x120")
-        base = {"input": clip.as_uri(), "outputs": [{"container": "ts", "video": {"preset": "ultrafast"}}]}
+        base = {
+            "input": clip.as_uri(),
+            "outputs": [{"container": "ts", "video": {"preset": "ultrafast"}}],
+            "cache": False,
+        }
         worker_pid = stack.children["worker"].pid
         assert worker_pid is not None
         db = settings.database_url
