@@ -16,8 +16,14 @@ from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from framefleet.api.hub import ZERO, EventHub, format_event, parse_id
+from framefleet.api.schemas import ProblemView
 
 KEEPALIVE = ": keep-alive\n\n"
+# What every event stream route may answer instead of a stream (api/limits.py StreamLimits).
+STREAM_LIMIT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    429: {"model": ProblemView, "description": "This tenant has its limit of open streams (Retry-After)"},
+    503: {"model": ProblemView, "description": "This API process has its limit of streams (Retry-After)"},
+}
 # How long to wait for a `done` event once the database says the job ended.
 DONE_GRACE_SECONDS = 1.0
 

@@ -20,7 +20,13 @@ from framefleet.api.hub import EventHub
 from framefleet.api.limits import StreamLimits
 from framefleet.api.responses import json_response
 from framefleet.api.schemas import JobHistory, JobPage, JobView, ProblemView
-from framefleet.api.sse import EventStreamResponse, done_grace, ended_stream, live_stream
+from framefleet.api.sse import (
+    STREAM_LIMIT_RESPONSES,
+    EventStreamResponse,
+    done_grace,
+    ended_stream,
+    live_stream,
+)
 from framefleet.config import Settings
 from framefleet.core.spec import JobSpec, Priority
 from framefleet.core.states import TERMINAL, JobState
@@ -525,8 +531,7 @@ def _follow_start(
     response_class=StreamingResponse,
     responses={
         200: {"content": {"text/event-stream": {}}, "description": "state, progress, output, metrics, done"},
-        429: {"model": ProblemView, "description": "This tenant has its limit of open streams (Retry-After)"},
-        503: {"model": ProblemView, "description": "This API process has its limit of streams (Retry-After)"},
+        **STREAM_LIMIT_RESPONSES,
         **_AUTH,
         **_FORBIDDEN,
         **_NOT_FOUND,

@@ -33,7 +33,14 @@ from framefleet.api.routes.jobs import (
     final_state,
 )
 from framefleet.api.schemas import ProblemView
-from framefleet.api.sse import KEEPALIVE, EventStreamResponse, done_grace, ended_stream, live_stream
+from framefleet.api.sse import (
+    KEEPALIVE,
+    STREAM_LIMIT_RESPONSES,
+    EventStreamResponse,
+    done_grace,
+    ended_stream,
+    live_stream,
+)
 from framefleet.config import Settings
 from framefleet.core.spec import JobSpec
 from framefleet.core.states import TERMINAL, JobState
@@ -347,8 +354,7 @@ def _stream_start(
     response_class=StreamingResponse,
     responses={
         200: {"content": {"text/event-stream": {}}, "description": "each step's events, then done"},
-        429: {"model": ProblemView, "description": "This tenant has its limit of open streams (Retry-After)"},
-        503: {"model": ProblemView, "description": "This API process has its limit of streams (Retry-After)"},
+        **STREAM_LIMIT_RESPONSES,
         **_AUTH,
         **_FORBIDDEN,
         **_NOT_FOUND,
