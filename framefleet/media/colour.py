@@ -1,7 +1,8 @@
 """Colour of every encoded picture: what the source is, what an output should be, and the filters between.
 
 An untagged source is taken to be what players assume from its size: BT.709 from 1280 columns or 577
-lines up, else BT.601 (625-line primaries at 576 lines, 525-line ones below). A full-range source (yuvj,
+lines up, else BT.601: 625-line (PAL) primaries for 576- or 288-line pictures and 25/50 Hz ones, 525-line
+(NTSC) primaries for the rest. A full-range source (yuvj,
 or tagged `pc`) is brought to limited range, which is what video players and broadcast chains expect.
 An HD-size output of a BT.601 source is converted to BT.709 (players shown an untagged HD picture assume
 709); other outputs keep the source's colour, HDR included. Every encoded picture is tagged explicitly,
@@ -24,6 +25,9 @@ MATRIX_FOR_PRIMARIES = {
     "smpte432": "bt709",  # Display P3 video keeps the BT.709 matrix
 }
 SD_MATRICES = frozenset({"smpte170m", "bt470bg"})
+# What marks an SD picture as coming from a 625-line (PAL/SECAM) system: its line count or its field rate.
+PAL_HEIGHTS = frozenset({576, 288})
+PAL_RATES = (25.0, 50.0)
 # swscale's names for the matrices above.
 SWS_MATRIX = {"bt709": "bt709", "smpte170m": "smpte170m", "bt470bg": "bt470", "bt2020nc": "bt2020"}
 # Resampling for every scale of an encoded picture: lanczos, with exact rounding and full chroma
@@ -44,10 +48,17 @@ def is_hd(width: int, height: int) -> bool:
     return width >= HD_MIN_WIDTH or height >= HD_MIN_HEIGHT
 
 
+def is_pal(video: VideoInfo) -> bool:
+    """Whether an SD picture comes from a 625-line system: 576 or 288 lines, or 25/50 frames a second
+    (a 640x480 or 352x240 picture at 25 Hz was made for PAL equipment, whatever its size)."""
+    rate = video.nominal_fps or video.fps
+    return video.height in PAL_HEIGHTS or (rate is not None and any(abs(rate - r) < 0.01 for r in PAL_RATES))
+
+
 def source_colour(video: VideoInfo) -> Colour:
     """The source's colour: its tags, or what its size implies where it has none."""
     hd = is_hd(video.width, video.height)
-    guessed = "bt709" if hd else "bt470bg" if video.height == 576 else "smpte170m"
+    guessed = "bt709" if hd else "bt470bg" if is_pal(video) else "smpte170m"
     primaries = video.color_primaries if video.color_primaries in MATRIX_FOR_PRIMARIES else guessed
     matrix = video.color_matrix if video.color_matrix in SWS_MATRIX else MATRIX_FOR_PRIMARIES[primaries]
     transfer = video.color_transfer or ("bt709" if primaries in ("bt709", "smpte432") else "smpte170m")

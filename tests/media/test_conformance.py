@@ -77,7 +77,7 @@ def test_full_range_sources_come_out_limited_and_tagged(ffmpeg: str, folder: Pat
     source = folder / "full.mp4"
     quiet_ffmpeg(
         ffmpeg,
-        *("-f", "lavfi", "-i", "color=c=white:size=64x48:rate=25:duration=0.16"),
+        *("-f", "lavfi", "-i", "color=c=white:size=64x48:rate=30:duration=0.16"),
         *("-vf", "format=yuvj420p", "-c:v", "libx264", "-preset", "ultrafast", "-qp", "0"),
         source,
     )
@@ -100,7 +100,7 @@ def test_untagged_sd_sources_are_converted_to_bt709_for_hd_and_tagged(
     source = folder / "sd_untagged.mp4"
     quiet_ffmpeg(
         ffmpeg,
-        *("-f", "lavfi", "-i", "color=c=red:size=640x480:rate=25:duration=0.12"),
+        *("-f", "lavfi", "-i", "color=c=red:size=640x480:rate=30000/1001:duration=0.12"),
         # BT.601 pixels (what an untagged SD picture is taken to be), written without any colour tag.
         *(
             "-vf",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -241,7 +242,10 @@ def test_cmaf_brands_its_segments_and_tags_colour() -> None:
     sd = "setparams=color_primaries=bt470bg:color_trc=smpte170m:colorspace=bt470bg:range=tv"
     assert sd in graph(plan(body, media(720, 576)).argv)
     ntsc = "setparams=color_primaries=smpte170m:color_trc=smpte170m:colorspace=smpte170m:range=tv"
-    assert ntsc in graph(plan(body, media(640, 480)).argv)
+    ntsc_source = media(640, 480)  # 480 lines at 29.97 Hz: NTSC (at 25 Hz it would be taken as PAL)
+    assert ntsc_source.video is not None
+    ntsc_source = replace(ntsc_source, video=replace(ntsc_source.video, fps=29.97))
+    assert ntsc in graph(plan(body, ntsc_source).argv)
     tagged = media(720, 576, color_primaries="bt2020", color_transfer="smpte2084")
     hdr = "setparams=color_primaries=bt2020:color_trc=smpte2084:colorspace=bt2020nc:range=tv"
     ten_bit = [{"height": 360, "codec": "hevc", "pix_fmt": "yuv420p10le"}]
