@@ -237,6 +237,30 @@ H264_LEVELS: tuple[tuple[str, int, int, int], ...] = (
     ("6.1", 8355840, 139264, 480000),
     ("6.2", 16711680, 139264, 800000),
 )
+# Each H.264 level's largest coded picture buffer (MaxCPB, Table A-1, kb for Baseline/Main; High 1.25x).
+H264_MAX_CPB: dict[str, int] = {
+    "1.0": 175,
+    "1b": 350,
+    "1.1": 500,
+    "1.2": 1000,
+    "1.3": 2000,
+    "2.0": 2000,
+    "2.1": 4000,
+    "2.2": 4000,
+    "3.0": 10000,
+    "3.1": 14000,
+    "3.2": 20000,
+    "4.0": 25000,
+    "4.1": 62500,
+    "4.2": 62500,
+    "5.0": 135000,
+    "5.1": 240000,
+    "5.2": 240000,
+    "6.0": 240000,
+    "6.1": 480000,
+    "6.2": 800000,
+}
+H264_MAX_BR: dict[str, int] = {name: kbps for name, _, _, kbps in H264_LEVELS} | {"1b": 128}
 # HEVC Main tier levels (ITU-T H.265 Table A.8): (level, max luma picture size, max luma samples/s, max
 # bit rate in kb/s).
 HEVC_LEVELS: tuple[tuple[str, int, int, int], ...] = (
@@ -266,7 +290,7 @@ def level_for(enc: VideoEncode) -> str | None:
     peak = enc.maxrate_kbps or enc.bitrate_kbps or 0
     if enc.codec is VideoCodec.h264:
         mbs = -(-enc.width // 16) * -(-enc.height // 16)
-        high = 1.25 if enc.profile is not Profile.baseline and enc.profile is not Profile.main else 1.0
+        high = 1.25 if _h264_high(enc) else 1.0
         for name, mbps, frame, kbps in H264_LEVELS:
             # A side may not exceed sqrt(8 x max frame size) macroblocks (Annex A.3.1).
             side_ok = max(-(-enc.width // 16), -(-enc.height // 16)) ** 2 <= 8 * frame
@@ -279,6 +303,27 @@ def level_for(enc: VideoEncode) -> str | None:
         if luma <= size and side_ok and luma * fps <= rate * 1.0001 and peak <= kbps:
             return name
     return HEVC_LEVELS[-1][0]
+
+
+def _h264_high(enc: VideoEncode) -> bool:
+    """Whether an H.264 stream is High profile (whose levels allow 1.25x the bit rate and buffer): named so,
+    or left to the encoder, which writes High unless x264's ultrafast makes it Constrained Baseline."""
+    if enc.profile is not None:
+        return enc.profile is Profile.high
+    return enc.preset is not Preset.ultrafast
+
+
+def level_vbv(enc: VideoEncode) -> tuple[int, int] | None:
+    """The VBV cap (maxrate kb/s, bufsize kb) of an uncapped constant-quality H.264 stream: its level's
+    MaxBR and MaxCPB. x264 writes the level it is given but, unlike x265, enforces none of its rate limits
+    without a VBV: a noisy 240p CRF stream ran at 10 Mb/s under a level 1.3 (768 kb/s) label."""
+    if enc.codec is not VideoCodec.h264 or enc.bitrate_kbps is not None or enc.maxrate_kbps is not None:
+        return None
+    level = enc.level or level_for(enc)
+    if level is None:
+        return None
+    factor = 1.25 if _h264_high(enc) else 1.0
+    return round(H264_MAX_BR[level] * factor), round(H264_MAX_CPB[level] * factor)
 
 
 # x264 and x265 put the first frame's decode time this many frames before its presentation time when
@@ -419,6 +464,8 @@ def _rate_args(opt: _Opts, enc: VideoEncode, family: Family) -> list[str]:
     if enc.maxrate_kbps is not None and codec is not VideoCodec.vp9:
         bufsize = enc.bufsize_kbps or 2 * enc.maxrate_kbps
         args += [opt("maxrate"), f"{enc.maxrate_kbps}k", opt("bufsize"), f"{bufsize}k"]
+    elif family is Family.cpu and (cap := level_vbv(enc)) is not None:
+        args += [opt("maxrate"), f"{cap[0]}k", opt("bufsize"), f"{cap[1]}k"]
     return args
 
 

@@ -80,3 +80,31 @@ def test_untagged_pal_rate_sources_are_written_with_625_line_primaries(
         _, plan, _ = run_plan(ffmpeg, body, source, tmp_path / size)
         # The matrix follows the primaries: both BT.601 matrices convert alike, but say what was assumed.
         assert _tags(plan.outputs[0].path) == (primaries, "smpte170m", primaries, "tv"), size
+
+
+def _avc_level(path: Path) -> int:
+    """level_idc (x 10) from the MP4's avcC box: version, profile, compatibility, then the level."""
+    data = path.read_bytes()
+    return data[data.index(b"avcC") + 7]
+
+
+def test_uncapped_h264_stays_within_the_bit_rate_of_its_level(
+    ffmpeg: str, folder: Path, tmp_path: Path
+) -> None:
+    source = folder / "noise.mkv"
+    seconds = 0.8
+    quiet_ffmpeg(
+        ffmpeg,
+        *("-f", "lavfi", "-i", f"testsrc2=size=320x240:rate=25:duration={seconds},noise=alls=40:allf=t"),
+        *("-c:v", "libx264", "-preset", "ultrafast", "-qp", "0"),
+        source,
+    )
+    body = {"outputs": [{"container": "mp4", "video": {"preset": "ultrafast", "crf": 12}}]}
+    _, plan, _ = run_plan(ffmpeg, body, source, tmp_path / "w")
+    out = plan.outputs[0].path
+    # 300 macroblocks at 25 Hz is level 1.3: ultrafast writes Constrained Baseline, MaxBR 768 kb/s and
+    # MaxCPB 2000 kb. A stream that keeps to them never needs more than the buffer plus the rate's worth.
+    assert _avc_level(out) == 13
+    kilobits = out.stat().st_size * 8 / 1000
+    assert kilobits <= 2000 + 768 * seconds, kilobits  # uncapped, this noise takes about 8 Mb
+    assert "-maxrate" in plan.argv and plan.argv[plan.argv.index("-maxrate") + 1] == "768k"

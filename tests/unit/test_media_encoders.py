@@ -12,7 +12,14 @@ from framefleet.core.failures import FailureClass, JobFailure
 from framefleet.core.spec import Fallback, Hardware, JobSpec, PixFmt, Preset, VideoCodec
 from framefleet.media.capabilities import CPU_ENCODERS, Capabilities, Devices, hardware_for
 from framefleet.media.command import plan_job
-from framefleet.media.encoders import Family, HardwareSetup, VideoEncode, hw_refusal, video_encoder_args
+from framefleet.media.encoders import (
+    Family,
+    HardwareSetup,
+    VideoEncode,
+    hw_refusal,
+    level_vbv,
+    video_encoder_args,
+)
 from framefleet.media.filters import Assets
 from framefleet.media.probe import AudioInfo, MediaInfo, VideoInfo
 from tests.unit.test_media_plan import FILTERS, graph, output, value
@@ -332,3 +339,16 @@ def test_an_hls_ts_group_with_mixed_reorder_delays_says_so() -> None:
     (note,) = job.notes["hls_ts_sync"]
     assert "[0, 2] frames" in note
     assert "adelay=delays=2816S:all=1" in graph(job.argv)  # the longest: two frames at 25 fps
+
+
+def test_uncapped_h264_gets_its_levels_vbv_and_capped_streams_keep_theirs() -> None:
+    hd25 = VideoEncode(VideoCodec.h264, crf=20, width=1920, height=1080, fps=25)
+    assert level_vbv(hd25) == (25000, 31250)  # level 4.0, High: 1.25 x MaxBR 20000 and MaxCPB 25000
+    assert level_vbv(replace(hd25, fps=50)) == (62500, 78125)  # 4.2
+    assert level_vbv(replace(hd25, preset=Preset.ultrafast)) == (20000, 25000)  # Constrained Baseline
+    assert level_vbv(replace(hd25, level="3.1")) == (17500, 17500)  # the level the spec names
+    args = video_encoder_args(hd25, Family.cpu)
+    assert args[args.index("-maxrate") + 1] == "25000k" and args[args.index("-bufsize") + 1] == "31250k"
+    assert level_vbv(replace(hd25, maxrate_kbps=6000)) is None
+    assert level_vbv(replace(hd25, crf=None, bitrate_kbps=5000)) is None
+    assert level_vbv(replace(hd25, codec=VideoCodec.hevc)) is None  # x265 caps itself at its level
