@@ -209,7 +209,8 @@ class VideoEncode:
     height: int = 0
     b_frames: int | None = None  # pinned B-frame count; None leaves it to the preset (or the driver)
     fps: float | None = None  # the stream's frame rate, for the level
-    # HDR10 static metadata to write (SEI, and the muxer's mdcv/clli): set only for a picture that stays HDR.
+    # HDR10 static metadata to write (HEVC SEI or AV1 metadata OBUs, and the muxer's mdcv/clli): set only for
+    # a picture that stays HDR.
     hdr10: Hdr10 | None = None
 
 
@@ -421,6 +422,18 @@ def _x265_params(enc: VideoEncode) -> str:
     return ":".join(params)
 
 
+def _svtav1_params(enc: VideoEncode) -> str:
+    params: list[str] = []
+    if enc.gop is not None:
+        # Closed GOPs (key frames, not intra-only refreshes), no scene-change keyframes.
+        params += ["irefresh-type=2", "scd=0"]
+    if enc.hdr10 is not None:
+        # Metadata OBUs in the bitstream itself: MP4 gets mdcv/clli from the frames' side data anyway, but
+        # Matroska/WebM would carry no HDR10 metadata at all.
+        params += enc.hdr10.svtav1_params()
+    return ":".join(params)
+
+
 def _rate_args(opt: _Opts, enc: VideoEncode, family: Family) -> list[str]:
     """Rate control: constant quality (optionally capped) or a target bitrate with a VBV cap."""
     args: list[str] = []
@@ -538,9 +551,8 @@ def video_encoder_args(
         # units (type 6). x264 writes no other SEI with these settings (no HRD, no intra refresh, no open
         # GOP), and AVC outputs carry no HDR or caption SEI (HDR sources are tone-mapped for them).
         args += [opt("bsf", typed=True), "filter_units=remove_types=6"]
-    if family is Family.cpu and enc.codec is VideoCodec.av1 and enc.gop is not None:
-        # Closed GOPs (key frames, not intra-only refreshes), no scene-change keyframes.
-        args += [opt("svtav1-params"), "irefresh-type=2:scd=0"]
+    if family is Family.cpu and enc.codec is VideoCodec.av1 and (svt := _svtav1_params(enc)):
+        args += [opt("svtav1-params"), svt]
     args += _profile_args(opt, enc, family)
     args += _gop_args(opt, enc, family)
     pix = enc.pix_fmt or DEFAULT_PIX_FMT

@@ -160,7 +160,7 @@ class OutputPlan:
     fps: float | None = None
     score: StreamScore | None = None
     head: list[str] = field(default_factory=list)  # before the branch and its reference: tone mapping
-    hdr10: Hdr10 | None = None  # HDR10 metadata the encoder states (an HEVC picture that stays HDR)
+    hdr10: Hdr10 | None = None  # HDR10 metadata the encoder states (an HEVC or AV1 picture that stays HDR)
     subtitles: list[tuple[SubtitleInfo, str]] = field(default_factory=list)  # carried tracks, their codec
     audio_source: SoundSource | None = None  # the first sound track's input track (or pair)
     more_audio: list[SoundBranch] = field(default_factory=list)  # audio_tracks after the first

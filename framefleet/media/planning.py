@@ -162,8 +162,9 @@ class JobBuilder:
         return self.video, []
 
     def hdr10_for(self, codec: VideoCodec | None, video: VideoInfo) -> Hdr10 | None:
-        """The HDR10 metadata an HEVC stream of `video` states (x265 writes it as SEI; MP4 adds mdcv/clli)."""
-        if codec is VideoCodec.hevc and video.hdr and video.bit_depth > 8:
+        """The HDR10 metadata an HEVC or AV1 stream of `video` states (x265 writes it as SEI, SVT-AV1 as
+        metadata OBUs; MP4 adds mdcv/clli). VP9 has no place for it in its bitstream."""
+        if codec in (VideoCodec.hevc, VideoCodec.av1) and video.hdr and video.bit_depth > 8:
             return video.hdr10
         return None
 

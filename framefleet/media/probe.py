@@ -71,6 +71,25 @@ class Hdr10:
             params.append(f"max-cll={self.max_cll},{self.max_fall}")
         return params
 
+    def svtav1_params(self) -> list[str]:
+        """`mastering-display=...` and `content-light=...` for -svtav1-params: the same values, written as
+        SVT-AV1 reads them (chromaticity 0-1, luminance in cd/m2)."""
+        params: list[str] = []
+        if None not in (self.green, self.blue, self.red, self.white, self.max_luminance, self.min_luminance):
+            g, b, r, w = self.green, self.blue, self.red, self.white
+            assert g and b and r and w and self.max_luminance is not None and self.min_luminance is not None
+
+            def xy(point: tuple[int, int]) -> str:
+                return f"{point[0] / 50000:.6g},{point[1] / 50000:.6g}"
+
+            params.append(
+                f"mastering-display=G({xy(g)})B({xy(b)})R({xy(r)})WP({xy(w)})"
+                f"L({self.max_luminance / 10000:.6g},{self.min_luminance / 10000:.6g})"
+            )
+        if self.max_cll is not None and self.max_fall is not None:
+            params.append(f"content-light={self.max_cll},{self.max_fall}")
+        return params
+
 
 @dataclass(frozen=True)
 class VideoInfo:

@@ -108,3 +108,45 @@ def test_uncapped_h264_stays_within_the_bit_rate_of_its_level(
     kilobits = out.stat().st_size * 8 / 1000
     assert kilobits <= 2000 + 768 * seconds, kilobits  # uncapped, this noise takes about 8 Mb
     assert "-maxrate" in plan.argv and plan.argv[plan.argv.index("-maxrate") + 1] == "768k"
+
+
+@pytest.fixture(scope="module")
+def hdr10(ffmpeg: str, folder: Path) -> Path:
+    """0.32 s of HDR10: HEVC Main 10, BT.2020/PQ, with mastering-display and content-light SEI."""
+    path = folder / "hdr10.mp4"
+    x265 = (
+        "log-level=error:repeat-headers=1:colorprim=bt2020:transfer=smpte2084:colormatrix=bt2020nc"
+        ":master-display=G(13250,34500)B(7500,3000)R(34000,16000)WP(15635,16450)L(10000000,50):max-cll=1000,400"
+    )
+    quiet_ffmpeg(
+        ffmpeg,
+        *("-f", "lavfi", "-i", "testsrc2=size=160x96:rate=25:duration=0.32"),
+        "-vf",
+        "format=yuv420p,setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709:range=tv,"
+        "zscale=p=bt2020:t=smpte2084:m=bt2020nc:r=tv:npl=100,format=yuv420p10le",
+        *("-c:v", "libx265", "-preset", "ultrafast", "-x265-params", x265, "-tag:v", "hvc1"),
+        path,
+    )
+    return path
+
+
+def test_hdr10_metadata_reaches_ten_bit_av1_and_hevc_in_every_container(
+    ffmpeg: str, hdr10: Path, tmp_path: Path
+) -> None:
+    source = probe(hdr10).video
+    assert source is not None and source.hdr10 is not None and source.hdr10.min_luminance == 50
+    ten_bit = {"pix_fmt": "yuv420p10le", "preset": "ultrafast"}
+    body = {
+        "outputs": [
+            {"name": f"{codec}_{container}", "container": container, "video": {"codec": codec, **ten_bit}}
+            for codec, container in (("hevc", "mp4"), ("av1", "mkv"), ("av1", "webm"), ("hevc", "mkv"))
+        ],
+        "poster": {"time": 0.1},  # an SDR branch: the picture is split
+    }
+    _, plan, _ = run_plan(ffmpeg, body, hdr10, tmp_path / "w")
+    for out in plan.outputs:
+        video = probe(out.path).video
+        assert video is not None and video.color_transfer == "smpte2084", out.output.name
+        # Only the first branch of a split picture hands the stream's HDR10 metadata to its muxer (ffmpeg
+        # 9.0), so it has to be in the bitstream (HEVC SEI, AV1 metadata OBUs) to reach every player.
+        assert video.hdr10 == source.hdr10, out.output.name
