@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from framefleet.media.probe import VideoInfo
+from framefleet.media.probe import MATRICES, PRIMARIES, TRANSFERS, VideoInfo
 
 HD_MIN_WIDTH, HD_MIN_HEIGHT = 1280, 577
 # Matrix each primaries family is coded with.
@@ -30,6 +30,12 @@ PAL_HEIGHTS = frozenset({576, 288})
 PAL_RATES = (25.0, 50.0)
 # swscale's names for the matrices above.
 SWS_MATRIX = {"bt709": "bt709", "smpte170m": "smpte170m", "bt470bg": "bt470", "bt2020nc": "bt2020"}
+# Bitstream filters rewriting the colour fields of a copied stream's parameter sets (VUI), pixels untouched.
+TAGGING_BSF = {"h264": "h264_metadata", "hevc": "hevc_metadata"}
+# ITU-T H.273 code points, by ffmpeg's names.
+PRIMARIES_CODE = {name: code for code, name in PRIMARIES.items()}
+TRANSFER_CODE = {name: code for code, name in TRANSFERS.items()}
+MATRIX_CODE = {name: code for code, name in MATRICES.items()}
 # Resampling for every scale of an encoded picture: lanczos, with exact rounding and full chroma
 # interpolation (swscale's default, bicubic without them, softens and shifts chroma).
 SCALE_FLAGS = "lanczos+accurate_rnd+full_chroma_int"
@@ -116,3 +122,25 @@ def converts(scale: str) -> bool:
     return options.get("in_range") == "full" or options.get("in_color_matrix") != options.get(
         "out_color_matrix"
     )
+
+
+def copy_tag_args(video: VideoInfo) -> list[str]:
+    """`-bsf:v` writing the colour a copied H.264/HEVC stream is taken to be into its VUI, when the source
+    does not say it all itself: the pixels stay as they are (full range stays full, and says so)."""
+    bsf = TAGGING_BSF.get(video.codec)
+    if bsf is None or fully_tagged(video):
+        return []
+    colour = source_colour(video)
+    codes = (
+        PRIMARIES_CODE.get(colour.primaries),
+        TRANSFER_CODE.get(colour.transfer),
+        MATRIX_CODE.get(colour.matrix),
+    )
+    if None in codes:
+        return []  # a colour H.273 numbers differently from ffmpeg's names: leave the stream as it is
+    primaries, transfer, matrix = codes
+    return [
+        "-bsf:v",
+        f"{bsf}=colour_primaries={primaries}:transfer_characteristics={transfer}"
+        f":matrix_coefficients={matrix}:video_full_range_flag={int(colour.full_range)}",
+    ]

@@ -15,7 +15,7 @@ from typing import Any
 from framefleet.core.encoding import AUDIO_ONLY_CONTAINERS, IMAGE_CODECS
 from framefleet.core.spec import AudioCodec, Container, OutputSpec, PixFmt, VideoCodec
 from framefleet.media.capabilities import CPU_ENCODERS
-from framefleet.media.colour import encode_filters
+from framefleet.media.colour import copy_tag_args, encode_filters
 from framefleet.media.encoders import (
     DEFAULT_PIX_FMT,
     Family,
@@ -459,7 +459,8 @@ def video_args(b: JobBuilder, plan: OutputPlan) -> list[str]:
     """Map and encoder options for an output's picture."""
     args = ["-map", map_label(plan.video_label)]
     if plan.video == "copy":
-        return [*args, "-c:v", "copy"]
+        assert b.video is not None
+        return [*args, "-c:v", "copy", *copy_tag_args(b.video)]
     enc = encode_of(plan.output, plan.width, plan.height, plan.fps, plan.hdr10)
     threads = b.threads if plan.family is Family.cpu else 0
     hw_frames = b.gpu_frames and plan.family is Family.nvenc

@@ -12,7 +12,7 @@ import pytest
 
 from framefleet.media.colour import source_colour
 from framefleet.media.probe import VideoInfo, probe
-from tests.media.helpers import quiet_ffmpeg, run_plan
+from tests.media.helpers import frames, quiet_ffmpeg, run_plan
 
 pytestmark = pytest.mark.integration
 
@@ -28,6 +28,10 @@ def _tags(path: Path) -> tuple[str | None, ...]:
     video = probe(path).video
     assert video is not None
     return tuple(getattr(video, tag) for tag in TAGS)
+
+
+def _pixels(path: Path) -> list[bytes]:
+    return [b"".join(bytes(plane) for plane in frame.planes) for frame in frames(path)]
 
 
 def _untagged(ffmpeg: str, path: Path, size: str, rate: str) -> Path:
@@ -150,3 +154,16 @@ def test_hdr10_metadata_reaches_ten_bit_av1_and_hevc_in_every_container(
         # Only the first branch of a split picture hands the stream's HDR10 metadata to its muxer (ffmpeg
         # 9.0), so it has to be in the bitstream (HEVC SEI, AV1 metadata OBUs) to reach every player.
         assert video.hdr10 == source.hdr10, out.output.name
+
+
+def test_stream_copies_of_untagged_sources_are_tagged_without_touching_the_pixels(
+    ffmpeg: str, folder: Path, tmp_path: Path
+) -> None:
+    source = _untagged(ffmpeg, folder / "untagged_ntsc.mp4", "320x240", "30000/1001")
+    hd = _untagged(ffmpeg, folder / "untagged_hd.mp4", "1280x720", "25")
+    copy = {"outputs": [{"container": "mkv", "video": {"codec": "copy"}}]}
+    for path, colour in ((source, "smpte170m"), (hd, "bt709")):
+        _, plan, _ = run_plan(ffmpeg, copy, path, tmp_path / path.stem)
+        out = plan.outputs[0].path
+        assert _tags(out) == (colour, colour, colour, "tv"), path.name
+        assert _pixels(out) == _pixels(path), path.name
