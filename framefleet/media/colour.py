@@ -6,7 +6,8 @@ lines up, else BT.601: 625-line (PAL) primaries for 576- or 288-line pictures an
 or tagged `pc`) is brought to limited range, which is what video players and broadcast chains expect.
 An HD-size output of a BT.601 source is converted to BT.709 (players shown an untagged HD picture assume
 709); other outputs keep the source's colour, HDR included. Every encoded picture is tagged explicitly,
-so no player has to guess. Pure functions of the probe and the output's size.
+and so is every H.264/HEVC stream copy (in its parameter sets), so no player has to guess. Pure functions
+of the probe and the output's size.
 """
 
 from __future__ import annotations
