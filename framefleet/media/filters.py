@@ -494,12 +494,21 @@ def loudness_chain(
     ]
 
 
-def fit_audio(seconds: float | None) -> list[str]:
-    """Pad the sound with silence or cut it so that it lasts exactly `seconds` (the picture's length):
-    a 4.0 s picture with 4.6 s of sound would otherwise end in a still frame or a blank."""
+def fit_audio(picture_start: float, seconds: float | None, sound_start: float, rate: int) -> list[str]:
+    """Line the sound up with the picture: start where the picture starts and last exactly `seconds` (the
+    picture's length), so a 4.0 s picture with 4.6 s of sound neither ends in a still frame nor a blank.
+
+    Both starts are on ffmpeg's clock (seconds after the file's earliest stream, after the trim). A sound
+    that starts later gets silence before it, one that starts earlier loses its head: aresample fills or
+    cuts to `first_pts` (async=1 also fills gaps of over 0.1 s inside the sound, keeping it in sync), then
+    apad and atrim make the length.
+    """
     if seconds is None or seconds <= 0:
         return []
-    return [f"apad=whole_dur={num(seconds)}", f"atrim=duration={num(seconds)}"]
+    head = []
+    if abs(sound_start - picture_start) > 0.001:
+        head = [f"aresample=async=1:first_pts={round(picture_start * rate)}"]
+    return [*head, f"apad=whole_dur={num(seconds)}", f"atrim=duration={num(seconds)}"]
 
 
 def pre_audio(ops: OperationsSpec | None, audio: AudioInfo) -> tuple[list[str], AudioInfo]:
