@@ -23,6 +23,7 @@ from framefleet.core.ladders import AudioRenditionSpec
 from framefleet.core.operations import LoudnessSpec
 from framefleet.core.spec import AudioCodec, JobSpec
 from framefleet.media.filters import (
+    fit_audio,
     layout_name,
     linear_gain,
     loudnorm,
@@ -31,7 +32,7 @@ from framefleet.media.filters import (
     remix,
 )
 from framefleet.media.outputs import audio_target
-from framefleet.media.planning import LoudnessCheck
+from framefleet.media.planning import LoudnessCheck, clock_start, video_length
 from framefleet.media.probe import MediaInfo
 from framefleet.media.tracks import SoundSource, SoundSources
 
@@ -90,6 +91,11 @@ def build_loudness_scan(
             continue
         head_chains, start = sound.head()
         pre, mixed = pre_audio(ops, sound.track)  # what each layout's remix starts from: after the mix
+        # Only the sound the outputs keep is measured: lined up with the picture and cut to its length.
+        if info.video is not None:
+            picture = clock_start(spec, info.video.start)
+            heard = clock_start(spec, sound.track.start)
+            pre = [*fit_audio(picture, video_length(spec, info), heard, sound.track.sample_rate), *pre]
         chains += head_chains
         n = sound.ordinal
         split = f"asplit={len(counts)}" + "".join(f"[s{n}m{c}]" for c in counts)

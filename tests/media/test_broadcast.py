@@ -256,6 +256,32 @@ def test_sharp_peaks_are_limited_and_the_target_still_met(ffmpeg: str, folder: P
     assert reading["within_tolerance"] and reading["true_peak_dbtp"] <= -1 + 0.1
 
 
+def test_only_the_sound_the_output_keeps_is_measured(ffmpeg: str, folder: Path) -> None:
+    """2 s of picture with 4 s of sound whose last 2 s (cut off with the picture) are 12 dB louder."""
+    source = folder / "long_tail.mkv"
+    quiet_ffmpeg(
+        ffmpeg,
+        *("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25:duration=2"),
+        *("-f", "lavfi", "-i", "aevalsrc='(0.05+0.15*gte(t,2))*sin(2*PI*440*t)':s=48000:d=4"),
+        *("-c:v", "libx264", "-preset", "ultrafast", "-c:a", "flac"),
+        source,
+    )
+    body: dict[str, Any] = {
+        "outputs": [
+            {"name": "o", "container": "mkv", "video": {"preset": "ultrafast"}, "audio": {"codec": "flac"}}
+        ],
+        "operations": {"loudness": {"integrated": -23}},
+    }
+    spec, plan, _ = run_plan(
+        ffmpeg, body, source, folder / "long-tail", assets=_measured(ffmpeg, body, source)
+    )
+    integrated, _, _ = _r128(ffmpeg, plan.outputs[0].path)
+    assert integrated == pytest.approx(-23, abs=0.5)
+    assert (collect_results(plan, spec, "file:///pub/j").rows[0].metrics or {})["loudness"][
+        "within_tolerance"
+    ]
+
+
 def _idet(ffmpeg: str, path: Path) -> dict[str, int]:
     """idet's multi-frame verdicts on a file's pictures: combing shows as TFF/BFF frames."""
     result = subprocess.run(
