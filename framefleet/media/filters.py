@@ -393,13 +393,17 @@ def channel_mix(spec: ChannelMixSpec, audio: AudioInfo) -> str:
     return f"pan={layout}|" + "|".join(terms)
 
 
+def lra_target(spec: LoudnessSpec, measured: dict[str, float]) -> float:
+    """The range asked of loudnorm's second pass: the spec's, or the source's own when wider (capped at
+    loudnorm's maximum, 50)."""
+    # loudnorm only corrects linearly when the source's range fits the target range; otherwise it falls back
+    # to dynamic compression and misses the target (a -27.9 LUFS, LRA 17.9 source stayed at -27.8).
+    return min(50.0, max(spec.lra, math.ceil(measured["input_lra"] * 10 + 1) / 10))
+
+
 def loudnorm(spec: LoudnessSpec, measured: dict[str, float] | None) -> str:
     """loudnorm's first (measuring) pass without `measured`, its second (linear) pass with it."""
-    lra = spec.lra
-    if measured is not None:
-        # loudnorm only corrects linearly when the source's range fits the target range; otherwise it falls
-        # back to dynamic compression and misses the target (a -27.9 LUFS, LRA 17.9 source stayed at -27.8).
-        lra = min(50.0, max(lra, math.ceil(measured["input_lra"] * 10 + 1) / 10))
+    lra = spec.lra if measured is None else lra_target(spec, measured)
     options = [("I", num(spec.integrated)), ("TP", num(spec.true_peak)), ("LRA", num(lra))]
     if measured is None:
         options.append(("print_format", "json"))
@@ -415,6 +419,51 @@ def loudnorm(spec: LoudnessSpec, measured: dict[str, float] | None) -> str:
     return filter_text("loudnorm", options)
 
 
+def linear_gain(spec: LoudnessSpec, measured: dict[str, float]) -> float:
+    """The static gain (dB) that brings the measured loudness to the target."""
+    return spec.integrated - measured["input_i"]
+
+
+def loudnorm_is_linear(spec: LoudnessSpec, measured: dict[str, float]) -> bool:
+    """Whether loudnorm's second pass will really be a static gain, by the conditions loudnorm itself checks
+    (af_loudnorm.c init): otherwise it silently switches to dynamic mode, which compresses and misses the
+    target. A range of 0 (a steady sound, or under 3 s of it) is one of them; so is a gain that would lift
+    the true peak over the ceiling."""
+    return (
+        measured["input_lra"] != 0
+        and measured["input_lra"] <= lra_target(spec, measured)
+        and measured["input_tp"] + linear_gain(spec, measured) <= spec.true_peak
+    )
+
+
+def peak_limited(spec: LoudnessSpec, gain: float, rate: int) -> list[str]:
+    """A static `gain` (dB) followed by a true-peak limiter at the spec's ceiling, at four times `rate`
+    (the caller brings the sound back to its rate).
+
+    The limiter runs at the oversampling BS.1770 measures true peak with, so the peaks between samples are
+    held under the ceiling too; `level=false` keeps alimiter from raising the level back up, and `latency`
+    removes its look-ahead delay (the sound stays in sync).
+    """
+    limit = 10 ** (spec.true_peak / 20)
+    return [
+        f"volume={num(round(gain, 2))}dB",
+        f"aresample={4 * rate}",
+        f"alimiter=limit={num(round(limit, 4))}:attack=5:release=50:level=false:latency=true",
+    ]
+
+
+def correction(spec: LoudnessSpec, measured: dict[str, float], rate: int) -> list[str]:
+    """The second pass for one layout: loudnorm's linear correction where loudnorm will apply it, the same
+    static gain by `volume` where loudnorm would fall back to dynamic mode for its range alone, and the
+    gain the measuring pass settled (`limited_gain_db`) plus a true-peak limiter where the gain would push
+    the peak over the ceiling."""
+    if "limited_gain_db" in measured:
+        return peak_limited(spec, measured["limited_gain_db"], rate)
+    if loudnorm_is_linear(spec, measured):
+        return [loudnorm(spec, measured)]
+    return [f"volume={num(round(linear_gain(spec, measured), 2))}dB"]
+
+
 def layout_name(channels: int) -> str:
     """The standard layout of a channel count, in words ffmpeg reads (`6c` for one without a name)."""
     return MIX_LAYOUTS.get(channels) or f"{channels}c"
@@ -428,15 +477,16 @@ def loudness_chain(
     rate: int,
     meter: Path,
 ) -> list[str]:
-    """The tail of one sound branch: loudnorm for its final layout, then an ebur128 meter whose readings go
-    to `meter` (the last frame's integrated loudness, range and true peaks are the stream's)."""
+    """The tail of one sound branch: the correction for its final layout, then an ebur128 meter whose
+    readings go to `meter` (the last frame's integrated loudness, range and true peaks are the stream's)."""
     found = measured.get((source, channels))
     if not found:  # {}: this layout measured silent, nothing to correct or to check
         return []
     layout = layout_name(channels)
     return [
-        # loudnorm works at 192 kHz; bring the sound back to the rate and layout the encoder gets.
-        loudnorm(spec, found),
+        # loudnorm works at 192 kHz, the limiter at four times the rate; bring the sound back to the rate
+        # and layout the encoder gets.
+        *correction(spec, found, rate),
         f"aresample={rate}",
         f"aformat=channel_layouts={layout}",
         "ebur128=peak=true:metadata=1",
@@ -444,12 +494,21 @@ def loudness_chain(
     ]
 
 
-def fit_audio(seconds: float | None) -> list[str]:
-    """Pad the sound with silence or cut it so that it lasts exactly `seconds` (the picture's length):
-    a 4.0 s picture with 4.6 s of sound would otherwise end in a still frame or a blank."""
+def fit_audio(picture_start: float, seconds: float | None, sound_start: float, rate: int) -> list[str]:
+    """Line the sound up with the picture: start where the picture starts and last exactly `seconds` (the
+    picture's length), so a 4.0 s picture with 4.6 s of sound neither ends in a still frame nor a blank.
+
+    Both starts are on ffmpeg's clock (seconds after the file's earliest stream, after the trim). A sound
+    that starts later gets silence before it, one that starts earlier loses its head: aresample fills or
+    cuts to `first_pts` (async=1 also fills gaps of over 0.1 s inside the sound, keeping it in sync), then
+    apad and atrim make the length.
+    """
     if seconds is None or seconds <= 0:
         return []
-    return [f"apad=whole_dur={num(seconds)}", f"atrim=duration={num(seconds)}"]
+    head = []
+    if abs(sound_start - picture_start) > 0.001:
+        head = [f"aresample=async=1:first_pts={round(picture_start * rate)}"]
+    return [*head, f"apad=whole_dur={num(seconds)}", f"atrim=duration={num(seconds)}"]
 
 
 def pre_audio(ops: OperationsSpec | None, audio: AudioInfo) -> tuple[list[str], AudioInfo]:

@@ -181,7 +181,7 @@ def plan_group(b: JobBuilder, group: GroupSpec, gindex: int, folder: Path) -> Gr
             assert source is not None
             mixed = b.sound(source)
             rate, channels = audio_target(rendition.codec, rendition.sample_rate, rendition.channels, mixed)
-            filters = b.audio_fit + audio_filters(rendition.codec, rate, channels, mixed)
+            filters = b.sound_fit(mixed) + audio_filters(rendition.codec, rate, channels, mixed)
             name = rendition.name or "audio"
             filters += b.loudness_tail(f"{group.name or f'group{gindex}'}/{name}", source, channels, rate)
             language = rendition.language or source.track.language

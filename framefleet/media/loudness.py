@@ -14,15 +14,25 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from framefleet.core.failures import FailureClass, JobFailure
 from framefleet.core.ladders import AudioRenditionSpec
+from framefleet.core.operations import LoudnessSpec
 from framefleet.core.spec import AudioCodec, JobSpec
-from framefleet.media.filters import layout_name, loudnorm, pre_audio, remix
+from framefleet.media.filters import (
+    fit_audio,
+    layout_name,
+    linear_gain,
+    loudnorm,
+    peak_limited,
+    pre_audio,
+    remix,
+)
 from framefleet.media.outputs import audio_target
-from framefleet.media.planning import LoudnessCheck
+from framefleet.media.planning import LoudnessCheck, clock_start, video_length
 from framefleet.media.probe import MediaInfo
 from framefleet.media.tracks import SoundSource, SoundSources
 
@@ -57,9 +67,14 @@ def final_channels(spec: JobSpec, sources: SoundSources) -> dict[int, list[int]]
     return {ordinal: sorted(counts) for ordinal, counts in found.items()}
 
 
-def build_loudness_scan(spec: JobSpec, info: MediaInfo, source: Path) -> list[str]:
+def build_loudness_scan(
+    spec: JobSpec, info: MediaInfo, source: Path, *, limited: dict[tuple[int, int], float] | None = None
+) -> list[str]:
     """ffmpeg arguments (without the binary) measuring the loudness of each layout the encode will correct,
-    for each sound source (input track or mono pair) the job uses."""
+    for each sound source (input track or mono pair) the job uses.
+
+    `limited` gives the layouts to measure after their gain (dB) and the true-peak limiter instead: what the
+    limiter takes off, the encode puts back (see measure_loudness)."""
     ops = spec.operations
     if ops is None or ops.loudness is None or info.audio is None:
         raise ValueError("no loudness normalisation to measure")
@@ -76,6 +91,11 @@ def build_loudness_scan(spec: JobSpec, info: MediaInfo, source: Path) -> list[st
             continue
         head_chains, start = sound.head()
         pre, mixed = pre_audio(ops, sound.track)  # what each layout's remix starts from: after the mix
+        # Only the sound the outputs keep is measured: lined up with the picture and cut to its length.
+        if info.video is not None:
+            picture = clock_start(spec, info.video.start)
+            heard = clock_start(spec, sound.track.start)
+            pre = [*fit_audio(picture, video_length(spec, info), heard, sound.track.sample_rate), *pre]
         chains += head_chains
         n = sound.ordinal
         split = f"asplit={len(counts)}" + "".join(f"[s{n}m{c}]" for c in counts)
@@ -88,7 +108,13 @@ def build_loudness_scan(spec: JobSpec, info: MediaInfo, source: Path) -> list[st
                 if count != mixed.channels
                 else f"aformat=channel_layouts={layout_name(count)}"
             )
-            chains.append(f"[s{n}m{count}]{to_layout},{name}[s{n}l{count}]")
+            gain = (limited or {}).get((n, count))
+            tail = (
+                []
+                if gain is None
+                else [*peak_limited(ops.loudness, gain, mixed.sample_rate), f"aresample={mixed.sample_rate}"]
+            )
+            chains.append(f"[s{n}m{count}]{','.join([to_layout, *tail, name])}[s{n}l{count}]")
             outputs.append(f"s{n}l{count}")
     # loudnorm prints its JSON at the info level; -nostats keeps the rest of stderr short.
     args = ["-hide_banner", "-nostdin", "-nostats", "-progress", "pipe:1", "-loglevel", "info"]
@@ -121,6 +147,82 @@ def parse_loudnorm(stderr: str) -> dict[tuple[int, int], dict[str, float]]:
         # Silence measures -inf: there is nothing to correct.
         found[int(ordinal), int(count)] = measured if all(math.isfinite(v) for v in measured.values()) else {}
     return found
+
+
+# The most a limited layout's gain is raised over the plain linear gain to make up for what its limiter takes
+# off: past that the limiter would be flattening the sound rather than catching its peaks (the meter then
+# reports the miss).
+MAX_MAKEUP_DB = 10.0
+# Measuring passes through gain and limiter, at most: each is an audio-only decode of the input.
+LIMITED_PASSES = 3
+
+
+def limited_layouts(
+    spec: LoudnessSpec, measured: dict[tuple[int, int], dict[str, float]]
+) -> dict[tuple[int, int], float]:
+    """The layouts whose static gain would lift the true peak over the ceiling, with that gain (dB)."""
+    return {
+        key: linear_gain(spec, found)
+        for key, found in measured.items()
+        if found and found["input_tp"] + linear_gain(spec, found) > spec.true_peak
+    }
+
+
+def next_gain(spec: LoudnessSpec, points: list[tuple[float, float]], ceiling: float) -> float | None:
+    """The gain to try next from (gain, measured loudness) points of one limited layout, the last one the
+    latest; None once the last is close enough to the target.
+
+    Loudness grows more slowly than the gain once the limiter works (each dB more is partly taken off the
+    peaks), so the step uses the slope between the last two points (the secant), not 1.
+    """
+    gain, loudness = points[-1]
+    miss = spec.integrated - loudness
+    if abs(miss) <= spec.tolerance / 4:
+        return None
+    before_gain, before_loudness = points[-2]
+    slope = (loudness - before_loudness) / (gain - before_gain) if gain != before_gain else 1.0
+    return min(ceiling, gain + miss / min(1.0, max(0.25, slope)))
+
+
+def measure_loudness(
+    spec: JobSpec, info: MediaInfo, source: Path, run: Callable[[list[str]], str]
+) -> dict[tuple[int, int], dict[str, float]]:
+    """The measurement the encode corrects with: `run` runs ffmpeg with the given arguments (without the
+    binary) and returns its stderr.
+
+    One pass measures every layout. A layout whose gain would lift its true peak over the ceiling gets a
+    true-peak limiter after the gain, and the limiter lowers the loudness of the peaks it catches (by 1-2 LU
+    on sound with sharp transients): further passes measure such layouts through gain and limiter and raise
+    the gain by what the limiter took off until they are near the target (`limited_gain_db`, the gain the
+    encode applies).
+    """
+    loudness = spec.operations.loudness if spec.operations is not None else None
+    if loudness is None:
+        raise ValueError("no loudness normalisation to measure")
+    measured = parse_loudnorm(run(build_loudness_scan(spec, info, source)))
+    pending = limited_layouts(loudness, measured)
+    points: dict[tuple[int, int], list[tuple[float, float]]] = {}
+    for key in pending:
+        # Up to the gain that just lifts the peak to the ceiling the limiter does nothing: a first point.
+        free = loudness.true_peak - measured[key]["input_tp"]
+        points[key] = [(free, measured[key]["input_i"] + free)]
+    for _ in range(LIMITED_PASSES):
+        if not pending:
+            break
+        for key, gain in pending.items():
+            measured[key] = {**measured[key], "limited_gain_db": round(gain, 2)}
+        after = parse_loudnorm(run(build_loudness_scan(spec, info, source, limited=pending)))
+        tried, pending = pending, {}
+        for key, gain in tried.items():
+            if not after.get(key):
+                continue
+            points[key].append((gain, after[key]["input_i"]))
+            ceiling = linear_gain(loudness, measured[key]) + MAX_MAKEUP_DB
+            if (step := next_gain(loudness, points[key], ceiling)) is not None and step != gain:
+                pending[key] = step
+    for key, gain in pending.items():  # the last step's estimate, checked by the encode's meter
+        measured[key] = {**measured[key], "limited_gain_db": round(gain, 2)}
+    return measured
 
 
 @dataclass(frozen=True)

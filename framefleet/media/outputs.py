@@ -379,7 +379,7 @@ def plan_audio(plan: OutputPlan, b: JobBuilder) -> None:
     for k, source in enumerate(sources):
         sound = b.sound(source)
         rate, channels = audio_target(codec, output.audio.sample_rate, output.audio.channels, sound)
-        filters = b.audio_fit + audio_filters(codec, rate, channels, sound)
+        filters = b.sound_fit(sound) + audio_filters(codec, rate, channels, sound)
         # The first track's loudness reading is the output's; the others' are named after their place.
         filters += b.loudness_tail(name if k == 0 else f"{name}#{k}", source, channels, rate)
         if k == 0:

@@ -147,8 +147,8 @@ class JobBuilder:
         if self.audio is not None:
             self.audio_pre, self.audio = pre_audio(ops, self.audio)
         self.loudness = ops.loudness if ops is not None and self.audio is not None else None
-        # Encoded sound ends with the picture (stream copies keep the input's packets).
-        self.audio_fit = fit_audio(video_length(spec, info)) if self.video is not None else []
+        # Encoded sound starts and ends with the picture (stream copies keep the input's packets).
+        self.picture_length = video_length(spec, info) if self.video is not None else None
         self.loudness_checks: list[LoudnessCheck] = []
         self.gpu_frames = False
 
@@ -171,6 +171,14 @@ class JobBuilder:
     def sound(self, source: SoundSource) -> AudioInfo:
         """The sound a source's branches start from: after the shared channel mix."""
         return pre_audio(self.spec.operations, source.track)[1]
+
+    def sound_fit(self, sound: AudioInfo) -> list[str]:
+        """The head of a sound branch: `sound` cut or padded to the picture's start and length (nothing
+        without a picture)."""
+        if self.info.video is None:
+            return []
+        start = clock_start(self.spec, self.info.video.start)
+        return fit_audio(start, self.picture_length, clock_start(self.spec, sound.start), sound.sample_rate)
 
     def loudness_tail(self, name: str, source: SoundSource, channels: int, rate: int) -> list[str]:
         """Normalisation and metering at the end of the sound branch of `name` (nothing without loudness)."""
@@ -290,6 +298,13 @@ def map_label(label: str) -> str:
 # Filters that only resize or retag a picture: a branch made of these (after any fps change) shows the
 # same scene as the source, so it can be upscaled back and compared with it pixel for pixel.
 RESIZING = ("scale=", "setsar=", "setparams=")
+
+
+def clock_start(spec: JobSpec, start: float) -> float:
+    """When a stream starting `start` s into the file starts on the encode's clock: the trim's start is cut
+    off the front (ffmpeg's input seek counts from it)."""
+    trim = spec.operations.trim if spec.operations is not None else None
+    return max(0.0, start - (trim.start if trim is not None else 0.0))
 
 
 def video_length(spec: JobSpec, info: MediaInfo) -> float | None:

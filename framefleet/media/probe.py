@@ -112,6 +112,7 @@ class VideoInfo:
     duration: float | None = None  # the video stream's own length in seconds, when the file says
     nominal_fps: float | None = None  # the stream's declared (base) rate; differs from `fps` when VFR
     hdr10: Hdr10 | None = None  # mastering display and content light level, when the source states them
+    start: float = 0.0  # when the first frame is shown, seconds after the file's earliest stream starts
 
     @property
     def hdr(self) -> bool:
@@ -139,6 +140,7 @@ class AudioInfo:
     index: int = 0  # among the input's audio streams (ffmpeg's 0:a:N)
     language: str | None = None
     paired: int | None = None  # a mono pair made stereo: the right track's index (`index` is the left's)
+    start: float = 0.0  # when the first sample plays, seconds after the file's earliest stream starts
 
 
 @dataclass(frozen=True)
@@ -326,18 +328,28 @@ def _hdr10(frame: Any) -> Hdr10 | None:
 
 
 def _stream_seconds(stream: Any) -> float | None:
-    """A stream's own length: its duration, or Matroska's DURATION tag (`00:00:04.000000000`)."""
+    """A stream's own length: its duration, or Matroska's DURATION tag (`00:00:04.000000000`), which is
+    where the stream ends: a stream that starts late is that much shorter."""
     if stream.duration and stream.time_base:
         return float(stream.duration * stream.time_base)
     tag = str(stream.metadata.get("DURATION") or "")
     try:
         hours, minutes, seconds = tag.split(":")
-        return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+        end = int(hours) * 3600 + int(minutes) * 60 + float(seconds)
     except ValueError:
         return None
+    start = float(stream.start_time * stream.time_base) if stream.start_time and stream.time_base else 0.0
+    return max(0.0, end - start)
 
 
-def _audio_info(stream: Any, index: int = 0) -> AudioInfo:
+def _start(stream: Any, file_start: float) -> float:
+    """When a stream starts, seconds after the file's earliest stream (the time ffmpeg counts from)."""
+    if stream.start_time is None or not stream.time_base:
+        return 0.0
+    return max(0.0, float(stream.start_time * stream.time_base) - file_start)
+
+
+def _audio_info(stream: Any, index: int = 0, file_start: float = 0.0) -> AudioInfo:
     ctx = stream.codec_context
     layout = getattr(ctx, "layout", None)
     channels = int(getattr(ctx, "channels", 0) or (len(layout.channels) if layout is not None else 0))
@@ -351,6 +363,7 @@ def _audio_info(stream: Any, index: int = 0) -> AudioInfo:
         layout=getattr(layout, "name", None),
         index=index,
         language=_language(stream),
+        start=_start(stream, file_start),
     )
 
 
@@ -390,9 +403,14 @@ def _probe_open(path: Path, size: int) -> MediaInfo:
         if frame is None:
             kind = "video" if checked is video_stream else "audio"
             raise _invalid(f"the {kind} stream does not decode (the file is truncated or corrupt)")
-        video = _video_info(video_stream, frame) if video_stream is not None else None
-        audio = _audio_info(audio_stream) if audio_stream is not None else None
-        tracks = tuple(_audio_info(s, i) for i, s in enumerate(container.streams.audio))
+        # ffmpeg counts every stream's time from the file's earliest one: a sound that starts later than the
+        # picture (or before it) has to be lined up with it (filters.fit_audio).
+        file_start = (container.start_time or 0) / av.time_base
+        video = None
+        if video_stream is not None:
+            video = replace(_video_info(video_stream, frame), start=_start(video_stream, file_start))
+        audio = _audio_info(audio_stream, 0, file_start) if audio_stream is not None else None
+        tracks = tuple(_audio_info(s, i, file_start) for i, s in enumerate(container.streams.audio))
         return MediaInfo(
             format_name=format_name,
             duration=_duration(container, [video_stream, audio_stream]),

@@ -42,7 +42,7 @@ from framefleet.media.command import JobPlan, plan_job
 from framefleet.media.encoders import HardwareSetup
 from framefleet.media.ffmpeg import ffmpeg_path
 from framefleet.media.filters import Assets
-from framefleet.media.loudness import build_loudness_scan, parse_loudnorm
+from framefleet.media.loudness import measure_loudness
 from framefleet.media.probe import MediaInfo, frame_index, probe
 from framefleet.media.progress import Progress
 from framefleet.media.results import Results, Row, collect_results
@@ -499,11 +499,12 @@ def _assets(spec: JobSpec, info: MediaInfo, source: Path, workdir: Path, run: _A
         def on_progress(sample: Progress) -> None:
             run.reporter.report((sample.percent or 0.0) * LOUDNESS_SHARE, sample, "loudness")
 
-        result = run.run(
-            [ffmpeg_path(), *build_loudness_scan(spec, info, source)], None, on_progress, phase="loudness"
-        )
-        _raise_for(result, "loudness measurement")
-        loudness = parse_loudnorm(result.stderr_tail)
+        def scan(args: list[str]) -> str:
+            result = run.run([ffmpeg_path(), *args], None, on_progress, phase="loudness")
+            _raise_for(result, "loudness measurement")
+            return result.stderr_tail
+
+        loudness = measure_loudness(spec, info, source, scan)
     return Assets(watermark=watermark, watermark_size=size, subtitles=subtitles, loudness=loudness)
 
 

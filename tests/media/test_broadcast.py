@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from framefleet.core.failures import FailureClass, JobFailure
 from framefleet.core.spec import JobSpec
 from framefleet.media.filters import Assets
-from framefleet.media.loudness import build_loudness_scan, parse_loudnorm
+from framefleet.media.loudness import measure_loudness
 from framefleet.media.probe import probe
 from framefleet.media.results import collect_results
 from framefleet.media.runner import run_ffmpeg
@@ -132,10 +132,13 @@ def _measured(ffmpeg: str, body: dict[str, Any], source: Path) -> Assets:
     spec = JobSpec.model_validate({"input": "file:///in.mkv", **body})
     if spec.operations is None or spec.operations.loudness is None:
         return Assets()
-    info = probe(source)
-    scan = run_ffmpeg([ffmpeg, *build_loudness_scan(spec, info, source)], on_progress=None, duration=None)
-    assert scan.returncode == 0, scan.stderr_tail
-    return Assets(loudness=parse_loudnorm(scan.stderr_tail))
+
+    def scan(args: list[str]) -> str:
+        result = run_ffmpeg([ffmpeg, *args], on_progress=None, duration=None)
+        assert result.returncode == 0, result.stderr_tail
+        return result.stderr_tail
+
+    return Assets(loudness=measure_loudness(spec, probe(source), source, scan))
 
 
 @pytest.mark.parametrize("loudness", [False, True], ids=["plain", "loudness"])
@@ -225,6 +228,58 @@ def test_a_wide_range_source_still_reaches_its_target_linearly(ffmpeg: str, fold
     assert integrated == pytest.approx(-23, abs=0.5) and lra > 15  # linear: the range is kept
     reading = (collect_results(plan, spec, "file:///pub/j").rows[0].metrics or {})["loudness"]
     assert reading["within_tolerance"] and reading["integrated_lufs"] == pytest.approx(integrated, abs=0.3)
+
+
+def test_sharp_peaks_are_limited_and_the_target_still_met(ffmpeg: str, folder: Path) -> None:
+    """A quiet tone with sharp full-scale clicks: the gain to -23 would lift the true peak over the ceiling,
+    so loudnorm refuses its linear mode (its dynamic mode came out at -24.7 LUFS)."""
+    hits = folder / "hits.flac"
+    tone, clicks = (
+        "0.05*sin(2*PI*440*t)*(0.6+0.4*sin(2*PI*3*t))",
+        "0.95*lt(mod(t,0.5),0.002)*sin(2*PI*1000*t)",
+    )
+    quiet_ffmpeg(ffmpeg, "-f", "lavfi", "-i", f"aevalsrc='{tone}+{clicks}':s=48000:d=4", "-c:a", "flac", hits)
+    body: dict[str, Any] = {
+        "outputs": [{"name": "hits", "container": "m4a", "audio": {"bitrate_kbps": 192}}],
+        "operations": {"loudness": {"integrated": -23, "true_peak": -1}},
+    }
+    assets = _measured(ffmpeg, body, hits)
+    found = (assets.loudness or {})[0, 1]
+    assert found["input_tp"] + (-23 - found["input_i"]) > 0  # linear gain alone would clip
+    # The gain is raised by what the limiter takes off the clicks' loudness.
+    assert found["limited_gain_db"] > -23 - found["input_i"] + 1
+    spec, plan, _ = run_plan(ffmpeg, body, hits, folder / "hits", assets=assets)
+    integrated, _, peak = _r128(ffmpeg, plan.outputs[0].path)
+    assert integrated == pytest.approx(-23, abs=0.5)
+    assert peak <= -1 + 0.5  # the AAC encode may add a little over the limiter's ceiling
+    reading = (collect_results(plan, spec, "file:///pub/j").rows[0].metrics or {})["loudness"]
+    assert reading["within_tolerance"] and reading["true_peak_dbtp"] <= -1 + 0.1
+
+
+def test_only_the_sound_the_output_keeps_is_measured(ffmpeg: str, folder: Path) -> None:
+    """2 s of picture with 4 s of sound whose last 2 s (cut off with the picture) are 12 dB louder."""
+    source = folder / "long_tail.mkv"
+    quiet_ffmpeg(
+        ffmpeg,
+        *("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25:duration=2"),
+        *("-f", "lavfi", "-i", "aevalsrc='(0.05+0.15*gte(t,2))*sin(2*PI*440*t)':s=48000:d=4"),
+        *("-c:v", "libx264", "-preset", "ultrafast", "-c:a", "flac"),
+        source,
+    )
+    body: dict[str, Any] = {
+        "outputs": [
+            {"name": "o", "container": "mkv", "video": {"preset": "ultrafast"}, "audio": {"codec": "flac"}}
+        ],
+        "operations": {"loudness": {"integrated": -23}},
+    }
+    spec, plan, _ = run_plan(
+        ffmpeg, body, source, folder / "long-tail", assets=_measured(ffmpeg, body, source)
+    )
+    integrated, _, _ = _r128(ffmpeg, plan.outputs[0].path)
+    assert integrated == pytest.approx(-23, abs=0.5)
+    assert (collect_results(plan, spec, "file:///pub/j").rows[0].metrics or {})["loudness"][
+        "within_tolerance"
+    ]
 
 
 def _idet(ffmpeg: str, path: Path) -> dict[str, int]:

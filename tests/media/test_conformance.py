@@ -242,6 +242,55 @@ def test_sound_ends_with_the_picture(
     assert abs(_seconds_of_sound(plan.outputs[0].path) - picture) <= 1 / 25
 
 
+def _spans(path: Path) -> tuple[tuple[float, float], tuple[float, float], float]:
+    """(first, end) of the picture and of the sound on the file's clock, and when the sound first rises
+    above silence."""
+    with av.open(str(path)) as container:
+        pictures = [f.time for f in container.decode(video=0)]
+    with av.open(str(path)) as container:  # a seek back would land on the picture's first keyframe
+        rate = container.streams.audio[0].codec_context.sample_rate
+        first = end = loud = None
+        resampler = av.AudioResampler(format="flt", layout="mono")
+        for decoded in container.decode(audio=0):
+            for frame in resampler.resample(decoded):
+                first = frame.time if first is None else first
+                end = frame.time + frame.samples / rate
+                samples = array("f", bytes(frame.planes[0]))[: frame.samples]
+                if loud is None and (hit := next((i for i, v in enumerate(samples) if abs(v) > 0.01), None)):
+                    loud = frame.time + hit / rate
+    step = pictures[1] - pictures[0]
+    assert first is not None and end is not None and loud is not None
+    return (pictures[0], pictures[-1] + step), (first, end), loud
+
+
+@pytest.mark.parametrize("sound_late", [0.5, -0.5], ids=["sound-late", "sound-early"])
+def test_sound_starts_with_the_picture_and_stays_in_sync(
+    ffmpeg: str, folder: Path, tmp_path: Path, sound_late: float
+) -> None:
+    """2 s of picture and 2 s of sound that starts half a second after (or before) it; the sound is silent
+    except for a tone from its own second 1.0."""
+    source = folder / f"offset_{sound_late}.mkv"
+    late, early = ("-itsoffset", str(sound_late)), ("-itsoffset", str(-sound_late))
+    quiet_ffmpeg(
+        ffmpeg,
+        *(early if sound_late < 0 else ()),
+        *("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25:duration=2"),
+        *(late if sound_late > 0 else ()),
+        *("-f", "lavfi", "-i", "aevalsrc='0.5*gte(t,1)*sin(2*PI*440*t)':s=48000:d=2"),
+        *("-c:v", "libx264", "-preset", "ultrafast", "-c:a", "flac"),
+        source,
+    )
+    (v0, v1), (a0, a1), tone = _spans(source)
+    assert a0 - v0 == pytest.approx(sound_late, abs=0.03)  # the source really is offset
+    source_tone = tone - v0
+    out = {"video": {"preset": "ultrafast"}, "audio": {"codec": "flac"}}
+    body = {"outputs": [{"name": "mkv", "container": "mkv", **out}]}
+    _, plan, _ = run_plan(ffmpeg, body, source, tmp_path / "w")
+    (v0, v1), (a0, a1), tone = _spans(plan.outputs[0].path)
+    assert abs(a0 - v0) <= 1 / 25 and abs(a1 - v1) <= 1 / 25, ((v0, v1), (a0, a1))
+    assert tone - v0 == pytest.approx(source_tone, abs=0.002)  # padded or cut, never moved
+
+
 def _channel_rms(path: Path) -> list[float]:
     """Each channel's RMS, full scale 1."""
     with av.open(str(path)) as container:
