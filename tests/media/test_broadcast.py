@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from framefleet.core.failures import FailureClass, JobFailure
 from framefleet.core.spec import JobSpec
+from framefleet.media.chunks import chunk_spec, concat_list, join_argv, sound_spec
 from framefleet.media.filters import Assets
 from framefleet.media.loudness import build_loudness_scan, parse_loudnorm
 from framefleet.media.probe import probe
@@ -110,6 +111,38 @@ def test_outputs_carry_no_input_metadata_and_only_the_tags_asked_for(
     tagged = _tags(next(p.path for p in plan.outputs if p.output.name == "tagged"))
     assert tagged["title"] == "Launch film" and tagged["copyright"] == "Example Ltd"
     assert tagged["s1:language"] == "fre"
+
+
+@pytest.mark.parametrize("container", ["mp4", "mov", "mkv"])
+def test_a_split_jobs_join_writes_no_library_version_and_keeps_the_spec_tags(
+    ffmpeg: str, phone: Path, folder: Path, container: str
+) -> None:
+    """The join muxes the chunks and the once-encoded sound again: it must stay bit-exact like the encodes."""
+    spec = JobSpec.model_validate(
+        {
+            "input": "file:///in.mov",
+            "outputs": [
+                {
+                    "name": "o",
+                    "container": container,
+                    "video": {"preset": "ultrafast"},
+                    "metadata": {"title": "T1"},
+                }
+            ],
+        }
+    )
+    work = folder / f"join-{container}"
+    _, chunk, _ = run_plan(ffmpeg, chunk_spec(spec).model_dump(mode="json"), phone, work / "chunk")
+    _, sound, _ = run_plan(ffmpeg, sound_spec(spec).model_dump(mode="json"), phone, work / "sound")
+    piece = chunk.outputs[0].path
+    listing = work / "chunks.ffconcat"
+    listing.write_text(concat_list([piece, piece]), encoding="utf-8")
+    joined = work / f"joined.{container}"
+    quiet_ffmpeg(ffmpeg, *join_argv(listing, sound.outputs[0].path, spec.outputs[0], joined))
+    data = joined.read_bytes()
+    assert not VERSION.search(data), VERSION.findall(data)
+    assert not [s for s in SECRETS if s.encode() in data]
+    assert _tags(joined)["title"] == "T1"
 
 
 @pytest.fixture(scope="module")
