@@ -311,6 +311,40 @@ def test_interlaced_sources_are_deinterlaced_by_default(ffmpeg: str, folder: Pat
     assert out is not None and out.fps == pytest.approx(50) and len(frames(plan.outputs[0].path)) == 100
 
 
+def test_fields_the_stream_does_not_flag_are_found_by_idet_and_deinterlaced(
+    ffmpeg: str, folder: Path
+) -> None:
+    """MPEG-4 Part 2 in MP4 states no field order and flags no frame: only looking at the pictures (idet)
+    tells combed 25i from progressive video. A progressive source of the same kind is left alone."""
+    combed = folder / "unflagged.mp4"
+    quiet_ffmpeg(
+        ffmpeg,
+        *("-f", "lavfi", "-i", "testsrc2=size=320x240:rate=50:duration=2,tinterlace=mode=interleave_top"),
+        *("-c:v", "mpeg4", "-q:v", "2", combed),
+    )
+    video = probe(combed).video
+    assert video is not None and video.interlaced and video.field_parity == "tff"
+    assert not any(f.interlaced_frame for f in frames(combed))  # nothing in the file says so
+    body: dict[str, Any] = {
+        "outputs": [{"name": "p", "container": "mp4", "video": {"preset": "ultrafast", "crf": 10}}]
+    }
+    _, plan, _ = run_plan(ffmpeg, body, combed, folder / "unflagged")
+    verdict = _idet(ffmpeg, plan.outputs[0].path)
+    assert verdict["Progressive"] > 40 and verdict["TFF"] + verdict["BFF"] < 10, verdict
+    assert len(frames(plan.outputs[0].path)) == 50
+
+    progressive = folder / "progressive-mpeg4.mp4"
+    quiet_ffmpeg(
+        ffmpeg,
+        *("-f", "lavfi", "-i", "gradients=size=320x240:rate=25:speed=0.05:duration=2"),
+        *("-c:v", "mpeg4", "-q:v", "2", progressive),
+    )
+    video = probe(progressive).video
+    assert video is not None and not video.interlaced and video.field_parity is None
+    _, plan, _ = run_plan(ffmpeg, body, progressive, folder / "progressive")
+    assert "deinterlaced" not in plan.notes and "bwdif" not in " ".join(plan.argv)
+
+
 def test_webm_and_mkv_put_their_seek_index_before_the_media(ffmpeg: str, phone: Path, folder: Path) -> None:
     body: dict[str, Any] = {
         "outputs": [
