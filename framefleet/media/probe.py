@@ -301,7 +301,7 @@ def _unflagged_parity(path: Path, index: int) -> str | None:
 
 
 def _with_fields(path: Path, stream: Any, video: VideoInfo) -> VideoInfo:
-    """`video`, made interlaced with its parity when the stream states no field order but idet finds fields."""
+    """`video`, interlaced with its parity when the stream states no field order but idet finds fields."""
     if video.interlaced or _field_order(stream) != FIELD_ORDER_UNKNOWN:
         return video
     parity = _unflagged_parity(path, stream.index)
