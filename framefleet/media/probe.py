@@ -295,7 +295,7 @@ def _unflagged_parity(path: Path, index: int) -> str | None:
                     }
                 if n + 1 >= IDET_FRAMES or time.monotonic() > deadline:
                     break
-    except (av.FFmpegError, ValueError):
+    except (av.FFmpegError, OSError, ValueError):
         return None  # the first frame decoded; what idet cannot read it does not judge
     return idet_parity(counts)
 
