@@ -92,12 +92,15 @@ def test_outputs_carry_no_input_metadata_and_only_the_tags_asked_for(
             },
         ],
         "groups": [
-            {"name": "hls", "type": "hls", "segment_type": "fmp4", "ladder": ["240p"], "preset": "ultrafast"}
+            {"name": "hls", "type": "hls", "segment_type": "fmp4", "ladder": ["240p"], "preset": "ultrafast"},
+            {"name": "hlsts", "type": "hls", "ladder": ["240p"], "preset": "ultrafast"},
+            {"name": "cmaf", "type": "cmaf", "ladder": ["240p"], "preset": "ultrafast"},
         ],
     }
     _, plan, _ = run_plan(ffmpeg, body, phone, folder / "meta")
-    written = [p.path for p in plan.outputs] + sorted((folder / "meta" / "groups" / "hls").iterdir())
+    written = [p.path for p in plan.outputs] + sorted((folder / "meta" / "groups").rglob("*.*"))
     assert any(p.name.endswith("_init.mp4") for p in written)
+    assert {p.suffix for p in written} >= {".ts", ".m4s", ".mpd", ".m3u8"}
     for path in written:
         data = path.read_bytes()
         leaked = [s for s in SECRETS if s.encode() in data]
