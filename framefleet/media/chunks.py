@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from framefleet.core.spec import JobSpec, OutputSpec, VideoCodec, VideoSpec
+from framefleet.media.metadata import BITEXACT_MUXER
 from framefleet.media.probe import FrameIndex
 from framefleet.media.thumbnails import bucket_times
 
@@ -206,7 +207,7 @@ def join_argv(listing: Path, sound: Path | None, output: OutputSpec, target: Pat
         args += ["-i", str(sound), "-map", "0:v", "-map", "1", "-map_metadata", "1"]
     else:
         args += ["-map", "0:v", "-map_metadata", "-1"]
-    args += ["-c", "copy"]
+    args += [*BITEXACT_MUXER, "-c", "copy"]
     if output.video.codec is VideoCodec.hevc:
         args += ["-tag:v", "hvc1"]  # Apple players need the hvc1 tag; concat copies hev1 otherwise
     container = output.container.value

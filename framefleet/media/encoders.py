@@ -525,6 +525,25 @@ def _image_args(opt: _Opts, enc: VideoEncode) -> list[str]:
     return []
 
 
+# What the hardware encoders would write on their own: the captions (CEA-608/708) decoded with the source's
+# frames, and on VA-API H.264 an SEI naming the driver and library versions. x264's SEI is removed and x265
+# copies no captions, so without these no output of any family carries captions (HLS masters say
+# CLOSED-CAPTIONS=NONE) or an encoder version. VA-API keeps the SEI players and HDR need.
+HW_SEI: dict[tuple[Family, VideoCodec], tuple[str, str]] = {
+    (Family.nvenc, VideoCodec.h264): ("a53cc", "0"),
+    (Family.nvenc, VideoCodec.hevc): ("a53cc", "0"),
+    (Family.nvenc, VideoCodec.av1): ("a53cc", "0"),
+    (Family.qsv, VideoCodec.h264): ("a53cc", "0"),
+    (Family.vaapi, VideoCodec.h264): ("sei", "timing+recovery_point"),
+    (Family.vaapi, VideoCodec.hevc): ("sei", "hdr"),
+}
+
+
+def _sei_args(opt: _Opts, enc: VideoEncode, family: Family) -> list[str]:
+    option = HW_SEI.get((family, enc.codec))
+    return [] if option is None else [opt(option[0]), option[1]]
+
+
 def video_encoder_args(
     enc: VideoEncode, family: Family, *, threads: int = 0, stream: str | None = None, hw_frames: bool = False
 ) -> list[str]:
@@ -551,6 +570,7 @@ def video_encoder_args(
         # units (type 6). x264 writes no other SEI with these settings (no HRD, no intra refresh, no open
         # GOP), and AVC outputs carry no HDR or caption SEI (HDR sources are tone-mapped for them).
         args += [opt("bsf", typed=True), "filter_units=remove_types=6"]
+    args += _sei_args(opt, enc, family)
     if family is Family.cpu and enc.codec is VideoCodec.av1 and (svt := _svtav1_params(enc)):
         args += [opt("svtav1-params"), svt]
     args += _profile_args(opt, enc, family)

@@ -159,14 +159,18 @@ class PreVideo:
 
 
 def _deinterlace(mode: Deinterlace, video: VideoInfo) -> str | None:
+    # Fields the probe found by looking (idet) are in frames that say nothing: bwdif would take them as
+    # progressive (deint=interlaced) and as bottom field first (parity=auto), so both are stated.
+    parity = video.field_parity or "auto"
     if mode is Deinterlace.on:
-        return "bwdif=mode=send_frame:parity=auto:deint=all"
+        return f"bwdif=mode=send_frame:parity={parity}:deint=all"
     if mode is Deinterlace.auto and video.interlaced:
         # Only the frames flagged interlaced are touched: mixed sources keep their progressive parts.
-        return "bwdif=mode=send_frame:parity=auto:deint=interlaced"
+        which = "all" if video.field_parity else "interlaced"
+        return f"bwdif=mode=send_frame:parity={parity}:deint={which}"
     if mode is Deinterlace.field_rate and video.interlaced:
         # Every frame gives two, so the rate stays constant (50i -> 50p) even where frames are progressive.
-        return "bwdif=mode=send_field:parity=auto:deint=all"
+        return f"bwdif=mode=send_field:parity={parity}:deint=all"
     return None
 
 

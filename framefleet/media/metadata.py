@@ -5,20 +5,23 @@ arbitrary custom tags; ffmpeg copies all of them, with the chapters, into every 
 its own version as `encoder` tags. Every output of a job (plain files, copies, HLS playlists and their fMP4
 init segments, DASH/CMAF, pictures) therefore drops the input's global, stream and chapter metadata and
 writes in bit-exact mode, which leaves the library versions out. The spec's `metadata` is written back.
+A split job's join muxes its chunks and its sound again: it takes the tags from the sound (already only the
+spec's) and writes bit-exact too.
 """
 
 from __future__ import annotations
 
 from framefleet.core.spec import OutputTag
 
-# -fflags applies to the muxer, -flags:v / -flags:a to each encoder (ignored by stream copies).
+# Without it a muxer names its library version (`encoder` in MP4/MOV, WritingApp/MuxingApp in Matroska).
+BITEXACT_MUXER = ("-fflags", "+bitexact")
+# -flags:v / -flags:a apply to each encoder (ignored by stream copies).
 STRIP_METADATA = (
     "-map_metadata",
     "-1",
     "-map_chapters",
     "-1",
-    "-fflags",
-    "+bitexact",
+    *BITEXACT_MUXER,
     "-flags:v",
     "+bitexact",
     "-flags:a",

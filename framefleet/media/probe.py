@@ -16,6 +16,7 @@ from typing import Any
 
 import av
 import av.container
+import av.filter
 import av.stream
 
 from framefleet.core.failures import FailureClass, JobFailure
@@ -39,6 +40,14 @@ MATRICES = {1: "bt709", 5: "bt470bg", 6: "smpte170m", 9: "bt2020nc"}
 RANGES = {1: "tv", 2: "pc"}
 HDR_TRANSFERS = frozenset({"smpte2084", "arib-std-b67"})
 INTERLACED_FIELD_ORDERS = frozenset({2, 3, 4, 5})  # tt, bb, tb, bt
+FIELD_ORDER_UNKNOWN = 0
+# A stream that states no field order and whose frames are unflagged (MPEG-4 Part 2, MJPEG, FFV1 or raw
+# video in AVI or MP4, captures re-wrapped without their flags) may still hold fields: idet looks at its
+# first frames. Its verdict needs enough frames it could decide on, mostly interlaced ones.
+IDET_FRAMES = 60
+IDET_SECONDS = 10.0
+IDET_MIN_DECIDED = 10
+IDET_INTERLACED_SHARE = 2 / 3
 # Average and nominal rates further apart than this mark a variable-frame-rate stream.
 VFR_TOLERANCE = 0.005
 
@@ -113,6 +122,9 @@ class VideoInfo:
     nominal_fps: float | None = None  # the stream's declared (base) rate; differs from `fps` when VFR
     hdr10: Hdr10 | None = None  # mastering display and content light level, when the source states them
     start: float = 0.0  # when the first frame is shown, seconds after the file's earliest stream starts
+    # "tff"/"bff" when idet found fields in frames the stream does not flag (interlaced is then True too):
+    # deinterlacing must then take every frame, with this parity, as no frame says it is interlaced.
+    field_parity: str | None = None
 
     @property
     def hdr(self) -> bool:
@@ -257,6 +269,64 @@ def _code(value: Any, names: dict[int, str]) -> str | None:
         return names.get(int(value))
     except (TypeError, ValueError):
         return None
+
+
+def _field_order(stream: Any) -> int | None:
+    value = getattr(stream.codec_context, "field_order", None)
+    return None if value is None else int(value)
+
+
+def idet_parity(counts: dict[str, float]) -> str | None:
+    """The parity ("tff"/"bff") when idet's multi-frame counts (tff, bff, progressive) say interlaced."""
+    tff, bff, progressive = (counts.get(k, 0.0) for k in ("tff", "bff", "progressive"))
+    decided = tff + bff + progressive
+    if decided < IDET_MIN_DECIDED or tff + bff < IDET_INTERLACED_SHARE * decided:
+        return None
+    return "tff" if tff >= bff else "bff"
+
+
+def _unflagged_parity(path: Path, index: int) -> str | None:
+    """idet over the first frames of video stream `index`; its parity when they hold fields, else None."""
+    counts: dict[str, float] = {}
+    deadline = time.monotonic() + IDET_SECONDS
+    try:
+        with av.open(
+            str(path), mode="r", options=PROBE_OPTIONS, timeout=(OPEN_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS)
+        ) as container:
+            stream: Any = container.streams[index]
+            graph = av.filter.Graph()
+            buffer = graph.add_buffer(template=stream)
+            idet, sink = graph.add("idet"), graph.add("buffersink")
+            buffer.link_to(idet)
+            idet.link_to(sink)
+            graph.configure()
+            for n, frame in enumerate(container.decode(stream)):
+                graph.push(frame)
+                while True:
+                    try:
+                        out = graph.pull()
+                    except (av.BlockingIOError, av.EOFError):
+                        break
+                    # idet keeps running totals in each frame's metadata: the last frame's are the verdict.
+                    prefix = "lavfi.idet.multiple."
+                    counts = {
+                        k.removeprefix(prefix): float(v)
+                        for k, v in out.metadata.items()
+                        if k.startswith(prefix) and k != prefix + "current_frame"
+                    }
+                if n + 1 >= IDET_FRAMES or time.monotonic() > deadline:
+                    break
+    except (av.FFmpegError, OSError, ValueError):
+        return None  # the first frame decoded; what idet cannot read it does not judge
+    return idet_parity(counts)
+
+
+def _with_fields(path: Path, stream: Any, video: VideoInfo) -> VideoInfo:
+    """`video`, interlaced with its parity when the stream states no field order but idet finds fields."""
+    if video.interlaced or _field_order(stream) != FIELD_ORDER_UNKNOWN:
+        return video
+    parity = _unflagged_parity(path, stream.index)
+    return video if parity is None else replace(video, interlaced=True, field_parity=parity)
 
 
 def _video_info(stream: Any, frame: Any) -> VideoInfo:
@@ -408,7 +478,8 @@ def _probe_open(path: Path, size: int) -> MediaInfo:
         file_start = (container.start_time or 0) / av.time_base
         video = None
         if video_stream is not None:
-            video = replace(_video_info(video_stream, frame), start=_start(video_stream, file_start))
+            info = replace(_video_info(video_stream, frame), start=_start(video_stream, file_start))
+            video = _with_fields(path, video_stream, info)
         audio = _audio_info(audio_stream, 0, file_start) if audio_stream is not None else None
         tracks = tuple(_audio_info(s, i, file_start) for i, s in enumerate(container.streams.audio))
         return MediaInfo(

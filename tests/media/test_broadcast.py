@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from framefleet.core.failures import FailureClass, JobFailure
 from framefleet.core.spec import JobSpec
+from framefleet.media.chunks import chunk_spec, concat_list, join_argv, sound_spec
 from framefleet.media.filters import Assets
 from framefleet.media.loudness import measure_loudness
 from framefleet.media.probe import probe
@@ -82,6 +83,7 @@ def test_outputs_carry_no_input_metadata_and_only_the_tags_asked_for(
             {"name": "mkv", "container": "mkv", "video": fast},
             {"name": "webm", "container": "webm"},
             {"name": "copy", "container": "mp4", "video": {"codec": "copy"}, "audio": {"codec": "copy"}},
+            *({"name": c, "container": c} for c in ("ts", "m4a", "mp3", "opus", "flac", "gif", "webp")),
             {
                 "name": "tagged",
                 "container": "mp4",
@@ -90,18 +92,22 @@ def test_outputs_carry_no_input_metadata_and_only_the_tags_asked_for(
             },
         ],
         "groups": [
-            {"name": "hls", "type": "hls", "segment_type": "fmp4", "ladder": ["240p"], "preset": "ultrafast"}
+            {"name": "hls", "type": "hls", "segment_type": "fmp4", "ladder": ["240p"], "preset": "ultrafast"},
+            {"name": "hlsts", "type": "hls", "ladder": ["240p"], "preset": "ultrafast"},
+            {"name": "cmaf", "type": "cmaf", "ladder": ["240p"], "preset": "ultrafast"},
         ],
     }
     _, plan, _ = run_plan(ffmpeg, body, phone, folder / "meta")
-    written = [p.path for p in plan.outputs] + sorted((folder / "meta" / "groups" / "hls").iterdir())
+    written = [p.path for p in plan.outputs] + sorted((folder / "meta" / "groups").rglob("*.*"))
     assert any(p.name.endswith("_init.mp4") for p in written)
+    assert {p.suffix for p in written} >= {".ts", ".m4s", ".mpd", ".m3u8"}
     for path in written:
         data = path.read_bytes()
         leaked = [s for s in SECRETS if s.encode() in data]
         assert not leaked, (path.name, leaked)
         # A copy holds the input's packets verbatim: its AAC frames carry the source encoder's signature.
-        if path.name != "copy.mp4":
+        # LAME writes its version into the unused bits of MP3 frames (docs/job-spec.md).
+        if path.name not in ("copy.mp4", "mp3.mp3"):
             assert not VERSION.search(data), (path.name, VERSION.findall(data))
     for plan_output in plan.outputs:
         tags = _tags(plan_output.path)
@@ -110,6 +116,38 @@ def test_outputs_carry_no_input_metadata_and_only_the_tags_asked_for(
     tagged = _tags(next(p.path for p in plan.outputs if p.output.name == "tagged"))
     assert tagged["title"] == "Launch film" and tagged["copyright"] == "Example Ltd"
     assert tagged["s1:language"] == "fre"
+
+
+@pytest.mark.parametrize("container", ["mp4", "mov", "mkv"])
+def test_a_split_jobs_join_writes_no_library_version_and_keeps_the_spec_tags(
+    ffmpeg: str, phone: Path, folder: Path, container: str
+) -> None:
+    """The join muxes the chunks and the once-encoded sound again: it must stay bit-exact like the encodes."""
+    spec = JobSpec.model_validate(
+        {
+            "input": "file:///in.mov",
+            "outputs": [
+                {
+                    "name": "o",
+                    "container": container,
+                    "video": {"preset": "ultrafast"},
+                    "metadata": {"title": "T1"},
+                }
+            ],
+        }
+    )
+    work = folder / f"join-{container}"
+    _, chunk, _ = run_plan(ffmpeg, chunk_spec(spec).model_dump(mode="json"), phone, work / "chunk")
+    _, sound, _ = run_plan(ffmpeg, sound_spec(spec).model_dump(mode="json"), phone, work / "sound")
+    piece = chunk.outputs[0].path
+    listing = work / "chunks.ffconcat"
+    listing.write_text(concat_list([piece, piece]), encoding="utf-8")
+    joined = work / f"joined.{container}"
+    quiet_ffmpeg(ffmpeg, *join_argv(listing, sound.outputs[0].path, spec.outputs[0], joined))
+    data = joined.read_bytes()
+    assert not VERSION.search(data), VERSION.findall(data)
+    assert not [s for s in SECRETS if s.encode() in data]
+    assert _tags(joined)["title"] == "T1"
 
 
 @pytest.fixture(scope="module")
@@ -331,6 +369,40 @@ def test_interlaced_sources_are_deinterlaced_by_default(ffmpeg: str, folder: Pat
     _, plan, _ = run_plan(ffmpeg, body, source, folder / "field-rate")
     out = probe(plan.outputs[0].path).video
     assert out is not None and out.fps == pytest.approx(50) and len(frames(plan.outputs[0].path)) == 100
+
+
+def test_fields_the_stream_does_not_flag_are_found_by_idet_and_deinterlaced(
+    ffmpeg: str, folder: Path
+) -> None:
+    """MPEG-4 Part 2 in MP4 states no field order and flags no frame: only looking at the pictures (idet)
+    tells combed 25i from progressive video. A progressive source of the same kind is left alone."""
+    combed = folder / "unflagged.mp4"
+    quiet_ffmpeg(
+        ffmpeg,
+        *("-f", "lavfi", "-i", "testsrc2=size=320x240:rate=50:duration=2,tinterlace=mode=interleave_top"),
+        *("-c:v", "mpeg4", "-q:v", "2", combed),
+    )
+    video = probe(combed).video
+    assert video is not None and video.interlaced and video.field_parity == "tff"
+    assert not any(f.interlaced_frame for f in frames(combed))  # nothing in the file says so
+    body: dict[str, Any] = {
+        "outputs": [{"name": "p", "container": "mp4", "video": {"preset": "ultrafast", "crf": 10}}]
+    }
+    _, plan, _ = run_plan(ffmpeg, body, combed, folder / "unflagged")
+    verdict = _idet(ffmpeg, plan.outputs[0].path)
+    assert verdict["Progressive"] > 40 and verdict["TFF"] + verdict["BFF"] < 10, verdict
+    assert len(frames(plan.outputs[0].path)) == 50
+
+    progressive = folder / "progressive-mpeg4.mp4"
+    quiet_ffmpeg(
+        ffmpeg,
+        *("-f", "lavfi", "-i", "gradients=size=320x240:rate=25:speed=0.05:duration=2"),
+        *("-c:v", "mpeg4", "-q:v", "2", progressive),
+    )
+    video = probe(progressive).video
+    assert video is not None and not video.interlaced and video.field_parity is None
+    _, plan, _ = run_plan(ffmpeg, body, progressive, folder / "progressive")
+    assert "deinterlaced" not in plan.notes and "bwdif" not in " ".join(plan.argv)
 
 
 def test_webm_and_mkv_put_their_seek_index_before_the_media(ffmpeg: str, phone: Path, folder: Path) -> None:

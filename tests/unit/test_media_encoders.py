@@ -104,6 +104,8 @@ def test_nvenc_maps_presets_and_constant_quality() -> None:
         "p6",
         "-tune",
         "hq",
+        "-a53cc",
+        "0",
         "-pix_fmt",
         "nv12",
     ]
@@ -352,3 +354,25 @@ def test_uncapped_h264_gets_its_levels_vbv_and_capped_streams_keep_theirs() -> N
     assert level_vbv(replace(hd25, maxrate_kbps=6000)) is None
     assert level_vbv(replace(hd25, crf=None, bitrate_kbps=5000)) is None
     assert level_vbv(replace(hd25, codec=VideoCodec.hevc)) is None  # x265 caps itself at its level
+
+
+@pytest.mark.parametrize(
+    ("family", "codec", "option"),
+    [
+        (Family.nvenc, VideoCodec.h264, ("-a53cc", "0")),
+        (Family.nvenc, VideoCodec.hevc, ("-a53cc", "0")),
+        (Family.nvenc, VideoCodec.av1, ("-a53cc", "0")),
+        (Family.qsv, VideoCodec.h264, ("-a53cc", "0")),
+        (Family.vaapi, VideoCodec.h264, ("-sei", "timing+recovery_point")),
+        (Family.vaapi, VideoCodec.hevc, ("-sei", "hdr")),
+    ],
+)
+def test_hardware_encoders_copy_no_captions_and_name_no_version(
+    family: Family, codec: VideoCodec, option: tuple[str, str]
+) -> None:
+    """On by default, these would write the source's CEA-608/708 captions (HLS masters say there are none)
+    or, on VA-API H.264, the driver's and library's versions, into every stream."""
+    args = video_encoder_args(VideoEncode(codec=codec, crf=24), family)
+    assert value(args, option[0]) == option[1]
+    rung = video_encoder_args(VideoEncode(codec=codec, bitrate_kbps=900, gop=48), family, stream="v:1")
+    assert value(rung, f"{option[0]}:v:1") == option[1]

@@ -16,7 +16,7 @@ from framefleet.media.command import JobPlan, plan_job
 from framefleet.media.loudness import check_loudness
 from framefleet.media.metadata import STRIP_METADATA
 from framefleet.media.planning import LoudnessCheck
-from framefleet.media.probe import AudioInfo, MediaInfo, VideoInfo
+from framefleet.media.probe import AudioInfo, MediaInfo, VideoInfo, idet_parity
 
 FILTERS = frozenset(
     {
@@ -437,3 +437,30 @@ def test_a_loudness_miss_warns_or_fails_as_the_spec_says(tmp_path: Path) -> None
     assert check_loudness([LoudnessCheck("out", meter, LoudnessSpec(integrated=-23, tolerance=1))])[0].within
     with pytest.raises(JobFailure, match=r"more than 0\.5 LU"):
         check_loudness([LoudnessCheck("out", meter, LoudnessSpec(integrated=-23, on_miss="fail"))])
+
+
+def test_idet_decides_only_on_enough_mostly_interlaced_frames() -> None:
+    assert idet_parity({"tff": 40.0, "bff": 0.0, "progressive": 2.0}) == "tff"
+    assert idet_parity({"tff": 1.0, "bff": 30.0, "progressive": 0.0}) == "bff"
+    assert idet_parity({"tff": 6.0, "bff": 0.0, "progressive": 0.0}) is None  # too few frames decided
+    assert idet_parity({"tff": 20.0, "bff": 0.0, "progressive": 20.0}) is None  # not clearly interlaced
+    assert idet_parity({}) is None
+
+
+@pytest.mark.parametrize(
+    ("mode", "parity", "expected"),
+    [
+        ("auto", None, "bwdif=mode=send_frame:parity=auto:deint=interlaced"),
+        ("auto", "bff", "bwdif=mode=send_frame:parity=bff:deint=all"),
+        ("field_rate", "tff", "bwdif=mode=send_field:parity=tff:deint=all"),
+        ("on", "tff", "bwdif=mode=send_frame:parity=tff:deint=all"),
+    ],
+)
+def test_fields_found_by_idet_are_deinterlaced_in_every_frame_with_their_parity(
+    mode: str, parity: str | None, expected: str
+) -> None:
+    """Frames idet judged carry no interlaced flag: bwdif must be told to take them all, and which field
+    comes first (unflagged, it would assume bottom first)."""
+    info = media(interlaced=True, field_parity=parity)
+    argv = plan({"outputs": [{"container": "mp4"}], "operations": {"deinterlace": mode}}, info).argv
+    assert expected in graph(argv)
