@@ -174,8 +174,9 @@ def _with_options(
     """A function Typer reads as `func`'s parameters (less `cli`) plus `extra`, calling `run(**kwargs)`."""
     signature = inspect.signature(func, eval_str=True)
     params = [p for p in signature.parameters.values() if p.name != "cli"]
-    names = {p.name for p in params}
-    params += [p for p in extra if p.name not in names]
+    clash = {p.name for p in params} & {p.name for p in extra}
+    assert not clash, f"{func.__name__}: parameters {clash} are the shared options' names"
+    params += extra
 
     @functools.wraps(func)
     def command(**kwargs: Any) -> None:

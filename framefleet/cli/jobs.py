@@ -41,9 +41,10 @@ JobId = Annotated[str, typer.Argument(metavar="JOB_ID", help="the job's id")]
 UPLOAD_CHUNK = 4 * 1024 * 1024
 
 
-def watch_job(client: ApiClient, job_id: str) -> dict[str, Any]:
-    """Follow the job's event stream with a live progress display; returns the finished job."""
-    display = ProgressDisplay(console())
+def watch_job(client: ApiClient, job_id: str, *, to_stderr: bool = False) -> dict[str, Any]:
+    """Follow the job's event stream with a live progress display (on stderr when stdout carries a
+    document); returns the finished job."""
+    display = ProgressDisplay(console(stderr=to_stderr))
     try:
         for event in client.events(job_id):
             try:
@@ -230,7 +231,7 @@ def submit(
             if cli.output is not Output.table:
                 cli.show(job)
             return EXIT_OK
-        finished = watch_job(client, job["id"])
+        finished = watch_job(client, job["id"], to_stderr=cli.output is not Output.table)
         if cli.output is not Output.table:
             cli.show(finished)
             return EXIT_OK if finished.get("state") == "succeeded" else EXIT_JOB_FAILED
@@ -241,7 +242,7 @@ def submit(
 def watch(cli: Cli, job_id: JobId) -> int:
     """Follow a job's progress live, then show its result."""
     with cli.client() as client:
-        finished = watch_job(client, job_id)
+        finished = watch_job(client, job_id, to_stderr=cli.output is not Output.table)
     if cli.output is not Output.table:
         cli.show(finished)
         return EXIT_OK if finished.get("state") == "succeeded" else EXIT_JOB_FAILED

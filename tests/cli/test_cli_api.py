@@ -222,3 +222,35 @@ def test_shell_completion_script(tmp_path: Path) -> None:
         env={"_FRAMEFLEET_COMPLETE": "complete_bash", "COMP_WORDS": "framefleet jobs h", "COMP_CWORD": "2"},
     )
     assert set(result.stdout.split()) == {"history", "hold"}
+
+
+def test_operator_commands_print_tables_json_and_yaml(test_env: dict[str, str]) -> None:
+    tenant = f"op-{uuid.uuid4().hex[:8]}"
+    code, out, err = cli("keys", "create", "--tenant", tenant, "--role", "viewer", "-o", "json")
+    assert code == 0, err
+    made = json.loads(out)
+    assert made["role"] == "viewer" and made["key"].startswith("ff_") and made["tenant"] == tenant
+    listed = cli("keys", "list", "--tenant", tenant)[1]
+    assert listed.splitlines()[0].split()[:4] == ["ID", "PREFIX", "TENANT", "ROLE"]
+    assert any(line.split()[:1] == [str(made["id"])] for line in listed.splitlines()[1:]), listed
+    assert yaml.safe_load(cli("keys", "list", "--tenant", tenant, "-o", "yaml")[1]) == json.loads(
+        cli("keys", "list", "--tenant", tenant, "--json")[1]
+    )
+    rotated = json.loads(cli("keys", "rotate", str(made["id"]), "--json")[1])
+    assert rotated["replaces"] == made["id"] and rotated["key"] != made["key"]
+    tenants = yaml.safe_load(cli("tenants", "list", "-o", "yaml")[1])
+    assert tenant in [t["name"] for t in tenants]
+    for command in (
+        ["schedules", "list", "--tenant", tenant],
+        ["webhooks", "list", "--tenant", tenant],
+        ["workers", "list"],
+        ["pools"],
+        ["tenants", "usage", tenant],
+    ):
+        for output in ("table", "json", "yaml"):
+            code, out, err = cli(*command, "-o", output)
+            assert code == 0, (command, output, err)
+            if output != "table":
+                assert (json.loads(out) if output == "json" else yaml.safe_load(out)) is not None
+    assert cli("schedules", "list", "--tenant", "nobody-" + tenant)[0] == 1
+    assert cli("workers", "describe", "no-such-node")[0] == 1
