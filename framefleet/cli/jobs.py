@@ -33,7 +33,13 @@ from framefleet.cli.common import (
     fail,
     rows_table,
 )
-from framefleet.cli.progress import RESULT_HEADERS, ProgressDisplay, format_size, result_rows
+from framefleet.cli.progress import (
+    RESULT_HEADERS,
+    TERMINAL_STATES,
+    ProgressDisplay,
+    format_size,
+    result_rows,
+)
 from framefleet.core.spec import Priority
 from framefleet.core.states import JobState
 
@@ -168,6 +174,26 @@ def _batch(
     return EXIT_JOB_FAILED if refused else EXIT_OK
 
 
+def _follow(cli: Cli, client: ApiClient, job_id: str) -> int:
+    """Follow the job to its end, then print it: the result table, or the finished job as asked."""
+    finished = watch_job(client, job_id, to_stderr=cli.output is not Output.table)
+    if cli.output is Output.table:
+        return report_result(finished)
+    cli.show(finished)
+    return EXIT_OK if finished.get("state") == "succeeded" else EXIT_JOB_FAILED
+
+
+def _submitted(cli: Cli, client: ApiClient, job: dict[str, Any], *, wait: bool, note: str) -> int:
+    """Say that the job was created (a line, or the job as asked); with `wait`, follow it."""
+    if cli.output is Output.table:
+        console().print(f"Job {job['id']} {job.get('state', 'submitted')}{note}.", markup=False)
+    if wait:
+        return _follow(cli, client, job["id"])
+    if cli.output is not Output.table:
+        cli.show(job)
+    return EXIT_OK
+
+
 @api_command()
 def submit(
     cli: Cli,
@@ -222,31 +248,14 @@ def submit(
         if isinstance(body, list):
             return _batch(cli, client, body, atomic=atomic, idempotency_key=idempotency_key)
         job = client.submit(body, idempotency_key=idempotency_key)
-        if cli.output is Output.table:
-            console().print(
-                f"Job {job['id']} {job.get('state', 'submitted')} (priority {job.get('priority', '-')}).",
-                markup=False,
-            )
-        if not wait:
-            if cli.output is not Output.table:
-                cli.show(job)
-            return EXIT_OK
-        finished = watch_job(client, job["id"], to_stderr=cli.output is not Output.table)
-        if cli.output is not Output.table:
-            cli.show(finished)
-            return EXIT_OK if finished.get("state") == "succeeded" else EXIT_JOB_FAILED
-        return report_result(finished)
+        return _submitted(cli, client, job, wait=wait, note=f" (priority {job.get('priority', '-')})")
 
 
 @api_command()
 def watch(cli: Cli, job_id: JobId) -> int:
     """Follow a job's progress live, then show its result."""
     with cli.client() as client:
-        finished = watch_job(client, job_id, to_stderr=cli.output is not Output.table)
-    if cli.output is not Output.table:
-        cli.show(finished)
-        return EXIT_OK if finished.get("state") == "succeeded" else EXIT_JOB_FAILED
-    return report_result(finished)
+        return _follow(cli, client, job_id)
 
 
 @api_command(default=Output.json)
@@ -320,6 +329,21 @@ def history(cli: Cli, job_id: JobId) -> None:
         found = client.call("GET", f"/v1/jobs/{job_id}/history")
     items = found["items"] if isinstance(found, dict) and "items" in found else found
     cli.show(found, lambda _: auto_table(items))
+
+
+@api_command()
+def retry(
+    cli: Cli,
+    job_id: JobId,
+    wait: Annotated[bool, typer.Option("--wait", help="follow the new job and print its result")] = False,
+) -> int:
+    """Submit an ended job's spec again as a new job (the API keeps each job's end; a retry is a new job)."""
+    with cli.client() as client:
+        job = client.get(job_id)
+        if job.get("state") not in TERMINAL_STATES:
+            raise fail(f"job {job_id} is {job.get('state')}: only an ended job is submitted again")
+        again = client.submit(job["spec"])
+        return _submitted(cli, client, again, wait=wait, note=f" (a retry of {job_id})")
 
 
 @api_command()
@@ -464,6 +488,7 @@ def register(app: typer.Typer) -> None:
         ("history", history),
         ("watch", watch),
         ("cancel", cancel),
+        ("retry", retry),
         ("priority", priority),
         ("hold", hold),
         ("release", release),

@@ -71,8 +71,16 @@ def test_jobs_list_get_history_in_table_json_and_yaml(opts: list[str], tmp_path:
     assert held["legal_hold"] is True
     code, out, _ = cli("jobs", "release", job["id"], *opts)
     assert code == 0 and "lifted" in out
+    code, _, err = cli("jobs", "retry", job["id"], *opts)
+    assert code == 1 and "only an ended job" in err
     code, out, _ = cli("jobs", "cancel", job["id"], *opts)
     assert code == 0 and "canceled" in out
+    # A retry is a new job with the same spec.
+    code, out, err = cli("jobs", "retry", job["id"], "--json", *opts)
+    assert code == 0, err
+    again = json.loads(out)
+    assert again["id"] != job["id"] and again["spec"] == job["spec"]
+    assert cli("cancel", again["id"], *opts)[0] == 0
 
 
 def test_batch_with_a_refused_item_exits_3(opts: list[str], tmp_path: Path) -> None:
