@@ -159,6 +159,8 @@ ProfileOption = Annotated[
 
 def resolve_api(api: str | None, key: str | None, profile: str | None) -> tuple[str, str | None]:
     """URL and key: the options, then FRAMEFLEET_API_URL/KEY, then the profile, then this machine's stack."""
+    if api and key and not profile:
+        return api.rstrip("/"), key.strip()  # nothing left for a profile to say
     chosen, warnings = load_profile(profile, path=config_path(os.environ), env=os.environ)
     for warning in warnings:
         sys.stderr.write(warning + "\n")

@@ -254,6 +254,9 @@ def test_operator_commands_print_tables_json_and_yaml(test_env: dict[str, str]) 
         ["workers", "list"],
         ["pools"],
         ["tenants", "usage", tenant],
+        ["retention", "sweep", "--dry-run"],
+        ["storage", "reconcile", "--dry-run", "--tenant", tenant],
+        ["audit", "--tenant", tenant],
     ):
         for output in ("table", "json", "yaml"):
             code, out, err = cli(*command, "-o", output)
