@@ -102,8 +102,9 @@ class ApiClient:
         raise_for_problem(response)
         return dict(response.json())
 
-    def call(self, method: str, path: str, body: Any = None, **params: Any) -> Any:
-        """Any /v1/ route: its JSON answer (None for 204); ApiError for a problem."""
+    def call(self, method: str, path: str, body: Any = None, /, **params: Any) -> Any:
+        """Any /v1/ route: its JSON answer (None for 204); ApiError for a problem. Keyword arguments are the
+        query (None left out)."""
         query = {k: v for k, v in params.items() if v is not None}
         response = self._http.request(method, path, json=body, params=query)
         raise_for_problem(response)

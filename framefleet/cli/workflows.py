@@ -4,12 +4,14 @@ read-only views `queues`, `usage` and `slo` (the key's tenant, like every client
 from __future__ import annotations
 
 import json
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from framefleet.cli.common import Cli, Output, api_command, auto_table, fail, rows_table
+from framefleet.cli.common import EXIT_USAGE, Cli, Output, api_command, auto_table, fail, rows_table
+from framefleet.cli.jobs import param_pairs
 
 Name = Annotated[str, typer.Argument(help="its name")]
 JsonFile = Annotated[Path, typer.Argument(exists=True, dir_okay=False, metavar="FILE.json")]
@@ -19,7 +21,7 @@ def _read(path: Path) -> Any:
     try:
         return json.loads(path.read_text())
     except ValueError as exc:
-        raise fail(f"{path}: not JSON: {exc}", 2) from None
+        raise fail(f"{path}: not JSON: {exc}", EXIT_USAGE) from None
 
 
 def _items(page: Any) -> list[Any]:
@@ -279,6 +281,51 @@ def slo(cli: Cli) -> None:
         cli.show(client.call("GET", "/v1/slo"))
 
 
+class Method(StrEnum):
+    GET = "GET"
+    POST = "POST"
+    PUT = "PUT"
+    PATCH = "PATCH"
+    DELETE = "DELETE"
+
+
+@api_command(default=Output.json)
+def request(
+    cli: Cli,
+    method: Annotated[Method, typer.Argument(help="the HTTP method")],
+    path: Annotated[str, typer.Argument(metavar="PATH", help="an API path, like /v1/keys")],
+    data: Annotated[
+        str | None, typer.Option(metavar="JSON|@FILE", help="the JSON body, or @ and a file holding it")
+    ] = None,
+    query: Annotated[
+        list[str] | None, typer.Option(metavar="NAME=VALUE", help="a query parameter (repeatable)")
+    ] = None,
+) -> None:
+    """Any API route with this command's key, profile and output: for what has no command of its own
+    (the API's tenants, keys, audit, webhooks, schedules and workers routes, for a tenant's admin away from
+    the installation)."""
+    if not path.startswith("/") or "://" in path or path.startswith("//"):
+        # The key goes only to the configured API, never to a host named in the path.
+        raise fail(f"PATH must be a path on the API, like /v1/keys (got {path!r})", EXIT_USAGE)
+    body = None
+    if data is not None:
+        text = _read_text(Path(data[1:])) if data.startswith("@") else data
+        try:
+            body = json.loads(text)
+        except ValueError as exc:
+            raise fail(f"--data is not JSON: {exc}", EXIT_USAGE) from None
+    with cli.client() as client:
+        answer = client.call(method.value, path, body, **param_pairs(query or []))
+    cli.show(answer if answer is not None else {"status": "done"})
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError as exc:
+        raise fail(f"cannot read {path}: {exc.strerror}", EXIT_USAGE) from None
+
+
 def _group(app: typer.Typer, name: str, text: str, commands: dict[str, Any]) -> None:
     group = typer.Typer(help=text)
     for command_name, command in commands.items():
@@ -336,6 +383,7 @@ def register(app: typer.Typer) -> None:
             "delete": storage_delete,
         },
     )
+    app.command("request")(request)
     app.command("queues")(queues)
     app.command("usage")(usage)
     app.command("slo")(slo)

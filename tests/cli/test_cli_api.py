@@ -30,9 +30,14 @@ def cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
 
 
 @pytest.fixture(scope="module")
-def admin_key(test_env: dict[str, str]) -> str:
+def admin_tenant(test_env: dict[str, str]) -> str:
+    return f"typer-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="module")
+def admin_key(admin_tenant: str) -> str:
     with session_scope() as session:
-        key, _ = create_key(session, tenant=f"typer-{uuid.uuid4().hex[:8]}", role="admin")
+        key, _ = create_key(session, tenant=admin_tenant, role="admin")
     return key
 
 
@@ -265,3 +270,23 @@ def test_operator_commands_print_tables_json_and_yaml(test_env: dict[str, str]) 
                 assert (json.loads(out) if output == "json" else yaml.safe_load(out)) is not None
     assert cli("schedules", "list", "--tenant", "nobody-" + tenant)[0] == 1
     assert cli("workers", "describe", "no-such-node")[0] == 1
+
+
+def test_request_reaches_any_route_and_only_the_api(
+    opts: list[str], admin_tenant: str, tmp_path: Path
+) -> None:
+    body = tmp_path / "key.json"
+    body.write_text(json.dumps({"tenant": admin_tenant, "role": "viewer", "description": "from the cli"}))
+    code, out, err = cli("request", "POST", "/v1/keys", "--data", f"@{body}", *opts)
+    assert code == 0, err
+    made = json.loads(out)
+    listed = json.loads(cli("request", "GET", "/v1/keys", "--query", "limit=200", *opts)[1])
+    assert made["id"] in [key["id"] for key in listed["items"]]
+    code, out, _ = cli("request", "POST", f"/v1/keys/{made['id']}/revoke", "-o", "yaml", *opts)
+    assert code == 0 and yaml.safe_load(out)["revoked_at"]
+    assert cli("request", "GET", "/v1/keys/999999999", *opts)[0] == 1
+    # The key is never sent to a host named in the path.
+    code, _, err = cli("request", "GET", "http://elsewhere.example/v1/keys", *opts)
+    assert code == 2 and "a path on the API" in err
+    assert cli("request", "GET", "//elsewhere.example/v1/keys", *opts)[0] == 2
+    assert cli("request", "POST", "/v1/keys", "--data", "{not json", *opts)[0] == 2
