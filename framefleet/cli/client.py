@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ DEMO_KEY_FILE = "demo-api-key"
 # The server sends a keep-alive comment every few seconds; a read this long without one means it is gone.
 STREAM_READ_TIMEOUT = 90.0
 STREAM_RETRIES = 5
+TUS_VERSION = "1.0.0"
 
 
 class ApiError(Exception):
@@ -100,12 +102,61 @@ class ApiClient:
         raise_for_problem(response)
         return dict(response.json())
 
-    def call(self, method: str, path: str, body: Any = None, **params: Any) -> Any:
-        """Any /v1/ route: its JSON answer (None for 204); ApiError for a problem."""
+    def call(self, method: str, path: str, body: Any = None, /, **params: Any) -> Any:
+        """Any /v1/ route: its JSON answer (None for 204); ApiError for a problem. Keyword arguments are the
+        query (None left out)."""
         query = {k: v for k, v in params.items() if v is not None}
         response = self._http.request(method, path, json=body, params=query)
         raise_for_problem(response)
         return None if response.status_code == 204 else response.json()
+
+    def download(
+        self, path: str, *, chunks: Callable[[int | None], Callable[[int], None]]
+    ) -> Iterator[bytes]:
+        """A file route's body a chunk at a time; `chunks(total)` returns what to tell each chunk's size."""
+        with self._http.stream("GET", path, follow_redirects=True) as response:
+            if not response.is_success:
+                response.read()
+                raise_for_problem(response)
+            length = response.headers.get("Content-Length")
+            advance = chunks(int(length) if length and length.isdigit() else None)
+            for chunk in response.iter_bytes():
+                advance(len(chunk))
+                yield chunk
+
+    def tus_create(self, *, length: int, filename: str) -> str:
+        """A new tus upload of `length` bytes; its path."""
+        metadata = "filename " + base64.b64encode(filename.encode()).decode()
+        response = self._http.post(
+            "/v1/uploads",
+            headers={"Tus-Resumable": TUS_VERSION, "Upload-Length": str(length), "Upload-Metadata": metadata},
+        )
+        raise_for_problem(response)
+        return str(response.headers["Location"])
+
+    def tus_offset(self, path: str) -> int:
+        """Where an upload resumes (HEAD's Upload-Offset)."""
+        response = self._http.head(path, headers={"Tus-Resumable": TUS_VERSION})
+        raise_for_problem(response)
+        return int(response.headers["Upload-Offset"])
+
+    def tus_append(self, path: str, *, offset: int, chunk: bytes) -> int:
+        """PATCH one chunk at `offset`; the new offset."""
+        response = self._http.patch(
+            path,
+            content=chunk,
+            headers={
+                "Tus-Resumable": TUS_VERSION,
+                "Upload-Offset": str(offset),
+                "Content-Type": "application/offset+octet-stream",
+            },
+        )
+        raise_for_problem(response)
+        return int(response.headers["Upload-Offset"])
+
+    def tus_delete(self, path: str) -> None:
+        """Abandon an upload."""
+        raise_for_problem(self._http.delete(path, headers={"Tus-Resumable": TUS_VERSION}))
 
     def submit_batch(
         self, items: list[Any], *, atomic: bool = False, idempotency_key: str | None = None

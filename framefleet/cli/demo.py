@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
+import typer
 
 from framefleet.cli.client import ApiClient, ApiError, default_api_key, default_api_url
-from framefleet.cli.jobs import EXIT_ERROR, report_result, watch_job
+from framefleet.cli.common import EXIT_ERROR, EXIT_UNREACHABLE, EXIT_USAGE
+from framefleet.cli.jobs import report_result, watch_job
 from framefleet.config import Settings, get_settings
 
 CLIP_SECONDS = 10
@@ -134,7 +135,7 @@ def run_demo(*, up: bool) -> int:
             "or run `framefleet demo --up`.",
             file=sys.stderr,
         )
-        return EXIT_ERROR
+        return EXIT_USAGE
     return _guarded(lambda: _run_with(url, key, clip), url)
 
 
@@ -148,9 +149,10 @@ def _guarded(action: Any, url: str) -> int:
         return int(action())
     except ApiError as exc:
         print(f"API error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
     except httpx.TransportError as exc:
         print(f"cannot reach the API at {url}: {exc} (is `framefleet up` running?)", file=sys.stderr)
-    return EXIT_ERROR
+        return EXIT_UNREACHABLE
 
 
 def _demo_on_embedded_stack(settings: Settings, clip: Path) -> int:
@@ -181,10 +183,12 @@ def _demo_on_embedded_stack(settings: Settings, clip: Path) -> int:
     return code
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    """Register `demo`."""
-    demo = sub.add_parser("demo", help="transcode a generated clip and show progress, outputs and quality")
-    demo.add_argument(
-        "--up", action="store_true", help="start the embedded stack for the demo, stop it after"
-    )
-    demo.set_defaults(handler=lambda a: run_demo(up=a.up))
+def demo(
+    up: Annotated[
+        bool, typer.Option("--up", help="start the embedded stack for the demo, stop it after")
+    ] = False,
+) -> None:
+    """Transcode a generated clip and show progress, outputs and quality."""
+    code = run_demo(up=up)
+    if code:
+        raise typer.Exit(code)

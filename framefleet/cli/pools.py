@@ -4,30 +4,38 @@ as `cli`)."""
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-from framefleet.cli.admin import database, handled
+import typer
+
+from framefleet.cli.admin import database
+from framefleet.cli.common import Cli, Column, Output, output_command, rows_table
 from framefleet.config import get_settings
 
 if TYPE_CHECKING:
     from framefleet.scheduling.control import Hold
 
 
-def _show(view: dict[str, Any], as_json: bool) -> None:
-    if as_json:
-        print(json.dumps(view, default=str, indent=2))
-        return
+def _line(view: dict[str, Any]) -> str:
     running = ", ".join(view["running_jobs"]) or "-"
     reason = f" ({view['reason']})" if view.get("reason") else ""
     processes = len(view["workers"])
-    print(f"{view['node']}: {view['state']}{reason}; {processes} live process(es); running: {running}")
+    return f"{view['node']}: {view['state']}{reason}; {processes} live process(es); running: {running}"
 
 
-@handled
-def cmd_workers_list(args: argparse.Namespace) -> int:
+NODE_COLUMNS: list[Column] = [
+    ("NODE", "node"),
+    ("STATE", "state"),
+    ("PROCS", lambda v: len(v["workers"])),
+    ("BUSY", lambda v: len(v["running_jobs"])),
+    ("REASON", "reason"),
+]
+
+
+@output_command()
+def workers_list(cli: Cli) -> None:
+    """Live and held worker nodes."""
     import sqlalchemy as sa
 
     from framefleet.db.models import Worker, WorkerControl, utcnow
@@ -41,84 +49,100 @@ def cmd_workers_list(args: argparse.Namespace) -> int:
         nodes |= set(session.scalars(sa.select(WorkerControl.node)))
         views = [control.node_view(session, settings, node=node, now=now) for node in sorted(nodes)]
     views = [view for view in views if view["workers"] or view["state"] != "active"]
-    if args.json:
-        print(json.dumps(views, default=str, indent=2))
-    else:
-        print(f"{'NODE':<40} {'STATE':<10} {'PROCS':>5} {'BUSY':>5} REASON")
-        for v in views:
-            print(
-                f"{v['node']:<40} {v['state']:<10} {len(v['workers']):>5} {len(v['running_jobs']):>5} "
-                f"{v['reason'] or ''}"
-            )
-    return 0
+    cli.show(views, lambda v: rows_table(v, NODE_COLUMNS), empty="no worker nodes")
 
 
-def _hold_command(hold: Hold | None) -> Any:
-    @handled
-    def run(args: argparse.Namespace) -> int:
-        from framefleet.scheduling import control
-        from framefleet.tenancy.audit import CLI
+WorkerArg = Annotated[str, typer.Argument(metavar="WORKER", help="a worker id (<node>:<pid>) or a node name")]
+Reason = Annotated[str | None, typer.Option(help="why, shown in listings")]
 
-        settings = get_settings()
+
+@output_command(default=Output.json)
+def workers_describe(cli: Cli, worker: WorkerArg) -> None:
+    """A node: its hold, its live processes (capabilities, heartbeat) and running jobs."""
+    from framefleet.scheduling import control
+
+    with database() as session:
         try:
-            with database() as session:
-                node = control.set_hold(
-                    session, worker=args.worker, hold=hold, actor=CLI, reason=getattr(args, "reason", None)
-                )
-                session.commit()
-                view = control.node_view(session, settings, node=node)
-                # --wait: until the node runs nothing (drain), polling the database.
-                while getattr(args, "wait", False) and view["running_jobs"]:
-                    time.sleep(1.0)
-                    session.expire_all()
-                    view = control.node_view(session, settings, node=node)
+            node = control.node_of(session, worker=worker)
         except control.UnknownWorker as exc:
             raise ValueError(str(exc)) from exc
-        _show(view, args.json)
-        return 0
-
-    return run
+        cli.show(control.node_view(session, get_settings(), node=node), _line)
 
 
-@handled
-def cmd_pools(args: argparse.Namespace) -> int:
+def _hold(cli: Cli, worker: str, hold: Hold | None, *, reason: str | None = None, wait: bool = False) -> None:
+    from framefleet.scheduling import control
+    from framefleet.tenancy.audit import CLI
+
+    settings = get_settings()
+    try:
+        with database() as session:
+            node = control.set_hold(session, worker=worker, hold=hold, actor=CLI, reason=reason)
+            session.commit()
+            view = control.node_view(session, settings, node=node)
+            # --wait: until the node runs nothing (drain), polling the database.
+            while wait and view["running_jobs"]:
+                time.sleep(1.0)
+                session.expire_all()
+                view = control.node_view(session, settings, node=node)
+    except control.UnknownWorker as exc:
+        raise ValueError(str(exc)) from exc
+    cli.show(view, _line)
+
+
+@output_command()
+def workers_cordon(cli: Cli, worker: WorkerArg, reason: Reason = None) -> None:
+    """Take no new job on this node (running jobs go on)."""
+    _hold(cli, worker, "cordoned", reason=reason)
+
+
+@output_command()
+def workers_drain(
+    cli: Cli,
+    worker: WorkerArg,
+    reason: Reason = None,
+    wait: Annotated[bool, typer.Option("--wait", help="return once the node runs nothing")] = False,
+) -> None:
+    """Take no new job on this node and follow its running jobs to their end."""
+    _hold(cli, worker, "draining", reason=reason, wait=wait)
+
+
+@output_command()
+def workers_uncordon(cli: Cli, worker: WorkerArg) -> None:
+    """Let the node take jobs again."""
+    _hold(cli, worker, None)
+
+
+POOL_COLUMNS: list[Column] = [
+    ("POOL", "pool"),
+    ("ALIVE", lambda v: v["workers"]["alive"]),
+    ("BUSY", lambda v: v["workers"]["busy"]),
+    ("HELD", lambda v: v["workers"]["held"]),
+    ("BACKLOG", lambda v: v["backlog"]["total"]),
+    ("DONE/MIN", "drain_rate_per_minute"),
+    ("NEEDED", lambda v: "?" if v["workers_needed"] is None else v["workers_needed"]),
+]
+
+
+@output_command()
+def pools_view(cli: Cli) -> None:
+    """Each pool's workers, backlog, drain rate and workers needed."""
     from framefleet.scheduling import pools
 
     with database() as session:
         views = pools.pools_view(session, get_settings())
-    if args.json:
-        print(json.dumps(views, default=str, indent=2))
-        return 0
-    print(f"{'POOL':<6} {'ALIVE':>5} {'BUSY':>5} {'HELD':>5} {'BACKLOG':>8} {'DONE/MIN':>9} {'NEEDED':>7}")
-    for v in views:
-        w = v["workers"]
-        needed = "?" if v["workers_needed"] is None else v["workers_needed"]
-        print(
-            f"{v['pool']:<6} {w['alive']:>5} {w['busy']:>5} {w['held']:>5} {v['backlog']['total']:>8} "
-            f"{v['drain_rate_per_minute']:>9} {needed:>7}"
-        )
-    return 0
+    cli.show(views, lambda v: rows_table(v, POOL_COLUMNS))
 
 
-def add_parsers(sub: argparse._SubParsersAction) -> None:
+def register(app: typer.Typer) -> None:
     """Register `workers` and `pools`."""
-    workers = sub.add_parser("workers", help="worker nodes: list, cordon, drain, uncordon (operator)")
-    w_sub = workers.add_subparsers(dest="workers_command", metavar="COMMAND", required=True)
-    w_sub.add_parser("list", help="live and held worker nodes").set_defaults(handler=cmd_workers_list)
-    holds: tuple[tuple[str, Hold | None, str], ...] = (
-        ("cordon", "cordoned", "take no new job on this node (running jobs go on)"),
-        ("drain", "draining", "take no new job on this node and follow its running jobs to their end"),
-        ("uncordon", None, "let the node take jobs again"),
-    )
-    for name, hold, text in holds:
-        command = w_sub.add_parser(name, help=text)
-        command.add_argument("worker", help="a worker id (<node>:<pid>) or a node name")
-        if hold is not None:
-            command.add_argument("--reason", help="why, shown in listings")
-        if name == "drain":
-            command.add_argument("--wait", action="store_true", help="return once the node runs nothing")
-        command.set_defaults(handler=_hold_command(hold))
-    pools_parser = sub.add_parser("pools", help="each pool's workers, backlog, drain rate and workers needed")
-    pools_parser.set_defaults(handler=cmd_pools)
-    for parser in (*w_sub.choices.values(), pools_parser):
-        parser.add_argument("--json", action="store_true", help="print JSON")
+    workers = typer.Typer(help="worker nodes: list, describe, cordon, drain, uncordon (on this installation)")
+    for name, command in (
+        ("list", workers_list),
+        ("describe", workers_describe),
+        ("cordon", workers_cordon),
+        ("drain", workers_drain),
+        ("uncordon", workers_uncordon),
+    ):
+        workers.command(name)(command)
+    app.add_typer(workers, name="workers")
+    app.command("pools")(pools_view)

@@ -1,15 +1,17 @@
-"""Progress bar and result table for the terminal.
+"""Job progress and results for the terminal.
 
-The formatting functions are pure; ProgressDisplay decides how to draw: one self-overwriting line on a
-terminal, and plain lines (at most one per PLAIN_STEP percent) when the output is a file or a pipe.
+The formatting functions are pure; ProgressDisplay draws with Rich: a live bar on a terminal, plain lines (at
+most one per PLAIN_STEP percent) when the output is a file or a pipe.
 """
 
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Mapping, Sequence
-from typing import Any, TextIO
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TaskProgressColumn, TextColumn
 
 from framefleet.core.states import TERMINAL
 
@@ -57,16 +59,9 @@ def format_size(size_bytes: Any) -> str:
     return f"{value:.1f} {unit}"
 
 
-def format_bar(percent: float, width: int = BAR_WIDTH) -> str:
-    """A text bar such as [#######.......] for a percentage (clamped to 0-100)."""
-    filled = round(width * max(0.0, min(100.0, percent)) / 100)
-    return "[" + "#" * filled + "." * (width - filled) + "]"
-
-
-def format_progress(data: Mapping[str, Any], width: int = BAR_WIDTH) -> str:
-    """One progress line from a `progress` event: bar, percent, phase, fps, speed and ETA."""
-    percent = _number(data.get("percent")) or 0.0
-    parts = [format_bar(percent, width), f"{percent:5.1f}%"]
+def progress_detail(data: Mapping[str, Any]) -> str:
+    """What a `progress` event says besides the percentage: phase, fps, speed and ETA."""
+    parts = []
     phase = data.get("phase")
     if isinstance(phase, str) and phase:
         parts.append(phase)
@@ -117,18 +112,6 @@ def result_rows(outputs: Sequence[Mapping[str, Any]]) -> list[list[str]]:
     return rows
 
 
-def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """A plain aligned table: header, a rule, then the rows."""
-    widths = [len(h) for h in headers]
-    for row in rows:
-        widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
-
-    def line(cells: Sequence[str]) -> str:
-        return "  ".join(cell.ljust(w) for cell, w in zip(cells, widths, strict=True)).rstrip()
-
-    return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)])
-
-
 def describe_event(event_type: str, data: Mapping[str, Any]) -> str | None:
     """A one-line description of a non-progress job event, or None for events not worth a line."""
     if event_type == "state":
@@ -155,60 +138,48 @@ def describe_event(event_type: str, data: Mapping[str, Any]) -> str | None:
 
 
 class ProgressDisplay:
-    """Draws job events: a live bar on a terminal, throttled plain lines elsewhere.
+    """Draws job events: a live Rich progress bar on a terminal, throttled plain lines elsewhere.
 
-    A terminal `state` event is not drawn: whoever shows the job's result says how it ended, once. The last
-    progress stays on screen (the bar is redrawn below any line printed while it shows, and a plain
-    display prints the last value it skipped when it closes).
+    A terminal `state` event is not drawn: whoever shows the job's result says how it ended, once. Lines
+    printed while the bar shows go above it. Off a terminal, a line at most every PLAIN_STEP percent (or on a
+    new phase), and the last value skipped when it closes, so logs stay short but end at the true figure.
     """
 
-    def __init__(self, stream: TextIO | None = None, *, tty: bool | None = None) -> None:
-        self.stream = stream or sys.stdout
-        self.tty = self.stream.isatty() if tty is None else tty
-        self._bar_shown = False
-        self._last_plain: float | None = None
-        self._last_phase: str | None = None
-        self._last_text: str | None = None
-        self._last_text_written = True
-        self._width = 0
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self._bar: Progress | None = None
+        self._task: TaskID | None = None
+        self._last_plain: tuple[int, str | None] | None = None
+        self._unwritten: str | None = None
 
-    def _draw_bar(self, text: str) -> None:
-        # Pad to the previous width so a shorter line fully covers the longer one.
-        self.stream.write("\r" + text.ljust(self._width))
-        self._width = len(text)
-        self._bar_shown = True
+    def _bar_task(self) -> tuple[Progress, TaskID]:
+        if self._bar is None or self._task is None:
+            self._bar = Progress(
+                BarColumn(bar_width=BAR_WIDTH),
+                TaskProgressColumn(),
+                TextColumn("{task.fields[detail]}"),
+                console=self.console,
+            )
+            self._task = self._bar.add_task("encode", total=100.0, detail="")
+            self._bar.start()
+        return self._bar, self._task
 
     def progress(self, data: Mapping[str, Any]) -> None:
-        """Show a progress event."""
-        text = format_progress(data)
-        self._last_text = text
-        if self.tty:
-            self._draw_bar(text)
+        percent = max(0.0, min(100.0, _number(data.get("percent")) or 0.0))
+        detail = progress_detail(data)
+        if self.console.is_terminal:
+            bar, task = self._bar_task()
+            bar.update(task, completed=percent, detail=detail)
+            return
+        text = f"{percent:5.1f}%  {detail}"
+        phase = data.get("phase") if isinstance(data.get("phase"), str) else None
+        mark = (math.floor(percent / PLAIN_STEP), phase)
+        if self._last_plain is None or mark[0] > self._last_plain[0] or phase != self._last_plain[1]:
+            self._last_plain = mark
+            self.console.print(text, markup=False)
+            self._unwritten = None
         else:
-            percent = _number(data.get("percent")) or 0.0
-            phase = data.get("phase") if isinstance(data.get("phase"), str) else None
-            step = math.floor(percent / PLAIN_STEP)
-            self._last_text_written = False
-            if self._last_plain is None or step > self._last_plain or phase != self._last_phase:
-                self._last_plain = step
-                self._last_phase = phase
-                self._write_plain(text)
-        self.stream.flush()
-
-    def _write_plain(self, text: str) -> None:
-        self.stream.write(text + "\n")
-        self._last_text_written = True
-
-    def line(self, text: str) -> None:
-        """Print a line of its own, keeping the bar (on a terminal) below it."""
-        if self.tty and self._bar_shown:
-            self.stream.write("\r" + " " * self._width + "\r" + text + "\n")
-            self._width = 0
-            if self._last_text is not None:
-                self._draw_bar(self._last_text)
-        else:
-            self.stream.write(text + "\n")
-        self.stream.flush()
+            self._unwritten = text
 
     def event(self, event_type: str, data: Mapping[str, Any]) -> None:
         """Show any job event."""
@@ -219,14 +190,13 @@ class ProgressDisplay:
             return
         text = describe_event(event_type, data)
         if text is not None:
-            self.line(text)
+            self.console.print(text, markup=False)
 
     def close(self) -> None:
-        """Leave the last progress on screen and end its line, so following output starts afresh."""
-        if self.tty and self._bar_shown:
-            self.stream.write("\n")
-            self._bar_shown = False
-            self._width = 0
-        elif not self.tty and not self._last_text_written and self._last_text is not None:
-            self._write_plain(self._last_text)
-        self.stream.flush()
+        """Leave the last progress on screen, so following output starts below it."""
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+        if self._unwritten is not None:
+            self.console.print(self._unwritten, markup=False)
+            self._unwritten = None

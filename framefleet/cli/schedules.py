@@ -3,16 +3,19 @@
 
 from __future__ import annotations
 
-import argparse
-from typing import Any
+import functools
+from enum import StrEnum
+from typing import Annotated, Any
 
+import typer
 from pydantic import ValidationError
+from rich.console import Group
 
-from framefleet.cli.admin import _print, database, handled
-from framefleet.cli.jobs import read_spec
+from framefleet.cli.admin import database
+from framefleet.cli.common import Cli, Column, output_command, rows_table
+from framefleet.cli.jobs import param_pairs, read_spec
 from framefleet.config import get_settings
 from framefleet.core.spec import JobSpec
-from framefleet.db.models import Schedule
 from framefleet.tenancy.service import NotFound as TenantNotFound
 from framefleet.tenancy.service import find_tenant
 from framefleet.workflows import batch, templates
@@ -26,10 +29,13 @@ def _tenant_id(session: Any, name: str) -> int:
     return tenant.id
 
 
-def _wrap(command: Any) -> Any:
-    def run(args: argparse.Namespace) -> int:
+def _refusal(command: Any) -> Any:
+    """The scheduling service's refusals as ValueError (one line, exit code 1), with the field at fault."""
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
         try:
-            return int(command(args))
+            return command(*args, **kwargs)
         except service.NotFound as exc:
             raise ValueError(str(exc)) from None
         except service.Invalid as exc:
@@ -42,211 +48,256 @@ def _wrap(command: Any) -> Any:
             first = exc.errors()[0]
             raise ValueError(f"spec.{'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from None
 
-    return handled(run)
+    return run
 
 
-def _line(view: dict[str, Any]) -> str:
-    state = "on " if view["enabled"] else "off"
-    where = f"{view['cron']:<16} {view['timezone']:<16}"
-    return f"{view['id']:>5}  {state}  {view['name']:<24} {where} next={view['next_run_at']}"
+COLUMNS: list[Column] = [
+    ("ID", "id"),
+    ("ON", lambda v: "on" if v["enabled"] else "off"),
+    ("NAME", "name"),
+    ("CRON", "cron"),
+    ("TIMEZONE", "timezone"),
+    ("NEXT", "next_run_at"),
+]
 
 
-def cmd_list(args: argparse.Namespace) -> int:
+def _one(view: dict[str, Any]) -> Any:
+    return Group(rows_table([view], COLUMNS), "upcoming: " + ", ".join(map(str, view["upcoming"])))
+
+
+Tenant = Annotated[str, typer.Option(metavar="NAME", help="the schedule's tenant")]
+ScheduleId = Annotated[int, typer.Argument(metavar="ID", help="schedule id")]
+Spec = Annotated[str | None, typer.Option(metavar="SPEC.json", help="the job spec (- for stdin)")]
+Template = Annotated[str | None, typer.Option(metavar="NAME", help="or: one of the tenant's job templates")]
+Version = Annotated[
+    int | None, typer.Option(metavar="N", help="pin a template version (default: the latest at each fire)")
+]
+Params = Annotated[
+    list[str] | None,
+    typer.Option(
+        metavar="NAME=VALUE", help="a template parameter, typed as the template declares it (repeatable)"
+    ),
+]
+CatchUp = StrEnum("CatchUp", {name: name for name in service.CATCH_UP})  # type: ignore[misc]
+
+
+@output_command()
+@_refusal
+def schedules_list(cli: Cli, tenant: Tenant) -> None:
+    """List a tenant's schedules and their next fire times."""
     with database() as session:
         rows = [
             service.schedule_view(s)
-            for s in service.list_schedules(session, tenant_id=_tenant_id(session, args.tenant))
+            for s in service.list_schedules(session, tenant_id=_tenant_id(session, tenant))
         ]
-    _print(rows, args.json, "\n".join(_line(r) for r in rows) or "no schedules")
-    return 0
+    cli.show(rows, lambda r: rows_table(r, COLUMNS), empty="no schedules")
 
 
-def _param(text: str) -> tuple[str, str]:
-    """One `--param name=value`."""
-    name, sep, value = text.partition("=")
-    if not sep or not name:
-        raise argparse.ArgumentTypeError(f"expected name=value, got {text!r}")
-    return name, value
-
-
-def _to_submit(session: Any, args: argparse.Namespace, tenant_id: int) -> dict[str, Any]:
+def _to_submit(
+    session: Any,
+    *,
+    tenant: str,
+    tenant_id: int,
+    spec: str | None,
+    template: str | None,
+    version: int | None,
+    params: list[str],
+) -> dict[str, Any]:
     """What the schedule submits at each fire: the spec file's document, or the template call (each
     `--param` typed as the template declares it, then checked as the API checks it)."""
     settings = get_settings()
-    if args.template is None and (args.version is not None or args.param):
+    if spec is not None and template is not None:
+        raise ValueError("give --spec or --template, not both")
+    if template is None and (version is not None or params):
         raise ValueError("--version and --param go with --template")
-    if args.spec is not None:
-        spec = JobSpec.model_validate(read_spec(args.spec))
-        return service.spec_document(spec, settings=settings, tenant=args.tenant)
+    if spec is not None:
+        checked = JobSpec.model_validate(read_spec(spec))
+        return service.spec_document(checked, settings=settings, tenant=tenant)
+    assert template is not None
     declared = templates.parameters_of(
-        templates.find(session, tenant_id=tenant_id, name=args.template, version=args.version)
+        templates.find(session, tenant_id=tenant_id, name=template, version=version)
     )
-    params = {
+    typed = {
         name: templates.from_text(declared[name].type, value) if name in declared else value
-        for name, value in args.param
+        for name, value in param_pairs(params).items()
     }
     return service.template_call(
         session,
         tenant_id=tenant_id,
-        tenant=args.tenant,
-        name=args.template,
-        version=args.version,
-        params=params,
+        tenant=tenant,
+        name=template,
+        version=version,
+        params=typed,
         settings=settings,
     )
 
 
-def cmd_create(args: argparse.Namespace) -> int:
+@output_command()
+@_refusal
+def schedules_create(
+    cli: Cli,
+    name: Annotated[str, typer.Argument(help="the schedule's name")],
+    tenant: Tenant,
+    cron: Annotated[str, typer.Option(help='five fields, e.g. "0 6 * * 1-5"')],
+    timezone: Annotated[str, typer.Option(help="IANA name")] = "UTC",
+    catch_up: Annotated[CatchUp, typer.Option(help="a fire missed in an outage")] = CatchUp("once"),  # noqa: B008
+    disabled: Annotated[bool, typer.Option("--disabled", help="create it switched off")] = False,
+    spec: Spec = None,
+    template: Template = None,
+    version: Version = None,
+    param: Params = None,
+) -> None:
+    """A job spec or template call submitted at each time of a cron expression."""
+    if spec is None and template is None:
+        raise ValueError("give --spec or --template")
     with database() as session:
-        tenant_id = _tenant_id(session, args.tenant)
+        tenant_id = _tenant_id(session, tenant)
         schedule = service.create_schedule(
             session,
             tenant_id=tenant_id,
-            name=args.name,
-            cron=args.cron,
-            timezone=args.timezone,
-            spec=_to_submit(session, args, tenant_id),
-            enabled=not args.disabled,
-            catch_up=args.catch_up,
+            name=name,
+            cron=cron,
+            timezone=timezone,
+            spec=_to_submit(
+                session,
+                tenant=tenant,
+                tenant_id=tenant_id,
+                spec=spec,
+                template=template,
+                version=version,
+                params=param or [],
+            ),
+            enabled=not disabled,
+            catch_up=catch_up.value,
             actor="cli",
         )
         view = service.schedule_view(schedule)
-    _print(
-        view,
-        args.json,
-        f"schedule {view['id']} created; next fires: " + ", ".join(map(str, view["upcoming"])),
-    )
-    return 0
+    cli.show(view, lambda v: f"schedule {v['id']} created; next fires: " + ", ".join(map(str, v["upcoming"])))
 
 
-def cmd_update(args: argparse.Namespace) -> int:
+@output_command()
+@_refusal
+def schedules_update(
+    cli: Cli,
+    schedule_id: ScheduleId,
+    tenant: Tenant,
+    cron: Annotated[str | None, typer.Option(help='five fields, e.g. "0 6 * * 1-5"')] = None,
+    timezone: Annotated[str | None, typer.Option(help="IANA name")] = None,
+    catch_up: Annotated[CatchUp | None, typer.Option(help="a fire missed in an outage")] = None,
+    spec: Spec = None,
+    template: Template = None,
+    version: Version = None,
+    param: Params = None,
+) -> None:
+    """Change a schedule; its next fire counts from now."""
     with database() as session:
-        tenant_id = _tenant_id(session, args.tenant)
+        tenant_id = _tenant_id(session, tenant)
         changes: dict[str, Any] = {
-            name: getattr(args, name)
-            for name in ("cron", "timezone", "catch_up")
-            if getattr(args, name) is not None
+            key: value
+            for key, value in (
+                ("cron", cron),
+                ("timezone", timezone),
+                ("catch_up", catch_up and catch_up.value),
+            )
+            if value is not None
         }
-        if args.spec is not None or args.template is not None or args.param or args.version is not None:
-            changes["spec"] = _to_submit(session, args, tenant_id)
+        if spec is not None or template is not None or param or version is not None:
+            changes["spec"] = _to_submit(
+                session,
+                tenant=tenant,
+                tenant_id=tenant_id,
+                spec=spec,
+                template=template,
+                version=version,
+                params=param or [],
+            )
         if not changes:
             raise ValueError("nothing to change: give --cron, --timezone, --catch-up, --spec or --template")
-        schedule = service.update_schedule(session, tenant_id=tenant_id, schedule_id=args.id, changes=changes)
+        schedule = service.update_schedule(
+            session, tenant_id=tenant_id, schedule_id=schedule_id, changes=changes
+        )
         view = service.schedule_view(schedule)
-    _print(view, args.json, _line(view) + "\nupcoming: " + ", ".join(map(str, view["upcoming"])))
-    return 0
+    cli.show(view, _one)
 
 
-def _get(session: Any, args: argparse.Namespace) -> Schedule:
-    return service.get_schedule(session, tenant_id=_tenant_id(session, args.tenant), schedule_id=args.id)
-
-
-def cmd_get(args: argparse.Namespace) -> int:
+@output_command()
+@_refusal
+def schedules_get(cli: Cli, schedule_id: ScheduleId, tenant: Tenant) -> None:
+    """A schedule and its next fire times."""
     with database() as session:
-        view = service.schedule_view(_get(session, args))
-    _print(view, args.json, _line(view) + "\nupcoming: " + ", ".join(map(str, view["upcoming"])))
-    return 0
+        schedule = service.get_schedule(
+            session, tenant_id=_tenant_id(session, tenant), schedule_id=schedule_id
+        )
+        cli.show(service.schedule_view(schedule), _one)
 
 
-def _enable(args: argparse.Namespace, enabled: bool) -> int:
+def _enable(cli: Cli, schedule_id: int, tenant: str, enabled: bool) -> None:
     with database() as session:
         schedule = service.update_schedule(
             session,
-            tenant_id=_tenant_id(session, args.tenant),
-            schedule_id=args.id,
+            tenant_id=_tenant_id(session, tenant),
+            schedule_id=schedule_id,
             changes={"enabled": enabled},
         )
         view = service.schedule_view(schedule)
-    _print(view, args.json, _line(view))
-    return 0
+    cli.show(view, lambda v: rows_table([v], COLUMNS))
 
 
-def cmd_enable(args: argparse.Namespace) -> int:
-    return _enable(args, True)
+@output_command()
+@_refusal
+def schedules_enable(cli: Cli, schedule_id: ScheduleId, tenant: Tenant) -> None:
+    """Fire again from the next cron time."""
+    _enable(cli, schedule_id, tenant, True)
 
 
-def cmd_disable(args: argparse.Namespace) -> int:
-    return _enable(args, False)
+@output_command()
+@_refusal
+def schedules_disable(cli: Cli, schedule_id: ScheduleId, tenant: Tenant) -> None:
+    """Stop firing."""
+    _enable(cli, schedule_id, tenant, False)
 
 
-def cmd_delete(args: argparse.Namespace) -> int:
+@output_command()
+@_refusal
+def schedules_delete(cli: Cli, schedule_id: ScheduleId, tenant: Tenant) -> None:
+    """Delete a schedule and its fire log."""
     with database() as session:
-        service.delete_schedule(session, tenant_id=_tenant_id(session, args.tenant), schedule_id=args.id)
-    print(f"schedule {args.id} deleted")
-    return 0
+        service.delete_schedule(session, tenant_id=_tenant_id(session, tenant), schedule_id=schedule_id)
+    cli.show({"id": schedule_id, "deleted": True}, lambda _: f"schedule {schedule_id} deleted")
 
 
-def cmd_fires(args: argparse.Namespace) -> int:
+@output_command()
+@_refusal
+def schedules_fires(
+    cli: Cli,
+    schedule_id: ScheduleId,
+    tenant: Tenant,
+    limit: Annotated[int, typer.Option(help="at most this many")] = 50,
+) -> None:
+    """A schedule's fires, newest first, with the jobs they made."""
     with database() as session:
         rows = [
             service.fire_view(f)
             for f in service.list_fires(
-                session, tenant_id=_tenant_id(session, args.tenant), schedule_id=args.id, limit=args.limit
+                session, tenant_id=_tenant_id(session, tenant), schedule_id=schedule_id, limit=limit
             )
         ]
-    text = "\n".join(f"{r['fire_at']}  job={r['job_id']}  {r['error'] or ''}".rstrip() for r in rows)
-    _print(rows, args.json, text or "no fires yet")
-    return 0
+    columns: list[Column] = [("FIRE AT", "fire_at"), ("JOB", "job_id"), ("ERROR", "error")]
+    cli.show(rows, lambda r: rows_table(r, columns), empty="no fires yet")
 
 
-def _submission_options(parser: argparse.ArgumentParser, *, required: bool) -> None:
-    what = parser.add_mutually_exclusive_group(required=required)
-    what.add_argument("--spec", metavar="SPEC.json", help="the job spec (- for stdin)")
-    what.add_argument("--template", metavar="NAME", help="or: one of the tenant's job templates")
-    parser.add_argument(
-        "--version", type=int, metavar="N", help="pin a template version (default: the latest at each fire)"
-    )
-    parser.add_argument(
-        "--param",
-        type=_param,
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="a template parameter, typed as the template declares it (repeatable)",
-    )
-
-
-def add_parsers(sub: argparse._SubParsersAction) -> None:
+def register(app: typer.Typer) -> None:
     """Register `schedules`."""
-    top = sub.add_parser("schedules", help="a tenant's cron schedules")
-    s_sub = top.add_subparsers(dest="schedules_command", metavar="COMMAND", required=True)
-    managed = []
-    listing = s_sub.add_parser("list", help="list a tenant's schedules and their next fire times")
-    listing.set_defaults(handler=_wrap(cmd_list))
-    managed.append(listing)
-    create = s_sub.add_parser(
-        "create", help="a job spec or template call submitted at each time of a cron expression"
-    )
-    create.add_argument("name")
-    create.add_argument("--cron", required=True, help='five fields, e.g. "0 6 * * 1-5"')
-    create.add_argument("--timezone", default="UTC", help="IANA name (default UTC)")
-    create.add_argument(
-        "--catch-up", choices=service.CATCH_UP, default="once", help="a fire missed in an outage"
-    )
-    create.add_argument("--disabled", action="store_true")
-    _submission_options(create, required=True)
-    create.set_defaults(handler=_wrap(cmd_create))
-    managed.append(create)
-    update = s_sub.add_parser("update", help="change a schedule; its next fire counts from now")
-    update.add_argument("id", type=int, help="schedule id")
-    update.add_argument("--cron", help='five fields, e.g. "0 6 * * 1-5"')
-    update.add_argument("--timezone", help="IANA name")
-    update.add_argument("--catch-up", choices=service.CATCH_UP, help="a fire missed in an outage")
-    _submission_options(update, required=False)
-    update.set_defaults(handler=_wrap(cmd_update))
-    managed.append(update)
-    for name, handler, text in (
-        ("get", cmd_get, "a schedule and its next fire times"),
-        ("enable", cmd_enable, "fire again from the next cron time"),
-        ("disable", cmd_disable, "stop firing"),
-        ("delete", cmd_delete, "delete a schedule and its fire log"),
-        ("fires", cmd_fires, "a schedule's fires, newest first, with the jobs they made"),
+    group = typer.Typer(help="a tenant's cron schedules (on this installation's database)")
+    for name, command in (
+        ("list", schedules_list),
+        ("create", schedules_create),
+        ("update", schedules_update),
+        ("get", schedules_get),
+        ("enable", schedules_enable),
+        ("disable", schedules_disable),
+        ("delete", schedules_delete),
+        ("fires", schedules_fires),
     ):
-        parser = s_sub.add_parser(name, help=text)
-        parser.add_argument("id", type=int, help="schedule id")
-        parser.set_defaults(handler=_wrap(handler))
-        managed.append(parser)
-    s_sub.choices["fires"].add_argument("--limit", type=int, default=50)
-    for parser in managed:
-        parser.add_argument("--tenant", required=True, metavar="NAME")
-        parser.add_argument("--json", action="store_true", help="print JSON")
+        group.command(name)(command)
+    app.add_typer(group, name="schedules")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
 import gc
 import importlib.util
 import os
 from pathlib import Path
+from typing import Annotated
 from urllib.parse import unquote, urlsplit
+
+import typer
 
 from framefleet.cli.monitoring import run_prometheus
 from framefleet.config import Settings, get_settings
@@ -130,25 +132,33 @@ def run_redis() -> int:
     os.execv(binary, argv)
 
 
-def add_parsers(sub: argparse._SubParsersAction) -> None:
-    """Register api, beat, flower and redis."""
-    api = sub.add_parser("api", help="serve the HTTP API")
-    api.add_argument("--host", help="interface to listen on (default: settings.api_host)")
-    api.add_argument("--port", type=int, help="port (default: settings.api_port)")
-    api.add_argument("--workers", type=int, help="worker processes (default: settings.api_workers)")
-    api.set_defaults(handler=lambda a: run_api(host=a.host, port=a.port, workers=a.workers))
+Port = Annotated[int | None, typer.Option(help="port (default: from the settings)")]
 
-    beat = sub.add_parser("beat", help="run the periodic scheduler")
-    beat.set_defaults(handler=lambda a: run_beat())
 
-    flower = sub.add_parser("flower", help="run the Flower console on 127.0.0.1")
-    flower.add_argument("--port", type=int, help="port (default: settings.flower_port)")
-    flower.set_defaults(handler=lambda a: run_flower(port=a.port))
+def api(
+    host: Annotated[
+        str | None, typer.Option(help="interface to listen on (default: settings.api_host)")
+    ] = None,
+    port: Port = None,
+    workers: Annotated[
+        int | None, typer.Option(help="worker processes (default: settings.api_workers)")
+    ] = None,
+) -> None:
+    """Serve the HTTP API."""
+    run_api(host=host, port=port, workers=workers)
 
-    prometheus = sub.add_parser(
-        "prometheus", help="run the system's Prometheus server scraping this machine's stack, with the rules"
-    )
-    prometheus.set_defaults(handler=lambda a: run_prometheus())
 
-    redis = sub.add_parser("redis", help="run the embedded redis-server on settings.redis_url's port")
-    redis.set_defaults(handler=lambda a: run_redis())
+def flower(port: Port = None) -> None:
+    """Run the Flower console on 127.0.0.1."""
+    run_flower(port=port)
+
+
+def register(app: typer.Typer) -> None:
+    """Register api, beat, flower, prometheus and redis."""
+    app.command("api")(api)
+    app.command("beat", help="Run the periodic scheduler.")(run_beat)
+    app.command("flower")(flower)
+    app.command(
+        "prometheus", help="Run the system's Prometheus server scraping this machine's stack, with the rules."
+    )(run_prometheus)
+    app.command("redis", help="Run the embedded redis-server on settings.redis_url's port.")(run_redis)

@@ -17,7 +17,6 @@ A pid file (<data_dir>/framefleet.pid) keeps two stacks from sharing one data di
 from __future__ import annotations
 
 import _thread
-import argparse
 import contextlib
 import ctypes
 import json
@@ -33,10 +32,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import IO, Any, TextIO
+from typing import IO, Annotated, Any, TextIO
 from urllib.parse import urlsplit
 
 import httpx
+import typer
 
 from framefleet.cli import monitoring
 from framefleet.cli.admin import display_url
@@ -682,15 +682,18 @@ def run_up(settings: Settings | None = None, *, monitoring: bool = False) -> int
     return 0
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    """Register `up`."""
-    up = sub.add_parser(
-        "up", help="run the whole stack on this machine (redis, api, worker, beat, webhook sender, flower)"
-    )
-    up.add_argument(
-        "--monitoring",
-        action="store_true",
-        help="also run the system's Prometheus (127.0.0.1:FRAMEFLEET_PROMETHEUS_PORT) scraping the stack, "
-        "with the shipped alert rules",
-    )
-    up.set_defaults(handler=lambda a: run_up(monitoring=a.monitoring))
+def up(
+    monitoring: Annotated[
+        bool,
+        typer.Option(
+            "--monitoring",
+            help="also run the system's Prometheus (127.0.0.1:FRAMEFLEET_PROMETHEUS_PORT) scraping the "
+            "stack, "
+            "with the shipped alert rules",
+        ),
+    ] = False,
+) -> None:
+    """Run the whole stack on this machine (redis, api, worker, beat, webhook sender, flower)."""
+    code = run_up(monitoring=monitoring)
+    if code:
+        raise typer.Exit(code)

@@ -3,12 +3,16 @@ operator's shell (the same service as /v1/webhooks)."""
 
 from __future__ import annotations
 
-import argparse
+import functools
 import signal
 import threading
-from typing import Any
+from enum import StrEnum
+from typing import Annotated, Any
 
-from framefleet.cli.admin import _print, database, handled
+import typer
+
+from framefleet.cli.admin import database
+from framefleet.cli.common import Cli, Column, Output, output_command, rows_table
 from framefleet.config import get_settings
 from framefleet.logging import configure_logging, get_logger
 from framefleet.observability import tracing
@@ -20,8 +24,8 @@ from framefleet.webhooks.feed import DEFAULT_EVENT_TYPES, EVENT_TYPES
 READY_MESSAGE = "webhook worker ready."
 
 
-def cmd_worker(_: argparse.Namespace) -> int:
-    """Fan job events out to webhook deliveries and send them until SIGTERM/SIGINT."""
+def run_worker() -> None:
+    """Run the webhook delivery worker: fan job events out to deliveries and send them until SIGTERM."""
     from framefleet.webhooks.delivery import WebhookWorker
 
     settings = get_settings()
@@ -40,7 +44,6 @@ def cmd_worker(_: argparse.Namespace) -> int:
     done.wait()
     worker.close()
     tracing.flush()
-    return 0
 
 
 def _tenant_id(session: Any, name: str) -> int:
@@ -50,131 +53,176 @@ def _tenant_id(session: Any, name: str) -> int:
     return tenant.id
 
 
-def _wrap(command: Any) -> Any:
-    def run(args: argparse.Namespace) -> int:
+def _refusal(command: Any) -> Any:
+    """The webhook service's refusals as ValueError (one line, exit code 1)."""
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
         try:
-            return int(command(args))
+            return command(*args, **kwargs)
         except service.NotFound as exc:
             raise ValueError(str(exc)) from None
 
-    return handled(run)
+    return run
 
 
-def cmd_list(args: argparse.Namespace) -> int:
+Tenant = Annotated[str, typer.Option(metavar="NAME", help="the endpoint's tenant")]
+EndpointId = Annotated[int, typer.Argument(metavar="ID", help="endpoint id")]
+EventType = StrEnum("EventType", {name: name for name in EVENT_TYPES})  # type: ignore[misc]
+ENDPOINT_COLUMNS: list[Column] = [
+    ("ID", "id"),
+    ("ON", lambda r: "on" if r["enabled"] else "off"),
+    ("STATUS", "status"),
+    ("URL", "url"),
+]
+DELIVERY_COLUMNS: list[Column] = [
+    ("ID", "id"),
+    ("STATE", "state"),
+    ("TRIES", "attempts"),
+    ("HTTP", "response_status"),
+    ("MS", "latency_ms"),
+    ("JOB", "job_id"),
+    ("SEQ", "sequence"),
+]
+
+
+@output_command()
+@_refusal
+def webhooks_list(cli: Cli, tenant: Tenant) -> None:
+    """List a tenant's endpoints."""
     with database() as session:
         rows = [
             service.endpoint_view(e)
-            for e in service.list_endpoints(session, tenant_id=_tenant_id(session, args.tenant))
+            for e in service.list_endpoints(session, tenant_id=_tenant_id(session, tenant))
         ]
-    text = "\n".join(
-        f"{r['id']:>5}  {'on ' if r['enabled'] else 'off'}  {r['status']:<8} {r['url']}" for r in rows
-    )
-    _print(rows, args.json, text or "no endpoints")
-    return 0
+    cli.show(rows, lambda r: rows_table(r, ENDPOINT_COLUMNS), empty="no endpoints")
 
 
-def cmd_create(args: argparse.Namespace) -> int:
+@output_command(default=Output.json)
+@_refusal
+def webhooks_get(cli: Cli, endpoint_id: EndpointId, tenant: Tenant) -> None:
+    """An endpoint: its URL, events and delivery status (never its secret)."""
+    with database() as session:
+        endpoint = service.get_endpoint(
+            session, tenant_id=_tenant_id(session, tenant), endpoint_id=endpoint_id
+        )
+        cli.show(service.endpoint_view(endpoint))
+
+
+@output_command()
+@_refusal
+def webhooks_create(
+    cli: Cli,
+    url: Annotated[str, typer.Argument(help="where deliveries are POSTed")],
+    tenant: Tenant,
+    event: Annotated[
+        list[EventType] | None, typer.Option(help="repeatable; default all but job.progress")
+    ] = None,
+    description: Annotated[str | None, typer.Option(help="a note shown in listings")] = None,
+    disabled: Annotated[bool, typer.Option("--disabled", help="create it switched off")] = False,
+) -> None:
+    """Register an endpoint (prints its signing secret once)."""
     settings = get_settings()
     with database() as session:
         endpoint, secret = service.create_endpoint(
             session,
-            tenant_id=_tenant_id(session, args.tenant),
-            url=args.url,
-            event_types=args.event or list(DEFAULT_EVENT_TYPES),
-            description=args.description,
-            enabled=not args.disabled,
+            tenant_id=_tenant_id(session, tenant),
+            url=url,
+            event_types=[e.value for e in event] if event else list(DEFAULT_EVENT_TYPES),
+            description=description,
+            enabled=not disabled,
             secret_key=settings.secret_key,
             allow_private=settings.webhook_allow_private,
         )
         view = {**service.endpoint_view(endpoint), "secret": secret}
-    _print(view, args.json, f"endpoint {view['id']} created; signing secret (shown once): {secret}")
-    return 0
+    cli.show(view, lambda v: f"endpoint {v['id']} created; signing secret (shown once): {secret}")
 
 
-def cmd_delete(args: argparse.Namespace) -> int:
+@output_command()
+@_refusal
+def webhooks_delete(cli: Cli, endpoint_id: EndpointId, tenant: Tenant) -> None:
+    """Delete an endpoint and its delivery log."""
     with database() as session:
-        service.delete_endpoint(session, tenant_id=_tenant_id(session, args.tenant), endpoint_id=args.id)
-    print(f"endpoint {args.id} deleted")
-    return 0
+        service.delete_endpoint(session, tenant_id=_tenant_id(session, tenant), endpoint_id=endpoint_id)
+    cli.show({"id": endpoint_id, "deleted": True}, lambda _: f"endpoint {endpoint_id} deleted")
 
 
-def cmd_rotate(args: argparse.Namespace) -> int:
+@output_command()
+@_refusal
+def webhooks_rotate(
+    cli: Cli,
+    endpoint_id: EndpointId,
+    tenant: Tenant,
+    grace: Annotated[
+        float | None, typer.Option(metavar="SECONDS", help="how long the old secret signs too")
+    ] = None,
+) -> None:
+    """A new signing secret; the old one also signs for a grace period."""
     settings = get_settings()
-    grace = settings.webhook_rotation_grace_seconds if args.grace is None else args.grace
+    seconds = settings.webhook_rotation_grace_seconds if grace is None else grace
     with database() as session:
         endpoint, secret = service.rotate_secret(
             session,
-            tenant_id=_tenant_id(session, args.tenant),
-            endpoint_id=args.id,
-            grace_seconds=grace,
+            tenant_id=_tenant_id(session, tenant),
+            endpoint_id=endpoint_id,
+            grace_seconds=seconds,
             secret_key=settings.secret_key,
         )
         view = {**service.endpoint_view(endpoint), "secret": secret}
-    _print(view, args.json, f"new secret (shown once): {secret}; the old one signs too for {grace:g}s")
-    return 0
+    cli.show(view, lambda _: f"new secret (shown once): {secret}; the old one signs too for {seconds:g}s")
 
 
-def cmd_deliveries(args: argparse.Namespace) -> int:
+@output_command()
+@_refusal
+def webhooks_deliveries(
+    cli: Cli,
+    endpoint_id: EndpointId,
+    tenant: Tenant,
+    limit: Annotated[int, typer.Option(help="at most this many")] = 50,
+) -> None:
+    """An endpoint's delivery log, newest first."""
     with database() as session:
         rows = [
             service.delivery_view(d)
             for d in service.list_deliveries(
-                session, tenant_id=_tenant_id(session, args.tenant), endpoint_id=args.id, limit=args.limit
+                session, tenant_id=_tenant_id(session, tenant), endpoint_id=endpoint_id, limit=limit
             )
         ]
-    text = "\n".join(
-        f"{r['id']:>7}  {r['state']:<9} tries={r['attempts']} http={r['response_status']} "
-        f"{r['latency_ms']}ms job={r['job_id']} seq={r['sequence']}"
-        for r in rows
-    )
-    _print(rows, args.json, text or "no deliveries")
-    return 0
+    cli.show(rows, lambda r: rows_table(r, DELIVERY_COLUMNS), empty="no deliveries")
 
 
-def cmd_replay(args: argparse.Namespace) -> int:
+@output_command()
+@_refusal
+def webhooks_replay(
+    cli: Cli,
+    endpoint_id: EndpointId,
+    delivery: Annotated[int, typer.Argument(metavar="DELIVERY", help="delivery id")],
+    tenant: Tenant,
+) -> None:
+    """Send a delivery again."""
     with database() as session:
         again = service.replay_delivery(
             session,
-            tenant_id=_tenant_id(session, args.tenant),
-            endpoint_id=args.id,
-            delivery_id=args.delivery,
+            tenant_id=_tenant_id(session, tenant),
+            endpoint_id=endpoint_id,
+            delivery_id=delivery,
         )
         view = service.delivery_view(again)
-    _print(view, args.json, f"delivery {view['id']} queued (event {view['event_id']})")
-    return 0
+    cli.show(view, lambda v: f"delivery {v['id']} queued (event {v['event_id']})")
 
 
-def add_parsers(sub: argparse._SubParsersAction) -> None:
+def register(app: typer.Typer) -> None:
     """Register `webhooks`."""
-    hooks = sub.add_parser("webhooks", help="webhook endpoints and the delivery worker")
-    h_sub = hooks.add_subparsers(dest="webhooks_command", metavar="COMMAND", required=True)
-    h_sub.add_parser("worker", help="run the webhook delivery worker").set_defaults(handler=cmd_worker)
-    managed = []
-    listing = h_sub.add_parser("list", help="list a tenant's endpoints")
-    listing.set_defaults(handler=_wrap(cmd_list))
-    managed.append(listing)
-    create = h_sub.add_parser("create", help="register an endpoint (prints its secret once)")
-    create.add_argument("url")
-    create.add_argument(
-        "--event", action="append", choices=EVENT_TYPES, help="repeatable; default all but job.progress"
-    )
-    create.add_argument("--description")
-    create.add_argument("--disabled", action="store_true")
-    create.set_defaults(handler=_wrap(cmd_create))
-    managed.append(create)
-    for name, handler, text in (
-        ("delete", cmd_delete, "delete an endpoint and its delivery log"),
-        ("rotate", cmd_rotate, "new secret; the old one also signs for a grace period"),
-        ("deliveries", cmd_deliveries, "an endpoint's delivery log, newest first"),
-        ("replay", cmd_replay, "send a delivery again"),
+    group = typer.Typer(help="webhook endpoints (on this installation's database) and the delivery worker")
+    group.command("worker")(run_worker)
+    for name, command in (
+        ("list", webhooks_list),
+        ("get", webhooks_get),
+        ("create", webhooks_create),
+        ("delete", webhooks_delete),
+        ("rotate", webhooks_rotate),
+        ("deliveries", webhooks_deliveries),
+        ("replay", webhooks_replay),
     ):
-        parser = h_sub.add_parser(name, help=text)
-        parser.add_argument("id", type=int, help="endpoint id")
-        parser.set_defaults(handler=_wrap(handler))
-        managed.append(parser)
-    h_sub.choices["rotate"].add_argument("--grace", type=float, metavar="SECONDS")
-    h_sub.choices["deliveries"].add_argument("--limit", type=int, default=50)
-    h_sub.choices["replay"].add_argument("delivery", type=int, help="delivery id")
-    for parser in managed:
-        parser.add_argument("--tenant", required=True, metavar="NAME")
-        parser.add_argument("--json", action="store_true", help="print JSON")
+        group.command(name)(command)
+    app.add_typer(group, name="webhooks")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
-from typing import Any
+from enum import StrEnum
+from typing import Annotated, Any
+
+import typer
 
 from framefleet.config import get_settings, reset_settings_cache
 from framefleet.logging import configure_logging, get_logger
@@ -86,16 +88,21 @@ def run_worker(*, pool: str, concurrency: int | None = None, name: str | None = 
     return int(app.worker_main(argv) or 0)
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    """Register `worker`."""
-    parser = sub.add_parser("worker", help="run a worker for one hardware pool")
-    parser.add_argument(
-        "--pool", choices=("cpu", "gpu"), default=None, help="hardware pool (default: settings)"
-    )
-    parser.add_argument("--concurrency", type=int, metavar="N", help="parallel jobs (default: settings)")
-    parser.add_argument("--name", metavar="NAME", help="worker node name (default: <pool>@<host>)")
-    parser.set_defaults(
-        handler=lambda a: run_worker(
-            pool=a.pool or get_settings().pool, concurrency=a.concurrency, name=a.name
-        )
-    )
+class Pool(StrEnum):
+    cpu = "cpu"
+    gpu = "gpu"
+
+
+def worker(
+    pool: Annotated[Pool | None, typer.Option(help="hardware pool (default: settings)")] = None,
+    concurrency: Annotated[
+        int | None, typer.Option(metavar="N", help="parallel jobs (default: settings)")
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option(metavar="NAME", help="worker node name (default: <pool>@<host>)")
+    ] = None,
+) -> None:
+    """Run a worker for one hardware pool."""
+    code = run_worker(pool=pool.value if pool else get_settings().pool, concurrency=concurrency, name=name)
+    if code:
+        raise typer.Exit(code)

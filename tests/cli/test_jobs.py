@@ -2,41 +2,38 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import httpx
 import pytest
 
 from framefleet.cli.client import ApiError, default_api_key, default_api_url, raise_for_problem
+from framefleet.cli.common import EXIT_JOB_FAILED, EXIT_OK
 from framefleet.cli.demo import clip_argv, demo_spec
-from framefleet.cli.jobs import EXIT_JOB_FAILED, EXIT_OK, report_result
+from framefleet.cli.jobs import report_result
 from framefleet.config import Settings
 from framefleet.core.spec import JobSpec
 
 
-def test_report_of_a_failed_job_names_the_failure_class() -> None:
-    out = io.StringIO()
+def test_report_of_a_failed_job_names_the_failure_class(capsys: pytest.CaptureFixture[str]) -> None:
     job = {"id": "j1", "state": "failed", "failure_class": "input_invalid", "error": "no video stream"}
-    assert report_result(job, out) == EXIT_JOB_FAILED
-    assert out.getvalue() == "Job j1 failed: input_invalid - no video stream\n"
+    assert report_result(job) == EXIT_JOB_FAILED == 3
+    assert capsys.readouterr().out == "Job j1 failed: input_invalid - no video stream\n"
 
 
-def test_report_of_a_canceled_job_is_a_failure() -> None:
-    out = io.StringIO()
+def test_report_of_a_canceled_job_is_a_failure(capsys: pytest.CaptureFixture[str]) -> None:
     job = {"id": "j2", "state": "canceled", "failure_class": "canceled", "progress": 56.6}
-    assert report_result(job, out) == EXIT_JOB_FAILED
-    assert out.getvalue() == "Job j2 canceled at 56.6%: canceled\n"
+    assert report_result(job) == EXIT_JOB_FAILED
+    assert capsys.readouterr().out == "Job j2 canceled at 56.6%: canceled\n"
 
 
-def test_report_of_a_succeeded_job_is_a_table() -> None:
-    out = io.StringIO()
+def test_report_of_a_succeeded_job_is_a_table(capsys: pytest.CaptureFixture[str]) -> None:
     job = {"id": "j3", "state": "succeeded", "outputs": [{"name": "a", "uri": "file:///a.mp4"}]}
-    assert report_result(job, out) == EXIT_OK
-    lines = out.getvalue().splitlines()
+    assert report_result(job) == EXIT_OK
+    lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "Job j3 succeeded."
     assert lines[2].split() == ["output", "uri", "duration", "size", "bitrate", "VMAF", "PSNR", "SSIM"]
-    assert lines[4].split()[:2] == ["a", "file:///a.mp4"]
+    assert lines[3].split()[:2] == ["a", "file:///a.mp4"]
 
 
 def test_problem_details_become_an_api_error() -> None:

@@ -1,21 +1,23 @@
-"""Formatting of the progress bar, job event lines and the result table."""
+"""Job progress (a Rich bar on a terminal, throttled lines elsewhere), event lines and the result table."""
 
 from __future__ import annotations
 
 import io
+import operator
 from typing import Any
 
+from rich.console import Console
+
+from framefleet.cli.common import rows_table
 from framefleet.cli.progress import (
     RESULT_HEADERS,
     ProgressDisplay,
     describe_event,
-    format_bar,
     format_duration,
-    format_progress,
     format_seconds,
     format_size,
-    format_table,
     metric_means,
+    progress_detail,
     result_rows,
 )
 
@@ -40,65 +42,43 @@ def test_durations_and_sizes() -> None:
     assert format_size(5 * 1024**4 * 1024) == "5120.0 TiB"
 
 
-def test_bar_is_clamped() -> None:
-    assert format_bar(50, width=10) == "[#####.....]"
-    assert format_bar(-5, width=4) == "[....]"
-    assert format_bar(250, width=4) == "[####]"
-
-
-def test_progress_line_shows_percent_fps_speed_and_eta() -> None:
-    line = format_progress(
-        {"percent": 45.24, "fps": 120.33, "speed": 4.812, "eta_seconds": 12, "frame": 300, "phase": "encode"},
-        width=10,
+def test_progress_detail_shows_phase_fps_speed_and_eta() -> None:
+    detail = progress_detail(
+        {"percent": 45.24, "fps": 120.33, "speed": 4.812, "eta_seconds": 12, "frame": 300, "phase": "encode"}
     )
-    assert line == "[#####.....]   45.2%  encode  120.3 fps  4.81x  ETA 0:12"
+    assert detail == "encode  120.3 fps  4.81x  ETA 0:12"
+    assert progress_detail({"percent": 3, "fps": None, "speed": "n/a"}) == "- fps  -x  ETA -"
 
 
-def test_progress_line_with_missing_values() -> None:
-    line = format_progress({"percent": 3, "fps": None, "speed": "n/a"}, width=4)
-    assert line == "[....]    3.0%  - fps  -x  ETA -"
+def _console(out: io.StringIO, *, terminal: bool) -> Console:
+    return Console(file=out, force_terminal=terminal, width=120, color_system=None)
 
 
-def test_tty_display_redraws_one_line() -> None:
+def test_terminal_display_draws_a_live_bar_with_lines_above_it() -> None:
     out = io.StringIO()
-    display = ProgressDisplay(out, tty=True)
-    display.event("progress", {"percent": 10, "fps": 30, "speed": 1, "eta_seconds": 9})
-    display.event("progress", {"percent": 20, "fps": 30, "speed": 1, "eta_seconds": 8})
-    assert "\n" not in out.getvalue()
-    assert out.getvalue().count("\r") == 2
+    display = ProgressDisplay(_console(out, terminal=True))
+    display.event("progress", {"percent": 10, "fps": 30, "speed": 1, "eta_seconds": 9, "phase": "encode"})
     display.event("output", {"name": "a", "uri": "file:///x", "size_bytes": 1, "duration_seconds": 1})
-    # The line is printed above the bar, which is drawn again below it.
-    bar = format_progress({"percent": 20, "fps": 30, "speed": 1, "eta_seconds": 8})
-    assert out.getvalue().endswith("output a: file:///x (1 B, 1.00 s)\n\r" + bar)
-    display.close()
-    assert out.getvalue().endswith("ETA 0:08\n")
-
-
-def test_tty_display_keeps_the_last_progress_and_leaves_the_end_to_the_report() -> None:
-    # A canceled job: its last progress stays visible, and its end is not printed by the display (the
-    # result report says it, once).
-    out = io.StringIO()
-    display = ProgressDisplay(out, tty=True)
-    display.event("state", {"state": "running", "attempt": 1})
-    display.event("progress", {"percent": 56.6, "phase": "encode"})
+    display.event("progress", {"percent": 56.6, "fps": 30, "speed": 1, "eta_seconds": 8, "phase": "encode"})
     display.event("state", {"state": "canceled", "attempt": 1, "failure_class": "canceled"})
-    display.event("done", {"state": "canceled"})
     display.close()
-    shown = out.getvalue().split("\r")[-1]
-    assert " 56.6%  encode" in shown and shown.endswith("\n")
-    assert "canceled" not in out.getvalue()
+    shown = out.getvalue()
+    assert "output a: file:///x (1 B, 1.00 s)" in shown
+    # The last progress stays on screen; the job's end is left to the result report.
+    assert "57%" in shown and "encode  30.0 fps  1.00x  ETA 0:08" in shown
+    assert "canceled" not in shown
 
 
 def test_plain_display_prints_a_line_per_step_and_phase() -> None:
     out = io.StringIO()
-    display = ProgressDisplay(out, tty=False)
+    display = ProgressDisplay(_console(out, terminal=False))
     for percent in (1, 4, 9, 11, 15, 35, 36):
         display.event("progress", {"percent": percent, "phase": "encode"})
     display.event("progress", {"percent": 61, "phase": "quality"})
     display.event("progress", {"percent": 62, "phase": "quality"})
     lines = out.getvalue().splitlines()
     assert [line.split("%")[0].split()[-1] for line in lines] == ["1.0", "11.0", "35.0", "61.0"]
-    assert "\r" not in out.getvalue()
+    assert "\r" not in out.getvalue() and "\x1b" not in out.getvalue()
     display.event("state", {"state": "canceled", "attempt": 1})
     display.close()
     # The last value, skipped by the throttle, is shown at the end; the end itself is not.
@@ -137,11 +117,13 @@ def test_result_table() -> None:
         "0.9987",
     ]
     assert rows[1][2:] == ["-", "-", "-", "-", "-", "-"]
-    table = format_table(RESULT_HEADERS, rows).splitlines()
-    assert table[0].startswith("output     uri")
-    assert set(table[1].replace(" ", "")) == {"-"}
+    out = io.StringIO()
+    columns = [(header, operator.itemgetter(i)) for i, header in enumerate(RESULT_HEADERS)]
+    _console(out, terminal=False).print(rows_table(rows, columns))
+    table = out.getvalue().splitlines()
+    assert table[0].split() == list(RESULT_HEADERS)
     # Columns line up: every row puts its URI at the same offset as the header.
-    assert {line.index("file://") for line in table[2:]} == {table[0].index("uri")}
+    assert {line.index("file://") for line in table[1:]} == {table[0].index("uri")}
 
 
 def test_event_descriptions() -> None:

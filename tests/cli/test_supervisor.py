@@ -279,8 +279,15 @@ def test_up_serves_and_stops_cleanly_on_ctrl_c(
     assert job["state"] == "succeeded"
     assert job["outputs"][0]["uri"].endswith("small.mp4")
     canceled = framefleet("cancel", job_id, env=client_env)
-    assert canceled.returncode == 2
+    assert canceled.returncode == 1  # the API refused (docs/cli.md: exit codes)
     assert "already ended" in canceled.stderr
+    # The output through the API, byte for byte; following a finished job prints its result at once.
+    target = up.data_dir / "downloaded.mp4"
+    fetched = framefleet("jobs", "download", job_id, "small", "--to", str(target), env=client_env)
+    assert fetched.returncode == 0, fetched.stderr
+    assert target.read_bytes() == Path(job["outputs"][0]["uri"].removeprefix("file://")).read_bytes()
+    watched = framefleet("watch", job_id, "-o", "json", env=client_env)
+    assert watched.returncode == 0 and json.loads(watched.stdout)["state"] == "succeeded"
 
     children |= descendants(up.proc.pid)
     up.proc.send_signal(signal.SIGINT)

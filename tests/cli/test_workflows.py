@@ -3,35 +3,15 @@
 from __future__ import annotations
 
 import json
-import threading
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 
-from framefleet.api.app import create_app
 from framefleet.cli.main import main
-from framefleet.config import Settings
 from framefleet.db.session import session_scope
 from framefleet.keys import create_key
-from tests import services
 from tests.api.conftest import job_body
-
-
-@pytest.fixture()
-def api_url(test_env: dict[str, str]) -> Iterator[str]:
-    port = services.free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(Settings()), host="127.0.0.1", port=port, log_config=None, lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    services.wait_until(lambda: server.started, 15, "uvicorn")
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(15)
 
 
 def test_submit_get_list_and_cancel_a_workflow(
