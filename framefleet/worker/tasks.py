@@ -191,7 +191,7 @@ def _run_job(job_id: str, run_span: tracing.Span | None) -> None:
         # A claim during a database outage waits for it (its message stays unacknowledged meanwhile), rather
         # than failing the delivery and leaving the job to the reconciler.
         claimed = hold_through_outage(
-            lambda: _claim(job_id, worker, settings),
+            lambda: _claim_with_lease(job_id, worker, settings),
             what=f"the claim of job {job_id}",
             hold_seconds=settings.db_outage_hold_seconds,
         )
@@ -414,6 +414,20 @@ def _preempted(redis_client: Any, job_id: str, attempt: int) -> str | None:
         # Unreadable now (it was read a moment ago): hand the job back; the hand-back's ending still turns
         # it `canceled` when the database says a client asked for that.
         return "stopped (cancel or preemption); handed back"
+
+
+def _claim_with_lease(job_id: str, worker: str, settings: Settings) -> tuple[Job, int, str, bool] | None:
+    """The claim, by a worker whose lease is current.
+
+    A worker whose lease lapsed (its host was cut off, or the database was away) and that just recorded its
+    last ending may take the next message before its heartbeat's next beat: its own lease check would stop
+    that encode at once, a failed attempt for nothing. It renews the lease first; the claim's transaction
+    follows, so a database still away fails both and the caller waits.
+    """
+    beat = heartbeat.current()
+    if beat is not None and not beat.lease_ok():
+        beat.beat()
+    return _claim(job_id, worker, settings)
 
 
 def _claim(job_id: str, worker: str, settings: Settings) -> tuple[Job, int, str, bool] | None:
