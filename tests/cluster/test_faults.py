@@ -1,5 +1,6 @@
-"""Faults across hosts: a worker host's link cut mid-encode (and restored while its attempt still runs), and
-the leading beat killed while a job needs the reaper. Each prints its figure (docs/scaling.md quotes them).
+"""Faults across hosts: a worker host's link cut mid-encode (and restored while its attempt still runs), the
+leading beat killed while a job needs the reaper, an API replica killed under submission load, PostgreSQL
+restarted, and the Redis primary killed during a run. Each prints its figure (docs/scaling.md quotes them).
 
 The recovery bound checked is the documented one (docs/scaling.md, "Recovery from a lost worker host"):
 
