@@ -182,6 +182,9 @@ class Settings(BaseSettings):
     worker_max_tasks_per_child: int = Field(default=200, ge=0)
     # On SIGTERM a worker takes no new job and lets the running one finish this long, then hands it back.
     shutdown_grace_seconds: float = Field(default=20.0, ge=0)
+    # A worker that meets a database outage holds what it has (a finished encode's result, the claim of its
+    # next job) and writes it once the database is back, for at most this long (db/outage.py).
+    db_outage_hold_seconds: float = Field(default=600.0, ge=0)
 
     # Scheduling under failure: heartbeats, the beat's maintenance tasks, retries, limits, aging.
     heartbeat_interval_seconds: float = Field(default=10.0, gt=0)

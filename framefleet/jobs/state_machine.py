@@ -144,11 +144,21 @@ def assert_owner(session: Session, job_id: str, attempt: int) -> None:
 
 def ensure_owner(job_id: str, attempt: int) -> None:
     """Before publishing outputs: stop (JobFailure worker_lost) if this attempt lost the job meanwhile."""
+    from framefleet.config import get_settings
     from framefleet.core.failures import FailureClass, JobFailure
+    from framefleet.db.outage import hold_through_outage
     from framefleet.db.session import session_scope
 
-    try:
+    def check() -> None:
         with session_scope() as session:
             assert_owner(session, job_id, attempt)
+
+    try:
+        # Reached with the outputs ready: a database outage now holds them rather than throwing them away.
+        hold_through_outage(
+            check,
+            what=f"the ownership check of job {job_id} before publishing",
+            hold_seconds=get_settings().db_outage_hold_seconds,
+        )
     except TransitionError as exc:
         raise JobFailure(FailureClass.worker_lost, f"not publishing: {exc.reason}") from None

@@ -29,6 +29,7 @@ from framefleet.core.artifacts import MAX_TIMES
 from framefleet.core.failures import FailureClass, JobFailure, classify_ffmpeg_failure
 from framefleet.core.spec import MAX_CHUNKS, Fallback, Hardware, JobSpec
 from framefleet.db.models import Job, JobOutput
+from framefleet.db.outage import database_unavailable
 from framefleet.db.session import session_scope
 from framefleet.jobs.dispatch import dispatch_chunks
 from framefleet.jobs.service import cancel_key, output_view
@@ -135,11 +136,21 @@ class ProgressReporter:
                 log.warning("progress event not published", job_id=self.job_id, error=error)
         if now - self._last_db >= self.db_interval:
             self._last_db = now
-            with session_scope() as session:
-                session.execute(
-                    sa.update(Job)
-                    .where(Job.id == self.job_id, Job.attempt == self.attempt, Job.state == "running")
-                    .values(progress=round(percent, 2))
+            try:
+                with session_scope() as session:
+                    session.execute(
+                        sa.update(Job)
+                        .where(Job.id == self.job_id, Job.attempt == self.attempt, Job.state == "running")
+                        .values(progress=round(percent, 2))
+                    )
+            except Exception as exc:
+                # Progress in the row is a convenience: while the database is away (a restart, a failover)
+                # the encode goes on, the next write after it returns catches up, and the ending writes the
+                # final value. The lease, not this write, decides whether the encode may go on.
+                if not database_unavailable(exc):
+                    raise
+                log.warning(
+                    "progress not recorded", job_id=self.job_id, error=f"{type(exc).__name__}: {exc}"[:300]
                 )
 
 

@@ -36,6 +36,7 @@ from framefleet.core.failures import FailureClass, JobFailure, classify_failure
 from framefleet.core.states import JobState, TransitionError
 from framefleet.core.timeouts import TimeLimits, run_limit
 from framefleet.db.models import Job, JobOutput, Tenant, utcnow
+from framefleet.db.outage import hold_through_outage
 from framefleet.db.session import dispose_all, session_scope
 from framefleet.jobs import state_machine
 from framefleet.jobs.dispatch import dispatch, dispatch_many
@@ -187,7 +188,13 @@ def _run_job(job_id: str, run_span: tracing.Span | None) -> None:
         _pass_on(job_id, "worker is shutting down")
         return
     with tracing.span("job.claim", attributes={"framefleet.worker": worker}) as claim_span:
-        claimed = _claim(job_id, worker, settings)
+        # A claim during a database outage waits for it (its message stays unacknowledged meanwhile), rather
+        # than failing the delivery and leaving the job to the reconciler.
+        claimed = hold_through_outage(
+            lambda: _claim_with_lease(job_id, worker, settings),
+            what=f"the claim of job {job_id}",
+            hold_seconds=settings.db_outage_hold_seconds,
+        )
         if claim_span is not None:
             claim_span.set_attribute("framefleet.claimed", claimed is not None)
     if claimed is None:
@@ -409,6 +416,20 @@ def _preempted(redis_client: Any, job_id: str, attempt: int) -> str | None:
         return "stopped (cancel or preemption); handed back"
 
 
+def _claim_with_lease(job_id: str, worker: str, settings: Settings) -> tuple[Job, int, str, bool] | None:
+    """The claim, by a worker whose lease is current.
+
+    A worker whose lease lapsed (its host was cut off, or the database was away) and that just recorded its
+    last ending may take the next message before its heartbeat's next beat: its own lease check would stop
+    that encode at once, a failed attempt for nothing. It renews the lease first; the claim's transaction
+    follows, so a database still away fails both and the caller waits.
+    """
+    beat = heartbeat.current()
+    if beat is not None and not beat.lease_ok():
+        beat.beat()
+    return _claim(job_id, worker, settings)
+
+
 def _claim(job_id: str, worker: str, settings: Settings) -> tuple[Job, int, str, bool] | None:
     """Compare-and-set queued → running for a new attempt; None when this delivery has nothing to do.
 
@@ -534,6 +555,87 @@ def _remove_stale_attempts(job_dir: Path, attempt: int) -> None:
 # ---------------------------------------------------------------- endings
 
 
+def _write_ending(
+    job_id: str, ending: Ending, *, worker: str, attempt: int, settings: Settings
+) -> tuple[Job, bool]:
+    """The ending's transaction: (the job as left, whether it went back to its queue)."""
+    redispatch = False
+    with session_scope() as session:
+        if ending.kind == "succeeded":
+            job = _end(
+                session,
+                job_id,
+                JobState.succeeded,
+                ending.reason,
+                worker,
+                attempt,
+                {"failure_class": None, "error": None, **ending.values},
+            )
+            # In the ending's transaction, after its compare-and-set: the rows appear together with
+            # `succeeded` (never beside a running job), and an attempt that lost the job writes none.
+            assert ending.published is not None
+            session.execute(sa.delete(JobOutput).where(JobOutput.job_id == job_id))
+            session.add_all(ending.published.rows)
+            # Counted with the success itself: quotas and reports read the month's row, not the jobs.
+            usage.record_success(
+                session,
+                tenant_id=job.tenant_id,
+                outputs=ending.published.rows,
+                at=job.finished_at or utcnow(),
+            )
+            # Stored bytes are counted here, and taken off again when retention deletes the objects.
+            ledger.record_published(
+                session, tenant_id=job.tenant_id, job_id=job_id, objects=ending.published.objects
+            )
+            retention.schedule(session, job=job)
+        elif ending.kind == "canceled":
+            job = _end(
+                session,
+                job_id,
+                JobState.canceled,
+                ending.reason,
+                worker,
+                attempt,
+                {"failure_class": FailureClass.canceled.value, **ending.values},
+                actor=_canceled_by(session, job_id),
+            )
+        elif ending.kind == "handback":
+            job = _end(
+                session,
+                job_id,
+                JobState.queued,
+                ending.reason,
+                worker,
+                attempt,
+                {"progress": 0.0, **ending.values},
+            )
+            if job.cancel_requested:
+                job = _end(
+                    session,
+                    job_id,
+                    JobState.canceled,
+                    "canceled by client",
+                    worker,
+                    attempt,
+                    {"failure_class": FailureClass.canceled.value},
+                    actor=job.cancel_requested_by,
+                )
+            redispatch = job.state == JobState.queued
+        else:
+            assert ending.failure_class is not None
+            job = fail_attempt(
+                session,
+                job_id,
+                ending.failure_class,
+                ending.reason,
+                worker=worker,
+                attempt=attempt,
+                settings=settings,
+                values=ending.values,
+            )
+    return job, redispatch
+
+
 def _record(
     job_id: str, ending: Ending, *, worker: str, attempt: int, settings: Settings, release: bool = False
 ) -> str | None:
@@ -542,81 +644,13 @@ def _record(
     Returns the state the job was left in, or None when this attempt no longer owned it. `release`: the
     tenant has a max_running_jobs quota, so the freed slot may let a held job go.
     """
-    redispatch = False
     try:
-        with session_scope() as session:
-            if ending.kind == "succeeded":
-                job = _end(
-                    session,
-                    job_id,
-                    JobState.succeeded,
-                    ending.reason,
-                    worker,
-                    attempt,
-                    {"failure_class": None, "error": None, **ending.values},
-                )
-                # In the ending's transaction, after its compare-and-set: the rows appear together with
-                # `succeeded` (never beside a running job), and an attempt that lost the job writes none.
-                assert ending.published is not None
-                session.execute(sa.delete(JobOutput).where(JobOutput.job_id == job_id))
-                session.add_all(ending.published.rows)
-                # Counted with the success itself: quotas and reports read the month's row, not the jobs.
-                usage.record_success(
-                    session,
-                    tenant_id=job.tenant_id,
-                    outputs=ending.published.rows,
-                    at=job.finished_at or utcnow(),
-                )
-                # Stored bytes are counted here, and taken off again when retention deletes the objects.
-                ledger.record_published(
-                    session, tenant_id=job.tenant_id, job_id=job_id, objects=ending.published.objects
-                )
-                retention.schedule(session, job=job)
-            elif ending.kind == "canceled":
-                job = _end(
-                    session,
-                    job_id,
-                    JobState.canceled,
-                    ending.reason,
-                    worker,
-                    attempt,
-                    {"failure_class": FailureClass.canceled.value, **ending.values},
-                    actor=_canceled_by(session, job_id),
-                )
-            elif ending.kind == "handback":
-                job = _end(
-                    session,
-                    job_id,
-                    JobState.queued,
-                    ending.reason,
-                    worker,
-                    attempt,
-                    {"progress": 0.0, **ending.values},
-                )
-                if job.cancel_requested:
-                    job = _end(
-                        session,
-                        job_id,
-                        JobState.canceled,
-                        "canceled by client",
-                        worker,
-                        attempt,
-                        {"failure_class": FailureClass.canceled.value},
-                        actor=job.cancel_requested_by,
-                    )
-                redispatch = job.state == JobState.queued
-            else:
-                assert ending.failure_class is not None
-                job = fail_attempt(
-                    session,
-                    job_id,
-                    ending.failure_class,
-                    ending.reason,
-                    worker=worker,
-                    attempt=attempt,
-                    settings=settings,
-                    values=ending.values,
-                )
+        # The encode is done: a database outage now holds its result until the ending can be written.
+        job, redispatch = hold_through_outage(
+            lambda: _write_ending(job_id, ending, worker=worker, attempt=attempt, settings=settings),
+            what=f"the ending of job {job_id} ({ending.kind})",
+            hold_seconds=settings.db_outage_hold_seconds,
+        )
     except TransitionError as exc:
         log.warning("could not record job ending", ending=ending.kind, reason=exc.reason)
         return None

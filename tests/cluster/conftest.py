@@ -37,3 +37,11 @@ def tiny_clip(cluster: harness.Cluster) -> Path:
 
     path = cluster.media / "inputs" / "tiny.mp4"
     return make_clip(ffmpeg_path(), path, seconds=0.5, size="160x120", audio=False)
+
+
+@pytest.fixture(scope="module")
+def short_clip(cluster: harness.Cluster) -> Path:
+    """About a second of HEVC encoding: it ends inside a database outage that starts as it begins."""
+    from framefleet.media.ffmpeg import ffmpeg_path
+
+    return make_clip(ffmpeg_path(), cluster.media / "inputs" / "short.mp4", seconds=1.5, size="320x240")

@@ -146,6 +146,16 @@ class Client:
 
         return self.call(send)
 
+    def in_threads(self, fn: Callable[[Any], Any], items: list[Any], threads: int) -> list[Any]:
+        """`fn(item)` for every item, on `threads` threads of their own inside the client host: concurrent
+        clients, each with its own connections."""
+
+        def enter() -> None:
+            netns.enter(HOSTS["client"].netns)
+
+        with ThreadPoolExecutor(threads, thread_name_prefix="cluster-clients", initializer=enter) as pool:
+            return list(pool.map(fn, items))
+
     def port_open(self, host: str, port: int) -> bool:
         def probe() -> bool:
             import socket
@@ -268,10 +278,20 @@ class Cluster:
         return lambda: text.encode() in self.log(name).read_bytes()
 
     def kill(self, name: str, sig: signal.Signals = signal.SIGKILL) -> None:
-        proc = self.procs[name]
+        self.signal(name, sig)
+        self.procs[name].wait(15)
+
+    def signal(self, name: str, sig: signal.Signals) -> None:
+        """Send `sig` to the process's group (everything it started), without waiting for it to exit."""
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
-        proc.wait(15)
+            os.killpg(self.procs[name].pid, sig)
+
+    def stop_postgres(self) -> None:
+        """Stop the server as an operator's restart does (SIGINT: fast shutdown, clients disconnected)."""
+        self.kill("postgres", signal.SIGINT)
+
+    def start_api(self, api: str) -> None:
+        self.framefleet(api, api, "api", "--host", HOSTS[api].address, "--port", str(API_PORT))
 
     def set_link(self, host: str, *, up: bool) -> None:
         netns.run_ip(netns.link_state_argv(HOSTS[host], up))
@@ -320,6 +340,13 @@ class Cluster:
             raise RuntimeError(f"initdb failed: {done.stderr[-2000:]}")
         with (folder / "data" / "pg_hba.conf").open("a") as hba:
             hba.write(f"host all all {netns.SUBNET}.0/24 trust\n")
+        self.start_postgres()
+
+    def start_postgres(self) -> None:
+        """The server on the initdb'd cluster (again after `stop_postgres`: its data is kept)."""
+        bindir = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
+        folder = self.root / "db"
+        as_postgres = ["runuser", "-u", "postgres", "--"]
         server = [
             str(bindir[0] / "postgres"),
             "-D",
@@ -377,7 +404,7 @@ class Cluster:
     def _start_services(self) -> None:
         assert self.client is not None
         for api in ("api1", "api2"):
-            self.framefleet(api, api, "api", "--host", HOSTS[api].address, "--port", str(API_PORT))
+            self.start_api(api)
         for beat in ("beat1", "beat2"):
             self.framefleet(beat, beat, "beat")
         for index, worker in enumerate(("worker1", "worker2"), start=1):
@@ -394,9 +421,9 @@ class Cluster:
             self.wait(self.logged(beat, "maintenance loop started"), beat, name=beat)
         for worker in ("worker1", "worker2"):
             self.wait(self.logged(worker, "ready."), worker, name=worker)
-        self.wait(self._both_apis_serve, "haproxy to send requests to both API replicas", name="haproxy")
+        self.wait(self.both_apis_serve, "haproxy to send requests to both API replicas", name="haproxy")
 
-    def _both_apis_serve(self) -> bool:
+    def both_apis_serve(self) -> bool:
         """Round robin over replicas whose health check passed: a few requests meet both, or one is down."""
         assert self.client is not None
         served = set()
@@ -431,6 +458,10 @@ class Cluster:
         assert self.client is not None
         headers = {"X-API-Key": self.key, **kwargs.pop("headers", {})}
         return self.client.request(method, path, headers=headers, **kwargs)
+
+    def client_base_url(self) -> str:
+        """The API as clients reach it: through the balancer (from the client host)."""
+        return f"http://{HOSTS['lb'].address}:{LB_PORT}"
 
     def job(self, job_id: str) -> dict[str, Any]:
         response = self.api("GET", f"/v1/jobs/{job_id}")

@@ -1,5 +1,6 @@
-"""Faults across hosts: a worker host's link cut mid-encode (and restored while its attempt still runs), and
-the leading beat killed while a job needs the reaper. Each prints its figure (docs/scaling.md quotes them).
+"""Faults across hosts: a worker host's link cut mid-encode (and restored while its attempt still runs), the
+leading beat killed while a job needs the reaper, an API replica killed under submission load, PostgreSQL
+restarted, and the Redis primary killed during a run. Each prints its figure (docs/scaling.md quotes them).
 
 The recovery bound checked is the documented one (docs/scaling.md, "Recovery from a lost worker host"):
 
@@ -12,14 +13,18 @@ every promote interval, and the claim is one message and one transaction (`CLAIM
 
 from __future__ import annotations
 
+import itertools
 import signal
+import threading
 import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
 import pytest
 
-from tests.cluster.harness import LONG, REDIS_PORTS, Cluster, host_of_worker
+from tests.cluster.harness import LONG, PG_PORT, REDIS_PORTS, Cluster, host_of_worker
 from tests.services import ffmpeg_pids
 
 pytestmark = pytest.mark.integration
@@ -207,11 +212,260 @@ def test_c_leading_beat_killed_the_standby_leads_and_reaps_once(cluster: Cluster
 
 
 TINY_OUTPUT = {"name": "main", "container": "ts", "video": {"preset": "ultrafast"}}
+# Logical jobs submitted while an API replica is killed: enough that requests are in flight on it at the kill.
+API_KILL_JOBS = 200 if LONG else 24
+API_KILL_CLIENTS = 4
+# What a client retries (with the same Idempotency-Key): the balancer's answers for a replica that died under
+# the request, and an overloaded or unavailable service.
+RETRIED_STATUSES = {502, 503, 504}
+# How long the replica hangs before it is killed (less than the balancer's two failed health checks).
+API_HANG_SECONDS = 0.5
+
+
+def jobs_outcome(cluster: Cluster, ids: list[str]) -> list[tuple[str, str, int, int, int]]:
+    """Per job: id, state, `succeeded` transitions, `running` transitions, job_outputs rows."""
+    assert cluster.client is not None
+    return cluster.client.sql(  # type: ignore[return-value]
+        "SELECT j.id, j.state,"
+        " (SELECT count(*) FROM job_transitions t WHERE t.job_id = j.id AND t.to_state = 'succeeded'),"
+        " (SELECT count(*) FROM job_transitions t WHERE t.job_id = j.id AND t.to_state = 'running'),"
+        " (SELECT count(*) FROM job_outputs o WHERE o.job_id = j.id)"
+        " FROM jobs j WHERE j.id = ANY(%(ids)s)",
+        ids=ids,
+    )
+
+
+def wait_all_ended(cluster: Cluster, ids: list[str], timeout: float) -> None:
+    done = (
+        "SELECT count(*) FROM jobs WHERE id = ANY(%(ids)s) AND state IN ('succeeded', 'failed', 'canceled')"
+    )
+    cluster.wait(
+        lambda: cluster.client and cluster.client.sql(done, ids=ids)[0][0] == len(ids),
+        "every job to end",
+        timeout=timeout,
+    )
+
+
+def check_each_succeeded_once(cluster: Cluster, ids: list[str], file: str) -> int:
+    """Every job succeeded, once, with one set of outputs; how many ran a second attempt."""
+    per_job = jobs_outcome(cluster, ids)
+    assert len(per_job) == len(ids)
+    assert all(state == "succeeded" for _, state, _, _, _ in per_job), per_job  # 0 lost
+    assert all(succeeded == 1 and outputs == 1 for _, _, succeeded, _, outputs in per_job), per_job
+    assert all(cluster.output_files(job_id) == [file] for job_id in ids)
+    return sum(1 for _, _, _, runs, _ in per_job if runs > 1)
+
+
+def submit_retrying(cluster: Cluster, spec: dict[str, Any], key: str, deadline: float) -> dict[str, Any]:
+    """One logical job as a real client submits it: the same Idempotency-Key on every try, again after a
+    connection error or a 502/503/504 (after Retry-After, at most a second). Runs on a client thread.
+    `gap`: from sending the first try that failed to the answer that created (or replayed) the job."""
+    import httpx
+
+    tries: list[tuple[float, str]] = []
+    first_failure: float | None = None
+    with httpx.Client(
+        base_url=cluster.client_base_url(), timeout=30, headers={"X-API-Key": cluster.key}
+    ) as http:
+        while time.monotonic() < deadline:
+            sent = time.monotonic()
+            try:
+                response = http.post("/v1/jobs", json=spec, headers={"Idempotency-Key": key})
+            except httpx.TransportError as exc:
+                tries.append((time.monotonic(), type(exc).__name__))
+                first_failure = first_failure or sent
+                time.sleep(0.2)
+                continue
+            tries.append((time.monotonic(), str(response.status_code)))
+            if response.status_code in RETRIED_STATUSES:
+                first_failure = first_failure or sent
+                time.sleep(min(1.0, float(response.headers.get("retry-after", "0.2"))))
+                continue
+            return {
+                "key": key,
+                "status": response.status_code,
+                "id": response.json().get("id"),
+                "body": response.text[:300],
+                "tries": tries,
+                "gap": time.monotonic() - first_failure if first_failure is not None else 0.0,
+            }
+    return {"key": key, "status": None, "id": None, "body": "", "tries": tries, "gap": None}
+
+
+def test_d_api_replica_killed_under_submission_load_no_duplicate_no_lost_job(
+    cluster: Cluster, tiny_clip: Any
+) -> None:
+    assert cluster.client is not None
+    cluster.wait(lambda: both_workers_alive(cluster), "both workers alive", timeout=60)
+    spec = {"input": tiny_clip.as_uri(), "outputs": [TINY_OUTPUT], "hardware": "cpu", "cache": False}
+    keys = [f"api-kill-{uuid.uuid4()}" for _ in range(API_KILL_JOBS)]
+    deadline = time.monotonic() + 120
+    accepted = itertools.count()
+    submitted: list[int] = [0]
+
+    def one(key: str) -> dict[str, Any]:
+        result = submit_retrying(cluster, spec, key, deadline)
+        submitted[0] = next(accepted) + 1
+        return result
+
+    with ThreadPoolExecutor(1) as background:
+        running = background.submit(cluster.client.in_threads, one, keys, API_KILL_CLIENTS)
+        # A quarter of the way in, the replica hangs for a moment (the balancer keeps sending it requests
+        # until its health check fails twice), then is killed: requests die in flight on it.
+        cluster.wait(lambda: submitted[0] >= API_KILL_JOBS // 4, "the first submissions", timeout=60)
+        cluster.signal("api1", signal.SIGSTOP)
+        time.sleep(API_HANG_SECONDS)
+        cluster.kill("api1")
+        killed = time.monotonic()
+        results = running.result()
+    # The load went on through the kill.
+    assert any(when > killed for r in results for when, _ in r["tries"]), results
+    assert [r["status"] for r in results if r["status"] not in (200, 201)] == [], results  # no 500, none lost
+    by_key = {r["key"]: r["id"] for r in results}
+    rows = cluster.client.sql(
+        "SELECT idempotency_key, id FROM jobs WHERE idempotency_key = ANY(%(keys)s)", keys=keys
+    )
+    assert len(rows) == len(keys), (len(rows), len(keys))  # no duplicate (the key is unique per tenant)
+    assert dict(rows) == by_key  # every client holds the one job its key created
+    ids = list(by_key.values())
+    wait_all_ended(cluster, ids, timeout=60 + 3 * API_KILL_JOBS)
+    rerun = check_each_succeeded_once(cluster, ids, "main.ts")
+    failed = [t for r in results for t in r["tries"] if t[1] not in ("200", "201")]
+    retried_jobs = sum(1 for r in results if len(r["tries"]) > 1)
+    replays = sum(1 for r in results if r["status"] == 200)
+    gap = max(r["gap"] for r in results)
+    # Back to two replicas for the tests that follow.
+    cluster.start_api("api1")
+    cluster.wait(cluster.both_apis_serve, "haproxy to send requests to api1 again", timeout=60)
+    print(
+        f"\nAPI replica killed under {API_KILL_CLIENTS} clients submitting {len(keys)} jobs: "
+        f"{len(failed)} requests failed and were retried ({sorted({t[1] for t in failed})}) for "
+        f"{retried_jobs} jobs, {replays} answered as replays; max client-visible gap {gap:.2f}s; "
+        f"{len(keys)} jobs, each once, all succeeded ({rerun} ran a second attempt)"
+    )
+
+
+# The database is down at least this long (stop to start). In the short form an encode running through the
+# outage must keep its lease (it lapses TTL - interval = 3 s after the last renewal, at most 1 s before the
+# stop); the long form keeps the defaults (20 s) and is down as long as a slow restart.
+OUTAGE_SECONDS = 10.0 if LONG else 2.0
+PG_QUEUED_JOBS = 8 if LONG else 4
+# The API's answer must come within this even while the database is away: refusals are fast, never a hang.
+ANSWER_WITHIN_SECONDS = 5.0
+HEVC_OUTPUT = {
+    "name": "main",
+    "container": "mp4",
+    "video": {"codec": "hevc", "preset": "slow", "height": 240},
+}
+
+
+def probe_api(
+    cluster: Cluster, job_id: str, spec: dict[str, Any], key: str, stop: threading.Event
+) -> list[tuple[float, str, int, str | None, float]]:
+    """A client reading a job and submitting one (the same Idempotency-Key each time) until `stop`:
+    (when, what, status, Retry-After, seconds the answer took) per request. Runs on a client thread."""
+    import httpx
+
+    seen: list[tuple[float, str, int, str | None, float]] = []
+    with httpx.Client(
+        base_url=cluster.client_base_url(), timeout=30, headers={"X-API-Key": cluster.key}
+    ) as http:
+        while not stop.is_set():
+            for what, send in (
+                ("GET", lambda: http.get(f"/v1/jobs/{job_id}")),
+                ("POST", lambda: http.post("/v1/jobs", json=spec, headers={"Idempotency-Key": key})),
+            ):
+                sent = time.monotonic()
+                response = send()
+                seen.append(
+                    (
+                        sent,
+                        what,
+                        response.status_code,
+                        response.headers.get("retry-after"),
+                        time.monotonic() - sent,
+                    )
+                )
+            time.sleep(0.1)
+    return seen
+
+
+def test_e_postgres_restart_api_answers_503_and_workers_hold_their_results(
+    cluster: Cluster, short_clip: Any, tiny_clip: Any
+) -> None:
+    assert cluster.client is not None
+    cluster.wait(lambda: both_workers_alive(cluster), "both workers alive", timeout=60)
+    held_spec = {"input": short_clip.as_uri(), "outputs": [HEVC_OUTPUT], "hardware": "cpu", "cache": False}
+    tiny_spec = {"input": tiny_clip.as_uri(), "outputs": [TINY_OUTPUT], "hardware": "cpu", "cache": False}
+    response = cluster.api("POST", "/v1/jobs", json=held_spec)
+    assert response.status_code == 201, response.text
+    held = response.json()["id"]
+    queued = []
+    for _ in range(PG_QUEUED_JOBS):
+        response = cluster.api("POST", "/v1/jobs", json=tiny_spec)
+        assert response.status_code == 201, response.text
+        queued.append(response.json()["id"])
+    key = f"pg-restart-{uuid.uuid4()}"
+    stop = threading.Event()
+    with ThreadPoolExecutor(1) as background:
+        probing = background.submit(
+            cluster.client.in_threads, lambda _: probe_api(cluster, held, tiny_spec, key, stop), [None], 1
+        )
+        try:
+            cluster.wait(lambda: ffmpeg_pids(held), "the encode to start", timeout=60)
+            cluster.stop_postgres()
+            stopped = time.monotonic()
+            # The encode ends during the outage (its worker cannot record it) ...
+            cluster.wait(lambda: not ffmpeg_pids(held), "the encode to end", timeout=60)
+            encoded = time.monotonic() - stopped
+            time.sleep(max(0.0, stopped + OUTAGE_SECONDS - time.monotonic()))
+            cluster.start_postgres()
+            restarted = time.monotonic()
+            cluster.wait(
+                lambda: cluster.client and cluster.client.port_open("db", PG_PORT), "PostgreSQL back"
+            )
+            # ... and is recorded, from the result the worker held, once the database is back.
+            cluster.wait(lambda: row(cluster, held)[0] in TERMINAL, "the held result recorded", timeout=60)
+            recorded = time.monotonic() - restarted
+            wait_all_ended(cluster, [held, *queued], timeout=60 + 3 * PG_QUEUED_JOBS)
+        finally:
+            stop.set()
+            answers = probing.result()[0]
+    outage = restarted - stopped
+    assert answers and not any(status >= 500 and status != 503 for _, _, status, _, _ in answers), answers
+    refused = [a for a in answers if a[2] == 503]
+    assert refused, answers  # the outage was seen by the client
+    assert all(retry_after is not None and int(retry_after) > 0 for _, _, _, retry_after, _ in refused), (
+        refused
+    )
+    assert all(took < ANSWER_WITHIN_SECONDS for *_, took in answers), max(a[4] for a in answers)
+    assert all(status < 400 for sent, _, status, _, _ in answers if sent < stopped - 1.0), answers
+    back = min(sent + took for sent, _, status, _, took in answers if sent >= restarted and status < 400)
+    # The held job: encoded once (attempt 1 only), its result recorded after the outage.
+    assert row(cluster, held)[:2] == ("succeeded", 1)
+    check_each_succeeded_once(cluster, [held], "main.mp4")
+    rerun = check_each_succeeded_once(cluster, queued, "main.ts")
+    log = next(
+        cluster.log(w).read_text() for w in ("worker1", "worker2") if held in cluster.log(w).read_text()
+    )
+    assert f"the ownership check of job {held} before publishing" in log, log[-3000:]
+    assert "database back; held work recorded" in log
+    created = cluster.client.sql("SELECT count(*) FROM jobs WHERE idempotency_key = %(key)s", key=key)
+    assert created == [(1,)], created  # the probe's submission, retried through the outage, is one job
+    print(
+        f"\npostgresql restarted: down {outage:.1f}s; the API answered {len(refused)} requests 503 with "
+        f"Retry-After (none 500, slowest answer {max(a[4] for a in answers):.2f}s); first success "
+        f"{back - restarted:.2f}s after the restart; an encode that ended {encoded:.1f}s into the outage was "
+        f"held and recorded {recorded:.1f}s after the restart in its first attempt; "
+        f"{len(queued)} queued jobs all succeeded once ({rerun} ran a second attempt)"
+    )
+
+
 # Jobs in flight when the Redis primary dies: a handful in `make test`, 200 in the long form.
 FAILOVER_JOBS = 200 if LONG else 12
 
 
-def test_d_redis_primary_killed_during_a_run_loses_and_duplicates_nothing(
+def test_f_redis_primary_killed_during_a_run_loses_and_duplicates_nothing(
     cluster: Cluster, tiny_clip: Any
 ) -> None:
     """Last in the module: the cluster has no replica left afterwards."""

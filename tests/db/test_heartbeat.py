@@ -5,18 +5,20 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
 from framefleet.config import Settings, get_settings
-from framefleet.db.models import Worker
+from framefleet.db.models import Job, Worker
 from framefleet.db.session import session_scope
 from framefleet.media.ffmpeg import ffmpeg_path
 from framefleet.media.runner import AttemptLimits, FfmpegAborted, attempt_limits, run_ffmpeg
 from framefleet.redis_client import get_redis
 from framefleet.worker import heartbeat, tasks
 from framefleet.worker.heartbeat import Heartbeat, worker_key
+from tests.factories import queued_job
 
 CAPS = {"video": {"cpu": ["h264"], "gpu": []}, "audio": ["aac"], "filters": []}
 
@@ -95,3 +97,33 @@ def test_a_worker_cut_off_from_the_database_stops_its_ffmpeg(beats: list[Heartbe
     assert caught.value.reason == tasks.LEASE_LOST
     # Stopped once the fence period (TTL minus one interval) passed, before a reaper could hand it on.
     assert time.monotonic() - started < cut_off.heartbeat_ttl_seconds + 0.5
+
+
+def test_a_worker_whose_lease_lapsed_renews_it_before_its_next_claim(
+    beats: list[Heartbeat], tenant_key: tuple[str, str], clip: Path
+) -> None:
+    """Cut off (or without the database) for longer than the fence period, then back: the next job it
+    takes must not be stopped by the lapsed lease a moment later (a failed attempt for nothing)."""
+    _, key = tenant_key
+    beat = Heartbeat(
+        node="hb@back",
+        pool="cpu",
+        capabilities=CAPS,
+        settings=fast(heartbeat_interval_seconds=5, heartbeat_ttl_seconds=12),
+    )
+    beats.append(beat)
+    assert beat.beat()
+    beat._last_ok = time.monotonic() - 60  # its last renewal was long ago; no beat is due for seconds
+    assert not beat.lease_ok()
+    heartbeat.install(beat)
+    spec = {
+        "input": clip.as_uri(),
+        "outputs": [{"name": "main", "container": "ts", "video": {"preset": "ultrafast"}}],
+    }
+    job_id = queued_job(key, spec)
+    tasks._run_job(job_id, None)
+    with session_scope() as session:
+        job = session.get(Job, job_id)
+        assert job is not None
+        assert (job.state, job.attempt, job.error) == ("succeeded", 1, None)
+    assert beat.lease_ok()
