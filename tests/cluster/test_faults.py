@@ -13,7 +13,9 @@ every promote interval, and the claim is one message and one transaction (`CLAIM
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import os
 import signal
 import threading
 import time
@@ -390,6 +392,12 @@ def probe_api(
     return seen
 
 
+def signal_all(pids: list[int], signum: int) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signum)
+
+
 def test_e_postgres_restart_api_answers_503_and_workers_hold_their_results(
     cluster: Cluster, short_clip: Any, tiny_clip: Any
 ) -> None:
@@ -413,7 +421,15 @@ def test_e_postgres_restart_api_answers_503_and_workers_hold_their_results(
         )
         try:
             cluster.wait(lambda: ffmpeg_pids(held), "the encode to start", timeout=60)
-            cluster.stop_postgres()
+            pids = ffmpeg_pids(held)
+            client = cluster.client
+            # Paused while the database stops, so a fast machine cannot finish the encode before the outage.
+            signal_all(pids, signal.SIGSTOP)
+            try:
+                cluster.stop_postgres()
+                cluster.wait(lambda: not client.port_open("db", PG_PORT), "PostgreSQL down")
+            finally:
+                signal_all(pids, signal.SIGCONT)
             stopped = time.monotonic()
             # The encode ends during the outage (its worker cannot record it) ...
             cluster.wait(lambda: not ffmpeg_pids(held), "the encode to end", timeout=60)
