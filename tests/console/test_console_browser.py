@@ -44,6 +44,15 @@ def shot(page: Any, name: str) -> None:
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 
+def wait_js(page: Any, function: str, arg: Any = None, timeout_s: float = TIMEOUT_MS / 1000) -> None:
+    """Polls a JS function until it answers true. Not page.wait_for_function: its predicate is evaluated
+    with eval() in the page, which the console's Content-Security-Policy (no 'unsafe-eval') refuses."""
+    deadline = time.monotonic() + timeout_s
+    while not page.evaluate(function, arg):
+        assert time.monotonic() < deadline, f"still false after {timeout_s} s: {function}"
+        page.wait_for_timeout(100)
+
+
 def api_submit(stack: Stack, body: dict[str, Any]) -> str:
     response = httpx.post(f"{stack.url}/v1/jobs", json=body, headers={"X-API-Key": stack.keys["admin"]})
     assert response.status_code == 201, response.text
@@ -98,7 +107,10 @@ def test_submit_from_the_form_watch_progress_chart_and_player(context: Any, stac
     assert page.get_by_test_id("worst-segment").count() == 1
     assert page.locator("#history li").count() >= 3
     if has_downloads(stack.app):
-        page.wait_for_function("document.getElementById('video')?.currentTime > 0.5", timeout=TIMEOUT_MS)
+        video = page.locator("#video")
+        video.wait_for()
+        video.evaluate("(v) => { v.muted = true; return v.play(); }")
+        wait_js(page, "() => document.getElementById('video').currentTime > 0.5")
     else:
         assert "no output downloads" in page.locator("#player-note").inner_text()
     shot(page, "job")
@@ -268,9 +280,10 @@ def test_thumbnails_and_the_sprite_scrubber(context: Any, stack: Stack) -> None:
     tile.wait_for(timeout=TIMEOUT_MS)
     thumbs = page.get_by_test_id("thumbnail")
     assert thumbs.count() == 2
-    page.wait_for_function(
-        """[...document.querySelectorAll('[data-testid=thumbnail]')]
-             .every((i) => i.complete && i.naturalWidth === 96)"""
+    wait_js(
+        page,
+        """() => [...document.querySelectorAll('[data-testid=thumbnail]')]
+             .every((i) => i.complete && i.naturalWidth === 96)""",
     )
     # 4 s at one tile a second on 2x2 sheets: the tile of 2 s is the first of the second row of hover_001.
     scrubber = page.get_by_label("Scrub hover (4 tiles)")
@@ -322,9 +335,7 @@ def test_webhook_deliveries_replay_and_cost_per_day(browser: Any, context: Any, 
     rows = log.locator("tbody tr").count()
     assert rows == len(deliveries)
     log.get_by_role("button", name=f"Replay delivery {deliveries[0]['id']}").click()
-    page.wait_for_function(
-        "(n) => document.querySelectorAll('[data-testid=delivery-log] tbody tr').length > n", arg=rows
-    )
+    wait_js(page, "(n) => document.querySelectorAll('[data-testid=delivery-log] tbody tr').length > n", rows)
     after = httpx.get(f"{stack.url}/v1/webhooks/{hook_id}/deliveries", headers=headers).json()["items"]
     assert len(after) == rows + 1 and after[0]["event_id"] == deliveries[0]["event_id"]
     # Cost per day: today's row counts the tenant's ended jobs with their cost.

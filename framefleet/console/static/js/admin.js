@@ -39,7 +39,7 @@ $("key-form")?.addEventListener("submit", async (event) => {
 const canReplay = main.dataset.canReplay === "true";
 
 function money(costs) {
-  return costs?.length ? costs.map((c) => `${Number(c.amount).toFixed(4)} ${c.currency}`).join(" + ") : "–";
+  return costs?.length ? costs.map((c) => `${Number(c.amount).toFixed(c.amount < 0.01 ? 6 : 2)} ${c.currency}`).join(" + ") : "–";
 }
 
 function usageByDay(data) {
