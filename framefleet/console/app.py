@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from fastapi import FastAPI, Request
-from starlette.responses import Response
+from starlette.responses import FileResponse, Response
 from starlette.staticfiles import StaticFiles
 
 from framefleet.console import routes
@@ -13,7 +14,8 @@ from framefleet.console.session import SessionCodec
 
 HERE = Path(__file__).parent
 # Installed by `make` from vendor/package-lock.json (vendor/install.sh); never fetched by the browser from
-# anywhere but here.
+# anywhere but here. Only the two players' built files are served (/console/vendor/<name>.js), never the
+# rest of node_modules (sources, package manifests, other packages' files).
 VENDOR = HERE / "vendor" / "node_modules"
 PLAYER_FILES = {
     "hls": "hls.js/dist/hls.min.js",
@@ -31,8 +33,11 @@ def install(app: FastAPI, *, secret_key: str) -> None:
     app.state.console_players = players_present()
     app.include_router(routes.router)
     app.mount(routes.PREFIX + "/static", StaticFiles(directory=HERE / "static"), name="console-static")
-    if VENDOR.is_dir():
-        app.mount(routes.PREFIX + "/vendor", StaticFiles(directory=VENDOR), name="console-vendor")
+    for name, path in PLAYER_FILES.items():
+        if (VENDOR / path).is_file():
+            app.add_api_route(
+                f"{routes.PREFIX}/vendor/{name}.js", _player_file(VENDOR / path), include_in_schema=False
+            )
 
     @app.exception_handler(routes.SignInRequired)
     async def to_sign_in(request: Request, _exc: Exception) -> Response:
@@ -42,3 +47,10 @@ def install(app: FastAPI, *, secret_key: str) -> None:
     async def forbidden(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, routes.PageForbidden)
         return routes.forbidden_page(request, exc.permission)
+
+
+def _player_file(path: Path) -> Callable[[], Awaitable[Response]]:
+    async def serve() -> Response:
+        return FileResponse(path, media_type="text/javascript")
+
+    return serve

@@ -14,6 +14,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.templating import Jinja2Templates
 from starlette.responses import RedirectResponse, Response
+from starlette.routing import NoMatchFound
 
 from framefleet.api.auth import SESSION_STATE_KEY, STATE_KEY
 from framefleet.api.deps import SessionDep
@@ -69,14 +70,16 @@ class Section:
 
 ADMIN_SECTIONS = (
     Section("usage", "Quotas and usage", "/v1/usage", "usage:read"),
-    Section("webhooks", "Webhooks", "/v1/webhooks", "webhooks:read"),
+    Section("usage-days", "Usage and cost per day (last 30 days)", "/v1/usage/days?days=30", "usage:read"),
+    Section("webhooks", "Webhooks and their deliveries", "/v1/webhooks", "webhooks:read"),
     Section("presets", "Presets", "/v1/presets", "presets:read"),
     Section("templates", "Templates", "/v1/templates", "templates:read"),
     Section("schedules", "Schedules", "/v1/schedules", "schedules:read"),
     Section("audit", "Audit log", "/v1/audit?limit=50", "audit:read"),
 )
-# The download route of outputs, when this installation has it: the in-page player and thumbnails use it.
-DOWNLOAD_PATH = "/v1/jobs/{job_id}/outputs/{name}"
+# The download route of outputs (its endpoint's name), when this installation has it: the in-page player,
+# thumbnails and sprites use it.
+DOWNLOAD_ROUTE = "download_output"
 
 
 class SignInRequired(Exception):
@@ -242,9 +245,19 @@ async def jobs_page(request: Request, _: Annotated[Principal, page("jobs:read")]
     )
 
 
+def has_downloads(app: Any) -> bool:
+    """Whether the app serves output downloads. Asked by the route's name: included routers are resolved
+    lazily, so `app.routes` lists them as wrappers without paths."""
+    try:
+        app.url_path_for(DOWNLOAD_ROUTE, job_id="x", name="x")
+    except NoMatchFound:
+        return False
+    return True
+
+
 @router.get("/jobs/{job_id}")
 async def job_page(request: Request, job_id: str, _: Annotated[Principal, page("jobs:read")]) -> Response:
-    downloads = any(getattr(route, "path", None) == DOWNLOAD_PATH for route in request.app.routes)
+    downloads = has_downloads(request.app)
     return render(
         request,
         "job.html",

@@ -110,3 +110,57 @@ def reconcile(session: Session, *, tenant_id: int | None = None) -> int:
     )
     session.flush()
     return len(totals)
+
+
+# Ended states: an attempt's machine time and energy are spent whether the job then succeeded or not.
+_ENDED = (JobState.succeeded.value, JobState.failed.value, JobState.canceled.value)
+MAX_DAYS = 92
+
+
+def by_day(rows: Sequence[tuple[datetime, str, dict[str, Any] | None]]) -> list[dict[str, Any]]:
+    """Per UTC day, newest first, from (finished_at, state, usage) of ended jobs: jobs ended and succeeded,
+    CPU and GPU hours, energy (kWh) and cost. Costs in several currencies (the rates changed) are kept
+    apart, one entry per currency in `cost`."""
+    days: dict[str, dict[str, Any]] = {}
+    for finished_at, state, record in rows:
+        day = days.setdefault(
+            finished_at.date().isoformat(),
+            {
+                "jobs": 0,
+                "succeeded": 0,
+                "cpu_seconds": 0.0,
+                "gpu_seconds": 0.0,
+                "joules": 0.0,
+                "cost": defaultdict(float),
+            },
+        )
+        day["jobs"] += 1
+        day["succeeded"] += state == JobState.succeeded.value
+        record = record or {}
+        for name in ("cpu_seconds", "gpu_seconds", "joules"):
+            day[name] += float(record.get(name) or 0.0)
+        cost = record.get("cost") or {}
+        if cost.get("currency"):
+            day["cost"][cost["currency"]] += float(cost.get("amount") or 0.0)
+    return [
+        {
+            "day": name,
+            "jobs": day["jobs"],
+            "succeeded": day["succeeded"],
+            "cpu_hours": round(day["cpu_seconds"] / 3600, 6),
+            "gpu_hours": round(day["gpu_seconds"] / 3600, 6),
+            "kwh": round(day["joules"] / 3_600_000, 6),
+            "cost": [{"currency": c, "amount": round(a, 6)} for c, a in sorted(day["cost"].items())],
+        }
+        for name, day in sorted(days.items(), reverse=True)
+    ]
+
+
+def daily(session: Session, *, tenant_id: int, since: datetime) -> list[dict[str, Any]]:
+    """The tenant's usage and cost per day for jobs that ended since `since` (GET /v1/usage/days)."""
+    rows = session.execute(
+        sa.select(Job.finished_at, Job.state, Job.usage).where(
+            Job.tenant_id == tenant_id, Job.state.in_(_ENDED), Job.finished_at >= since
+        )
+    ).all()
+    return by_day([(at, state, record) for at, state, record in rows if at is not None])

@@ -163,3 +163,43 @@ def test_usage_counts_succeeded_jobs_and_the_media_and_output_quotas_refuse(
     member = make_key(tenant=name, role="member")  # a fresh key: no cached principal with the old quotas
     refused = client.post("/v1/jobs", json=job_body(), headers=member)
     assert refused.json()["quota"] == "output_bytes" and refused.json()["usage"] == 3600
+
+
+def test_usage_per_day_sums_the_ended_jobs_costs_and_failures_are_counted_by_class(
+    client: TestClient, make_key: KeyMaker, api_settings: Settings
+) -> None:
+    name, member = _tenant(client, make_key, {})
+    done, broken, waiting = (submit(client, member)["id"] for _ in range(3))
+    move_job(api_settings.database_url, done, "running", "succeeded")
+    move_job(api_settings.database_url, broken, "running", "failed")
+    cost = {"amount": 0.25, "currency": "EUR"}
+    record = {"cpu_seconds": 1800.0, "gpu_seconds": 0.0, "joules": 360_000.0, "cost": cost}
+    with session_scope(api_settings.database_url) as session:
+        for job_id in (done, broken, waiting):
+            row = session.get(Job, job_id)
+            assert row is not None
+            row.usage = record
+        session.get(Job, broken).failure_class = "encoder_failed"  # type: ignore[union-attr]
+    days = client.get("/v1/usage/days?days=7", headers=member)
+    assert days.status_code == 200, days.text
+    # The queued job has not ended: only the succeeded and the failed one count, both today.
+    assert days.json()["items"] == [
+        {
+            "day": days.json()["items"][0]["day"],
+            "jobs": 2,
+            "succeeded": 1,
+            "cpu_hours": 1.0,
+            "gpu_hours": 0.0,
+            "kwh": 0.2,
+            "cost": [{"currency": "EUR", "amount": 0.5}],
+        }
+    ]
+    _, stranger = _tenant(client, make_key, {})
+    assert client.get("/v1/usage/days", headers=stranger).json()["items"] == []
+    assert client.get("/v1/usage/days?days=0", headers=member).status_code == 422
+    # Failures by class: every tenant's, for operators and admins only.
+    failures = client.get("/v1/failures?hours=1", headers=make_key(tenant=name, role="operator"))
+    assert failures.status_code == 200, failures.text
+    assert any(c["failure_class"] == "encoder_failed" and c["count"] >= 1 for c in failures.json()["classes"])
+    assert any(f["job_id"] == broken and f["tenant"] == name for f in failures.json()["recent"])
+    assert client.get("/v1/failures", headers=member).status_code == 403

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -18,7 +18,7 @@ from framefleet.api.schemas import ProblemView
 from framefleet.db.models import utcnow
 from framefleet.keys import Principal
 from framefleet.scheduling.fairshare import weight_of
-from framefleet.tenancy import audit, quotas, service
+from framefleet.tenancy import audit, quotas, service, usage
 from framefleet.tenancy.audit import Actor
 from framefleet.tenancy.permissions import ROLES, allows
 from framefleet.tenancy.quotas import quotas_of
@@ -265,6 +265,20 @@ def own_usage(session: SessionDep, principal: UsageReader) -> Response:
     """Usage against each quota now (`usage`, `limit`: null when unset), and each month's usage."""
     tenant = service.get_tenant(session, name=principal.tenant)
     return json_response(quotas.report(session, tenant=tenant, now=utcnow()))
+
+
+@router.get("/usage/days", responses=_ERRORS, summary="The caller's tenant's usage and cost per day")
+def own_usage_by_day(
+    session: SessionDep,
+    principal: UsageReader,
+    days: Annotated[int, Query(ge=1, le=usage.MAX_DAYS, description="days back from today (UTC)")] = 30,
+) -> Response:
+    """Per UTC day with ended jobs, newest first: jobs ended and succeeded, CPU and GPU hours, energy and
+    cost (the sum of the jobs' own usage records, per currency)."""
+    now = utcnow()
+    since = now.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=days - 1)
+    items = usage.daily(session, tenant_id=principal.tenant_id, since=since)
+    return json_response({"since": since, "items": items})
 
 
 @router.get("/tenants/{name}/usage", responses=_ERRORS, summary="A tenant's usage against its quotas")

@@ -21,6 +21,7 @@ from framefleet.core.spec import PRIORITY_ORDER
 from framefleet.core.states import JobState
 from framefleet.db.models import Job, Worker, utcnow
 from framefleet.keys import Principal
+from framefleet.observability import failures
 from framefleet.queues import POOLS, queue_name
 from framefleet.scheduling import broker, control, pools
 from framefleet.scheduling.registry import is_live
@@ -230,3 +231,15 @@ def list_pools(
     """Per pool: workers alive, busy and held, backlog per priority, recent drain and arrival rates, and
     the workers needed to meet FRAMEFLEET_POOL_QUEUE_WAIT_TARGET_SECONDS (docs/scaling.md)."""
     return json_response({"items": pools.pools_view(session, settings)})
+
+
+@router.get("/failures", responses=_AUTH, summary="Recent failures by class")
+def recent_failures(
+    session: SessionDep,
+    _principal: Annotated[Principal, requires("workers:read")],
+    hours: Annotated[int, Query(ge=1, le=24 * 30, description="the window, back from now")] = 24,
+) -> Response:
+    """Jobs of every tenant that ended `failed` in the window: a count per failure class (most first) and
+    the latest failures with the start of their error."""
+    since = utcnow() - timedelta(hours=hours)
+    return json_response({"window_seconds": hours * 3600, **failures.by_class(session, since=since)})

@@ -2,6 +2,7 @@
 // outputs with their scores, per-frame quality charts, the in-page player, cancel and retry.
 import { announce, api, bytes, el, showError, when } from "./api.js";
 import { qualityChart } from "./chart.js";
+import { showPictures } from "./pictures.js";
 
 const main = document.getElementById("main");
 const jobId = main.dataset.jobId;
@@ -14,6 +15,7 @@ let job = null;
 let stream = null;
 let chartsShown = false;
 let playerShown = false;
+let picturesShown = false;
 
 function setProgress(percent) {
   const value = Math.max(0, Math.min(100, percent || 0));
@@ -153,6 +155,10 @@ async function refresh() {
   if (job.state === "succeeded") {
     showCharts(job.outputs);
     showPlayer(job.outputs);
+    if (!picturesShown && main.dataset.downloads === "true") {
+      picturesShown = true;
+      showPictures(job.outputs, $("pictures"), base, suffix).then((any) => { $("pictures-section").hidden = !any; });
+    }
   }
   if (job.error) showError($("job-error"), `${job.failure_class ?? "error"}: ${job.error}`);
   try {

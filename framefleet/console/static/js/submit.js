@@ -1,6 +1,7 @@
 // Submit: a file and presets, a template with its parameters, or the JSON spec. The API validates;
 // each error it names is shown at its field.
-import { api, el, itemsOf, showError } from "./api.js";
+import { announce, api, bytes, el, itemsOf, showError } from "./api.js";
+import { upload } from "./upload.js";
 
 const form = document.getElementById("submit-form");
 const $ = (id) => document.getElementById(id);
@@ -109,6 +110,37 @@ form.addEventListener("submit", async (event) => {
       $("submit-errors").hidden = false;
     }
     form.querySelector("[aria-invalid]")?.focus();
+  }
+});
+
+// A chosen file is uploaded at once; when its last byte is in, the input names it (upload://<id>).
+let uploading = false;
+$("file")?.addEventListener("change", async () => {
+  const file = $("file").files[0];
+  if (!file || uploading) return;
+  uploading = true;
+  const bar = $("upload-progress");
+  const status = $("upload-status");
+  const submit = form.querySelector("button[type=submit]");
+  bar.hidden = false;
+  submit.disabled = true;
+  status.textContent = `Uploading ${file.name}…`;
+  try {
+    const uri = await upload(file, (sent, total) => {
+      const percent = total ? (100 * sent) / total : 100;
+      bar.setAttribute("aria-valuenow", percent.toFixed(0));
+      $("upload-fill").style.transform = `scaleX(${percent / 100})`;
+      status.textContent = `Uploading ${file.name}: ${bytes(sent)} of ${bytes(total)}`;
+    });
+    $("input").value = uri;
+    status.textContent = `Uploaded ${file.name}: the input is ${uri}.`;
+    announce("Upload finished");
+  } catch (e) {
+    status.textContent = `The upload stopped: ${e.message}. Choose the file again to continue where it stopped.`;
+    $("file").value = "";
+  } finally {
+    uploading = false;
+    submit.disabled = false;
   }
 });
 
