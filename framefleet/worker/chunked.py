@@ -35,7 +35,7 @@ from framefleet.db.models import Job, JobChunk, Tenant
 from framefleet.db.session import session_scope
 from framefleet.jobs.dispatch import dispatch_chunks
 from framefleet.jobs.state_machine import ensure_owner
-from framefleet.lifecycle import cache
+from framefleet.lifecycle import cache, staging
 from framefleet.logging import get_logger
 from framefleet.media.capabilities import detect_capabilities
 from framefleet.media.chunks import (
@@ -79,13 +79,6 @@ from framefleet.worker.pipeline import (
 from framefleet.worker.tasks import Ending, _abort_reason, _quietly, _record, rates, worker_identity
 
 log = get_logger("framefleet.worker")
-
-STAGING = ".chunks"
-
-
-def staging_base(settings: Settings, tenant: str, job_id: str, job_attempt: int) -> str:
-    """Where an attempt's chunks wait for the join: a folder of the job's own, removed after publishing."""
-    return join_uri(job_output_base(settings, tenant, job_id), f"{STAGING}/{job_attempt}")
 
 
 @app.task(name=RUN_CHUNK_TASK, bind=True, acks_late=True, ignore_result=True)
@@ -131,6 +124,9 @@ def run_chunk(self: object, job_id: str, job_attempt: int, index: int) -> None:
         if ending is not None:
             # release: a tenant with a max_running_jobs quota may have a held job waiting for this slot.
             _record(job_id, ending, worker=worker, attempt=job_attempt, settings=settings, release=True)
+        if ending is not None and ending.kind != "succeeded":
+            # After the ending is recorded: a chunk staging later sees the attempt ended and removes its own.
+            staging.discard(settings, job_id=job_id, job_attempt=job_attempt)
         used = cost.attempt_usage(
             cpu_seconds=consumed.cpu_seconds,
             wall_seconds=time.monotonic() - started,
@@ -280,7 +276,8 @@ def _encode_chunk(
     encoded = run.run([ffmpeg_path(), *plan.argv], plan.duration, on_progress, phase="chunk", gpu=gpu)
     _raise_for(encoded, "chunk encode")
     run.check_canceled()
-    staging = staging_base(settings, tenant, job.id, delivery.job_attempt)
+    base = staging.staging_base(settings, tenant, job.id, delivery.job_attempt)
+    staged: list[tuple[Path, str]] = []
     files: dict[str, str] = {}
     scores: dict[str, str] = {}
     for output in plan.outputs:
@@ -291,31 +288,42 @@ def _encode_chunk(
                 FailureClass.encoder_failed,
                 f"output {name}: the chunk has {got} frames, {delivery.chunk.frames} were cut",
             )
-        files[name] = _stage(
-            output.path, join_uri(staging, f"{name}.{delivery.index}.{output.path.suffix[1:]}"), run.namespace
-        )
+        files[name] = join_uri(base, f"{name}.{delivery.index}.{output.path.suffix[1:]}")
+        staged.append((output.path, files[name]))
         if output.score is not None and output.score.measured:
             rows = read_scores(output.score.logs, output.score.quality, bit_depth=output.score.bit_depth)
             log_path = workdir / f"{name}.scores.json"
             log_path.write_text(json.dumps(rows), encoding="utf-8")
-            scores[name] = _stage(
-                log_path, join_uri(staging, f"{name}.{delivery.index}.scores.json"), run.namespace
-            )
+            scores[name] = join_uri(base, f"{name}.{delivery.index}.scores.json")
+            staged.append((log_path, scores[name]))
     pictures: dict[str, list[str]] = {}
     for picture in plan.pictures:
         # The thumbnails whose times fall on this chunk's frames, in time order.
         found = sorted(p for p in picture.folder.iterdir() if p.is_file())
         pictures[picture.name] = [
-            _stage(
-                f,
-                join_uri(staging, f"{picture.name}.{delivery.index}.{k}.{picture.extension}"),
-                run.namespace,
-            )
-            for k, f in enumerate(found)
+            join_uri(base, f"{picture.name}.{delivery.index}.{k}.{picture.extension}")
+            for k in range(len(found))
         ]
-    details = {"files": files, "scores": scores, "pictures": pictures}
+        staged += zip(found, pictures[picture.name], strict=True)
+    uris = [uri for _, uri in staged]
     with session_scope() as session:
-        last_one = chunks.finish(session, delivery=delivery, details=details)
+        if not chunks.stage(session, delivery=delivery, uris=uris):
+            chunks.stop(session, delivery=delivery)
+            log.info("the attempt ended while the chunk encoded; nothing staged")
+            return
+    for local, uri in staged:
+        _stage(local, uri, run.namespace)
+    details = {"files": files, "scores": scores, "pictures": pictures, "staging": uris}
+    with session_scope() as session:
+        owned = chunks.owns(session, job_id=job.id, job_attempt=delivery.job_attempt)
+        last_one = owned and chunks.finish(session, delivery=delivery, details=details)
+        if not owned:
+            chunks.stop(session, delivery=delivery)
+    if not owned:
+        # The attempt ended while this chunk staged, perhaps after its ender removed the staging folder.
+        staging.discard(settings, job_id=job.id, job_attempt=delivery.job_attempt)
+        log.info("the attempt ended while the chunk staged; its files removed")
+        return
     log.info("chunk done", last=last_one)
     if last_one:
         with session_scope() as session:
@@ -329,12 +337,11 @@ def _encode_chunk(
         dispatch_chunks(job, delivery.job_attempt, [int(join_index or 0)])
 
 
-def _stage(local: Path, uri: str, namespace: Namespace) -> str:
+def _stage(local: Path, uri: str, namespace: Namespace) -> None:
     try:
         backend_within(uri, namespace, write=True).put(local, uri, replace=True)
     except StorageError as exc:
         raise JobFailure(exc.failure_class, f"staging a chunk: {exc}") from exc
-    return uri
 
 
 def _join(
@@ -418,7 +425,7 @@ def _join(
     published.input_fingerprint, published.cache_key = fingerprint, cache.cache_key(fingerprint, spec)
     with session_scope() as session:
         chunks.finish(session, delivery=delivery, details={"outputs": [r.name for r in results.rows]})
-    _remove_staging(parts, run.namespace)
+    staging.discard(settings, job_id=job.id, job_attempt=delivery.job_attempt)
     reason = f"all outputs published (joined from {len(parts)} chunks)"
     return Ending(
         "succeeded", reason, values={"progress": 100.0, **published.job_values()}, published=published
@@ -472,14 +479,3 @@ def _scores(uri: str, folder: Path, namespace: Namespace) -> list[dict[str, Any]
     local = _fetch(uri, folder / "scores", namespace)
     rows: list[dict[str, Any]] = json.loads(local.read_text(encoding="utf-8"))
     return rows
-
-
-def _remove_staging(parts: Any, namespace: Namespace) -> None:
-    for part in parts:
-        details = part.details or {}
-        pictures = [uri for uris in details.get("pictures", {}).values() for uri in uris]
-        for uri in [*details.get("files", {}).values(), *details.get("scores", {}).values(), *pictures]:
-            try:
-                backend_within(uri, namespace, write=True).delete(uri)
-            except StorageError:
-                log.warning("a staged chunk was not removed", uri=uri)

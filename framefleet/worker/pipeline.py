@@ -33,7 +33,7 @@ from framefleet.db.session import session_scope
 from framefleet.jobs.dispatch import dispatch_chunks
 from framefleet.jobs.service import cancel_key, output_view
 from framefleet.jobs.state_machine import assert_owner, ensure_owner
-from framefleet.lifecycle import cache
+from framefleet.lifecycle import cache, staging
 from framefleet.lifecycle.ledger import Object
 from framefleet.logging import get_logger
 from framefleet.media.capabilities import Capabilities, detect_capabilities, detect_devices, hardware_for
@@ -391,6 +391,8 @@ def _split(job: Job, spec: JobSpec, source: Path, attempt: int, run: _Attempt) -
                     f"thumbnails {name}: more than {MAX_TIMES} pictures would fall in one chunk; "
                     "ask for more chunks or fewer pictures",
                 )
+    # What an earlier attempt staged and did not remove (its worker was lost) goes with its rows.
+    staging.discard(run.settings, job_id=job.id)
     with session_scope() as session:
         assert_owner(session, job.id, attempt)
         chunk_rows.start(session, job_id=job.id, job_attempt=attempt, chunks=cuts)
