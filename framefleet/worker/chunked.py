@@ -41,22 +41,25 @@ from framefleet.media.capabilities import detect_capabilities
 from framefleet.media.chunks import (
     Chunk,
     check_joined,
+    chunk_pictures,
     chunk_spec,
     concat_list,
     has_sound,
     join_argv,
     join_scores,
+    poster_frames,
+    sheet_argv,
     sound_spec,
     thumbnail_times,
 )
-from framefleet.media.command import JobPlan, plan_job
+from framefleet.media.command import JobPlan, expected_duration, plan_job
 from framefleet.media.ffmpeg import ffmpeg_path
 from framefleet.media.probe import MediaInfo, probe, video_timestamps
 from framefleet.media.progress import Progress
 from framefleet.media.quality import read_scores, summarise, write_log
 from framefleet.media.results import QUALITY_SUFFIX, Piece, Results, allow_replace, media_row, picture_results
 from framefleet.media.runner import AttemptLimits, FfmpegAborted, attempt_limits
-from framefleet.media.thumbnails import plan_thumbnails
+from framefleet.media.thumbnails import plan_poster, plan_sprites, plan_thumbnails
 from framefleet.observability import cost, energy
 from framefleet.observability.usage import AttemptUsage, collecting
 from framefleet.redis_client import get_redis
@@ -214,11 +217,21 @@ def _plan(
     chunk: Chunk,
     settings: Settings,
     times: dict[str, list[float]] | None = None,
+    poster: tuple[int, int] | None = None,
 ) -> JobPlan:
-    """A chunk's encode: the job's outputs and scores, planned as an unsplit job's, over its frames."""
+    """A chunk's encode: the job's outputs and scores, planned as an unsplit job's, over its frames, with
+    the thumbnails, sprite tiles and poster that fall on them (`times`: thumbnail_times; `poster`: its
+    frames)."""
     caps = detect_capabilities(ffmpeg_path())
+    fps = chunk.frames / chunk.seconds
+    pictures = []
+    if times is not None and info.video is not None:
+        src = (info.video.width, info.video.height)
+        pictures = chunk_pictures(
+            spec, chunk, times=times, poster=poster, fps=fps, folder=folder / "pictures", src=src
+        )
     return plan_job(
-        chunk_spec(spec, chunk, times=times, fps=chunk.frames / chunk.seconds),
+        chunk_spec(spec, chunk, times=times, fps=fps),
         info,
         caps,
         source,
@@ -226,6 +239,7 @@ def _plan(
         threads=settings.ffmpeg_threads,
         hardware=_hardware(spec, settings, caps),
         window=chunk,
+        pictures=pictures,
     )
 
 
@@ -242,8 +256,10 @@ def _encode_chunk(
             )
         )
     chunk = delivery.chunk
-    times = thumbnail_times(spec, frames=int(total or 0), fps=chunk.frames / chunk.seconds)
-    plan = _plan(spec, info, source, workdir / "out", chunk, settings, times)
+    fps = chunk.frames / chunk.seconds
+    times = thumbnail_times(spec, frames=int(total or 0), fps=fps)
+    poster = poster_frames(spec, duration=expected_duration(spec, info), frames=int(total or 0), fps=fps)
+    plan = _plan(spec, info, source, workdir / "out", chunk, settings, times, poster)
     plan.prepare()
     redis_client = run.redis
     last = [0.0]
@@ -298,11 +314,10 @@ def _encode_chunk(
             staged.append((log_path, scores[name]))
     pictures: dict[str, list[str]] = {}
     for picture in plan.pictures:
-        # The thumbnails whose times fall on this chunk's frames, in time order.
+        # The thumbnails (the sprite tiles, the poster) whose times fall on this chunk's frames, in order.
         found = sorted(p for p in picture.folder.iterdir() if p.is_file())
         pictures[picture.name] = [
-            join_uri(base, f"{picture.name}.{delivery.index}.{k}.{picture.extension}")
-            for k in range(len(found))
+            join_uri(base, f"{picture.name}.{delivery.index}.{k}{f.suffix}") for k, f in enumerate(found)
         ]
         staged += zip(found, pictures[picture.name], strict=True)
     uris = [uri for _, uri in staged]
@@ -416,7 +431,7 @@ def _join(
             row.metrics_log_uri = uri + QUALITY_SUFFIX
             results.pieces.append(Piece(unified, row.metrics_log_uri, replace=replace))
         results.rows.append(row)
-    _join_thumbnails(spec, info, parts, frames, base, folder=workdir / "pictures", run=run, results=results)
+    _join_pictures(spec, info, parts, frames, base, folder=workdir / "pictures", run=run, results=results)
     run.check_canceled()
     # A superseded attempt (its join was presumed lost and run again) must not publish beside the other.
     ensure_owner(job.id, delivery.job_attempt)
@@ -432,7 +447,7 @@ def _join(
     )
 
 
-def _join_thumbnails(
+def _join_pictures(
     spec: JobSpec,
     info: MediaInfo,
     parts: Any,
@@ -443,28 +458,58 @@ def _join_thumbnails(
     run: _Attempt,
     results: Results,
 ) -> None:
-    """Each thumbnail set's pictures, taken by the chunks holding their times, numbered as one set."""
-    if not spec.thumbnails or info.video is None:
+    """Thumbnails numbered as one set, sprite sheets tiled from the chunks' tiles, the poster: each from
+    the chunks holding their frames."""
+    if info.video is None:
         return
     fps = _fps(parts)
-    duration = frames / fps
     src = (info.video.width, info.video.height)
+
+    def staged(name: str) -> list[Path]:
+        uris = [uri for p in parts for uri in (p.details or {}).get("pictures", {}).get(name, [])]
+        return [_fetch(uri, folder / "staged" / name / str(k), run.namespace) for k, uri in enumerate(uris)]
+
     for thumbs in spec.thumbnails:
+        duration = frames / fps
         plan = plan_thumbnails(thumbs, folder / (thumbs.name or "thumbnails"), duration, src)
         plan.times = thumbnail_times(spec, frames=frames, fps=fps)[plan.name]
         plan.every_seconds = 0.0  # the times are listed: each picture says its own
         plan.folder.mkdir(parents=True)
-        staged = [uri for p in parts for uri in (p.details or {}).get("pictures", {}).get(plan.name, [])]
-        if len(staged) != len(plan.times):
+        pictures = staged(plan.name)
+        if len(pictures) != len(plan.times):
             raise JobFailure(
                 FailureClass.encoder_failed,
-                f"thumbnails {plan.name}: the chunks made {len(staged)} pictures for {len(plan.times)} times",
+                f"thumbnails {plan.name}: the chunks made {len(pictures)} pictures"
+                f" for {len(plan.times)} times",
             )
-        for number, uri in enumerate(staged, start=1):
-            local = _fetch(uri, folder / "staged" / plan.name / str(number), run.namespace)
+        for number, local in enumerate(pictures, start=1):
             shutil.copyfile(local, plan.folder / (plan.pattern % number))
         found = picture_results(plan, thumbs.destination, base, duration)
         results.pieces += allow_replace(found.pieces, thumbs)
+        results.rows += found.rows
+    # Sheets and the poster are timed as an unsplit job times them (its VTT is the same text).
+    whole = expected_duration(spec, info)
+    for sprites in spec.sprites:
+        plan = plan_sprites(sprites, folder / (sprites.name or "sprites"), whole, src)
+        plan.folder.mkdir(parents=True)
+        listing = folder / f"{plan.name}.ffconcat"
+        listing.write_text(concat_list(staged(plan.name)), encoding="utf-8")
+        argv = sheet_argv(listing, plan)
+        _raise_for(run.run([ffmpeg_path(), *argv], None, lambda _s: None, phase="sprites"), "sprite sheets")
+        found = picture_results(plan, sprites.destination, base, whole)
+        results.pieces += allow_replace(found.pieces, sprites)
+        results.rows += found.rows
+    if spec.poster is not None:
+        plan = plan_poster(spec.poster, folder / (spec.poster.name or "poster"), whole, src)
+        pictures = staged(plan.name)
+        if len(pictures) != 1:
+            raise JobFailure(
+                FailureClass.encoder_failed, f"poster: the chunks made {len(pictures)} pictures, not one"
+            )
+        plan.folder.mkdir(parents=True)
+        shutil.copyfile(pictures[0], plan.folder / plan.pattern)
+        found = picture_results(plan, spec.poster.destination, base, whole)
+        results.pieces += allow_replace(found.pieces, spec.poster)
         results.rows += found.rows
 
 

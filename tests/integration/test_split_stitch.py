@@ -306,3 +306,40 @@ def test_a_failed_chunk_leaves_no_staged_chunks(
     final = wait_for_state(lambda: fetch(api, key, job["id"]), TERMINAL, 30)
     assert final["state"] == "failed" and final["failure_class"] == "encoder_failed", final
     assert _gone(_staging_folder(tenant, job["id"])), list(_staging_folder(tenant, job["id"]).rglob("*"))
+
+
+SPRITES = [{"name": "hover", "every_seconds": 0.5, "columns": 2, "rows": 2, "width": 80}]
+POSTER = {"format": "jpeg", "width": 80}
+
+
+def test_sprites_and_the_poster_of_a_split_job_are_an_unsplit_jobs(
+    pair: Any, api: Any, tenant_key: tuple[str, str], sparse_clip: Path
+) -> None:
+    _, key = tenant_key
+    pictures = {"input": sparse_clip.as_uri(), "sprites": SPRITES, "poster": POSTER}
+    job = submit(
+        api,
+        key,
+        {
+            **pictures,
+            "outputs": [{"name": "hd", "container": "mp4", "video": {"crf": 30, "preset": "veryfast"}}],
+            "parallel": {"chunks": 3},
+        },
+    )
+    unsplit = submit(api, key, pictures)
+    final = wait_for_state(lambda: fetch(api, key, job["id"]), TERMINAL, 60)
+    whole = wait_for_state(lambda: fetch(api, key, unsplit["id"]), TERMINAL, 60)
+    assert final["state"] == "succeeded" and whole["state"] == "succeeded", (final, whole)
+    mine = {o["name"]: o for o in final["outputs"]}
+    theirs = {o["name"]: o for o in whole["outputs"]}
+    # The poster looks at frames 8..37 (10 % of 3 s in): the cut at frame 25 moved before them.
+    assert [c["frames"] for c in mine["hd"]["details"]["chunks"]] == [8, 42, 25]
+    assert local_path(mine["poster"]["uri"]).read_bytes() == local_path(theirs["poster"]["uri"]).read_bytes()
+    # Six tiles from three chunks on two sheets (the second half empty), the same bytes and the same map.
+    sheets = mine["hover"]["details"]["sheets"]
+    assert len(sheets) == 2 and mine["hover"]["details"]["tiles"] == 6
+    for a, b in zip(sheets, theirs["hover"]["details"]["sheets"], strict=True):
+        assert local_path(a).read_bytes() == local_path(b).read_bytes(), a
+    vtt = local_path(mine["hover"]["details"]["vtt"]).read_text()
+    assert vtt == local_path(theirs["hover"]["details"]["vtt"]).read_text().replace(unsplit["id"], job["id"])
+    assert vtt.count("#xywh=") == 6
