@@ -600,12 +600,6 @@ def _check_parallel(spec: JobSpec) -> None:
             raise spec_error(
                 "parallel", "parallel jobs keep the input's frame rate", f"outputs.{index}.video.fps"
             )
-        if output.quality_target is not None:
-            raise spec_error(
-                "parallel",
-                "parallel jobs cannot search a quality target yet",
-                f"outputs.{index}.quality_target",
-            )
 
 
 class JobSpec(Strict):

@@ -235,6 +235,7 @@ def chunk_spec(
         output["metadata"] = {}
         output.pop("destination", None)
         output["overwrite"] = False
+        output.pop("quality_target", None)  # searched before (its crf written in): the chunk encodes it
     data.pop("parallel", None)
     return JobSpec.model_validate(data)
 
@@ -246,7 +247,9 @@ def sound_spec(spec: JobSpec) -> JobSpec:
         outputs.append(
             OutputSpec.model_validate(
                 {
-                    **output.model_dump(mode="json", exclude={"video", "destination", "overwrite"}),
+                    **output.model_dump(
+                        mode="json", exclude={"video", "destination", "overwrite", "quality_target"}
+                    ),
                     "video": VideoSpec(codec=VideoCodec.none).model_dump(mode="json", exclude_none=True),
                 }
             )

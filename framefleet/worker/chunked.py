@@ -30,7 +30,8 @@ from framefleet import events
 from framefleet.celery_app import RUN_CHUNK_TASK, app
 from framefleet.config import Settings, get_settings
 from framefleet.core.failures import FailureClass, JobFailure, classify_failure
-from framefleet.core.spec import JobSpec
+from framefleet.core.operations import TrimSpec
+from framefleet.core.spec import JobSpec, OperationsSpec
 from framefleet.db.models import Job, JobChunk, Tenant
 from framefleet.db.session import session_scope
 from framefleet.jobs.dispatch import dispatch_chunks
@@ -54,6 +55,7 @@ from framefleet.media.chunks import (
 )
 from framefleet.media.command import JobPlan, expected_duration, plan_job
 from framefleet.media.ffmpeg import ffmpeg_path
+from framefleet.media.filters import Assets
 from framefleet.media.probe import MediaInfo, probe, video_timestamps
 from framefleet.media.progress import Progress
 from framefleet.media.quality import read_scores, summarise, write_log
@@ -78,6 +80,14 @@ from framefleet.worker.pipeline import (
     _profiles,
     _publish,
     _raise_for,
+)
+from framefleet.worker.quality_search import (
+    Search,
+    cut_reel,
+    needs_search,
+    search_outputs,
+    targeted_spec,
+    video_bytes,
 )
 from framefleet.worker.tasks import Ending, _abort_reason, _quietly, _record, rates, worker_identity
 
@@ -259,7 +269,9 @@ def _encode_chunk(
     fps = chunk.frames / chunk.seconds
     times = thumbnail_times(spec, frames=int(total or 0), fps=fps)
     poster = poster_frames(spec, duration=expected_duration(spec, info), frames=int(total or 0), fps=fps)
-    plan = _plan(spec, info, source, workdir / "out", chunk, settings, times, poster)
+    searches = _search(spec, info, source, chunk, settings, run, workdir / "search")
+    targeted = targeted_spec(spec, searches)
+    plan = _plan(targeted, info, source, workdir / "out", chunk, settings, times, poster)
     plan.prepare()
     redis_client = run.redis
     last = [0.0]
@@ -328,7 +340,16 @@ def _encode_chunk(
             return
     for local, uri in staged:
         _stage(local, uri, run.namespace)
-    details = {"files": files, "scores": scores, "pictures": pictures, "staging": uris}
+    # Each searched output's choice for this chunk's frames (its samples' times are the chunk's own).
+    paths = {output.output.name or "": output.path for output in plan.outputs}
+    targets = {name: s.view(real_size=video_bytes(paths[name])) for name, s in searches.items()}
+    details = {
+        "files": files,
+        "scores": scores,
+        "pictures": pictures,
+        "staging": uris,
+        "quality_target": targets,
+    }
     with session_scope() as session:
         owned = chunks.owns(session, job_id=job.id, job_attempt=delivery.job_attempt)
         last_one = owned and chunks.finish(session, delivery=delivery, details=details)
@@ -350,6 +371,44 @@ def _encode_chunk(
                 )
             )
         dispatch_chunks(job, delivery.job_attempt, [int(join_index or 0)])
+
+
+def _search(
+    spec: JobSpec,
+    info: MediaInfo,
+    source: Path,
+    chunk: Chunk,
+    settings: Settings,
+    run: _Attempt,
+    workdir: Path,
+) -> dict[str, Search]:
+    """Each quality target searched over this chunk's frames alone (per-scene quality): the unsplit
+    search, on the input trimmed to the chunk's window."""
+    if not needs_search(spec):
+        return {}
+    trim = TrimSpec(start=chunk.seek, duration=chunk.seconds)
+    window = spec.model_copy(
+        update={
+            "operations": (spec.operations or OperationsSpec()).model_copy(update={"trim": trim}),
+            "parallel": None,
+        }
+    )
+    ffmpeg = ffmpeg_path()
+    caps = detect_capabilities(ffmpeg)
+    hardware = _hardware(spec, settings, caps)
+
+    def step(argv: list[str], duration: float | None, _done: float) -> None:
+        run.check_canceled()
+        ran = run.run(
+            [ffmpeg, *argv], duration, lambda _s: None, phase="quality-search", gpu=hardware is not None
+        )
+        _raise_for(ran, "quality search")
+
+    threads = settings.ffmpeg_threads
+    reel = cut_reel(window, info, source, workdir, threads=threads, run_step=step)
+    return search_outputs(
+        window, reel, caps, workdir, threads=threads, hardware=hardware, assets=Assets(), run_step=step
+    )
 
 
 def _stage(local: Path, uri: str, namespace: Namespace) -> None:
@@ -414,9 +473,7 @@ def _join(
         row = media_row(
             name, "file", uri, output.output.container.value, probe(joined), joined.stat().st_size
         )
-        row.details = {
-            "chunks": [{"index": p.index, "start_frame": p.start_frame, "frames": p.frames} for p in parts]
-        }
+        row.details = {"chunks": [_chunk_view(p, name) for p in parts]}
         results.pieces.append(Piece(joined, uri, replace=replace))
         score = output.score
         if score is not None and score.measured and spec.quality is not None:
@@ -511,6 +568,15 @@ def _join_pictures(
         found = picture_results(plan, spec.poster.destination, base, whole)
         results.pieces += allow_replace(found.pieces, spec.poster)
         results.rows += found.rows
+
+
+def _chunk_view(part: JobChunk, output: str) -> dict[str, Any]:
+    """A chunk as the output's details list it: its frames, and its quality target's search if any."""
+    view: dict[str, Any] = {"index": part.index, "start_frame": part.start_frame, "frames": part.frames}
+    searched = (part.details or {}).get("quality_target", {}).get(output)
+    if searched is not None:
+        view["quality_target"] = searched
+    return view
 
 
 def _fps(parts: Any) -> float:

@@ -343,3 +343,39 @@ def test_sprites_and_the_poster_of_a_split_job_are_an_unsplit_jobs(
     vtt = local_path(mine["hover"]["details"]["vtt"]).read_text()
     assert vtt == local_path(theirs["hover"]["details"]["vtt"]).read_text().replace(unsplit["id"], job["id"])
     assert vtt.count("#xywh=") == 6
+
+
+def test_a_quality_target_is_searched_per_chunk_and_met_by_the_joined_output(
+    pair: Any, api: Any, tenant_key: tuple[str, str], sparse_clip: Path
+) -> None:
+    _, key = tenant_key
+    target = 93.0
+    output = {
+        "name": "tq",
+        "container": "mp4",
+        "video": {"codec": "h264", "preset": "veryfast"},
+        "quality_target": {"value": target, "min_crf": 15, "max_crf": 45},
+    }
+    spec = {
+        "input": sparse_clip.as_uri(),
+        "outputs": [output],
+        "quality": {"metrics": ["vmaf"], "subsample": 1},
+        "parallel": {"chunks": 3},
+    }
+    job = submit(api, key, spec)
+    final = wait_for_state(lambda: fetch(api, key, job["id"]), TERMINAL, 120)
+    assert final["state"] == "succeeded", final
+    (joined,) = final["outputs"]
+    chunks = joined["details"]["chunks"]
+    assert [c["frames"] for c in chunks] == [25, 25, 25]
+    for chunk in chunks:
+        # Each chunk searched its own frames (one window: the chunk) and recorded its choice and samples.
+        search = chunk["quality_target"]
+        assert search["met"] and 15 <= search["chosen"] <= 45, search
+        assert search["samples"] == [{"start": 0.0, "seconds": 1.0}]
+        probes = {p["value"]: p for p in search["probes"]}
+        assert search["chosen"] in probes and all(p["score"] > 0 for p in probes.values())
+        assert all(p["score"] < target for v, p in probes.items() if v > search["chosen"])
+    # The joined output, scored over every frame, meets the target within a point.
+    final_score = joined["metrics"]["vmaf"]["mean"]
+    assert target - 1.0 <= final_score <= target + 1.5, (final_score, [c["quality_target"] for c in chunks])
