@@ -62,7 +62,7 @@ from framefleet.media.quality import read_scores, summarise, write_log
 from framefleet.media.results import QUALITY_SUFFIX, Piece, Results, allow_replace, media_row, picture_results
 from framefleet.media.runner import AttemptLimits, FfmpegAborted, attempt_limits
 from framefleet.media.thumbnails import plan_poster, plan_sprites, plan_thumbnails
-from framefleet.observability import cost, energy
+from framefleet.observability import cost, energy, metrics, tracing
 from framefleet.observability.usage import AttemptUsage, collecting
 from framefleet.redis_client import get_redis
 from framefleet.scheduling import chunks
@@ -95,8 +95,19 @@ log = get_logger("framefleet.worker")
 
 
 @app.task(name=RUN_CHUNK_TASK, bind=True, acks_late=True, ignore_result=True)
-def run_chunk(self: object, job_id: str, job_attempt: int, index: int) -> None:
+def run_chunk(self: Any, job_id: str, job_attempt: int, index: int) -> None:
     """Run one chunk (or the join) of a split attempt if this delivery can claim it."""
+    # A `chunk.run` span in the job's trace: its publisher (the job's run, the chunk that finished last,
+    # the reaper) put its context in the message headers, as for the job's own task.
+    parent = tracing.extract({tracing.TRACEPARENT: getattr(self.request, tracing.TRACEPARENT, None) or ""})
+    attributes = {"framefleet.job_id": job_id, "framefleet.attempt": job_attempt, "framefleet.chunk": index}
+    with tracing.span(
+        "chunk.run", kind=tracing.SpanKind.CONSUMER, parent=parent, attributes=attributes
+    ) as span:
+        _run_chunk(job_id, job_attempt, index, span)
+
+
+def _run_chunk(job_id: str, job_attempt: int, index: int, span: tracing.Span | None) -> None:
     settings = get_settings()
     worker = worker_identity()
     structlog.contextvars.clear_contextvars()
@@ -122,6 +133,8 @@ def run_chunk(self: object, job_id: str, job_attempt: int, index: int) -> None:
     structlog.contextvars.bind_contextvars(
         job_id=job_id, attempt=job_attempt, chunk=index, kind=delivery.kind, worker=worker
     )
+    if span is not None:
+        span.set_attribute("framefleet.chunk.kind", delivery.kind)
     beat = heartbeat.current()
     if beat is not None:
         beat.set_current(job_id, job_attempt, beat_now=False)
@@ -140,6 +153,12 @@ def run_chunk(self: object, job_id: str, job_attempt: int, index: int) -> None:
         if ending is not None and ending.kind != "succeeded":
             # After the ending is recorded: a chunk staging later sees the attempt ended and removes its own.
             staging.discard(settings, job_id=job_id, job_attempt=job_attempt)
+        outcome = ending.kind if ending is not None else "done"
+        if span is not None:
+            span.set_attribute("framefleet.outcome", outcome)
+            if ending is not None and ending.kind == "failed":
+                tracing.mark_error(span, ending.reason)
+        metrics.CHUNK_RUN_TIME.labels(job.pool, delivery.kind, outcome).observe(time.monotonic() - started)
         used = cost.attempt_usage(
             cpu_seconds=consumed.cpu_seconds,
             wall_seconds=time.monotonic() - started,
