@@ -390,8 +390,8 @@ def _split(job: Job, spec: JobSpec, source: Path, info: MediaInfo, attempt: int,
             if len(times_in(cut, listed, index.fps)) > MAX_TIMES:
                 raise JobFailure(
                     FailureClass.spec_unsupported,
-                    f"thumbnails {name}: more than {MAX_TIMES} pictures would fall in one chunk; "
-                    "ask for more chunks or fewer pictures",
+                    f"{name}: more than {MAX_TIMES} pictures (thumbnails or sprite tiles) would fall in "
+                    "one chunk; ask for more chunks or fewer pictures",
                 )
     # What an earlier attempt staged and did not remove (its worker was lost) goes with its rows.
     staging.discard(run.settings, job_id=job.id)
