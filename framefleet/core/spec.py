@@ -567,11 +567,8 @@ class ParallelSpec(Strict):
 
 def _check_parallel(spec: JobSpec) -> None:
     """Refuse, naming the field, what cannot be encoded in chunks and joined (yet)."""
-    for field in ("groups", "sprites"):
-        if getattr(spec, field):
-            raise spec_error("parallel", f"parallel jobs cannot have {field} yet", field)
-    if spec.poster is not None:
-        raise spec_error("parallel", "parallel jobs cannot have a poster yet", "poster")
+    if spec.groups:
+        raise spec_error("parallel", "parallel jobs cannot have groups yet", "groups")
     if not spec.outputs:
         raise spec_error("parallel", "parallel jobs need at least one output", "outputs")
     ops = spec.operations
@@ -602,12 +599,6 @@ def _check_parallel(spec: JobSpec) -> None:
         if video.fps is not None:
             raise spec_error(
                 "parallel", "parallel jobs keep the input's frame rate", f"outputs.{index}.video.fps"
-            )
-        if output.quality_target is not None:
-            raise spec_error(
-                "parallel",
-                "parallel jobs cannot search a quality target yet",
-                f"outputs.{index}.quality_target",
             )
 
 

@@ -60,9 +60,15 @@ def dispatch_chunks(
     try:
         with celery.producer_or_acquire() as producer, producer.batch():
             for index in indexes:
-                celery.send_task(
-                    RUN_CHUNK_TASK, args=[job.id, job_attempt, index], queue=queue, producer=producer
-                )
+                # Each message carries its publisher's context: the chunks run in the job's trace.
+                with _publish_span(job, queue.name, name="chunk.publish", chunk=index) as headers:
+                    celery.send_task(
+                        RUN_CHUNK_TASK,
+                        args=[job.id, job_attempt, index],
+                        queue=queue,
+                        producer=producer,
+                        headers=headers,
+                    )
     except Exception as exc:
         log.error("chunk dispatch failed", job_id=job.id, error=f"{type(exc).__name__}: {exc}")
         return False
@@ -117,8 +123,11 @@ def move(job: Job, old_priority: str, *, celery: Celery | None = None, snap: Sna
 
 
 @contextlib.contextmanager
-def _publish_span(job: Job, queue: str) -> Iterator[dict[str, str] | None]:
-    """The `job.publish` span around one message, and the headers that carry its context to the worker.
+def _publish_span(
+    job: Job, queue: str, *, name: str = "job.publish", chunk: int | None = None
+) -> Iterator[dict[str, str] | None]:
+    """The `job.publish` (or `chunk.publish`) span around one message, and the headers that carry its
+    context to the worker.
 
     Its parent is the current span (the intake's, in the API) or else the context the job row keeps, so a
     job published again later (a retry, the reconciler, aging) stays in the trace it began in.
@@ -127,12 +136,10 @@ def _publish_span(job: Job, queue: str) -> Iterator[dict[str, str] | None]:
         yield None
         return
     parent = None if tracing.current_ids() is not None else tracing.context_of(job.trace_context)
-    with tracing.span(
-        "job.publish",
-        kind=tracing.SpanKind.PRODUCER,
-        parent=parent,
-        attributes={"framefleet.job_id": job.id, "messaging.destination.name": queue},
-    ):
+    attributes: dict[str, str | int] = {"framefleet.job_id": job.id, "messaging.destination.name": queue}
+    if chunk is not None:
+        attributes["framefleet.chunk"] = chunk
+    with tracing.span(name, kind=tracing.SpanKind.PRODUCER, parent=parent, attributes=attributes):
         yield tracing.inject({})
 
 

@@ -26,9 +26,17 @@ from pathlib import Path
 from typing import Any
 
 from framefleet.core.spec import JobSpec, OutputSpec, VideoCodec, VideoSpec
-from framefleet.media.metadata import BITEXACT_MUXER
+from framefleet.media.metadata import BITEXACT_MUXER, STRIP_METADATA
 from framefleet.media.probe import FrameIndex
-from framefleet.media.thumbnails import bucket_times
+from framefleet.media.thumbnails import (
+    POSTER_WINDOW_FRAMES,
+    TILE_PIXELS,
+    PicturePlan,
+    bucket_times,
+    plan_poster,
+    plan_sprite_tiles,
+    poster_at,
+)
 
 # How far before a chunk's first frame its input seek lands, in frames: far enough that rounding the seek
 # time cannot drop that frame, near enough that the frame before is never taken.
@@ -62,11 +70,14 @@ def chunk_count(
     return max(1, min(wanted, limit, frames))
 
 
-def plan_cuts(index: FrameIndex, count: int, *, step: int = 1) -> list[Chunk]:
+def plan_cuts(
+    index: FrameIndex, count: int, *, step: int = 1, whole: tuple[int, int] | None = None
+) -> list[Chunk]:
     """`count` chunks of about equal length over the whole source, cut on keyframes where one is near.
 
     `step`: every cut is a multiple of it (the quality subsample), so per-chunk sampling is global sampling.
-    Chunks that would come out empty after snapping are merged away.
+    `whole`: frames [first, end) kept in one chunk (the automatic poster's look): a cut inside moves to
+    before them. Chunks that would come out empty after snapping are merged away.
     """
     total = index.frames
     length = total / count
@@ -79,6 +90,8 @@ def plan_cuts(index: FrameIndex, count: int, *, step: int = 1) -> list[Chunk]:
         if near is not None and abs(near - ideal) <= KEYFRAME_SNAP * length:
             cut = near
         cut = int(round(cut / step) * step)
+        if whole is not None and whole[0] < cut < whole[1]:
+            cut = whole[0] // step * step
         if cuts[-1] < cut < total:
             cuts.append(cut)
     cuts.append(total)
@@ -96,16 +109,20 @@ def window_args(chunk: Chunk) -> list[str]:
 
 
 def thumbnail_times(spec: JobSpec, *, frames: int, fps: float) -> dict[str, list[float]]:
-    """Every thumbnail set's times over the whole input (`every_seconds` as its buckets' starts), those at
-    or past the end left out."""
+    """Every thumbnail set's and sprite set's times over the whole input (`every_seconds` as its buckets'
+    starts), those at or past the end left out (names are unique across both)."""
     duration = frames / fps
     found: dict[str, list[float]] = {}
-    for thumbs in spec.thumbnails:
-        if thumbs.times is not None:
-            times = list(thumbs.times)
+    sets: list[tuple[str, list[float] | None, float | None]] = [
+        (t.name or "", t.times, t.every_seconds) for t in spec.thumbnails
+    ]
+    sets += [(s.name or "", None, s.every_seconds) for s in spec.sprites]
+    for name, listed, every_seconds in sets:
+        if listed is not None:
+            times = list(listed)
         else:
-            assert thumbs.every_seconds is not None
-            times = bucket_times(thumbs.every_seconds, duration)
+            assert every_seconds is not None
+            times = bucket_times(every_seconds, duration)
         # One picture per frame: times whose first frame at or after is the same make one picture.
         frames_seen: set[int] = set()
         kept = []
@@ -114,7 +131,7 @@ def thumbnail_times(spec: JobSpec, *, frames: int, fps: float) -> dict[str, list
             if t < duration and frame not in frames_seen:
                 frames_seen.add(frame)
                 kept.append(t)
-        found[thumbs.name or ""] = kept
+        found[name] = kept
     return found
 
 
@@ -135,6 +152,60 @@ def times_in(chunk: Chunk, times: list[float], fps: float) -> list[float]:
     return inside
 
 
+def poster_frames(
+    spec: JobSpec, *, duration: float | None, frames: int, fps: float
+) -> tuple[int, int] | None:
+    """The frames [first, end) the poster is picked from (its time's, or the automatic look's), if any."""
+    if spec.poster is None or frames == 0:
+        return None
+    first = min(_frame_at(poster_at(spec.poster, duration), fps), frames - 1)
+    count = 1 if spec.poster.time is not None else POSTER_WINDOW_FRAMES
+    return first, min(frames, first + count)
+
+
+def chunk_time(chunk: Chunk, frame: int, fps: float) -> float:
+    """A time on the chunk's own timeline a quarter frame before `frame` (one of its frames): selecting
+    from there takes exactly that frame, with no rounding at stake. Later chunks start their timeline at
+    their input seek, a quarter frame before their first frame; the first keeps the input's."""
+    if chunk.start_frame == 0:
+        return max(0.0, (frame - SEEK_LEAD_FRAMES) / fps)
+    return (frame - chunk.start_frame) / fps
+
+
+def chunk_pictures(
+    spec: JobSpec,
+    chunk: Chunk,
+    *,
+    times: dict[str, list[float]],
+    poster: tuple[int, int] | None,
+    fps: float,
+    folder: Path,
+    src: tuple[int, int],
+) -> list[PicturePlan]:
+    """The sprite tiles and the poster that fall on the chunk's frames (thumbnails go in its spec)."""
+    plans = []
+    for sprites in spec.sprites:
+        inside = times_in(chunk, times.get(sprites.name or "", []), fps)
+        if inside:
+            plans.append(plan_sprite_tiles(sprites, folder / (sprites.name or "sprites"), inside, src))
+    if spec.poster is not None and poster is not None:
+        first, end = poster
+        if chunk.start_frame <= first and end <= chunk.start_frame + chunk.frames:
+            start = chunk_time(chunk, first, fps)
+            name = spec.poster.name or "poster"
+            plans.append(plan_poster(spec.poster, folder / name, chunk.seconds, src, start=start))
+    return plans
+
+
+def sheet_argv(listing: Path, plan: PicturePlan) -> list[str]:
+    """The join's sheets: the chunks' raw tiles, in order (a concat list), tiled and encoded as an unsplit
+    job's graph does after scaling (the raw file keeps no colour range: it is set again)."""
+    colour_range = TILE_PIXELS[plan.fmt][1]
+    tiles = f"setparams=range={colour_range},tile={plan.columns}x{plan.rows}"
+    head = ["-hide_banner", "-nostdin", "-y", "-f", "concat", "-safe", "0", "-i", str(listing)]
+    return [*head, *STRIP_METADATA, "-vf", tiles, *plan.output_args, str(plan.folder / plan.pattern)]
+
+
 def chunk_spec(
     spec: JobSpec,
     chunk: Chunk | None = None,
@@ -151,6 +222,7 @@ def chunk_spec(
         if inside:
             thumbnails.append({**thumbs, "times": inside, "every_seconds": None, "destination": None})
     data["thumbnails"] = thumbnails
+    data["sprites"], data["poster"] = [], None  # chunk_pictures: tiles and the poster's look, planned apart
     ops = dict(data.get("operations") or {})
     for audio_only in ("loudness", "channel_mix", "audio_track"):
         ops.pop(audio_only, None)
@@ -163,6 +235,7 @@ def chunk_spec(
         output["metadata"] = {}
         output.pop("destination", None)
         output["overwrite"] = False
+        output.pop("quality_target", None)  # searched before (its crf written in): the chunk encodes it
     data.pop("parallel", None)
     return JobSpec.model_validate(data)
 
@@ -174,12 +247,16 @@ def sound_spec(spec: JobSpec) -> JobSpec:
         outputs.append(
             OutputSpec.model_validate(
                 {
-                    **output.model_dump(mode="json", exclude={"video", "destination", "overwrite"}),
+                    **output.model_dump(
+                        mode="json", exclude={"video", "destination", "overwrite", "quality_target"}
+                    ),
                     "video": VideoSpec(codec=VideoCodec.none).model_dump(mode="json", exclude_none=True),
                 }
             )
         )
-    data = spec.model_dump(mode="json", exclude={"outputs", "quality", "parallel", "thumbnails"})
+    data = spec.model_dump(
+        mode="json", exclude={"outputs", "quality", "parallel", "thumbnails", "sprites", "poster"}
+    )
     data["outputs"] = [o.model_dump(mode="json") for o in outputs]
     return JobSpec.model_validate(data)
 

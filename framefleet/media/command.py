@@ -267,12 +267,14 @@ def plan_job(
     assets: Assets | None = None,
     score: bool = True,
     window: Chunk | None = None,
+    pictures: list[PicturePlan] | None = None,
 ) -> JobPlan:
     """Everything the job delivers, written by one ffmpeg process, and where each piece lands in `workdir`.
 
     `output_paths` overrides where plain outputs go (an image sequence's path is its folder). With
     `score`, streams are scored inside the process when the spec asks for quality. `window`: encode only
-    that chunk's frames of the input (split-and-stitch, media/chunks.py).
+    that chunk's frames of the input (split-and-stitch, media/chunks.py); `pictures`: the chunk's share of
+    the sprite tiles and the poster (chunks.chunk_pictures), branches beside the spec's own.
     """
     b = JobBuilder(spec, info, caps, workdir, threads, hardware, assets or Assets(), score)
     duration = window.seconds if window is not None else expected_duration(spec, info)
@@ -305,7 +307,7 @@ def plan_job(
             b.notes.setdefault("subtitles_not_carried", {})[group.name] = [
                 {"index": t.index, "language": t.language, "codec": t.codec} for t in missing
             ]
-    pictures = _plan_pictures(b, duration)
+    pictures = [*_plan_pictures(b, duration), *(pictures or [])]
 
     families = [p.family for p in outputs if p.video == "encode"] + [
         r.family for g in groups for r in g.rungs

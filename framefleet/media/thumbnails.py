@@ -27,6 +27,14 @@ PICTURE_ENCODERS: dict[ImageFormat, str] = {
     ImageFormat.webp: "libwebp",
     ImageFormat.png: "png",
 }
+# The pixels (format, range) of a sprite sheet's tiles, set in the graph rather than left to ffmpeg's choice
+# for the encoder (the same for 4:2:0 sources): tiles staged raw by a split job's chunks and tiled at the
+# join are then the very pixels an unsplit job tiles, and the sheets the same bytes.
+TILE_PIXELS: dict[ImageFormat, tuple[str, str]] = {
+    ImageFormat.jpeg: ("yuvj420p", "pc"),
+    ImageFormat.webp: ("yuv420p", "tv"),
+    ImageFormat.png: ("rgb24", "pc"),
+}
 POSTER_WINDOW_FRAMES = 30  # frames the thumbnail filter compares when it picks the poster
 POSTER_AT = 0.10  # the automatic poster looks from 10 % in
 EPSILON = 1e-6  # seconds; far below a frame, above float rounding of timestamps
@@ -125,7 +133,7 @@ def plan_picture_sequence(
     columns, rows = tile or (0, 0)
     filters = [select, *scale_filters(width, height)]
     if tile is not None:
-        filters.append(f"tile={columns}x{rows}")
+        filters += [f"format={TILE_PIXELS[spec.format][0]}", f"tile={columns}x{rows}"]
     args = ["-fps_mode", "passthrough", *picture_args(spec.format, spec.quality), "-f", "image2"]
     return PicturePlan(
         kind=kind,
@@ -174,18 +182,48 @@ def plan_sprites(spec: SpriteSpec, folder: Path, duration: float | None, src: tu
     )
 
 
-def plan_poster(spec: PosterSpec, folder: Path, duration: float | None, src: tuple[int, int]) -> PicturePlan:
-    """Branch and output for the poster: at `time`, or the most typical of a few frames 10 % in."""
+def plan_sprite_tiles(
+    spec: SpriteSpec, folder: Path, times: list[float], src: tuple[int, int]
+) -> PicturePlan:
+    """A split job's chunk: the tiles of a sprite set at `times` (its own), raw in the sheet's pixels, for
+    the join to tile (chunks.sheet_argv)."""
+    plan = plan_sprites(spec, folder, None, src)
+    plan.kind = "tiles"
+    plan.pattern = f"{plan.name}.nut"
+    plan.filters = [at_times(times), *plan.filters[1:-1]]  # no `every` and no tiling: picked and scaled
+    plan.output_args = ["-fps_mode", "passthrough", "-c:v", "rawvideo", "-f", "nut"]
+    plan.times = times
+    return plan
+
+
+def poster_at(spec: PosterSpec, duration: float | None) -> float:
+    """Where the poster is taken (`time`), or where its look for the most typical frame starts."""
+    if spec.time is not None:
+        return spec.time if duration is None else min(spec.time, max(0.0, duration - 0.001))
+    return round((duration or 0.0) * POSTER_AT, 3)
+
+
+def plan_poster(
+    spec: PosterSpec,
+    folder: Path,
+    duration: float | None,
+    src: tuple[int, int],
+    *,
+    start: float | None = None,
+) -> PicturePlan:
+    """Branch and output for the poster: at `time`, or the most typical of a few frames 10 % in.
+
+    `start`: a split job's chunk holding the poster's frames: the time (its own) to look from instead.
+    """
     width, height = picture_size(spec.width, spec.height, *src)
     name = spec.name or "poster"
     scale = scale_filters(width, height)
+    at = poster_at(spec, duration) if start is None else start
     if spec.time is not None:
-        at = spec.time if duration is None else min(spec.time, max(0.0, duration - 0.001))
         filters = [at_times([at]), *scale]
     else:
-        at = round((duration or 0.0) * POSTER_AT, 3)
-        start = filter_text("select", [("expr", f"gte(t,{num(at)})")])
-        filters = [start, *scale, f"thumbnail=n={POSTER_WINDOW_FRAMES}"]
+        look = filter_text("select", [("expr", f"gte(t,{num(at)})")])
+        filters = [look, *scale, f"thumbnail=n={POSTER_WINDOW_FRAMES}"]
     args = ["-frames:v", "1", *picture_args(spec.format, spec.quality), "-f", "image2", "-update", "1"]
     return PicturePlan(
         kind="poster",

@@ -67,6 +67,13 @@ RUN_TIME = Histogram(
     registry=_NONE,
     buckets=(0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600),
 )
+CHUNK_RUN_TIME = Histogram(
+    "framefleet_chunk_run_seconds",
+    "Wall time of one chunk (kind encode) or join (kind join) of a split attempt",
+    ["pool", "kind", "outcome"],
+    registry=_NONE,
+    buckets=(0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600),
+)
 ENCODE_FPS = Histogram(
     "framefleet_encode_frames_per_second",
     "Frames encoded per wall second of ffmpeg, per succeeded job",

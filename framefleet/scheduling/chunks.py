@@ -115,6 +115,28 @@ def claim(session: Session, *, job_id: str, job_attempt: int, index: int, worker
     return Delivery(job_id, job_attempt, index, row.kind, delivery, chunk)
 
 
+def stage(session: Session, *, delivery: Delivery, uris: list[str]) -> bool:
+    """Record where this chunk is about to stage its files, while it still runs for its job's running
+    attempt; False when the attempt ended (then stage nothing). Recorded first, so that whoever ends the
+    attempt finds everything it may have to remove (lifecycle/staging.py)."""
+    moved = session.execute(
+        sa.update(JobChunk)
+        .where(
+            _key(delivery.job_id, delivery.job_attempt, delivery.index),
+            JobChunk.state == RUNNING,
+            JobChunk.attempt == delivery.attempt,
+            _running(delivery.job_id, delivery.job_attempt),
+        )
+        .values(details={"staging": uris}, updated_at=utcnow())
+    )
+    return bool(moved.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def owns(session: Session, *, job_id: str, job_attempt: int) -> bool:
+    """Whether the job is still running this attempt."""
+    return session.scalar(sa.select(_running(job_id, job_attempt))) is True
+
+
 def finish(session: Session, *, delivery: Delivery, details: dict[str, Any]) -> bool:
     """Record a chunk done; True when it was the last, so the join is now queued (publish it after commit).
 
@@ -277,6 +299,14 @@ def running(session: Session, job_ids: Iterable[str]) -> list[RunningChunk]:
         RunningChunk(c.job_id, attempt, c.index, c.attempt, c.kind, c.worker, c.started_at, c.updated_at)
         for c, attempt in rows
     ]
+
+
+def _running(job_id: str, job_attempt: int) -> Any:
+    return (
+        sa.select(Job.id)
+        .where(Job.id == job_id, Job.attempt == job_attempt, Job.state == JobState.running.value)
+        .exists()
+    )
 
 
 def _key(job_id: str, job_attempt: int, index: int) -> Any:

@@ -40,7 +40,7 @@ from framefleet.db.models import Job, WebhookEndpoint, Worker, utcnow
 from framefleet.db.session import session_scope
 from framefleet.jobs import state_machine
 from framefleet.jobs.dispatch import dispatch, dispatch_chunks, move, queue_priority
-from framefleet.lifecycle import retention
+from framefleet.lifecycle import retention, staging
 from framefleet.logging import get_logger
 from framefleet.observability import metrics
 from framefleet.queues import POOLS, queue_name
@@ -225,6 +225,7 @@ def _reap_chunks(
             continue
         if ended is not None:
             _announce(ended, message, settings)
+            staging.discard(settings, job_id=piece.id, job_attempt=piece.attempt)
         elif handed and job is not None:
             dispatch_chunks(job, piece.attempt, [piece.index], celery=celery)
         log.warning("recovered chunk from a lost worker", job_id=piece.id, chunk=piece.index, why=why)

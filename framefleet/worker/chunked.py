@@ -30,34 +30,39 @@ from framefleet import events
 from framefleet.celery_app import RUN_CHUNK_TASK, app
 from framefleet.config import Settings, get_settings
 from framefleet.core.failures import FailureClass, JobFailure, classify_failure
-from framefleet.core.spec import JobSpec
+from framefleet.core.operations import TrimSpec
+from framefleet.core.spec import JobSpec, OperationsSpec
 from framefleet.db.models import Job, JobChunk, Tenant
 from framefleet.db.session import session_scope
 from framefleet.jobs.dispatch import dispatch_chunks
 from framefleet.jobs.state_machine import ensure_owner
-from framefleet.lifecycle import cache
+from framefleet.lifecycle import cache, staging
 from framefleet.logging import get_logger
 from framefleet.media.capabilities import detect_capabilities
 from framefleet.media.chunks import (
     Chunk,
     check_joined,
+    chunk_pictures,
     chunk_spec,
     concat_list,
     has_sound,
     join_argv,
     join_scores,
+    poster_frames,
+    sheet_argv,
     sound_spec,
     thumbnail_times,
 )
-from framefleet.media.command import JobPlan, plan_job
+from framefleet.media.command import JobPlan, expected_duration, plan_job
 from framefleet.media.ffmpeg import ffmpeg_path
+from framefleet.media.filters import Assets
 from framefleet.media.probe import MediaInfo, probe, video_timestamps
 from framefleet.media.progress import Progress
 from framefleet.media.quality import read_scores, summarise, write_log
 from framefleet.media.results import QUALITY_SUFFIX, Piece, Results, allow_replace, media_row, picture_results
 from framefleet.media.runner import AttemptLimits, FfmpegAborted, attempt_limits
-from framefleet.media.thumbnails import plan_thumbnails
-from framefleet.observability import cost, energy
+from framefleet.media.thumbnails import plan_poster, plan_sprites, plan_thumbnails
+from framefleet.observability import cost, energy, metrics, tracing
 from framefleet.observability.usage import AttemptUsage, collecting
 from framefleet.redis_client import get_redis
 from framefleet.scheduling import chunks
@@ -76,21 +81,33 @@ from framefleet.worker.pipeline import (
     _publish,
     _raise_for,
 )
+from framefleet.worker.quality_search import (
+    Search,
+    cut_reel,
+    needs_search,
+    search_outputs,
+    targeted_spec,
+    video_bytes,
+)
 from framefleet.worker.tasks import Ending, _abort_reason, _quietly, _record, rates, worker_identity
 
 log = get_logger("framefleet.worker")
 
-STAGING = ".chunks"
-
-
-def staging_base(settings: Settings, tenant: str, job_id: str, job_attempt: int) -> str:
-    """Where an attempt's chunks wait for the join: a folder of the job's own, removed after publishing."""
-    return join_uri(job_output_base(settings, tenant, job_id), f"{STAGING}/{job_attempt}")
-
 
 @app.task(name=RUN_CHUNK_TASK, bind=True, acks_late=True, ignore_result=True)
-def run_chunk(self: object, job_id: str, job_attempt: int, index: int) -> None:
+def run_chunk(self: Any, job_id: str, job_attempt: int, index: int) -> None:
     """Run one chunk (or the join) of a split attempt if this delivery can claim it."""
+    # A `chunk.run` span in the job's trace: its publisher (the job's run, the chunk that finished last,
+    # the reaper) put its context in the message headers, as for the job's own task.
+    parent = tracing.extract({tracing.TRACEPARENT: getattr(self.request, tracing.TRACEPARENT, None) or ""})
+    attributes = {"framefleet.job_id": job_id, "framefleet.attempt": job_attempt, "framefleet.chunk": index}
+    with tracing.span(
+        "chunk.run", kind=tracing.SpanKind.CONSUMER, parent=parent, attributes=attributes
+    ) as span:
+        _run_chunk(job_id, job_attempt, index, span)
+
+
+def _run_chunk(job_id: str, job_attempt: int, index: int, span: tracing.Span | None) -> None:
     settings = get_settings()
     worker = worker_identity()
     structlog.contextvars.clear_contextvars()
@@ -116,6 +133,8 @@ def run_chunk(self: object, job_id: str, job_attempt: int, index: int) -> None:
     structlog.contextvars.bind_contextvars(
         job_id=job_id, attempt=job_attempt, chunk=index, kind=delivery.kind, worker=worker
     )
+    if span is not None:
+        span.set_attribute("framefleet.chunk.kind", delivery.kind)
     beat = heartbeat.current()
     if beat is not None:
         beat.set_current(job_id, job_attempt, beat_now=False)
@@ -131,6 +150,15 @@ def run_chunk(self: object, job_id: str, job_attempt: int, index: int) -> None:
         if ending is not None:
             # release: a tenant with a max_running_jobs quota may have a held job waiting for this slot.
             _record(job_id, ending, worker=worker, attempt=job_attempt, settings=settings, release=True)
+        if ending is not None and ending.kind != "succeeded":
+            # After the ending is recorded: a chunk staging later sees the attempt ended and removes its own.
+            staging.discard(settings, job_id=job_id, job_attempt=job_attempt)
+        outcome = ending.kind if ending is not None else "done"
+        if span is not None:
+            span.set_attribute("framefleet.outcome", outcome)
+            if ending is not None and ending.kind == "failed":
+                tracing.mark_error(span, ending.reason)
+        metrics.CHUNK_RUN_TIME.labels(job.pool, delivery.kind, outcome).observe(time.monotonic() - started)
         used = cost.attempt_usage(
             cpu_seconds=consumed.cpu_seconds,
             wall_seconds=time.monotonic() - started,
@@ -218,11 +246,21 @@ def _plan(
     chunk: Chunk,
     settings: Settings,
     times: dict[str, list[float]] | None = None,
+    poster: tuple[int, int] | None = None,
 ) -> JobPlan:
-    """A chunk's encode: the job's outputs and scores, planned as an unsplit job's, over its frames."""
+    """A chunk's encode: the job's outputs and scores, planned as an unsplit job's, over its frames, with
+    the thumbnails, sprite tiles and poster that fall on them (`times`: thumbnail_times; `poster`: its
+    frames)."""
     caps = detect_capabilities(ffmpeg_path())
+    fps = chunk.frames / chunk.seconds
+    pictures = []
+    if times is not None and info.video is not None:
+        src = (info.video.width, info.video.height)
+        pictures = chunk_pictures(
+            spec, chunk, times=times, poster=poster, fps=fps, folder=folder / "pictures", src=src
+        )
     return plan_job(
-        chunk_spec(spec, chunk, times=times, fps=chunk.frames / chunk.seconds),
+        chunk_spec(spec, chunk, times=times, fps=fps),
         info,
         caps,
         source,
@@ -230,6 +268,7 @@ def _plan(
         threads=settings.ffmpeg_threads,
         hardware=_hardware(spec, settings, caps),
         window=chunk,
+        pictures=pictures,
     )
 
 
@@ -246,8 +285,12 @@ def _encode_chunk(
             )
         )
     chunk = delivery.chunk
-    times = thumbnail_times(spec, frames=int(total or 0), fps=chunk.frames / chunk.seconds)
-    plan = _plan(spec, info, source, workdir / "out", chunk, settings, times)
+    fps = chunk.frames / chunk.seconds
+    times = thumbnail_times(spec, frames=int(total or 0), fps=fps)
+    poster = poster_frames(spec, duration=expected_duration(spec, info), frames=int(total or 0), fps=fps)
+    searches = _search(spec, info, source, chunk, settings, run, workdir / "search")
+    targeted = targeted_spec(spec, searches)
+    plan = _plan(targeted, info, source, workdir / "out", chunk, settings, times, poster)
     plan.prepare()
     redis_client = run.redis
     last = [0.0]
@@ -280,7 +323,8 @@ def _encode_chunk(
     encoded = run.run([ffmpeg_path(), *plan.argv], plan.duration, on_progress, phase="chunk", gpu=gpu)
     _raise_for(encoded, "chunk encode")
     run.check_canceled()
-    staging = staging_base(settings, tenant, job.id, delivery.job_attempt)
+    base = staging.staging_base(settings, tenant, job.id, delivery.job_attempt)
+    staged: list[tuple[Path, str]] = []
     files: dict[str, str] = {}
     scores: dict[str, str] = {}
     for output in plan.outputs:
@@ -291,31 +335,50 @@ def _encode_chunk(
                 FailureClass.encoder_failed,
                 f"output {name}: the chunk has {got} frames, {delivery.chunk.frames} were cut",
             )
-        files[name] = _stage(
-            output.path, join_uri(staging, f"{name}.{delivery.index}.{output.path.suffix[1:]}"), run.namespace
-        )
+        files[name] = join_uri(base, f"{name}.{delivery.index}.{output.path.suffix[1:]}")
+        staged.append((output.path, files[name]))
         if output.score is not None and output.score.measured:
             rows = read_scores(output.score.logs, output.score.quality, bit_depth=output.score.bit_depth)
             log_path = workdir / f"{name}.scores.json"
             log_path.write_text(json.dumps(rows), encoding="utf-8")
-            scores[name] = _stage(
-                log_path, join_uri(staging, f"{name}.{delivery.index}.scores.json"), run.namespace
-            )
+            scores[name] = join_uri(base, f"{name}.{delivery.index}.scores.json")
+            staged.append((log_path, scores[name]))
     pictures: dict[str, list[str]] = {}
     for picture in plan.pictures:
-        # The thumbnails whose times fall on this chunk's frames, in time order.
+        # The thumbnails (the sprite tiles, the poster) whose times fall on this chunk's frames, in order.
         found = sorted(p for p in picture.folder.iterdir() if p.is_file())
         pictures[picture.name] = [
-            _stage(
-                f,
-                join_uri(staging, f"{picture.name}.{delivery.index}.{k}.{picture.extension}"),
-                run.namespace,
-            )
-            for k, f in enumerate(found)
+            join_uri(base, f"{picture.name}.{delivery.index}.{k}{f.suffix}") for k, f in enumerate(found)
         ]
-    details = {"files": files, "scores": scores, "pictures": pictures}
+        staged += zip(found, pictures[picture.name], strict=True)
+    uris = [uri for _, uri in staged]
     with session_scope() as session:
-        last_one = chunks.finish(session, delivery=delivery, details=details)
+        if not chunks.stage(session, delivery=delivery, uris=uris):
+            chunks.stop(session, delivery=delivery)
+            log.info("the attempt ended while the chunk encoded; nothing staged")
+            return
+    for local, uri in staged:
+        _stage(local, uri, run.namespace)
+    # Each searched output's choice for this chunk's frames (its samples' times are the chunk's own).
+    paths = {output.output.name or "": output.path for output in plan.outputs}
+    targets = {name: s.view(real_size=video_bytes(paths[name])) for name, s in searches.items()}
+    details = {
+        "files": files,
+        "scores": scores,
+        "pictures": pictures,
+        "staging": uris,
+        "quality_target": targets,
+    }
+    with session_scope() as session:
+        owned = chunks.owns(session, job_id=job.id, job_attempt=delivery.job_attempt)
+        last_one = owned and chunks.finish(session, delivery=delivery, details=details)
+        if not owned:
+            chunks.stop(session, delivery=delivery)
+    if not owned:
+        # The attempt ended while this chunk staged, perhaps after its ender removed the staging folder.
+        staging.discard(settings, job_id=job.id, job_attempt=delivery.job_attempt)
+        log.info("the attempt ended while the chunk staged; its files removed")
+        return
     log.info("chunk done", last=last_one)
     if last_one:
         with session_scope() as session:
@@ -329,12 +392,49 @@ def _encode_chunk(
         dispatch_chunks(job, delivery.job_attempt, [int(join_index or 0)])
 
 
-def _stage(local: Path, uri: str, namespace: Namespace) -> str:
+def _search(
+    spec: JobSpec,
+    info: MediaInfo,
+    source: Path,
+    chunk: Chunk,
+    settings: Settings,
+    run: _Attempt,
+    workdir: Path,
+) -> dict[str, Search]:
+    """Each quality target searched over this chunk's frames alone (per-scene quality): the unsplit
+    search, on the input trimmed to the chunk's window."""
+    if not needs_search(spec):
+        return {}
+    trim = TrimSpec(start=chunk.seek, duration=chunk.seconds)
+    window = spec.model_copy(
+        update={
+            "operations": (spec.operations or OperationsSpec()).model_copy(update={"trim": trim}),
+            "parallel": None,
+        }
+    )
+    ffmpeg = ffmpeg_path()
+    caps = detect_capabilities(ffmpeg)
+    hardware = _hardware(spec, settings, caps)
+
+    def step(argv: list[str], duration: float | None, _done: float) -> None:
+        run.check_canceled()
+        ran = run.run(
+            [ffmpeg, *argv], duration, lambda _s: None, phase="quality-search", gpu=hardware is not None
+        )
+        _raise_for(ran, "quality search")
+
+    threads = settings.ffmpeg_threads
+    reel = cut_reel(window, info, source, workdir, threads=threads, run_step=step)
+    return search_outputs(
+        window, reel, caps, workdir, threads=threads, hardware=hardware, assets=Assets(), run_step=step
+    )
+
+
+def _stage(local: Path, uri: str, namespace: Namespace) -> None:
     try:
         backend_within(uri, namespace, write=True).put(local, uri, replace=True)
     except StorageError as exc:
         raise JobFailure(exc.failure_class, f"staging a chunk: {exc}") from exc
-    return uri
 
 
 def _join(
@@ -392,9 +492,7 @@ def _join(
         row = media_row(
             name, "file", uri, output.output.container.value, probe(joined), joined.stat().st_size
         )
-        row.details = {
-            "chunks": [{"index": p.index, "start_frame": p.start_frame, "frames": p.frames} for p in parts]
-        }
+        row.details = {"chunks": [_chunk_view(p, name) for p in parts]}
         results.pieces.append(Piece(joined, uri, replace=replace))
         score = output.score
         if score is not None and score.measured and spec.quality is not None:
@@ -409,7 +507,7 @@ def _join(
             row.metrics_log_uri = uri + QUALITY_SUFFIX
             results.pieces.append(Piece(unified, row.metrics_log_uri, replace=replace))
         results.rows.append(row)
-    _join_thumbnails(spec, info, parts, frames, base, folder=workdir / "pictures", run=run, results=results)
+    _join_pictures(spec, info, parts, frames, base, folder=workdir / "pictures", run=run, results=results)
     run.check_canceled()
     # A superseded attempt (its join was presumed lost and run again) must not publish beside the other.
     ensure_owner(job.id, delivery.job_attempt)
@@ -418,14 +516,14 @@ def _join(
     published.input_fingerprint, published.cache_key = fingerprint, cache.cache_key(fingerprint, spec)
     with session_scope() as session:
         chunks.finish(session, delivery=delivery, details={"outputs": [r.name for r in results.rows]})
-    _remove_staging(parts, run.namespace)
+    staging.discard(settings, job_id=job.id, job_attempt=delivery.job_attempt)
     reason = f"all outputs published (joined from {len(parts)} chunks)"
     return Ending(
         "succeeded", reason, values={"progress": 100.0, **published.job_values()}, published=published
     )
 
 
-def _join_thumbnails(
+def _join_pictures(
     spec: JobSpec,
     info: MediaInfo,
     parts: Any,
@@ -436,29 +534,68 @@ def _join_thumbnails(
     run: _Attempt,
     results: Results,
 ) -> None:
-    """Each thumbnail set's pictures, taken by the chunks holding their times, numbered as one set."""
-    if not spec.thumbnails or info.video is None:
+    """Thumbnails numbered as one set, sprite sheets tiled from the chunks' tiles, the poster: each from
+    the chunks holding their frames."""
+    if info.video is None:
         return
     fps = _fps(parts)
-    duration = frames / fps
     src = (info.video.width, info.video.height)
+
+    def staged(name: str) -> list[Path]:
+        uris = [uri for p in parts for uri in (p.details or {}).get("pictures", {}).get(name, [])]
+        return [_fetch(uri, folder / "staged" / name / str(k), run.namespace) for k, uri in enumerate(uris)]
+
     for thumbs in spec.thumbnails:
+        duration = frames / fps
         plan = plan_thumbnails(thumbs, folder / (thumbs.name or "thumbnails"), duration, src)
         plan.times = thumbnail_times(spec, frames=frames, fps=fps)[plan.name]
         plan.every_seconds = 0.0  # the times are listed: each picture says its own
         plan.folder.mkdir(parents=True)
-        staged = [uri for p in parts for uri in (p.details or {}).get("pictures", {}).get(plan.name, [])]
-        if len(staged) != len(plan.times):
+        pictures = staged(plan.name)
+        if len(pictures) != len(plan.times):
             raise JobFailure(
                 FailureClass.encoder_failed,
-                f"thumbnails {plan.name}: the chunks made {len(staged)} pictures for {len(plan.times)} times",
+                f"thumbnails {plan.name}: the chunks made {len(pictures)} pictures"
+                f" for {len(plan.times)} times",
             )
-        for number, uri in enumerate(staged, start=1):
-            local = _fetch(uri, folder / "staged" / plan.name / str(number), run.namespace)
+        for number, local in enumerate(pictures, start=1):
             shutil.copyfile(local, plan.folder / (plan.pattern % number))
         found = picture_results(plan, thumbs.destination, base, duration)
         results.pieces += allow_replace(found.pieces, thumbs)
         results.rows += found.rows
+    # Sheets and the poster are timed as an unsplit job times them (its VTT is the same text).
+    whole = expected_duration(spec, info)
+    for sprites in spec.sprites:
+        plan = plan_sprites(sprites, folder / (sprites.name or "sprites"), whole, src)
+        plan.folder.mkdir(parents=True)
+        listing = folder / f"{plan.name}.ffconcat"
+        listing.write_text(concat_list(staged(plan.name)), encoding="utf-8")
+        argv = sheet_argv(listing, plan)
+        _raise_for(run.run([ffmpeg_path(), *argv], None, lambda _s: None, phase="sprites"), "sprite sheets")
+        found = picture_results(plan, sprites.destination, base, whole)
+        results.pieces += allow_replace(found.pieces, sprites)
+        results.rows += found.rows
+    if spec.poster is not None:
+        plan = plan_poster(spec.poster, folder / (spec.poster.name or "poster"), whole, src)
+        pictures = staged(plan.name)
+        if len(pictures) != 1:
+            raise JobFailure(
+                FailureClass.encoder_failed, f"poster: the chunks made {len(pictures)} pictures, not one"
+            )
+        plan.folder.mkdir(parents=True)
+        shutil.copyfile(pictures[0], plan.folder / plan.pattern)
+        found = picture_results(plan, spec.poster.destination, base, whole)
+        results.pieces += allow_replace(found.pieces, spec.poster)
+        results.rows += found.rows
+
+
+def _chunk_view(part: JobChunk, output: str) -> dict[str, Any]:
+    """A chunk as the output's details list it: its frames, and its quality target's search if any."""
+    view: dict[str, Any] = {"index": part.index, "start_frame": part.start_frame, "frames": part.frames}
+    searched = (part.details or {}).get("quality_target", {}).get(output)
+    if searched is not None:
+        view["quality_target"] = searched
+    return view
 
 
 def _fps(parts: Any) -> float:
@@ -472,14 +609,3 @@ def _scores(uri: str, folder: Path, namespace: Namespace) -> list[dict[str, Any]
     local = _fetch(uri, folder / "scores", namespace)
     rows: list[dict[str, Any]] = json.loads(local.read_text(encoding="utf-8"))
     return rows
-
-
-def _remove_staging(parts: Any, namespace: Namespace) -> None:
-    for part in parts:
-        details = part.details or {}
-        pictures = [uri for uris in details.get("pictures", {}).values() for uri in uris]
-        for uri in [*details.get("files", {}).values(), *details.get("scores", {}).values(), *pictures]:
-            try:
-                backend_within(uri, namespace, write=True).delete(uri)
-            except StorageError:
-                log.warning("a staged chunk was not removed", uri=uri)

@@ -34,12 +34,12 @@ from framefleet.db.session import session_scope
 from framefleet.jobs.dispatch import dispatch_chunks
 from framefleet.jobs.service import cancel_key, output_view
 from framefleet.jobs.state_machine import assert_owner, ensure_owner
-from framefleet.lifecycle import cache
+from framefleet.lifecycle import cache, staging
 from framefleet.lifecycle.ledger import Object
 from framefleet.logging import get_logger
 from framefleet.media.capabilities import Capabilities, detect_capabilities, detect_devices, hardware_for
-from framefleet.media.chunks import chunk_count, plan_cuts, thumbnail_times, times_in
-from framefleet.media.command import JobPlan, plan_job
+from framefleet.media.chunks import chunk_count, plan_cuts, poster_frames, thumbnail_times, times_in
+from framefleet.media.command import JobPlan, expected_duration, plan_job
 from framefleet.media.encoders import HardwareSetup
 from framefleet.media.ffmpeg import ffmpeg_path
 from framefleet.media.filters import Assets
@@ -289,7 +289,7 @@ def run_pipeline(
             info = probe(source)
         log.info("input probed", duration=info.duration, video=bool(info.video), audio=bool(info.audio))
         if spec.parallel is not None:
-            _split(job, spec, source, attempt, run)
+            _split(job, spec, source, info, attempt, run)
         ffmpeg = ffmpeg_path()
         caps = detect_capabilities(ffmpeg)
         assets = _assets(spec, info, source, workdir, run)
@@ -367,7 +367,7 @@ def _profiles(settings: Settings, tenant_id: int) -> dict[str, Profile]:
         raise JobFailure(FailureClass.storage_denied, f"storage profile credentials: {exc}") from None
 
 
-def _split(job: Job, spec: JobSpec, source: Path, attempt: int, run: _Attempt) -> None:
+def _split(job: Job, spec: JobSpec, source: Path, info: MediaInfo, attempt: int, run: _Attempt) -> None:
     """Cut the attempt into chunks and publish them (raises AttemptSplit); returns when one chunk is all the
     input makes, and the attempt then encodes as an unsplit job."""
     assert spec.parallel is not None
@@ -386,7 +386,9 @@ def _split(job: Job, spec: JobSpec, source: Path, attempt: int, run: _Attempt) -
     )
     # Cuts on multiples of the quality subsample: each chunk's sampled frames are the whole output's.
     step = spec.quality.subsample if spec.quality is not None else 1
-    cuts = plan_cuts(index, count, step=step) if count > 1 else []
+    # The automatic poster's look (30 frames) stays in one chunk, which picks it as an unsplit job would.
+    poster = poster_frames(spec, duration=expected_duration(spec, info), frames=index.frames, fps=index.fps)
+    cuts = plan_cuts(index, count, step=step, whole=poster) if count > 1 else []
     if len(cuts) < 2:
         log.info("input too short to split; encoding in one piece", frames=index.frames)
         return
@@ -399,9 +401,11 @@ def _split(job: Job, spec: JobSpec, source: Path, attempt: int, run: _Attempt) -
             if len(times_in(cut, listed, index.fps)) > MAX_TIMES:
                 raise JobFailure(
                     FailureClass.spec_unsupported,
-                    f"thumbnails {name}: more than {MAX_TIMES} pictures would fall in one chunk; "
-                    "ask for more chunks or fewer pictures",
+                    f"{name}: more than {MAX_TIMES} pictures (thumbnails or sprite tiles) would fall in "
+                    "one chunk; ask for more chunks or fewer pictures",
                 )
+    # What an earlier attempt staged and did not remove (its worker was lost) goes with its rows.
+    staging.discard(run.settings, job_id=job.id)
     with session_scope() as session:
         assert_owner(session, job.id, attempt)
         chunk_rows.start(session, job_id=job.id, job_attempt=attempt, chunks=cuts)

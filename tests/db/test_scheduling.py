@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -590,3 +591,39 @@ def test_preemption_never_stops_a_split_attempt(tenant_key: tuple[str, str], mad
             sa.update(Job).where(Job.id == live).values(queued_at=utcnow() - timedelta(seconds=5))
         )
     assert preemption.preempt(s) == [plain_id]
+
+
+def test_the_reaper_failing_a_lost_attempt_removes_its_staged_chunks(
+    tenant_key: tuple[str, str], made: Any
+) -> None:
+    from framefleet.lifecycle.staging import staging_base
+
+    s = settings()
+    dead, alive = add_worker(made, age=30), add_worker(made)
+    job_id, attempt = split_job(tenant_key[1], made, add_worker(made))
+    base = staging_base(s, tenant_key[0], job_id, attempt)
+    staged = [f"{base}/main.1.mp4", f"{base}/main.1.scores.json"]
+    with session_scope() as session:
+        session.execute(
+            sa.update(Job).where(Job.id == job_id).values(started_at=utcnow() - timedelta(seconds=10))
+        )
+        # Chunk 0 was lost twice already: this third loss fails the attempt.
+        session.execute(
+            sa.update(JobChunk)
+            .where(JobChunk.job_id == job_id, JobChunk.index == 0)
+            .values(attempt=chunks.MAX_CHUNK_DELIVERIES - 1)
+        )
+        chunks.claim(session, job_id=job_id, job_attempt=attempt, index=0, worker=dead)
+        done = chunks.claim(session, job_id=job_id, job_attempt=attempt, index=1, worker=alive)
+        assert done is not None and chunks.stage(session, delivery=done, uris=staged)
+    for uri in staged:  # chunk 1 staged its files (the storage side of the recorded places)
+        path = Path(uri.removeprefix("file://"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"chunk")
+    folder = Path(base.removeprefix("file://")).parent
+    assert folder.name == ".chunks" and len(list(folder.rglob("*"))) == 3
+    assert reap_dead_workers(s) == [job_id]
+    assert job(job_id).state in ("retrying", "failed")
+    assert not folder.exists()
+    with session_scope() as session:  # the attempt is over: a chunk still running may stage nothing
+        assert not chunks.stage(session, delivery=done, uris=staged)

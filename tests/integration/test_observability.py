@@ -147,3 +147,28 @@ def test_usage_matches_kernel_accounting_and_series_move(
     assert value(after, "framefleet_job_cost_total", tenant=tenant, currency="CHF") > 0
     assert value(after, "framefleet_worker_busy_slots", pool="cpu") == 0
     assert not any("job" in dict(labels) or "job_id" in dict(labels) for _, labels in after)
+
+
+def test_a_split_jobs_chunks_are_timed(
+    metered_worker: Any,
+    api: Any,
+    tenant_key: tuple[str, str],
+    ffmpeg: str,
+    media_root: Path,
+    metrics_port: int,
+) -> None:
+    _, key = tenant_key
+    source = make_clip(ffmpeg, media_root / "inputs" / "obs-split.mp4", seconds=2)
+    before = scrape(metrics_port)
+    spec = {"input": source.as_uri(), "outputs": [SPEC_OUTPUT], "parallel": {"chunks": 2}}
+    job = run_to_end(api, key, spec)
+    assert job["state"] == "succeeded", job
+    after = scrape(metrics_port)
+
+    def moved(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    name = "framefleet_chunk_run_seconds_count"
+    assert moved(name, pool="cpu", kind="encode", outcome="done") == 2
+    assert moved(name, pool="cpu", kind="join", outcome="succeeded") == 1
+    assert moved("framefleet_chunk_run_seconds_sum", kind="encode") > 0

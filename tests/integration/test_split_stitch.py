@@ -27,6 +27,7 @@ from framefleet.db.session import session_scope
 from framefleet.media.quality import UNTAGGED
 from framefleet.redis_client import get_redis
 from framefleet.scheduling.maintenance import reap_dead_workers
+from framefleet.storage.namespace import job_output_base
 from tests import services
 from tests.conftest import make_clip
 from tests.integration.conftest import wait_for_state
@@ -160,7 +161,7 @@ def test_a_split_job_joins_every_frame_once_with_its_sound_and_scores(
     assert [h["to_state"] for h in history].count("succeeded") == 1
     rows = _chunk_rows(job["id"])
     assert [(r.kind, r.state) for r in rows] == [("encode", "done")] * 3 + [("join", "done")]
-    assert not list(path.parent.joinpath(".chunks").rglob("*.mp4"))
+    assert not path.parent.joinpath(".chunks").exists()
     stream = events.history(get_redis(), job["id"])
     phases = [e.data.get("phase") for e in stream if e.type == "progress"]
     assert "split" in phases and "encode" in phases
@@ -251,3 +252,130 @@ def test_a_target_bitrate_is_refused_with_the_field(
     assert response.status_code == 422, response.text
     assert response.headers["content-type"].startswith("application/problem+json")
     assert "outputs.0.video.bitrate_kbps" in response.text and "two-pass" in response.text
+
+
+def _staging_folder(tenant: str, job_id: str) -> Path:
+    return local_path(job_output_base(get_settings(), tenant, job_id)) / ".chunks"
+
+
+def _wait_for_a_staged_chunk(job_id: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(r.kind == "encode" and r.state == "done" for r in _chunk_rows(job_id)):
+            return
+        time.sleep(0.02)
+    pytest.fail("no chunk was staged")
+
+
+def _gone(folder: Path, timeout: float = 10) -> bool:
+    """Whether the folder is gone (the ending's cleanup follows the recorded state by a moment)."""
+    deadline = time.monotonic() + timeout
+    while folder.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not folder.exists()
+
+
+def test_a_canceled_split_job_leaves_no_staged_chunks(
+    pair: Any, api: Any, tenant_key: tuple[str, str], slow_clip: Path
+) -> None:
+    tenant, key = tenant_key
+    job = submit(api, key, {"input": slow_clip.as_uri(), "outputs": [SLOW], "parallel": {"chunks": 8}})
+    _wait_for_a_staged_chunk(job["id"])  # some chunks wait in the staging folder, others still encode
+    assert _staging_folder(tenant, job["id"]).is_dir()
+    response = api.post(f"/v1/jobs/{job['id']}/cancel", headers={"X-API-Key": key})
+    assert response.status_code == 202, response.text
+    final = wait_for_state(lambda: fetch(api, key, job["id"]), TERMINAL, 15)
+    assert final["state"] == "canceled", final
+    assert _gone(_staging_folder(tenant, job["id"])), list(_staging_folder(tenant, job["id"]).rglob("*"))
+
+
+def test_a_failed_chunk_leaves_no_staged_chunks(
+    pair: Any, api: Any, tenant_key: tuple[str, str], slow_clip: Path
+) -> None:
+    tenant, key = tenant_key
+    job = submit(api, key, {"input": slow_clip.as_uri(), "outputs": [SLOW], "parallel": {"chunks": 8}})
+    _wait_for_a_staged_chunk(job["id"])
+    # A chunk's encoder crashes (SIGSEGV: encoder_failed, not retried) while others are staged.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            os.kill(_wait_for_chunk_ffmpeg(job["id"])[0], signal.SIGSEGV)
+            break
+        except ProcessLookupError:
+            continue  # that chunk finished first: the next one
+    final = wait_for_state(lambda: fetch(api, key, job["id"]), TERMINAL, 30)
+    assert final["state"] == "failed" and final["failure_class"] == "encoder_failed", final
+    assert _gone(_staging_folder(tenant, job["id"])), list(_staging_folder(tenant, job["id"]).rglob("*"))
+
+
+SPRITES = [{"name": "hover", "every_seconds": 0.5, "columns": 2, "rows": 2, "width": 80}]
+POSTER = {"format": "jpeg", "width": 80}
+
+
+def test_sprites_and_the_poster_of_a_split_job_are_an_unsplit_jobs(
+    pair: Any, api: Any, tenant_key: tuple[str, str], sparse_clip: Path
+) -> None:
+    _, key = tenant_key
+    pictures = {"input": sparse_clip.as_uri(), "sprites": SPRITES, "poster": POSTER}
+    job = submit(
+        api,
+        key,
+        {
+            **pictures,
+            "outputs": [{"name": "hd", "container": "mp4", "video": {"crf": 30, "preset": "veryfast"}}],
+            "parallel": {"chunks": 3},
+        },
+    )
+    unsplit = submit(api, key, pictures)
+    final = wait_for_state(lambda: fetch(api, key, job["id"]), TERMINAL, 60)
+    whole = wait_for_state(lambda: fetch(api, key, unsplit["id"]), TERMINAL, 60)
+    assert final["state"] == "succeeded" and whole["state"] == "succeeded", (final, whole)
+    mine = {o["name"]: o for o in final["outputs"]}
+    theirs = {o["name"]: o for o in whole["outputs"]}
+    # The poster looks at frames 8..37 (10 % of 3 s in): the cut at frame 25 moved before them.
+    assert [c["frames"] for c in mine["hd"]["details"]["chunks"]] == [8, 42, 25]
+    assert local_path(mine["poster"]["uri"]).read_bytes() == local_path(theirs["poster"]["uri"]).read_bytes()
+    # Six tiles from three chunks on two sheets (the second half empty), the same bytes and the same map.
+    sheets = mine["hover"]["details"]["sheets"]
+    assert len(sheets) == 2 and mine["hover"]["details"]["tiles"] == 6
+    for a, b in zip(sheets, theirs["hover"]["details"]["sheets"], strict=True):
+        assert local_path(a).read_bytes() == local_path(b).read_bytes(), a
+    vtt = local_path(mine["hover"]["details"]["vtt"]).read_text()
+    assert vtt == local_path(theirs["hover"]["details"]["vtt"]).read_text().replace(unsplit["id"], job["id"])
+    assert vtt.count("#xywh=") == 6
+
+
+def test_a_quality_target_is_searched_per_chunk_and_met_by_the_joined_output(
+    pair: Any, api: Any, tenant_key: tuple[str, str], sparse_clip: Path
+) -> None:
+    _, key = tenant_key
+    target = 93.0
+    output = {
+        "name": "tq",
+        "container": "mp4",
+        "video": {"codec": "h264", "preset": "veryfast"},
+        "quality_target": {"value": target, "min_crf": 15, "max_crf": 45},
+    }
+    spec = {
+        "input": sparse_clip.as_uri(),
+        "outputs": [output],
+        "quality": {"metrics": ["vmaf"], "subsample": 1},
+        "parallel": {"chunks": 3},
+    }
+    job = submit(api, key, spec)
+    final = wait_for_state(lambda: fetch(api, key, job["id"]), TERMINAL, 120)
+    assert final["state"] == "succeeded", final
+    (joined,) = final["outputs"]
+    chunks = joined["details"]["chunks"]
+    assert [c["frames"] for c in chunks] == [25, 25, 25]
+    for chunk in chunks:
+        # Each chunk searched its own frames (one window: the chunk) and recorded its choice and samples.
+        search = chunk["quality_target"]
+        assert search["met"] and 15 <= search["chosen"] <= 45, search
+        assert search["samples"] == [{"start": 0.0, "seconds": 1.0}]
+        probes = {p["value"]: p for p in search["probes"]}
+        assert search["chosen"] in probes and all(p["score"] > 0 for p in probes.values())
+        assert all(p["score"] < target for v, p in probes.items() if v > search["chosen"])
+    # The joined output, scored over every frame, meets the target within a point.
+    final_score = joined["metrics"]["vmaf"]["mean"]
+    assert target - 1.0 <= final_score <= target + 1.5, (final_score, [c["quality_target"] for c in chunks])

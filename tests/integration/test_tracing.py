@@ -188,3 +188,62 @@ def test_one_job_is_one_trace(
     ]
     started = [line for line in lines if line.get("event") == "job started" and line.get("job_id") == job_id]
     assert started and started[0]["trace_id"] == CLIENT_TRACE and started[0]["span_id"] == run["span_id"]
+
+
+def test_a_split_jobs_chunks_are_spans_of_its_trace(
+    worker_env: dict[str, str],
+    otlp: tuple[str, Path],
+    api: Any,
+    tenant_key: tuple[str, str],
+    ffmpeg: str,
+    media_root: Path,
+    session_dir: Path,
+) -> None:
+    from tests.integration.conftest import wait_for_state
+    from tests.integration.test_worker_jobs import TERMINAL, fetch, submit
+
+    _, key = tenant_key
+    env = {**worker_env, "OTEL_EXPORTER_OTLP_ENDPOINT": otlp[0], "OTEL_BSP_SCHEDULE_DELAY": "100"}
+    worker = services.start_worker(
+        env, session_dir / "logs" / "trace-split-worker.log", concurrency=2, name="traced-split"
+    )
+    source = make_clip(ffmpeg, media_root / "inputs" / "trace-split.mp4", seconds=2, size="160x120")
+    try:
+        spec = {
+            "input": source.as_uri(),
+            "outputs": [{"name": "web", "container": "mp4", "video": {"preset": "ultrafast"}}],
+            "parallel": {"chunks": 2},
+        }
+        job = submit(api, key, spec)
+        final = wait_for_state(lambda: fetch(api, key, job["id"]), TERMINAL, 60)
+        assert final["state"] == "succeeded", final
+
+        def mine() -> list[dict[str, Any]]:
+            return [s for s in _spans(otlp[1]) if s["attributes"].get("framefleet.job_id") == job["id"]]
+
+        services.wait_until(lambda: sum(s["name"] == "chunk.run" for s in mine()) == 3, 30, "chunk spans")
+    finally:
+        services.stop(worker, timeout=20)
+    spans = mine()
+    (run,) = [s for s in spans if s["name"] == "job.run"]
+    trace = [s for s in _spans(otlp[1]) if s["trace_id"] == run["trace_id"]]
+    by_id = {s["span_id"]: s for s in trace}
+    runs = sorted(
+        (s for s in trace if s["name"] == "chunk.run"), key=lambda s: s["attributes"]["framefleet.chunk"]
+    )
+    assert [
+        (s["attributes"]["framefleet.chunk"], s["attributes"]["framefleet.chunk.kind"]) for s in runs
+    ] == [
+        ("0", "encode"),
+        ("1", "encode"),
+        ("2", "join"),
+    ]
+    assert all(s["attributes"]["framefleet.outcome"] in ("done", "succeeded") for s in runs)
+    # The chunks were published by the job's run; the join by the chunk that finished last.
+    publisher = {s["span_id"]: by_id[s["parent_span_id"]]["parent_span_id"] for s in runs}
+    assert all(by_id[s["parent_span_id"]]["name"] == "chunk.publish" for s in runs)
+    assert publisher[runs[0]["span_id"]] == run["span_id"] == publisher[runs[1]["span_id"]]
+    assert publisher[runs[2]["span_id"]] in {runs[0]["span_id"], runs[1]["span_id"]}
+    # Each chunk's ffmpeg is a child of its chunk.run.
+    encodes = [s for s in trace if s["name"] == "ffmpeg.chunk"]
+    assert sorted(by_id[s["parent_span_id"]]["attributes"]["framefleet.chunk"] for s in encodes) == ["0", "1"]

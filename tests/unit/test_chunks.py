@@ -3,23 +3,29 @@ and progress."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from framefleet.core.spec import JobSpec
 from framefleet.media.chunks import (
+    Chunk,
     FrameIndex,
     check_joined,
     chunk_count,
+    chunk_pictures,
     chunk_spec,
     join_scores,
     plan_cuts,
+    poster_frames,
+    sheet_argv,
     sound_spec,
     thumbnail_times,
     times_in,
     window_args,
 )
+from framefleet.media.thumbnails import plan_sprites
 from framefleet.scheduling.chunks import job_progress
 from tests.unit.test_spec import errors
 
@@ -56,7 +62,7 @@ def test_a_parallel_spec_is_kept_and_defaults_to_auto() -> None:
         (parallel([{"container": "webm"}]), "outputs.0.container", "mp4, mov, mkv"),
         (parallel([{"container": "mp4", "video": {"codec": "av1"}}]), "outputs.0.video.codec", "h264, hevc"),
         (parallel([{"container": "mp4", "video": {"fps": 30}}]), "outputs.0.video.fps", "frame rate"),
-        (parallel(sprites=[{"every_seconds": 1}]), "sprites", "sprites yet"),
+        (parallel(groups=[{"name": "abr", "type": "hls", "ladder": "mobile"}]), "groups", "groups yet"),
         (parallel(operations={"trim": {"start": 1}}), "operations.trim", "cannot trim"),
         ({**parallel(), "parallel": {"chunks": 0}}, "parallel.chunks", ""),
         ({**parallel(), "parallel": {"chunk_seconds": 0.1}}, "parallel.chunk_seconds", ""),
@@ -162,3 +168,55 @@ def test_thumbnails_go_to_the_chunk_holding_their_frame() -> None:
         ("ev", [0.01], None),
     ]
     assert sound_spec(job).thumbnails == []
+
+
+def test_a_cut_inside_the_posters_look_moves_before_it() -> None:
+    whole = (37, 67)  # the automatic poster compares frames 37..66
+    cuts = plan_cuts(index(100, (0,)), 2, whole=whole)
+    assert [(c.start_frame, c.frames) for c in cuts] == [(0, 37), (37, 63)]
+    assert [c.start_frame for c in plan_cuts(index(100, (0,)), 2, step=4, whole=whole)] == [0, 36]
+    assert [c.start_frame for c in plan_cuts(index(100, (0,)), 2, whole=(10, 40))] == [0, 50]  # outside
+
+
+def test_sprites_and_the_poster_go_to_the_chunks_holding_their_frames() -> None:
+    spec = JobSpec.model_validate(
+        parallel(
+            sprites=[{"name": "hover", "every_seconds": 1, "columns": 2, "rows": 2, "width": 80}],
+            poster={"format": "png"},
+        )
+    )
+    # 100 frames at 25 fps: the poster's look is frames 10..39 (10 % of 4 s is 0.4 s).
+    poster = poster_frames(spec, duration=4.0, frames=100, fps=25.0)
+    assert poster == (10, 40)
+    assert poster_frames(spec.model_copy(update={"poster": None}), duration=4.0, frames=100, fps=25.0) is None
+    times = thumbnail_times(spec, frames=100, fps=25.0)
+    assert times["hover"] == [0.0, 1.0, 2.0, 3.0]
+    first, second = Chunk(0, 0, 50, 0.0, 2.0), Chunk(1, 50, 50, 49.75 / 25, 2.0)
+    plans = {
+        c.index: chunk_pictures(
+            spec, c, times=times, poster=poster, fps=25.0, folder=Path("/w"), src=(320, 240)
+        )
+        for c in (first, second)
+    }
+    assert [(p.kind, p.name) for p in plans[0]] == [("tiles", "hover"), ("poster", "poster")]
+    assert [(p.kind, p.name) for p in plans[1]] == [("tiles", "hover")]
+    tiles, picked = plans[0]
+    assert tiles.times == [0.0, 1.0] and plans[1][0].times == [0.01, 1.01]  # a quarter frame after the seek
+    assert tiles.pattern == "hover.nut" and "rawvideo" in tiles.output_args
+    assert tiles.filters[-1] == "format=yuvj420p" and not any("tile=" in f for f in tiles.filters)
+    assert (
+        picked.filters[0] == "select=expr=gte(t\\,0.39)"
+    )  # a quarter frame before frame 10, on the first chunk's time
+    # Chunks see neither: their spec keeps the outputs and thumbnails only.
+    assert not chunk_spec(spec, first).sprites and chunk_spec(spec, first).poster is None
+
+
+def test_the_join_tiles_the_staged_tiles_as_the_unsplit_graph_does() -> None:
+    spec = JobSpec.model_validate(
+        parallel(sprites=[{"name": "hover", "every_seconds": 1, "columns": 3, "rows": 2, "format": "webp"}])
+    )
+    plan = plan_sprites(spec.sprites[0], Path("/w/hover"), 10.0, (320, 240))
+    assert plan.filters[-2:] == ["format=yuv420p", "tile=3x2"]  # the unsplit graph's pixels, set
+    argv = sheet_argv(Path("/w/list.ffconcat"), plan)
+    assert argv[argv.index("-vf") + 1] == "setparams=range=tv,tile=3x2"
+    assert argv[-1] == "/w/hover/hover_%03d.webp" and argv[argv.index("-f") + 1] == "concat"

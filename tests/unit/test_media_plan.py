@@ -342,7 +342,7 @@ def test_thumbnails_sprites_and_poster_are_branches_of_the_same_graph() -> None:
     assert (
         "[vsrcp1]select=expr=isnan(prev_t)+gt(floor(t/2.5+1e-06)\\,floor(prev_t/2.5+1e-06)),scale=160:90" in g
     )
-    assert "scale=160:90:flags=bicubic,setsar=1,tile=4x3[voutp2]" in g
+    assert "scale=160:90:flags=bicubic,setsar=1,format=yuvj420p,tile=4x3[voutp2]" in g
     assert "[vsrcp3]select=expr=gte(t\\,1),scale=1280:720:flags=bicubic,setsar=1,thumbnail=n=30[voutp3]" in g
     at = output(job.argv, "/w/out/pictures/at/at_%05d.webp")
     assert at[:2] == ["-map", "[voutp0]"] and value(at, "-c:v") == "libwebp" and value(at, "-quality") == "80"
