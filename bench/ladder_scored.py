@@ -10,14 +10,21 @@ with VMAF, PSNR and SSIM for every rung:
   size (display-size scoring, as our job does; it also keeps each rung's own-size score).
 VMAF uses the same model, threads and n_subsample (our default, 7) on both sides. Target: at least 1.8.
 `python -m bench.ladder_scored 1 pattern` measures the easy H.264 test pattern instead of the camera source.
+
+`python -m bench.ladder_scored 3 camera 8 --cost` measures instead what display-size scoring costs: the
+worker's argument list for the ladder (one process, no stack), run unscored, scored the way rungs were
+before (each at its own size against a downscaled reference: the plan made with `display_size` answering
+None) and scored the way they are now (upscaled to the source's size, with each rung's own-size score
+beside it), rounds alternating; medians and the ratio of the scoring overheads.
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 from bench.common import bench_stack, demo_media, make_clip, median
 from bench.ladder import LADDER, SECONDS, argv_for, group, make_source, timed
@@ -115,9 +122,42 @@ def main(rounds: int = 1, kind: str = "camera", seconds: float = SECONDS) -> dic
     return result
 
 
-if __name__ == "__main__":
-    main(
-        int(sys.argv[1]) if len(sys.argv) > 1 else 1,
-        sys.argv[2] if len(sys.argv) > 2 else "camera",
-        float(sys.argv[3]) if len(sys.argv) > 3 else SECONDS,
+def cost(rounds: int = 3, kind: str = "camera", seconds: float = SECONDS) -> dict[str, float]:
+    """Median seconds of the ladder's process unscored, scored at own size, and scored at display size."""
+    with tempfile.TemporaryDirectory(prefix="framefleet-bench-") as tmp:
+        folder = Path(tmp)
+        source = make_source(folder, kind, seconds)
+        spec = group(LADDER, quality=True)
+        plain = argv_for(spec, source, folder / "plain")
+        with mock.patch("framefleet.media.command.display_size", return_value=None):
+            own_size = argv_for(spec, source, folder / "own", score=True)
+        display = argv_for(spec, source, folder / "display", score=True)
+        times: dict[str, list[float]] = {"unscored": [], "own_size": [], "display": []}
+        for _ in range(rounds):
+            for name, argv in (("unscored", plain), ("own_size", own_size), ("display", display)):
+                times[name].append(timed([argv]))
+    result = {f"{name}_s": median(values) for name, values in times.items()}
+    result["display_vs_own_size"] = result["display_s"] / result["own_size_s"]
+    result["overhead_ratio"] = (result["display_s"] - result["unscored_s"]) / (
+        result["own_size_s"] - result["unscored_s"]
     )
+    print(
+        f"ladder_scored cost ({kind} source, {seconds:g} s): unscored {result['unscored_s']:.1f}s, "
+        f"scored at own size {result['own_size_s']:.1f}s, at display size (+ own size) "
+        f"{result['display_s']:.1f}s -> {result['display_vs_own_size']:.2f}x the job, scoring overhead "
+        f"{result['overhead_ratio']:.2f}x (median of {rounds})"
+    )
+    return result
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(prog="python -m bench.ladder_scored")
+    parser.add_argument("rounds", type=int, nargs="?", default=None)
+    parser.add_argument("kind", choices=["camera", "pattern"], nargs="?", default="camera")
+    parser.add_argument("seconds", type=float, nargs="?", default=SECONDS)
+    parser.add_argument("--cost", action="store_true", help="the cost of display-size scoring instead")
+    args = parser.parse_args()
+    if args.cost:
+        cost(args.rounds or 3, args.kind, args.seconds)
+    else:
+        main(args.rounds or 1, args.kind, args.seconds)
