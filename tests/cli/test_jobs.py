@@ -35,7 +35,7 @@ def test_report_of_a_succeeded_job_is_a_table() -> None:
     assert report_result(job, out) == EXIT_OK
     lines = out.getvalue().splitlines()
     assert lines[0] == "Job j3 succeeded."
-    assert lines[2].split() == ["output", "uri", "duration", "size", "bitrate", "VMAF", "PSNR", "SSIM"]
+    assert lines[2].split() == ["output", "uri", "duration", "size", "bitrate", "VMAF", "PSNR-Y", "SSIM"]
     assert lines[4].split()[:2] == ["a", "file:///a.mp4"]
 
 
