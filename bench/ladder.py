@@ -76,10 +76,13 @@ def make_source(folder: Path, kind: str, seconds: float = SECONDS) -> Path:
     return path
 
 
-def argv_for(spec: dict[str, Any], source: Path, work: Path, *, score: bool = False) -> list[str]:
+def argv_for(
+    spec: dict[str, Any], source: Path, work: Path, *, score: bool = False, native_scores: bool = True
+) -> list[str]:
     """The worker's argument list for `spec` (folders created)."""
     job = JobSpec.model_validate(spec)
-    plan = plan_job(job, probe(source), detect_capabilities(ffmpeg_path()), source, work, score=score)
+    caps = detect_capabilities(ffmpeg_path())
+    plan = plan_job(job, probe(source), caps, source, work, score=score, native_scores=native_scores)
     plan.prepare()
     return [ffmpeg_path(), *plan.argv]
 

@@ -15,7 +15,8 @@ VMAF uses the same model, threads and n_subsample (our default, 7) on both sides
 worker's argument list for the ladder (one process, no stack), run unscored, scored the way rungs were
 before (each at its own size against a downscaled reference: the plan made with `display_size` answering
 None) and scored the way they are now (upscaled to the source's size, with each rung's own-size score
-beside it), rounds alternating; medians and the ratio of the scoring overheads.
+beside it; and without it, as the quality target's probes are), rounds alternating; medians and the ratio
+of the scoring overheads.
 """
 
 from __future__ import annotations
@@ -132,9 +133,11 @@ def cost(rounds: int = 3, kind: str = "camera", seconds: float = SECONDS) -> dic
         with mock.patch("framefleet.media.command.display_size", return_value=None):
             own_size = argv_for(spec, source, folder / "own", score=True)
         display = argv_for(spec, source, folder / "display", score=True)
-        times: dict[str, list[float]] = {"unscored": [], "own_size": [], "display": []}
+        alone = argv_for(spec, source, folder / "alone", score=True, native_scores=False)
+        runs = {"unscored": plain, "own_size": own_size, "display": display, "display_alone": alone}
+        times: dict[str, list[float]] = {name: [] for name in runs}
         for _ in range(rounds):
-            for name, argv in (("unscored", plain), ("own_size", own_size), ("display", display)):
+            for name, argv in runs.items():
                 times[name].append(timed([argv]))
     result = {f"{name}_s": median(values) for name, values in times.items()}
     result["display_vs_own_size"] = result["display_s"] / result["own_size_s"]
@@ -143,9 +146,10 @@ def cost(rounds: int = 3, kind: str = "camera", seconds: float = SECONDS) -> dic
     )
     print(
         f"ladder_scored cost ({kind} source, {seconds:g} s): unscored {result['unscored_s']:.1f}s, "
-        f"scored at own size {result['own_size_s']:.1f}s, at display size (+ own size) "
-        f"{result['display_s']:.1f}s -> {result['display_vs_own_size']:.2f}x the job, scoring overhead "
-        f"{result['overhead_ratio']:.2f}x (median of {rounds})"
+        f"scored at own size {result['own_size_s']:.1f}s, at display size + own size "
+        f"{result['display_s']:.1f}s (display size alone {result['display_alone_s']:.1f}s) -> "
+        f"{result['display_vs_own_size']:.2f}x the job, scoring overhead {result['overhead_ratio']:.2f}x "
+        f"(median of {rounds})"
     )
     return result
 

@@ -241,16 +241,18 @@ def test_the_search_scores_a_scaled_output_as_its_result_will_be_scored(
     quality: dict[str, Any] | None, display: tuple[int, int]
 ) -> None:
     """A probe of a scaled output is scored at display size, so the target is met by the score the output
-    reports (its own-size score would look better than viewers see it)."""
+    reports (its own-size score would look better than viewers see it, and is not measured: unused)."""
     from pathlib import Path
 
-    from framefleet.media.command import plan_job
-    from framefleet.worker.quality_search import probe_spec
+    from framefleet.media.filters import Assets
+    from framefleet.worker.quality_search import Reel, plan_probe, probe_spec
     from tests.unit.test_media_plan import CAPS, media
 
     body = target_spec({"video": {"height": 360}, "quality_target": {"metric": "vmaf", "value": 90}})
     spec = JobSpec.model_validate({**body, **({"quality": quality} if quality else {})})
-    reel = Path("/work/reel.mkv")
-    probe = probe_spec(spec, spec.outputs[0], 28, reel)
-    (score,) = plan_job(probe, media(1280, 720), CAPS, reel, Path("/work/probe")).scores
+    reel = Reel(Path("/work/reel.mkv"), media(1280, 720), [(0.0, 2.0)], 10.0)
+    probe = probe_spec(spec, spec.outputs[0], 28, reel.path)
+    plan = plan_probe(probe, reel, CAPS, Path("/work/probe"), threads=1, hardware=None, assets=Assets())
+    (score,) = plan.scores
     assert score.display == display and [m.value for m in score.quality.metrics] == ["vmaf"]
+    assert score.native is None and plan.argv[-5:] == ["-map", "[qv0]", "-f", "null", "-"]
