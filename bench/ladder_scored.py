@@ -15,13 +15,15 @@ VMAF uses the same model, threads and n_subsample (our default, 7) on both sides
 worker's argument list for the ladder (one process, no stack), run unscored, scored the way rungs were
 before (each at its own size against a downscaled reference: the plan made with `display_size` answering
 None) and scored the way they are now (upscaled to the source's size, with each rung's own-size score
-beside it; and without it, as the quality target's probes are), rounds alternating; medians and the ratio
-of the scoring overheads.
+beside it; and without it, as the quality target's probes are), rounds alternating; median wall and CPU
+seconds (CPU time of the ffmpeg processes holds steadier than wall time on a shared machine), what scoring
+adds to the unscored run each way, and the ratio of the display-size job to the own-size one.
 """
 
 from __future__ import annotations
 
 import argparse
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -123,8 +125,17 @@ def main(rounds: int = 1, kind: str = "camera", seconds: float = SECONDS) -> dic
     return result
 
 
+def _cpu_timed(argv: list[str]) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (user + system) of one ffmpeg run."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wall = timed([argv])
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
 def cost(rounds: int = 3, kind: str = "camera", seconds: float = SECONDS) -> dict[str, float]:
-    """Median seconds of the ladder's process unscored, scored at own size, and scored at display size."""
+    """Median wall and CPU seconds of the ladder's process unscored, scored at own size, and scored at
+    display size with and without the own-size scores."""
     with tempfile.TemporaryDirectory(prefix="framefleet-bench-") as tmp:
         folder = Path(tmp)
         source = make_source(folder, kind, seconds)
@@ -135,21 +146,32 @@ def cost(rounds: int = 3, kind: str = "camera", seconds: float = SECONDS) -> dic
         display = argv_for(spec, source, folder / "display", score=True)
         alone = argv_for(spec, source, folder / "alone", score=True, native_scores=False)
         runs = {"unscored": plain, "own_size": own_size, "display": display, "display_alone": alone}
-        times: dict[str, list[float]] = {name: [] for name in runs}
+        walls: dict[str, list[float]] = {name: [] for name in runs}
+        cpus: dict[str, list[float]] = {name: [] for name in runs}
         for _ in range(rounds):
             for name, argv in runs.items():
-                times[name].append(timed([argv]))
-    result = {f"{name}_s": median(values) for name, values in times.items()}
+                wall, cpu = _cpu_timed(argv)
+                walls[name].append(wall)
+                cpus[name].append(cpu)
+    result = {f"{name}_s": median(values) for name, values in walls.items()}
+    result |= {f"{name}_cpu_s": median(values) for name, values in cpus.items()}
+    for unit in ("s", "cpu_s"):
+        # What scoring adds to the encode, the old way and the new, and the share of the own-size scores.
+        plain_s = result[f"unscored_{unit}"]
+        result[f"own_size_added_{unit}"] = result[f"own_size_{unit}"] - plain_s
+        result[f"display_added_{unit}"] = result[f"display_{unit}"] - plain_s
+        result[f"display_alone_added_{unit}"] = result[f"display_alone_{unit}"] - plain_s
     result["display_vs_own_size"] = result["display_s"] / result["own_size_s"]
-    result["overhead_ratio"] = (result["display_s"] - result["unscored_s"]) / (
-        result["own_size_s"] - result["unscored_s"]
-    )
+    result["display_vs_own_size_cpu"] = result["display_cpu_s"] / result["own_size_cpu_s"]
+    print(f"ladder_scored cost ({kind} source, {seconds:g} s, median of {rounds}):")
+    for name in runs:
+        print(f"  {name:14} wall {result[f'{name}_s']:6.1f} s   cpu {result[f'{name}_cpu_s']:6.1f} s")
     print(
-        f"ladder_scored cost ({kind} source, {seconds:g} s): unscored {result['unscored_s']:.1f}s, "
-        f"scored at own size {result['own_size_s']:.1f}s, at display size + own size "
-        f"{result['display_s']:.1f}s (display size alone {result['display_alone_s']:.1f}s) -> "
-        f"{result['display_vs_own_size']:.2f}x the job, scoring overhead {result['overhead_ratio']:.2f}x "
-        f"(median of {rounds})"
+        f"  scoring adds (wall / cpu): own size {result['own_size_added_s']:.1f} / "
+        f"{result['own_size_added_cpu_s']:.1f} s, display size + own size {result['display_added_s']:.1f} / "
+        f"{result['display_added_cpu_s']:.1f} s, display size alone {result['display_alone_added_s']:.1f} / "
+        f"{result['display_alone_added_cpu_s']:.1f} s; the job at display size is "
+        f"{result['display_vs_own_size']:.2f}x (cpu {result['display_vs_own_size_cpu']:.2f}x) own size"
     )
     return result
 
