@@ -17,7 +17,8 @@ before (each at its own size against a downscaled reference: the plan made with 
 None) and scored the way they are now (upscaled to the source's size, with each rung's own-size score
 beside it; and without it, as the quality target's probes are), rounds alternating; median wall and CPU
 seconds (CPU time of the ffmpeg processes holds steadier than wall time on a shared machine), what scoring
-adds to the unscored run each way, and the ratio of the display-size job to the own-size one.
+adds to the unscored run each way, and the ratio of the display-size job to the own-size one; then each
+rung's VMAF at display size and at its own size, from the last display-size run.
 """
 
 from __future__ import annotations
@@ -30,11 +31,12 @@ from pathlib import Path
 from unittest import mock
 
 from bench.common import bench_stack, demo_media, make_clip, median
-from bench.ladder import LADDER, SECONDS, argv_for, group, make_source, timed
+from bench.ladder import LADDER, SECONDS, argv_for, group, make_source, plan_for, timed
 from framefleet.cli.client import ApiClient
-from framefleet.core.spec import QualitySpec
+from framefleet.core.spec import JobSpec, QualitySpec
 from framefleet.media.ffmpeg import ffmpeg_path
 from framefleet.media.quality import vmaf_model_for
+from framefleet.media.results import score_summary
 
 SIZES = {"1080p": (1920, 1080), "720p": (1280, 720), "480p": (854, 480), "360p": (640, 360)}
 THREADS = 2
@@ -143,7 +145,8 @@ def cost(rounds: int = 3, kind: str = "camera", seconds: float = SECONDS) -> dic
         plain = argv_for(spec, source, folder / "plain")
         with mock.patch("framefleet.media.command.display_size", return_value=None):
             own_size = argv_for(spec, source, folder / "own", score=True)
-        display = argv_for(spec, source, folder / "display", score=True)
+        display_plan = plan_for(spec, source, folder / "display", score=True)
+        display = [ffmpeg_path(), *display_plan.argv]
         alone = argv_for(spec, source, folder / "alone", score=True, native_scores=False)
         runs = {"unscored": plain, "own_size": own_size, "display": display, "display_alone": alone}
         walls: dict[str, list[float]] = {name: [] for name in runs}
@@ -153,6 +156,15 @@ def cost(rounds: int = 3, kind: str = "camera", seconds: float = SECONDS) -> dic
                 wall, cpu = _cpu_timed(argv)
                 walls[name].append(wall)
                 cpus[name].append(cpu)
+        # The rungs' scores from the last display-size run: at display size, and at their own size.
+        quality = JobSpec.model_validate({**spec, "input": source.as_uri()}).quality
+        for score in display_plan.scores:
+            metrics = score_summary(score, quality) or {}
+            native = metrics.get("native", metrics)
+            print(
+                f"  {score.name}: VMAF {metrics['vmaf']['mean']:.1f} at display size, "
+                f"{native['vmaf']['mean']:.1f} at its own size"
+            )
     result = {f"{name}_s": median(values) for name, values in walls.items()}
     result |= {f"{name}_cpu_s": median(values) for name, values in cpus.items()}
     for unit in ("s", "cpu_s"):
