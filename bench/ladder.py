@@ -23,7 +23,7 @@ from typing import Any
 from bench.common import median, run_ffmpeg
 from framefleet.core.spec import JobSpec
 from framefleet.media.capabilities import detect_capabilities
-from framefleet.media.command import plan_job
+from framefleet.media.command import JobPlan, plan_job
 from framefleet.media.ffmpeg import ffmpeg_path
 from framefleet.media.probe import probe
 
@@ -76,11 +76,22 @@ def make_source(folder: Path, kind: str, seconds: float = SECONDS) -> Path:
     return path
 
 
-def argv_for(spec: dict[str, Any], source: Path, work: Path, *, score: bool = False) -> list[str]:
-    """The worker's argument list for `spec` (folders created)."""
+def plan_for(
+    spec: dict[str, Any], source: Path, work: Path, *, score: bool = False, native_scores: bool = True
+) -> JobPlan:
+    """The worker's plan for `spec` (folders created)."""
     job = JobSpec.model_validate(spec)
-    plan = plan_job(job, probe(source), detect_capabilities(ffmpeg_path()), source, work, score=score)
+    caps = detect_capabilities(ffmpeg_path())
+    plan = plan_job(job, probe(source), caps, source, work, score=score, native_scores=native_scores)
     plan.prepare()
+    return plan
+
+
+def argv_for(
+    spec: dict[str, Any], source: Path, work: Path, *, score: bool = False, native_scores: bool = True
+) -> list[str]:
+    """The worker's argument list for `spec` (folders created)."""
+    plan = plan_for(spec, source, work, score=score, native_scores=native_scores)
     return [ffmpeg_path(), *plan.argv]
 
 

@@ -73,12 +73,16 @@ def progress_detail(data: Mapping[str, Any]) -> str:
     return "  ".join(parts)
 
 
+# `psnr` is the luma plane's alone; its label says so (psnr_yuv is the weighted Y/Cb/Cr one).
+METRIC_LABELS = {"vmaf": "VMAF", "psnr": "PSNR-Y", "ssim": "SSIM"}
+
+
 def metric_means(metrics: Any) -> dict[str, float | None]:
-    """The mean of VMAF, PSNR and SSIM from an output's metrics (either {vmaf: ...} or {metrics: {...}})."""
+    """The mean of VMAF, PSNR-Y and SSIM from an output's metrics (either {vmaf: ...} or {metrics: {...}})."""
     if isinstance(metrics, Mapping) and isinstance(metrics.get("metrics"), Mapping):
         metrics = metrics["metrics"]
     means: dict[str, float | None] = {}
-    for name in ("vmaf", "psnr", "ssim"):
+    for name in METRIC_LABELS:
         entry = metrics.get(name) if isinstance(metrics, Mapping) else None
         means[name] = _number(entry.get("mean")) if isinstance(entry, Mapping) else None
     return means
@@ -88,7 +92,7 @@ def _fixed(value: float | None, digits: int) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-RESULT_HEADERS = ("output", "uri", "duration", "size", "bitrate", "VMAF", "PSNR", "SSIM")
+RESULT_HEADERS = ("output", "uri", "duration", "size", "bitrate", *METRIC_LABELS.values())
 
 
 def result_rows(outputs: Sequence[Mapping[str, Any]]) -> list[list[str]]:
@@ -129,7 +133,7 @@ def describe_event(event_type: str, data: Mapping[str, Any]) -> str | None:
     if event_type == "metrics":
         means = metric_means(data)
         shown = ", ".join(
-            f"{name.upper()} {_fixed(value, 4 if name == 'ssim' else 2)}"
+            f"{METRIC_LABELS[name]} {_fixed(value, 4 if name == 'ssim' else 2)}"
             for name, value in means.items()
             if value is not None
         )

@@ -266,17 +266,19 @@ def plan_job(
     hardware: HardwareSetup | None = None,
     assets: Assets | None = None,
     score: bool = True,
+    native_scores: bool = True,
     window: Chunk | None = None,
     pictures: list[PicturePlan] | None = None,
 ) -> JobPlan:
     """Everything the job delivers, written by one ffmpeg process, and where each piece lands in `workdir`.
 
     `output_paths` overrides where plain outputs go (an image sequence's path is its folder). With
-    `score`, streams are scored inside the process when the spec asks for quality. `window`: encode only
+    `score`, streams are scored inside the process when the spec asks for quality; `native_scores` False
+    leaves out a scaled stream's own-size score (only its display-size one is measured). `window`: encode only
     that chunk's frames of the input (split-and-stitch, media/chunks.py); `pictures`: the chunk's share of
     the sprite tiles and the poster (chunks.chunk_pictures), branches beside the spec's own.
     """
-    b = JobBuilder(spec, info, caps, workdir, threads, hardware, assets or Assets(), score)
+    b = JobBuilder(spec, info, caps, workdir, threads, hardware, assets or Assets(), score, native_scores)
     duration = window.seconds if window is not None else expected_duration(spec, info)
     paths = output_paths or {}
 

@@ -106,6 +106,7 @@ class JobBuilder:
         hardware: HardwareSetup | None,
         assets: Assets,
         score: bool,
+        native_scores: bool = True,
     ) -> None:
         ops = spec.operations
         # Every input track (or mono pair) the job's sound is made from; the first is every output's default.
@@ -122,6 +123,7 @@ class JobBuilder:
         self.hardware = hardware
         self.assets = assets
         self.score = score and spec.quality is not None
+        self.native_scores = native_scores  # a scaled stream's own-size score beside its display-size one
         self.outputs_args: list[list[str]] = []
         self.scores: list[StreamScore] = []
         self.refs: list[tuple[str, StreamScore, int, int]] = []  # (ref label, score, output index, stream)
@@ -349,7 +351,7 @@ def score_for(
     display: tuple[int, int] | None = None,
 ) -> StreamScore:
     """Where and how one encoded stream of `name` is scored: at `display` size when given (with its
-    own-size score as `native`), else at its own size."""
+    own-size score as `native` unless the builder leaves those out), else at its own size."""
     quality = b.spec.quality
     assert quality is not None and b.video is not None
     safe = name.replace("/", "__")
@@ -373,8 +375,9 @@ def score_for(
         return at(width, height, "")
     score = at(*display, "")
     score.display = display
-    native = at(width, height, ".native")
-    score.native = native if native.measured else None
+    if b.native_scores:
+        native = at(width, height, ".native")
+        score.native = native if native.measured else None
     return score
 
 

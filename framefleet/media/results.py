@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -105,12 +105,9 @@ def webp_info(path: Path) -> tuple[int, int, int]:
     return width, height, max(frames, 1)
 
 
-def _score_summary(score: StreamScore | None, quality: QualitySpec | None) -> dict[str, Any] | None:
-    if score is None or quality is None:
-        return None
-    if not score.measured:
-        return {"skipped": score.skipped}
-    summary = collect(
+def _collected(score: StreamScore) -> dict[str, Any]:
+    """The summary of a stream scored in this process, from its raw logs (writing its unified log)."""
+    return collect(
         score.logs,
         score.quality,
         model=score.model,
@@ -118,11 +115,25 @@ def _score_summary(score: StreamScore | None, quality: QualitySpec | None) -> di
         segment_seconds=score.segment_seconds,
         bit_depth=score.bit_depth,
     )
+
+
+def score_summary(
+    score: StreamScore | None,
+    quality: QualitySpec | None,
+    pooled: Callable[[StreamScore], dict[str, Any]] = _collected,
+) -> dict[str, Any] | None:
+    """A scored stream's `metrics`: `pooled` summarises each measured stream (its own logs here; a split
+    job's joined chunk scores in worker/chunked.py), and this lays the result out the same way for both."""
+    if score is None or quality is None:
+        return None
+    if not score.measured:
+        return {"skipped": score.skipped}
+    summary = pooled(score)
     if score.display is not None:
         # Scored upscaled to the display size against the unscaled source; the own-size score beside it.
         summary["scored_at"] = {"width": score.display[0], "height": score.display[1]}
         if score.native is not None:
-            native = _score_summary(score.native, quality) or {}
+            native = score_summary(score.native, quality, pooled) or {}
             summary["native"] = native | {"width": score.native.width, "height": score.native.height}
     return summary | ({"skipped": score.skipped} if score.skipped else {})
 
@@ -178,7 +189,7 @@ def _plain_output(plan: OutputPlan, base: str, quality: QualitySpec | None, resu
             raise _failed(f"output {name} is unreadable: {exc}") from exc
         row = media_row(name, "file", uri, container.value, info, size)
     results.pieces.append(Piece(local, uri))
-    row.metrics = _score_summary(plan.score, quality)
+    row.metrics = score_summary(plan.score, quality)
     if plan.score is not None and plan.score.measured:
         row.metrics_log_uri = uri + QUALITY_SUFFIX
         results.pieces.append(Piece(plan.score.logs.unified, row.metrics_log_uri))
@@ -226,7 +237,7 @@ def _group(group: GroupPlan, base: str, quality: QualitySpec | None, results: Re
     for rendition in pkg.renditions:
         row = _rendition_row(group, rendition, folder, pkg)
         score = scores.get(rendition.name) if rendition.kind == "video" else None
-        row.metrics = _score_summary(score, quality)
+        row.metrics = score_summary(score, quality)
         if score is not None and score.measured:
             row.metrics_log_uri = f"{folder}quality/{rendition.name}{QUALITY_SUFFIX}"
             results.pieces.append(Piece(score.logs.unified, row.metrics_log_uri))

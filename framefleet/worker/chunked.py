@@ -16,6 +16,8 @@ mid-chunk is found by the reaper, which puts that chunk alone back in the queue.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
 import json
 import shutil
@@ -56,10 +58,19 @@ from framefleet.media.chunks import (
 from framefleet.media.command import JobPlan, expected_duration, plan_job
 from framefleet.media.ffmpeg import ffmpeg_path
 from framefleet.media.filters import Assets
+from framefleet.media.planning import StreamScore
 from framefleet.media.probe import MediaInfo, probe, video_timestamps
 from framefleet.media.progress import Progress
 from framefleet.media.quality import read_scores, summarise, write_log
-from framefleet.media.results import QUALITY_SUFFIX, Piece, Results, allow_replace, media_row, picture_results
+from framefleet.media.results import (
+    QUALITY_SUFFIX,
+    Piece,
+    Results,
+    allow_replace,
+    media_row,
+    picture_results,
+    score_summary,
+)
 from framefleet.media.runner import AttemptLimits, FfmpegAborted, attempt_limits
 from framefleet.media.thumbnails import plan_poster, plan_sprites, plan_thumbnails
 from framefleet.observability import cost, energy, metrics, tracing
@@ -326,7 +337,7 @@ def _encode_chunk(
     base = staging.staging_base(settings, tenant, job.id, delivery.job_attempt)
     staged: list[tuple[Path, str]] = []
     files: dict[str, str] = {}
-    scores: dict[str, str] = {}
+    scored: dict[str, dict[str, str]] = {"scores": {}}
     for output in plan.outputs:
         name = output.output.name or ""
         got = len(video_timestamps(output.path)[0])
@@ -337,12 +348,16 @@ def _encode_chunk(
             )
         files[name] = join_uri(base, f"{name}.{delivery.index}.{output.path.suffix[1:]}")
         staged.append((output.path, files[name]))
-        if output.score is not None and output.score.measured:
-            rows = read_scores(output.score.logs, output.score.quality, bit_depth=output.score.bit_depth)
-            log_path = workdir / f"{name}.scores.json"
+        score = output.score
+        # A scaled output's stream is scored twice, at display size and at its own (`native`): both go.
+        for key, stream in (("scores", score), ("native_scores", score and score.native)):
+            if stream is None or not stream.measured:
+                continue
+            rows = read_scores(stream.logs, stream.quality, bit_depth=stream.bit_depth)
+            log_path = workdir / f"{name}.{key}.json"
             log_path.write_text(json.dumps(rows), encoding="utf-8")
-            scores[name] = join_uri(base, f"{name}.{delivery.index}.scores.json")
-            staged.append((log_path, scores[name]))
+            scored.setdefault(key, {})[name] = join_uri(base, f"{name}.{delivery.index}.{key}.json")
+            staged.append((log_path, scored[key][name]))
     pictures: dict[str, list[str]] = {}
     for picture in plan.pictures:
         # The thumbnails (the sprite tiles, the poster) whose times fall on this chunk's frames, in order.
@@ -364,7 +379,7 @@ def _encode_chunk(
     targets = {name: s.view(real_size=video_bytes(paths[name])) for name, s in searches.items()}
     details = {
         "files": files,
-        "scores": scores,
+        **scored,
         "pictures": pictures,
         "staging": uris,
         "quality_target": targets,
@@ -495,17 +510,15 @@ def _join(
         row.details = {"chunks": [_chunk_view(p, name) for p in parts]}
         results.pieces.append(Piece(joined, uri, replace=replace))
         score = output.score
+        staged_native = all(name in (p.details or {}).get("native_scores", {}) for p in parts)
+        if score is not None and score.native is not None and not staged_native:
+            # Chunks encoded before own-size scores were staged: the joined result goes without them.
+            score = dataclasses.replace(score, native=None)
+        pooled = functools.partial(_joined_summary, top=score, name=name, parts=parts, folder=folder, run=run)
+        row.metrics = score_summary(score, spec.quality, pooled)
         if score is not None and score.measured and spec.quality is not None:
-            logs = [(p.start_frame, _scores(p.details["scores"][name], folder, run.namespace)) for p in parts]  # type: ignore[index]
-            rows = join_scores(logs)
-            summary = summarise(
-                rows, score.quality, model=score.model, fps=score.fps, segment_seconds=score.segment_seconds
-            )
-            unified = folder / "quality.json"
-            write_log(unified, rows, summary, score.fps)
-            row.metrics = summary
             row.metrics_log_uri = uri + QUALITY_SUFFIX
-            results.pieces.append(Piece(unified, row.metrics_log_uri, replace=replace))
+            results.pieces.append(Piece(score.logs.unified, row.metrics_log_uri, replace=replace))
         results.rows.append(row)
     _join_pictures(spec, info, parts, frames, base, folder=workdir / "pictures", run=run, results=results)
     run.check_canceled()
@@ -605,7 +618,24 @@ def _fps(parts: Any) -> float:
     return frames / seconds
 
 
+def _joined_summary(
+    stream: StreamScore, *, top: StreamScore | None, name: str, parts: Any, folder: Path, run: _Attempt
+) -> dict[str, Any]:
+    """One scored stream of output `name` over the whole job (`top`, or its own-size score): the chunks'
+    per-frame scores joined in frame order, pooled, and written as the stream's unified log."""
+    key = "scores" if stream is top else "native_scores"
+    logs = [(p.start_frame, _scores(p.details[key][name], folder / key, run.namespace)) for p in parts]
+    rows = join_scores(logs)
+    summary = summarise(
+        rows, stream.quality, model=stream.model, fps=stream.fps, segment_seconds=stream.segment_seconds
+    )
+    # The planned streams' log places (the plan was made, not run: its folders may not exist yet).
+    stream.logs.unified.parent.mkdir(parents=True, exist_ok=True)
+    write_log(stream.logs.unified, rows, summary, stream.fps)
+    return summary
+
+
 def _scores(uri: str, folder: Path, namespace: Namespace) -> list[dict[str, Any]]:
-    local = _fetch(uri, folder / "scores", namespace)
+    local = _fetch(uri, folder, namespace)
     rows: list[dict[str, Any]] = json.loads(local.read_text(encoding="utf-8"))
     return rows

@@ -35,7 +35,7 @@ from framefleet.core.spec import (
 from framefleet.logging import get_logger
 from framefleet.media.autoladder import Chosen, Point, plan_ladder, sample_crfs
 from framefleet.media.capabilities import Capabilities
-from framefleet.media.command import expected_duration, plan_job
+from framefleet.media.command import JobPlan, expected_duration, plan_job
 from framefleet.media.encoders import DEFAULT_CRF, Family, HardwareSetup, quality_knob
 from framefleet.media.filters import Assets, pre_video
 from framefleet.media.ladder import resolve_ladder
@@ -240,6 +240,31 @@ def cut_reel(
     return Reel(reel, probe(reel), windows, duration)
 
 
+def plan_probe(
+    job: JobSpec,
+    reel: Reel,
+    caps: Capabilities,
+    folder: Path,
+    *,
+    threads: int,
+    hardware: HardwareSetup | None,
+    assets: Assets,
+) -> JobPlan:
+    """The process of one probe job over the reel. Its streams are scored as the job's outputs will be (a
+    scaled one at display size), without the own-size score: only the display-size one steers the search."""
+    return plan_job(
+        job,
+        reel.info,
+        caps,
+        reel.path,
+        folder,
+        threads=threads,
+        hardware=hardware,
+        assets=assets,
+        native_scores=False,
+    )
+
+
 def _run_probe(
     job: JobSpec,
     reel: Reel,
@@ -253,9 +278,7 @@ def _run_probe(
     done: float,
 ) -> list[tuple[float, int]]:
     """Encode and score one probe job over the reel: (VMAF mean, video bytes) per output, in order."""
-    plan = plan_job(
-        job, reel.info, caps, reel.path, folder, threads=threads, hardware=hardware, assets=assets
-    )
+    plan = plan_probe(job, reel, caps, folder, threads=threads, hardware=hardware, assets=assets)
     plan.prepare()
     run_step(plan.argv, plan.duration, done)
     rows = {row.name: row for row in collect_results(plan, job, "file:///probe/").rows}

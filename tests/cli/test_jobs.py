@@ -32,7 +32,7 @@ def test_report_of_a_succeeded_job_is_a_table(capsys: pytest.CaptureFixture[str]
     assert report_result(job) == EXIT_OK
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "Job j3 succeeded."
-    assert lines[2].split() == ["output", "uri", "duration", "size", "bitrate", "VMAF", "PSNR", "SSIM"]
+    assert lines[2].split() == ["output", "uri", "duration", "size", "bitrate", "VMAF", "PSNR-Y", "SSIM"]
     assert lines[3].split()[:2] == ["a", "file:///a.mp4"]
 
 

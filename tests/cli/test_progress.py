@@ -132,7 +132,7 @@ def test_event_descriptions() -> None:
     )
     assert failed == "state: failed (attempt 2) - input_invalid: no video"
     assert describe_event("metrics", {"name": "a", "metrics": METRICS}) == (
-        "quality a: VMAF 95.77, PSNR 43.29, SSIM 0.9987"
+        "quality a: VMAF 95.77, PSNR-Y 43.29, SSIM 0.9987"
     )
     output = describe_event(
         "output", {"name": "a", "uri": "file:///x", "size_bytes": 2048, "duration_seconds": 2}

@@ -171,6 +171,37 @@ def test_a_split_job_joins_every_frame_once_with_its_sound_and_scores(
     assert encoded == {0, 1, 2}
 
 
+def test_a_split_scaled_output_is_scored_as_an_unsplit_one(
+    pair: Any, api: Any, tenant_key: tuple[str, str], sparse_clip: Path
+) -> None:
+    """A scaled output's chunks are scored at display size and at their own size, as an unsplit job's
+    are: the joined result says where it was scored and keeps the own-size score beside it."""
+    _, key = tenant_key
+    small = {"name": "small", "container": "mp4", "video": {"height": 60, "crf": 30, "preset": "veryfast"}}
+    body = {
+        "input": sparse_clip.as_uri(),
+        "outputs": [small],
+        "quality": {"metrics": ["vmaf", "psnr"], "subsample": 1},
+        "cache": False,
+    }
+    split = submit(api, key, {**body, "parallel": {"chunks": 3, "chunk_seconds": 1}})
+    whole = submit(api, key, body)
+    metrics = []
+    for job in (split, whole):
+        final = wait_for_state(lambda job=job: fetch(api, key, job["id"]), TERMINAL, 60)
+        assert final["state"] == "succeeded", final
+        (output,) = final["outputs"]
+        metrics.append(output["metrics"])
+    mine, theirs = metrics
+    assert mine["scored_at"] == theirs["scored_at"] == {"width": 160, "height": 120}
+    native = mine["native"]
+    assert (native["width"], native["height"], native["frames"]) == (80, 60, 75)
+    assert set(native) == set(theirs["native"]), (native, theirs["native"])
+    # At its own size against a downscaled reference the output looks better than upscaled to the screen.
+    assert native["vmaf"]["mean"] > mine["vmaf"]["mean"]
+    assert native["psnr"]["mean"] > mine["psnr"]["mean"]
+
+
 SLOW = {"name": "slow", "container": "mp4", "video": {"codec": "h264", "crf": 18, "preset": "slow"}}
 
 

@@ -446,10 +446,13 @@ def _segment_children(data: bytes) -> list[str]:
 def test_scaled_streams_are_scored_at_display_size_so_rungs_rank_in_order(
     ffmpeg: str, folder: Path, tmp_path: Path
 ) -> None:
-    source = folder / "detail.mp4"
+    # Fine detail everywhere (a zooming Mandelbrot set): downscaling takes much of it away, so the old
+    # method (each rung at its own size against a downscaled reference) ranked these rungs backwards,
+    # 95.6 / 96.6 / 97.7; testsrc2's flat areas and large shapes hid that.
+    source = folder / "fine-detail.mp4"
     quiet_ffmpeg(
         ffmpeg,
-        *("-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25:duration=1"),
+        *("-f", "lavfi", "-i", "mandelbrot=size=640x360:rate=25,trim=duration=1"),
         *("-c:v", "libx264", "-qp", "0", "-preset", "ultrafast"),
         source,
     )
@@ -479,6 +482,8 @@ def test_scaled_streams_are_scored_at_display_size_so_rungs_rank_in_order(
     display = [m["vmaf"]["mean"] for m in rungs]
     # Upscaled to the source's size and compared with it, scaling loss counts: the bigger rung wins.
     assert display[0] > display[1] > display[2], display
+    # Their own-size scores (kept as `native`) put the smallest rung above the top one.
+    assert rungs[2]["native"]["vmaf"]["mean"] > display[0], (rungs[2]["native"], display)
     assert "native" not in rungs[0] and "scored_at" not in rungs[0]  # already at display size
     for metrics, (w, h) in zip(rungs[1:], [(320, 180), (160, 90)], strict=True):
         assert metrics["scored_at"] == {"width": 640, "height": 360}

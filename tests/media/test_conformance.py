@@ -210,11 +210,15 @@ def test_psnr_is_luma_and_a_weighted_yuv_psnr_is_given_too(ffmpeg: str, folder: 
     }
     job, plan, _ = run_plan(ffmpeg, body, source, tmp_path / "w")
     rows = {row.name: row for row in collect_results(plan, job, "file:///published/job").rows}
-    for name in ("vmaf", "tiny"):  # libvmaf's planes, and ffmpeg's psnr filter where VMAF cannot score
-        metrics = rows[name].metrics
+    tiny = rows["tiny"].metrics
+    assert tiny is not None
+    # libvmaf's planes; and ffmpeg's psnr filter where VMAF cannot score: the tiny output's own size (20x16;
+    # at display size, 64x48, libvmaf scores it).
+    for name, metrics in (("vmaf", rows["vmaf"].metrics), ("tiny", tiny), ("tiny native", tiny["native"])):
         assert metrics is not None
         y, yuv = metrics["psnr"]["mean"], metrics["psnr_yuv"]["mean"]
         assert 15 < y < 60 and 15 < yuv < 60 and abs(y - yuv) > 0.05, name
+    assert "vmaf" not in tiny["native"] and "vmaf" in tiny["native"]["skipped"]
 
 
 def _seconds_of_sound(path: Path) -> float:

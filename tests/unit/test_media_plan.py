@@ -318,6 +318,32 @@ def test_scored_streams_are_decoded_back_in_the_same_process() -> None:
     assert argv[-11:] == [*maps, "-f", "null", "-"]
 
 
+def test_rungs_of_a_uhd_source_are_scored_at_its_size_with_the_4k_model_or_at_a_configured_display() -> None:
+    ladder = {"name": "abr", "type": "hls", "ladder": ["1080p", "720p"], "segment_seconds": 2}
+    job = plan({"groups": [ladder], "quality": {"metrics": ["vmaf"]}}, media(3840, 2160))
+    for score, (w, h) in zip(job.scores, [(1920, 1080), (1280, 720)], strict=True):
+        # Upscaled to the 2160p source and scored there with the 4K model; own size with the HD one.
+        assert (score.display, score.model) == ((3840, 2160), "vmaf_4k_v0.6.1")
+        assert score.native is not None and (score.native.width, score.native.height) == (w, h)
+        assert score.native.model == "vmaf_v0.6.1"
+    scoring = graph(job.argv, 1).split(";")
+    assert scoring[:4] == [
+        "[dec:0]split=2[qn0d][qu0d]",
+        "[qu0d]scale=3840:2160:flags=bicubic,setsar=1[qx0d]",  # the rung up to the source's size
+        "[dec:2]split=2[qx0r][qu0r]",  # the unscaled source, and a copy brought down for the native score
+        "[qu0r]scale=1920:1080:flags=bicubic,setsar=1[qn0r]",
+    ]
+    # A configured display size: the 1080p rung is at that size already, the 720p rung goes up to it, and
+    # the reference comes down to it from the source.
+    shown = {"metrics": ["vmaf"], "display": {"width": 1920, "height": 1080}}
+    job = plan({"groups": [ladder], "quality": shown}, media(3840, 2160))
+    top, low = job.scores
+    assert (top.display, top.native, top.model) == (None, None, "vmaf_v0.6.1")
+    assert (low.display, low.model) == ((1920, 1080), "vmaf_v0.6.1")
+    assert "[vrefg0r1raw]scale=1920:1080:flags=bicubic,setsar=1[vrefg0r1]" in graph(job.argv).split(";")
+    assert "[qu1d]scale=1920:1080:flags=bicubic,setsar=1[qx1d]" in graph(job.argv, 1).split(";")
+
+
 def test_scoring_can_be_switched_off() -> None:
     job = plan({"outputs": [{"container": "mp4"}], "quality": {}}, score=False)
     assert job.scores == [] and "-dec" not in job.argv

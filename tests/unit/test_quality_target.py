@@ -231,3 +231,28 @@ def test_a_small_reel_is_raw_pictures_and_a_large_one_ffv1() -> None:
     assert reel_name(width=3840, height=2160, bit_depth=10, fps=60.0, seconds=12.0) == "reel.mkv"
     raw = reel_args(Path("/in.mp4"), [(0.0, 4.0)], Path("/w/reel.nut"), threads=2, keep_rotation=True)
     assert raw[raw.index("-c:v") + 1] == "rawvideo" and "ffv1" not in raw
+
+
+@pytest.mark.parametrize(
+    ("quality", "display"),
+    [(None, (1280, 720)), ({"display": {"width": 1920, "height": 1080}}, (1920, 1080))],
+)
+def test_the_search_scores_a_scaled_output_as_its_result_will_be_scored(
+    quality: dict[str, Any] | None, display: tuple[int, int]
+) -> None:
+    """A probe of a scaled output is scored at display size, so the target is met by the score the output
+    reports (its own-size score would look better than viewers see it, and is not measured: unused)."""
+    from pathlib import Path
+
+    from framefleet.media.filters import Assets
+    from framefleet.worker.quality_search import Reel, plan_probe, probe_spec
+    from tests.unit.test_media_plan import CAPS, media
+
+    body = target_spec({"video": {"height": 360}, "quality_target": {"metric": "vmaf", "value": 90}})
+    spec = JobSpec.model_validate({**body, **({"quality": quality} if quality else {})})
+    reel = Reel(Path("/work/reel.mkv"), media(1280, 720), [(0.0, 2.0)], 10.0)
+    probe = probe_spec(spec, spec.outputs[0], 28, reel.path)
+    plan = plan_probe(probe, reel, CAPS, Path("/work/probe"), threads=1, hardware=None, assets=Assets())
+    (score,) = plan.scores
+    assert score.display == display and [m.value for m in score.quality.metrics] == ["vmaf"]
+    assert score.native is None and plan.argv[-5:] == ["-map", "[qv0]", "-f", "null", "-"]

@@ -41,12 +41,16 @@ function showState(state) {
   if (retry) retry.hidden = !(state === "failed" || state === "canceled");
 }
 
+// `psnr` is the luma plane's alone (`psnr_yuv` weighs Y, Cb and Cr 6:1:1): the label says so.
+const METRIC_LABELS = { vmaf: "VMAF", psnr: "PSNR-Y", ssim: "SSIM" };
+const metricLabel = (key) => METRIC_LABELS[key] ?? key.toUpperCase();
+
 function scores(metrics) {
   if (!metrics) return "–";
   const parts = [];
-  for (const key of ["vmaf", "psnr", "ssim"]) {
+  for (const [key, label] of Object.entries(METRIC_LABELS)) {
     const m = metrics[key];
-    if (m && typeof m === "object" && m.mean !== undefined) parts.push(`${key.toUpperCase()} ${Number(m.mean).toFixed(key === "ssim" ? 3 : 1)}`);
+    if (m && typeof m === "object" && m.mean !== undefined) parts.push(`${label} ${Number(m.mean).toFixed(key === "ssim" ? 3 : 1)}`);
   }
   return parts.length ? parts.join(" · ") : "–";
 }
@@ -73,11 +77,11 @@ async function showCharts(outputs) {
       const points = q.series[q.metric] || [];
       const worst = q.summary?.worst_segment;
       const caption = worst
-        ? `Worst ${worst.metric.toUpperCase()} segment: ${worst.start}–${worst.end} s, mean ${Number(worst.mean).toFixed(1)}`
+        ? `Worst ${metricLabel(worst.metric)} segment: ${worst.start}–${worst.end} s, mean ${Number(worst.mean).toFixed(1)}`
         : "";
       $("charts").append(el("figure", { class: "quality" },
-        qualityChart({ metric: q.metric, points, worst, title: `${q.metric.toUpperCase()} per frame of ${output.name}` }),
-        el("figcaption", {}, `${output.name}: ${q.metric.toUpperCase()} per frame. ${caption}`)));
+        qualityChart({ metric: q.metric, points, worst, title: `${metricLabel(q.metric)} per frame of ${output.name}` }),
+        el("figcaption", {}, `${output.name}: ${metricLabel(q.metric)} per frame. ${caption}`)));
     } catch (e) {
       $("charts").append(el("p", { class: "error" }, `${output.name}: ${e.message}`));
     }
