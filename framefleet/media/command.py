@@ -42,7 +42,7 @@ from framefleet.media.filters import (
     num,
     pre_audio,
 )
-from framefleet.media.graph import Consumer, fan_out, gpu_branch, sw_format, use_gpu_frames
+from framefleet.media.graph import Consumer, fan_out, gpu_branch, sw_format, use_gpu_frames, video_graphs
 from framefleet.media.groups import (
     GroupPlan,
     RungPlan,
@@ -318,9 +318,10 @@ def plan_job(
     video_consumers = _video_consumers(b, outputs, groups, pictures)
     audio_consumers = _audio_consumers(outputs, groups)
 
-    graph: list[str] = []
+    graphs: list[list[str]] = [[]]
     if b.pre is not None:
-        graph += fan_out("v", b.pre.label, video_consumers, b.pre.chains)
+        graphs = video_graphs(b.pre.label, video_consumers, b.pre.chains)
+    graph = graphs[0]  # the sound's chains join the main graph
     for sound in b.sources.sources:  # one fan-out per input track (or mono pair) that branches use
         consumers = audio_consumers.get(sound.ordinal, [])
         if not consumers:
@@ -332,14 +333,15 @@ def plan_job(
             start = f"apre{sound.ordinal}"
         graph += fan_out("a", start, consumers, head)
     _assign_labels(outputs, groups, pictures, video_consumers, audio_consumers)
-    if graph:
-        require_filters(filter_names(";".join(graph)), caps)
+    graphs = [g for g in graphs if g]
+    if graphs:
+        require_filters(filter_names(";".join(";".join(g) for g in graphs)), caps)
 
     args = list(GLOBAL_ARGS) + _input_args(b, source, window)
-    if graph:
-        if threads > 0:
-            args += ["-filter_complex_threads", str(threads)]
-        args += ["-filter_complex", ";".join(graph)]
+    if graphs and threads > 0:
+        args += ["-filter_complex_threads", str(threads)]
+    for one in graphs:
+        args += ["-filter_complex", ";".join(one)]
     for plan in outputs:
         index = b.add_output(plain_output_args(b, plan), str(output_path(plan.output, plan.path)))
         if plan.score is not None:
@@ -393,13 +395,20 @@ def _video_consumers(
     def tail_of(pix: PixFmt) -> list[str]:
         return hardware.branch_tail(pix) if hardware is not None else []
 
+    # Branches that are not tone-mapped (no head) encode the HDR picture with its HDR10 metadata.
+    hdr10 = b.video is not None and b.video.hdr10 is not None
+
     for plan in outputs:
         if plan.video != "encode":
             continue
         codec = plan.output.video.codec
         pix = plan.output.video.pix_fmt or DEFAULT_PIX_FMT
         consumer = Consumer(
-            key=plan.key, filters=list(plan.video_filters), gif=codec is VideoCodec.gif, head=plan.head
+            key=plan.key,
+            filters=list(plan.video_filters),
+            gif=codec is VideoCodec.gif,
+            head=plan.head,
+            hdr10=hdr10 and not plan.head and codec is not VideoCodec.gif,
         )
         if b.score and scoreable(codec):
             display = display_size(b, consumer.filters, plan.width, plan.height)
@@ -415,7 +424,9 @@ def _video_consumers(
         for rindex, rung in enumerate(group.rungs):
             key = f"g{gindex}r{rindex}"
             pix = rung.encode.pix_fmt or DEFAULT_PIX_FMT
-            consumer = Consumer(key=key, filters=list(rung.filters), head=rung.head)
+            consumer = Consumer(
+                key=key, filters=list(rung.filters), head=rung.head, hdr10=hdr10 and not rung.head
+            )
             if b.score:
                 name = f"{group.name}/{rung.name}"
                 size = (rung.encode.width, rung.encode.height)

@@ -34,6 +34,8 @@ class Consumer:
     out: str = ""  # filled in: the label the output maps
     # First on the branch, shared by the encoder and the reference (tone mapping an SDR branch of HDR).
     head: list[str] = field(default_factory=list)
+    # The branch's encoder keeps the source's HDR10 metadata (mastering display, content light level).
+    hdr10: bool = False
 
 
 def consumer_chains(src: str, consumer: Consumer, label: str) -> tuple[list[str], str]:
@@ -90,6 +92,25 @@ def fan_out(kind: str, source: str, consumers: list[Consumer], head: list[str]) 
         chains, consumer.out = consumer_chains(src, consumer, f"{kind}out{consumer.key}")
         graph += chains
     return graph
+
+
+def video_graphs(source: str, consumers: list[Consumer], head: list[str]) -> list[list[str]]:
+    """The filter graphs feeding the picture's consumers: one, plus one more per extra HDR10 branch.
+
+    ffmpeg hands the stream's HDR10 metadata (mastering display, content light level) to the first output
+    of each filter graph only, so the other branches of a split would encode without it: their muxers
+    write no `mdcv`/`clli` boxes (MP4) or Colour elements (MKV/WebM), and VP9, which has no place for it in
+    its bitstream, loses it altogether. So the first HDR10 branch leads the main graph's split, and every
+    other one gets a graph of its own on the same decoded stream (decoded once), repeating the shared
+    operations in `head`.
+    """
+    keeping = [c for c in consumers if c.hdr10]
+    if len(keeping) < 2:
+        return [fan_out("v", source, consumers, head)]
+    rest = [c for c in consumers if not c.hdr10]
+    graphs = [fan_out("v", source, [keeping[0], *rest], head)]
+    graphs += [fan_out("v", source, [consumer], head) for consumer in keeping[1:]]
+    return graphs
 
 
 def use_gpu_frames(b: JobBuilder, families: list[Family]) -> bool:

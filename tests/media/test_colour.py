@@ -6,6 +6,7 @@ Needs only the ffmpeg binary: `pytest tests/media/test_colour.py`.
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -154,6 +155,37 @@ def test_hdr10_metadata_reaches_ten_bit_av1_and_hevc_in_every_container(
         # Only the first branch of a split picture hands the stream's HDR10 metadata to its muxer (ffmpeg
         # 9.0), so it has to be in the bitstream (HEVC SEI, AV1 metadata OBUs) to reach every player.
         assert video.hdr10 == source.hdr10, out.output.name
+
+
+def _container_hdr10(ffmpeg: str, path: Path) -> list[str]:
+    """The HDR10 side data the container gives the stream (MP4/MOV `mdcv`/`clli`, Matroska Colour), as
+    ffmpeg's stream dump lists it; bitstream SEI are not read at this level."""
+    dump = subprocess.run([ffmpeg, "-hide_banner", "-i", str(path)], capture_output=True, text=True).stderr
+    return sorted(
+        line.strip().split(":")[0]
+        for line in dump.splitlines()
+        if "Mastering display metadata" in line or "Content light level metadata" in line
+    )
+
+
+def test_every_hdr_branch_of_a_split_picture_keeps_hdr10_in_its_container(
+    ffmpeg: str, hdr10: Path, tmp_path: Path
+) -> None:
+    ten_bit = {"pix_fmt": "yuv420p10le", "preset": "ultrafast"}
+    body = {
+        "outputs": [
+            {"name": f"{codec}_{container}", "container": container, "video": {"codec": codec, **ten_bit}}
+            for codec, container in (("hevc", "mp4"), ("hevc", "mkv"), ("vp9", "webm"), ("hevc", "mov"))
+        ],
+        "poster": {"time": 0.1},  # an SDR branch beside them
+    }
+    _, plan, _ = run_plan(ffmpeg, body, hdr10, tmp_path / "w")
+    both = ["Content light level metadata", "Mastering display metadata"]
+    for out in plan.outputs:
+        # ffmpeg hands it to the first output of each filter graph only: before, the later three had none
+        # (10-bit VP9 in WebM lost HDR10 entirely).
+        assert _container_hdr10(ffmpeg, out.path) == both, out.output.name
+    assert _container_hdr10(ffmpeg, plan.pictures[0].folder / "poster.jpg") == []
 
 
 def test_stream_copies_of_untagged_sources_are_tagged_without_touching_the_pixels(
