@@ -386,8 +386,9 @@ def test_cmaf_boxes_say_what_cmaf_asks(dash: tuple[JobPlan, Results, list[str]])
                 assert entry.type == b"avc1"
                 (colr,) = entry.find("colr")
                 kind, primaries, transfer, matrix, full = struct.unpack(">4sHHHB", colr.payload[:11])
-                # The untagged 320x240 source is SD: BT.601 (525-line) primaries, curve and matrix.
-                assert (kind, primaries, transfer, matrix, full >> 7) == (b"nclx", 6, 6, 6, 0)
+                # The untagged 320x240 source at 25 fps is SD at a 625-line rate: BT.601 625-line primaries
+                # and matrix (bt470bg, 5), the BT.601 curve (6).
+                assert (kind, primaries, transfer, matrix, full >> 7) == (b"nclx", 5, 6, 5, 0)
         segments = sorted(folder.glob(f"chunk-{rep_id}-*.m4s"))
         assert segments
         for segment in segments:
