@@ -522,7 +522,7 @@ def register(app: typer.Typer) -> None:
     db.command("upgrade")(db_upgrade)
     app.add_typer(db, name="db")
 
-    tenants = typer.Typer(help="tenants (on this installation's database)")
+    tenants = typer.Typer(help="tenants (on this installation's database, or over the API)")
     for name, command in (
         ("create", tenants_create),
         ("list", tenants_list),
@@ -537,7 +537,7 @@ def register(app: typer.Typer) -> None:
     tenants.command("resume", help="The same as reactivate (its older name).")(tenants_reactivate)
     app.add_typer(tenants, name="tenants")
 
-    keys = typer.Typer(help="API keys (on this installation's database)")
+    keys = typer.Typer(help="API keys (on this installation's database, or over the API)")
     for name, command in (
         ("create", keys_create),
         ("list", keys_list),
