@@ -19,16 +19,23 @@ import typer
 from rich.console import Group
 from sqlalchemy.orm import Session
 
+from framefleet.cli import remote
 from framefleet.cli.common import (
-    EXIT_ERROR,
+    ApiOption,
     Cli,
     Column,
     JsonOption,
+    KeyOption,
     Output,
     OutputOption,
-    fail,
+    ProfileOption,
+    call_api,
+    call_local,
+    operator_command,
     output_command,
+    remote_wanted,
     rows_table,
+    stamp,
 )
 from framefleet.config import get_settings
 from framefleet.tenancy.permissions import ALIASES, ROLES
@@ -92,7 +99,7 @@ def db_upgrade() -> None:
     print(f"Database {display_url(url)} is at the latest schema.")
 
 
-def _settings(text: str) -> Any:
+def settings_json(text: str) -> Any:
     try:
         return json.loads(text)
     except ValueError as exc:
@@ -102,18 +109,18 @@ def _settings(text: str) -> Any:
 TENANT_COLUMNS: list[Column] = [("NAME", "name"), ("STATUS", "status"), ("REASON", "status_reason")]
 
 
-@output_command()
+@operator_command(remote=remote.tenants_create)
 def tenants_create(cli: Cli, name: TenantName, settings: SettingsJson = "{}") -> None:
     """Create a tenant."""
     from framefleet.tenancy import service
     from framefleet.tenancy.audit import CLI
 
     with database() as session:
-        tenant = service.create_tenant(session, name=name, settings=_settings(settings), actor=CLI)
+        tenant = service.create_tenant(session, name=name, settings=settings_json(settings), actor=CLI)
         cli.show(service.tenant_view(tenant), lambda _: f"Created tenant {tenant.name!r}.")
 
 
-@output_command()
+@operator_command(remote=remote.tenants_list)
 def tenants_list(cli: Cli) -> None:
     """List tenants."""
     from framefleet.tenancy import service
@@ -123,7 +130,7 @@ def tenants_list(cli: Cli) -> None:
     cli.show(views, lambda v: rows_table(v, TENANT_COLUMNS), empty="no tenants")
 
 
-@output_command(default=Output.json)
+@operator_command(remote=remote.tenants_get, default=Output.json)
 def tenants_get(cli: Cli, name: TenantName) -> None:
     """Show a tenant."""
     from framefleet.tenancy import service
@@ -132,7 +139,7 @@ def tenants_get(cli: Cli, name: TenantName) -> None:
         cli.show(service.tenant_view(service.get_tenant(session, name=name)))
 
 
-@output_command()
+@operator_command(remote=remote.tenants_update)
 def tenants_update(
     cli: Cli,
     name: TenantName,
@@ -143,11 +150,11 @@ def tenants_update(
     from framefleet.tenancy.audit import CLI
 
     with database() as session:
-        tenant = service.update_tenant(session, name=name, settings=_settings(settings), actor=CLI)
+        tenant = service.update_tenant(session, name=name, settings=settings_json(settings), actor=CLI)
         cli.show(service.tenant_view(tenant), lambda _: f"Updated tenant {tenant.name!r}.")
 
 
-def _usage_text(view: dict[str, Any]) -> Any:
+def usage_text(view: dict[str, Any]) -> Any:
     quotas = rows_table(
         [{"name": k, **v} for k, v in view["quotas"].items()],
         [("QUOTA", "name"), ("USAGE", "usage"), ("LIMIT", "limit")],
@@ -164,7 +171,7 @@ def _usage_text(view: dict[str, Any]) -> Any:
     return Group(quotas, "", periods)
 
 
-@output_command()
+@operator_command(remote=remote.tenants_usage)
 def tenants_usage(
     cli: Cli,
     name: TenantName,
@@ -182,7 +189,7 @@ def tenants_usage(
             # Recomputed from the tenant's jobs and outputs, in this command's transaction.
             usage.reconcile(session, tenant_id=tenant.id)
         view = quotas.report(session, tenant=tenant, now=utcnow())
-    cli.show(view, _usage_text)
+    cli.show(view, usage_text)
 
 
 QUOTA_FIELDS = ("max_queued_jobs", "max_running_jobs", "media_minutes_per_month", "output_bytes")
@@ -204,7 +211,7 @@ def quota_value(text: str) -> int | None:
 Quota = Annotated[str | None, typer.Option(metavar="N|none", help="`none` removes the quota")]
 
 
-@output_command()
+@operator_command(remote=remote.tenants_quotas)
 def tenants_quotas(
     cli: Cli,
     name: TenantName,
@@ -217,30 +224,31 @@ def tenants_quotas(
     from framefleet.tenancy import service
     from framefleet.tenancy.audit import CLI
 
-    given = dict(
-        zip(
-            QUOTA_FIELDS,
-            (max_queued_jobs, max_running_jobs, media_minutes_per_month, output_bytes),
-            strict=True,
-        )
-    )
-    # An option not given keeps the quota; `none` removes it.
-    changes = {field: quota_value(text) for field, text in given.items() if text is not None}
+    given = (max_queued_jobs, max_running_jobs, media_minutes_per_month, output_bytes)
     with database() as session:
         tenant = service.get_tenant(session, name=name)
-        if changes:
-            merged = {**(tenant.settings or {}).get("quotas", {}), **changes}
-            merged = {field: value for field, value in merged.items() if value is not None}
-            settings = {**(tenant.settings or {}), "quotas": merged}
-            tenant = service.update_tenant(session, name=name, settings=settings, actor=CLI)
+        changed = merged_quotas(tenant.settings or {}, dict(zip(QUOTA_FIELDS, given, strict=True)))
+        if changed is not None:
+            tenant = service.update_tenant(session, name=name, settings=changed, actor=CLI)
         current = (tenant.settings or {}).get("quotas", {})
-    view = {field: current.get(field) for field in QUOTA_FIELDS}
-    cli.show(
-        view, lambda v: rows_table([{"q": k, "l": x} for k, x in v.items()], [("QUOTA", "q"), ("LIMIT", "l")])
-    )
+    cli.show({field: current.get(field) for field in QUOTA_FIELDS}, quotas_table)
 
 
-@output_command()
+def merged_quotas(settings: dict[str, Any], given: dict[str, str | None]) -> dict[str, Any] | None:
+    """The tenant's settings with the quotas given set (`none` removes one; an option not given keeps its
+    quota); None when nothing was given."""
+    changes = {field: quota_value(text) for field, text in given.items() if text is not None}
+    if not changes:
+        return None
+    merged = {**settings.get("quotas", {}), **changes}
+    return {**settings, "quotas": {field: value for field, value in merged.items() if value is not None}}
+
+
+def quotas_table(view: dict[str, Any]) -> Any:
+    return rows_table([{"q": k, "l": x} for k, x in view.items()], [("QUOTA", "q"), ("LIMIT", "l")])
+
+
+@operator_command(remote=remote.tenants_suspend)
 def tenants_suspend(
     cli: Cli,
     name: TenantName,
@@ -259,7 +267,7 @@ def tenants_suspend(
     )
 
 
-@output_command()
+@operator_command(remote=remote.tenants_reactivate)
 def tenants_reactivate(cli: Cli, name: TenantName) -> None:
     """Accept the tenant's keys again and queue its held jobs."""
     from framefleet.redis_client import get_redis
@@ -281,11 +289,11 @@ def tenants_reactivate(cli: Cli, name: TenantName) -> None:
     )
 
 
-def _new_key_text(intro: str, raw: str) -> str:
+def new_key_text(intro: str, raw: str) -> str:
     return f"{intro}\n{raw}\nStore it now: only its hash is kept, so it cannot be shown again."
 
 
-@output_command()
+@operator_command(remote=remote.keys_create)
 def keys_create(
     cli: Cli,
     tenant: Annotated[str, typer.Option(metavar="NAME", help="the key's tenant (created if new)")],
@@ -315,16 +323,26 @@ def keys_create(
             actor=CLI,
         )
         view = {**service.key_view(key, tenant), "key": raw}
-    cli.show(view, lambda v: _new_key_text(f"Created {v['role']} key {v['id']} for tenant {tenant!r}:", raw))
+    cli.show(view, lambda v: new_key_text(f"Created {v['role']} key {v['id']} for tenant {tenant!r}:", raw))
 
 
 def _key_status(view: dict[str, Any]) -> str:
     if view["revoked_at"]:
         return "revoked"
-    return f"expires {view['expires_at']:%Y-%m-%dT%H:%M:%SZ}" if view["expires_at"] else "active"
+    return f"expires {stamp(view['expires_at'])}" if view["expires_at"] else "active"
 
 
-@output_command()
+KEY_COLUMNS: list[Column] = [
+    ("ID", "id"),
+    ("PREFIX", "prefix"),
+    ("TENANT", "tenant"),
+    ("ROLE", "role"),
+    ("STATUS", _key_status),
+    ("DESCRIPTION", "description"),
+]
+
+
+@operator_command(remote=remote.keys_list)
 def keys_list(
     cli: Cli,
     tenant: Annotated[str | None, typer.Option(metavar="NAME", help="one tenant's keys")] = None,
@@ -336,21 +354,13 @@ def keys_list(
     with database() as session:
         rows = service.list_keys(session, tenant=tenant, include_revoked=all_)
         views = [service.key_view(key, owner) for key, owner in rows]
-    columns: list[Column] = [
-        ("ID", "id"),
-        ("PREFIX", "prefix"),
-        ("TENANT", "tenant"),
-        ("ROLE", "role"),
-        ("STATUS", _key_status),
-        ("DESCRIPTION", "description"),
-    ]
-    cli.show(views, lambda v: rows_table(v, columns), empty="no keys")
+    cli.show(views, lambda v: rows_table(v, KEY_COLUMNS), empty="no keys")
 
 
 KeyId = Annotated[int, typer.Argument(metavar="KEY_ID", help="the key's id")]
 
 
-@output_command()
+@operator_command(remote=remote.keys_revoke)
 def keys_revoke(cli: Cli, key_id: KeyId) -> None:
     """Revoke a key."""
     from framefleet.tenancy import service
@@ -365,7 +375,7 @@ def keys_revoke(cli: Cli, key_id: KeyId) -> None:
     )
 
 
-@output_command()
+@operator_command(remote=remote.keys_rotate)
 def keys_rotate(cli: Cli, key_id: KeyId) -> None:
     """Replace a key by a new one with the same rights."""
     from framefleet.db.models import Tenant
@@ -376,9 +386,7 @@ def keys_rotate(cli: Cli, key_id: KeyId) -> None:
         raw, key = service.rotate_key(session, key_id=key_id, actor=CLI)
         owner = session.get(Tenant, key.tenant_id)
         view = {**service.key_view(key, owner.name if owner else "-"), "key": raw, "replaces": key_id}
-    cli.show(
-        view, lambda v: _new_key_text(f"Key {key_id} is revoked; its replacement is key {v['id']}:", raw)
-    )
+    cli.show(view, lambda v: new_key_text(f"Key {key_id} is revoked; its replacement is key {v['id']}:", raw))
 
 
 class Outcome(StrEnum):
@@ -389,7 +397,7 @@ class Outcome(StrEnum):
 
 def _audit_table(page: dict[str, Any]) -> Any:
     columns: list[Column] = [
-        ("AT", lambda v: f"{v['at']:%Y-%m-%dT%H:%M:%SZ}"),
+        ("AT", lambda v: stamp(v["at"])),
         ("ACTOR", "actor"),
         ("TENANT", "tenant"),
         ("ACTION", "action"),
@@ -404,6 +412,9 @@ def audit_callback(
     ctx: typer.Context,
     output: OutputOption = Output.table,
     json_: JsonOption = False,
+    api: ApiOption = None,
+    key: KeyOption = None,
+    profile: ProfileOption = None,
     tenant: Annotated[str | None, typer.Option(metavar="NAME")] = None,
     action: Annotated[str | None, typer.Option(help="e.g. jobs.submit, key.revoke, tenant.suspend")] = None,
     outcome: Annotated[Outcome | None, typer.Option()] = None,
@@ -416,24 +427,46 @@ def audit_callback(
     """Read the audit log (newest first); `audit prune` deletes old rows."""
     if ctx.invoked_subcommand is not None:
         return
+    query = {
+        "tenant": tenant,
+        "action": action,
+        "outcome": outcome.value if outcome else None,
+        "actor": actor,
+        "since": since,
+        "until": until,
+        "limit": limit,
+        "cursor": cursor,
+    }
+    if remote_wanted(api, key, profile):
+        call_api(_audit_remote, api=api, key=key, profile=profile, output=output, json_=json_, query=query)
+    else:
+        call_local(_audit_local, output=output, json_=json_, query=query)
+
+
+def _audit_remote(cli: Cli, *, query: dict[str, Any]) -> None:
+    """The audit log over the API: an admin key reads every tenant's rows, other roles their own tenant's."""
+    with cli.client() as api:
+        cli.show(api.call("GET", "/v1/audit", **query), _audit_table)
+
+
+def _audit_local(cli: Cli, *, query: dict[str, Any]) -> None:
     from framefleet.tenancy import audit, service
 
-    cli = Cli(Output.json if json_ else output)
-    try:
-        with database() as session:
-            tenant_id = service.get_tenant(session, name=tenant).id if tenant is not None else None
-            filters = audit.AuditFilter(
-                tenant_id=tenant_id,
-                action=action,
-                outcome=outcome.value if outcome else None,
-                actor=actor,
-                since=_when(since),
-                until=_when(until),
-            )
-            rows, next_cursor = audit.list_events(session, filters=filters, limit=limit, cursor=cursor)
-            views = [audit.event_view(row) for row in rows]
-    except (CommandError, service.NotFound) as exc:
-        raise fail(str(exc).strip("'\""), EXIT_ERROR) from None
+    with database() as session:
+        name = query["tenant"]
+        tenant_id = service.get_tenant(session, name=name).id if name is not None else None
+        filters = audit.AuditFilter(
+            tenant_id=tenant_id,
+            action=query["action"],
+            outcome=query["outcome"],
+            actor=query["actor"],
+            since=_when(query["since"]),
+            until=_when(query["until"]),
+        )
+        rows, next_cursor = audit.list_events(
+            session, filters=filters, limit=query["limit"], cursor=query["cursor"]
+        )
+        views = [audit.event_view(row) for row in rows]
     cli.show({"items": views, "next_cursor": next_cursor}, _audit_table)
 
 
@@ -489,7 +522,7 @@ def register(app: typer.Typer) -> None:
     db.command("upgrade")(db_upgrade)
     app.add_typer(db, name="db")
 
-    tenants = typer.Typer(help="tenants (on this installation's database)")
+    tenants = typer.Typer(help="tenants (on this installation's database, or over the API)")
     for name, command in (
         ("create", tenants_create),
         ("list", tenants_list),
@@ -504,7 +537,7 @@ def register(app: typer.Typer) -> None:
     tenants.command("resume", help="The same as reactivate (its older name).")(tenants_reactivate)
     app.add_typer(tenants, name="tenants")
 
-    keys = typer.Typer(help="API keys (on this installation's database)")
+    keys = typer.Typer(help="API keys (on this installation's database, or over the API)")
     for name, command in (
         ("create", keys_create),
         ("list", keys_list),

@@ -14,6 +14,7 @@ import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -200,11 +201,89 @@ def _output_params(default: Output) -> list[inspect.Parameter]:
     return [_option("output", OutputOption, default), _option("json_", JsonOption, False)]
 
 
+def remote_wanted(api: str | None, key: str | None, profile: str | None) -> bool:
+    """Whether an operator command goes over the API: --api, --key or --profile (or FRAMEFLEET_PROFILE) was
+    given, or FRAMEFLEET_API_URL is set; else it acts on this installation's database."""
+    return bool(api or key or profile or os.environ.get("FRAMEFLEET_API_URL"))
+
+
+def call_api(
+    func: Callable[..., int | None],
+    *,
+    api: str | None,
+    key: str | None,
+    profile: str | None,
+    output: Output,
+    json_: bool,
+    **kwargs: Any,
+) -> int | None:
+    """Run `func(cli, **kwargs)` against the API: API and connection errors become a line on stderr and exit
+    code 1 or 4, a bad profile exit code 2."""
+    try:
+        url, secret = resolve_api(api, key, profile)
+    except ConfigError as exc:
+        raise fail(str(exc), EXIT_USAGE) from None
+    cli = Cli(Output.json if json_ else output, url, secret)
+    try:
+        return func(cli, **kwargs)
+    except ApiError as exc:
+        raise fail(f"API error: {exc}", EXIT_ERROR) from None
+    except httpx.TransportError as exc:
+        raise fail(
+            f"cannot reach the API at {url}: {exc} (is `framefleet up` running?)", EXIT_UNREACHABLE
+        ) from None
+
+
+def call_local(func: Callable[..., int | None], *, output: Output, json_: bool, **kwargs: Any) -> int | None:
+    """Run `func(cli, **kwargs)` on this installation: its refusals (not found, conflict, ValueError) become a
+    line on stderr and exit code 1."""
+    from framefleet.cli.admin import CommandError
+    from framefleet.tenancy.service import Conflict, NotFound
+
+    try:
+        return func(Cli(Output.json if json_ else output), **kwargs)
+    except (CommandError, NotFound, Conflict, ValueError) as exc:
+        raise fail(str(exc).strip("'\""), EXIT_ERROR) from None
+
+
+def _api_params() -> list[inspect.Parameter]:
+    return [
+        _option("api", ApiOption, None),
+        _option("key", KeyOption, None),
+        _option("profile", ProfileOption, None),
+    ]
+
+
 def api_command(
     *, default: Output = Output.table
 ) -> Callable[[Callable[..., int | None]], Callable[..., None]]:
-    """A command over the HTTP API: adds --api, --key, --profile and --output; API and connection errors
-    become a line on stderr and exit code 1 or 4."""
+    """A command over the HTTP API: adds --api, --key, --profile and --output (see `call_api`)."""
+
+    def wrap(func: Callable[..., int | None]) -> Callable[..., None]:
+        return _with_options(
+            func, [*_api_params(), *_output_params(default)], functools.partial(call_api, func)
+        )
+
+    return wrap
+
+
+def output_command(
+    *, default: Output = Output.table
+) -> Callable[[Callable[..., int | None]], Callable[..., None]]:
+    """A command on this installation (database, stores): adds --output (see `call_local`)."""
+
+    def wrap(func: Callable[..., int | None]) -> Callable[..., None]:
+        return _with_options(func, _output_params(default), functools.partial(call_local, func))
+
+    return wrap
+
+
+def operator_command(
+    *, remote: Callable[..., int | None], default: Output = Output.table
+) -> Callable[[Callable[..., int | None]], Callable[..., None]]:
+    """An operator command that also works from afar: on this installation's database by default, over the
+    API (as `remote`, which takes the same arguments) when `remote_wanted` says so. Adds --api, --key,
+    --profile and --output."""
 
     def wrap(func: Callable[..., int | None]) -> Callable[..., None]:
         def run(
@@ -216,47 +295,36 @@ def api_command(
             json_: bool,
             **kwargs: Any,
         ) -> int | None:
-            try:
-                url, secret = resolve_api(api, key, profile)
-            except ConfigError as exc:
-                raise fail(str(exc), EXIT_USAGE) from None
-            cli = Cli(Output.json if json_ else output, url, secret)
-            try:
-                return func(cli, **kwargs)
-            except ApiError as exc:
-                raise fail(f"API error: {exc}", EXIT_ERROR) from None
-            except httpx.TransportError as exc:
-                raise fail(
-                    f"cannot reach the API at {url}: {exc} (is `framefleet up` running?)", EXIT_UNREACHABLE
-                ) from None
+            if remote_wanted(api, key, profile):
+                return call_api(
+                    remote, api=api, key=key, profile=profile, output=output, json_=json_, **kwargs
+                )
+            return call_local(func, output=output, json_=json_, **kwargs)
 
-        extra = [
-            _option("api", ApiOption, None),
-            _option("key", KeyOption, None),
-            _option("profile", ProfileOption, None),
-            *_output_params(default),
-        ]
-        return _with_options(func, extra, run)
+        return _with_options(func, [*_api_params(), *_output_params(default)], run)
 
     return wrap
 
 
-def output_command(
-    *, default: Output = Output.table
-) -> Callable[[Callable[..., int | None]], Callable[..., None]]:
-    """A command on this installation (database, stores): adds --output; its refusals (not found, conflict,
-    ValueError) become a line on stderr and exit code 1."""
+def tenant_of(tenant: str | None, *, remote: bool) -> str:
+    """The --tenant of a command on a tenant's resources: required on the installation's database; over the
+    API the key's own tenant is meant, so a --tenant there is refused rather than silently ignored."""
+    if remote:
+        if tenant is not None:
+            raise typer.BadParameter(
+                "over the API a command acts on its key's tenant: leave --tenant out", param_hint="--tenant"
+            )
+        return ""
+    if tenant is None:
+        raise typer.BadParameter(
+            "which tenant? (required on this installation's database)", param_hint="--tenant"
+        )
+    return tenant
 
-    def wrap(func: Callable[..., int | None]) -> Callable[..., None]:
-        def run(*, output: Output, json_: bool, **kwargs: Any) -> int | None:
-            from framefleet.cli.admin import CommandError
-            from framefleet.tenancy.service import Conflict, NotFound
 
-            try:
-                return func(Cli(Output.json if json_ else output), **kwargs)
-            except (CommandError, NotFound, Conflict, ValueError) as exc:
-                raise fail(str(exc).strip("'\""), EXIT_ERROR) from None
-
-        return _with_options(func, _output_params(default), run)
-
-    return wrap
+def stamp(value: Any) -> str | None:
+    """A time as `2027-01-31T00:00:00Z`, from a datetime (database) or an ISO string (the API's JSON)."""
+    if value is None:
+        return None
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    return f"{moment.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}" if moment.tzinfo else f"{moment:%Y-%m-%dT%H:%M:%SZ}"

@@ -9,15 +9,16 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from framefleet.cli import remote
 from framefleet.cli.admin import database
-from framefleet.cli.common import Cli, Column, Output, output_command, rows_table
+from framefleet.cli.common import Cli, Column, Output, operator_command, rows_table
 from framefleet.config import get_settings
 
 if TYPE_CHECKING:
     from framefleet.scheduling.control import Hold
 
 
-def _line(view: dict[str, Any]) -> str:
+def node_line(view: dict[str, Any]) -> str:
     running = ", ".join(view["running_jobs"]) or "-"
     reason = f" ({view['reason']})" if view.get("reason") else ""
     processes = len(view["workers"])
@@ -33,7 +34,7 @@ NODE_COLUMNS: list[Column] = [
 ]
 
 
-@output_command()
+@operator_command(remote=remote.workers_list)
 def workers_list(cli: Cli) -> None:
     """Live and held worker nodes."""
     import sqlalchemy as sa
@@ -56,7 +57,7 @@ WorkerArg = Annotated[str, typer.Argument(metavar="WORKER", help="a worker id (<
 Reason = Annotated[str | None, typer.Option(help="why, shown in listings")]
 
 
-@output_command(default=Output.json)
+@operator_command(remote=remote.workers_describe, default=Output.json)
 def workers_describe(cli: Cli, worker: WorkerArg) -> None:
     """A node: its hold, its live processes (capabilities, heartbeat) and running jobs."""
     from framefleet.scheduling import control
@@ -66,7 +67,7 @@ def workers_describe(cli: Cli, worker: WorkerArg) -> None:
             node = control.node_of(session, worker=worker)
         except control.UnknownWorker as exc:
             raise ValueError(str(exc)) from exc
-        cli.show(control.node_view(session, get_settings(), node=node), _line)
+        cli.show(control.node_view(session, get_settings(), node=node), node_line)
 
 
 def _hold(cli: Cli, worker: str, hold: Hold | None, *, reason: str | None = None, wait: bool = False) -> None:
@@ -86,16 +87,16 @@ def _hold(cli: Cli, worker: str, hold: Hold | None, *, reason: str | None = None
                 view = control.node_view(session, settings, node=node)
     except control.UnknownWorker as exc:
         raise ValueError(str(exc)) from exc
-    cli.show(view, _line)
+    cli.show(view, node_line)
 
 
-@output_command()
+@operator_command(remote=remote.workers_cordon)
 def workers_cordon(cli: Cli, worker: WorkerArg, reason: Reason = None) -> None:
     """Take no new job on this node (running jobs go on)."""
     _hold(cli, worker, "cordoned", reason=reason)
 
 
-@output_command()
+@operator_command(remote=remote.workers_drain)
 def workers_drain(
     cli: Cli,
     worker: WorkerArg,
@@ -106,7 +107,7 @@ def workers_drain(
     _hold(cli, worker, "draining", reason=reason, wait=wait)
 
 
-@output_command()
+@operator_command(remote=remote.workers_uncordon)
 def workers_uncordon(cli: Cli, worker: WorkerArg) -> None:
     """Let the node take jobs again."""
     _hold(cli, worker, None)
@@ -123,7 +124,7 @@ POOL_COLUMNS: list[Column] = [
 ]
 
 
-@output_command()
+@operator_command(remote=remote.pools_view)
 def pools_view(cli: Cli) -> None:
     """Each pool's workers, backlog, drain rate and workers needed."""
     from framefleet.scheduling import pools
@@ -135,7 +136,9 @@ def pools_view(cli: Cli) -> None:
 
 def register(app: typer.Typer) -> None:
     """Register `workers` and `pools`."""
-    workers = typer.Typer(help="worker nodes: list, describe, cordon, drain, uncordon (on this installation)")
+    workers = typer.Typer(
+        help="worker nodes: list, describe, cordon, drain, uncordon (on this installation, or over the API)"
+    )
     for name, command in (
         ("list", workers_list),
         ("describe", workers_describe),

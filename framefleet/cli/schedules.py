@@ -11,8 +11,9 @@ import typer
 from pydantic import ValidationError
 from rich.console import Group
 
+from framefleet.cli import remote
 from framefleet.cli.admin import database
-from framefleet.cli.common import Cli, Column, output_command, rows_table
+from framefleet.cli.common import Cli, Column, operator_command, rows_table, tenant_of
 from framefleet.cli.jobs import param_pairs, read_spec
 from framefleet.config import get_settings
 from framefleet.core.spec import JobSpec
@@ -22,8 +23,8 @@ from framefleet.workflows import batch, templates
 from framefleet.workflows import schedules as service
 
 
-def _tenant_id(session: Any, name: str) -> int:
-    tenant = find_tenant(session, name=name)
+def _tenant_id(session: Any, name: str | None) -> int:
+    tenant = find_tenant(session, name=tenant_of(name, remote=False))
     if tenant is None:
         raise TenantNotFound(f"no tenant {name!r}")
     return tenant.id
@@ -51,6 +52,7 @@ def _refusal(command: Any) -> Any:
     return run
 
 
+FIRE_COLUMNS: list[Column] = [("FIRE AT", "fire_at"), ("JOB", "job_id"), ("ERROR", "error")]
 COLUMNS: list[Column] = [
     ("ID", "id"),
     ("ON", lambda v: "on" if v["enabled"] else "off"),
@@ -61,11 +63,14 @@ COLUMNS: list[Column] = [
 ]
 
 
-def _one(view: dict[str, Any]) -> Any:
+def one_schedule(view: dict[str, Any]) -> Any:
     return Group(rows_table([view], COLUMNS), "upcoming: " + ", ".join(map(str, view["upcoming"])))
 
 
-Tenant = Annotated[str, typer.Option(metavar="NAME", help="the schedule's tenant")]
+Tenant = Annotated[
+    str | None,
+    typer.Option(metavar="NAME", help="the schedule's tenant (on the database; over the API: the key's)"),
+]
 ScheduleId = Annotated[int, typer.Argument(metavar="ID", help="schedule id")]
 Spec = Annotated[str | None, typer.Option(metavar="SPEC.json", help="the job spec (- for stdin)")]
 Template = Annotated[str | None, typer.Option(metavar="NAME", help="or: one of the tenant's job templates")]
@@ -81,9 +86,9 @@ Params = Annotated[
 CatchUp = StrEnum("CatchUp", {name: name for name in service.CATCH_UP})  # type: ignore[misc]
 
 
-@output_command()
+@operator_command(remote=remote.schedules_list)
 @_refusal
-def schedules_list(cli: Cli, tenant: Tenant) -> None:
+def schedules_list(cli: Cli, tenant: Tenant = None) -> None:
     """List a tenant's schedules and their next fire times."""
     with database() as session:
         rows = [
@@ -132,13 +137,13 @@ def _to_submit(
     )
 
 
-@output_command()
+@operator_command(remote=remote.schedules_create)
 @_refusal
 def schedules_create(
     cli: Cli,
     name: Annotated[str, typer.Argument(help="the schedule's name")],
-    tenant: Tenant,
     cron: Annotated[str, typer.Option(help='five fields, e.g. "0 6 * * 1-5"')],
+    tenant: Tenant = None,
     timezone: Annotated[str, typer.Option(help="IANA name")] = "UTC",
     catch_up: Annotated[CatchUp, typer.Option(help="a fire missed in an outage")] = CatchUp("once"),  # noqa: B008
     disabled: Annotated[bool, typer.Option("--disabled", help="create it switched off")] = False,
@@ -150,6 +155,7 @@ def schedules_create(
     """A job spec or template call submitted at each time of a cron expression."""
     if spec is None and template is None:
         raise ValueError("give --spec or --template")
+    tenant = tenant_of(tenant, remote=False)
     with database() as session:
         tenant_id = _tenant_id(session, tenant)
         schedule = service.create_schedule(
@@ -175,12 +181,12 @@ def schedules_create(
     cli.show(view, lambda v: f"schedule {v['id']} created; next fires: " + ", ".join(map(str, v["upcoming"])))
 
 
-@output_command()
+@operator_command(remote=remote.schedules_update)
 @_refusal
 def schedules_update(
     cli: Cli,
     schedule_id: ScheduleId,
-    tenant: Tenant,
+    tenant: Tenant = None,
     cron: Annotated[str | None, typer.Option(help='five fields, e.g. "0 6 * * 1-5"')] = None,
     timezone: Annotated[str | None, typer.Option(help="IANA name")] = None,
     catch_up: Annotated[CatchUp | None, typer.Option(help="a fire missed in an outage")] = None,
@@ -190,6 +196,7 @@ def schedules_update(
     param: Params = None,
 ) -> None:
     """Change a schedule; its next fire counts from now."""
+    tenant = tenant_of(tenant, remote=False)
     with database() as session:
         tenant_id = _tenant_id(session, tenant)
         changes: dict[str, Any] = {
@@ -217,21 +224,21 @@ def schedules_update(
             session, tenant_id=tenant_id, schedule_id=schedule_id, changes=changes
         )
         view = service.schedule_view(schedule)
-    cli.show(view, _one)
+    cli.show(view, one_schedule)
 
 
-@output_command()
+@operator_command(remote=remote.schedules_get)
 @_refusal
-def schedules_get(cli: Cli, schedule_id: ScheduleId, tenant: Tenant) -> None:
+def schedules_get(cli: Cli, schedule_id: ScheduleId, tenant: Tenant = None) -> None:
     """A schedule and its next fire times."""
     with database() as session:
         schedule = service.get_schedule(
             session, tenant_id=_tenant_id(session, tenant), schedule_id=schedule_id
         )
-        cli.show(service.schedule_view(schedule), _one)
+        cli.show(service.schedule_view(schedule), one_schedule)
 
 
-def _enable(cli: Cli, schedule_id: int, tenant: str, enabled: bool) -> None:
+def _enable(cli: Cli, schedule_id: int, tenant: str | None, enabled: bool) -> None:
     with database() as session:
         schedule = service.update_schedule(
             session,
@@ -243,35 +250,35 @@ def _enable(cli: Cli, schedule_id: int, tenant: str, enabled: bool) -> None:
     cli.show(view, lambda v: rows_table([v], COLUMNS))
 
 
-@output_command()
+@operator_command(remote=remote.schedules_enable)
 @_refusal
-def schedules_enable(cli: Cli, schedule_id: ScheduleId, tenant: Tenant) -> None:
+def schedules_enable(cli: Cli, schedule_id: ScheduleId, tenant: Tenant = None) -> None:
     """Fire again from the next cron time."""
     _enable(cli, schedule_id, tenant, True)
 
 
-@output_command()
+@operator_command(remote=remote.schedules_disable)
 @_refusal
-def schedules_disable(cli: Cli, schedule_id: ScheduleId, tenant: Tenant) -> None:
+def schedules_disable(cli: Cli, schedule_id: ScheduleId, tenant: Tenant = None) -> None:
     """Stop firing."""
     _enable(cli, schedule_id, tenant, False)
 
 
-@output_command()
+@operator_command(remote=remote.schedules_delete)
 @_refusal
-def schedules_delete(cli: Cli, schedule_id: ScheduleId, tenant: Tenant) -> None:
+def schedules_delete(cli: Cli, schedule_id: ScheduleId, tenant: Tenant = None) -> None:
     """Delete a schedule and its fire log."""
     with database() as session:
         service.delete_schedule(session, tenant_id=_tenant_id(session, tenant), schedule_id=schedule_id)
     cli.show({"id": schedule_id, "deleted": True}, lambda _: f"schedule {schedule_id} deleted")
 
 
-@output_command()
+@operator_command(remote=remote.schedules_fires)
 @_refusal
 def schedules_fires(
     cli: Cli,
     schedule_id: ScheduleId,
-    tenant: Tenant,
+    tenant: Tenant = None,
     limit: Annotated[int, typer.Option(help="at most this many")] = 50,
 ) -> None:
     """A schedule's fires, newest first, with the jobs they made."""
@@ -282,13 +289,12 @@ def schedules_fires(
                 session, tenant_id=_tenant_id(session, tenant), schedule_id=schedule_id, limit=limit
             )
         ]
-    columns: list[Column] = [("FIRE AT", "fire_at"), ("JOB", "job_id"), ("ERROR", "error")]
-    cli.show(rows, lambda r: rows_table(r, columns), empty="no fires yet")
+    cli.show(rows, lambda r: rows_table(r, FIRE_COLUMNS), empty="no fires yet")
 
 
 def register(app: typer.Typer) -> None:
     """Register `schedules`."""
-    group = typer.Typer(help="a tenant's cron schedules (on this installation's database)")
+    group = typer.Typer(help="a tenant's cron schedules (on this installation's database, or over the API)")
     for name, command in (
         ("list", schedules_list),
         ("create", schedules_create),

@@ -11,8 +11,9 @@ from typing import Annotated, Any
 
 import typer
 
+from framefleet.cli import remote
 from framefleet.cli.admin import database
-from framefleet.cli.common import Cli, Column, Output, output_command, rows_table
+from framefleet.cli.common import Cli, Column, Output, operator_command, rows_table, tenant_of
 from framefleet.config import get_settings
 from framefleet.logging import configure_logging, get_logger
 from framefleet.observability import tracing
@@ -46,8 +47,8 @@ def run_worker() -> None:
     tracing.flush()
 
 
-def _tenant_id(session: Any, name: str) -> int:
-    tenant = find_tenant(session, name=name)
+def _tenant_id(session: Any, name: str | None) -> int:
+    tenant = find_tenant(session, name=tenant_of(name, remote=False))
     if tenant is None:
         raise TenantNotFound(f"no tenant {name!r}")
     return tenant.id
@@ -66,7 +67,10 @@ def _refusal(command: Any) -> Any:
     return run
 
 
-Tenant = Annotated[str, typer.Option(metavar="NAME", help="the endpoint's tenant")]
+Tenant = Annotated[
+    str | None,
+    typer.Option(metavar="NAME", help="the endpoint's tenant (on the database; over the API: the key's)"),
+]
 EndpointId = Annotated[int, typer.Argument(metavar="ID", help="endpoint id")]
 EventType = StrEnum("EventType", {name: name for name in EVENT_TYPES})  # type: ignore[misc]
 ENDPOINT_COLUMNS: list[Column] = [
@@ -86,9 +90,9 @@ DELIVERY_COLUMNS: list[Column] = [
 ]
 
 
-@output_command()
+@operator_command(remote=remote.webhooks_list)
 @_refusal
-def webhooks_list(cli: Cli, tenant: Tenant) -> None:
+def webhooks_list(cli: Cli, tenant: Tenant = None) -> None:
     """List a tenant's endpoints."""
     with database() as session:
         rows = [
@@ -98,9 +102,9 @@ def webhooks_list(cli: Cli, tenant: Tenant) -> None:
     cli.show(rows, lambda r: rows_table(r, ENDPOINT_COLUMNS), empty="no endpoints")
 
 
-@output_command(default=Output.json)
+@operator_command(remote=remote.webhooks_get, default=Output.json)
 @_refusal
-def webhooks_get(cli: Cli, endpoint_id: EndpointId, tenant: Tenant) -> None:
+def webhooks_get(cli: Cli, endpoint_id: EndpointId, tenant: Tenant = None) -> None:
     """An endpoint: its URL, events and delivery status (never its secret)."""
     with database() as session:
         endpoint = service.get_endpoint(
@@ -109,12 +113,12 @@ def webhooks_get(cli: Cli, endpoint_id: EndpointId, tenant: Tenant) -> None:
         cli.show(service.endpoint_view(endpoint))
 
 
-@output_command()
+@operator_command(remote=remote.webhooks_create)
 @_refusal
 def webhooks_create(
     cli: Cli,
     url: Annotated[str, typer.Argument(help="where deliveries are POSTed")],
-    tenant: Tenant,
+    tenant: Tenant = None,
     event: Annotated[
         list[EventType] | None, typer.Option(help="repeatable; default all but job.progress")
     ] = None,
@@ -138,21 +142,66 @@ def webhooks_create(
     cli.show(view, lambda v: f"endpoint {v['id']} created; signing secret (shown once): {secret}")
 
 
-@output_command()
+def endpoint_changes(
+    *, url: str | None, event: list[Any] | None, description: str | None, enabled: bool | None
+) -> dict[str, Any]:
+    """The fields `webhooks update` was given (the others are kept)."""
+    changes: dict[str, Any] = {
+        key: value
+        for key, value in (("url", url), ("description", description), ("enabled", enabled))
+        if value is not None
+    }
+    if event:
+        changes["event_types"] = [e.value for e in event]
+    if not changes:
+        raise typer.BadParameter(
+            "nothing to change: give --url, --event, --description, --enable or --disable"
+        )
+    return changes
+
+
+@operator_command(remote=remote.webhooks_update)
 @_refusal
-def webhooks_delete(cli: Cli, endpoint_id: EndpointId, tenant: Tenant) -> None:
+def webhooks_update(
+    cli: Cli,
+    endpoint_id: EndpointId,
+    tenant: Tenant = None,
+    url: Annotated[str | None, typer.Option(help="where deliveries are POSTed")] = None,
+    event: Annotated[list[EventType] | None, typer.Option(help="repeatable; replaces the events")] = None,
+    description: Annotated[str | None, typer.Option(help="a note shown in listings")] = None,
+    enabled: Annotated[
+        bool | None, typer.Option("--enable/--disable", help="switch it on (clears `failing`) or off")
+    ] = None,
+) -> None:
+    """Change an endpoint's URL, events, description, or switch it on or off."""
+    changes = endpoint_changes(url=url, event=event, description=description, enabled=enabled)
+    with database() as session:
+        endpoint = service.update_endpoint(
+            session,
+            tenant_id=_tenant_id(session, tenant),
+            endpoint_id=endpoint_id,
+            changes=changes,
+            allow_private=get_settings().webhook_allow_private,
+        )
+        view = service.endpoint_view(endpoint)
+    cli.show(view, lambda v: rows_table([v], ENDPOINT_COLUMNS))
+
+
+@operator_command(remote=remote.webhooks_delete)
+@_refusal
+def webhooks_delete(cli: Cli, endpoint_id: EndpointId, tenant: Tenant = None) -> None:
     """Delete an endpoint and its delivery log."""
     with database() as session:
         service.delete_endpoint(session, tenant_id=_tenant_id(session, tenant), endpoint_id=endpoint_id)
     cli.show({"id": endpoint_id, "deleted": True}, lambda _: f"endpoint {endpoint_id} deleted")
 
 
-@output_command()
+@operator_command(remote=remote.webhooks_rotate)
 @_refusal
 def webhooks_rotate(
     cli: Cli,
     endpoint_id: EndpointId,
-    tenant: Tenant,
+    tenant: Tenant = None,
     grace: Annotated[
         float | None, typer.Option(metavar="SECONDS", help="how long the old secret signs too")
     ] = None,
@@ -172,12 +221,12 @@ def webhooks_rotate(
     cli.show(view, lambda _: f"new secret (shown once): {secret}; the old one signs too for {seconds:g}s")
 
 
-@output_command()
+@operator_command(remote=remote.webhooks_deliveries)
 @_refusal
 def webhooks_deliveries(
     cli: Cli,
     endpoint_id: EndpointId,
-    tenant: Tenant,
+    tenant: Tenant = None,
     limit: Annotated[int, typer.Option(help="at most this many")] = 50,
 ) -> None:
     """An endpoint's delivery log, newest first."""
@@ -191,13 +240,13 @@ def webhooks_deliveries(
     cli.show(rows, lambda r: rows_table(r, DELIVERY_COLUMNS), empty="no deliveries")
 
 
-@output_command()
+@operator_command(remote=remote.webhooks_replay)
 @_refusal
 def webhooks_replay(
     cli: Cli,
     endpoint_id: EndpointId,
     delivery: Annotated[int, typer.Argument(metavar="DELIVERY", help="delivery id")],
-    tenant: Tenant,
+    tenant: Tenant = None,
 ) -> None:
     """Send a delivery again."""
     with database() as session:
@@ -213,12 +262,15 @@ def webhooks_replay(
 
 def register(app: typer.Typer) -> None:
     """Register `webhooks`."""
-    group = typer.Typer(help="webhook endpoints (on this installation's database) and the delivery worker")
+    group = typer.Typer(
+        help="webhook endpoints (on this installation's database, or over the API) and the delivery worker"
+    )
     group.command("worker")(run_worker)
     for name, command in (
         ("list", webhooks_list),
         ("get", webhooks_get),
         ("create", webhooks_create),
+        ("update", webhooks_update),
         ("delete", webhooks_delete),
         ("rotate", webhooks_rotate),
         ("deliveries", webhooks_deliveries),
