@@ -206,18 +206,23 @@ def test_workers_and_pools_over_the_api(admin_opts: list[str], api_url: str) -> 
                 id=f"{node}:1", node=node, host=node, pid=1, pool="cpu", capabilities={}, last_heartbeat=now
             )
         )
-    code, out, err = cli("workers", "cordon", node, "--reason", "disk", *admin_opts)
-    assert code == 0, err
-    assert out.startswith(f"{node}: cordoned (disk)")
-    listed = cli("workers", "list", *admin_opts)[1]
-    assert rows(listed)[0][:4] == ["ID", "POOL", "STATUS", "HOLD"]
-    assert [f"{node}:1", "cpu"] in [row[:2] for row in rows(listed)] and "cordoned" in listed
-    drained = json.loads(cli("workers", "drain", node, "--wait", "--json", *admin_opts)[1])
-    assert drained["state"] == "drained" and drained["running_jobs"] == []
-    described = yaml.safe_load(cli("workers", "describe", node, "-o", "yaml", *admin_opts)[1])
-    assert described["node"] == node and described["state"] == "drained"
-    code, out, _ = cli("workers", "uncordon", node, *admin_opts)
-    assert code == 0 and out.startswith(f"{node}: active")
-    # FRAMEFLEET_API_URL alone sends an operator command to the API too.
-    code, out, err = cli("pools", "--json", "--key", admin_opts[3], env={"FRAMEFLEET_API_URL": api_url})
-    assert code == 0 and isinstance(json.loads(out), list), err
+    try:
+        code, out, err = cli("workers", "cordon", node, "--reason", "disk", *admin_opts)
+        assert code == 0, err
+        assert out.startswith(f"{node}: cordoned (disk)")
+        listed = cli("workers", "list", *admin_opts)[1]
+        assert rows(listed)[0][:4] == ["ID", "POOL", "STATUS", "HOLD"]
+        assert [f"{node}:1", "cpu"] in [row[:2] for row in rows(listed)] and "cordoned" in listed
+        drained = json.loads(cli("workers", "drain", node, "--wait", "--json", *admin_opts)[1])
+        assert drained["state"] == "drained" and drained["running_jobs"] == []
+        described = yaml.safe_load(cli("workers", "describe", node, "-o", "yaml", *admin_opts)[1])
+        assert described["node"] == node and described["state"] == "drained"
+        code, out, _ = cli("workers", "uncordon", node, *admin_opts)
+        assert code == 0 and out.startswith(f"{node}: active")
+        # FRAMEFLEET_API_URL alone sends an operator command to the API too.
+        code, out, err = cli("pools", "--json", "--key", admin_opts[3], env={"FRAMEFLEET_API_URL": api_url})
+        assert code == 0 and isinstance(json.loads(out), list), err
+    finally:
+        # A live worker row without capabilities would make later modules' submissions unplaceable.
+        with session_scope() as session:
+            session.query(Worker).filter(Worker.node == node).delete()
