@@ -5,6 +5,7 @@ Needs only the ffmpeg binary (no Redis, no database): `pytest tests/integration/
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from pathlib import Path
@@ -373,6 +374,28 @@ def test_quality_pairs_frames_whatever_the_containers_time_bases(
 def slow_encode(ffmpeg: str, source: Path) -> list[str]:
     """An encode paced at real time (-re) that would run for 30 s if left alone."""
     return [ffmpeg, *paced_encode("-i", str(source))]
+
+
+def test_the_cancel_check_is_asked_once_per_poll_interval_not_per_progress_sample(ffmpeg: str) -> None:
+    # Each ask is a Redis round trip in the worker; progress samples wake the runner far more often.
+    asked: list[float] = []
+    samples: list[Progress] = []
+
+    def should_cancel() -> bool:
+        asked.append(time.monotonic())
+        return False
+
+    source = ("-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25:duration=1.5")
+    result = run_ffmpeg(
+        [ffmpeg, "-stats_period", "0.05", *paced_encode(*source)],
+        on_progress=samples.append,
+        duration=1.5,
+        should_cancel=should_cancel,
+        poll_interval=0.5,
+    )
+    assert result.returncode == 0 and not result.canceled
+    assert len(samples) > len(asked) >= 1
+    assert all(later - earlier >= 0.5 for earlier, later in itertools.pairwise(asked))
 
 
 def test_cancel_kills_ffmpeg_within_two_seconds(ffmpeg: str, clips: dict[str, Path]) -> None:
