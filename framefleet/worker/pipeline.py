@@ -323,7 +323,8 @@ def run_pipeline(
             assets=assets,
         )
         _encode(plan, ffmpeg, run, start=start, gpu=hardware is not None)
-        run.check_canceled()
+        # The encode asked for a cancel while it ran; the check after packaging, before anything is
+        # published, catches one that came since (one Redis round trip instead of two).
         with tracing.span("job.package"):
             results = collect_results(
                 plan, encoded, job_output_base(settings, tenant, job.id, _default_output(namespace))

@@ -159,6 +159,29 @@ def test_probe_refuses_bad_files_as_input_invalid(
     assert time.monotonic() - started < 10
 
 
+def test_probe_of_a_written_output_reads_the_streams_without_decoding(
+    clips: dict[str, Path], ffmpeg: str, tmp_path: Path
+) -> None:
+    # What the results step reads of each output ffmpeg wrote: the same description without a decoder.
+    output = tmp_path / "out.ts"
+    quiet_ffmpeg(
+        ffmpeg, "-i", clips["clip"], "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", output
+    )
+    full, streams = probe(output), probe(output, decode=False)
+    for info in (full, streams):
+        assert info.video is not None and info.audio is not None
+    assert (streams.duration, streams.size_bytes) == (full.duration, full.size_bytes)
+    assert (streams.video.codec, streams.video.width, streams.video.height) == ("h264", 320, 240)
+    assert (full.video.codec, full.video.width, full.video.height) == ("h264", 320, 240)
+    assert streams.audio.codec == full.audio.codec == "aac"
+    # It really decodes nothing: media data cut off is described, where an input is refused.
+    cut = _bad_file("truncated_moov_first", clips, tmp_path)
+    with pytest.raises(JobFailure):
+        probe(cut)
+    described = probe(cut, decode=False)
+    assert described.video is not None and described.video.width == 320
+
+
 # --- capabilities and transcoding ------------------------------------------------------------------------
 
 
