@@ -65,7 +65,7 @@ STEPS = ("between jobs", "claim", "prepare", "ffmpeg", "finish")
 # The traced pass: (step, from mark, to mark); a mark is `<span>.start` or `<span>.end` within one job's
 # trace (the worker's spans, and the API's job.publish), `previous.end` the same pool process's last job.
 TRACED_STEPS = (
-    ("broker: publish -> task starts", "job.publish.end", "job.run.start"),
+    ("queue: publish -> task starts (the backlog, in a drain)", "job.publish.end", "job.run.start"),
     ("between jobs: ack, next message, hand-over", "previous.end", "job.run.start"),
     ("claim: CAS, history, fair-share release, commit, publish released", "job.claim.start", "job.claim.end"),
     ("running event, work folder, storage profiles", "job.claim.end", "job.fetch.start"),
@@ -77,7 +77,7 @@ TRACED_STEPS = (
     ("results: output probe, rows", "ffmpeg.encode.end", "job.package.end"),
     ("cancel check, ownership check", "job.package.end", "job.publish_outputs.start"),
     ("publish: put, fsyncs, rename", "job.publish_outputs.start", "job.publish_outputs.end"),
-    ("usage and cost", "job.publish_outputs.end", "job.record.start"),
+    ("work folder removal, usage and cost", "job.publish_outputs.end", "job.record.start"),
     ("ending: CAS, rows, usage, ledger, commit, events", "job.record.start", "job.record.end"),
     ("after: heartbeat, metrics", "job.record.end", "job.run.end"),
 )
@@ -321,11 +321,13 @@ def main(jobs: int = 60, rounds: int = 3, traced: int = 0, database_url: str | N
             steps = traced_steps(specs, traced, overrides, Path(tmp))
         for label, medians in steps.items():
             result.setdefault(label, {})["traced_step_median_ms"] = medians
-            outside = sum(v for step, v in medians.items() if not step.startswith(("ffmpeg", "broker")))
+            outside = sum(v for step, v in medians.items() if not step.startswith(("ffmpeg", "queue")))
             print(f"traced, {label}, {traced} jobs, median ms per step (tracing on):")
             for step, value in medians.items():
                 print(f"  {value:8.2f}  {step}")
-            print(f"  {outside:8.2f}  outside ffmpeg in the worker (the steps above but broker and ffmpeg)")
+            print(
+                f"  {outside:8.2f}  outside ffmpeg in the worker (the steps above but the queue and ffmpeg)"
+            )
     return result
 
 
