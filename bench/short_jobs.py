@@ -42,6 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -247,10 +248,12 @@ def job_marks(spans: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     return marks
 
 
-def traced_steps(
-    spec_for: Any, jobs: int, overrides: dict[str, str], tmp: Path
-) -> dict[str, dict[str, float]]:
-    """The traced pass over each clip: median ms of every step in TRACED_STEPS, per clip label."""
+@contextlib.contextmanager
+def traced_stack(
+    overrides: dict[str, str], tmp: Path
+) -> Iterator[tuple[Any, Settings, Callable[[list[str]], dict[str, dict[str, float]]]]]:
+    """A bench stack exporting its spans to a local OTLP receiver, and a function returning the marks of
+    the given jobs once their spans have arrived (the batch exporters send every 200 ms)."""
     port = free_port()
     sink = tmp / "spans.jsonl"
     sink.touch()
@@ -265,36 +268,47 @@ def traced_steps(
         "OTEL_BSP_SCHEDULE_DELAY": "200",
         "OTEL_TRACES_SAMPLER": "always_on",
     }
-    result: dict[str, dict[str, float]] = {}
+
+    def marks_of(ids: list[str]) -> dict[str, dict[str, float]]:
+        deadline = time.monotonic() + 30
+        while True:
+            time.sleep(0.5)
+            marks = job_marks([json.loads(line) for line in sink.read_text().splitlines() if line])
+            if all(i in marks and "job.run.end" in marks[i] for i in ids) or time.monotonic() > deadline:
+                return {i: marks[i] for i in ids if i in marks}
+
     try:
         with bench_stack(**traced) as (stack, settings):
-            headers = {"X-API-Key": stack.api_key}
-            with httpx.Client(base_url=stack.api_url, headers=headers, timeout=60) as http:
-                for label, spec in spec_for(settings):
-                    drain_stack(http, spec, 4, settings.database_url)  # warm up
-                    _, ids = drain_stack(http, spec, jobs, settings.database_url)
-                    deadline = time.monotonic() + 30
-                    while True:  # the batch exporters send within OTEL_BSP_SCHEDULE_DELAY
-                        time.sleep(0.5)
-                        spans = [json.loads(line) for line in sink.read_text().splitlines() if line]
-                        marks = job_marks(spans)
-                        if all(i in marks and "job.run.end" in marks[i] for i in ids):
-                            break
-                        if time.monotonic() > deadline:
-                            break
-                    steps = {}
-                    for step, begin, end in TRACED_STEPS:
-                        values = [
-                            marks[i][end] - marks[i][begin]
-                            for i in ids
-                            if i in marks and begin in marks[i] and end in marks[i]
-                        ]
-                        if values:
-                            steps[step] = round(median(values), 2)
-                    result[label] = steps
+            yield stack, settings, marks_of
     finally:
         receiver.terminate()
         receiver.wait(10)
+
+
+def step_medians(
+    marks: dict[str, dict[str, float]], steps: Iterable[tuple[str, str, str]]
+) -> dict[str, float]:
+    """Median ms of each (step, from mark, to mark) over the jobs that have both marks."""
+    medians = {}
+    for step, begin, end in steps:
+        values = [at[end] - at[begin] for at in marks.values() if begin in at and end in at]
+        if values:
+            medians[step] = round(median(values), 2)
+    return medians
+
+
+def traced_steps(
+    spec_for: Any, jobs: int, overrides: dict[str, str], tmp: Path
+) -> dict[str, dict[str, float]]:
+    """The traced pass over each clip: median ms of every step in TRACED_STEPS, per clip label."""
+    result: dict[str, dict[str, float]] = {}
+    with traced_stack(overrides, tmp) as (stack, settings, marks_of):
+        headers = {"X-API-Key": stack.api_key}
+        with httpx.Client(base_url=stack.api_url, headers=headers, timeout=60) as http:
+            for label, spec in spec_for(settings):
+                drain_stack(http, spec, 4, settings.database_url)  # warm up
+                _, ids = drain_stack(http, spec, jobs, settings.database_url)
+                result[label] = step_medians(marks_of(ids), TRACED_STEPS)
     return result
 
 
