@@ -64,10 +64,10 @@ PARALLEL = 2
 TARGET_RATIO = 0.8
 STEPS = ("between jobs", "claim", "prepare", "ffmpeg", "finish")
 # The traced pass: (step, from mark, to mark); a mark is `<span>.start` or `<span>.end` within one job's
-# trace (the worker's spans, and the API's job.publish), `previous.end` the same pool process's last job.
+# trace (the worker's spans, and the API's job.publish). The time between jobs is left to the untraced
+# rounds: with tracing on, the pool processes' span exports fall in that gap and swell it.
 TRACED_STEPS = (
     ("queue: publish -> task starts (the backlog, in a drain)", "job.publish.end", "job.run.start"),
-    ("between jobs: ack, next message, hand-over", "previous.end", "job.run.start"),
     ("claim: CAS, history, fair-share release, commit, publish released", "job.claim.start", "job.claim.end"),
     ("running event, work folder, storage profiles", "job.claim.end", "job.fetch.start"),
     ("fetch (file:// in place)", "job.fetch.start", "job.fetch.end"),
@@ -221,13 +221,11 @@ def cpu_by_role(processes: dict[str, list[int]]) -> dict[str, float]:
 
 
 def job_marks(spans: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
-    """Each job's marks (ms since the epoch) from its spans: `<name>.start` and `<name>.end`, and
-    `previous.end`: when the same pool process ended the job before."""
+    """Each job's marks (ms since the epoch) from its spans: `<name>.start` and `<name>.end`."""
     traces: dict[str, list[dict[str, Any]]] = {}
     for span in spans:
         traces.setdefault(span["trace_id"], []).append(span)
     marks: dict[str, dict[str, float]] = {}
-    by_worker: dict[str, list[dict[str, float]]] = {}
     for trace in traces.values():
         run = next((s for s in trace if s["name"] == "job.run"), None)
         if run is None:
@@ -239,12 +237,6 @@ def job_marks(spans: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
             at[f"{span['name']}.start"] = span["start"] / 1e6  # the last of a name wins: the latest publish
             at[f"{span['name']}.end"] = span["end"] / 1e6
         marks[str(run["attributes"].get("framefleet.job_id"))] = at
-        claim = next((s for s in trace if s["name"] == "job.claim"), {"attributes": {}})
-        by_worker.setdefault(str(claim["attributes"].get("framefleet.worker")), []).append(at)
-    for jobs in by_worker.values():
-        jobs.sort(key=lambda at: at["job.run.start"])
-        for previous, current in itertools.pairwise(jobs):
-            current["previous.end"] = previous["job.run.end"]
     return marks
 
 
