@@ -55,7 +55,8 @@ def test_ffmpeg_dies_with_the_process_that_started_it(ffmpeg: str, tmp_path: Pat
         real_popen = runner.subprocess.Popen
         def recording_popen(*args, **kwargs):
             proc = real_popen(*args, **kwargs)
-            open({str(pid_file)!r}, "w").write(str(proc.pid))
+            if {ffmpeg!r} in args[0]:  # not a helper's --help asked on the way
+                open({str(pid_file)!r}, "w").write(str(proc.pid))
             return proc
         runner.subprocess.Popen = recording_popen
         runner.run_ffmpeg([{ffmpeg!r}, *{ENDLESS!r}], on_progress=None, duration=None)
