@@ -38,18 +38,19 @@ DISPATCH_STEPS = (
 )
 
 
-def main(jobs: int = 200, *, traced: bool = False) -> dict[str, Any]:
+def main(jobs: int = 200, *, traced: bool = False, database_url: str | None = None) -> dict[str, Any]:
     """`traced`: the same run with the stack's spans sent to a local receiver, and the steps between them
     reported (tracing adds its own cost; the untraced run is the figure to compare with the targets)."""
     latencies: list[float] = []
     ids: list[str] = []
     marks_of: Any = None
+    overrides = {"FRAMEFLEET_DATABASE_URL": database_url} if database_url else {}
     with contextlib.ExitStack() as stack_scope:
         if traced:
             tmp = Path(stack_scope.enter_context(tempfile.TemporaryDirectory()))
-            stack, settings, marks_of = stack_scope.enter_context(traced_stack({}, tmp))
+            stack, settings, marks_of = stack_scope.enter_context(traced_stack(overrides, tmp))
         else:
-            stack, settings = stack_scope.enter_context(bench_stack())
+            stack, settings = stack_scope.enter_context(bench_stack(**overrides))
         clip = make_clip(demo_media(settings) / "bench" / "tiny.mp4", seconds=0.2, size="160x120")
         spec = {
             "input": clip.as_uri(),
@@ -89,5 +90,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("jobs", type=int, nargs="?", default=200)
     parser.add_argument("--traced", action="store_true", help="also report the steps from the stack's spans")
+    parser.add_argument("--database-url", help="a PostgreSQL URL instead of the embedded SQLite")
     args = parser.parse_args()
-    main(args.jobs, traced=args.traced)
+    main(args.jobs, traced=args.traced, database_url=args.database_url)
