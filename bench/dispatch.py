@@ -3,6 +3,8 @@
 The worker publishes a `progress` event (phase encode, 0 %) immediately before it spawns ffmpeg; its Redis
 stream id is a millisecond timestamp from the same machine's clock. Targets on an idle stack: p50 ≤ 10 ms,
 p99 ≤ 25 ms.
+
+`python -m bench.dispatch [jobs] [--traced] [--database-url postgresql://…]`
 """
 
 from __future__ import annotations
