@@ -224,6 +224,9 @@ def _wait_exit(proc: subprocess.Popen[bytes], timeout: float) -> bool:
         pidfd = os.pidfd_open(proc.pid) if proc.returncode is None else None
     except (AttributeError, OSError):
         pidfd = None
+    exited = select.poll()  # poll, not select: a busy process's descriptor numbers may pass 1024
+    if pidfd is not None:
+        exited.register(pidfd, select.POLLIN)
     try:
         while not _has_exited(proc):
             left = deadline - time.monotonic()
@@ -232,7 +235,7 @@ def _wait_exit(proc: subprocess.Popen[bytes], timeout: float) -> bool:
             if pidfd is None:
                 time.sleep(min(0.02, left))
             else:
-                select.select([pidfd], [], [], left)
+                exited.poll(left * 1000)
         return True
     finally:
         if pidfd is not None:
