@@ -330,14 +330,16 @@ def _with_fields(path: Path, stream: Any, video: VideoInfo) -> VideoInfo:
 
 
 def _video_info(stream: Any, frame: Any) -> VideoInfo:
+    """The video stream as the container and codec describe it, refined by its first decoded `frame`
+    (rotation, colour tags, HDR metadata) when there is one."""
     ctx = stream.codec_context
     rotation = _normalise_rotation(float(getattr(frame, "rotation", 0) or 0)) or _stream_rotation(stream)
     sar = stream.sample_aspect_ratio
-    width = int(ctx.width or frame.width)
-    height = int(ctx.height or frame.height)
+    width = int(ctx.width or getattr(frame, "width", 0))
+    height = int(ctx.height or getattr(frame, "height", 0))
     if width <= 0 or height <= 0:
         raise _invalid("the video stream has no picture size")
-    pix_fmt = ctx.pix_fmt or getattr(frame.format, "name", None)
+    pix_fmt = ctx.pix_fmt or getattr(getattr(frame, "format", None), "name", None)
     field_order = getattr(ctx, "field_order", None)
     interlaced = bool(getattr(frame, "interlaced_frame", False)) or field_order in INTERLACED_FIELD_ORDERS
     return VideoInfo(
@@ -451,7 +453,7 @@ def _duration(container: av.container.InputContainer, streams: list[Any]) -> flo
     return None
 
 
-def _probe_open(path: Path, size: int) -> MediaInfo:
+def _probe_open(path: Path, size: int, *, decode: bool) -> MediaInfo:
     with av.open(
         str(path), mode="r", options=PROBE_OPTIONS, timeout=(OPEN_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS)
     ) as container:
@@ -469,8 +471,8 @@ def _probe_open(path: Path, size: int) -> MediaInfo:
             raise _invalid("the input has no audio or video stream")
 
         checked = video_stream if video_stream is not None else audio_stream
-        frame = _first_frame(container, checked)
-        if frame is None:
+        frame = _first_frame(container, checked) if decode else None
+        if frame is None and decode:
             kind = "video" if checked is video_stream else "audio"
             raise _invalid(f"the {kind} stream does not decode (the file is truncated or corrupt)")
         # ffmpeg counts every stream's time from the file's earliest one: a sound that starts later than the
@@ -497,8 +499,13 @@ def _probe_open(path: Path, size: int) -> MediaInfo:
         )
 
 
-def probe(path: Path) -> MediaInfo:
-    """Describe the media file at `path`; raise JobFailure(input_invalid) when it is not usable media."""
+def probe(path: Path, *, decode: bool = True) -> MediaInfo:
+    """Describe the media file at `path`; raise JobFailure(input_invalid) when it is not usable media.
+
+    `decode=False` skips decoding the first frame, for a file ffmpeg itself has just written: what its
+    streams' parameters say is enough to describe it (size, length, codecs), and the decode would prove
+    nothing new while costing a decoder's start (milliseconds per output, more than a short job's probe).
+    """
     try:
         size = path.stat().st_size
     except FileNotFoundError:
@@ -510,7 +517,7 @@ def probe(path: Path) -> MediaInfo:
     if size == 0:
         raise _invalid("the input file is empty")
     try:
-        return _probe_open(path, size)
+        return _probe_open(path, size, decode=decode)
     except JobFailure:
         raise
     except av.FFmpegError as exc:

@@ -184,7 +184,7 @@ def _plain_output(plan: OutputPlan, base: str, quality: QualitySpec | None, resu
         row.details = {"frames": frames}
     else:
         try:
-            info = probe(local)
+            info = probe(local, decode=False)  # ffmpeg wrote it and exited 0: its streams say enough
         except JobFailure as exc:
             raise _failed(f"output {name} is unreadable: {exc}") from exc
         row = media_row(name, "file", uri, container.value, info, size)

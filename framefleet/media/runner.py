@@ -15,8 +15,12 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
+import functools
 import os
 import queue
+import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -99,11 +103,53 @@ _LIBC = _load_libc()
 SIG_DFL = 0
 
 
+@functools.cache
+def _helper(name: str, option: bytes) -> str | None:
+    """The path of the helper binary `name` when its --help lists `option`, else None. Asked once."""
+    path = shutil.which(name)
+    if path is None or not sys.platform.startswith("linux"):
+        return None
+    try:
+        shown = subprocess.run([path, "--help"], capture_output=True, timeout=5, check=False).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return path if option in shown else None
+
+
+def _spawn(argv: list[str]) -> tuple[list[str], Callable[[], None] | None]:
+    """The argument list to start and the preexec hook: ffmpeg dies with the thread starting it, and gets
+    default SIGTERM/SIGINT handling.
+
+    Any preexec hook makes Python fork the whole calling process (page tables, copy-on-write faults)
+    rather than vfork: from a pool process of ~150 MB that costs tens of milliseconds per start, more than
+    a short job's encode. So where they exist, small exec'd helpers do the hook's work and Python starts
+    them with vfork: util-linux's `setpriv --pdeathsig` (2.33+) sets the death signal, which survives the
+    execs after it, and, only when this process ignores SIGTERM or SIGINT (a worker's pool process does;
+    an ignored signal stays ignored across exec), coreutils' `env --default-signal` (8.31+) restores them.
+    One thing the hook did that they cannot: refuse to start when the parent died before the request
+    took effect. That leaves the instant between vfork and setpriv's prctl; an encoder started then by a
+    worker killed then runs on to its input's end, into a dead attempt's folder that nothing publishes.
+    """
+    setpriv = _helper("setpriv", b"--pdeathsig")
+    if setpriv is None:
+        return argv, _die_with_parent(os.getpid())
+    if shutil.which(argv[0]) is None:
+        # A helper would report it as its own failed exec; say it as a missing binary, as Popen does.
+        raise OSError(errno.ENOENT, "not found or not executable", argv[0])
+    spawned = [setpriv, "--pdeathsig", "KILL", "--"]
+    if signal.SIG_IGN in (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)):
+        env = _helper("env", b"--default-signal")
+        if env is None:
+            return argv, _die_with_parent(os.getpid())
+        spawned += [env, "--default-signal=TERM,INT", "--"]
+    return [*spawned, *argv], None
+
+
 def _die_with_parent(parent: int) -> Callable[[], None] | None:
     """A preexec hook: SIGKILL this ffmpeg when the thread that started it dies (Linux), else None.
 
-    It also gives ffmpeg default SIGTERM/SIGINT handling: a worker's pool process ignores them, and an
-    ignored signal would stay ignored across exec, making every stop wait for the SIGKILL.
+    It also gives ffmpeg default SIGTERM/SIGINT handling: an ignored signal would stay ignored across
+    exec, making every stop wait for the SIGKILL.
     """
     if _LIBC is None:
         return None
@@ -169,12 +215,31 @@ def _has_exited(proc: subprocess.Popen[bytes]) -> bool:
 
 
 def _wait_exit(proc: subprocess.Popen[bytes], timeout: float) -> bool:
+    """True once the leader has exited (not reaped), False after `timeout` seconds.
+
+    A pidfd wakes the moment it exits: ffmpeg's output pipes close as it exits, and a fixed sleep here
+    added up to its length to every job. Polling where the kernel has no pidfd (Linux < 5.3)."""
     deadline = time.monotonic() + timeout
-    while not _has_exited(proc):
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.02)
-    return True
+    try:
+        pidfd = os.pidfd_open(proc.pid) if proc.returncode is None else None
+    except (AttributeError, OSError):
+        pidfd = None
+    exited = select.poll()  # poll, not select: a busy process's descriptor numbers may pass 1024
+    if pidfd is not None:
+        exited.register(pidfd, select.POLLIN)
+    try:
+        while not _has_exited(proc):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            if pidfd is None:
+                time.sleep(min(0.02, left))
+            else:
+                exited.poll(left * 1000)
+        return True
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
 
 
 def _kill_group(proc: subprocess.Popen[bytes], sig: int) -> None:
@@ -296,13 +361,14 @@ def run_ffmpeg(
     moved_at = started
 
     try:
+        spawned, preexec = _spawn(argv)
         proc = subprocess.Popen(
-            argv,
+            spawned,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,
-            preexec_fn=_die_with_parent(os.getpid()),
+            preexec_fn=preexec,
             env={**os.environ, **{k: v for k, v in QUIET_ENV.items() if k not in os.environ}},
         )
     except OSError as exc:
@@ -318,12 +384,17 @@ def run_ffmpeg(
     watch = _AbortWatch(proc, abort, poll_interval) if abort is not None else None
     try:
         progress_open = True
+        cancel_due = started
         while True:
             if not progress_open and _has_exited(proc):
                 break
-            if should_cancel is not None and should_cancel():
-                canceled = True
-                break
+            if should_cancel is not None and time.monotonic() >= cancel_due:
+                # At most once per poll interval: progress samples wake this loop too, and each ask is a
+                # round trip to Redis.
+                cancel_due = time.monotonic() + poll_interval
+                if should_cancel():
+                    canceled = True
+                    break
             if abort is not None and (aborted := abort()) is not None:
                 break
             now = time.monotonic()

@@ -71,8 +71,6 @@ def fan_out(
         if not detail.isdigit():
             return None
         key = feed.milestone_source(job_id, int(detail))
-    if session.scalar(sa.select(WebhookEvent.id).where(WebhookEvent.source == key)) is not None:
-        return None
     job = session.get(Job, job_id)
     if job is None:
         return None
@@ -89,6 +87,8 @@ def fan_out(
     ]
     notify = [n["url"] for n in (job.spec.get("notify") or []) if event_type in n.get("events", ())]
     if not endpoints and not notify:
+        return None  # the common case, decided before the look-up below
+    if session.scalar(sa.select(WebhookEvent.id).where(WebhookEvent.source == key)) is not None:
         return None
     last = session.scalar(sa.select(sa.func.max(WebhookEvent.sequence)).where(WebhookEvent.job_id == job_id))
     sequence = (last or 0) + 1
@@ -387,20 +387,33 @@ class WebhookWorker:
                 )
                 entries = answer[0][1] if answer else []
                 pending_first = bool(entries) and start == "0"
-                for entry_id, fields in entries:
-                    self._fan_out_entry(entry_id, fields)
-                    self.redis.xack(feed.FEED_KEY, feed.GROUP, entry_id)
-                if entries:
+                if self.fan_out_entries(entries):
                     self._wake.set()
             except (redis.RedisError, sa.exc.SQLAlchemyError) as exc:
                 log.warning("webhook fan-out failed; retrying", error=f"{type(exc).__name__}: {exc}")
                 self.stop.wait(1.0)
 
-    def _fan_out_entry(self, entry_id: str, fields: dict[str, str]) -> None:
+    def fan_out_entries(self, entries: list[tuple[str, dict[str, str]]]) -> bool:
+        """Record a batch of feed entries, then acknowledge them in one round trip; True when any of them
+        made a delivery.
+
+        Only then are the senders woken: most job events have no target (no endpoint, no notify URL), and
+        waking every sender to find nothing due cost a transaction per sender per entry, several per job.
+        Retries coming due are found by the senders' own poll. Acknowledging after the batch keeps the
+        guarantee: an entry is acknowledged only once recorded, and recording again is a no-op.
+        """
+        made = False
+        for entry_id, fields in entries:
+            made = self._fan_out_entry(entry_id, fields) or made
+        if entries:
+            self.redis.xack(feed.FEED_KEY, feed.GROUP, *(entry_id for entry_id, _ in entries))
+        return made
+
+    def _fan_out_entry(self, entry_id: str, fields: dict[str, str]) -> bool:
         for _ in range(3):
             with self.sessions() as session:
                 try:
-                    fan_out(
+                    event = fan_out(
                         session,
                         source=entry_id,
                         job_id=fields.get("job", ""),
@@ -408,10 +421,11 @@ class WebhookWorker:
                         detail=fields.get("detail", ""),
                         secret_key=self.settings.secret_key,
                     )
-                    return
+                    return event is not None
                 except IntegrityError:
                     # Another writer took this sequence number (a leader change mid-entry): read again.
                     session.rollback()
+        return False
 
     def _send_loop(self) -> None:
         while not self.stop.is_set():

@@ -15,6 +15,7 @@ import dataclasses
 import hashlib
 import shutil
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -334,7 +335,8 @@ def run_pipeline(
             assets=assets,
         )
         _encode(plan, ffmpeg, run, start=start, gpu=hardware is not None)
-        run.check_canceled()
+        # The encode asked for a cancel while it ran; the check after packaging, before anything is
+        # published, catches one that came since (one Redis round trip instead of two).
         with tracing.span("job.package"):
             results = collect_results(
                 plan, encoded, job_output_base(settings, tenant, job.id, _default_output(namespace))
@@ -345,7 +347,7 @@ def run_pipeline(
         # A superseded attempt (its worker was presumed dead) must not publish beside its replacement.
         ensure_owner(job.id, attempt)
         with tracing.span("job.publish_outputs", attributes={"framefleet.outputs": len(results.rows)}):
-            published = _publish(job.id, results, namespace)
+            published = _publish(job.id, results, namespace, workdir=workdir)
         published.input_fingerprint, published.cache_key = fingerprint, key
         return published
     finally:
@@ -611,18 +613,25 @@ def _raise_for(result: FfmpegResult, step: str) -> None:
         raise JobFailure(failure, f"ffmpeg {step} failed: {detail[0][:500]}")
 
 
-def _publish(job_id: str, results: Results, namespace: Namespace) -> Published:
+def _publish(
+    job_id: str, results: Results, namespace: Namespace, *, workdir: Path | None = None
+) -> Published:
     """Put every piece (manifests last); return the rows and events for the task to record with the ending.
 
     A piece replaces an existing object only when it may (`piece.replace`: the job's own folder, or a
     deliverable with `overwrite: true`); otherwise the put is create-only and an existing object fails it.
+    A piece inside `workdir` (the attempt's own folder, removed after it) that no other piece puts too is
+    moved into place where the store can (a rename on the same filesystem, still fsynced before it gets
+    its name) instead of copied: the attempt never reads it again.
     """
     published: list[str] = []
     objects: list[Object] = []
+    uses = Counter(piece.local for piece in results.pieces)
     try:
         for piece in results.publish_order():
             backend = backend_within(piece.uri, namespace, write=True)
-            size = backend.put(piece.local, piece.uri, replace=piece.replace)
+            move = workdir is not None and uses[piece.local] == 1 and piece.local.is_relative_to(workdir)
+            size = backend.put(piece.local, piece.uri, replace=piece.replace, move=move)
             published.append(piece.uri)
             objects.append(Object(piece.uri, size))
     except StorageError as exc:

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import redis
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
@@ -269,3 +270,43 @@ def test_progress_milestones_are_opt_in_and_sent_once_per_job_across_attempts(
         assert [r.event["sequence"] for r in got] == [2, 3, 4, 5, 6]
         others = plain.wait(lambda got: any(r.event["type"] == "job.succeeded" for r in got))
         assert [r.event["type"] for r in others] == ["job.created", "job.started", "job.succeeded"]
+
+
+def test_the_fan_out_wakes_the_senders_only_for_entries_with_a_target(
+    hook_client: TestClient, hook_settings: Settings, make_key: KeyMaker
+) -> None:
+    """Most job events have no target: recording them must not wake every sender to find nothing due
+    (a transaction per sender per entry, several entries per job). Entries are acknowledged either way."""
+    from framefleet.webhooks import feed
+
+    redis_client = get_redis(hook_settings.redis_url)
+    try:
+        redis_client.xgroup_create(feed.FEED_KEY, feed.GROUP, id="$", mkstream=True)
+    except redis.ResponseError as exc:
+        assert "BUSYGROUP" in str(exc)
+    fan_out = WebhookWorker(hook_settings)  # not started: this test reads the feed as its fan-out thread does
+
+    def read(job_id: str) -> list[tuple[str, dict[str, str]]]:
+        answer: Any = redis_client.xreadgroup(feed.GROUP, "fanout", {feed.FEED_KEY: ">"}, count=10_000)
+        return [entry for entry in (answer[0][1] if answer else []) if entry[1]["job"] == job_id]
+
+    def pending(entries: list[tuple[str, dict[str, str]]]) -> set[str]:
+        waiting = redis_client.xpending_range(feed.FEED_KEY, feed.GROUP, min="-", max="+", count=100_000)
+        return {str(p["message_id"]) for p in waiting} & {entry_id for entry_id, _ in entries}
+
+    headers = make_key()
+    job_id = hook_client.post("/v1/jobs", json=job_body(), headers=headers).json()["id"]
+    move(hook_settings, job_id, "running")
+    untargeted = read(job_id)
+    assert [fields["type"] for _, fields in untargeted] == ["job.created", "job.started"]
+    assert pending(untargeted)
+    assert fan_out.fan_out_entries(untargeted) is False
+    assert not pending(untargeted)
+    with receiver() as target:
+        made = hook_client.post("/v1/webhooks", json={"url": target.url}, headers=headers)
+        assert made.status_code == 201, made.text
+        move(hook_settings, job_id, "succeeded")
+        targeted = read(job_id)
+        assert [fields["type"] for _, fields in targeted] == ["job.succeeded"]
+        assert fan_out.fan_out_entries(targeted) is True
+        assert not pending(targeted)

@@ -5,6 +5,7 @@ Needs only the ffmpeg binary (no Redis, no database): `pytest tests/integration/
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from pathlib import Path
@@ -156,6 +157,29 @@ def test_probe_refuses_bad_files_as_input_invalid(
     assert caught.value.failure_class is FailureClass.input_invalid
     assert caught.value.message and "Traceback" not in caught.value.message
     assert time.monotonic() - started < 10
+
+
+def test_probe_of_a_written_output_reads_the_streams_without_decoding(
+    clips: dict[str, Path], ffmpeg: str, tmp_path: Path
+) -> None:
+    # What the results step reads of each output ffmpeg wrote: the same description without a decoder.
+    output = tmp_path / "out.ts"
+    quiet_ffmpeg(
+        ffmpeg, "-i", clips["clip"], "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", output
+    )
+    full, streams = probe(output), probe(output, decode=False)
+    for info in (full, streams):
+        assert info.video is not None and info.audio is not None
+    assert (streams.duration, streams.size_bytes) == (full.duration, full.size_bytes)
+    assert (streams.video.codec, streams.video.width, streams.video.height) == ("h264", 320, 240)
+    assert (full.video.codec, full.video.width, full.video.height) == ("h264", 320, 240)
+    assert streams.audio.codec == full.audio.codec == "aac"
+    # It really decodes nothing: media data cut off is described, where an input is refused.
+    cut = _bad_file("truncated_moov_first", clips, tmp_path)
+    with pytest.raises(JobFailure):
+        probe(cut)
+    described = probe(cut, decode=False)
+    assert described.video is not None and described.video.width == 320
 
 
 # --- capabilities and transcoding ------------------------------------------------------------------------
@@ -373,6 +397,28 @@ def test_quality_pairs_frames_whatever_the_containers_time_bases(
 def slow_encode(ffmpeg: str, source: Path) -> list[str]:
     """An encode paced at real time (-re) that would run for 30 s if left alone."""
     return [ffmpeg, *paced_encode("-i", str(source))]
+
+
+def test_the_cancel_check_is_asked_once_per_poll_interval_not_per_progress_sample(ffmpeg: str) -> None:
+    # Each ask is a Redis round trip in the worker; progress samples wake the runner far more often.
+    asked: list[float] = []
+    samples: list[Progress] = []
+
+    def should_cancel() -> bool:
+        asked.append(time.monotonic())
+        return False
+
+    source = ("-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25:duration=1.5")
+    result = run_ffmpeg(
+        [ffmpeg, "-stats_period", "0.05", *paced_encode(*source)],
+        on_progress=samples.append,
+        duration=1.5,
+        should_cancel=should_cancel,
+        poll_interval=0.5,
+    )
+    assert result.returncode == 0 and not result.canceled
+    assert len(samples) > len(asked) >= 1
+    assert all(later - earlier >= 0.5 for earlier, later in itertools.pairwise(asked))
 
 
 def test_cancel_kills_ffmpeg_within_two_seconds(ffmpeg: str, clips: dict[str, Path]) -> None:

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -54,7 +55,8 @@ def test_ffmpeg_dies_with_the_process_that_started_it(ffmpeg: str, tmp_path: Pat
         real_popen = runner.subprocess.Popen
         def recording_popen(*args, **kwargs):
             proc = real_popen(*args, **kwargs)
-            open({str(pid_file)!r}, "w").write(str(proc.pid))
+            if {ffmpeg!r} in args[0]:  # not a helper's --help asked on the way
+                open({str(pid_file)!r}, "w").write(str(proc.pid))
             return proc
         runner.subprocess.Popen = recording_popen
         runner.run_ffmpeg([{ffmpeg!r}, *{ENDLESS!r}], on_progress=None, duration=None)
@@ -72,6 +74,48 @@ def test_ffmpeg_dies_with_the_process_that_started_it(ffmpeg: str, tmp_path: Pat
         os.kill(parent.pid, signal.SIGKILL)
         parent.wait(5)
         assert wait_for(lambda: not alive(ffmpeg_pid), 2), "ffmpeg outlived the process that started it"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+
+
+def test_an_encoder_started_from_a_pool_process_is_not_forked_from_it(tmp_path: Path) -> None:
+    """A worker's pool process ignores SIGTERM and SIGINT. What it starts must still get both at their
+    defaults and die with it, without any Python running between fork and exec (a preexec hook makes
+    Python fork the whole ~150 MB process instead of using vfork: tens of ms per start)."""
+    started = tmp_path / "started"
+    script = textwrap.dedent(
+        f"""
+        import json, signal
+        from framefleet.media import runner
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        real_popen = runner.subprocess.Popen
+        def recording_popen(*args, **kwargs):
+            proc = real_popen(*args, **kwargs)
+            if args[0][-2:] == ["sleep", "60"]:  # not a helper's --help asked on the way
+                hook = kwargs.get("preexec_fn") is not None
+                open({str(started)!r}, "w").write(json.dumps({{"pid": proc.pid, "preexec": hook}}))
+            return proc
+        runner.subprocess.Popen = recording_popen
+        runner.run_ffmpeg(["sleep", "60"], on_progress=None, duration=None)
+        """
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], start_new_session=True)
+    try:
+        assert wait_for(started.exists, 20), "the process never started"
+        record = json.loads(started.read_text())
+        pid = record["pid"]
+        assert record["preexec"] is False, "a preexec hook forks the whole calling process"
+        # The helpers exec'd in between are gone: the process is the binary asked for.
+        assert wait_for(lambda: Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0] == b"sleep", 5)
+        status = Path(f"/proc/{pid}/status").read_text().splitlines()
+        ignored = int(next(line for line in status if line.startswith("SigIgn")).split()[1], 16)
+        assert not ignored & (1 << (signal.SIGTERM - 1)), "SIGTERM stayed ignored: a stop would need SIGKILL"
+        assert not ignored & (1 << (signal.SIGINT - 1))
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait(5)
+        assert wait_for(lambda: not alive(pid), 2), "it outlived the process that started it"
     finally:
         if parent.poll() is None:
             parent.kill()
