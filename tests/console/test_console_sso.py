@@ -1,7 +1,8 @@
 """Console single sign-on in a real browser (Debian's chromium through Playwright): a real API (uvicorn) and a
 tiny OIDC provider this test runs (discovery, an authorize endpoint that signs the person in at once and
 redirects back with a code, a token endpoint checking the PKCE verifier and issuing RS256 JWTs signed with a
-key made here, the JWKS). Sign in and see the tenant's jobs; a callback with a wrong state is refused."""
+key made here, the JWKS). Sign in and see the tenant's jobs; a callback with a wrong state is refused; the
+Jobs page's template filter (the stack has no worker: jobs stay queued, nothing is encoded)."""
 
 from __future__ import annotations
 
@@ -140,6 +141,7 @@ class SsoStack:
     tenant: str
     job_id: str
     other_job_id: str
+    key: str  # an admin key of the tenant
 
 
 @pytest.fixture()
@@ -176,7 +178,7 @@ def sso_stack(test_env: dict[str, str], provider: Provider) -> Iterator[SsoStack
         made = httpx.post(f"{url}/v1/jobs", json=job, headers=headers, timeout=30)
         assert made.status_code == 201, made.text
         ids.append(made.json()["id"])
-    yield SsoStack(url=url, tenant=tenant, job_id=ids[0], other_job_id=ids[1])
+    yield SsoStack(url=url, tenant=tenant, job_id=ids[0], other_job_id=ids[1], key=key)
     server.should_exit = True
     thread.join(15)
 
@@ -229,3 +231,41 @@ def test_a_callback_with_a_wrong_state_is_refused(
     answer = httpx.get(f"{sso_stack.url}/console/sso/callback", params={"code": "x", "state": "y"})
     assert answer.status_code == 400
     assert provider.exchanges == []  # no code was ever traded
+
+
+def sign_in(context: Any, stack: SsoStack, path: str) -> Any:
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(stack.url + path)
+    page.get_by_role("link", name="Sign in with Example ID").click()
+    page.wait_for_url(f"**{path}")
+    return page
+
+
+def test_the_jobs_list_filters_by_template(context: Any, sso_stack: SsoStack) -> None:
+    headers = {"X-API-Key": sso_stack.key}
+    template = {
+        "name": "promo",
+        "parameters": {"input": {"type": "uri", "required": True}},
+        "spec": {"input": "{{input}}", "outputs": [{"preset": "mobile-480p"}]},
+    }
+    made = httpx.post(f"{sso_stack.url}/v1/templates", json=template, headers=headers, timeout=30)
+    assert made.status_code == 201, made.text
+    call = {"template": "promo", "params": {"input": library_uri("clip.mp4")}}
+    job = httpx.post(f"{sso_stack.url}/v1/jobs", json=call, headers=headers, timeout=30)
+    assert job.status_code == 201, job.text
+    from_template = job.json()["id"]
+
+    page = sign_in(context, sso_stack, "/console/jobs?template=promo")
+    row = page.locator(f'tr[data-job="{from_template}"]')
+    row.wait_for()
+    assert "promo v1" in row.inner_text()
+    assert page.get_by_label("Template").input_value() == "promo"
+    assert page.locator(f'tr[data-job="{sso_stack.job_id}"]').count() == 0  # made from a spec
+    page.get_by_label("Template").fill("nothing-like-it")
+    page.get_by_label("Template").press("Enter")
+    page.get_by_text("No jobs match.").wait_for()
+    assert "template=nothing-like-it" in page.url
+    page.get_by_label("Template").fill("")
+    page.get_by_label("Template").press("Enter")
+    page.locator(f'tr[data-job="{sso_stack.job_id}"]').wait_for()
