@@ -141,6 +141,15 @@ class Settings(BaseSettings):
     oidc_leeway_seconds: float = Field(default=30.0, ge=0, le=300)
     oidc_jwks_ttl_seconds: float = Field(default=300.0, gt=0)
     oidc_jwks_refetch_seconds: float = Field(default=30.0, ge=0)
+    # Console sign-in through the provider (authorization code + PKCE, docs/console.md): on when single
+    # sign-on is on and a client id is set. The endpoints come from the issuer's discovery document unless
+    # set here; like the JWKS URL they are the operator's settings, fetched wherever they point.
+    oidc_client_id: str | None = None
+    oidc_client_secret: str | None = None
+    oidc_provider_name: str = Field(default="single sign-on", min_length=1, max_length=64)
+    oidc_scopes: str = "openid"
+    oidc_authorize_url: str | None = None
+    oidc_token_url: str | None = None
     # Request rate limits (token buckets in Redis shared by every API process, docs/security.md): per key by
     # its role, per tenant, and per client address for requests without a valid key. A tenant's settings
     # may override the first two (`rate_limits`).

@@ -204,6 +204,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     openapi.install(app)
     # The last added runs first: the client's address, security headers and CORS, request context (id, log,
     # metrics), admission, audit (so refusals are recorded), then authentication and rate limits.
+    # One bearer-token lookup for the API and the console's single sign-on: tokens are checked one way.
+    tokens = token_lookup(settings)
     app.add_middleware(
         AuthMiddleware,
         cache=app.state.key_cache,
@@ -211,7 +213,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         touch=key_toucher(settings),
         busy_retry_after=settings.api_retry_after_seconds,
         limits=rate_limits(settings),
-        tokens=token_lookup(settings),
+        tokens=tokens,
         sessions=SessionCodec(settings.secret_key),
     )
     app.add_middleware(AuditMiddleware, writer=app.state.audit_writer)
@@ -262,7 +264,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(storage.router)
     app.include_router(outputs.share_router)
     app.include_router(health.router)
-    console.install(app, secret_key=settings.secret_key)
+    console.install(app, settings=settings, tokens=tokens)
 
     @app.get("/openapi.json", include_in_schema=False)
     async def openapi_alias() -> RedirectResponse:

@@ -55,6 +55,10 @@ class JobView(BaseModel):
     pending_reason: str | None = Field(
         default=None, description="Why a `pending` job waits, e.g. `tenant-suspended`; null otherwise"
     )
+    template: dict[str, Any] | None = Field(
+        default=None,
+        description="The template the job was made from ({name, version}); null for a job sent as a spec",
+    )
     usage: dict[str, Any] | None = Field(
         default=None,
         description="What all attempts consumed: cpu_seconds, wall_seconds, gpu_seconds, joules (CPU and "

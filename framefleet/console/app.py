@@ -9,8 +9,10 @@ from fastapi import FastAPI, Request
 from starlette.responses import FileResponse, Response
 from starlette.staticfiles import StaticFiles
 
-from framefleet.console import routes
+from framefleet.config import Settings
+from framefleet.console import routes, sso
 from framefleet.console.session import SessionCodec
+from framefleet.keys import Principal
 
 HERE = Path(__file__).parent
 # Installed by `make` from vendor/package-lock.json (vendor/install.sh); never fetched by the browser from
@@ -28,8 +30,10 @@ def players_present() -> dict[str, bool]:
     return {name: (VENDOR / path).is_file() for name, path in PLAYER_FILES.items()}
 
 
-def install(app: FastAPI, *, secret_key: str) -> None:
-    app.state.console_sessions = SessionCodec(secret_key)
+def install(app: FastAPI, *, settings: Settings, tokens: Callable[[str], Principal] | None) -> None:
+    """`tokens` is the API's bearer-token lookup: single sign-on in the console checks tokens with it."""
+    app.state.console_sessions = SessionCodec(settings.secret_key)
+    app.state.console_sso = sso.setup(settings, tokens=tokens)
     app.state.console_players = players_present()
     app.include_router(routes.router)
     app.mount(routes.PREFIX + "/static", StaticFiles(directory=HERE / "static"), name="console-static")

@@ -6,18 +6,20 @@ route only declares the permission it needs, like an API route, to decide whethe
 from __future__ import annotations
 
 import secrets
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.templating import Jinja2Templates
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import NoMatchFound
 
 from framefleet.api.auth import SESSION_STATE_KEY, STATE_KEY
 from framefleet.api.deps import SessionDep
+from framefleet.console import sso
 from framefleet.console.session import (
     COOKIE,
     CSRF_FIELD,
@@ -32,6 +34,7 @@ from framefleet.core.states import JobState
 from framefleet.db.models import utcnow
 from framefleet.keys import Principal, authenticate
 from framefleet.tenancy.access import refusal
+from framefleet.tenancy.oidc import JwksUnavailable, TokenError, TokenRefused
 from framefleet.tenancy.permissions import PERMISSIONS, ROLES, allows
 
 HERE = Path(__file__).parent
@@ -165,7 +168,7 @@ def _sign_in_form(request: Request, *, error: str | None = None, status_code: in
         form_token=token,
         error=error,
         next=safe_next(request.query_params.get("next")),
-        sso=request.app.state.settings.oidc_config() is not None,
+        sso_name=setup.client.provider_name if (setup := sso_of(request)) else None,
     )
     response.set_cookie(
         FORM_COOKIE,
@@ -203,16 +206,127 @@ def sign_in(
         message = "That API key is unknown or revoked." if refused is None else refused.detail
         return _sign_in_form(request, error=message, status_code=401)
     response = RedirectResponse(safe_next(next), status_code=303)
+    set_session(request, response, new_session(raw, via="key"))
+    response.delete_cookie(FORM_COOKIE, path=PREFIX + "/sign-in")
+    return response
+
+
+def set_session(request: Request, response: Response, session: ConsoleSession) -> None:
+    """The session cookie, for as long as the session lasts (a single sign-on one ends with its token)."""
+    max_age = codec(request).max_age_seconds
+    if session.expires_at is not None:
+        max_age = max(0, min(max_age, int(session.expires_at - time.time())))
     response.set_cookie(
         COOKIE,
-        codec(request).seal(new_session(raw, via="key")),
-        max_age=codec(request).max_age_seconds,
+        codec(request).seal(session),
+        max_age=max_age,
         path="/",
         httponly=True,
         samesite="strict",
         secure=secure_cookies(request),
     )
-    response.delete_cookie(FORM_COOKIE, path=PREFIX + "/sign-in")
+
+
+def sso_of(request: Request) -> sso.Sso | None:
+    found: sso.Sso | None = request.app.state.console_sso
+    return found
+
+
+def redirect_uri(request: Request) -> str:
+    """The callback's address as registered at the provider: from the installation's public URL."""
+    settings = request.app.state.settings
+    return f"{settings.public_url.rstrip('/')}{PREFIX}/sso/callback"
+
+
+@router.get("/sso/start")
+def sso_start(request: Request, next: Annotated[str, Query(max_length=2048)] = "") -> Response:
+    """Sends the browser to the provider's authorize endpoint with a fresh state, nonce and PKCE challenge,
+    all three kept in a short-lived sealed cookie for the callback.
+
+    A link, not a form: the page's CSP allows forms to post only to this origin (a redirect included).
+    Starting a sign-in changes nothing; the state bound to this browser's cookie is what stops a forged
+    callback from signing someone in."""
+    setup = sso_of(request)
+    if setup is None:
+        return _sign_in_form(request, error="Single sign-on is not configured here.", status_code=404)
+    try:
+        authorize, _ = setup.endpoints.get()
+    except sso.ProviderError as exc:
+        message = f"Single sign-on is unavailable: {exc.detail}"
+        return _sign_in_form(request, error=message, status_code=503)
+    login = sso.new_login(safe_next(next))
+    target = sso.authorize_url(
+        authorize, client=setup.client, login=login, redirect_uri=redirect_uri(request)
+    )
+    response = RedirectResponse(target, status_code=303)
+    response.set_cookie(
+        sso.STATE_COOKIE,
+        setup.states.seal(login),
+        max_age=sso.STATE_MAX_AGE_SECONDS,
+        path=sso.STATE_PATH,
+        httponly=True,
+        samesite="lax",
+        secure=secure_cookies(request),
+    )
+    return response
+
+
+@router.get("/sso/callback")
+def sso_callback(
+    request: Request,
+    code: Annotated[str, Query(max_length=4096)] = "",
+    state: Annotated[str, Query(max_length=512)] = "",
+    error: Annotated[str, Query(max_length=256)] = "",
+) -> Response:
+    """Checks the state, trades the code (with the PKCE verifier) for tokens, checks the ID token's nonce
+    and the access token exactly as the API's bearer path does, then opens the console session."""
+    setup = sso_of(request)
+    if setup is None:
+        return _sign_in_form(request, error="Single sign-on is not configured here.", status_code=404)
+    login = setup.states.open(request.cookies.get(sso.STATE_COOKIE))
+    if login is None or not csrf_matches(login.state, state):
+        return _sso_refused(request, "The sign-in could not be confirmed (its state does not match).", 400)
+    if error or not code:
+        return _sso_refused(request, f"The identity provider did not sign you in: {error or 'no code'}.", 401)
+    try:
+        tokens = sso.exchange(
+            setup.endpoints.get()[1],
+            client=setup.client,
+            code=code,
+            verifier=login.verifier,
+            redirect_uri=redirect_uri(request),
+        )
+        id_claims = setup.id_tokens.claims(tokens.id_token, audience=setup.client.client_id)
+        if not csrf_matches(login.nonce, str(id_claims.get("nonce", ""))):
+            raise TokenError("the ID token's nonce is not this sign-in's")
+        principal = setup.tokens(tokens.access_token)
+        if principal.subject != str(id_claims["sub"]):
+            raise TokenError("the ID token and the access token name different people")
+    except sso.ProviderError as exc:
+        return _sso_refused(request, exc.detail, 502)
+    except JwksUnavailable:
+        return _sso_refused(request, "The identity provider's signing keys cannot be fetched now.", 503)
+    except TokenError as exc:
+        return _sso_refused(request, f"The token was refused: {exc.detail}.", 401)
+    except TokenRefused as exc:
+        return _sso_refused(request, f"The token was refused: {exc.detail}.", 403)
+    client = request.client.host if request.client else None
+    refused = refusal(principal, now=utcnow(), client_ip=client)
+    if refused is not None:
+        return _sso_refused(request, refused.detail, refused.status)
+    ends = principal.expires_at.timestamp() if principal.expires_at else None
+    session = new_session(tokens.access_token, via="sso", expires_at=ends)
+    # A page, not a redirect: the navigation began at the provider's site, and a browser would not send the
+    # SameSite=Strict session cookie on a redirect chain that started there; a load from this page does.
+    response = render(request, "signed_in.html", title="Signed in", next=login.next)
+    set_session(request, response, session)
+    response.delete_cookie(sso.STATE_COOKIE, path=sso.STATE_PATH)
+    return response
+
+
+def _sso_refused(request: Request, message: str, status_code: int) -> Response:
+    response = _sign_in_form(request, error=message, status_code=status_code)
+    response.delete_cookie(sso.STATE_COOKIE, path=sso.STATE_PATH)
     return response
 
 

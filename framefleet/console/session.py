@@ -13,6 +13,7 @@ import base64
 import hmac
 import json
 import secrets
+import time
 from dataclasses import dataclass
 
 from cryptography.fernet import Fernet, InvalidToken
@@ -35,11 +36,15 @@ class ConsoleSession:
     credential: str  # what X-API-Key or `Authorization: Bearer` would carry
     csrf: str
     via: str  # "key" or "sso": how the person signed in (shown, and sign-out goes back the same way)
+    # A single sign-on session ends with its token (epoch seconds); a key session after MAX_AGE_SECONDS.
+    expires_at: float | None = None
 
 
-def new_session(credential: str, *, via: str) -> ConsoleSession:
+def new_session(credential: str, *, via: str, expires_at: float | None = None) -> ConsoleSession:
     """A session for `credential` with a fresh CSRF token."""
-    return ConsoleSession(credential=credential, csrf=secrets.token_urlsafe(32), via=via)
+    return ConsoleSession(
+        credential=credential, csrf=secrets.token_urlsafe(32), via=via, expires_at=expires_at
+    )
 
 
 class SessionCodec:
@@ -52,7 +57,7 @@ class SessionCodec:
         self.max_age_seconds = max_age_seconds
 
     def seal(self, session: ConsoleSession) -> str:
-        payload = {"k": session.credential, "c": session.csrf, "v": session.via}
+        payload = {"k": session.credential, "c": session.csrf, "v": session.via, "e": session.expires_at}
         return self._fernet.encrypt(json.dumps(payload, separators=(",", ":")).encode()).decode()
 
     def open(self, value: str | None) -> ConsoleSession | None:
@@ -60,7 +65,12 @@ class SessionCodec:
             return None
         try:
             payload = json.loads(self._fernet.decrypt(value.encode(), ttl=self.max_age_seconds))
-            return ConsoleSession(credential=payload["k"], csrf=payload["c"], via=payload["v"])
+            expires_at = payload.get("e")
+            if expires_at is not None and time.time() >= float(expires_at):
+                return None
+            return ConsoleSession(
+                credential=payload["k"], csrf=payload["c"], via=payload["v"], expires_at=expires_at
+            )
         except (InvalidToken, ValueError, KeyError, TypeError):
             return None
 

@@ -113,6 +113,8 @@ class Job(Base):
         sa.Index("ix_jobs_pool_created", "pool", "created_at"),
         # The SLO summary's range: jobs of a priority claimed since a time (observability/slo.py).
         sa.Index("ix_jobs_priority_started", "priority", "started_at"),
+        # GET /v1/jobs?template= within one tenant (migration 0022).
+        sa.Index("ix_jobs_tenant_template", "tenant_id", "template_name"),
     )
 
     id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
@@ -167,6 +169,9 @@ class Job(Base):
     # The W3C traceparent of the job's intake span when tracing is on (migration 0016): publishes that
     # happen later (retries, the reconciler) and webhook deliveries join the job's trace through it.
     trace_context: Mapped[str | None] = mapped_column(sa.String(64), default=None)
+    # The template (name, version) the job was made from (migration 0022); None for a job sent as a spec.
+    template_name: Mapped[str | None] = mapped_column(sa.String(128), default=None)
+    template_version: Mapped[int | None] = mapped_column(default=None)
 
 
 class StoredObject(Base):

@@ -78,11 +78,13 @@ def new_job_row(
     document: dict[str, Any],
     pool: str | None = None,
     idempotency_key: str | None = None,
+    template: tuple[str, int] | None = None,
 ) -> dict[str, Any]:
     """Every column of a new queued job, so that `Job(**row)` shows it without reading it back.
 
     `document` is `spec.model_dump(mode="json")` (serialising a spec is the costliest step of a submission,
-    done once per request); `pool` is where admission routed the job (default: from the spec alone).
+    done once per request); `pool` is where admission routed the job (default: from the spec alone);
+    `template` is the (name, version) of the template call it was made from.
     """
     now = utcnow()
     row: dict[str, Any] = {
@@ -117,6 +119,8 @@ def new_job_row(
         "workflow_id": None,
         "workflow_step": None,
         "trace_context": None,
+        "template_name": template[0] if template else None,
+        "template_version": template[1] if template else None,
     }
     dependencies.pending_row(row, spec)
     return row
@@ -190,6 +194,7 @@ class JobFilter:
     priority: Priority | None = None
     created_after: datetime | None = None
     created_before: datetime | None = None
+    template: str | None = None
 
 
 def encode_cursor(row: Job | Workflow) -> str:
@@ -221,6 +226,8 @@ def list_jobs(
         query = query.where(Job.state == filters.state.value)
     if filters.priority is not None:
         query = query.where(Job.priority == filters.priority.value)
+    if filters.template is not None:
+        query = query.where(Job.template_name == filters.template)
     if filters.created_after is not None:
         query = query.where(Job.created_at > filters.created_after)
     if filters.created_before is not None:
@@ -371,6 +378,9 @@ def job_view(job: Job, outputs: list[JobOutput] | None = None) -> dict[str, Any]
         "cache_hit": job.cached_from is not None,
         "cached_from": job.cached_from,
         "input_fingerprint": job.input_fingerprint,
+        "template": (
+            {"name": job.template_name, "version": job.template_version} if job.template_name else None
+        ),
         "spec": job.spec,
     }
     if outputs is not None:

@@ -162,6 +162,18 @@ class TokenVerifier:
     def verify(self, token: str) -> Identity:
         """The identity in a valid token; TokenError (401) saying what is wrong, JwksUnavailable (503)."""
         config = self.config
+        claims = self.claims(token, audience=config.audience)
+        return Identity(
+            subject=str(claims["sub"]),
+            tenant=self._claim(claims, config.tenant_claim),
+            role=self._claim(claims, config.role_claim),
+            expires_at=float(claims["exp"]) + config.leeway_seconds,
+        )
+
+    def claims(self, token: str, *, audience: str) -> dict[str, Any]:
+        """A token's claims once its algorithm, key, signature, issuer, `audience` and times check out
+        (the console's ID token is checked here with the client id as its audience)."""
+        config = self.config
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -179,7 +191,7 @@ class TokenVerifier:
                 token,
                 key=key,
                 algorithms=[algorithm],
-                audience=config.audience,
+                audience=audience,
                 issuer=config.issuer,
                 leeway=config.leeway_seconds,
                 options={"require": ["exp", "iss", "aud", "sub"]},
@@ -189,7 +201,7 @@ class TokenVerifier:
         except jwt.ImmatureSignatureError:
             raise TokenError("the token is not valid yet (nbf or iat in the future)") from None
         except jwt.InvalidAudienceError:
-            raise TokenError(f"the token's audience is not {config.audience!r}") from None
+            raise TokenError(f"the token's audience is not {audience!r}") from None
         except jwt.InvalidIssuerError:
             raise TokenError(f"the token's issuer is not {config.issuer!r}") from None
         except jwt.MissingRequiredClaimError as exc:
@@ -198,12 +210,7 @@ class TokenVerifier:
             raise TokenError("the token's signature does not verify") from None
         except jwt.PyJWTError as exc:
             raise TokenError(f"the token is not valid: {exc}") from None
-        return Identity(
-            subject=str(claims["sub"]),
-            tenant=self._claim(claims, config.tenant_claim),
-            role=self._claim(claims, config.role_claim),
-            expires_at=float(claims["exp"]) + config.leeway_seconds,
-        )
+        return claims
 
     @staticmethod
     def _claim(claims: dict[str, Any], name: str) -> str:

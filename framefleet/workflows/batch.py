@@ -144,6 +144,14 @@ class Resolver:
             )
         return self._templates[key]
 
+    def origin(self, document: Any) -> tuple[str, int] | None:
+        """The (name, version) of the template a resolved submission called; None for a plain spec. Read
+        from the rows resolve() cached, so it costs no query."""
+        if not isinstance(document, Mapping) or "template" not in document:
+            return None
+        row = self._template(document["template"], document.get("version"))
+        return str(row.name), int(row.version)
+
     def _upload(self, uri: str) -> str:
         """The stored URI of one of this tenant's finished uploads: `upload://<id>` names nothing else."""
         assert self.session is not None

@@ -388,10 +388,13 @@ def _job_row(session: Session, schedule: Schedule) -> tuple[dict[str, Any] | Non
     """The new job's row, or why none can be made (a spec the current release no longer accepts)."""
     tenant = session.get(Tenant, schedule.tenant_id)
     assert tenant is not None  # the schedule is deleted with its tenant
+    template = None
     if "template" in schedule.spec:
         # Resolved at each fire, as a template call submitted now would be (version None: the latest).
+        resolver = batch.Resolver(session, tenant.id)
         try:
-            spec, document = batch.Resolver(session, tenant.id).resolve(dict(schedule.spec))
+            spec, document = resolver.resolve(dict(schedule.spec))
+            template = resolver.origin(schedule.spec)
         except batch.SubmissionInvalid as exc:
             first = exc.errors[0]
             return None, f"the schedule's template no longer resolves: {first['field']}: {first['message']}"
@@ -403,4 +406,4 @@ def _job_row(session: Session, schedule: Schedule) -> tuple[dict[str, Any] | Non
         document = spec.model_dump(mode="json")
     # Jobs of a schedule are the tenant's own; a suspended tenant's job is held at its claim like any other.
     principal = Principal(tenant_id=tenant.id, tenant=tenant.name, key_id=0, role="member")
-    return jobs.new_job_row(principal=principal, spec=spec, document=document), None
+    return jobs.new_job_row(principal=principal, spec=spec, document=document, template=template), None

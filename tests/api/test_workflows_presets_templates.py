@@ -164,6 +164,40 @@ def test_template_versions_params_and_structural_substitution(
     assert missing.status_code == 422 and _fields(missing) == ["template"]
 
 
+def test_jobs_record_their_template_and_the_list_filters_by_it(
+    client: TestClient, auth: dict[str, str]
+) -> None:
+    assert client.post("/v1/templates", json=TEMPLATE, headers=auth).status_code == 201
+    v2 = {key: value for key, value in TEMPLATE.items() if key != "name"}
+    assert client.put("/v1/templates/newsroom-ingest", json=v2, headers=auth).status_code == 201
+    clip = library_uri("clip.mp4")
+    call: dict[str, Any] = {"template": "newsroom-ingest", "params": {"input": clip}}
+    latest = client.post("/v1/jobs", json=call, headers=auth)
+    assert latest.status_code == 201, latest.text
+    assert latest.json()["template"] == {"name": "newsroom-ingest", "version": 2}
+    batch = client.post("/v1/jobs/batch", json={"items": [{**call, "version": 1}, job_body()]}, headers=auth)
+    assert batch.status_code == 200, batch.text
+    from_v1, plain = (
+        client.get(f"/v1/jobs/{item['job']['id']}", headers=auth).json() for item in batch.json()["items"]
+    )
+    assert from_v1["template"] == {"name": "newsroom-ingest", "version": 1}
+    assert plain["template"] is None
+
+    def listed(**params: str) -> list[tuple[str, Any]]:
+        response = client.get("/v1/jobs", params=params, headers=auth)
+        assert response.status_code == 200, response.text
+        return [(job["id"], job["template"]) for job in response.json()["items"]]
+
+    assert listed(template="newsroom-ingest") == [
+        (from_v1["id"], {"name": "newsroom-ingest", "version": 1}),
+        (latest.json()["id"], {"name": "newsroom-ingest", "version": 2}),
+    ]
+    assert listed(template="other") == []
+    assert len(listed()) == 3
+    too_long = client.get("/v1/jobs", params={"template": "x" * 129}, headers=auth)
+    assert too_long.status_code == 422 and too_long.json()["errors"][0]["field"] == "template"
+
+
 def test_a_template_must_hold_together(client: TestClient, auth: dict[str, str]) -> None:
     undeclared = {**TEMPLATE, "name": "t-undeclared", "spec": {**TEMPLATE["spec"], "input": "{{source}}"}}
     response = client.post("/v1/templates", json=undeclared, headers=auth)

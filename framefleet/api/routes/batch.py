@@ -118,6 +118,7 @@ def _prepare(
                 settings=settings,
                 workers=workers,
                 idempotency_key=key,
+                template=resolver.origin(item),
             )
             if spec.depends_on:
                 check_parents(session, principal, spec)

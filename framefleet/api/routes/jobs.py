@@ -146,9 +146,9 @@ async def submit(
     cannot be answered from memory).
     """
     if batch.needs_database(body):
-        spec, document = await in_thread(session, _resolve_in, principal, body)
+        spec, document, template = await in_thread(session, _resolve_in, principal, body)
     else:
-        spec, document = _resolve(batch.Resolver(None, principal.tenant_id), body)
+        spec, document, template = _resolve(batch.Resolver(None, principal.tenant_id), body)
     workers = None
     if settings.admission_check:
         cache: WorkerCache = request.app.state.worker_cache
@@ -162,6 +162,7 @@ async def submit(
         settings=settings,
         workers=workers,
         idempotency_key=idempotency_key,
+        template=template,
     )
     if spec.depends_on:
         await in_thread(session, check_parents, principal, spec)
@@ -195,16 +196,19 @@ def submission_problem(exc: batch.SubmissionInvalid) -> Problem:
     return Problem("validation", detail, errors=exc.errors)
 
 
-def _resolve(resolver: batch.Resolver, body: dict[str, Any]) -> tuple[JobSpec, dict[str, Any]]:
+Resolved = tuple[JobSpec, dict[str, Any], tuple[str, int] | None]
+
+
+def _resolve(resolver: batch.Resolver, body: dict[str, Any]) -> Resolved:
+    """The spec, its document and the (name, version) of the template it was made from, if any."""
     try:
-        return resolver.resolve(body)
+        spec, document = resolver.resolve(body)
     except batch.SubmissionInvalid as exc:
         raise submission_problem(exc) from None
+    return spec, document, resolver.origin(body)
 
 
-def _resolve_in(
-    session: Session, principal: Principal, body: dict[str, Any]
-) -> tuple[JobSpec, dict[str, Any]]:
+def _resolve_in(session: Session, principal: Principal, body: dict[str, Any]) -> Resolved:
     return _resolve(batch.Resolver(session, principal.tenant_id), body)
 
 
@@ -225,6 +229,7 @@ def checked_row(
     settings: Settings,
     workers: Any,
     idempotency_key: str | None,
+    template: tuple[str, int] | None = None,
 ) -> dict[str, Any]:
     """The new job's row once the deployment's checks pass (time limit, storage area, admission against
     `workers` when admission is on); Problem naming the field otherwise."""
@@ -252,7 +257,12 @@ def checked_row(
             )
         pool = admission.pool
     return service.new_job_row(
-        principal=principal, spec=spec, document=document, pool=pool, idempotency_key=idempotency_key
+        principal=principal,
+        spec=spec,
+        document=document,
+        pool=pool,
+        idempotency_key=idempotency_key,
+        template=template,
     )
 
 
@@ -330,6 +340,10 @@ def list_jobs(
     priority: Priority | None = None,
     created_after: Annotated[datetime | None, Query(description="ISO 8601; without an offset, UTC")] = None,
     created_before: Annotated[datetime | None, Query(description="ISO 8601; without an offset, UTC")] = None,
+    template: Annotated[
+        str | None,
+        Query(min_length=1, max_length=128, description="jobs made from this template (any version)"),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=service.MAX_PAGE)] = 50,
     cursor: Annotated[
         str | None, Query(max_length=512, description="next_cursor of the previous page")
@@ -342,6 +356,7 @@ def list_jobs(
         priority=priority,
         created_after=_aware(created_after),
         created_before=_aware(created_before),
+        template=template,
     )
     try:
         jobs, next_cursor = service.list_jobs(

@@ -120,6 +120,7 @@ def _prepare(
                 settings=settings,
                 workers=workers,
                 idempotency_key=None,
+                template=resolver.origin(step.spec),
             )
             _check_outside_parents(session, principal, spec, siblings)
         except Problem as problem:

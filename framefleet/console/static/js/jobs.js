@@ -26,6 +26,7 @@ function row(job, tenant) {
     el("td", {}, el("a", { href }, job.id)),
     el("td", {}, el("span", { class: `badge ${job.state}` }, job.state)),
     el("td", {}, job.priority),
+    el("td", {}, job.template ? `${job.template.name} v${job.template.version}` : "—"),
     el("td", {}, el("progress", { max: 100, value: job.progress, "aria-label": `${job.progress} %` }), ` ${Math.round(job.progress)} %`),
     el("td", {}, when(job.created_at)));
 }
@@ -38,7 +39,7 @@ async function load({ append = false } = {}) {
     const rows = page.items.map((job) => row(job, params.get("tenant")));
     paged = append || paged;
     if (append) body.append(...rows);
-    else body.replaceChildren(...(rows.length ? rows : [el("tr", {}, el("td", { colspan: 5 }, "No jobs match."))]));
+    else body.replaceChildren(...(rows.length ? rows : [el("tr", {}, el("td", { colspan: 6 }, "No jobs match."))]));
     cursor = page.next_cursor;
     more.hidden = !cursor;
   } catch (e) {
