@@ -135,7 +135,7 @@ def _publish_span(
     if not tracing.enabled():
         yield None
         return
-    parent = None if tracing.current_ids() is not None else tracing.context_of(job.trace_context)
+    parent = None if tracing.in_span() else tracing.context_of(job.trace_context)
     attributes: dict[str, str | int] = {"framefleet.job_id": job.id, "messaging.destination.name": queue}
     if chunk is not None:
         attributes["framefleet.chunk"] = chunk

@@ -67,3 +67,37 @@ def test_a_dropped_trace_records_nothing_below_it_and_keeps_its_context() -> Non
         "OTEL_TRACES_SAMPLER": "always_off",
     }
     subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=60)
+
+
+def test_spans_reuse_one_tracer_and_write_the_w3c_header() -> None:
+    """Spans come from the tracer made at configure (the SDK's get_tracer rebuilds scope objects and rewrites
+    the warning filters on each call, a third of a span's cost), and the `traceparent` written directly is the
+    one the W3C propagator writes, sampled or not."""
+    code = (
+        "from opentelemetry import trace\n"
+        "from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator\n"
+        "from framefleet.observability import tracing\n"
+        "assert tracing.configure('test')\n"
+        "calls = []\n"
+        "real = trace.get_tracer\n"
+        "trace.get_tracer = lambda *a, **k: calls.append(a) or real(*a, **k)\n"
+        "def w3c(span):\n"
+        "    carrier = {}\n"
+        "    TraceContextTextMapPropagator().inject(carrier, context=trace.set_span_in_context(span))\n"
+        "    return carrier['traceparent']\n"
+        "with tracing.span('root', attributes={'a': 1}) as root:\n"
+        "    intake = tracing.start('intake')\n"
+        "    assert tracing.traceparent(intake) == w3c(intake)\n"
+        "    assert tracing.traceparent() == w3c(root) == tracing.inject({})['traceparent']\n"
+        "    intake.end()\n"
+        "assert calls == [], calls\n"
+        "assert tracing.traceparent() is None\n"
+        "dropped = trace.NonRecordingSpan(trace.SpanContext(1, 2, False))\n"
+        "assert tracing.traceparent(dropped) == w3c(dropped) == '00-' + '0' * 31 + '1-' + '0' * 15 + '2-00'\n"
+    )
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9",
+        "OTEL_BSP_SCHEDULE_DELAY": "60000",
+    }
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=60)
