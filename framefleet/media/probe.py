@@ -481,7 +481,8 @@ def _probe_open(path: Path, size: int, *, decode: bool) -> MediaInfo:
         video = None
         if video_stream is not None:
             info = replace(_video_info(video_stream, frame), start=_start(video_stream, file_start))
-            video = _with_fields(path, video_stream, info)
+            # A file ffmpeg has just written (decode=False) is as progressive as its stream says: no idet.
+            video = _with_fields(path, video_stream, info) if decode else info
         audio = _audio_info(audio_stream, 0, file_start) if audio_stream is not None else None
         tracks = tuple(_audio_info(s, i, file_start) for i, s in enumerate(container.streams.audio))
         return MediaInfo(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ from framefleet.media.command import JobPlan, expected_duration, plan_job
 from framefleet.media.encoders import DEFAULT_CRF, Family, HardwareSetup, quality_knob
 from framefleet.media.filters import Assets, pre_video
 from framefleet.media.ladder import resolve_ladder
-from framefleet.media.probe import MediaInfo, probe
+from framefleet.media.probe import MediaInfo, VideoInfo, probe
 from framefleet.media.results import collect_results
 from framefleet.media.target import (
     MAX_PROBES,
@@ -237,7 +237,17 @@ def cut_reel(
     keep_rotation = ops is None or ops.auto_rotate
     cut = [(offset + start, n) for start, n in windows]
     run_step(reel_args(source, cut, reel, threads=threads, keep_rotation=keep_rotation), None, 0.0)
-    return Reel(reel, probe(reel), windows, duration)
+    return Reel(reel, _as_cut_from(probe(reel), video), windows, duration)
+
+
+def _as_cut_from(reel: MediaInfo, source: VideoInfo) -> MediaInfo:
+    """The reel's probe, with the input's field structure: the lossless reel states no field order, so its
+    own probe would judge it afresh (idet can take a progressive test pattern for fields), and the probes
+    would then deinterlace what the real encode does not."""
+    if reel.video is None:
+        return reel
+    fields = replace(reel.video, interlaced=source.interlaced, field_parity=source.field_parity)
+    return replace(reel, video=fields)
 
 
 def plan_probe(
