@@ -54,9 +54,19 @@ def test_aging_lets_a_batch_job_through_constant_high_priority_load(
     stack: Stack, api: Any, key: str, clips: dict[str, Path]
 ) -> None:
     # Runs after the test above: clear what is left of its batch jobs, then age every second.
-    with session_scope() as session:
-        # Those beyond the tenant's fair share of the queue wait `pending` in the database.
-        session.execute(sa.update(Job).where(Job.state.in_(("queued", "pending"))).values(state="canceled"))
+    # Those beyond the tenant's fair share of the queue wait `pending` in the database. The worker still
+    # claims (and moves the tenant's next pending job up) meanwhile: on PostgreSQL this bulk update may be
+    # chosen as a deadlock's victim, so it is tried again.
+    for attempt in range(5):
+        try:
+            with session_scope() as session:
+                waiting = Job.state.in_(("queued", "pending"))
+                session.execute(sa.update(Job).where(waiting).values(state="canceled"))
+            break
+        except sa.exc.OperationalError:
+            if attempt == 4:
+                raise
+            time.sleep(0.2)
     for proc in list(stack.procs):
         if proc.args[-1] == "beat":  # type: ignore[index]
             proc.terminate()
