@@ -40,6 +40,26 @@ DISPATCH_STEPS = (
 )
 
 
+def dispatch_latencies(
+    client: ApiClient, spec: dict[str, Any], *, jobs: int, warm_up: int
+) -> list[tuple[str, float]]:
+    """(job id, ms from sending the POST to the worker's first progress event) for `jobs` jobs of `spec`
+    submitted one after another, after `warm_up` more that warm the worker up and are not counted."""
+    measured: list[tuple[str, float]] = []
+    for index in range(jobs + warm_up):
+        sent_ms = time.time() * 1000
+        job = client.submit(spec)
+        start_ms = None
+        for event in client.events(job["id"]):
+            if start_ms is None and event.event == "progress" and event.id:
+                start_ms = int(event.id.split("-")[0])
+            if event.event == "done":
+                break
+        if index >= warm_up and start_ms is not None:
+            measured.append((job["id"], start_ms - sent_ms))
+    return measured
+
+
 def main(jobs: int = 200, *, traced: bool = False, database_url: str | None = None) -> dict[str, Any]:
     """`traced`: the same run with the stack's spans sent to a local receiver, and the steps between them
     reported (tracing adds its own cost; the untraced run is the figure to compare with the targets)."""
@@ -60,18 +80,9 @@ def main(jobs: int = 200, *, traced: bool = False, database_url: str | None = No
             "cache": False,
         }
         with ApiClient(stack.api_url, stack.api_key, timeout=60) as client:
-            for index in range(jobs + 5):
-                sent_ms = time.time() * 1000
-                job = client.submit(spec)
-                start_ms = None
-                for event in client.events(job["id"]):
-                    if start_ms is None and event.event == "progress" and event.id:
-                        start_ms = int(event.id.split("-")[0])
-                    if event.event == "done":
-                        break
-                if index >= 5 and start_ms is not None:  # the first jobs warm up the worker
-                    latencies.append(start_ms - sent_ms)
-                    ids.append(job["id"])
+            for job_id, latency in dispatch_latencies(client, spec, jobs=jobs, warm_up=5):
+                latencies.append(latency)
+                ids.append(job_id)
         steps = step_medians(marks_of(ids), DISPATCH_STEPS) if marks_of is not None else {}
     result: dict[str, Any] = {
         "p50_ms": median(latencies),

@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from bench.common import bench_stack, demo_media, free_port, make_clip, median, percentile
+from bench.dispatch import dispatch_latencies
 from bench.throughput import _post_many, process_cpu_seconds
 from framefleet.cli.client import ApiClient
 
@@ -173,19 +174,8 @@ def one_turn(overrides: dict[str, str], *, posts: int, dispatches: int, drained:
             "outputs": [{"container": "ts", "video": {"preset": "ultrafast"}}],
             "cache": False,
         }
-        latencies: list[float] = []
         with ApiClient(stack.api_url, stack.api_key, timeout=60) as client:
-            for index in range(dispatches + 3):
-                sent_ms = time.time() * 1000
-                job = client.submit(tiny)
-                start_ms = None
-                for event in client.events(job["id"]):
-                    if start_ms is None and event.event == "progress" and event.id:
-                        start_ms = int(event.id.split("-")[0])
-                    if event.event == "done":
-                        break
-                if index >= 3 and start_ms is not None:  # the first jobs warm up the worker
-                    latencies.append(start_ms - sent_ms)
+            latencies = [ms for _, ms in dispatch_latencies(client, tiny, jobs=dispatches, warm_up=3)]
             drain = drain_rate(client, tiny, drained)
     return {
         "drain_jobs_per_s": drain,
